@@ -1,0 +1,168 @@
+"""Simulated machines declared as data: nodes, CPU layout, GPUs, the process's cgroup.
+
+A :class:`Machine` renders a sysfs tree (``render.py``) and a fake ``pynvml``
+(``nvml.py``), and declares the :class:`~gpunuma.model.Topology` the real adapters
+must read from them (:meth:`Machine.topology`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gpunuma.cpuset import CpuSet
+from gpunuma.model import Cpu, Gpu, MigDevice, NumaNode, Topology
+from gpunuma.plan import Allowed
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """A NUMA node: its cpulist (empty for CPU-less nodes), memory size and sysfs distance row.
+
+    ``distances`` is the sysfs ``distance`` row: one entry per online node, in node-id order.
+    """
+
+    id: int
+    cpus: str
+    memory_mb: int
+    distances: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class GpuSpec:
+    """A GPU as sysfs and NVML each report it.
+
+    ``sysfs_numa_node`` is the PCI ``numa_node`` file (-1 when the platform does not say).
+    ``local_cpus`` is the PCI ``local_cpulist``; None means "as the kernel derives it": the
+    node's CPUs, or every CPU when ``numa_node`` is -1.
+    ``nvml_numa_node`` is what ``nvmlDeviceGetNumaNodeId`` returns (None: NotSupported).
+    ``nvml_cpu_affinity`` is NVML's node-scope CPU affinity (None: same as ``local_cpus``).
+    ``nvml_memory_affinity`` is NVML's node-scope memory affinity (None: the sysfs node,
+    or every node with memory when that is -1).
+    """
+
+    bus_id: str
+    uuid: str
+    sysfs_numa_node: int
+    name: str = "NVIDIA H100 80GB HBM3"
+    vendor: str = "nvidia"
+    local_cpus: str | None = None
+    nvml_numa_node: int | None = None
+    nvml_cpu_affinity: str | None = None
+    nvml_memory_affinity: tuple[int, ...] | None = None
+    mig_uuids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Machine:
+    """A simulated machine. CPUs are numbered as Linux enumerates x86 and Grace parts:
+    first thread of every core socket by socket, then the second threads in the same order
+    (CPU ``t*sockets*cores + s*cores + c``).
+    """
+
+    name: str
+    description: str
+    #: Where each figure came from (public captures, vendor docs).
+    sources: tuple[str, ...]
+    sockets: int
+    cores_per_socket: int
+    threads_per_core: int
+    nodes: tuple[NodeSpec, ...]
+    gpus: tuple[GpuSpec, ...]
+    #: GPU index -> the node the default plan must bind to (None: must not bind).
+    expected_nodes: dict[int, int | None] = field(default_factory=dict)
+    offline_cpus: str = ""
+    #: The process's cgroup cpuset and affinity (None: the whole machine).
+    cgroup_cpus: str | None = None
+    cgroup_mems: str | None = None
+    affinity: str | None = None
+    #: Render no ``/sys/devices/system/node`` directory (a kernel without NUMA).
+    no_numa_dir: bool = False
+
+    # -- CPU layout -----------------------------------------------------------------
+    @property
+    def cpu_count(self) -> int:
+        return self.sockets * self.cores_per_socket * self.threads_per_core
+
+    def cpu_layout(self, cpu_id: int) -> tuple[int, int, CpuSet]:
+        """(package, core id, SMT siblings) of a CPU under the machine's numbering."""
+        per_thread = self.sockets * self.cores_per_socket
+        core_index = cpu_id % per_thread
+        package = core_index // self.cores_per_socket
+        core = core_index % self.cores_per_socket
+        siblings = CpuSet.of(core_index + t * per_thread for t in range(self.threads_per_core))
+        return package, core, siblings
+
+    # -- what the adapters must read ----------------------------------------------------
+    def all_cpus(self) -> CpuSet:
+        return CpuSet.range(0, self.cpu_count - 1)
+
+    def online_cpus(self) -> CpuSet:
+        return self.all_cpus() - CpuSet.parse_list(self.offline_cpus)
+
+    def node_cpus(self, node_id: int) -> CpuSet:
+        for node in self.nodes:
+            if node.id == node_id:
+                return CpuSet.parse_list(node.cpus)
+        raise KeyError(node_id)
+
+    def gpu_local_cpus(self, gpu: GpuSpec) -> CpuSet:
+        """The PCI ``local_cpulist`` the kernel shows for this GPU."""
+        if gpu.local_cpus is not None:
+            return CpuSet.parse_list(gpu.local_cpus)
+        if gpu.sysfs_numa_node < 0:
+            return self.all_cpus()
+        return self.node_cpus(gpu.sysfs_numa_node)
+
+    def online_node_ids(self) -> tuple[int, ...]:
+        return tuple(sorted(node.id for node in self.nodes))
+
+    def topology(self) -> Topology:
+        """The topology the sysfs adapter must read from this machine's tree.
+
+        GPU fields that only NVML knows (``memory_node``, ``affinity_nodes``) are left empty
+        here; :meth:`nvml_gpu_fields` gives them.
+        """
+        online = self.online_cpus()
+        ids = self.online_node_ids()
+        nodes = tuple(
+            NumaNode(
+                id=node.id,
+                cpus=CpuSet.parse_list(node.cpus) & online,
+                has_memory=node.memory_mb > 0,
+                distances=dict(zip(ids, node.distances)),
+                memory_mb=node.memory_mb,
+            )
+            for node in sorted(self.nodes, key=lambda n: n.id)
+        )
+        cpus = []
+        for cpu_id in sorted(online):
+            package, core, siblings = self.cpu_layout(cpu_id)
+            cpus.append(Cpu(id=cpu_id, package=package, core=core, siblings=siblings & online))
+        gpus = tuple(
+            Gpu(
+                index=index,
+                pci_bus_id=gpu.bus_id,
+                uuid=gpu.uuid if gpu.vendor == "nvidia" else None,
+                vendor=gpu.vendor,
+                numa_node=None if gpu.sysfs_numa_node < 0 else gpu.sysfs_numa_node,
+                local_cpus=self.gpu_local_cpus(gpu),
+                mig_devices=tuple(MigDevice(uuid=u, parent_index=index) for u in gpu.mig_uuids),
+                name=gpu.name,
+            )
+            for index, gpu in enumerate(self.sorted_gpus())
+        )
+        return Topology(nodes=nodes, cpus=tuple(cpus), gpus=gpus, source="sysfs")
+
+    def sorted_gpus(self) -> tuple[GpuSpec, ...]:
+        """GPUs in PCI bus order: the index order of NVML and of the topology."""
+        return tuple(sorted(self.gpus, key=lambda g: g.bus_id))
+
+    def allowed(self) -> Allowed:
+        """What a process on this machine is allowed: cgroup cpuset, memory nodes, affinity."""
+        cpus = CpuSet.parse_list(self.cgroup_cpus) if self.cgroup_cpus is not None else self.online_cpus()
+        if self.cgroup_mems is not None:
+            mems = frozenset(CpuSet.parse_list(self.cgroup_mems).ids)
+        else:
+            mems = frozenset(node.id for node in self.nodes if node.memory_mb > 0)
+        affinity = CpuSet.parse_list(self.affinity) if self.affinity is not None else cpus
+        return Allowed(cpus=cpus, mems=mems, affinity=affinity)

@@ -1,0 +1,40 @@
+"""gpunuma: put every GPU worker process on the NUMA node and CPUs local to its GPU.
+
+Importing the package is cheap: Ray, pynvml and ctypes libraries load only when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+#: Public name -> module that defines it, imported on first access.
+_EXPORTS = {
+    "CpuSet": "gpunuma.cpuset",
+    "Topology": "gpunuma.model",
+    "NumaNode": "gpunuma.model",
+    "Cpu": "gpunuma.model",
+    "Gpu": "gpunuma.model",
+    "Policy": "gpunuma.policy",
+    "CpuScope": "gpunuma.policy",
+    "MemoryPolicy": "gpunuma.policy",
+    "Fallback": "gpunuma.policy",
+    "Allowed": "gpunuma.plan",
+    "BindingPlan": "gpunuma.plan",
+    "BindingReport": "gpunuma.report",
+    "plan_binding": "gpunuma.planner",
+    "GpunumaError": "gpunuma.errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gpunuma' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

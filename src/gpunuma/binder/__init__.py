@@ -1,0 +1,1 @@
+"""Binder adapters: libnuma in-process, raw syscalls, numactl launcher and no-op."""

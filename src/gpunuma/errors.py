@@ -1,0 +1,83 @@
+"""Typed errors: every failure gpunuma raises is a subclass of :class:`GpunumaError`.
+
+Each class also inherits the builtin that fits it, so callers that catch
+``ValueError`` or ``LookupError`` keep working.
+"""
+
+from __future__ import annotations
+
+
+class GpunumaError(Exception):
+    """Base class of every error raised by gpunuma."""
+
+
+class CpuSetParseError(GpunumaError, ValueError):
+    """Text that should be a cpulist, a hex CPU mask or NVML words is malformed."""
+
+    def __init__(self, text: object, why: str) -> None:
+        self.text = text
+        self.why = why
+        super().__init__(f"cannot parse CPU set {text!r}: {why}")
+
+
+class TopologyError(GpunumaError, RuntimeError):
+    """The machine's topology could not be read or is inconsistent."""
+
+
+class SysfsFormatError(TopologyError, ValueError):
+    """A sysfs (or procfs) file holds text the kernel never writes."""
+
+    def __init__(self, path: object, text: str, why: str) -> None:
+        self.path = path
+        self.text = text
+        super().__init__(f"{path}: unexpected content {text!r}: {why}")
+
+
+class TopologyUnavailableError(TopologyError):
+    """A topology source cannot answer on this machine (no sysfs, no NVML)."""
+
+
+class NvmlError(TopologyUnavailableError):
+    """NVML failed as a whole (library missing, driver not loaded, init refused)."""
+
+    def __init__(self, message: str, *, code: int | None = None) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+class UnknownSourceError(GpunumaError, LookupError):
+    """A topology source or binder name that gpunuma does not know."""
+
+
+class GpuResolutionError(GpunumaError, LookupError):
+    """The GPU(s) this process owns could not be identified."""
+
+    def __init__(self, message: str, *, variable: str | None = None, value: str | None = None) -> None:
+        self.variable = variable
+        self.value = value
+        super().__init__(message)
+
+
+class PlanError(GpunumaError, ValueError):
+    """The binding request cannot be planned (an invalid explicit node, an unknown GPU)."""
+
+
+class InvalidNodeError(PlanError):
+    """An explicitly requested NUMA node does not exist, has no CPUs or is not allowed."""
+
+    def __init__(self, node: int, why: str) -> None:
+        self.node = node
+        self.why = why
+        super().__init__(f"NUMA node {node} cannot be used: {why}")
+
+
+class BindError(GpunumaError, OSError):
+    """Applying a plan failed; the process was restored to its previous state."""
+
+
+class LibraryNotFoundError(BindError):
+    """A shared library (libnuma, libc) or a program (numactl) the binder needs is missing."""
+
+
+class MemoryPolicyRefusedError(BindError):
+    """The kernel refused ``set_mempolicy`` (seccomp, missing CAP_SYS_NICE, cpuset.mems)."""

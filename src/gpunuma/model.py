@@ -1,0 +1,166 @@
+"""The topology value: NUMA nodes, CPUs and GPUs of one machine, as a frozen snapshot.
+
+Adapters (sysfs, NVML, fakes) produce it; the planner reads it; nothing mutates it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpunuma.cpuset import CpuSet
+
+
+@dataclass(frozen=True)
+class NumaNode:
+    """One NUMA node. ``cpus`` is empty for CPU-less nodes (GPU memory on Grace machines)."""
+
+    id: int
+    cpus: CpuSet
+    has_memory: bool = True
+    #: Distance from this node to each online node, keyed by node id (sysfs ``distance``).
+    distances: Mapping[int, int] = field(default_factory=dict)
+    memory_mb: int | None = None
+
+    @property
+    def has_cpus(self) -> bool:
+        return bool(self.cpus)
+
+    def distance_to(self, other: int) -> int | None:
+        return self.distances.get(other)
+
+    def __hash__(self) -> int:
+        return hash((self.id, self.cpus, self.has_memory, tuple(sorted(self.distances.items())), self.memory_mb))
+
+
+@dataclass(frozen=True)
+class Cpu:
+    """One logical CPU: its socket (package), core and SMT siblings (the CPUs of its core)."""
+
+    id: int
+    package: int
+    core: int
+    siblings: CpuSet
+    online: bool = True
+
+
+@dataclass(frozen=True)
+class MigDevice:
+    """A MIG instance: its UUID and the physical GPU (by index) it lives on."""
+
+    uuid: str
+    parent_index: int
+    gi: int | None = None
+    ci: int | None = None
+
+
+@dataclass(frozen=True)
+class Gpu:
+    """One physical GPU.
+
+    ``index`` is its position in PCI bus order (NVML and ``nvidia-smi`` order).
+    ``numa_node`` is the CPU-side node the platform reports (None for the kernel's -1).
+    ``memory_node`` is the node that holds the GPU's own memory on coherent platforms
+    (NVML's ``nvmlDeviceGetNumaNodeId`` on GH200/GB200), else None.
+    ``affinity_nodes`` are the nodes NVML names in its memory affinity (may be several).
+    """
+
+    index: int
+    pci_bus_id: str
+    uuid: str | None = None
+    vendor: str = "nvidia"
+    numa_node: int | None = None
+    local_cpus: CpuSet | None = None
+    memory_node: int | None = None
+    affinity_nodes: tuple[int, ...] = ()
+    mig_devices: tuple[MigDevice, ...] = ()
+    name: str | None = None
+    #: Why a field is unknown (``"nvmlDeviceGetNumaNodeId: NotSupported"``), for reports.
+    notes: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """``GPU 5 (0000:9a:00.0)``: how reasons name a GPU."""
+        return f"GPU {self.index} ({self.pci_bus_id})"
+
+
+@dataclass(frozen=True)
+class Topology:
+    """A machine: its NUMA nodes, CPUs and GPUs, and where the snapshot came from."""
+
+    nodes: tuple[NumaNode, ...]
+    cpus: tuple[Cpu, ...] = ()
+    gpus: tuple[Gpu, ...] = ()
+    source: str = "unknown"
+    #: Adapter warnings (a disagreement between NVML and sysfs, an unreadable file).
+    notes: tuple[str, ...] = ()
+
+    def node(self, node_id: int) -> NumaNode | None:
+        for node in self.nodes:
+            if node.id == node_id:
+                return node
+        return None
+
+    def gpu(self, index: int) -> Gpu | None:
+        for gpu in self.gpus:
+            if gpu.index == index:
+                return gpu
+        return None
+
+    def cpu(self, cpu_id: int) -> Cpu | None:
+        for cpu in self.cpus:
+            if cpu.id == cpu_id:
+                return cpu
+        return None
+
+    @property
+    def all_cpus(self) -> CpuSet:
+        """Every CPU that belongs to a node."""
+        result = CpuSet()
+        for node in self.nodes:
+            result = result | node.cpus
+        return result
+
+    @property
+    def cpu_nodes(self) -> tuple[NumaNode, ...]:
+        """Nodes that have CPUs, ascending by id."""
+        return tuple(node for node in self.nodes if node.has_cpus)
+
+    def node_of_cpu(self, cpu_id: int) -> int | None:
+        for node in self.nodes:
+            if cpu_id in node.cpus:
+                return node.id
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stable JSON shape of ``gpunuma topo --json`` (documented in the README)."""
+        return {
+            "source": self.source,
+            "gpus": [
+                {
+                    "index": gpu.index,
+                    "uuid": gpu.uuid,
+                    "pci_bus_id": gpu.pci_bus_id,
+                    "vendor": gpu.vendor,
+                    "numa_node": gpu.numa_node,
+                    "memory_node": gpu.memory_node,
+                    "affinity_nodes": list(gpu.affinity_nodes),
+                    "local_cpus": gpu.local_cpus.to_list() if gpu.local_cpus is not None else None,
+                    "mig_devices": [mig.uuid for mig in gpu.mig_devices],
+                    "notes": list(gpu.notes),
+                }
+                for gpu in self.gpus
+            ],
+            "nodes": [
+                {
+                    "id": node.id,
+                    "cpus": node.cpus.to_list(),
+                    "has_memory": node.has_memory,
+                    "memory_mb": node.memory_mb,
+                    "distances": {str(k): v for k, v in sorted(node.distances.items())},
+                }
+                for node in self.nodes
+            ],
+            "notes": list(self.notes),
+        }

@@ -1,0 +1,78 @@
+"""The planner's output and input values: what a process may use, and what to bind it to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpunuma.cpuset import CpuSet
+from gpunuma.policy import MemoryPolicy, Policy
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """What the kernel lets this process use.
+
+    ``cpus``/``mems`` are the cgroup cpuset (``cpuset.cpus.effective``, ``Mems_allowed``);
+    ``affinity`` is the process's current CPU affinity, which may be narrower (taskset, numactl).
+    """
+
+    cpus: CpuSet
+    mems: frozenset[int]
+    affinity: CpuSet
+
+    @property
+    def affinity_narrowed(self) -> bool:
+        """True when something already narrowed the affinity below the cpuset."""
+        return bool(self.affinity) and self.affinity < self.cpus
+
+
+@dataclass(frozen=True)
+class BindingPlan:
+    """Which node(s), CPUs and memory policy to bind to, and why, in plain words.
+
+    An empty ``cpus`` means "do not bind": ``reasons`` then says why.
+    """
+
+    gpus: tuple[int, ...]
+    nodes: tuple[int, ...]
+    cpus: CpuSet
+    memory_policy: MemoryPolicy
+    memory_nodes: tuple[int, ...]
+    reasons: tuple[str, ...]
+    policy: Policy = field(default_factory=Policy)
+    gpu_labels: tuple[str, ...] = ()
+
+    @property
+    def binds(self) -> bool:
+        """Whether this plan changes anything."""
+        return bool(self.cpus)
+
+    @property
+    def numa_node(self) -> int | None:
+        """The single node planned, or None when there is none or several."""
+        return self.nodes[0] if len(self.nodes) == 1 else None
+
+    def summary(self) -> str:
+        """One line: ``node 1, CPUs 56-111,168-223, memory preferred 1``."""
+        if not self.binds:
+            return "no binding: " + (self.reasons[-1] if self.reasons else "nothing to bind")
+        nodes = ",".join(str(n) for n in self.nodes)
+        memory = self.memory_policy.value
+        if self.memory_policy is not MemoryPolicy.NONE:
+            memory += " " + ",".join(str(n) for n in self.memory_nodes)
+        return f"NUMA node {nodes}, CPUs {self.cpus.to_list()}, memory {memory}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stable JSON shape of ``gpunuma plan --json`` (documented in the README)."""
+        return {
+            "gpus": list(self.gpus),
+            "numa_node": self.numa_node if len(self.nodes) <= 1 else list(self.nodes),
+            "numa_nodes": list(self.nodes),
+            "cpus": self.cpus.to_list(),
+            "memory_policy": self.memory_policy.value,
+            "memory_nodes": list(self.memory_nodes),
+            "binds": self.binds,
+            "cpu_scope": self.policy.cpu_scope.value,
+            "reasons": list(self.reasons),
+        }

@@ -1,0 +1,88 @@
+"""What a binder did and what the kernel holds afterwards, thread by thread."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gpunuma.cpuset import CpuSet
+from gpunuma.plan import BindingPlan
+
+
+@dataclass(frozen=True)
+class ThreadState:
+    """One thread's CPU affinity as the kernel reports it (``/proc/<pid>/task/<tid>/status``)."""
+
+    tid: int
+    name: str
+    cpus: CpuSet
+
+
+@dataclass(frozen=True)
+class KernelView:
+    """The kernel's view of a process after binding, read back rather than assumed."""
+
+    pid: int
+    cpus_allowed: CpuSet
+    mems_allowed: frozenset[int]
+    threads: tuple[ThreadState, ...]
+    #: The calling thread's memory policy mode (``default``, ``bind``, ``preferred``...), None if unreadable.
+    mempolicy: str | None = None
+    mempolicy_nodes: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class BindingReport:
+    """The outcome of applying a plan: whether it bound, how, and what the kernel holds now."""
+
+    plan: BindingPlan
+    bound: bool
+    #: Which path applied it: ``libnuma``, ``syscall``, ``numactl``, ``noop``, ``simulated``.
+    method: str
+    cpus: CpuSet
+    #: The memory policy actually in force (None when not applied or refused).
+    memory_policy: str | None
+    memory_nodes: tuple[int, ...]
+    reasons: tuple[str, ...]
+    kernel: KernelView | None = None
+    #: Planned-versus-kernel differences, in plain words; empty when they agree.
+    mismatches: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.bound and not self.mismatches
+
+    def summary(self) -> str:
+        """One line for logs: ``bound to NUMA node 0 (CPUs 0-55,112-167), memory preferred 0``."""
+        if not self.bound:
+            return "not bound: " + (self.reasons[-1] if self.reasons else "no reason recorded")
+        nodes = ",".join(str(n) for n in self.plan.nodes) or "?"
+        memory = self.memory_policy or "unchanged"
+        if self.memory_nodes and self.memory_policy not in (None, "none", "default"):
+            memory += " " + ",".join(str(n) for n in self.memory_nodes)
+        return f"bound to NUMA node {nodes} (CPUs {self.cpus.to_list()}), memory {memory}"
+
+    def to_dict(self) -> dict[str, Any]:
+        kernel = None
+        if self.kernel is not None:
+            kernel = {
+                "pid": self.kernel.pid,
+                "cpus_allowed": self.kernel.cpus_allowed.to_list(),
+                "mems_allowed": sorted(self.kernel.mems_allowed),
+                "mempolicy": self.kernel.mempolicy,
+                "mempolicy_nodes": list(self.kernel.mempolicy_nodes),
+                "threads": [
+                    {"tid": t.tid, "name": t.name, "cpus": t.cpus.to_list()} for t in self.kernel.threads
+                ],
+            }
+        return {
+            "bound": self.bound,
+            "method": self.method,
+            "cpus": self.cpus.to_list(),
+            "memory_policy": self.memory_policy,
+            "memory_nodes": list(self.memory_nodes),
+            "reasons": list(self.reasons),
+            "mismatches": list(self.mismatches),
+            "plan": self.plan.to_dict(),
+            "kernel": kernel,
+        }

@@ -1,0 +1,1 @@
+"""Topology adapters: sysfs, NVML and the automatic combination of both."""
