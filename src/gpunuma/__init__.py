@@ -26,6 +26,10 @@ _EXPORTS = {
     "BindingReport": "gpunuma.report",
     "plan_binding": "gpunuma.planner",
     "GpunumaError": "gpunuma.errors",
+    "bind_to_gpu": "gpunuma.api",
+    "bind_to_node": "gpunuma.api",
+    "plan_for": "gpunuma.api",
+    "Settings": "gpunuma.settings",
 }
 
 

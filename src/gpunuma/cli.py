@@ -1,0 +1,252 @@
+"""The ``gpunuma`` command: see the topology, the plan, check a running process, exec bound.
+
+``--simulate NAME`` runs the same commands against a machine of the simulated catalogue
+(``gpunuma machines`` lists them), so a laptop shows what would happen on a DGX.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from gpunuma.errors import GpunumaError
+from gpunuma.policy import CpuScope, Fallback, MemoryPolicy, Policy
+
+_SOURCES = ("auto", "nvml", "sysfs")
+
+
+@contextlib.contextmanager
+def _topology_source(args: argparse.Namespace) -> Iterator[Any]:
+    """The source the command reads: the real machine, or a rendered simulated one."""
+    from gpunuma.api import make_source
+
+    name = args.source
+    if getattr(args, "simulate", None) is None:
+        yield make_source(name, root=args.root)
+        return
+    import gpunuma_fakes
+    from gpunuma.topology.sysfs import SysfsTopology
+
+    machine = gpunuma_fakes.machine(args.simulate)
+    with tempfile.TemporaryDirectory(prefix=f"gpunuma-{machine.name}-") as tmp:
+        root = gpunuma_fakes.render_sysfs(machine, Path(tmp))
+        sysfs = SysfsTopology(root=root)
+        if name == "sysfs":
+            yield sysfs
+        elif name == "nvml":
+            from gpunuma.topology.nvml import NvmlTopology
+
+            yield NvmlTopology(nvml=gpunuma_fakes.fake_nvml(machine), sysfs=sysfs)
+        else:
+            from gpunuma.topology.auto import AutoTopology
+
+            yield AutoTopology(nvml=gpunuma_fakes.fake_nvml(machine), sysfs=sysfs)
+
+
+def _policy(args: argparse.Namespace) -> Policy:
+    from gpunuma.settings import Settings
+
+    base = Settings.from_env().policy
+    return Policy(
+        cpu_scope=args.scope or base.cpu_scope,
+        memory=args.memory or base.memory,
+        on_disallowed=args.on_disallowed or base.on_disallowed,
+        override_affinity=args.override_affinity or base.override_affinity,
+        spread_unknown=args.spread_unknown or base.spread_unknown,
+    )
+
+
+def _gpus(args: argparse.Namespace) -> list[int | str] | None:
+    if not args.gpu:
+        return None
+    return [int(g) if g.isdigit() else g for g in args.gpu]
+
+
+# -- printing -------------------------------------------------------------------------------
+def _print_topology(topology: Any) -> None:
+    print(f"Topology (source: {topology.source})")
+    print(f"NUMA nodes: {len(topology.nodes)}")
+    for node in topology.nodes:
+        cpus = f"CPUs {node.cpus.to_list()} ({len(node.cpus)})" if node.has_cpus else "no CPUs"
+        memory = f"{node.memory_mb} MB" if node.memory_mb is not None else ("memory" if node.has_memory else "")
+        if not node.has_memory:
+            memory = "no memory"
+        distances = " ".join(str(d) for _, d in sorted(node.distances.items()))
+        print(f"  node {node.id}: {cpus}, {memory}, distances {distances}")
+    print(f"GPUs: {len(topology.gpus)}")
+    for gpu in topology.gpus:
+        node = "unknown" if gpu.numa_node is None else str(gpu.numa_node)
+        local = gpu.local_cpus.to_list() if gpu.local_cpus is not None else "unknown"
+        extra = ""
+        if gpu.memory_node is not None:
+            extra += f", GPU memory node {gpu.memory_node}"
+        if gpu.mig_devices:
+            extra += f", {len(gpu.mig_devices)} MIG devices"
+        print(f"  GPU {gpu.index}  {gpu.pci_bus_id}  {gpu.uuid or '-'}  node {node}  local CPUs {local}{extra}")
+        for note in gpu.notes:
+            print(f"      note: {note}")
+    for note in topology.notes:
+        print(f"note: {note}")
+
+
+def _print_plan(plan: Any) -> None:
+    gpus = ", ".join(plan.gpu_labels) or ", ".join(f"GPU {g}" for g in plan.gpus) or "no GPU"
+    print(f"Plan for {gpus}: {plan.summary()}")
+    for reason in plan.reasons:
+        print(f"  - {reason}")
+
+
+def _print_report(report: Any) -> None:
+    print(report.summary())
+    for reason in report.reasons:
+        print(f"  - {reason}")
+    for mismatch in report.mismatches:
+        print(f"  ! {mismatch}")
+
+
+# -- commands --------------------------------------------------------------------------------
+def cmd_topo(args: argparse.Namespace) -> int:
+    with _topology_source(args) as source:
+        topology = source.read()
+    if args.json:
+        print(json.dumps(topology.to_dict(), indent=2))
+    else:
+        _print_topology(topology)
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from gpunuma.api import plan_for
+
+    with _topology_source(args) as source:
+        plan = plan_for(_gpus(args), node=args.node, source=source, policy=_policy(args))
+    if args.json:
+        print(json.dumps(plan.to_dict(), indent=2))
+    else:
+        _print_plan(plan)
+    return 0
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    from gpunuma.api import plan_for
+
+    argv = list(args.command)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        raise SystemExit("gpunuma exec: give the command after --, e.g. gpunuma exec --gpu 0 -- python app.py")
+    with _topology_source(args) as source:
+        plan = plan_for(_gpus(args), node=args.node, source=source, policy=_policy(args))
+    if args.simulate is not None or args.dry_run:
+        where = f"simulated {args.simulate}" if args.simulate else "this machine"
+        print(f"would run {argv!r} on {where} bound as follows (nothing executed):")
+        _print_plan(plan)
+        return 0
+    from gpunuma.launch import exec_bound
+
+    exec_bound(plan, argv, strict=args.strict)
+    return 0  # exec_bound only returns when exec failed, which raises
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from gpunuma.check import check_process
+
+    result = check_process(args.pid, source=args.source, proc_root=args.proc)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(result.render())
+    return 0 if result.ok else 1
+
+
+def cmd_machines(args: argparse.Namespace) -> int:
+    import gpunuma_fakes
+
+    for name in gpunuma_fakes.names():
+        machine = gpunuma_fakes.machine(name)
+        print(f"{name:24} {machine.description}")
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------------
+def _add_source(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", choices=_SOURCES, default=os.environ.get("GPUNUMA_SOURCE") or "auto",
+                        help="where the topology comes from (default: auto = NVML + sysfs)")
+    parser.add_argument("--simulate", metavar="NAME", help="use a simulated machine (see `gpunuma machines`)")
+    parser.add_argument("--root", default="/", help="sysfs/procfs root to read (default: /)")
+    parser.add_argument("--json", action="store_true", help="print the stable JSON shape")
+
+
+def _add_policy(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gpu", action="append", metavar="GPU",
+                        help="local GPU index (cuda:N), UUID or bus id; repeat for several; "
+                             "default: from Ray or CUDA_VISIBLE_DEVICES")
+    parser.add_argument("--node", type=int, help="bind to this NUMA node explicitly")
+    parser.add_argument("--scope", choices=[s.value for s in CpuScope], help="CPU scope (default node)")
+    parser.add_argument("--memory", choices=[m.value for m in MemoryPolicy], help="memory policy (default preferred)")
+    parser.add_argument("--on-disallowed", choices=[f.value for f in Fallback],
+                        help="when the cgroup allows none of the node: nearest allowed node, or none")
+    parser.add_argument("--override-affinity", action="store_true",
+                        help="rebind even if the CPU affinity was already narrowed (taskset, numactl, Slurm)")
+    parser.add_argument("--spread-unknown", action="store_true",
+                        help="when GPUs report no locality, spread them over all nodes by rank")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gpunuma", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what gpunuma does")
+    sub = parser.add_subparsers(dest="command_name", required=True)
+
+    topo = sub.add_parser("topo", help="print NUMA nodes, CPUs and GPUs with their locality")
+    _add_source(topo)
+    topo.set_defaults(func=cmd_topo)
+
+    plan = sub.add_parser("plan", help="print the binding plan for a GPU, with its reasons")
+    _add_source(plan)
+    _add_policy(plan)
+    plan.set_defaults(func=cmd_plan)
+
+    run = sub.add_parser("exec", help="bind this process to the GPU's node, then exec the command")
+    _add_source(run)
+    _add_policy(run)
+    run.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+    run.add_argument("--strict", action="store_true", help="fail instead of running unbound")
+    run.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
+    run.set_defaults(func=cmd_exec)
+
+    check = sub.add_parser("check", help="is this process bound right? read the kernel's view of a process")
+    check.add_argument("--pid", default="self", help="process id (default: this process)")
+    check.add_argument("--source", choices=_SOURCES, default="auto")
+    check.add_argument("--proc", default="/proc", help="procfs root (default /proc)")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(func=cmd_check)
+
+    machines = sub.add_parser("machines", help="list the simulated machines for --simulate")
+    machines.set_defaults(func=cmd_machines)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        return int(args.func(args))
+    except GpunumaError as err:
+        print(f"gpunuma: error: {err}", file=sys.stderr)
+        return 2
+    except LookupError as err:
+        print(f"gpunuma: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Environment switches, read in one place: the only way the environment steers binding.
+
+=====================  ==========================================  =================
+variable               meaning                                     default
+=====================  ==========================================  =================
+``GPUNUMA_BIND``       ``0``/``false``/``off`` disables binding     ``1`` (enabled)
+                       (a no-op binder records the plan)
+``GPUNUMA_STRICT``     ``1`` raises when binding fails; else a      ``0`` (best-effort)
+                       warning and a "not bound" report
+``GPUNUMA_CPU_SCOPE``  ``node``, ``socket`` or ``exclusive``        ``node``
+``GPUNUMA_MEMORY``     ``preferred``, ``bind`` or ``none``          ``preferred``
+``GPUNUMA_SOURCE``     ``auto``, ``nvml`` or ``sysfs``              ``auto``
+``GPUNUMA_OVERRIDE``   ``1`` rebinds an already narrowed affinity   ``0``
+=====================  ==========================================  =================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from gpunuma.errors import GpunumaError
+from gpunuma.policy import CpuScope, MemoryPolicy, Policy
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class SettingsError(GpunumaError, ValueError):
+    """A ``GPUNUMA_*`` variable holds a value gpunuma does not understand."""
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise SettingsError(f"{name}={raw!r}: expected one of 1/0, true/false, yes/no, on/off")
+
+
+def _choice(env: Mapping[str, str], name: str, enum: type, default: str) -> str:
+    raw = env.get(name, "").strip().lower() or default
+    try:
+        return enum(raw)
+    except ValueError:
+        allowed = ", ".join(member.value for member in enum)
+        raise SettingsError(f"{name}={raw!r}: expected one of {allowed}") from None
+
+
+_SOURCES = ("auto", "nvml", "sysfs")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The binding settings that ``GPUNUMA_*`` variables give, with the library's defaults."""
+
+    enabled: bool = True
+    strict: bool = False
+    source: str = "auto"
+    policy: Policy = field(default_factory=Policy)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the ``GPUNUMA_*`` variables once (``env`` defaults to ``os.environ``)."""
+        env = os.environ if env is None else env
+        source = env.get("GPUNUMA_SOURCE", "").strip().lower() or "auto"
+        if source not in _SOURCES:
+            raise SettingsError(f"GPUNUMA_SOURCE={source!r}: expected one of {', '.join(_SOURCES)}")
+        policy = Policy(
+            cpu_scope=_choice(env, "GPUNUMA_CPU_SCOPE", CpuScope, "node"),
+            memory=_choice(env, "GPUNUMA_MEMORY", MemoryPolicy, "preferred"),
+            override_affinity=_flag(env, "GPUNUMA_OVERRIDE", False),
+        )
+        return cls(
+            enabled=_flag(env, "GPUNUMA_BIND", True),
+            strict=_flag(env, "GPUNUMA_STRICT", False),
+            source=source,
+            policy=policy,
+        )
