@@ -1,0 +1,277 @@
+"""The pure binding decision: a topology, the GPUs a process owns and what it is allowed -> a plan.
+
+No I/O. The same inputs always give the same plan, and every plan says why in plain words.
+
+Rules:
+
+1. **A GPU's CPU node**, in order:
+
+   a. ``numa_node`` known and that node has CPUs: that node.
+   b. ``numa_node`` known but CPU-less, or else NVML's GPU-memory node (``memory_node``, GH200/GB200)
+      known: the nearest node with CPUs by that node's distance row (ties: lowest id).
+   c. ``numa_node`` unknown (the kernel's -1): the candidates are the CPU nodes meeting the GPU's
+      local CPUs, or else the nodes of NVML's memory affinity. One candidate: it. Several, but not
+      every CPU node: the GPUs sharing that candidate set are ranked by index and split into
+      contiguous blocks over the candidates (``rank * len(candidates) // count``). Every CPU node
+      (a VM whose local CPUs are all CPUs) or no information: no binding ("not guessing"), unless
+      ``policy.spread_unknown``, which spreads such GPUs over every CPU node the same way.
+
+2. **CPU scope** (``policy.cpu_scope``): ``node`` takes the allowed CPUs of the node; ``socket`` the
+   allowed CPUs of every node on the node's socket(s); ``exclusive`` splits the node's physical cores
+   that have an allowed CPU (SMT siblings together, ordered by lowest CPU) into contiguous disjoint
+   shares among the GPUs on that node, ranked by index (share sizes differ by at most one core).
+   With more GPUs than cores, rank ``r`` gets core ``r % cores`` and the shares overlap.
+3. **Memory** (``policy.memory``): ``bind``/``preferred`` use the chosen CPU nodes that have memory
+   and are in the allowed memory nodes; if none, the nearest allowed node with memory; if none at all,
+   the memory policy is left alone. ``none`` leaves memory alone.
+4. **Several GPUs** on different nodes: the union of their nodes (``exclusive``: of their shares).
+5. **Cgroup**: planned CPUs are always allowed CPUs. A node partly allowed is bound to its allowed
+   part. A node with no allowed CPU: ``on_disallowed=nearest`` moves to the nearest node with allowed
+   CPUs, ``none`` does not bind.
+6. **Explicit node** (``node=``): it must exist, have CPUs and have an allowed CPU, else
+   :class:`~gpunuma.errors.InvalidNodeError`. It wins over the GPUs' nodes.
+7. **Narrowed affinity** (taskset, numactl, a batch scheduler): no binding unless
+   ``policy.override_affinity``, which rebinds within the cgroup's CPUs.
+8. No GPU and no node: :class:`~gpunuma.errors.PlanError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from gpunuma.cpuset import CpuSet
+from gpunuma.errors import InvalidNodeError, PlanError
+from gpunuma.model import Gpu, NumaNode, Topology
+from gpunuma.plan import Allowed, BindingPlan
+from gpunuma.planning.cores import physical_cores, share_of
+from gpunuma.planning.distance import node_list
+from gpunuma.planning.locality import Locality, NodeChoice, gpu_nodes
+from gpunuma.planning.memory import plan_memory
+from gpunuma.planning.placement import Placement, disallowed_reason, place_gpus
+from gpunuma.policy import CpuScope, MemoryPolicy, Policy
+
+__all__ = ["Locality", "NodeChoice", "Placement", "gpu_nodes", "gpu_placements", "plan_binding"]
+
+
+def gpu_placements(topology: Topology, allowed: Allowed, policy: Policy = Policy()) -> dict[int, Placement]:
+    """Every GPU's node once the cgroup is applied (rules 1 and 5), keyed by GPU index.
+
+    Exclusive shares rank GPUs within these nodes, so every rank of a job agrees on them.
+    """
+    return place_gpus(topology, gpu_nodes(topology, policy), allowed, policy)
+
+
+def plan_binding(
+    topology: Topology,
+    gpus: Sequence[int],
+    allowed: Allowed,
+    policy: Policy = Policy(),
+    *,
+    node: int | None = None,
+) -> BindingPlan:
+    """Plan where a process owning physical GPUs ``gpus`` (or pinned to ``node``) should run.
+
+    Raises :class:`PlanError` for a GPU index not in the topology or an empty request, and
+    :class:`InvalidNodeError` for an explicit node that does not exist, has no CPUs or is not allowed.
+    """
+    owned = _owned_gpus(topology, gpus)
+    if not owned and node is None:
+        raise PlanError("nothing to bind to: no GPU and no node given")
+    explicit = _explicit_node(topology, node, allowed) if node is not None else None
+
+    choices = gpu_nodes(topology, policy)
+    placements = place_gpus(topology, choices, allowed, policy)
+    reasons: list[str] = []
+    for gpu in owned:
+        source = choices[gpu.index] if explicit is not None else placements[gpu.index]
+        reasons.extend(source.reasons)
+
+    def no_binding(why: str | None = None) -> BindingPlan:
+        return BindingPlan(
+            gpus=tuple(gpu.index for gpu in owned),
+            nodes=(),
+            cpus=CpuSet(),
+            memory_policy=MemoryPolicy.NONE,
+            memory_nodes=(),
+            reasons=(*reasons, why) if why else tuple(reasons),
+            policy=policy,
+            gpu_labels=tuple(gpu.label for gpu in owned),
+        )
+
+    if allowed.affinity_narrowed:
+        narrowed = f"CPU affinity was already narrowed to {allowed.affinity} (numactl, taskset or a batch scheduler)"
+        if not policy.override_affinity:
+            return no_binding(f"{narrowed}; leaving it alone (override_affinity=True rebinds)")
+        reasons.append(f"{narrowed}; override_affinity=True rebinds within this cgroup's CPUs {allowed.cpus}")
+
+    if explicit is not None:
+        suffix = "; it overrides the GPUs' own node(s)" if owned else ""
+        reasons.append(f"node {explicit.id} was requested explicitly{suffix}")
+        targets: tuple[int, ...] = (explicit.id,)
+    else:
+        targets = _gpu_targets(owned, placements, reasons, policy)
+        if not targets:
+            return no_binding(
+                None if len(owned) == 1 else f"none of GPUs {_indices(owned)} has a node this process can bind to"
+            )
+
+    if policy.cpu_scope is CpuScope.SOCKET:
+        cpus, nodes = _socket_scope(topology, targets, allowed, reasons)
+    elif policy.cpu_scope is CpuScope.EXCLUSIVE:
+        cpus, nodes = _exclusive_scope(topology, targets, owned, placements, allowed, reasons)
+    else:
+        cpus, nodes = _node_scope(topology, targets, allowed, reasons)
+
+    memory = plan_memory(topology, nodes, allowed, policy.memory)
+    return BindingPlan(
+        gpus=tuple(gpu.index for gpu in owned),
+        nodes=nodes,
+        cpus=cpus,
+        memory_policy=memory.policy,
+        memory_nodes=memory.nodes,
+        reasons=(*reasons, *memory.reasons),
+        policy=policy,
+        gpu_labels=tuple(gpu.label for gpu in owned),
+    )
+
+
+def _indices(gpus: Sequence[Gpu]) -> str:
+    return ", ".join(str(gpu.index) for gpu in gpus)
+
+
+def _owned_gpus(topology: Topology, gpus: Sequence[int]) -> tuple[Gpu, ...]:
+    """The process's GPUs, by ascending index; rule 8's companion check of unknown indices."""
+    owned: list[Gpu] = []
+    for index in sorted(set(gpus)):
+        gpu = topology.gpu(index)
+        if gpu is None:
+            known = node_list(g.index for g in topology.gpus) or "none"
+            raise PlanError(f"GPU {index} is not in the topology (GPUs: {known})")
+        owned.append(gpu)
+    return tuple(owned)
+
+
+def _explicit_node(topology: Topology, node_id: int, allowed: Allowed) -> NumaNode:
+    """Rule 6: the requested node, or InvalidNodeError saying what is wrong with it."""
+    node = topology.node(node_id)
+    if node is None:
+        known = node_list(n.id for n in topology.nodes) or "none"
+        raise InvalidNodeError(node_id, f"node {node_id} does not exist; nodes are {known}")
+    if not node.has_cpus:
+        if any(gpu.memory_node == node_id for gpu in topology.gpus):
+            kind = " (GPU memory)"
+        elif node.has_memory:
+            kind = " (memory only)"
+        else:
+            kind = ""
+        raise InvalidNodeError(node_id, f"node {node_id} has no CPUs{kind}")
+    if node.cpus.isdisjoint(allowed.cpus):
+        raise InvalidNodeError(node_id, disallowed_reason(node, allowed))
+    return node
+
+
+def _gpu_targets(
+    owned: Sequence[Gpu], placements: Mapping[int, Placement], reasons: list[str], policy: Policy
+) -> tuple[int, ...]:
+    """The nodes the process's GPUs were placed on (rule 4), noting GPUs left out."""
+    placed = [gpu for gpu in owned if placements[gpu.index].node is not None]
+    targets = tuple(sorted({placements[gpu.index].node for gpu in placed if placements[gpu.index].node is not None}))
+    if placed and len(placed) < len(owned):
+        for gpu in owned:
+            if placements[gpu.index].node is None:
+                reasons.append(f"{gpu.label} is left out; binding to the node(s) of GPU(s) {_indices(placed)}")
+    if len(targets) > 1:
+        what = "shares" if policy.cpu_scope is CpuScope.EXCLUSIVE else "nodes"
+        reasons.append(f"GPUs {_indices(placed)} are on nodes {node_list(targets)}; binding to the union of their {what}")
+    return targets
+
+
+def _partial(node: NumaNode, allowed: Allowed, reasons: list[str]) -> CpuSet:
+    """The allowed CPUs of ``node``, noting when the cgroup allows only part of it (rule 5)."""
+    part = node.cpus & allowed.cpus
+    if part and part != node.cpus:
+        reason = f"{len(part)} of node {node.id}'s {len(node.cpus)} CPUs are allowed by this cgroup"
+        if reason not in reasons:
+            reasons.append(reason)
+    return part
+
+
+def _node(topology: Topology, node_id: int) -> NumaNode:
+    node = topology.node(node_id)
+    assert node is not None  # targets come from the topology's own nodes
+    return node
+
+
+def _node_scope(
+    topology: Topology, targets: Sequence[int], allowed: Allowed, reasons: list[str]
+) -> tuple[CpuSet, tuple[int, ...]]:
+    cpus = CpuSet()
+    for node_id in targets:
+        cpus = cpus | _partial(_node(topology, node_id), allowed, reasons)
+    return cpus, tuple(targets)
+
+
+def _socket_scope(
+    topology: Topology, targets: Sequence[int], allowed: Allowed, reasons: list[str]
+) -> tuple[CpuSet, tuple[int, ...]]:
+    cpus = CpuSet()
+    nodes: set[int] = set()
+    for node_id in targets:
+        node = _node(topology, node_id)
+        packages = sorted({cpu.package for cpu_id in node.cpus if (cpu := topology.cpu(cpu_id)) is not None})
+        if not packages:
+            reasons.append(f"the topology names no socket for node {node_id}'s CPUs; cpu_scope=socket uses the node")
+            members = [node]
+        else:
+            members = [
+                other
+                for other in topology.cpu_nodes
+                if any((cpu := topology.cpu(cpu_id)) is not None and cpu.package in packages for cpu_id in other.cpus)
+            ]
+            sockets = ",".join(str(p) for p in packages)
+            reasons.append(
+                f"cpu_scope=socket: node {node_id} is on socket {sockets} with node(s) "
+                f"{node_list(m.id for m in members)}"
+            )
+        for member in members:
+            part = _partial(member, allowed, reasons)
+            if part:
+                cpus = cpus | part
+                nodes.add(member.id)
+    return cpus, tuple(sorted(nodes))
+
+
+def _exclusive_scope(
+    topology: Topology,
+    targets: Sequence[int],
+    owned: Sequence[Gpu],
+    placements: Mapping[int, Placement],
+    allowed: Allowed,
+    reasons: list[str],
+) -> tuple[CpuSet, tuple[int, ...]]:
+    cpus = CpuSet()
+    for node_id in targets:
+        node = _node(topology, node_id)
+        group = sorted(index for index, placement in placements.items() if placement.node == node_id)
+        mine = [gpu for gpu in owned if gpu.index in group]
+        if not mine:
+            reasons.append(f"cpu_scope=exclusive: no GPU of this process is on node {node_id}; using all of it")
+            cpus = cpus | _partial(node, allowed, reasons)
+            continue
+        _partial(node, allowed, reasons)
+        cores = physical_cores(topology, node.cpus, allowed.cpus)
+        for gpu in mine:
+            rank = group.index(gpu.index)
+            share = share_of(cores, rank, len(group), allowed.cpus)
+            if share.overlapping:
+                reasons.append(
+                    f"cpu_scope=exclusive: node {node_id} has {share.cores} core(s) with allowed CPUs for "
+                    f"{len(group)} GPUs; {gpu.label} (rank {rank}) gets core {share.first}, so shares overlap"
+                )
+            else:
+                reasons.append(
+                    f"cpu_scope=exclusive: {gpu.label} is rank {rank} of the {len(group)} GPU(s) on node "
+                    f"{node_id}; its share is cores {share.first}-{share.last} of {share.cores}: CPUs {share.cpus}"
+                )
+            cpus = cpus | share.cpus
+    return cpus, tuple(targets)

@@ -1,0 +1,51 @@
+"""Rule 2's exclusive scope: a node's physical cores, split into contiguous disjoint shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gpunuma.cpuset import CpuSet
+from gpunuma.model import Topology
+
+
+@dataclass(frozen=True)
+class Share:
+    """One rank's cores: the CPUs of cores ``first``..``last`` (by position), and whether shares overlap."""
+
+    cpus: CpuSet
+    first: int
+    last: int
+    cores: int
+    overlapping: bool
+
+
+def physical_cores(topology: Topology, cpus: CpuSet, allowed: CpuSet) -> list[CpuSet]:
+    """The cores among ``cpus`` with at least one allowed CPU, each its sorted sibling set, by lowest CPU.
+
+    A CPU the topology does not describe counts as a core of its own.
+    """
+    cores: set[CpuSet] = set()
+    for cpu_id in cpus:
+        cpu = topology.cpu(cpu_id)
+        siblings = (cpu.siblings | CpuSet.of([cpu_id])) if cpu is not None else CpuSet.of([cpu_id])
+        core = siblings & cpus
+        if not core.isdisjoint(allowed):
+            cores.add(core)
+    return sorted(cores, key=lambda core: min(core.ids))
+
+
+def share_of(cores: list[CpuSet], rank: int, count: int, allowed: CpuSet) -> Share:
+    """Rank ``rank`` of ``count``'s contiguous block of ``cores`` (sizes differ by at most one core).
+
+    With more ranks than cores, rank ``r`` gets core ``r % len(cores)`` and the shares overlap.
+    """
+    total = len(cores)
+    if count > total:
+        position = rank % total
+        return Share(cores[position] & allowed, position, position, total, overlapping=True)
+    first = rank * total // count
+    end = (rank + 1) * total // count
+    cpus = CpuSet()
+    for core in cores[first:end]:
+        cpus = cpus | core
+    return Share(cpus & allowed, first, end - 1, total, overlapping=False)

@@ -1,0 +1,51 @@
+"""Nearest-node search over a node's sysfs distance row."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from gpunuma.cpuset import CpuSet
+from gpunuma.model import NumaNode, Topology
+
+#: Sort key for a node missing from a distance row: after every measured one.
+_UNMEASURED = 1 << 30
+
+
+@dataclass(frozen=True)
+class Nearest:
+    """The nearest node that passed a test, and its distance (None when the row does not list it)."""
+
+    node: int
+    distance: int | None
+
+    def key(self) -> tuple[int, int]:
+        """Sort key: measured distance first (unmeasured last), then node id."""
+        return (self.distance if self.distance is not None else _UNMEASURED, self.node)
+
+    def phrase(self) -> str:
+        """``distance 21`` or ``distance unknown``, for reasons."""
+        return f"distance {self.distance}" if self.distance is not None else "distance unknown"
+
+
+def nearest_node(
+    topology: Topology, origin: NumaNode, accept: Callable[[NumaNode], bool], *, exclude_origin: bool = False
+) -> Nearest | None:
+    """The node closest to ``origin`` by ``origin``'s distance row that ``accept`` admits (ties: lowest id)."""
+    candidates = [
+        node for node in topology.nodes if accept(node) and not (exclude_origin and node.id == origin.id)
+    ]
+    if not candidates:
+        return None
+
+    def key(node: NumaNode) -> tuple[int, int]:
+        distance = origin.distance_to(node.id)
+        return (distance if distance is not None else _UNMEASURED, node.id)
+
+    best = min(candidates, key=key)
+    return Nearest(node=best.id, distance=origin.distance_to(best.id))
+
+
+def node_list(ids: Iterable[int]) -> str:
+    """Node ids as a compact list, as sysfs prints them: ``0-1``, ``0,2,5``."""
+    return CpuSet.of(ids).to_list()

@@ -1,0 +1,171 @@
+"""Rule 1: which CPU node each GPU of a machine belongs to, with the reasons in plain words.
+
+All GPUs are resolved together because GPUs without a single known node are spread by
+their rank among the GPUs that report the same candidate nodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from gpunuma.model import Gpu, Topology
+from gpunuma.planning.distance import nearest_node, node_list
+from gpunuma.policy import Policy
+
+
+class Locality(str, Enum):
+    """How a GPU's CPU node was found."""
+
+    REPORTED = "reported"
+    """The platform's ``numa_node`` is a node with CPUs."""
+    NEAREST = "nearest"
+    """The reported node (or NVML's GPU-memory node) has no CPUs; the nearest CPU node was taken."""
+    SINGLE = "single"
+    """``numa_node`` is unknown, but the local CPUs or NVML memory affinity name exactly one node."""
+    SPREAD = "spread"
+    """Several candidate nodes: GPUs sharing them are split over them by rank."""
+    UNKNOWN = "unknown"
+    """No usable locality: the GPU is not bound."""
+
+
+@dataclass(frozen=True)
+class NodeChoice:
+    """The CPU node one GPU resolves to (None when unknown) and why."""
+
+    gpu: int
+    label: str
+    node: int | None
+    locality: Locality
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Candidates:
+    """Rule 1c input: the CPU nodes a GPU of unknown ``numa_node`` may belong to."""
+
+    nodes: tuple[int, ...]
+    #: How the candidates were found, completing "numa_node -1 and ...".
+    source: str
+    #: The same evidence, worded for when it names every node.
+    every: str
+
+
+def gpu_nodes(topology: Topology, policy: Policy = Policy()) -> dict[int, NodeChoice]:
+    """Resolve every GPU of ``topology`` to its CPU node (rule 1), keyed by GPU index."""
+    choices: dict[int, NodeChoice] = {}
+    pending: dict[int, tuple[_Candidates, tuple[str, ...]]] = {}
+    for gpu in sorted(topology.gpus, key=lambda g: g.index):
+        choice, notes = _direct(topology, gpu)
+        if choice is not None:
+            choices[gpu.index] = choice
+        else:
+            pending[gpu.index] = (_candidates(topology, gpu), notes)
+
+    every_node = tuple(node.id for node in topology.cpu_nodes)
+    # Key: (nodes to spread over, whether the GPUs reported no usable locality).
+    groups: dict[tuple[tuple[int, ...], bool], list[int]] = {}
+    for index, (candidates, notes) in pending.items():
+        gpu = _gpu(topology, index)
+        spread_over, unknown = _spread_set(candidates, every_node, policy)
+        if len(candidates.nodes) == 1:
+            node = candidates.nodes[0]
+            reason = f"{gpu.label} reports numa_node -1 and {candidates.source} node {node} only; it is on node {node}"
+            choices[index] = NodeChoice(index, gpu.label, node, Locality.SINGLE, (*notes, reason))
+        elif spread_over:
+            groups.setdefault((spread_over, unknown), []).append(index)
+        else:
+            reason = f"{gpu.label} reports no NUMA locality: numa_node -1 and {candidates.every}; not guessing"
+            choices[index] = NodeChoice(index, gpu.label, None, Locality.UNKNOWN, (*notes, reason))
+
+    for (nodes, unknown), members in groups.items():
+        count = len(members)
+        for rank, index in enumerate(sorted(members)):
+            gpu = _gpu(topology, index)
+            candidates, notes = pending[index]
+            node = nodes[rank * len(nodes) // count]
+            if not unknown:
+                what = (
+                    f"{gpu.label} reports numa_node -1 and {candidates.source} nodes {node_list(nodes)}; "
+                    f"spreading the {count} GPU(s) that share them by rank"
+                )
+            else:
+                what = (
+                    f"{gpu.label} reports no NUMA locality: numa_node -1 and {candidates.every}; "
+                    f"spreading the {count} such GPU(s) over every node by rank (spread_unknown=True)"
+                )
+            reason = f"{what}: rank {rank} of {count} -> node {node}"
+            choices[index] = NodeChoice(index, gpu.label, node, Locality.SPREAD, (*notes, reason))
+    return dict(sorted(choices.items()))
+
+
+def _gpu(topology: Topology, index: int) -> Gpu:
+    gpu = topology.gpu(index)
+    assert gpu is not None  # indices come from topology.gpus
+    return gpu
+
+
+def _direct(topology: Topology, gpu: Gpu) -> tuple[NodeChoice | None, tuple[str, ...]]:
+    """Rules 1a and 1b: a reported node, or the CPU node nearest a CPU-less or GPU-memory node."""
+    notes: list[str] = []
+    if gpu.numa_node is not None:
+        node = topology.node(gpu.numa_node)
+        if node is None:
+            notes.append(f"{gpu.label} reports node {gpu.numa_node}, which the topology does not list")
+        elif node.has_cpus:
+            reason = f"{gpu.label} is on node {node.id}"
+            return NodeChoice(gpu.index, gpu.label, node.id, Locality.REPORTED, (reason,)), ()
+        else:
+            found = nearest_node(topology, node, lambda n: n.has_cpus)
+            if found is not None:
+                reason = (
+                    f"{gpu.label} reports node {node.id}, which has no CPUs; using node {found.node}, "
+                    f"the nearest node with CPUs ({found.phrase()})"
+                )
+                return NodeChoice(gpu.index, gpu.label, found.node, Locality.NEAREST, (reason,)), ()
+            notes.append(f"{gpu.label} reports node {node.id}, which has no CPUs, and no node has CPUs")
+    elif gpu.memory_node is not None:
+        node = topology.node(gpu.memory_node)
+        if node is None:
+            notes.append(f"{gpu.label}'s GPU-memory node {gpu.memory_node} is not in the topology")
+        else:
+            found = nearest_node(topology, node, lambda n: n.has_cpus)
+            if found is not None:
+                reason = (
+                    f"{gpu.label} reports numa_node -1; its GPU memory is node {node.id} "
+                    f"(nvmlDeviceGetNumaNodeId); using node {found.node}, the nearest node with CPUs "
+                    f"({found.phrase()})"
+                )
+                return NodeChoice(gpu.index, gpu.label, found.node, Locality.NEAREST, (reason,)), ()
+    return None, tuple(notes)
+
+
+def _candidates(topology: Topology, gpu: Gpu) -> _Candidates:
+    """Rule 1c: CPU nodes meeting the GPU's local CPUs, or else named by NVML's memory affinity."""
+    cpu_nodes = topology.cpu_nodes
+    if gpu.local_cpus:
+        nodes = tuple(node.id for node in cpu_nodes if not node.cpus.isdisjoint(gpu.local_cpus))
+        if nodes:
+            # With numa_node -1 the kernel shows every CPU as local: that says nothing.
+            every = (
+                "its local CPUs are every CPU"
+                if topology.all_cpus <= gpu.local_cpus
+                else f"its local CPUs {gpu.local_cpus} span every node"
+            )
+            return _Candidates(nodes, f"its local CPUs {gpu.local_cpus} lie on", every)
+    cpu_ids = {node.id for node in cpu_nodes}
+    affinity = tuple(sorted(set(gpu.affinity_nodes) & cpu_ids))
+    if affinity:
+        return _Candidates(affinity, "its NVML memory affinity names", "its NVML memory affinity names every node")
+    return _Candidates((), "", "it has no local CPUs or memory affinity")
+
+
+def _spread_set(
+    candidates: _Candidates, every_node: tuple[int, ...], policy: Policy
+) -> tuple[tuple[int, ...], bool]:
+    """The nodes to spread over (rule 1c), () when the GPU stays unknown; and whether it reported nothing usable."""
+    if 1 < len(candidates.nodes) < len(every_node):
+        return candidates.nodes, False
+    if len(candidates.nodes) != 1 and policy.spread_unknown and every_node:
+        return every_node, True
+    return (), True

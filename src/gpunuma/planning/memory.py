@@ -1,0 +1,45 @@
+"""Rule 3: which memory nodes a plan prefers or binds to."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gpunuma.model import NumaNode, Topology
+from gpunuma.plan import Allowed
+from gpunuma.planning.distance import nearest_node, node_list
+from gpunuma.policy import MemoryPolicy
+
+
+@dataclass(frozen=True)
+class MemoryChoice:
+    """The memory policy and nodes of a plan, and why."""
+
+    policy: MemoryPolicy
+    nodes: tuple[int, ...]
+    reasons: tuple[str, ...]
+
+
+def plan_memory(topology: Topology, cpu_nodes: Sequence[int], allowed: Allowed, wanted: MemoryPolicy) -> MemoryChoice:
+    """Memory on the chosen CPU nodes that have memory and are allowed, else the nearest allowed one."""
+    if wanted is MemoryPolicy.NONE:
+        return MemoryChoice(MemoryPolicy.NONE, (), ("memory policy left alone (memory=none)",))
+
+    def usable(node: NumaNode) -> bool:
+        return node.has_memory and node.id in allowed.mems
+
+    origins = [node for node_id in sorted(cpu_nodes) if (node := topology.node(node_id)) is not None]
+    chosen = tuple(node.id for node in origins if usable(node))
+    if chosen:
+        return MemoryChoice(wanted, chosen, (f"memory {wanted.value} on node(s) {node_list(chosen)}",))
+
+    why = (
+        f"node(s) {node_list(cpu_nodes)} have no memory this process may use "
+        f"(allowed memory nodes: {node_list(allowed.mems) or 'none'})"
+    )
+    found = [nearest for origin in origins if (nearest := nearest_node(topology, origin, usable)) is not None]
+    if not found:
+        return MemoryChoice(MemoryPolicy.NONE, (), (f"{why}; memory policy left alone",))
+    best = min(found, key=lambda nearest: nearest.key())
+    reason = f"{why}; memory {wanted.value} on node {best.node}, the nearest allowed node with memory ({best.phrase()})"
+    return MemoryChoice(wanted, (best.node,), (reason,))

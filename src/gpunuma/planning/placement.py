@@ -1,0 +1,57 @@
+"""Rule 5's fallback: move a GPU whose CPU node has no CPU this cgroup allows, or drop it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from gpunuma.model import NumaNode, Topology
+from gpunuma.plan import Allowed
+from gpunuma.planning.distance import nearest_node
+from gpunuma.planning.locality import NodeChoice
+from gpunuma.policy import Fallback, Policy
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The node a GPU's process binds to once the cgroup is taken into account (None: not bound)."""
+
+    gpu: int
+    label: str
+    #: The GPU's own CPU node (rule 1), None when unknown.
+    gpu_node: int | None
+    node: int | None
+    reasons: tuple[str, ...]
+
+
+def disallowed_reason(node: NumaNode, allowed: Allowed) -> str:
+    """``none of node 1's CPUs 56-111 are allowed by this cgroup (allowed: 0-55)``."""
+    return (
+        f"none of node {node.id}'s CPUs {node.cpus} are allowed by this cgroup "
+        f"(allowed: {allowed.cpus.to_list() or 'none'})"
+    )
+
+
+def place_gpus(
+    topology: Topology, choices: Mapping[int, NodeChoice], allowed: Allowed, policy: Policy
+) -> dict[int, Placement]:
+    """Apply ``policy.on_disallowed`` to every GPU whose node has no allowed CPU, keyed by GPU index."""
+    placements: dict[int, Placement] = {}
+    for index, choice in sorted(choices.items()):
+        node = topology.node(choice.node) if choice.node is not None else None
+        if node is None or not node.cpus.isdisjoint(allowed.cpus):
+            placements[index] = Placement(index, choice.label, choice.node, choice.node, choice.reasons)
+            continue
+        why = disallowed_reason(node, allowed)
+        target: int | None = None
+        if policy.on_disallowed is Fallback.NONE:
+            why += "; not binding (on_disallowed=none)"
+        else:
+            found = nearest_node(topology, node, lambda n: not n.cpus.isdisjoint(allowed.cpus))
+            if found is None:
+                why += "; no node has a CPU this cgroup allows"
+            else:
+                target = found.node
+                why += f"; using node {found.node}, the nearest node with allowed CPUs ({found.phrase()})"
+        placements[index] = Placement(index, choice.label, choice.node, target, (*choice.reasons, why))
+    return placements

@@ -1,0 +1,151 @@
+"""CpuSet reads and writes every form the kernel and NVML use, exactly, and names bad text."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gpunuma.cpuset import CpuSet
+from gpunuma.errors import CpuSetParseError
+
+cpu_ids = st.frozensets(st.integers(min_value=0, max_value=1023), max_size=64)
+
+
+class TestCpulist:
+    @pytest.mark.parametrize(
+        "text",
+        ["0", "0-3", "0-55,112-167", "56-111,168-223", "0,2,4", "0-3,8-11,14,17", "1023"],
+    )
+    def test_canonical_text_round_trips_exactly(self, text: str) -> None:
+        assert CpuSet.parse_list(text).to_list() == text
+
+    @pytest.mark.parametrize(
+        ("text", "canonical"),
+        [("3,0-2", "0-3"), ("0-1,1-2", "0-2"), (" 0-3\n", "0-3"), ("5-5", "5"), ("0, 2", "0,2")],
+    )
+    def test_other_spellings_read_to_the_canonical_form(self, text: str, canonical: str) -> None:
+        assert CpuSet.parse_list(text).to_list() == canonical
+
+    def test_dgx_h100_node_0_has_112_cpus_in_two_runs(self) -> None:
+        node0 = CpuSet.parse_list("0-55,112-167")
+        assert len(node0) == 56 + 56
+        assert node0.ranges() == [(0, 55), (112, 167)]
+
+    def test_empty_text_is_the_empty_set_and_prints_empty(self) -> None:
+        assert CpuSet.parse_list("") == CpuSet()
+        assert CpuSet().to_list() == ""
+        assert not CpuSet.parse_list("  \n")
+
+    @pytest.mark.parametrize("text", ["a", "1-", "-1", "3-1", "1,,2", "0-3:2", "1.5", "0x3", "all"])
+    def test_malformed_text_raises_naming_the_text(self, text: str) -> None:
+        with pytest.raises(CpuSetParseError) as caught:
+            CpuSet.parse_list(text)
+        assert caught.value.text == text
+        assert repr(text) in str(caught.value)
+
+    @settings(max_examples=200, deadline=None)
+    @given(cpu_ids)
+    def test_any_set_round_trips_through_its_cpulist(self, ids: frozenset[int]) -> None:
+        cpus = CpuSet(ids)
+        assert CpuSet.parse_list(cpus.to_list()) == cpus
+
+
+class TestHexMask:
+    @pytest.mark.parametrize(
+        ("cpulist", "words", "mask"),
+        [
+            ("0-3", 1, "0000000f"),
+            ("0-3", 2, "00000000,0000000f"),
+            ("0-15", 1, "0000ffff"),
+            ("32", 2, "00000001,00000000"),
+            ("0-63", 2, "ffffffff,ffffffff"),
+            ("", 1, "00000000"),
+            ("0,31,32,63,64", 3, "00000001,80000001,80000001"),
+        ],
+    )
+    def test_mask_with_a_given_word_count_round_trips(self, cpulist: str, words: int, mask: str) -> None:
+        cpus = CpuSet.parse_list(cpulist)
+        assert cpus.to_mask(words) == mask
+        assert CpuSet.parse_mask(mask) == cpus
+
+    def test_default_word_count_is_the_fewest_that_hold_the_set(self) -> None:
+        assert CpuSet.parse_list("0-55,112-167").to_mask().count(",") + 1 == 168 // 32 + 1
+
+    def test_short_words_and_uppercase_read_as_the_kernel_means(self) -> None:
+        assert CpuSet.parse_mask("FFFF").to_list() == "0-15"
+        assert CpuSet.parse_mask("1,0").to_list() == "32"
+
+    def test_too_few_words_to_hold_the_set_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="1 words cannot hold CPU 32"):
+            CpuSet.of([32]).to_mask(1)
+
+    @pytest.mark.parametrize("text", ["", "xyz", "123456789", "ff,,ff", "0x0f", "ff ff"])
+    def test_malformed_mask_raises_naming_the_text(self, text: str) -> None:
+        with pytest.raises(CpuSetParseError) as caught:
+            CpuSet.parse_mask(text)
+        assert caught.value.text == text
+
+    @settings(max_examples=200, deadline=None)
+    @given(cpu_ids, st.integers(min_value=0, max_value=4))
+    def test_any_set_round_trips_through_a_wider_mask(self, ids: frozenset[int], extra: int) -> None:
+        cpus = CpuSet(ids)
+        words = (max(ids) // 32 + 1 if ids else 1) + extra
+        mask = cpus.to_mask(words)
+        assert len(mask.split(",")) == words
+        assert CpuSet.parse_mask(mask) == cpus
+
+
+class TestNvmlWords:
+    def test_vm_gpu_affinity_word_is_cpus_0_to_15(self) -> None:
+        assert CpuSet.from_nvml_words([0xFFFF]).to_list() == "0-15"
+
+    @pytest.mark.parametrize(
+        ("cpulist", "words", "expected"),
+        [
+            ("0-15", 1, [0xFFFF]),
+            ("64", 2, [0, 1]),
+            ("0-55,112-167", 4, [(1 << 56) - 1, ((1 << 16) - 1) << 48, (1 << 40) - 1, 0]),
+            ("", 2, [0, 0]),
+        ],
+    )
+    def test_words_round_trip(self, cpulist: str, words: int, expected: list[int]) -> None:
+        cpus = CpuSet.parse_list(cpulist)
+        assert cpus.to_nvml_words(words) == expected
+        assert CpuSet.from_nvml_words(expected) == cpus
+
+    @pytest.mark.parametrize("words", [[-1], [1 << 64], ["ff"], [0, 1.0]])
+    def test_a_word_that_is_not_an_unsigned_64_bit_int_raises(self, words: list[object]) -> None:
+        with pytest.raises(CpuSetParseError) as caught:
+            CpuSet.from_nvml_words(words)  # type: ignore[arg-type]
+        assert caught.value.text == words
+
+    def test_too_few_words_to_hold_the_set_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="1 words cannot hold CPU 64"):
+            CpuSet.of([64]).to_nvml_words(1)
+
+    @settings(max_examples=200, deadline=None)
+    @given(cpu_ids)
+    def test_any_set_round_trips_through_nvml_words(self, ids: frozenset[int]) -> None:
+        cpus = CpuSet(ids)
+        assert CpuSet.from_nvml_words(cpus.to_nvml_words()) == cpus
+
+
+class TestAlgebra:
+    def test_cgroup_intersection_keeps_only_allowed_cpus(self) -> None:
+        node1 = CpuSet.parse_list("56-111,168-223")
+        allowed = CpuSet.parse_list("0-47,112-159")
+        assert not (node1 & allowed)
+        assert node1.isdisjoint(allowed)
+        assert (CpuSet.parse_list("0-55,112-167") & allowed).to_list() == "0-47,112-159"
+
+    def test_union_difference_and_order(self) -> None:
+        a, b = CpuSet.parse_list("0-3"), CpuSet.parse_list("2-5")
+        assert (a | b).to_list() == "0-5"
+        assert (a - b).to_list() == "0-1"
+        assert CpuSet.parse_list("1-2") < a <= a
+        assert list(CpuSet.parse_list("9,1,5")) == [1, 5, 9]
+
+    def test_negative_ids_are_rejected(self) -> None:
+        with pytest.raises(CpuSetParseError):
+            CpuSet.of([-1])
