@@ -1,0 +1,361 @@
+"""Which physical GPUs this process owns, from explicit ids, Ray, or the visibility variables.
+
+Physical ids are :attr:`gpunuma.model.Gpu.index` values (NVML / ``nvidia-smi`` order).
+Local ids are the ``cuda:N`` ordinals the process sees after ``CUDA_VISIBLE_DEVICES``.
+
+CUDA device order: with ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` CUDA numbers GPUs by ascending PCI bus
+id. The default, ``FASTEST_FIRST``, is a heuristic; on a machine whose GPUs are all the same
+model it also yields bus order, which is what gpunuma assumes. When the GPUs differ in name
+and the order is not ``PCI_BUS_ID``, gpunuma still uses bus order and logs a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from gpunuma.errors import GpuResolutionError
+from gpunuma.model import Gpu, Topology
+
+LOG = logging.getLogger("gpunuma")
+
+CUDA_VISIBLE_DEVICES = "CUDA_VISIBLE_DEVICES"
+CUDA_DEVICE_ORDER = "CUDA_DEVICE_ORDER"
+ROCR_VISIBLE_DEVICES = "ROCR_VISIBLE_DEVICES"
+HIP_VISIBLE_DEVICES = "HIP_VISIBLE_DEVICES"
+RAY_NOSET_CVD = "RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES"
+
+#: Values that mean "no GPU" rather than a mistake (Slurm writes ``NoDevFiles``).
+_NO_GPU_VALUES = frozenset({"-1", "nodevfiles", "none", "void"})
+
+_BUS_ID = re.compile(r"^(?:([0-9a-fA-F]{1,8}):)?([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])$")
+_LEGACY_MIG = re.compile(r"^MIG-(GPU-[0-9a-fA-F-]+)/(\d+)/(\d+)$")
+_DECIMAL = re.compile(r"^[+-]?\d+$")
+_CUDA_ORDINAL = re.compile(r"^cuda:(\d+)$")
+
+
+class RayLike(Protocol):
+    """The one call gpunuma needs from Ray's API."""
+
+    def get_gpu_ids(self) -> Sequence[int | str]: ...
+
+
+def normalize_bus_id(bus_id: str | bytes) -> str:
+    """``00000000:1B:00.0`` / ``0000:1b:00.0`` / ``1b:00.0`` / bytes -> ``0000:1b:00.0`` (sysfs form)."""
+    text = bus_id.decode() if isinstance(bus_id, bytes) else bus_id
+    match = _BUS_ID.match(text.strip().rstrip("\x00"))
+    if not match:
+        raise ValueError(f"{bus_id!r} is not a PCI bus id")
+    domain = int(match.group(1), 16) if match.group(1) else 0
+    return f"{domain:04x}:{int(match.group(2), 16):02x}:{int(match.group(3), 16):02x}.{match.group(4)}"
+
+
+def is_bus_id(text: str) -> bool:
+    """Whether ``text`` reads as a PCI bus id in any NVML or sysfs form."""
+    return bool(_BUS_ID.match(text.strip()))
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The physical GPUs this process owns, where that came from, and what was odd on the way.
+
+    ``reasons`` has one line per GPU (``GPU 6 (0000:c3:00.0) from CUDA_VISIBLE_DEVICES=GPU-...``).
+    """
+
+    gpus: tuple[int, ...]
+    source: str
+    reasons: tuple[str, ...]
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Visibility:
+    """The physical GPUs the process sees, in local (``cuda:N``) order, and how that was read."""
+
+    gpus: tuple[int, ...]
+    source: str
+    #: ``VARIABLE=value`` text naming where the list came from, for reasons and errors.
+    origin: str
+    warnings: tuple[str, ...] = ()
+
+
+# -- visibility -------------------------------------------------------------------------
+def _vendor_gpus(topology: Topology) -> tuple[str, tuple[Gpu, ...]]:
+    nvidia = tuple(g for g in topology.gpus if g.vendor == "nvidia")
+    if nvidia or not topology.gpus:
+        return "nvidia", tuple(sorted(nvidia, key=lambda g: normalize_bus_id(g.pci_bus_id)))
+    amd = tuple(g for g in topology.gpus if g.vendor == "amd")
+    return "amd", tuple(sorted(amd, key=lambda g: normalize_bus_id(g.pci_bus_id)))
+
+
+def _order_warning(gpus: Sequence[Gpu], env: Mapping[str, str]) -> str | None:
+    order = env.get(CUDA_DEVICE_ORDER, "FASTEST_FIRST").strip().upper()
+    names = {g.name for g in gpus if g.name}
+    if order != "PCI_BUS_ID" and len(names) > 1:
+        return (
+            f"CUDA_DEVICE_ORDER={order} (the CUDA default) on GPUs of different models "
+            f"({', '.join(sorted(names))}): CUDA may number them unlike PCI bus order; "
+            "gpunuma assumes bus order. Set CUDA_DEVICE_ORDER=PCI_BUS_ID to be sure."
+        )
+    return None
+
+
+class _Unmatched(Exception):
+    """An entry that names no GPU (CUDA stops reading the list there)."""
+
+
+def _match_uuid(entry: str, gpus: Sequence[Gpu], variable: str, value: str) -> Gpu:
+    """A ``GPU-`` UUID or unique prefix, or a ``MIG-`` UUID (current or legacy form) -> its GPU."""
+    if any(g.uuid is None for g in gpus):
+        raise GpuResolutionError(
+            f"{variable}={value!r} names GPUs by UUID, but this topology has no UUIDs for every GPU "
+            "(read it with the nvml or auto source, or install the NVIDIA driver's procfs)",
+            variable=variable,
+            value=value,
+        )
+    lowered = entry.lower()
+    legacy = _LEGACY_MIG.match(entry)
+    if legacy:
+        lowered = legacy.group(1).lower()
+    if lowered.startswith("mig-"):
+        hits = [g for g in gpus if any(m.uuid.lower().startswith(lowered) for m in g.mig_devices)]
+        what = "MIG UUID"
+    else:
+        hits = [g for g in gpus if g.uuid is not None and g.uuid.lower().startswith(lowered)]
+        exact = [g for g in hits if g.uuid is not None and g.uuid.lower() == lowered]
+        hits = exact or hits
+        what = "GPU UUID"
+    if len(hits) > 1:
+        labels = ", ".join(g.label for g in hits)
+        raise GpuResolutionError(
+            f"{variable}={value!r}: {what} prefix {entry!r} is ambiguous ({labels})",
+            variable=variable,
+            value=value,
+        )
+    if not hits:
+        raise _Unmatched(f"unknown {what} {entry!r}")
+    return hits[0]
+
+
+def _parse_list(
+    value: str, variable: str, candidates: Sequence[Gpu], *, allow_uuid: bool
+) -> tuple[tuple[Gpu, ...], tuple[str, ...]]:
+    """Read a visibility list as the runtime does: the first entry that names no GPU ends it."""
+    stripped = value.strip()
+    if not stripped or stripped.lower() in _NO_GPU_VALUES:
+        return (), ()
+    chosen: list[Gpu] = []
+    entries = [e.strip() for e in stripped.split(",")]
+    for position, entry in enumerate(entries):
+        try:
+            if _DECIMAL.match(entry):
+                number = int(entry)
+                if not 0 <= number < len(candidates):
+                    raise _Unmatched(f"index {number} is not one of the {len(candidates)} GPUs")
+                gpu = candidates[number]
+            elif allow_uuid and entry.upper().startswith(("GPU-", "MIG-")):
+                gpu = _match_uuid(entry, candidates, variable, value)
+            else:
+                raise _Unmatched(f"{entry!r} is neither an index nor a GPU-/MIG- UUID")
+            if gpu in chosen:
+                raise _Unmatched(f"{gpu.label} is listed twice")
+        except _Unmatched as err:
+            if not chosen:
+                raise GpuResolutionError(
+                    f"{variable}={value!r} names no GPU of this machine: {err}", variable=variable, value=value
+                ) from None
+            ignored = ",".join(entries[position:])
+            warning = f"{variable}={value!r}: {err}; the runtime ignores it and every entry after it ({ignored})"
+            LOG.warning(warning)
+            return tuple(chosen), (warning,)
+        chosen.append(gpu)
+    return tuple(chosen), ()
+
+
+def visible_gpus(topology: Topology, env: Mapping[str, str] | None = None) -> Visibility:
+    """The physical GPUs this process sees, ``visible.gpus[N]`` being ``cuda:N``.
+
+    NVIDIA: ``CUDA_VISIBLE_DEVICES`` (indices, ``GPU-`` UUIDs and unique prefixes, ``MIG-``
+    UUIDs mapped to their parent). AMD: ``ROCR_VISIBLE_DEVICES`` then ``HIP_VISIBLE_DEVICES``
+    (or ``CUDA_VISIBLE_DEVICES``, which HIP also reads) over what ROCR left. Unset: all GPUs.
+    """
+    environ = os.environ if env is None else env
+    vendor, gpus = _vendor_gpus(topology)
+    warnings: list[str] = []
+    if vendor == "nvidia":
+        order = _order_warning(gpus, environ)
+        if order:
+            LOG.warning(order)
+            warnings.append(order)
+        value = environ.get(CUDA_VISIBLE_DEVICES)
+        if value is None:
+            return Visibility(tuple(g.index for g in gpus), "all", "no CUDA_VISIBLE_DEVICES", tuple(warnings))
+        chosen, extra = _parse_list(value, CUDA_VISIBLE_DEVICES, gpus, allow_uuid=True)
+        origin = f"{CUDA_VISIBLE_DEVICES}={value}"
+        return Visibility(tuple(g.index for g in chosen), CUDA_VISIBLE_DEVICES, origin, (*warnings, *extra))
+    origins: list[str] = []
+    current = gpus
+    for variable in (ROCR_VISIBLE_DEVICES, HIP_VISIBLE_DEVICES if HIP_VISIBLE_DEVICES in environ else CUDA_VISIBLE_DEVICES):
+        value = environ.get(variable)
+        if value is None:
+            continue
+        current, extra = _parse_list(value, variable, current, allow_uuid=True)
+        warnings.extend(extra)
+        origins.append(f"{variable}={value}")
+    if not origins:
+        return Visibility(tuple(g.index for g in current), "all", "no ROCR/HIP_VISIBLE_DEVICES", tuple(warnings))
+    source = origins[-1].split("=", 1)[0]
+    return Visibility(tuple(g.index for g in current), source, " then ".join(origins), tuple(warnings))
+
+
+def local_to_physical(topology: Topology, local_index: int, env: Mapping[str, str] | None = None) -> int:
+    """The physical GPU index behind ``cuda:local_index`` in this process."""
+    visible = visible_gpus(topology, env)
+    if not 0 <= local_index < len(visible.gpus):
+        variable = None if visible.source == "all" else visible.source
+        value = None if variable is None else (os.environ if env is None else env).get(variable)
+        raise GpuResolutionError(
+            f"local GPU {local_index} does not exist: the process sees {len(visible.gpus)} GPU(s) "
+            f"({visible.origin})",
+            variable=variable,
+            value=value,
+        )
+    return visible.gpus[local_index]
+
+
+# -- explicit ids and Ray ---------------------------------------------------------------
+def _by_string(topology: Topology, text: str, what: str) -> Gpu:
+    """A GPU named by UUID (``GPU-``/``MIG-``, full or unique prefix; torch's bare form too) or bus id."""
+    entry = text.strip()
+    if is_bus_id(entry):
+        wanted = normalize_bus_id(entry)
+        for gpu in topology.gpus:
+            if normalize_bus_id(gpu.pci_bus_id) == wanted:
+                return gpu
+        raise GpuResolutionError(f"{what}: no GPU at PCI bus id {entry!r}", variable=what, value=text)
+    candidates = topology.gpus
+    if not entry.upper().startswith(("GPU-", "MIG-")):
+        entry = "GPU-" + entry  # torch's device UUID has no prefix
+    try:
+        return _match_uuid(entry, candidates, what, text)
+    except _Unmatched as err:
+        raise GpuResolutionError(f"{what}={text!r}: {err}", variable=what, value=text) from None
+
+
+def _physical_gpu(topology: Topology, physical: int, what: str, value: str) -> Gpu:
+    gpu = topology.gpu(physical)
+    if gpu is None:
+        known = ",".join(str(g.index) for g in topology.gpus)
+        raise GpuResolutionError(f"{what}={value!r}: no physical GPU {physical} (GPUs: {known})", variable=what, value=value)
+    return gpu
+
+
+def _ray_from_process() -> Any | None:
+    # Only a Ray that this process already imported and initialised counts.
+    ray = sys.modules.get("ray")
+    if ray is None:
+        return None
+    try:
+        return ray if ray.is_initialized() else None
+    except AttributeError:
+        return None
+
+
+def _as_list(gpus: int | str | Sequence[int | str]) -> list[int | str]:
+    if isinstance(gpus, (int, str)):
+        return [gpus]
+    return list(gpus)
+
+
+def describe_resolution(
+    topology: Topology,
+    *,
+    gpus: int | str | Sequence[int | str] | None = None,
+    env: Mapping[str, str] | None = None,
+    ray: RayLike | None = None,
+) -> Resolution:
+    """Resolve this process's GPUs and say why: explicit ``gpus``, then Ray, then the variables.
+
+    Ints in ``gpus`` (and ``"cuda:N"``) are local ordinals mapped through the visibility list;
+    other strings are UUIDs or PCI bus ids. Ray's ``get_gpu_ids()`` are physical ids.
+    """
+    environ = os.environ if env is None else env
+    if gpus is not None:
+        return _explicit(topology, _as_list(gpus), environ)
+    ray_api = ray if ray is not None else _ray_from_process()
+    if ray_api is not None:
+        ids = list(ray_api.get_gpu_ids())
+        if ids:
+            return _from_ray(topology, ids, environ)
+    visible = visible_gpus(topology, environ)
+    reasons = tuple(f"{_label(topology, i)} from {visible.origin}" for i in visible.gpus)
+    return Resolution(visible.gpus, visible.source, reasons, visible.warnings)
+
+
+def resolve_gpus(
+    topology: Topology,
+    *,
+    gpus: int | str | Sequence[int | str] | None = None,
+    env: Mapping[str, str] | None = None,
+    ray: RayLike | None = None,
+) -> tuple[int, ...]:
+    """The physical GPU indices this process owns (see :func:`describe_resolution`)."""
+    return describe_resolution(topology, gpus=gpus, env=env, ray=ray).gpus
+
+
+def _label(topology: Topology, index: int) -> str:
+    gpu = topology.gpu(index)
+    return gpu.label if gpu is not None else f"GPU {index}"
+
+
+def _explicit(topology: Topology, items: list[int | str], env: Mapping[str, str]) -> Resolution:
+    chosen: list[int] = []
+    reasons: list[str] = []
+    warnings: tuple[str, ...] = ()
+    for item in items:
+        ordinal = _CUDA_ORDINAL.match(item.strip()) if isinstance(item, str) else None
+        if isinstance(item, bool):
+            raise GpuResolutionError(f"gpus={item!r} is not a GPU id", variable="gpus", value=str(item))
+        if isinstance(item, int) or ordinal:
+            local = item if isinstance(item, int) else int(ordinal.group(1))  # type: ignore[union-attr]
+            visible = visible_gpus(topology, env)
+            warnings = visible.warnings
+            if not 0 <= local < len(visible.gpus):
+                raise GpuResolutionError(
+                    f"gpus={item!r}: local GPU {local} does not exist; the process sees "
+                    f"{len(visible.gpus)} GPU(s) ({visible.origin})",
+                    variable="gpus" if visible.source == "all" else visible.source,
+                    value=str(item) if visible.source == "all" else env.get(visible.source),
+                )
+            physical = visible.gpus[local]
+            how = f"local cuda:{local}" + ("" if visible.source == "all" else f" through {visible.origin}")
+            reasons.append(f"{_label(topology, physical)} from gpus={item!r} ({how})")
+        else:
+            gpu = _by_string(topology, item, "gpus")
+            physical = gpu.index
+            reasons.append(f"{gpu.label} from gpus={item!r}")
+        if physical not in chosen:
+            chosen.append(physical)
+    return Resolution(tuple(chosen), "explicit", tuple(reasons), warnings)
+
+
+def _from_ray(topology: Topology, ids: list[int | str], env: Mapping[str, str]) -> Resolution:
+    chosen: list[int] = []
+    reasons: list[str] = []
+    noset = env.get(RAY_NOSET_CVD, "") == "1"
+    suffix = f" ({RAY_NOSET_CVD}=1: Ray left CUDA_VISIBLE_DEVICES alone)" if noset else ""
+    for raw in ids:
+        text = str(raw).strip()
+        if _DECIMAL.match(text):
+            gpu = _physical_gpu(topology, int(text), "ray.get_gpu_ids()", text)
+        else:
+            gpu = _by_string(topology, text, "ray.get_gpu_ids()")
+        if gpu.index not in chosen:
+            chosen.append(gpu.index)
+            reasons.append(f"{gpu.label} from ray.get_gpu_ids()={[str(i) for i in ids]}{suffix}")
+    return Resolution(tuple(chosen), "ray", tuple(reasons))
