@@ -1,0 +1,455 @@
+"""The planner's rules, as behaviour on named machine layouts (see tests/topologies.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gpunuma.cpuset import CpuSet
+from gpunuma.errors import InvalidNodeError, PlanError
+from gpunuma.plan import BindingPlan
+from gpunuma.planner import Locality, gpu_nodes, gpu_placements, plan_binding
+from gpunuma.policy import CpuScope, Fallback, MemoryPolicy, Policy
+import topologies as machines
+from topologies import allow, allow_all, build, gpu
+
+EXCLUSIVE = Policy(cpu_scope=CpuScope.EXCLUSIVE)
+SOCKET = Policy(cpu_scope=CpuScope.SOCKET)
+
+
+def assert_no_binding(plan: BindingPlan, why: str) -> None:
+    assert not plan.binds
+    assert plan.cpus == CpuSet()
+    assert plan.nodes == ()
+    assert plan.memory_policy is MemoryPolicy.NONE
+    assert plan.memory_nodes == ()
+    assert plan.reasons[-1] == why
+
+
+class TestReportedNode:
+    """Rule 1a: a reported node with CPUs is the GPU's node."""
+
+    @pytest.mark.parametrize(
+        ("index", "node", "cpus"),
+        [(0, 0, "0-55,112-167"), (3, 0, "0-55,112-167"), (4, 1, "56-111,168-223"), (7, 1, "56-111,168-223")],
+    )
+    def test_dgx_h100_gpus_bind_to_their_socket_node(self, index: int, node: int, cpus: str) -> None:
+        topology = machines.dgx_h100()
+        plan = plan_binding(topology, [index], allow_all(topology))
+        assert plan.nodes == (node,)
+        assert plan.cpus.to_list() == cpus
+        assert plan.memory_policy is MemoryPolicy.PREFERRED
+        assert plan.memory_nodes == (node,)
+        bus = machines.DGX_H100_BUSES[index]
+        assert plan.reasons[0] == f"GPU {index} (0000:{bus}:00.0) is on node {node}"
+        assert plan.gpu_labels == (f"GPU {index} (0000:{bus}:00.0)",)
+        assert plan.gpus == (index,)
+
+    @pytest.mark.parametrize(
+        ("index", "node", "cpus"),
+        [(0, 3, "48-63,176-191"), (1, 3, "48-63,176-191"), (2, 1, "16-31,144-159"), (5, 7, "112-127,240-255"),
+         (6, 5, "80-95,208-223")],
+    )
+    def test_dgx_a100_nps4_gpus_bind_to_their_quarter_socket(self, index: int, node: int, cpus: str) -> None:
+        topology = machines.dgx_a100_nps4()
+        plan = plan_binding(topology, [index], allow_all(topology))
+        assert (plan.nodes, plan.cpus.to_list()) == ((node,), cpus)
+        assert len(plan.cpus) == 16 * 2  # 16 cores, 2 threads each
+
+    def test_gpu_nodes_resolves_every_gpu_of_the_machine(self) -> None:
+        choices = gpu_nodes(machines.dgx_a100_nps4())
+        assert {index: choice.node for index, choice in choices.items()} == {
+            0: 3, 1: 3, 2: 1, 3: 1, 4: 7, 5: 7, 6: 5, 7: 5
+        }
+        assert all(choice.locality is Locality.REPORTED for choice in choices.values())
+        assert list(choices) == sorted(choices)
+
+
+class TestCpuLessAndGpuMemoryNodes:
+    """Rule 1b: a CPU-less reported node, or NVML's GPU-memory node, maps to the nearest CPU node."""
+
+    def test_gh200_gpu_reporting_its_cpu_less_memory_node_binds_to_the_grace_node(self) -> None:
+        topology = machines.gh200(numa_node=1)
+        plan = plan_binding(topology, [0], allow_all(topology))
+        assert (plan.nodes, plan.cpus.to_list()) == ((0,), "0-71")
+        assert plan.reasons[0] == (
+            "GPU 0 (0000:01:00.0) reports node 1, which has no CPUs; "
+            "using node 0, the nearest node with CPUs (distance 80)"
+        )
+
+    def test_gh200_gpu_memory_node_from_nvml_leads_to_the_grace_node(self) -> None:
+        topology = machines.gh200(numa_node=None)
+        plan = plan_binding(topology, [0], allow_all(topology))
+        assert plan.nodes == (0,)
+        assert "its GPU memory is node 1 (nvmlDeviceGetNumaNodeId)" in plan.reasons[0]
+        assert gpu_nodes(topology)[0].locality is Locality.NEAREST
+
+    @pytest.mark.parametrize(("index", "memory_node", "node"), [(0, 2, 0), (1, 10, 0), (2, 18, 1), (3, 26, 1)])
+    def test_gb200_gpu_memory_nodes_map_to_the_grace_at_distance_80_not_120(
+        self, index: int, memory_node: int, node: int
+    ) -> None:
+        topology = machines.gb200()
+        plan = plan_binding(topology, [index], allow_all(topology))
+        assert plan.nodes == (node,)
+        assert plan.cpus.to_list() == ("0-71" if node == 0 else "72-143")
+        assert f"its GPU memory is node {memory_node}" in plan.reasons[0]
+        assert "(distance 80)" in plan.reasons[0]
+
+    def test_gb200_reported_cpu_node_wins_over_the_memory_node(self) -> None:
+        topology = machines.gb200(numa_node_known=True)
+        assert {i: c.locality for i, c in gpu_nodes(topology).items()} == dict.fromkeys(range(4), Locality.REPORTED)
+        assert plan_binding(topology, [3], allow_all(topology)).nodes == (1,)
+
+    def test_distance_ties_go_to_the_lowest_node_id(self) -> None:
+        topology = build(
+            sockets=2, cores_per_socket=2, threads_per_core=1,
+            nodes={0: "0-1", 1: "2-3", 2: ""},
+            distance=lambda a, b: 10 if a == b else 20,
+            gpus=[gpu(0, "01", 2)],
+        )
+        assert plan_binding(topology, [0], allow_all(topology)).nodes == (0,)
+
+
+class TestUnknownNode:
+    """Rule 1c: numa_node -1 uses local CPUs or NVML memory affinity, spreads, or refuses to guess."""
+
+    def test_local_cpus_on_a_single_node_give_that_node(self) -> None:
+        topology = build(
+            sockets=2, cores_per_socket=48, threads_per_core=2, nodes=machines.SNC_NODES,
+            distance=lambda a, b: 10 if a == b else 21,
+            gpus=[gpu(0, "18", None, local_cpus=CpuSet.parse_list("48-71,144-167"))],
+        )
+        plan = plan_binding(topology, [0], allow_all(topology))
+        assert plan.nodes == (2,)
+        assert plan.reasons[0] == (
+            "GPU 0 (0000:18:00.0) reports numa_node -1 and its local CPUs 48-71,144-167 lie on node 2 only; "
+            "it is on node 2"
+        )
+
+    def test_nvml_memory_affinity_is_used_when_local_cpus_are_missing(self) -> None:
+        topology = machines.cloud_vm(gpus=1, local_cpus=None, affinity_nodes=(1,))
+        plan = plan_binding(topology, [0], allow_all(topology))
+        assert plan.nodes == (1,)
+        assert "its NVML memory affinity names node 1 only" in plan.reasons[0]
+
+    @pytest.mark.parametrize(("index", "node"), [(0, 0), (1, 1), (2, 2), (3, 3)])
+    def test_socket_wide_locality_spreads_two_gpus_over_the_sockets_two_nodes(self, index: int, node: int) -> None:
+        topology = machines.snc2_socket_affinity(per_socket=2)
+        plan = plan_binding(topology, [index], allow_all(topology))
+        assert plan.nodes == (node,)
+        assert plan.cpus == topology.node(node).cpus  # type: ignore[union-attr]
+        assert plan.reasons[0].endswith(f"spreading the 2 GPU(s) that share them by rank: rank {index % 2} of 2 -> node {node}")
+
+    def test_three_gpus_on_a_two_node_socket_split_into_contiguous_blocks(self) -> None:
+        # rank * 2 // 3: ranks 0, 1 -> node 0; rank 2 -> node 1. Never all on the first node.
+        choices = gpu_nodes(machines.snc2_socket_affinity(per_socket=3))
+        assert {i: c.node for i, c in choices.items()} == {0: 0, 1: 0, 2: 1, 3: 2, 4: 2, 5: 3}
+        assert all(c.locality is Locality.SPREAD for c in choices.values())
+
+    def test_vm_gpu_whose_local_cpus_are_every_cpu_is_not_bound(self) -> None:
+        topology = machines.cloud_vm()
+        plan = plan_binding(topology, [0], allow_all(topology))
+        assert_no_binding(
+            plan,
+            "GPU 0 (0000:06:00.0) reports no NUMA locality: numa_node -1 and its local CPUs are every CPU; "
+            "not guessing",
+        )
+        assert plan.summary().startswith("no binding: GPU 0 (0000:06:00.0) reports no NUMA locality")
+
+    def test_vm_gpus_spread_over_every_node_when_asked(self) -> None:
+        topology = machines.cloud_vm(gpus=2)
+        policy = Policy(spread_unknown=True)
+        plans = [plan_binding(topology, [i], allow_all(topology), policy) for i in (0, 1)]
+        assert [p.nodes for p in plans] == [(0,), (1,)]
+        assert [p.cpus.to_list() for p in plans] == ["0-7", "8-15"]
+        assert "(spread_unknown=True): rank 1 of 2 -> node 1" in plans[1].reasons[0]
+
+    def test_gpu_with_no_locality_information_at_all_is_not_bound(self) -> None:
+        topology = machines.cloud_vm(gpus=1, local_cpus=None)
+        assert_no_binding(
+            plan_binding(topology, [0], allow_all(topology)),
+            "GPU 0 (0000:06:00.0) reports no NUMA locality: numa_node -1 and it has no local CPUs or memory "
+            "affinity; not guessing",
+        )
+
+    def test_memory_affinity_naming_every_node_is_not_guessed_from(self) -> None:
+        topology = machines.cloud_vm(gpus=1, local_cpus=None, affinity_nodes=(0, 1))
+        plan = plan_binding(topology, [0], allow_all(topology))
+        assert not plan.binds
+        assert "its NVML memory affinity names every node; not guessing" in plan.reasons[-1]
+
+    def test_a_reported_node_missing_from_the_topology_falls_back_to_local_cpus(self) -> None:
+        topology = build(
+            sockets=2, cores_per_socket=8, threads_per_core=1, nodes={0: "0-7", 1: "8-15"},
+            distance=lambda a, b: 10 if a == b else 20,
+            gpus=[gpu(0, "06", 4, local_cpus=CpuSet.range(8, 15))],
+        )
+        plan = plan_binding(topology, [0], allow_all(topology))
+        assert plan.nodes == (1,)
+        assert plan.reasons[0] == "GPU 0 (0000:06:00.0) reports node 4, which the topology does not list"
+
+
+class TestCpuScope:
+    """Rule 2: node, socket and exclusive scopes."""
+
+    def test_socket_scope_on_snc_takes_both_nodes_of_the_socket(self) -> None:
+        topology = machines.snc2()
+        plan = plan_binding(topology, [3], allow_all(topology), SOCKET)
+        assert plan.nodes == (0, 1)
+        assert plan.cpus.to_list() == "0-47,96-143"
+        assert "cpu_scope=socket: node 1 is on socket 0 with node(s) 0-1" in plan.reasons
+        assert plan.memory_nodes == (0, 1)  # preferred keeps them all (MPOL_PREFERRED_MANY)
+
+    def test_socket_scope_on_nps4_takes_the_four_quarters(self) -> None:
+        topology = machines.dgx_a100_nps4()
+        plan = plan_binding(topology, [4], allow_all(topology), SOCKET)
+        assert plan.nodes == (4, 5, 6, 7)
+        assert plan.cpus.to_list() == "64-127,192-255"
+
+    def test_socket_scope_without_cpu_package_information_stays_on_the_node(self) -> None:
+        full = machines.snc2()
+        topology = type(full)(nodes=full.nodes, cpus=(), gpus=full.gpus)
+        plan = plan_binding(topology, [3], allow_all(topology), SOCKET)
+        assert plan.nodes == (1,)
+        assert "cpu_scope=socket uses the node" in plan.reasons[1]
+
+    @pytest.mark.parametrize(
+        ("index", "cpus"),
+        [(0, "0-13,112-125"), (1, "14-27,126-139"), (2, "28-41,140-153"), (3, "42-55,154-167"),
+         (4, "56-69,168-181"), (7, "98-111,210-223")],
+    )
+    def test_exclusive_on_dgx_h100_gives_each_gpu_14_whole_cores(self, index: int, cpus: str) -> None:
+        # 56 cores / 4 GPUs per node = 14 cores, both SMT threads of each.
+        topology = machines.dgx_h100()
+        plan = plan_binding(topology, [index], allow_all(topology), EXCLUSIVE)
+        assert plan.cpus.to_list() == cpus
+        assert len(plan.cpus) == 28
+        rank = index % 4
+        assert f"is rank {rank} of the 4 GPU(s) on node {index // 4}; its share is cores {14 * rank}-{14 * rank + 13} of 56" in plan.reasons[1]
+
+    def test_exclusive_shares_differ_by_at_most_one_core(self) -> None:
+        # SNC node 0 has GPUs 0-2; the cgroup leaves it 10 cores (0-9 with siblings 96-105): 3, 3, 4 cores.
+        topology = machines.snc2()
+        allowed = allow("0-9,24-95,96-105,120-191", "0-3")
+        shares = [plan_binding(topology, [i], allowed, EXCLUSIVE).cpus.to_list() for i in (0, 1, 2)]
+        assert shares == ["0-2,96-98", "3-5,99-101", "6-9,102-105"]
+
+    def test_exclusive_share_keeps_only_the_allowed_thread_of_a_core(self) -> None:
+        topology = machines.dgx_h100()
+        plan = plan_binding(topology, [1], allow("0-111", "0-1"), EXCLUSIVE)
+        assert plan.cpus.to_list() == "14-27"
+
+    def test_more_gpus_than_cores_overlap_and_say_so(self) -> None:
+        # Only cores 0 and 1 of node 0 are allowed; all 8 GPUs land on node 0: rank r gets core r % 2.
+        topology = machines.dgx_h100()
+        allowed = allow("0-1,112-113", "0-1")
+        plans = [plan_binding(topology, [i], allowed, EXCLUSIVE) for i in range(8)]
+        assert [p.cpus.to_list() for p in plans] == ["0,112", "1,113"] * 4
+        assert (
+            "cpu_scope=exclusive: node 0 has 2 core(s) with allowed CPUs for 8 GPUs; "
+            "GPU 5 (0000:c3:00.0) (rank 5) gets core 1, so shares overlap"
+        ) in plans[5].reasons
+
+    def test_exclusive_with_an_explicit_node_no_gpu_is_on_takes_the_whole_node(self) -> None:
+        topology = machines.dgx_h100()
+        plan = plan_binding(topology, [0], allow_all(topology), EXCLUSIVE, node=1)
+        assert plan.cpus.to_list() == "56-111,168-223"
+        assert "cpu_scope=exclusive: no GPU of this process is on node 1; using all of it" in plan.reasons
+
+
+class TestMemory:
+    """Rule 3: memory nodes follow the CPU nodes when they have memory and are allowed."""
+
+    @pytest.mark.parametrize("wanted", [MemoryPolicy.BIND, MemoryPolicy.PREFERRED])
+    def test_bind_and_preferred_use_the_cpu_node(self, wanted: MemoryPolicy) -> None:
+        topology = machines.dgx_h100()
+        plan = plan_binding(topology, [6], allow_all(topology), Policy(memory=wanted))
+        assert (plan.memory_policy, plan.memory_nodes) == (wanted, (1,))
+        assert plan.summary() == f"NUMA node 1, CPUs 56-111,168-223, memory {wanted.value} 1"
+
+    def test_none_leaves_memory_alone_but_binds_cpus(self) -> None:
+        topology = machines.dgx_h100()
+        plan = plan_binding(topology, [6], allow_all(topology), Policy(memory=MemoryPolicy.NONE))
+        assert plan.binds
+        assert (plan.memory_policy, plan.memory_nodes) == (MemoryPolicy.NONE, ())
+        assert plan.reasons[-1] == "memory policy left alone (memory=none)"
+
+    def test_a_node_outside_cpuset_mems_falls_back_to_the_nearest_allowed_memory(self) -> None:
+        topology = machines.dgx_a100_nps4()
+        plan = plan_binding(topology, [0], allow("0-255", "0-2,4-7"))
+        assert plan.nodes == (3,)
+        assert plan.memory_nodes == (0,)  # nodes 0-2 are at 12 on the same socket; lowest id wins
+        assert plan.reasons[-1] == (
+            "node(s) 3 have no memory this process may use (allowed memory nodes: 0-2,4-7); "
+            "memory preferred on node 0, the nearest allowed node with memory (distance 12)"
+        )
+
+    def test_no_allowed_memory_at_all_leaves_the_policy_alone(self) -> None:
+        topology = machines.gh200(numa_node=0)
+        plan = plan_binding(topology, [0], allow("0-71", ""), Policy(memory=MemoryPolicy.BIND))
+        assert plan.binds
+        assert (plan.memory_policy, plan.memory_nodes) == (MemoryPolicy.NONE, ())
+        assert plan.reasons[-1].endswith("(allowed memory nodes: none); memory policy left alone")
+
+
+class TestSeveralGpus:
+    """Rule 4: a process owning GPUs on different nodes binds to the union."""
+
+    def test_gpus_on_both_sockets_bind_to_both_nodes(self) -> None:
+        topology = machines.dgx_h100()
+        plan = plan_binding(topology, [4, 0], allow_all(topology))
+        assert plan.gpus == (0, 4)
+        assert plan.nodes == (0, 1)
+        assert plan.cpus == topology.all_cpus
+        assert plan.memory_nodes == (0, 1)
+        assert "GPUs 0, 4 are on nodes 0-1; binding to the union of their nodes" in plan.reasons
+
+    def test_exclusive_takes_the_union_of_the_shares(self) -> None:
+        topology = machines.dgx_h100()
+        plan = plan_binding(topology, [1, 5], allow_all(topology), EXCLUSIVE)
+        assert plan.cpus.to_list() == "14-27,70-83,126-139,182-195"
+        assert "GPUs 1, 5 are on nodes 0-1; binding to the union of their shares" in plan.reasons
+
+    def test_a_gpu_without_locality_is_left_out_of_a_multi_gpu_binding(self) -> None:
+        topology = build(
+            sockets=2, cores_per_socket=8, threads_per_core=1, nodes={0: "0-7", 1: "8-15"},
+            distance=lambda a, b: 10 if a == b else 20,
+            gpus=[gpu(0, "06", 1), gpu(1, "07", None, local_cpus=CpuSet.range(0, 15))],
+        )
+        plan = plan_binding(topology, [0, 1], allow_all(topology))
+        assert plan.nodes == (1,)
+        assert "GPU 1 (0000:07:00.0) is left out; binding to the node(s) of GPU(s) 0" in plan.reasons
+
+    def test_several_gpus_without_locality_say_none_can_be_bound(self) -> None:
+        topology = machines.cloud_vm(gpus=2)
+        plan = plan_binding(topology, [0, 1], allow_all(topology))
+        assert_no_binding(plan, "none of GPUs 0, 1 has a node this process can bind to")
+
+
+class TestCgroup:
+    """Rule 5: planned CPUs are always allowed; disallowed nodes fall back or are not bound."""
+
+    def test_cgroup_limited_gpu_1_gets_96_of_node_0s_112_cpus(self) -> None:
+        topology, allowed = machines.cgroup_limited()
+        plan = plan_binding(topology, [1], allowed)
+        assert plan.cpus.to_list() == "0-47,112-159"
+        assert "96 of node 0's 112 CPUs are allowed by this cgroup" in plan.reasons
+
+    def test_cgroup_limited_gpu_5_falls_back_to_the_nearest_allowed_node(self) -> None:
+        topology, allowed = machines.cgroup_limited()
+        plan = plan_binding(topology, [5], allowed)
+        assert plan.nodes == (0,)
+        assert plan.cpus <= allowed.cpus
+        assert plan.reasons[:2] == (
+            "GPU 5 (0000:c3:00.0) is on node 1",
+            "none of node 1's CPUs 56-111,168-223 are allowed by this cgroup (allowed: 0-47,112-159); "
+            "using node 0, the nearest node with allowed CPUs (distance 21)",
+        )
+        assert gpu_placements(topology, allowed)[5].gpu_node == 1
+
+    def test_fallback_none_does_not_bind(self) -> None:
+        topology, allowed = machines.cgroup_limited()
+        plan = plan_binding(topology, [5], allowed, Policy(on_disallowed=Fallback.NONE))
+        assert_no_binding(
+            plan,
+            "none of node 1's CPUs 56-111,168-223 are allowed by this cgroup (allowed: 0-47,112-159); "
+            "not binding (on_disallowed=none)",
+        )
+
+    def test_nearest_fallback_prefers_the_same_socket_on_nps4(self) -> None:
+        # GPU 0 is on node 3; the cgroup allows only nodes 2 (distance 12) and 4 (distance 32).
+        topology = machines.dgx_a100_nps4()
+        plan = plan_binding(topology, [0], allow("32-47,160-175,64-79,192-207", "0-7"))
+        assert plan.nodes == (2,)
+        assert plan.cpus.to_list() == "32-47,160-175"
+
+
+class TestExplicitNode:
+    """Rule 6: an explicit node is validated and wins over the GPU's node."""
+
+    def test_a_missing_node_is_named(self) -> None:
+        topology = machines.dgx_h100()
+        with pytest.raises(InvalidNodeError) as caught:
+            plan_binding(topology, [], allow_all(topology), node=7)
+        assert caught.value.why == "node 7 does not exist; nodes are 0-1"
+        assert caught.value.node == 7
+
+    def test_a_cpu_less_gpu_memory_node_is_refused(self) -> None:
+        topology = machines.gh200(numa_node=0)
+        with pytest.raises(InvalidNodeError) as caught:
+            plan_binding(topology, [0], allow_all(topology), node=1)
+        assert caught.value.why == "node 1 has no CPUs (GPU memory)"
+
+    def test_an_empty_mig_placeholder_node_is_refused(self) -> None:
+        topology = machines.gh200(numa_node=0)
+        with pytest.raises(InvalidNodeError, match="node 5 has no CPUs$"):
+            plan_binding(topology, [], allow_all(topology), node=5)
+
+    def test_a_node_the_cgroup_excludes_is_refused(self) -> None:
+        topology = machines.dgx_h100()
+        with pytest.raises(InvalidNodeError) as caught:
+            plan_binding(topology, [], allow("0-55", "0-1"), node=1)
+        assert caught.value.why == (
+            "none of node 1's CPUs 56-111,168-223 are allowed by this cgroup (allowed: 0-55)"
+        )
+
+    def test_cpu_only_helper_binds_to_the_node(self) -> None:
+        topology = machines.dgx_h100()
+        plan = plan_binding(topology, [], allow_all(topology), node=1)
+        assert (plan.gpus, plan.nodes, plan.cpus.to_list()) == ((), (1,), "56-111,168-223")
+        assert plan.reasons[0] == "node 1 was requested explicitly"
+
+    def test_explicit_node_wins_and_the_reasons_keep_the_gpus_own_node(self) -> None:
+        topology = machines.dgx_h100()
+        plan = plan_binding(topology, [5], allow_all(topology), node=0)
+        assert plan.nodes == (0,)
+        assert plan.reasons[:2] == (
+            "GPU 5 (0000:c3:00.0) is on node 1",
+            "node 0 was requested explicitly; it overrides the GPUs' own node(s)",
+        )
+
+
+class TestNarrowedAffinity:
+    """Rule 7: an affinity narrowed by taskset/numactl/a scheduler is left alone unless overridden."""
+
+    def test_narrowed_affinity_is_left_alone(self) -> None:
+        topology = machines.dgx_h100()
+        plan = plan_binding(topology, [0], allow("0-223", "0-1", affinity="0-7"))
+        assert_no_binding(
+            plan,
+            "CPU affinity was already narrowed to 0-7 (numactl, taskset or a batch scheduler); "
+            "leaving it alone (override_affinity=True rebinds)",
+        )
+        assert plan.reasons[0] == "GPU 0 (0000:1b:00.0) is on node 0"
+
+    def test_override_rebinds_within_the_cgroup(self) -> None:
+        topology = machines.dgx_h100()
+        allowed = allow("0-47,112-159", "0-1", affinity="0-7")
+        plan = plan_binding(topology, [0], allowed, Policy(override_affinity=True))
+        assert plan.cpus.to_list() == "0-47,112-159"
+        assert (
+            "CPU affinity was already narrowed to 0-7 (numactl, taskset or a batch scheduler); "
+            "override_affinity=True rebinds within this cgroup's CPUs 0-47,112-159"
+        ) in plan.reasons
+
+
+class TestRequestErrors:
+    """Rule 8 and unknown GPU indices."""
+
+    def test_no_gpu_and_no_node_is_nothing_to_bind_to(self) -> None:
+        topology = machines.dgx_h100()
+        with pytest.raises(PlanError, match="nothing to bind to"):
+            plan_binding(topology, [], allow_all(topology))
+
+    def test_a_gpu_index_not_in_the_topology_is_refused(self) -> None:
+        topology = machines.dgx_h100()
+        with pytest.raises(PlanError, match=r"GPU 8 is not in the topology \(GPUs: 0-7\)"):
+            plan_binding(topology, [8], allow_all(topology))
+
+
+class TestDeterminism:
+    def test_same_input_gives_an_equal_plan_whatever_the_gpu_order(self) -> None:
+        topology, allowed = machines.cgroup_limited()
+        first = plan_binding(topology, [5, 1, 5], allowed, EXCLUSIVE)
+        second = plan_binding(topology, [1, 5], allowed, EXCLUSIVE)
+        assert first == second
+        assert first.gpus == (1, 5)
