@@ -1,0 +1,173 @@
+"""A simulated kernel binder: validates plans as Linux would and keeps per-thread state, for CI.
+
+It follows the real binders' contract: a CPU failure restores every thread and raises
+:class:`~gpunuma.errors.BindError`; a refused memory policy keeps the CPUs bound and says so.
+Kernel semantics modelled: ``sched_setaffinity`` intersects the request with the cpuset and the
+online CPUs and fails with EINVAL only when nothing is left; ``set_mempolicy`` intersects the
+nodes with ``Mems_allowed`` and the nodes that have memory, and fails with EINVAL when empty.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from gpunuma.cpuset import CpuSet
+from gpunuma.errors import BindError
+from gpunuma.model import Topology
+from gpunuma.plan import Allowed, BindingPlan
+from gpunuma.policy import MemoryPolicy
+from gpunuma.readback import compare
+from gpunuma.report import BindingReport, KernelView, ThreadState
+
+if TYPE_CHECKING:
+    from gpunuma_fakes.spec import Machine
+
+#: Failure injections ``fail=`` accepts.
+FAILURES = ("cpu", "mempolicy_eperm")
+
+_DEFAULT_THREADS = ("python", "ray::IDLE", "grpc_global_tim", "default-executo")
+
+
+def _words(code: int) -> str:
+    return f"{os.strerror(code)} ({errno.errorcode[code]})"
+
+
+@dataclass(frozen=True)
+class SimulatedThread:
+    """One simulated thread: its CPU affinity and memory policy (mode word and nodes)."""
+
+    tid: int
+    name: str
+    cpus: CpuSet
+    mempolicy: str = "default"
+    mempolicy_nodes: tuple[int, ...] = ()
+
+
+class SimulatedKernel:
+    """A :class:`~gpunuma.ports.Binder` (name ``simulated``) over a topology and an :class:`Allowed`.
+
+    ``fail="cpu"`` makes ``sched_setaffinity`` fail with EINVAL on the second thread (after the
+    first was changed); ``fail="mempolicy_eperm"`` makes ``set_mempolicy`` fail with EPERM.
+    :attr:`applied` holds every plan that changed state; :attr:`rejected` every refused one, with why.
+    Plain attributes only, so it pickles into Ray actors and spawned children.
+    """
+
+    name = "simulated"
+
+    def __init__(
+        self,
+        topology: Topology,
+        allowed: Allowed,
+        *,
+        fail: str | None = None,
+        pid: int = 4242,
+        thread_names: tuple[str, ...] = _DEFAULT_THREADS,
+    ) -> None:
+        if fail is not None and fail not in FAILURES:
+            raise ValueError(f"unknown failure {fail!r}; known: {', '.join(FAILURES)}")
+        self.topology = topology
+        self.allowed = allowed
+        self.fail = fail
+        self.pid = pid
+        start = allowed.affinity or allowed.cpus
+        self.threads: tuple[SimulatedThread, ...] = tuple(
+            SimulatedThread(pid + i, name, start) for i, name in enumerate(thread_names)
+        )
+        self.applied: list[BindingPlan] = []
+        self.rejected: list[tuple[BindingPlan, str]] = []
+
+    @classmethod
+    def for_machine(cls, machine: Machine, **options: object) -> SimulatedKernel:
+        """A simulated kernel for a simulated machine: its topology and its process's cgroup."""
+        return cls(machine.topology(), machine.allowed(), **options)  # type: ignore[arg-type]
+
+    # -- the kernel's checks -----------------------------------------------------------
+    def _online_cpus(self) -> CpuSet:
+        if self.topology.cpus:
+            return CpuSet.of(cpu.id for cpu in self.topology.cpus if cpu.online)
+        return self.topology.all_cpus
+
+    def _affinity(self, plan: BindingPlan) -> CpuSet:
+        """What ``sched_setaffinity`` would grant, or BindError (EINVAL) when nothing is left."""
+        effective = plan.cpus & self._online_cpus() & self.allowed.cpus
+        if not effective:
+            missing = plan.cpus - self._online_cpus()
+            why = (
+                f"CPU {missing.to_list()} does not exist or is offline"
+                if missing
+                else f"CPUs {plan.cpus.to_list()} are outside the cpuset {self.allowed.cpus.to_list()}"
+            )
+            raise BindError(f"sched_setaffinity: {_words(errno.EINVAL)}: {why}")
+        return effective
+
+    def _mempolicy(self, plan: BindingPlan) -> tuple[str, tuple[int, ...]] | tuple[int, str]:
+        """The policy ``set_mempolicy`` would hold, or (errno, why) when it refuses."""
+        if self.fail == "mempolicy_eperm":
+            return errno.EPERM, "set_mempolicy needs CAP_SYS_NICE under this seccomp profile"
+        memory_nodes = {n.id for n in self.topology.nodes if n.has_memory}
+        nodes = tuple(sorted(set(plan.memory_nodes) & memory_nodes & set(self.allowed.mems)))
+        if not nodes:
+            unusable = ",".join(str(n) for n in plan.memory_nodes) or "none"
+            return errno.EINVAL, f"node {unusable} does not exist, has no memory or is outside Mems_allowed"
+        if plan.memory_policy is MemoryPolicy.BIND:
+            return "bind", nodes
+        return ("preferred" if len(nodes) == 1 else "preferred_many"), nodes
+
+    # -- the binder port -----------------------------------------------------------------
+    def apply(self, plan: BindingPlan) -> BindingReport:
+        """Apply ``plan`` to every simulated thread (CPUs) and the calling thread (memory)."""
+        if not plan.binds:
+            return BindingReport(
+                plan=plan, bound=False, method=self.name, cpus=CpuSet(), memory_policy=None,
+                memory_nodes=(), reasons=plan.reasons,
+            )
+        try:
+            cpus = self._affinity(plan)
+        except BindError as err:
+            self.rejected.append((plan, str(err)))
+            raise
+        changed = list(self.threads)
+        for index, thread in enumerate(self.threads):
+            if self.fail == "cpu" and index == 1:
+                # The first thread was already changed in ``changed``; dropping it restores it.
+                why = f"sched_setaffinity of thread {thread.tid}: {_words(errno.EINVAL)}; every thread was restored"
+                self.rejected.append((plan, why))
+                raise BindError(why)
+            changed[index] = replace(thread, cpus=cpus)
+        reasons = list(plan.reasons)
+        effective = plan
+        memory_word: str | None = None
+        memory_nodes: tuple[int, ...] = ()
+        if plan.memory_policy is not MemoryPolicy.NONE:
+            outcome = self._mempolicy(plan)
+            if isinstance(outcome[0], int):
+                code, why = outcome
+                reasons.append(f"memory policy refused by the kernel ({errno.errorcode[code]}): bound CPUs only")
+                reasons.append(f"set_mempolicy: {_words(code)}: {why}")
+                effective = replace(plan, memory_policy=MemoryPolicy.NONE)
+            else:
+                memory_word, memory_nodes = outcome  # type: ignore[assignment]
+                changed[0] = replace(changed[0], mempolicy=memory_word, mempolicy_nodes=memory_nodes)
+                effective = replace(plan, memory_nodes=memory_nodes)
+        self.threads = tuple(changed)
+        self.applied.append(plan)
+        view = self.view()
+        return BindingReport(
+            plan=plan, bound=True, method=self.name, cpus=cpus, memory_policy=memory_word,
+            memory_nodes=memory_nodes, reasons=tuple(reasons), kernel=view, mismatches=compare(effective, view),
+        )
+
+    def view(self) -> KernelView:
+        """The simulated ``/proc`` read-back: the main thread's CPUs, Mems_allowed, every thread."""
+        main = self.threads[0]
+        return KernelView(
+            pid=self.pid,
+            cpus_allowed=main.cpus,
+            mems_allowed=frozenset(self.allowed.mems),
+            threads=tuple(ThreadState(t.tid, t.name, t.cpus) for t in self.threads),
+            mempolicy=main.mempolicy,
+            mempolicy_nodes=main.mempolicy_nodes,
+        )

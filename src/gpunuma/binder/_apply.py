@@ -1,0 +1,179 @@
+"""Whole-process binding shared by the libnuma and syscall binders: every thread's CPUs, the
+calling thread's memory policy, optional page migration, read-back, and undo on failure.
+
+The binders differ only in how they set a memory policy (a :class:`MemorySetter`).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Protocol
+
+from gpunuma.binder._threads import ThreadBindError, bind_threads, restore_threads
+from gpunuma.cpuset import CpuSet
+from gpunuma.errors import BindError
+from gpunuma.mempolicy import Mempolicy, MempolicySyscalls, Mode
+from gpunuma.plan import BindingPlan
+from gpunuma.policy import MemoryPolicy
+from gpunuma.readback import compare, read_kernel_view
+from gpunuma.report import BindingReport
+
+#: MPOL_PREFERRED_MANY arrived in Linux 5.15.
+_PREFERRED_MANY_SINCE = (5, 15)
+
+
+class MemorySetter(Protocol):
+    """Sets the calling thread's memory policy; raises ``OSError`` with the kernel's errno."""
+
+    def set(self, mode: Mode, nodes: tuple[int, ...]) -> None:
+        ...
+
+
+def errno_word(code: int | None) -> str:
+    """``EPERM`` for 1: the name the kernel headers give an errno value."""
+    return errno.errorcode.get(code or 0, f"errno {code}")
+
+
+def kernel_at_least(version: tuple[int, int], release: str | None = None) -> bool:
+    """Whether the running kernel (``uname -r``) is at least ``version``."""
+    text = release if release is not None else os.uname().release
+    parts = []
+    for piece in text.split(".")[:2]:
+        digits = "".join(ch for ch in piece if ch.isdigit()) or "0"
+        parts.append(int(digits))
+    return tuple(parts) >= version
+
+
+def not_bound_report(plan: BindingPlan, method: str, extra: tuple[str, ...] = ()) -> BindingReport:
+    """A report for a plan that changes nothing: the process is left as it was."""
+    return BindingReport(
+        plan=plan, bound=False, method=method, cpus=CpuSet(), memory_policy=None, memory_nodes=(),
+        reasons=(*plan.reasons, *extra),
+    )
+
+
+def _planned_policy(plan: BindingPlan, release: str | None) -> tuple[Mempolicy | None, str | None]:
+    """The kernel policy to set for ``plan``, and a note when it had to be narrowed."""
+    if plan.memory_policy is MemoryPolicy.NONE or not plan.memory_nodes:
+        return None, None
+    nodes = tuple(sorted(plan.memory_nodes))
+    if plan.memory_policy is MemoryPolicy.BIND:
+        return Mempolicy(Mode.BIND, nodes), None
+    if len(nodes) == 1:
+        return Mempolicy(Mode.PREFERRED, nodes), None
+    if kernel_at_least(_PREFERRED_MANY_SINCE, release):
+        return Mempolicy(Mode.PREFERRED_MANY, nodes), None
+    first = plan.memory_nodes[0]
+    note = (
+        f"this kernel has no MPOL_PREFERRED_MANY (Linux 5.15+): memory prefers node {first} only, "
+        f"not {','.join(str(n) for n in nodes)}"
+    )
+    return Mempolicy(Mode.PREFERRED, (first,)), note
+
+
+def _set_memory(wanted: Mempolicy, setter: MemorySetter, syscalls: MempolicySyscalls, saved: Mempolicy) -> str | None:
+    """Set and confirm the policy; on refusal restore ``saved`` and return why (None: in force)."""
+    try:
+        setter.set(wanted.mode, wanted.nodes)
+        held = syscalls.get()
+    except OSError as err:
+        _restore_memory(syscalls, saved)
+        return f"memory policy refused by the kernel ({errno_word(err.errno)}): bound CPUs only"
+    if held.mode != wanted.mode or held.nodes != wanted.nodes:
+        _restore_memory(syscalls, saved)
+        return f"memory policy not in force after setting it (kernel holds {held}): bound CPUs only"
+    return None
+
+
+def _restore_memory(syscalls: MempolicySyscalls, saved: Mempolicy) -> None:
+    try:
+        if syscalls.get() != saved:
+            syscalls.set(saved)
+    except OSError:
+        pass  # nothing more can be done; the policy was either never changed or is refused
+
+
+def _migrate(syscalls: MempolicySyscalls, old: frozenset[int], new: tuple[int, ...]) -> str:
+    try:
+        left = syscalls.migrate_pages(os.getpid(), sorted(old), new)
+    except OSError as err:
+        return f"migrate_pages refused ({errno_word(err.errno)}): existing pages stay where they are"
+    target = ",".join(str(n) for n in new)
+    return f"migrate_pages moved existing pages to node {target}; {left} page(s) could not be moved"
+
+
+def apply_whole_process(
+    plan: BindingPlan,
+    *,
+    method: str,
+    setter: MemorySetter,
+    syscalls: MempolicySyscalls,
+    proc_root: str | Path = "/proc",
+    migrate: bool = False,
+    notes: tuple[str, ...] = (),
+    kernel_release: str | None = None,
+) -> BindingReport:
+    """Bind every thread's CPUs and the calling thread's memory policy per ``plan``, then read back.
+
+    A CPU failure restores every thread's affinity and the memory policy and raises
+    :class:`~gpunuma.errors.BindError`. A refused memory policy keeps the CPUs bound and says so.
+    """
+    if not plan.binds:
+        return not_bound_report(plan, method, notes)
+    try:
+        saved_memory = syscalls.get()
+    except OSError as err:
+        saved_memory = None
+        notes = (*notes, f"get_mempolicy refused ({errno_word(err.errno)}): memory policy left alone")
+    try:
+        before = read_kernel_view(proc_root=proc_root)
+        previous = bind_threads(plan.cpus, proc_root)
+    except ThreadBindError as err:
+        raise BindError(
+            f"cannot bind thread {err.tid} to CPUs {plan.cpus.to_list()}: {err.strerror} ({errno_word(err.errno)}); "
+            "every thread was restored"
+        ) from err
+    except OSError as err:
+        raise BindError(f"cannot bind to CPUs {plan.cpus.to_list()}: {err}") from err
+
+    effective = plan
+    reasons = list(notes)
+    memory_word: str | None = None
+    memory_nodes: tuple[int, ...] = ()
+    try:
+        wanted, narrowed = _planned_policy(plan, kernel_release) if saved_memory is not None else (None, None)
+        if narrowed:
+            reasons.append(narrowed)
+        if wanted is None:
+            effective = replace(plan, memory_policy=MemoryPolicy.NONE)
+        else:
+            assert saved_memory is not None
+            refused = _set_memory(wanted, setter, syscalls, saved_memory)
+            if refused:
+                reasons.append(refused)
+                effective = replace(plan, memory_policy=MemoryPolicy.NONE)
+            else:
+                memory_word, memory_nodes = wanted.word, wanted.nodes
+                effective = replace(plan, memory_nodes=wanted.nodes)
+                if migrate:
+                    reasons.append(_migrate(syscalls, before.mems_allowed, wanted.nodes))
+        after = read_kernel_view(proc_root=proc_root)
+    except BaseException:
+        restore_threads(previous)
+        if saved_memory is not None:
+            _restore_memory(syscalls, saved_memory)
+        raise
+    return BindingReport(
+        plan=plan,
+        bound=True,
+        method=method,
+        cpus=CpuSet.of(os.sched_getaffinity(0)),
+        memory_policy=memory_word,
+        memory_nodes=memory_nodes,
+        reasons=(*plan.reasons, *reasons),
+        kernel=after,
+        mismatches=compare(effective, after),
+    )

@@ -1,0 +1,148 @@
+"""Binder through libnuma (``libnuma.so.1``) loaded with ctypes, in-process, for the whole process.
+
+Memory policy is per thread: the calling thread's policy is set, threads created afterwards and
+exec'd children inherit it, threads that already existed keep theirs, and pages already touched
+stay where they are unless ``migrate_pages=True``. CPU affinity is set on every thread.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+from typing import Any
+
+from gpunuma.binder._apply import apply_whole_process, errno_word
+from gpunuma.errors import BindError, LibraryNotFoundError
+from gpunuma.mempolicy import Mempolicy, MempolicySyscalls, Mode
+from gpunuma.plan import BindingPlan
+from gpunuma.ports import Binder
+from gpunuma.report import BindingReport
+
+_INSTALL_HINT = "apt-get install libnuma1 / dnf install numactl-libs"
+
+
+class _Bitmask(ctypes.Structure):
+    """``struct bitmask { unsigned long size; unsigned long *maskp; }`` from numa.h."""
+
+    _fields_ = [("size", ctypes.c_ulong), ("maskp", ctypes.POINTER(ctypes.c_ulong))]
+
+
+_BITMASK_P = ctypes.POINTER(_Bitmask)
+
+#: The libnuma calls used, with their numa.h signatures: name -> (restype, argtypes).
+_SIGNATURES: dict[str, tuple[Any, tuple[Any, ...]]] = {
+    "numa_available": (ctypes.c_int, ()),
+    "numa_max_node": (ctypes.c_int, ()),
+    "numa_allocate_nodemask": (_BITMASK_P, ()),
+    "numa_bitmask_setbit": (_BITMASK_P, (_BITMASK_P, ctypes.c_uint)),
+    "numa_bitmask_free": (None, (_BITMASK_P,)),
+    "numa_set_membind": (None, (_BITMASK_P,)),
+    "numa_set_preferred": (None, (ctypes.c_int,)),
+}
+
+
+def load_libnuma(library: str) -> ctypes.CDLL:
+    """Load ``library`` with every used function's signature declared; checks ``numa_available()``."""
+    try:
+        lib = ctypes.CDLL(library, use_errno=True)
+    except OSError as err:
+        raise LibraryNotFoundError(f"cannot load {library} ({err}); install it: {_INSTALL_HINT}") from err
+    for name, (restype, argtypes) in _SIGNATURES.items():
+        try:
+            function = getattr(lib, name)
+        except AttributeError as err:
+            raise LibraryNotFoundError(f"{library} lacks {name}(); install libnuma 2.0+: {_INSTALL_HINT}") from err
+        function.restype = restype
+        function.argtypes = argtypes
+    if lib.numa_available() < 0:
+        raise BindError(
+            f"{library} says NUMA is unavailable (numa_available() = -1): get_mempolicy is refused "
+            "(ENOSYS, or EPERM under a seccomp profile without CAP_SYS_NICE)"
+        )
+    return lib
+
+
+class _LibnumaSetter:
+    """Sets the calling thread's policy with libnuma; MPOL_PREFERRED_MANY through the raw syscall."""
+
+    def __init__(self, lib: ctypes.CDLL, syscalls: MempolicySyscalls) -> None:
+        self._lib = lib
+        self._syscalls = syscalls
+
+    def set(self, mode: Mode, nodes: tuple[int, ...]) -> None:
+        if mode is Mode.PREFERRED_MANY:
+            self._syscalls.set(Mempolicy(mode, nodes))
+            return
+        # libnuma's void setters report failure only through errno (and perror on stderr).
+        ctypes.set_errno(0)
+        if mode is Mode.BIND:
+            mask = self._lib.numa_allocate_nodemask()
+            if not mask:
+                raise OSError(errno.ENOMEM, "numa_allocate_nodemask returned NULL")
+            try:
+                for node in nodes:
+                    self._lib.numa_bitmask_setbit(mask, node)
+                self._lib.numa_set_membind(mask)
+            finally:
+                code = ctypes.get_errno()
+                self._lib.numa_bitmask_free(mask)
+        elif mode is Mode.PREFERRED:
+            self._lib.numa_set_preferred(nodes[0])
+            code = ctypes.get_errno()
+        else:
+            raise OSError(errno.EINVAL, f"libnuma binder does not set {mode.word}")
+        if code:
+            # errno may be left over from an internal call that did not matter: the read-back decides.
+            held = self._syscalls.get()
+            if held.mode != mode or held.nodes != tuple(nodes):
+                raise OSError(code, f"libnuma: {errno_word(code)}")
+
+
+class LibnumaBinder:
+    """Binds the whole calling process with libnuma: every thread's CPUs, the calling thread's memory.
+
+    ``library`` is the shared object to load; ``migrate_pages=True`` also moves pages already
+    touched to the planned nodes. Raises :class:`LibraryNotFoundError` when libnuma is missing.
+    """
+
+    name = "libnuma"
+
+    def __init__(self, library: str = "libnuma.so.1", *, migrate_pages: bool = False, proc_root: str = "/proc"):
+        self.library = library
+        self.migrate_pages = migrate_pages
+        self.proc_root = proc_root
+        self._lib = load_libnuma(library)
+        self._syscalls = MempolicySyscalls(max_node=max(self._lib.numa_max_node(), 0))
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # A CDLL handle cannot be pickled: a child process reloads the library.
+        return _rebuild, (self.library, self.migrate_pages, self.proc_root)
+
+    def apply(self, plan: BindingPlan) -> BindingReport:
+        """Bind every thread's CPUs and this thread's memory policy; restore all and raise BindError on failure."""
+        return apply_whole_process(
+            plan,
+            method=self.name,
+            setter=_LibnumaSetter(self._lib, self._syscalls),
+            syscalls=self._syscalls,
+            proc_root=self.proc_root,
+            migrate=self.migrate_pages,
+        )
+
+
+def _rebuild(library: str, migrate_pages: bool, proc_root: str) -> LibnumaBinder:
+    return LibnumaBinder(library, migrate_pages=migrate_pages, proc_root=proc_root)
+
+
+def default_binder(*, migrate_pages: bool = False, proc_root: str = "/proc") -> Binder:
+    """LibnumaBinder, or SyscallBinder when libnuma is missing or refuses; its reports say which."""
+    from gpunuma.binder.syscall import SyscallBinder
+
+    try:
+        return LibnumaBinder(migrate_pages=migrate_pages, proc_root=proc_root)
+    except BindError as err:
+        return SyscallBinder(
+            migrate_pages=migrate_pages,
+            proc_root=proc_root,
+            notes=(f"libnuma not used ({err}); bound through raw syscalls",),
+        )

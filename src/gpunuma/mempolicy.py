@@ -1,0 +1,154 @@
+"""The memory-policy syscalls (get/set_mempolicy, migrate_pages) through ``libc.syscall``.
+
+Used directly by the syscall binder, and by every binder to read a policy back. Failures
+raise the builtin ``OSError`` with the kernel's errno; binders translate them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import platform
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+
+from gpunuma.errors import BindError, CpuSetParseError, LibraryNotFoundError
+from gpunuma.cpuset import CpuSet
+
+#: Syscall numbers from the kernel headers, by ``platform.machine()``.
+SYSCALL_NUMBERS: dict[str, dict[str, int]] = {
+    "x86_64": {"set_mempolicy": 238, "get_mempolicy": 239, "migrate_pages": 256},
+    "aarch64": {"set_mempolicy": 237, "get_mempolicy": 236, "migrate_pages": 238},
+}
+SYSCALL_NUMBERS["amd64"] = SYSCALL_NUMBERS["x86_64"]
+SYSCALL_NUMBERS["arm64"] = SYSCALL_NUMBERS["aarch64"]
+
+#: Mode flags (STATIC_NODES, RELATIVE_NODES, NUMA_BALANCING) live above bit 12; get_mempolicy returns them.
+_MODE_MASK = 0x1FFF
+_BITS_PER_WORD = 64
+
+
+class Mode(IntEnum):
+    """A memory policy mode (uapi ``MPOL_*``)."""
+
+    DEFAULT = 0
+    PREFERRED = 1
+    BIND = 2
+    INTERLEAVE = 3
+    LOCAL = 4
+    PREFERRED_MANY = 5
+    WEIGHTED_INTERLEAVE = 6
+
+    @property
+    def word(self) -> str:
+        """The lower-case name reports use: ``bind``, ``preferred_many``."""
+        return self.name.lower()
+
+
+@dataclass(frozen=True)
+class Mempolicy:
+    """One thread's memory policy: mode, its flag bits and the nodes in its mask."""
+
+    mode: Mode
+    nodes: tuple[int, ...] = ()
+    flags: int = 0
+
+    @property
+    def word(self) -> str:
+        return self.mode.word
+
+    def __str__(self) -> str:
+        nodes = ",".join(str(n) for n in self.nodes)
+        return f"{self.word} {nodes}" if nodes else self.word
+
+
+def _words_for(max_node: int) -> int:
+    # The kernel's get_nodes() decrements maxnode (reads only maxnode-1 bits) and get_mempolicy
+    # wants maxnode >= nr_node_ids: allocate at least 1024 bits, with a spare bit at the top.
+    return max(16, -(-(max_node + 2) // _BITS_PER_WORD))
+
+
+def possible_max_node(sys_root: str | Path = "/sys") -> int:
+    """The highest possible node id (``/sys/devices/system/node/possible``), 0 when unreadable."""
+    try:
+        text = (Path(sys_root) / "devices/system/node/possible").read_text()
+        nodes = CpuSet.parse_list(text)
+    except (OSError, CpuSetParseError):
+        return 0
+    return max(nodes.ids) if nodes else 0
+
+
+class MempolicySyscalls:
+    """get_mempolicy / set_mempolicy / migrate_pages for the calling thread, via raw syscalls.
+
+    ``libc`` is a ``CDLL`` (default: this process's C library, ``use_errno=True``); ``machine``
+    picks the syscall numbers (default ``platform.machine()``).
+    """
+
+    def __init__(self, *, libc: ctypes.CDLL | None = None, machine: str | None = None, max_node: int | None = None):
+        arch = machine or platform.machine()
+        numbers = SYSCALL_NUMBERS.get(arch)
+        if numbers is None:
+            raise BindError(f"no memory-policy syscall numbers for architecture {arch!r} (x86_64 and aarch64 known)")
+        self._numbers = numbers
+        self.machine = arch
+        if libc is None:
+            try:
+                libc = ctypes.CDLL(None, use_errno=True)
+            except OSError as err:
+                raise LibraryNotFoundError(f"cannot load the C library for raw syscalls: {err}") from err
+        self._syscall = libc.syscall
+        self._syscall.restype = ctypes.c_long
+        self._words = _words_for(possible_max_node() if max_node is None else max_node)
+
+    @property
+    def maxnode(self) -> int:
+        """The ``maxnode`` argument passed to the kernel (bits in the mask buffers)."""
+        return self._words * _BITS_PER_WORD
+
+    def _mask(self, nodes: Iterable[int] = ()) -> ctypes.Array[ctypes.c_ulong]:
+        mask = (ctypes.c_ulong * self._words)()
+        for node in nodes:
+            if node < 0 or node >= self.maxnode - 1:
+                raise OSError(errno.EINVAL, f"node {node} is beyond the {self.maxnode - 1}-bit node mask")
+            mask[node // _BITS_PER_WORD] |= 1 << (node % _BITS_PER_WORD)
+        return mask
+
+    def _call(self, name: str, *args: object) -> int:
+        ctypes.set_errno(0)
+        result = self._syscall(ctypes.c_long(self._numbers[name]), *args)
+        if result < 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"{name}: {os.strerror(code)}")
+        return int(result)
+
+    def get(self) -> Mempolicy:
+        """The calling thread's policy (``get_mempolicy(&mode, mask, maxnode, NULL, 0)``)."""
+        mode = ctypes.c_int(0)
+        mask = self._mask()
+        self._call("get_mempolicy", ctypes.byref(mode), mask, ctypes.c_ulong(self.maxnode), None, ctypes.c_ulong(0))
+        nodes = tuple(
+            w * _BITS_PER_WORD + b for w in range(self._words) for b in range(_BITS_PER_WORD) if mask[w] >> b & 1
+        )
+        return Mempolicy(Mode(mode.value & _MODE_MASK), nodes, mode.value & ~_MODE_MASK)
+
+    def set(self, policy: Mempolicy) -> None:
+        """Set the calling thread's policy; threads created afterwards and exec'd children inherit it."""
+        if policy.mode in (Mode.DEFAULT, Mode.LOCAL) and not policy.nodes:
+            self._call("set_mempolicy", ctypes.c_int(policy.mode | policy.flags), None, ctypes.c_ulong(0))
+            return
+        mask = self._mask(policy.nodes)
+        self._call("set_mempolicy", ctypes.c_int(policy.mode | policy.flags), mask, ctypes.c_ulong(self.maxnode))
+
+    def migrate_pages(self, pid: int, old: Iterable[int], new: Iterable[int]) -> int:
+        """Move ``pid``'s pages from nodes ``old`` to ``new``; returns how many pages could not be moved."""
+        return self._call(
+            "migrate_pages",
+            ctypes.c_int(pid),
+            ctypes.c_ulong(self.maxnode),
+            self._mask(old),
+            self._mask(new),
+        )

@@ -1,0 +1,214 @@
+"""LibnumaBinder binds a real process on this CI machine: every thread, read back, undone on failure.
+
+Every binding runs in a spawned child so the test runner itself is never changed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import queue
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import pytest
+
+from gpunuma.binder.libnuma import LibnumaBinder
+from gpunuma.cpuset import CpuSet
+from gpunuma.errors import BindError, LibraryNotFoundError
+from gpunuma.mempolicy import Mempolicy, MempolicySyscalls, Mode
+from gpunuma.plan import BindingPlan
+from gpunuma.policy import MemoryPolicy
+
+ALLOWED = frozenset(os.sched_getaffinity(0))
+FIRST_CPU = min(ALLOWED)
+
+needs_two_cpus = pytest.mark.skipif(len(ALLOWED) < 2, reason="binding to one CPU proves a change only with 2+ CPUs")
+
+
+def plan(cpus: set[int], memory: MemoryPolicy = MemoryPolicy.BIND, nodes: tuple[int, ...] = (0,)) -> BindingPlan:
+    return BindingPlan(
+        gpus=(0,), nodes=nodes, cpus=CpuSet.of(cpus), memory_policy=memory, memory_nodes=nodes,
+        reasons=("GPU 0 is local to node 0",),
+    )
+
+
+def in_child(function: Any, *args: Any) -> Any:
+    """Run ``function(*args)`` in a fresh spawned process and return its result."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *args).result(timeout=120)
+
+
+class Probe(threading.Thread):
+    """A thread that reports its own affinity and memory policy on request (both are per thread)."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.requests: queue.Queue[bool] = queue.Queue()
+        self.replies: queue.Queue[tuple[frozenset[int], Mempolicy]] = queue.Queue()
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        syscalls = MempolicySyscalls()
+        self.ready.set()
+        while self.requests.get():
+            self.replies.put((frozenset(os.sched_getaffinity(0)), syscalls.get()))
+
+    def probe(self) -> tuple[frozenset[int], Mempolicy]:
+        self.requests.put(True)
+        return self.replies.get(timeout=30)
+
+    def stop(self) -> None:
+        self.requests.put(False)
+        self.join()
+
+
+def _bind_with_threads(the_plan: BindingPlan) -> dict[str, Any]:
+    probes = [Probe() for _ in range(3)]
+    for probe in probes:
+        probe.start()
+        probe.ready.wait()
+    report = LibnumaBinder().apply(the_plan)
+    existing = {probe.native_id: probe.probe() for probe in probes}
+    born_after = Probe()
+    born_after.start()
+    born_after.ready.wait()
+    inherited = born_after.probe()
+    for probe in [*probes, born_after]:
+        probe.stop()
+    return {
+        "report": report,
+        "existing": existing,
+        "inherited": inherited,
+        "caller": MempolicySyscalls().get(),
+        "pid": os.getpid(),
+    }
+
+
+@needs_two_cpus
+def test_binds_every_thread_started_before_binding_and_reads_back_the_plan() -> None:
+    result = in_child(_bind_with_threads, plan({FIRST_CPU}))
+    report = result["report"]
+
+    assert report.bound and report.method == "libnuma"
+    assert report.mismatches == ()
+    assert report.cpus == CpuSet.of({FIRST_CPU})
+    # 3 probe threads + the main thread, all read back from /proc/<pid>/task on CPU FIRST_CPU only.
+    assert report.kernel.pid == result["pid"]
+    assert len(report.kernel.threads) >= 4
+    assert {t.cpus for t in report.kernel.threads} == {CpuSet.of({FIRST_CPU})}
+    assert all(cpus == {FIRST_CPU} for cpus, _ in result["existing"].values())
+
+
+@needs_two_cpus
+def test_memory_policy_is_the_calling_threads_and_new_threads_inherit_it() -> None:
+    result = in_child(_bind_with_threads, plan({FIRST_CPU}))
+
+    assert result["report"].memory_policy == "bind" and result["report"].memory_nodes == (0,)
+    assert result["caller"] == Mempolicy(Mode.BIND, (0,))
+    # Threads that already existed keep their policy; a thread born afterwards inherits BIND.
+    assert {policy.mode for _, policy in result["existing"].values()} == {Mode.DEFAULT}
+    assert result["inherited"] == (frozenset({FIRST_CPU}), Mempolicy(Mode.BIND, (0,)))
+
+
+def _bind(the_plan: BindingPlan) -> Any:
+    report = LibnumaBinder().apply(the_plan)
+    return report, MempolicySyscalls().get()
+
+
+def test_preferred_single_node_sets_mpol_preferred() -> None:
+    report, held = in_child(_bind, plan(set(ALLOWED), MemoryPolicy.PREFERRED))
+
+    assert held == Mempolicy(Mode.PREFERRED, (0,))
+    assert report.memory_policy == "preferred" and report.mismatches == ()
+
+
+def test_policy_none_binds_cpus_and_leaves_memory_alone() -> None:
+    report, held = in_child(_bind, plan(set(ALLOWED), MemoryPolicy.NONE))
+
+    assert report.bound and report.memory_policy is None
+    assert held == Mempolicy(Mode.DEFAULT)
+
+
+def test_a_plan_that_does_not_bind_changes_nothing() -> None:
+    empty = BindingPlan(
+        gpus=(0,), nodes=(), cpus=CpuSet(), memory_policy=MemoryPolicy.BIND, memory_nodes=(),
+        reasons=("GPU 0 reports no NUMA locality",),
+    )
+    report, held = in_child(_bind, empty)
+
+    assert not report.bound and report.kernel is None
+    assert report.reasons == ("GPU 0 reports no NUMA locality",)
+    assert held == Mempolicy(Mode.DEFAULT)
+
+
+@needs_two_cpus
+def test_memory_node_the_kernel_refuses_keeps_cpus_bound_and_says_so() -> None:
+    # Node 5 does not exist here: set_mempolicy fails with EINVAL, as it does when cpuset.mems excludes a node.
+    report, held = in_child(_bind, plan({FIRST_CPU}, MemoryPolicy.BIND, nodes=(5,)))
+
+    assert report.bound and report.cpus == CpuSet.of({FIRST_CPU})
+    assert report.memory_policy is None
+    assert "memory policy refused by the kernel (EINVAL): bound CPUs only" in report.reasons
+    assert held == Mempolicy(Mode.DEFAULT)
+
+
+def _fail_and_compare(the_plan: BindingPlan) -> dict[str, Any]:
+    syscalls = MempolicySyscalls()
+    # A non-default starting state, so "restored" cannot mean "reset to defaults".
+    syscalls.set(Mempolicy(Mode.PREFERRED, (0,)))
+    os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
+    probes = [Probe() for _ in range(3)]
+    for probe in probes:
+        probe.start()
+        probe.ready.wait()
+    before = {"main": (frozenset(os.sched_getaffinity(0)), syscalls.get())}
+    before.update({probe.native_id: probe.probe() for probe in probes})
+    try:
+        LibnumaBinder().apply(the_plan)
+        error = None
+    except BindError as err:
+        error = str(err)
+    after = {"main": (frozenset(os.sched_getaffinity(0)), syscalls.get())}
+    after.update({probe.native_id: probe.probe() for probe in probes})
+    for probe in probes:
+        probe.stop()
+    return {"before": before, "after": after, "error": error}
+
+
+def test_failed_cpu_binding_leaves_every_thread_exactly_as_it_was() -> None:
+    result = in_child(_fail_and_compare, plan({999}, MemoryPolicy.BIND, nodes=(5,)))
+
+    assert result["error"] is not None and "EINVAL" in result["error"] and "restored" in result["error"]
+    assert result["after"] == result["before"]
+    assert result["before"]["main"][1] == Mempolicy(Mode.PREFERRED, (0,))
+
+
+def test_missing_library_is_a_typed_error_with_the_install_hint() -> None:
+    with pytest.raises(LibraryNotFoundError) as caught:
+        LibnumaBinder(library="libnope.so")
+
+    assert "libnope.so" in str(caught.value)
+    assert "apt-get install libnuma1" in str(caught.value)
+
+
+def test_pickles_by_reloading_the_library() -> None:
+    binder = LibnumaBinder(migrate_pages=True)
+
+    copy = pickle.loads(pickle.dumps(binder))
+
+    assert isinstance(copy, LibnumaBinder)
+    assert (copy.library, copy.migrate_pages, copy.proc_root) == ("libnuma.so.1", True, "/proc")
+
+
+def _bind_and_migrate(the_plan: BindingPlan) -> Any:
+    return LibnumaBinder(migrate_pages=True).apply(the_plan)
+
+
+def test_migrate_pages_reports_pages_not_moved() -> None:
+    report = in_child(_bind_and_migrate, plan(set(ALLOWED), MemoryPolicy.BIND))
+
+    assert report.bound
+    assert any(r.startswith("migrate_pages moved existing pages to node 0; ") for r in report.reasons)
