@@ -1,0 +1,137 @@
+"""The default topology source: the kernel's sysfs view, enriched by NVML when NVML starts.
+
+Which source wins each field:
+
+* nodes, CPUs, PCI ``numa_node`` and ``local_cpus``: sysfs (the kernel allocates by them);
+* UUID, name, MIG devices, ``memory_node``, ``affinity_nodes``: NVML.
+
+When the two disagree about a GPU's node, the kernel's PCI ``numa_node`` wins if it is known;
+NVML's CPU affinity fills in only where the kernel says -1. Each disagreement is logged as a
+warning on the ``gpunuma`` logger and added to :attr:`Topology.notes`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+from gpunuma.errors import NvmlError
+from gpunuma.identity import normalize_bus_id
+from gpunuma.model import Gpu, MigDevice, Topology
+from gpunuma.plan import Allowed
+from gpunuma.ports import TopologySource
+from gpunuma.topology.nvml import NvmlTopology
+
+LOG = logging.getLogger("gpunuma")
+
+
+class AutoTopology:
+    """A :class:`~gpunuma.ports.TopologySource` combining sysfs and (when it works) NVML.
+
+    ``nvml`` is passed to :class:`NvmlTopology` (None: import ``pynvml``); ``sysfs`` is the
+    kernel source (None: ``SysfsTopology(root=root)``).
+    """
+
+    name = "auto"
+
+    def __init__(self, nvml: Any | None = None, root: str = "/", sysfs: TopologySource | None = None) -> None:
+        self._root = root
+        self._sysfs = sysfs
+        self._nvml = nvml
+
+    @property
+    def sysfs(self) -> TopologySource:
+        """The kernel's view of nodes, CPUs, PCI locality and allowed sets."""
+        if self._sysfs is None:
+            from gpunuma.topology.sysfs import SysfsTopology
+
+            self._sysfs = SysfsTopology(root=self._root)
+        return self._sysfs
+
+    def allowed(self) -> Allowed:
+        """The kernel's cpuset and affinity for this process."""
+        return self.sysfs.allowed()
+
+    def read(self) -> Topology:
+        """sysfs alone when NVML cannot start (with a note saying why), else both combined."""
+        base = self.sysfs.read()
+        try:
+            found = NvmlTopology(nvml=self._nvml, sysfs=self.sysfs).read_gpus(base)
+        except NvmlError as err:
+            note = f"NVML not used: {err}"
+            return dataclasses.replace(base, source="auto(sysfs)", notes=(*base.notes, note))
+        gpus, notes = merge_gpus(base.gpus, found.gpus)
+        return Topology(
+            nodes=base.nodes,
+            cpus=base.cpus,
+            gpus=gpus,
+            source="auto(nvml+sysfs)",
+            notes=(*base.notes, *found.notes, *notes),
+        )
+
+
+def merge_gpus(kernel: tuple[Gpu, ...], nvml: tuple[Gpu, ...]) -> tuple[tuple[Gpu, ...], tuple[str, ...]]:
+    """Combine sysfs and NVML GPUs matched by bus id; returns the GPUs and topology notes.
+
+    NVIDIA GPUs take NVML's index (the id ``nvidia-smi`` and Ray use). An NVIDIA GPU in sysfs
+    that NVML does not see is left out (in a container it belongs to someone else); GPUs of
+    other vendors keep the kernel's view and are numbered after the NVIDIA ones.
+    """
+    by_bus = {normalize_bus_id(g.pci_bus_id): g for g in nvml}
+    merged: list[Gpu] = []
+    others: list[Gpu] = []
+    notes: list[str] = []
+    seen: set[str] = set()
+    for gpu in kernel:
+        bus = normalize_bus_id(gpu.pci_bus_id)
+        found = by_bus.get(bus)
+        if found is None:
+            if gpu.vendor == "nvidia":
+                notes.append(f"{gpu.label}: in sysfs but not visible to NVML; left out")
+            else:
+                others.append(gpu)
+            continue
+        seen.add(bus)
+        combined, note = _merge_one(gpu, found)
+        merged.append(combined)
+        if note:
+            notes.append(note)
+    for bus, gpu in by_bus.items():
+        if bus not in seen:
+            notes.append(f"{gpu.label}: seen by NVML only; its locality is NVML's")
+            merged.append(gpu)
+    merged.sort(key=lambda g: g.index)
+    first_other = max((g.index for g in merged), default=-1) + 1
+    renumbered = [dataclasses.replace(g, index=first_other + i) for i, g in enumerate(others)]
+    return (*merged, *renumbered), tuple(notes)
+
+
+def _merge_one(kernel: Gpu, nvml: Gpu) -> tuple[Gpu, str | None]:
+    """One GPU: kernel locality first, NVML identity; a note when the two disagree about the node."""
+    note = None
+    numa_node = kernel.numa_node
+    local_cpus = kernel.local_cpus
+    if kernel.numa_node is None and nvml.numa_node is not None:
+        numa_node = nvml.numa_node
+        local_cpus = nvml.local_cpus
+    elif kernel.numa_node is not None and nvml.numa_node is not None and kernel.numa_node != nvml.numa_node:
+        note = (
+            f"{kernel.label}: sysfs numa_node {kernel.numa_node} but NVML CPU affinity says node "
+            f"{nvml.numa_node}; using the kernel's {kernel.numa_node}"
+        )
+        LOG.warning(note)
+    migs = tuple(MigDevice(uuid=m.uuid, parent_index=nvml.index, gi=m.gi, ci=m.ci) for m in nvml.mig_devices)
+    gpu = dataclasses.replace(
+        kernel,
+        index=nvml.index,
+        uuid=nvml.uuid or kernel.uuid,
+        name=nvml.name or kernel.name,
+        numa_node=numa_node,
+        local_cpus=local_cpus,
+        memory_node=nvml.memory_node,
+        affinity_nodes=nvml.affinity_nodes,
+        mig_devices=migs or kernel.mig_devices,
+        notes=(*kernel.notes, *nvml.notes, *((note,) if note else ())),
+    )
+    return gpu, note

@@ -1,0 +1,135 @@
+"""AutoTopology: sysfs alone when NVML cannot start, sysfs + NVML combined when it can."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import pytest
+
+from gpunuma.cpuset import CpuSet
+from gpunuma.model import Gpu, MigDevice
+from gpunuma.topology.auto import AutoTopology
+from gpunuma.topology.sysfs import SysfsTopology
+from gpunuma_fakes.catalogue import MACHINES, machine
+from gpunuma_fakes.nvml import FakeNvml
+from gpunuma_fakes.render import render_sysfs
+from gpunuma_fakes.spec import GpuSpec, Machine
+
+
+def auto(m: Machine, root: Path, **fake: object) -> tuple[AutoTopology, FakeNvml]:
+    render_sysfs(m, root)
+    nvml = FakeNvml(m, **fake)  # type: ignore[arg-type]
+    return AutoTopology(nvml=nvml, root=str(root)), nvml
+
+
+def nvml_fields(m: Machine, spec: GpuSpec) -> dict[str, object]:
+    """What NVML adds to the declared GPU: the memory node and the memory-affinity nodes."""
+    if spec.nvml_memory_affinity is not None:
+        affinity = spec.nvml_memory_affinity
+    elif spec.sysfs_numa_node >= 0:
+        affinity = (spec.sysfs_numa_node,)
+    else:
+        affinity = tuple(n.id for n in m.nodes if n.memory_mb > 0)
+    return {"memory_node": spec.nvml_numa_node, "affinity_nodes": affinity}
+
+
+def without_notes(gpu: Gpu) -> Gpu:
+    return dataclasses.replace(gpu, notes=())
+
+
+def replace_gpu(m: Machine, index: int, **fields: object) -> Machine:
+    gpus = list(m.sorted_gpus())
+    gpus[index] = dataclasses.replace(gpus[index], **fields)  # type: ignore[arg-type]
+    return dataclasses.replace(m, gpus=tuple(gpus))
+
+
+@pytest.mark.parametrize("name", list(MACHINES))
+def test_auto_agrees_with_the_declared_topology_plus_nvml_fields(name: str, tmp_path: Path) -> None:
+    m = machine(name)
+    source, nvml = auto(m, tmp_path)
+    topo = source.read()
+    declared = m.topology()
+    assert topo.nodes == declared.nodes
+    assert topo.cpus == declared.cpus
+    if any(g.vendor == "nvidia" for g in m.gpus):
+        assert topo.source == "auto(nvml+sysfs)"
+        expected = tuple(
+            dataclasses.replace(gpu, **nvml_fields(m, spec))  # type: ignore[arg-type]
+            for gpu, spec in zip(declared.gpus, m.sorted_gpus())
+        )
+        assert (nvml.init_count, nvml.shutdown_count) == (1, 1)
+    else:
+        assert topo.source == "auto(sysfs)"
+        expected = declared.gpus
+    assert tuple(map(without_notes, topo.gpus)) == tuple(map(without_notes, expected))
+
+
+def test_without_nvml_library_auto_is_sysfs_and_says_why(tmp_path: Path) -> None:
+    m = machine("dgx-h100")
+    source, nvml = auto(m, tmp_path, failure="library_not_found")
+    topo = source.read()
+    assert topo.source == "auto(sysfs)"
+    assert topo.gpus == SysfsTopology(root=str(tmp_path)).read().gpus
+    assert any(n.startswith("NVML not used: nvmlInit failed: LibraryNotFound (code 12)") for n in topo.notes)
+    assert nvml.refcount == 0
+
+
+def test_driver_not_loaded_falls_back_to_sysfs(tmp_path: Path) -> None:
+    source, _ = auto(machine("smt-off"), tmp_path, failure="driver_not_loaded")
+    topo = source.read()
+    assert topo.source == "auto(sysfs)"
+    assert [g.numa_node for g in topo.gpus] == [0, 1]
+    assert any("DriverNotLoaded" in n for n in topo.notes)
+
+
+def test_kernel_node_wins_a_disagreement_with_a_warning_and_a_note(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # NVML claims GPU 1 (sysfs node 0) is near node 1's CPUs.
+    m = replace_gpu(machine("dgx-h100"), 1, nvml_cpu_affinity="56-111,168-223")
+    source, _ = auto(m, tmp_path)
+    with caplog.at_level(logging.WARNING, logger="gpunuma"):
+        topo = source.read()
+    gpu = topo.gpu(1)
+    assert gpu is not None
+    assert gpu.numa_node == 0
+    assert gpu.local_cpus == CpuSet.parse_list("0-55,112-167")
+    note = "GPU 1 (0000:43:00.0): sysfs numa_node 0 but NVML CPU affinity says node 1; using the kernel's 0"
+    assert note in topo.notes and note in gpu.notes
+    assert [r.getMessage() for r in caplog.records if r.name == "gpunuma"] == [note]
+
+
+def test_nvml_fills_in_where_the_kernel_says_minus_one(tmp_path: Path) -> None:
+    # A VM whose hypervisor gave no proximity data, but whose NVML affinity names node 1's CPUs.
+    m = replace_gpu(machine("cloud-vm"), 2, nvml_cpu_affinity=machine("cloud-vm").nodes[1].cpus)
+    source, _ = auto(m, tmp_path)
+    topo = source.read()
+    assert [g.numa_node for g in topo.gpus] == [None, None, 1, None]
+    assert topo.gpus[2].local_cpus == CpuSet.parse_list(m.nodes[1].cpus)
+    assert topo.gpus[0].local_cpus == m.all_cpus()
+
+
+def test_mig_devices_and_uuids_come_from_nvml(tmp_path: Path) -> None:
+    migs = ("MIG-11111111-2222-5333-8444-555555555555",)
+    m = replace_gpu(machine("gh200"), 0, mig_uuids=migs)
+    source, _ = auto(m, tmp_path)
+    topo = source.read()
+    assert topo.gpus[0].mig_devices == (MigDevice(uuid=migs[0], parent_index=0),)
+    assert topo.gpus[0].memory_node == 1
+    assert topo.gpus[0].numa_node == 0
+
+
+def test_nvidia_gpus_nvml_cannot_see_are_left_out_with_a_note(tmp_path: Path) -> None:
+    source, _ = auto(machine("smt-off"), tmp_path, failures={"nvmlDeviceGetHandleByIndex": 4})
+    topo = source.read()
+    assert topo.gpus == ()
+    assert "GPU 0 (0000:3b:00.0): in sysfs but not visible to NVML; left out" in topo.notes
+
+
+def test_allowed_is_the_kernel_view(tmp_path: Path) -> None:
+    m = machine("container-dgx-h100")
+    source, _ = auto(m, tmp_path)
+    assert source.allowed() == m.allowed()
+    assert source.name == "auto"
