@@ -73,17 +73,20 @@ def plan_for(
 
     With ``node`` and no ``gpu``, plans an explicit node for a CPU-only process.
     """
-    from gpunuma.identity import resolve_gpus
+    from gpunuma.identity import describe_resolution
     from gpunuma.planner import plan_binding
 
     settings = Settings.from_env(env)
     src = make_source(source if source is not None else settings.source)
     topology = src.read()
     allowed = src.allowed()
+    resolution_reasons: tuple[str, ...] = ()
     if node is not None and gpu is None:
         physical: tuple[int, ...] = ()
     else:
-        physical = resolve_gpus(topology, gpus=_gpu_arg(gpu), env=env, ray=ray)
+        resolution = describe_resolution(topology, gpus=_gpu_arg(gpu), env=env, ray=ray)
+        physical = resolution.gpus
+        resolution_reasons = (*resolution.reasons, *resolution.warnings)
     if not physical and node is None:
         why = (
             "this machine has no GPU that sysfs or NVML can see: nothing to bind"
@@ -92,9 +95,8 @@ def plan_for(
         )
         return not_bound(None, why, method="plan").plan
     plan = plan_binding(topology, physical, allowed, policy or settings.policy, node=node)
-    if topology.notes:
-        plan = _with_reasons(plan, tuple(f"topology: {note}" for note in topology.notes), first=True)
-    return plan
+    notes = (*resolution_reasons, *(f"topology: {note}" for note in topology.notes))
+    return _with_reasons(plan, notes, first=True) if notes else plan
 
 
 def apply_plan(plan: BindingPlan, binder: Binder, *, strict: bool = False) -> BindingReport:

@@ -34,6 +34,7 @@ def _topology_source(args: argparse.Namespace) -> Iterator[Any]:
         return
     import gpunuma_fakes
     from gpunuma.topology.sysfs import SysfsTopology
+    from gpunuma_fakes.nvml import FakeNvml
 
     machine = gpunuma_fakes.machine(args.simulate)
     with tempfile.TemporaryDirectory(prefix=f"gpunuma-{machine.name}-") as tmp:
@@ -44,11 +45,11 @@ def _topology_source(args: argparse.Namespace) -> Iterator[Any]:
         elif name == "nvml":
             from gpunuma.topology.nvml import NvmlTopology
 
-            yield NvmlTopology(nvml=gpunuma_fakes.fake_nvml(machine), sysfs=sysfs)
+            yield NvmlTopology(nvml=FakeNvml(machine), sysfs=sysfs)
         else:
             from gpunuma.topology.auto import AutoTopology
 
-            yield AutoTopology(nvml=gpunuma_fakes.fake_nvml(machine), sysfs=sysfs)
+            yield AutoTopology(nvml=FakeNvml(machine), sysfs=sysfs)
 
 
 def _policy(args: argparse.Namespace) -> Policy:
@@ -91,8 +92,9 @@ def _print_topology(topology: Any) -> None:
         if gpu.mig_devices:
             extra += f", {len(gpu.mig_devices)} MIG devices"
         print(f"  GPU {gpu.index}  {gpu.pci_bus_id}  {gpu.uuid or '-'}  node {node}  local CPUs {local}{extra}")
-        for note in gpu.notes:
-            print(f"      note: {note}")
+        if gpu.numa_node is None:  # the notes say why the node is unknown
+            for note in gpu.notes:
+                print(f"      note: {note}")
     for note in topology.notes:
         print(f"note: {note}")
 
@@ -159,7 +161,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from gpunuma.check import check_process
 
-    result = check_process(args.pid, source=args.source, proc_root=args.proc)
+    result = check_process(args.pid, source=args.source, root=args.root)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
@@ -225,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="is this process bound right? read the kernel's view of a process")
     check.add_argument("--pid", default="self", help="process id (default: this process)")
     check.add_argument("--source", choices=_SOURCES, default="auto")
-    check.add_argument("--proc", default="/proc", help="procfs root (default /proc)")
+    check.add_argument("--root", default="/", help="root holding proc/ and sys/ (default /)")
     check.add_argument("--json", action="store_true")
     check.set_defaults(func=cmd_check)
 

@@ -1,0 +1,60 @@
+"""NVML and sysfs on a real GPU host: both list the same GPUs and agree on their locality."""
+
+from __future__ import annotations
+
+import json
+
+from gpunuma.identity import normalize_bus_id
+
+
+def test_nvml_lists_every_gpu_with_uuid_and_bus_id(nvml_topology, results_dir):
+    import pynvml
+
+    pynvml.nvmlInit()
+    try:
+        count = pynvml.nvmlDeviceGetCount()
+        expected = {
+            normalize_bus_id(pynvml.nvmlDeviceGetPciInfo(pynvml.nvmlDeviceGetHandleByIndex(i)).busId)
+            for i in range(count)
+        }
+    finally:
+        pynvml.nvmlShutdown()
+    assert len(nvml_topology.gpus) == count
+    assert {gpu.pci_bus_id for gpu in nvml_topology.gpus} == expected
+    for gpu in nvml_topology.gpus:
+        assert gpu.uuid and gpu.uuid.startswith("GPU-"), gpu
+    if results_dir is not None:
+        (results_dir / "topology-nvml.json").write_text(json.dumps(nvml_topology.to_dict(), indent=2))
+
+
+def test_nvml_and_sysfs_agree_on_bus_ids_nodes_and_local_cpus(nvml_topology, sysfs_topology, results_dir):
+    assert [g.pci_bus_id for g in nvml_topology.gpus] == [g.pci_bus_id for g in sysfs_topology.gpus]
+    for nvml_gpu, kernel_gpu in zip(nvml_topology.gpus, sysfs_topology.gpus):
+        assert nvml_gpu.numa_node == kernel_gpu.numa_node, (nvml_gpu, kernel_gpu)
+        assert nvml_gpu.local_cpus == kernel_gpu.local_cpus, (nvml_gpu, kernel_gpu)
+        if nvml_gpu.numa_node is None:
+            # Both say "unknown": NVML must say why in its notes.
+            assert nvml_gpu.notes, nvml_gpu
+    assert [n.cpus for n in nvml_topology.nodes] == [n.cpus for n in sysfs_topology.nodes]
+    if results_dir is not None:
+        (results_dir / "topology-sysfs.json").write_text(json.dumps(sysfs_topology.to_dict(), indent=2))
+
+
+def test_auto_source_uses_nvml_for_identity(nvml_topology):
+    from gpunuma.topology.auto import AutoTopology
+
+    auto = AutoTopology().read()
+    assert auto.source.startswith("auto(nvml")
+    assert [g.uuid for g in auto.gpus] == [g.uuid for g in nvml_topology.gpus]
+
+
+def test_plan_for_each_gpu_binds_or_says_why(nvml_topology):
+    from gpunuma.api import plan_for
+
+    for gpu in nvml_topology.gpus:
+        plan = plan_for(gpu.uuid, env={})
+        assert plan.gpus == (gpu.index,)
+        if plan.binds:
+            assert plan.cpus <= nvml_topology.all_cpus
+        else:
+            assert plan.reasons, plan
