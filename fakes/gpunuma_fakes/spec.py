@@ -75,6 +75,9 @@ class Machine:
     cgroup_cpus: str | None = None
     cgroup_mems: str | None = None
     affinity: str | None = None
+    #: The process's cgroup as ``/proc/<pid>/cgroup`` names it, and the hierarchy version (1 or 2).
+    cgroup_path: str = "/"
+    cgroup_version: int = 2
     #: Render no ``/sys/devices/system/node`` directory (a kernel without NUMA).
     no_numa_dir: bool = False
 

@@ -1,0 +1,398 @@
+"""The catalogue of simulated machines, each built from a published layout (see ``sources``).
+
+Every machine renders a sysfs/procfs tree (``render.py``) and a fake ``pynvml`` (``nvml.py``);
+``expected_nodes`` says where the default plan must put each GPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+
+from gpunuma.cpuset import CpuSet
+from gpunuma.errors import GpunumaError
+
+from gpunuma_fakes.spec import GpuSpec, Machine, NodeSpec
+
+
+class UnknownMachineError(GpunumaError, LookupError):
+    """A simulated machine name that the catalogue does not hold; ``known`` lists the names."""
+
+    def __init__(self, name: str, known: tuple[str, ...]) -> None:
+        self.name = name
+        self.known = known
+        super().__init__(f"unknown simulated machine {name!r}; known: {', '.join(known)}")
+
+
+# -- small builders ------------------------------------------------------------------
+
+
+def _threads(sockets: int, cores_per_socket: int, threads: int, socket: int, first: int, count: int) -> str:
+    """The cpulist of cores ``first..first+count-1`` of ``socket`` with all their SMT threads."""
+    per_thread = sockets * cores_per_socket
+    return CpuSet.of(
+        t * per_thread + socket * cores_per_socket + core
+        for t in range(threads)
+        for core in range(first, first + count)
+    ).to_list()
+
+
+def _rows(ids: tuple[int, ...], distance: Callable[[int, int], int]) -> dict[int, tuple[int, ...]]:
+    """The sysfs distance row of each node: one entry per online node, in id order."""
+    return {a: tuple(10 if a == b else distance(a, b) for b in ids) for a in ids}
+
+
+def _uuid(chassis: str, bus_id: str) -> str:
+    """A deterministic ``GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`` for a GPU of a simulated chassis."""
+    d = hashlib.sha256(f"{chassis}/{bus_id}".encode()).hexdigest()
+    return f"GPU-{d[:8]}-{d[8:12]}-{d[12:16]}-{d[16:20]}-{d[20:32]}"
+
+
+def _gpus(chassis: str, placed: list[tuple[str, int]], **fields: object) -> tuple[GpuSpec, ...]:
+    """GpuSpecs for ``(bus id, sysfs numa_node)`` pairs sharing the other ``fields``."""
+    return tuple(
+        GpuSpec(bus_id=bus, uuid=_uuid(chassis, bus), sysfs_numa_node=node, **fields)  # type: ignore[arg-type]
+        for bus, node in placed
+    )
+
+
+# -- the machines ----------------------------------------------------------------------
+
+_DGX_H100_BUSES = ["1b", "43", "52", "61", "9d", "c3", "d1", "df"]
+
+
+def _dgx_h100(name: str, description: str, **extra: object) -> Machine:
+    rows = _rows((0, 1), lambda a, b: 21)
+    nodes = (
+        NodeSpec(0, _threads(2, 56, 2, 0, 0, 56), 1_031_820, rows[0]),
+        NodeSpec(1, _threads(2, 56, 2, 1, 0, 56), 1_032_166, rows[1]),
+    )
+    gpus = _gpus(
+        "dgx-h100",
+        [(f"0000:{bus}:00.0", 0 if i < 4 else 1) for i, bus in enumerate(_DGX_H100_BUSES)],
+        name="NVIDIA H100 80GB HBM3",
+    )
+    return Machine(
+        name=name,
+        description=description,
+        sources=(
+            "CPU and node layout: numa-nvml-facts F, DGX H100 row (2x Xeon 8480C, 56 cores, SNC off)",
+            "GPU bus ids 1b,43,52,61 / 9d,c3,d1,df: 8x H200 HGX `nvidia-smi topo -m` capture and DGX H100 BDF mock",
+            "distances 10/21: typical two-socket Intel (not checked on a DGX)",
+        ),
+        sockets=2,
+        cores_per_socket=56,
+        threads_per_core=2,
+        nodes=nodes,
+        gpus=gpus,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def _dgx_a100() -> Machine:
+    # NPS4: each EPYC 7742 socket is four nodes of 16 cores; nodes 0-3 on socket 0, 4-7 on socket 1.
+    ids = tuple(range(8))
+    rows = _rows(ids, lambda a, b: 12 if a // 4 == b // 4 else 32)
+    nodes = tuple(NodeSpec(k, _threads(2, 64, 2, k // 4, 16 * (k % 4), 16), 128_764, rows[k]) for k in ids)
+    placed = [("07", 3), ("0f", 3), ("47", 1), ("4e", 1), ("87", 7), ("90", 7), ("b7", 5), ("bd", 5)]
+    return Machine(
+        name="dgx-a100",
+        description="DGX A100: 2x EPYC 7742 (64 cores, SMT) in NPS4, 8 nodes, 8 A100 SXM4",
+        sources=(
+            "node layout and GPU->node map GPU0,1->3, GPU2,3->1, GPU4,5->7: NVIDIA/nccl#1505",
+            "GPU6,7->5: inferred from the same capture (numa-nvml-facts F)",
+            "distances 10/12/32: numa-nvml-facts F, DGX A100 row",
+        ),
+        sockets=2,
+        cores_per_socket=64,
+        threads_per_core=2,
+        nodes=nodes,
+        gpus=_gpus("dgx-a100", [(f"0000:{bus}:00.0", node) for bus, node in placed], name="NVIDIA A100-SXM4-80GB"),
+        expected_nodes={i: node for i, (_, node) in enumerate(placed)},
+    )
+
+
+def _gh200() -> Machine:
+    ids = tuple(range(9))
+
+    def distance(a: int, b: int) -> int:
+        return 80 if 0 in (a, b) else 255  # GPU-memory node 1 and MIG placeholder nodes 2-8
+
+    rows = _rows(ids, distance)
+    nodes = (
+        NodeSpec(0, "0-71", 491_520, rows[0]),
+        NodeSpec(1, "", 97_280, rows[1]),
+        *(NodeSpec(k, "", 0, rows[k]) for k in range(2, 9)),
+    )
+    return Machine(
+        name="gh200",
+        description="GH200 superchip: Grace 72 cores (node 0), CPU-less HBM node 1, MIG placeholder nodes 2-8",
+        sources=(
+            "9 nodes, node 1 97280 MB, nodes 2-8 0 MB: kernel fake-numa patch mail, bytedance/xpu-perf#129",
+            "distances 80 / 255: NVIDIA/mlperf-common#16",
+            "GPU PCI numa_node 0 (the local Grace node): numa-nvml-facts F, not verified on hardware",
+        ),
+        sockets=1,
+        cores_per_socket=72,
+        threads_per_core=1,
+        nodes=nodes,
+        gpus=_gpus("gh200", [("0009:01:00.0", 0)], name="NVIDIA GH200 480GB", nvml_numa_node=1),
+        expected_nodes={0: 0},
+    )
+
+
+def _gb200() -> Machine:
+    ids = tuple(range(34))
+
+    def distance(a: int, b: int) -> int:
+        if {a, b} == {0, 1}:
+            return 40
+        if a in (0, 1) or b in (0, 1):
+            grace, other = (a, b) if a in (0, 1) else (b, a)
+            near = other < 18  # GPU groups 2-9, 10-17 hang off node 0; 18-25, 26-33 off node 1
+            return 80 if near == (grace == 0) else 120
+        return 11 if (a - 2) // 8 == (b - 2) // 8 else 40
+
+    rows = _rows(ids, distance)
+    hbm = {2, 10, 18, 26}
+    nodes = (
+        NodeSpec(0, "0-71", 491_520, rows[0]),
+        NodeSpec(1, "72-143", 491_520, rows[1]),
+        *(NodeSpec(k, "", 188_416 if k in hbm else 0, rows[k]) for k in range(2, 34)),
+    )
+    gpus = tuple(
+        GpuSpec(
+            bus_id=bus,
+            uuid=_uuid("gb200", bus),
+            sysfs_numa_node=grace,
+            name="NVIDIA GB200",
+            nvml_numa_node=memory,
+        )
+        for bus, grace, memory in [
+            ("0008:01:00.0", 0, 2),
+            ("0009:01:00.0", 0, 10),
+            ("0018:01:00.0", 1, 18),
+            ("0019:01:00.0", 1, 26),
+        ]
+    )
+    return Machine(
+        name="gb200",
+        description="GB200 tray: 2 Grace (nodes 0, 1) + 4 B200, HBM nodes 2,10,18,26, 34 nodes in all",
+        sources=(
+            "nodes, HBM sizes and distances: NVIDIA/TensorRT-LLM blog8 (Scaling Expert Parallelism part 2)",
+            "GPU0,1 local to node 0, GPU2,3 to node 1: ishandhanani/srt-slurm#164",
+        ),
+        sockets=2,
+        cores_per_socket=72,
+        threads_per_core=1,
+        nodes=nodes,
+        gpus=gpus,
+        expected_nodes={0: 0, 1: 0, 2: 1, 3: 1},
+    )
+
+
+def _cloud_vm() -> Machine:
+    rows = _rows((0, 1), lambda a, b: 20)
+    nodes = (
+        NodeSpec(0, _threads(2, 4, 2, 0, 0, 4), 95_872, rows[0]),
+        NodeSpec(1, _threads(2, 4, 2, 1, 0, 4), 96_376, rows[1]),
+    )
+    buses = ["0000:00:06.0", "0000:00:07.0", "0000:00:08.0", "0000:00:09.0"]
+    return Machine(
+        name="cloud-vm",
+        description="KVM guest: 2 nodes of 8 vCPUs (SMT), 4 passed-through GPUs with numa_node -1",
+        sources=(
+            "numa_node -1 and local_cpulist = every CPU, NVML NUMA id NotSupported: [EXP-h100] KVM guest capture",
+            "two guest nodes: a common large-VM shape (numa-nvml-facts D, trap 4)",
+        ),
+        sockets=2,
+        cores_per_socket=4,
+        threads_per_core=2,
+        nodes=nodes,
+        gpus=_gpus("cloud-vm", [(bus, -1) for bus in buses], name="NVIDIA L4"),
+        expected_nodes={i: None for i in range(4)},
+    )
+
+
+_SNC_PLACED = [("0000:18:00.0", 0), ("0000:2a:00.0", 0), ("0000:3a:00.0", 0), ("0000:5d:00.0", 1),
+               ("0000:9a:00.0", 2), ("0000:ab:00.0", 2)]  # fmt: skip
+
+
+def _snc_nodes() -> tuple[NodeSpec, ...]:
+    # SNC2: each 48-core socket is two nodes of 24 cores; 12 within a socket, 21 across.
+    ids = (0, 1, 2, 3)
+    rows = _rows(ids, lambda a, b: 12 if a // 2 == b // 2 else 21)
+    return tuple(NodeSpec(k, _threads(2, 48, 2, k // 2, 24 * (k % 2), 24), 257_700, rows[k]) for k in ids)
+
+
+_SNC_SOURCES = (
+    "SNC2 node layout 0-23,96-119 / 24-47,120-143 / ... and GPU0-2->0, GPU3->1, GPU4,5->2: sgl-project/sglang#13973",
+    "distances 10/12/21: the SNC rows of numa-nvml-facts F (Leonardo DCGP `numactl -H`)",
+)
+
+
+def _snc() -> Machine:
+    return Machine(
+        name="snc",
+        description="2x 48-core Xeon with SMT in SNC2: 4 nodes, 6 GPUs",
+        sources=_SNC_SOURCES,
+        sockets=2,
+        cores_per_socket=48,
+        threads_per_core=2,
+        nodes=_snc_nodes(),
+        gpus=_gpus("snc", _SNC_PLACED),
+        expected_nodes={i: node for i, (_, node) in enumerate(_SNC_PLACED)},
+    )
+
+
+def _snc_socket_affinity() -> Machine:
+    nodes = _snc_nodes()
+    socket_cpus = {
+        s: (CpuSet.parse_list(nodes[2 * s].cpus) | CpuSet.parse_list(nodes[2 * s + 1].cpus)).to_list() for s in (0, 1)
+    }
+    gpus = tuple(
+        GpuSpec(
+            bus_id=bus,
+            uuid=_uuid("snc-socket-affinity", bus),
+            sysfs_numa_node=-1,
+            local_cpus=socket_cpus[node // 2],
+        )
+        for bus, node in _SNC_PLACED
+    )
+    return Machine(
+        name="snc-socket-affinity",
+        description="the SNC2 machine whose firmware reports GPUs per socket: numa_node -1, local CPUs = the socket",
+        sources=(*_SNC_SOURCES, "socket-wide affinity with numa_node -1: the case of sgl-project/sglang#31317"),
+        sockets=2,
+        cores_per_socket=48,
+        threads_per_core=2,
+        nodes=nodes,
+        gpus=gpus,
+        # Spread by rank among the GPUs of each socket over that socket's two nodes.
+        expected_nodes={0: 0, 1: 1, 2: 0, 3: 1, 4: 2, 5: 3},
+    )
+
+
+def _workstation() -> Machine:
+    return Machine(
+        name="workstation",
+        description="desktop: one 8-core SMT CPU, one node, one GeForce (VGA class, with its HDMI audio function)",
+        sources=("a single-socket desktop; the GeForce VGA + audio function pair as lspci shows it",),
+        sockets=1,
+        cores_per_socket=8,
+        threads_per_core=2,
+        nodes=(NodeSpec(0, "0-15", 64_212, (10,)),),
+        gpus=_gpus("workstation", [("0000:01:00.0", 0)], name="NVIDIA GeForce RTX 4090"),
+        expected_nodes={0: 0},
+    )
+
+
+def _mi300x() -> Machine:
+    rows = _rows((0, 1), lambda a, b: 32)
+    nodes = (
+        NodeSpec(0, _threads(2, 96, 2, 0, 0, 96), 1_547_740, rows[0]),
+        NodeSpec(1, _threads(2, 96, 2, 1, 0, 96), 1_548_220, rows[1]),
+    )
+    buses = ["05", "26", "46", "65", "85", "a6", "c6", "e5"]
+    gpus = _gpus(
+        "mi300x",
+        [(f"0000:{bus}:00.0", 0 if i < 4 else 1) for i, bus in enumerate(buses)],
+        name="AMD Instinct MI300X",
+        vendor="amd",
+    )
+    return Machine(
+        name="mi300x",
+        description="2x EPYC 9654 (96 cores, SMT) NPS1 with 8 MI300X: AMD GPUs, sysfs only (no NVML)",
+        sources=(
+            "GPUs 0-3 -> node 0, 4-7 -> node 1, distances 10/32: ROCm/legacy-rocm-build#4740",
+            "CPU numbering 0-95,192-287 / 96-191,288-383: egandro/proxmox-cpu-affinity#58 (computed)",
+        ),
+        sockets=2,
+        cores_per_socket=96,
+        threads_per_core=2,
+        nodes=nodes,
+        gpus=gpus,
+        expected_nodes={i: 0 if i < 4 else 1 for i in range(8)},
+    )
+
+
+def _no_numa() -> Machine:
+    return Machine(
+        name="no-numa",
+        description="a kernel built without NUMA: no /sys/devices/system/node, one GPU with numa_node -1",
+        sources=("CONFIG_NUMA=n kernels expose no node directory and report numa_node -1 (numa-nvml-facts D)",),
+        sockets=1,
+        cores_per_socket=4,
+        threads_per_core=2,
+        nodes=(NodeSpec(0, "0-7", 31_842, (10,)),),
+        gpus=_gpus("no-numa", [("0000:01:00.0", -1)], name="NVIDIA RTX A2000"),
+        expected_nodes={0: None},
+        no_numa_dir=True,
+    )
+
+
+def _smt_off() -> Machine:
+    rows = _rows((0, 1), lambda a, b: 21)
+    return Machine(
+        name="smt-off",
+        description="2x 16-core Xeon with SMT switched off at runtime: CPUs 32-63 offline",
+        sources=("`echo off > /sys/devices/system/cpu/smt/control` offlines every second thread",),
+        sockets=2,
+        cores_per_socket=16,
+        threads_per_core=2,
+        nodes=(
+            NodeSpec(0, _threads(2, 16, 2, 0, 0, 16), 257_612, rows[0]),
+            NodeSpec(1, _threads(2, 16, 2, 1, 0, 16), 257_980, rows[1]),
+        ),
+        gpus=_gpus("smt-off", [("0000:3b:00.0", 0), ("0000:af:00.0", 1)], name="NVIDIA L40S"),
+        expected_nodes={0: 0, 1: 1},
+        offline_cpus="32-63",
+    )
+
+
+def _build() -> Mapping[str, Machine]:
+    machines = [
+        _dgx_h100(
+            "dgx-h100",
+            "DGX H100: 2x Xeon 8480C (56 cores, SMT), 2 nodes, 8 H100 SXM5",
+            expected_nodes={i: 0 if i < 4 else 1 for i in range(8)},
+        ),
+        _dgx_a100(),
+        _gh200(),
+        _gb200(),
+        _cloud_vm(),
+        _snc(),
+        _snc_socket_affinity(),
+        _workstation(),
+        _dgx_h100(
+            "container-dgx-h100",
+            "a DGX H100 container limited to socket 0's first 48 cores: cpuset 0-47,112-159, mems 0",
+            # GPUs 4-7 are local to node 1, which the cpuset forbids: nearest allowed node is 0.
+            expected_nodes={i: 0 for i in range(8)},
+            cgroup_cpus="0-47,112-159",
+            cgroup_mems="0",
+            cgroup_path="/kubepods.slice/kubepods-pod7c1e.slice/cri-containerd-5f2c9a.scope",
+        ),
+        _mi300x(),
+        _no_numa(),
+        _smt_off(),
+    ]
+    return MappingProxyType({m.name: m for m in machines})
+
+
+#: Every simulated machine by name (read-only).
+MACHINES: Mapping[str, Machine] = _build()
+
+
+def names() -> tuple[str, ...]:
+    """The catalogue's machine names, in catalogue order."""
+    return tuple(MACHINES)
+
+
+def machine(name: str) -> Machine:
+    """The simulated machine called ``name``; :class:`UnknownMachineError` lists the known names."""
+    try:
+        return MACHINES[name]
+    except KeyError:
+        raise UnknownMachineError(name, names()) from None

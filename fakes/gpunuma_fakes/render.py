@@ -1,0 +1,274 @@
+"""Write a simulated machine as the sysfs and procfs files a real kernel shows, byte for byte in format.
+
+The tree lives under ``root`` (``root/sys/...``, ``root/proc/...``) so that
+``SysfsTopology(root=root)`` reads it exactly as it reads ``/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gpunuma.cpuset import CpuSet
+
+from gpunuma_fakes.spec import GpuSpec, Machine
+
+#: The simulated process and two of its threads.
+PID = 4242
+TIDS = (4242, 4243, 4244)
+#: MAX_NUMNODES of distro kernels (CONFIG_NODES_SHIFT=10): the width of ``Mems_allowed``.
+NODEMASK_BITS = 1024
+
+_VENDOR_IDS = {"nvidia": 0x10DE, "amd": 0x1002}
+_DEVICE_IDS = {
+    "NVIDIA H100 80GB HBM3": 0x2330,
+    "NVIDIA A100-SXM4-80GB": 0x20B2,
+    "NVIDIA GH200 480GB": 0x2342,
+    "NVIDIA GB200": 0x2941,
+    "NVIDIA L4": 0x27B8,
+    "NVIDIA L40S": 0x26B9,
+    "NVIDIA GeForce RTX 4090": 0x2684,
+    "NVIDIA RTX A2000": 0x2531,
+    "AMD Instinct MI300X": 0x74A1,
+}
+
+
+def kernel_mask(cpus: CpuSet, nbits: int) -> str:
+    """``%*pb``: 32-bit hex chunks, most significant first; the leading chunk is only as wide as ``nbits`` needs."""
+    value = cpus.bits()
+    chunks = []
+    lead = nbits % 32 or 32
+    top = ((nbits + 31) // 32 - 1) * 32
+    for shift in range(top, -1, -32):
+        width = lead if shift == top else 32
+        chunks.append(f"{(value >> shift) & ((1 << width) - 1):0{(width + 3) // 4}x}")
+    return ",".join(chunks)
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n")
+
+
+def _nodelist(ids: set[int] | frozenset[int]) -> str:
+    return CpuSet.of(ids).to_list()
+
+
+def _gpu_class(gpu: GpuSpec) -> int:
+    if gpu.vendor == "amd":
+        return 0x120000  # MI300-series: "Processing accelerators"
+    if "GeForce" in gpu.name or "RTX" in gpu.name:
+        return 0x030000  # VGA-compatible: consumer and workstation boards
+    return 0x030200  # 3D controller: data-centre boards
+
+
+def render_sysfs(machine: Machine, root: Path) -> Path:
+    """Write ``machine``'s sysfs/procfs tree under ``root``; returns ``root``."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    _render_nodes(machine, root)
+    _render_cpus(machine, root)
+    _render_pci(machine, root)
+    _render_nvidia_proc(machine, root)
+    _render_process(machine, root)
+    return root
+
+
+def _render_nodes(machine: Machine, root: Path) -> None:
+    total_kb = sum(node.memory_mb for node in machine.nodes) * 1024
+    _write(root / "proc/meminfo", f"MemTotal:       {total_kb:8d} kB\nMemFree:        {total_kb // 2:8d} kB")
+    if machine.no_numa_dir:
+        return
+    base = root / "sys/devices/system/node"
+    online = machine.online_cpus()
+    ids = set(machine.online_node_ids())
+    with_cpus = {n.id for n in machine.nodes if CpuSet.parse_list(n.cpus) & online}
+    with_memory = {n.id for n in machine.nodes if n.memory_mb > 0}
+    _write(base / "possible", f"0-{max(ids)}" if max(ids) else "0")
+    _write(base / "online", _nodelist(ids))
+    _write(base / "has_cpu", _nodelist(with_cpus))
+    _write(base / "has_memory", _nodelist(with_memory))
+    # GPU memory is onlined movable, so only CPU nodes have normal memory.
+    _write(base / "has_normal_memory", _nodelist(with_cpus & with_memory))
+    for node in machine.nodes:
+        folder = base / f"node{node.id}"
+        cpus = CpuSet.parse_list(node.cpus) & online
+        _write(folder / "cpulist", cpus.to_list())
+        _write(folder / "cpumap", kernel_mask(cpus, machine.cpu_count))
+        _write(folder / "distance", " ".join(str(d) for d in node.distances))
+        kb = node.memory_mb * 1024
+        _write(
+            folder / "meminfo",
+            f"Node {node.id} MemTotal:       {kb:8d} kB\n"
+            f"Node {node.id} MemFree:        {kb // 2:8d} kB\n"
+            f"Node {node.id} MemUsed:        {kb - kb // 2:8d} kB",
+        )
+
+
+def _render_cpus(machine: Machine, root: Path) -> None:
+    base = root / "sys/devices/system/cpu"
+    everything = machine.all_cpus()
+    online = machine.online_cpus()
+    _write(base / "possible", everything.to_list())
+    _write(base / "present", everything.to_list())
+    _write(base / "online", online.to_list())
+    _write(base / "offline", (everything - online).to_list())
+    packages: dict[int, CpuSet] = {}
+    for cpu in online:
+        package = machine.cpu_layout(cpu)[0]
+        packages[package] = packages.get(package, CpuSet()) | CpuSet.of([cpu])
+    for cpu in everything:
+        folder = base / f"cpu{cpu}"
+        if cpu:  # the boot CPU of x86 cannot be unplugged and has no ``online`` file
+            _write(folder / "online", "1" if cpu in online else "0")
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+        if cpu not in online:
+            continue  # the kernel removes ``topology/`` of an offline CPU
+        package, core, siblings = machine.cpu_layout(cpu)
+        siblings = siblings & online
+        topology = folder / "topology"
+        _write(topology / "physical_package_id", str(package))
+        _write(topology / "die_id", "0")
+        _write(topology / "core_id", str(core))
+        _write(topology / "core_cpus_list", siblings.to_list())
+        _write(topology / "thread_siblings_list", siblings.to_list())
+        _write(topology / "package_cpus_list", packages[package].to_list())
+        _write(topology / "core_siblings_list", packages[package].to_list())
+
+
+def _free_buses(used: set[tuple[str, int]], count: int) -> list[str]:
+    """``count`` bus ids in domain 0000 on buses no GPU uses."""
+    free = []
+    bus = 0x02
+    while len(free) < count:
+        if ("0000", bus) not in used:
+            free.append(f"0000:{bus:02x}:00.0")
+        bus += 1
+    return free
+
+
+def _pci_device(machine: Machine, root: Path, bdf: str, vendor: int, device: int, klass: int, node: int) -> None:
+    folder = root / "sys/bus/pci/devices" / bdf
+    local = machine.all_cpus() if node < 0 else machine.node_cpus(node)
+    _write(folder / "vendor", f"0x{vendor:04x}")
+    _write(folder / "device", f"0x{device:04x}")
+    _write(folder / "class", f"0x{klass:06x}")
+    _write(folder / "numa_node", str(node))
+    _write(folder / "local_cpulist", local.to_list())
+    _write(folder / "local_cpus", kernel_mask(local, machine.cpu_count))
+
+
+def _render_pci(machine: Machine, root: Path) -> None:
+    for gpu in machine.gpus:
+        folder = root / "sys/bus/pci/devices" / gpu.bus_id
+        local = machine.gpu_local_cpus(gpu)
+        _write(folder / "vendor", f"0x{_VENDOR_IDS[gpu.vendor]:04x}")
+        _write(folder / "device", f"0x{_DEVICE_IDS.get(gpu.name, 0x2330):04x}")
+        _write(folder / "class", f"0x{_gpu_class(gpu):06x}")
+        _write(folder / "numa_node", str(gpu.sysfs_numa_node))
+        _write(folder / "local_cpulist", local.to_list())
+        _write(folder / "local_cpus", kernel_mask(local, machine.cpu_count))
+        if gpu.vendor == "amd":
+            _write(folder / "product_name", gpu.name)  # amdgpu's FRU attribute
+        if _gpu_class(gpu) == 0x030000:
+            # The HDMI audio function of a VGA board: NVIDIA vendor, not a GPU.
+            audio = gpu.bus_id[:-1] + "1"
+            _pci_device(machine, root, audio, 0x10DE, 0x22BA, 0x040300, gpu.sysfs_numa_node)
+    # Decoys every server has: a host bridge, the BMC's VGA (a VGA class of another vendor), a NIC,
+    # and on NVIDIA multi-GPU boards NVSwitches (NVIDIA vendor, bridge class).
+    used = {(g.bus_id.split(":")[0], int(g.bus_id.split(":")[1], 16)) for g in machine.gpus}
+    first_node = -1 if machine.no_numa_dir else min(n.id for n in machine.nodes if n.cpus)
+    bridge, bmc, nic, *switches = _free_buses(used, 5)
+    _pci_device(machine, root, "0000:00:00.0", 0x8086, 0x09A2, 0x060000, first_node)
+    _pci_device(machine, root, bmc, 0x1A03, 0x2000, 0x030000, first_node)
+    _pci_device(machine, root, nic, 0x15B3, 0x1021, 0x020000, first_node)
+    _pci_device(machine, root, bridge, 0x8086, 0x352A, 0x060400, first_node)
+    nvidia = [g for g in machine.gpus if g.vendor == "nvidia"]
+    if len(nvidia) > 1:
+        for bdf in switches:
+            _pci_device(machine, root, bdf, 0x10DE, 0x22A3, 0x068000, first_node)
+
+
+def _render_nvidia_proc(machine: Machine, root: Path) -> None:
+    for minor, gpu in enumerate(machine.sorted_gpus()):
+        if gpu.vendor != "nvidia":
+            continue
+        _write(
+            root / "proc/driver/nvidia/gpus" / gpu.bus_id / "information",
+            f"Model: \t\t {gpu.name}\n"
+            f"IRQ:   \t\t {200 + minor}\n"
+            f"GPU UUID: \t {gpu.uuid}\n"
+            "Video BIOS: \t 96.00.99.00.01\n"
+            "Bus Type: \t PCIe\n"
+            "DMA Size: \t 52 bits\n"
+            "DMA Mask: \t 0xfffffffffffff\n"
+            f"Bus Location: \t {gpu.bus_id}\n"
+            f"Device Minor: \t {minor}\n"
+            "GPU Excluded:\t No",
+        )
+
+
+def _status(machine: Machine, tid: int, name: str) -> str:
+    allowed = machine.allowed()
+    mems = CpuSet.of(allowed.mems)
+    return "\n".join(
+        [
+            f"Name:\t{name}",
+            "Umask:\t0022",
+            "State:\tS (sleeping)",
+            f"Tgid:\t{PID}",
+            "Ngid:\t0",
+            f"Pid:\t{tid}",
+            "PPid:\t1",
+            "TracerPid:\t0",
+            "Uid:\t1000\t1000\t1000\t1000",
+            "Gid:\t1000\t1000\t1000\t1000",
+            "VmRSS:\t  524288 kB",
+            f"Threads:\t{len(TIDS)}",
+            "Seccomp:\t0",
+            f"Cpus_allowed:\t{kernel_mask(allowed.affinity, machine.cpu_count)}",
+            f"Cpus_allowed_list:\t{allowed.affinity.to_list()}",
+            f"Mems_allowed:\t{kernel_mask(mems, NODEMASK_BITS)}",
+            f"Mems_allowed_list:\t{mems.to_list()}",
+            "voluntary_ctxt_switches:\t150",
+            "nonvoluntary_ctxt_switches:\t545",
+        ]
+    )
+
+
+def _render_process(machine: Machine, root: Path) -> None:
+    proc = root / "proc" / str(PID)
+    _write(proc / "status", _status(machine, PID, "python3"))
+    for tid in TIDS:
+        _write(proc / "task" / str(tid) / "status", _status(machine, tid, "python3" if tid == PID else "worker"))
+    self_link = root / "proc/self"
+    if not self_link.exists():
+        self_link.symlink_to(str(PID))
+    allowed = machine.allowed()
+    cpus, mems = allowed.cpus.to_list(), CpuSet.of(allowed.mems).to_list()
+    path = machine.cgroup_path.strip("/")
+    if machine.cgroup_version == 2:
+        _write(proc / "cgroup", f"0::{machine.cgroup_path}")
+        top = root / "sys/fs/cgroup"
+        whole = machine.online_cpus().to_list()
+        every_mem = CpuSet.of(n.id for n in machine.nodes if n.memory_mb > 0).to_list()
+        _write(top / "cpuset.cpus.effective", whole)
+        _write(top / "cpuset.mems.effective", every_mem)
+        if path:
+            _write(top / path / "cpuset.cpus", machine.cgroup_cpus or "")
+            _write(top / path / "cpuset.mems", machine.cgroup_mems or "")
+            _write(top / path / "cpuset.cpus.effective", cpus)
+            _write(top / path / "cpuset.mems.effective", mems)
+        return
+    # cgroup v1 (hybrid): cpuset is a v1 hierarchy; the unified mount carries no cpuset files.
+    _write(
+        proc / "cgroup",
+        f"12:cpuset:{machine.cgroup_path}\n11:memory:{machine.cgroup_path}\n"
+        f"4:cpu,cpuacct:{machine.cgroup_path}\n0::{machine.cgroup_path}",
+    )
+    v1 = root / "sys/fs/cgroup/cpuset" / path
+    _write(v1 / "cpuset.cpus", cpus)
+    _write(v1 / "cpuset.mems", mems)
+    _write(v1 / "cpuset.effective_cpus", cpus)
+    _write(v1 / "cpuset.effective_mems", mems)
+    _write(root / "sys/fs/cgroup/unified" / path / "cgroup.procs", str(PID))

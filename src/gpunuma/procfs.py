@@ -1,0 +1,204 @@
+"""Read what the kernel lets a process use: ``/proc/<pid>/status``, its threads, and its cgroup cpuset.
+
+Every function takes the filesystem ``root`` (``/`` on a live system, a rendered tree in tests).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from gpunuma.cpuset import CpuSet
+from gpunuma.errors import CpuSetParseError, SysfsFormatError, TopologyUnavailableError
+from gpunuma.plan import Allowed
+
+_CHUNK = 65536
+
+
+def read_text(path: str | Path) -> str | None:
+    """The content of a small kernel file, or None when it does not exist.
+
+    Uses raw ``os`` calls: sysfs reads are many and tiny, and the buffered-text layer costs more than the read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        data = os.read(fd, _CHUNK)
+        if len(data) == _CHUNK:
+            parts = [data]
+            while chunk := os.read(fd, _CHUNK):
+                parts.append(chunk)
+            data = b"".join(parts)
+    finally:
+        os.close(fd)
+    return data.decode("utf-8", "replace")
+
+
+def parse_cpulist(path: str | Path, text: str) -> CpuSet:
+    """A kernel cpulist (or node list) read from ``path``; malformed text raises :class:`SysfsFormatError`."""
+    try:
+        return CpuSet.parse_list(text)
+    except CpuSetParseError as err:
+        raise SysfsFormatError(path, text, err.why) from err
+
+
+def parse_nodelist(path: str | Path, text: str) -> frozenset[int]:
+    """A kernel node list (``0-1,4``) as a set of node ids."""
+    return parse_cpulist(path, text).ids
+
+
+def _proc(root: str | Path, pid: int | str) -> Path:
+    return Path(root) / "proc" / str(pid)
+
+
+def _parse_status(path: Path, text: str) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        key, sep, value = line.partition(":")
+        if not sep:
+            raise SysfsFormatError(path, line, "a status line without 'Key:'")
+        fields[key.strip()] = value.strip()
+    return fields
+
+
+def read_status(root: str | Path = "/", pid: int | str = "self") -> dict[str, str]:
+    """The fields of ``/proc/<pid>/status`` (``{"Cpus_allowed_list": "0-15", ...}``), values stripped.
+
+    ``/proc/<pid>/status`` shows the main thread; see :func:`read_thread_affinities` for the others.
+    """
+    path = _proc(root, pid) / "status"
+    text = read_text(path)
+    if text is None:
+        raise TopologyUnavailableError(f"{path}: no such process status")
+    return _parse_status(path, text)
+
+
+def status_cpus(status: dict[str, str], path: Path | str = "status") -> CpuSet:
+    """``Cpus_allowed_list`` of a parsed status (the thread's affinity)."""
+    text = status.get("Cpus_allowed_list")
+    if text is None:
+        raise SysfsFormatError(path, "", "no Cpus_allowed_list line")
+    return parse_cpulist(Path(path), text)
+
+
+def status_mems(status: dict[str, str], path: Path | str = "status") -> frozenset[int]:
+    """``Mems_allowed_list`` of a parsed status (the cpuset's memory nodes, not the memory policy)."""
+    text = status.get("Mems_allowed_list")
+    if text is None:
+        raise SysfsFormatError(path, "", "no Mems_allowed_list line")
+    return parse_nodelist(Path(path), text)
+
+
+def read_thread_affinities(root: str | Path = "/", pid: int | str = "self") -> dict[int, CpuSet]:
+    """Each thread id of the process -> its own CPU affinity (``task/<tid>/status``).
+
+    A thread that exits between listing and reading is left out.
+    """
+    tasks = _proc(root, pid) / "task"
+    try:
+        entries = [entry.name for entry in os.scandir(tasks) if entry.name.isdigit()]
+    except FileNotFoundError as err:
+        raise TopologyUnavailableError(f"{tasks}: no task directory") from err
+    result: dict[int, CpuSet] = {}
+    for tid in sorted(entries, key=int):
+        path = tasks / tid / "status"
+        text = read_text(path)
+        if text is None:
+            continue
+        result[int(tid)] = status_cpus(_parse_status(path, text), path)
+    return result
+
+
+@dataclass(frozen=True)
+class CgroupCpuset:
+    """The effective cpuset of a process's cgroup and the files it came from."""
+
+    cpus: CpuSet
+    mems: frozenset[int]
+    version: int
+    cpus_file: Path
+    mems_file: Path
+
+
+def _cgroup_paths(root: str | Path, pid: int | str) -> tuple[str | None, str | None]:
+    """(v2 path, v1 cpuset path) from ``/proc/<pid>/cgroup``."""
+    path = _proc(root, pid) / "cgroup"
+    text = read_text(path)
+    if text is None:
+        return None, None
+    v2: str | None = None
+    v1: str | None = None
+    for line in text.splitlines():
+        if not line:
+            continue
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            raise SysfsFormatError(path, line, "not 'hierarchy:controllers:path'")
+        hierarchy, controllers, group = parts
+        if hierarchy == "0" and not controllers:
+            v2 = group
+        elif "cpuset" in controllers.split(","):
+            v1 = group
+    return v2, v1
+
+
+def _walk_up(mount: Path, group: str, names: tuple[str, str]) -> tuple[Path, Path] | None:
+    """The nearest cgroup at or above ``group`` that holds both files.
+
+    A cgroup without the cpuset controller runs on its nearest ancestor's cpuset, and inside a
+    container the mount's root is the container's own cgroup while ``/proc`` names the host path.
+    """
+    parts = [p for p in group.split("/") if p]
+    for depth in range(len(parts), -1, -1):
+        folder = mount.joinpath(*parts[:depth])
+        first, second = folder / names[0], folder / names[1]
+        if first.exists() and second.exists():
+            return first, second
+    return None
+
+
+def _read_pair(files: tuple[Path, Path], version: int) -> CgroupCpuset:
+    cpus_file, mems_file = files
+    cpus_text = read_text(cpus_file) or ""
+    mems_text = read_text(mems_file) or ""
+    return CgroupCpuset(
+        cpus=parse_cpulist(cpus_file, cpus_text),
+        mems=parse_nodelist(mems_file, mems_text),
+        version=version,
+        cpus_file=cpus_file,
+        mems_file=mems_file,
+    )
+
+
+def read_cgroup_cpuset(root: str | Path = "/", pid: int | str = "self") -> CgroupCpuset | None:
+    """The effective cpuset of the process's cgroup: v2 first, then v1; None when neither is readable."""
+    v2, v1 = _cgroup_paths(root, pid)
+    cgroup = Path(root) / "sys/fs/cgroup"
+    if v2 is not None:
+        for mount in (cgroup, cgroup / "unified"):
+            files = _walk_up(mount, v2, ("cpuset.cpus.effective", "cpuset.mems.effective"))
+            if files is not None:
+                return _read_pair(files, 2)
+    if v1 is not None:
+        mount = cgroup / "cpuset"
+        for names in (("cpuset.effective_cpus", "cpuset.effective_mems"), ("cpuset.cpus", "cpuset.mems")):
+            files = _walk_up(mount, v1, names)
+            if files is not None:
+                return _read_pair(files, 1)
+    return None
+
+
+def read_allowed(root: str | Path = "/", pid: int | str = "self") -> Allowed:
+    """What the process may use: the cgroup cpuset (else its status lists) and its current affinity."""
+    path = _proc(root, pid) / "status"
+    status = read_status(root, pid)
+    affinity = status_cpus(status, path)
+    cpuset = read_cgroup_cpuset(root, pid)
+    if cpuset is None:
+        return Allowed(cpus=affinity, mems=status_mems(status, path), affinity=affinity)
+    return Allowed(cpus=cpuset.cpus, mems=cpuset.mems, affinity=affinity)
