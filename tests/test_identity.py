@@ -1,0 +1,278 @@
+"""Which physical GPUs a process owns, on simulated machines, for every way of saying it."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import types
+from collections.abc import Sequence
+
+import pytest
+
+from gpunuma.errors import GpuResolutionError
+from gpunuma.identity import (
+    describe_resolution,
+    local_to_physical,
+    normalize_bus_id,
+    resolve_gpus,
+    visible_gpus,
+)
+from gpunuma.model import MigDevice, Topology
+from gpunuma_fakes.catalogue import machine
+
+DGX = machine("dgx-h100").topology()
+UUID = {gpu.index: gpu.uuid for gpu in DGX.gpus}
+CVD = "CUDA_VISIBLE_DEVICES"
+MIG_A = "MIG-4f1c2a6e-5d1b-5a7f-9b9e-1c0d3e2f4a51"
+MIG_B = "MIG-8a2b3c4d-1e2f-5a6b-8c9d-0e1f2a3b4c5d"
+
+
+class FakeRay:
+    """Ray's ``get_gpu_ids`` with a fixed answer; counts the calls."""
+
+    def __init__(self, ids: Sequence[int | str]) -> None:
+        self.ids = list(ids)
+        self.calls = 0
+
+    def get_gpu_ids(self) -> list[int | str]:
+        self.calls += 1
+        return self.ids
+
+
+def with_migs(topology: Topology, index: int, uuids: tuple[str, ...]) -> Topology:
+    gpus = tuple(
+        dataclasses.replace(g, mig_devices=tuple(MigDevice(u, index) for u in uuids)) if g.index == index else g
+        for g in topology.gpus
+    )
+    return dataclasses.replace(topology, gpus=gpus)
+
+
+# -- CUDA_VISIBLE_DEVICES ------------------------------------------------------------------
+def test_nothing_set_means_every_gpu_in_bus_order() -> None:
+    resolution = describe_resolution(DGX, env={})
+    assert resolution.gpus == (0, 1, 2, 3, 4, 5, 6, 7)
+    assert resolution.source == "all"
+    assert resolution.reasons[0] == "GPU 0 (0000:1b:00.0) from no CUDA_VISIBLE_DEVICES"
+
+
+def test_uuid_of_gpu_6_resolves_to_gpu_6_and_says_so() -> None:
+    value = UUID[6]
+    resolution = describe_resolution(DGX, env={CVD: value})
+    assert resolution.gpus == (6,)
+    assert resolution.reasons == (f"GPU 6 (0000:d1:00.0) from CUDA_VISIBLE_DEVICES={value}",)
+
+
+def test_permuted_indices_map_local_to_physical() -> None:
+    env = {CVD: "5,1"}
+    assert resolve_gpus(DGX, env=env) == (5, 1)
+    assert local_to_physical(DGX, 0, env) == 5
+    assert local_to_physical(DGX, 1, env) == 1
+
+
+def test_local_index_beyond_the_visible_list_names_the_variable() -> None:
+    with pytest.raises(GpuResolutionError, match=r"local GPU 2 does not exist.*CUDA_VISIBLE_DEVICES=5,1") as caught:
+        local_to_physical(DGX, 2, {CVD: "5,1"})
+    assert (caught.value.variable, caught.value.value) == (CVD, "5,1")
+
+
+def test_unique_uuid_prefix_and_case_are_accepted() -> None:
+    prefix = UUID[6][:12]  # "GPU-" and the first 8 hex digits
+    assert resolve_gpus(DGX, env={CVD: prefix}) == (6,)
+    assert resolve_gpus(DGX, env={CVD: UUID[3].upper()}) == (3,)
+
+
+def test_mixed_uuid_and_index_entries_with_spaces() -> None:
+    assert resolve_gpus(DGX, env={CVD: f" 7 , {UUID[2]} "}) == (7, 2)
+
+
+def test_ambiguous_uuid_prefix_is_an_error_naming_the_variable() -> None:
+    with pytest.raises(GpuResolutionError, match="ambiguous") as caught:
+        resolve_gpus(DGX, env={CVD: "GPU-"})
+    assert (caught.value.variable, caught.value.value) == (CVD, "GPU-")
+
+
+def test_unknown_uuid_is_an_error_naming_variable_and_value() -> None:
+    value = "GPU-00000000-dead-beef-0000-000000000000"
+    with pytest.raises(GpuResolutionError, match=f"CUDA_VISIBLE_DEVICES='{value}' names no GPU") as caught:
+        resolve_gpus(DGX, env={CVD: value})
+    assert caught.value.variable == CVD and caught.value.value == value
+
+
+def test_first_index_out_of_range_is_an_error() -> None:
+    with pytest.raises(GpuResolutionError, match="index 8 is not one of the 8 GPUs") as caught:
+        resolve_gpus(DGX, env={CVD: "8"})
+    assert caught.value.value == "8"
+
+
+@pytest.mark.parametrize("value", ["", "  ", "-1", "NoDevFiles"])
+def test_values_meaning_no_gpu_give_none(value: str) -> None:
+    assert resolve_gpus(DGX, env={CVD: value}) == ()
+
+
+def test_an_invalid_entry_truncates_the_list_like_cuda_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="gpunuma"):
+        resolution = describe_resolution(DGX, env={CVD: "2,99,3"})
+    assert resolution.gpus == (2,)
+    assert len(resolution.warnings) == 1
+    assert "ignores it and every entry after it (99,3)" in resolution.warnings[0]
+    assert [r.getMessage() for r in caplog.records] == list(resolution.warnings)
+
+
+def test_a_uuid_without_gpu_prefix_is_invalid_for_cuda() -> None:
+    # CUDA needs the GPU- prefix: the bare hex sees no device.
+    with pytest.raises(GpuResolutionError, match="neither an index nor a GPU-/MIG- UUID"):
+        resolve_gpus(DGX, env={CVD: UUID[1].removeprefix("GPU-")})
+
+
+def test_mig_uuid_maps_to_its_parent_gpu() -> None:
+    topo = with_migs(DGX, 4, (MIG_A, MIG_B))
+    assert resolve_gpus(topo, env={CVD: MIG_B}) == (4,)
+    assert resolve_gpus(topo, env={CVD: f"MIG-{UUID[4]}/1/0"}) == (4,)
+
+
+def test_unknown_mig_uuid_is_an_error() -> None:
+    with pytest.raises(GpuResolutionError, match="unknown MIG UUID"):
+        resolve_gpus(DGX, env={CVD: MIG_A})
+
+
+def test_uuids_need_a_topology_that_knows_them() -> None:
+    bare = dataclasses.replace(DGX, gpus=tuple(dataclasses.replace(g, uuid=None) for g in DGX.gpus))
+    with pytest.raises(GpuResolutionError, match="no UUIDs") as caught:
+        resolve_gpus(bare, env={CVD: UUID[6]})
+    assert caught.value.variable == CVD
+
+
+# -- CUDA_DEVICE_ORDER ---------------------------------------------------------------------
+def mixed_models() -> Topology:
+    gpus = tuple(dataclasses.replace(g, name="NVIDIA L4") if g.index == 0 else g for g in DGX.gpus)
+    return dataclasses.replace(DGX, gpus=gpus)
+
+
+def test_fastest_first_on_mixed_models_warns_and_uses_bus_order() -> None:
+    resolution = describe_resolution(mixed_models(), env={CVD: "0", "CUDA_DEVICE_ORDER": "FASTEST_FIRST"})
+    assert resolution.gpus == (0,)
+    assert "CUDA_DEVICE_ORDER=FASTEST_FIRST" in resolution.warnings[0]
+    assert describe_resolution(mixed_models(), env={CVD: "0"}).warnings  # unset is FASTEST_FIRST too
+
+
+def test_pci_bus_id_order_or_one_model_does_not_warn() -> None:
+    assert describe_resolution(mixed_models(), env={"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}).warnings == ()
+    assert describe_resolution(DGX, env={"CUDA_DEVICE_ORDER": "FASTEST_FIRST"}).warnings == ()
+
+
+# -- AMD -------------------------------------------------------------------------------------
+MI300X = machine("mi300x").topology()
+
+
+def test_rocr_visible_devices_select_amd_gpus() -> None:
+    assert resolve_gpus(MI300X, env={"ROCR_VISIBLE_DEVICES": "4,5"}) == (4, 5)
+
+
+def test_hip_visible_devices_index_into_what_rocr_left() -> None:
+    env = {"ROCR_VISIBLE_DEVICES": "4,5", "HIP_VISIBLE_DEVICES": "1"}
+    resolution = describe_resolution(MI300X, env=env)
+    assert resolution.gpus == (5,)
+    assert resolution.reasons == ("GPU 5 (0000:a6:00.0) from ROCR_VISIBLE_DEVICES=4,5 then HIP_VISIBLE_DEVICES=1",)
+
+
+def test_cuda_visible_devices_acts_as_hip_visible_devices_on_amd() -> None:
+    assert resolve_gpus(MI300X, env={CVD: "7"}) == (7,)
+    assert resolve_gpus(MI300X, env={}) == tuple(range(8))
+
+
+# -- Ray -------------------------------------------------------------------------------------
+def test_ray_assignment_is_physical_and_wins_over_the_variable() -> None:
+    ray = FakeRay([3])
+    # Ray sets CUDA_VISIBLE_DEVICES=3 in the worker; local cuda:0 is then physical 3 as well.
+    resolution = describe_resolution(DGX, env={CVD: "3"}, ray=ray)
+    assert resolution.gpus == (3,)
+    assert resolution.source == "ray"
+    assert ray.calls == 1
+
+
+def test_ray_ids_stay_physical_when_ray_leaves_cvd_unset() -> None:
+    env = {"RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES": "1"}
+    resolution = describe_resolution(DGX, env=env, ray=FakeRay(["6", "2"]))
+    assert resolution.gpus == (6, 2)
+    assert "RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES=1" in resolution.reasons[0]
+
+
+def test_ray_with_no_gpus_assigned_defers_to_the_variable() -> None:
+    assert resolve_gpus(DGX, env={CVD: "5"}, ray=FakeRay([])) == (5,)
+
+
+def test_ray_id_beyond_the_machine_is_an_error() -> None:
+    with pytest.raises(GpuResolutionError, match="no physical GPU 9"):
+        resolve_gpus(DGX, env={}, ray=FakeRay([9]))
+
+
+def test_ray_not_imported_is_never_imported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(sys.modules, "ray", raising=False)
+    assert resolve_gpus(DGX, env={CVD: "1"}) == (1,)
+    assert "ray" not in sys.modules
+
+
+def test_an_initialised_ray_in_this_process_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = types.SimpleNamespace(is_initialized=lambda: True, get_gpu_ids=lambda: [4])
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    assert resolve_gpus(DGX, env={CVD: "1"}) == (4,)
+    fake.is_initialized = lambda: False
+    assert resolve_gpus(DGX, env={CVD: "1"}) == (1,)
+
+
+# -- explicit ids ------------------------------------------------------------------------------
+def test_explicit_ints_are_local_ordinals_through_the_variable() -> None:
+    resolution = describe_resolution(DGX, gpus=[0], env={CVD: "5,1"})
+    assert resolution.gpus == (5,)
+    assert resolution.reasons == ("GPU 5 (0000:c3:00.0) from gpus=0 (local cuda:0 through CUDA_VISIBLE_DEVICES=5,1)",)
+    assert resolve_gpus(DGX, gpus="cuda:1", env={CVD: "5,1"}) == (1,)
+
+
+def test_explicit_strings_are_uuids_or_bus_ids_in_any_form() -> None:
+    env = {CVD: "0"}  # strings name physical GPUs whatever the process sees
+    assert resolve_gpus(DGX, gpus=[UUID[6]], env=env) == (6,)
+    assert resolve_gpus(DGX, gpus=["00000000:C3:00.0", "0000:d1:00.0"], env=env) == (5, 6)
+    assert resolve_gpus(DGX, gpus=UUID[2].removeprefix("GPU-"), env=env) == (2,)  # torch's bare form
+
+
+def test_explicit_local_index_out_of_range_names_the_variable() -> None:
+    with pytest.raises(GpuResolutionError, match="local GPU 3 does not exist") as caught:
+        resolve_gpus(DGX, gpus=3, env={CVD: "5,1"})
+    assert (caught.value.variable, caught.value.value) == (CVD, "5,1")
+
+
+def test_explicit_unknown_bus_id_is_an_error() -> None:
+    with pytest.raises(GpuResolutionError, match="no GPU at PCI bus id"):
+        resolve_gpus(DGX, gpus="0000:ff:00.0", env={})
+
+
+def test_explicit_wins_over_ray() -> None:
+    ray = FakeRay([3])
+    assert resolve_gpus(DGX, gpus=[1], env={}, ray=ray) == (1,)
+    assert ray.calls == 0
+
+
+def test_visible_gpus_reports_its_origin() -> None:
+    visible = visible_gpus(DGX, {CVD: "4,5"})
+    assert visible.gpus == (4, 5) and visible.origin == "CUDA_VISIBLE_DEVICES=4,5"
+
+
+# -- bus ids -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "raw, normal",
+    [
+        ("00000000:1B:00.0", "0000:1b:00.0"),
+        ("0000:1b:00.0", "0000:1b:00.0"),
+        (b"00000009:01:00.0", "0009:01:00.0"),
+        ("1b:00.0", "0000:1b:00.0"),
+        ("00010000:0A:1F.3", "10000:0a:1f.3"),
+    ],
+)
+def test_bus_ids_normalise_to_the_sysfs_form(raw: str | bytes, normal: str) -> None:
+    assert normalize_bus_id(raw) == normal
+
+
+def test_garbage_is_not_a_bus_id() -> None:
+    with pytest.raises(ValueError):
+        normalize_bus_id("GPU-1234")
