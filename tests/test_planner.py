@@ -137,7 +137,9 @@ class TestUnknownNode:
         plan = plan_binding(topology, [index], allow_all(topology))
         assert plan.nodes == (node,)
         assert plan.cpus == topology.node(node).cpus  # type: ignore[union-attr]
-        assert plan.reasons[0].endswith(f"spreading the 2 GPU(s) that share them by rank: rank {index % 2} of 2 -> node {node}")
+        rank = index % 2
+        expected = f"spreading the 2 GPU(s) that share them by rank: rank {rank} of 2 -> node {node}"
+        assert plan.reasons[0].endswith(expected)
 
     def test_three_gpus_on_a_two_node_socket_split_into_contiguous_blocks(self) -> None:
         # rank * 2 // 3: ranks 0, 1 -> node 0; rank 2 -> node 1. Never all on the first node.
@@ -224,7 +226,9 @@ class TestCpuScope:
         assert plan.cpus.to_list() == cpus
         assert len(plan.cpus) == 28
         rank = index % 4
-        assert f"is rank {rank} of the 4 GPU(s) on node {index // 4}; its share is cores {14 * rank}-{14 * rank + 13} of 56" in plan.reasons[1]
+        first, last = 14 * rank, 14 * rank + 13
+        expected = f"is rank {rank} of the 4 GPU(s) on node {index // 4}; its share is cores {first}-{last} of 56"
+        assert expected in plan.reasons[1]
 
     def test_exclusive_shares_differ_by_at_most_one_core(self) -> None:
         # SNC node 0 has GPUs 0-2; the cgroup leaves it 10 cores (0-9 with siblings 96-105): 3, 3, 4 cores.

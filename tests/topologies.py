@@ -33,9 +33,8 @@ def build(
     for cpu_id in range(per_thread * threads_per_core):
         core_index = cpu_id % per_thread
         siblings = CpuSet.of(core_index + t * per_thread for t in range(threads_per_core))
-        cpus.append(
-            Cpu(id=cpu_id, package=core_index // cores_per_socket, core=core_index % cores_per_socket, siblings=siblings)
-        )
+        package, core = divmod(core_index, cores_per_socket)
+        cpus.append(Cpu(id=cpu_id, package=package, core=core, siblings=siblings))
     ids = sorted(nodes)
     numa_nodes = tuple(
         NumaNode(

@@ -182,7 +182,9 @@ def _gpu_targets(
                 reasons.append(f"{gpu.label} is left out; binding to the node(s) of GPU(s) {_indices(placed)}")
     if len(targets) > 1:
         what = "shares" if policy.cpu_scope is CpuScope.EXCLUSIVE else "nodes"
-        reasons.append(f"GPUs {_indices(placed)} are on nodes {node_list(targets)}; binding to the union of their {what}")
+        reasons.append(
+            f"GPUs {_indices(placed)} are on nodes {node_list(targets)}; binding to the union of their {what}"
+        )
     return targets
 
 

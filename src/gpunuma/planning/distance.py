@@ -28,22 +28,10 @@ class Nearest:
         return f"distance {self.distance}" if self.distance is not None else "distance unknown"
 
 
-def nearest_node(
-    topology: Topology, origin: NumaNode, accept: Callable[[NumaNode], bool], *, exclude_origin: bool = False
-) -> Nearest | None:
+def nearest_node(topology: Topology, origin: NumaNode, accept: Callable[[NumaNode], bool]) -> Nearest | None:
     """The node closest to ``origin`` by ``origin``'s distance row that ``accept`` admits (ties: lowest id)."""
-    candidates = [
-        node for node in topology.nodes if accept(node) and not (exclude_origin and node.id == origin.id)
-    ]
-    if not candidates:
-        return None
-
-    def key(node: NumaNode) -> tuple[int, int]:
-        distance = origin.distance_to(node.id)
-        return (distance if distance is not None else _UNMEASURED, node.id)
-
-    best = min(candidates, key=key)
-    return Nearest(node=best.id, distance=origin.distance_to(best.id))
+    found = [Nearest(node.id, origin.distance_to(node.id)) for node in topology.nodes if accept(node)]
+    return min(found, key=Nearest.key) if found else None
 
 
 def node_list(ids: Iterable[int]) -> str:
