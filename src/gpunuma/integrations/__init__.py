@@ -1,0 +1,1 @@
+"""Integrations with process launchers and schedulers (Ray). Each imports its framework lazily."""

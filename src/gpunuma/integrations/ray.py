@@ -1,0 +1,263 @@
+"""Ray integration: bind each GPU actor's whole process to its GPU's NUMA node, inside the actor.
+
+Three ways in, from most to least control:
+
+* :func:`bind_this_process` as the first line of an existing actor's ``__init__``;
+* :class:`GpuBoundActor`, a scheduler-actor body that binds and only then builds the heavy object;
+* :func:`setup_hook` (``runtime_env={"worker_process_setup_hook": "gpunuma.integrations.ray.setup_hook"}``)
+  for actors you cannot edit.
+
+Environment switches (``GPUNUMA_BIND``, ``GPUNUMA_STRICT``, ``GPUNUMA_CPU_SCOPE``...) are listed in
+:mod:`gpunuma.settings`; each entry point reads them once. Ray is imported only inside functions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from gpunuma.errors import BindError, TopologyUnavailableError
+from gpunuma.model import Topology
+from gpunuma.plan import Allowed, BindingPlan
+from gpunuma.policy import Policy
+from gpunuma.ports import Binder, TopologySource
+from gpunuma.report import BindingReport
+
+logger = logging.getLogger("gpunuma")
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError as err:
+        raise ImportError("gpunuma.integrations.ray needs Ray: pip install 'gpunuma[ray]'") from err
+    return ray
+
+
+def _in_ray_worker(ray: Any) -> bool:
+    return bool(ray.is_initialized())
+
+
+def bind_this_process(
+    *,
+    source: str | TopologySource | None = None,
+    binder: str | Binder | None = None,
+    policy: Policy | None = None,
+    strict: bool | None = None,
+    label: str | None = None,
+) -> BindingReport:
+    """Bind this Ray worker process (every thread) to the NUMA node of the GPU Ray assigned it.
+
+    Call it first in an actor's ``__init__``, before anything starts threads or touches memory.
+    Logs one line such as ``[TP3] bound to NUMA node 0 (CPUs 0-55,112-167), ... for GPU 3``.
+    Best-effort unless ``strict`` (or ``GPUNUMA_STRICT=1``): a failure then raises.
+    """
+    from gpunuma.api import bind_to_gpu
+
+    ray = _ray()
+    # One snapshot of the environment: the GPUNUMA_* switches and the CUDA_VISIBLE_DEVICES Ray set.
+    env = dict(os.environ)
+    return bind_to_gpu(
+        None,
+        source=source,
+        binder=binder,
+        policy=policy,
+        strict=strict,
+        env=env,
+        ray=ray if _in_ray_worker(ray) else None,
+        label=label,
+    )
+
+
+class GpuBoundActor:
+    """A scheduler-actor body: binds its process to its GPU's node, then builds the heavy object.
+
+    Wrap it with Ray yourself (``ray.remote(num_gpus=1)(GpuBoundActor)``) or use :func:`start_bound_actor`.
+    The adapters given here travel to the actor by pickling, so simulated machines work in CI.
+    """
+
+    def __init__(
+        self,
+        factory: Callable[..., Any],
+        *,
+        source: str | TopologySource | None = None,
+        binder: str | Binder | None = None,
+        policy: Policy | None = None,
+        strict: bool | None = None,
+        label: str | None = None,
+        factory_args: Sequence[Any] = (),
+        factory_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._report = bind_this_process(source=source, binder=binder, policy=policy, strict=strict, label=label)
+        # Built only now, so the threads and memory it creates start on the GPU's node.
+        self._target = factory(*factory_args, **dict(factory_kwargs or {}))
+
+    def binding_report(self) -> BindingReport:
+        """The report of the binding done in ``__init__`` (a picklable frozen dataclass)."""
+        return self._report
+
+    def call(self, method_name: str, *args: Any, **kwargs: Any) -> Any:
+        """Call ``method_name`` on the heavy object and return its result."""
+        return getattr(self._target, method_name)(*args, **kwargs)
+
+    def ping(self) -> bool:
+        """True once the actor is up: ``ray.get(actor.ping.remote())`` waits for ``__init__``."""
+        return True
+
+
+def start_bound_actor(
+    factory: Callable[..., Any],
+    *,
+    num_gpus: float = 1,
+    actor_options: Mapping[str, Any] | None = None,
+    **bind_options: Any,
+) -> Any:
+    """Start a :class:`GpuBoundActor` with ``num_gpus`` and return its handle.
+
+    ``actor_options`` go to ``.options()`` (``num_cpus``, ``resources``, ``name``...);
+    ``bind_options`` to :class:`GpuBoundActor` (``source``, ``binder``, ``policy``, ``strict``,
+    ``label``, ``factory_args``, ``factory_kwargs``).
+    """
+    ray = _ray()
+    options = {"num_gpus": num_gpus, **dict(actor_options or {})}
+    return ray.remote(GpuBoundActor).options(**options).remote(factory, **bind_options)
+
+
+# -- the worker-process setup hook ------------------------------------------------------------
+class _BindOnAssignment:
+    """Binds the worker each time Ray hands it a different, non-empty set of GPUs."""
+
+    def __init__(self, bind: Callable[[], BindingReport]) -> None:
+        self._bind = bind
+        self._bound_for: tuple[str, ...] = ()
+
+    def after_assignment(self, ray: Any) -> None:
+        gpus = tuple(sorted(str(g) for g in ray.get_gpu_ids()))
+        if gpus and gpus != self._bound_for:
+            self._bind()
+            self._bound_for = gpus
+
+
+# Ray sets CUDA_VISIBLE_DEVICES for each task or actor creation through this function, after the
+# worker process started and right before user code runs; the setup hook itself runs too early
+# (the worker holds no GPU yet), so binding happens when Ray calls it.
+_ASSIGNMENT_HOOK = ("ray._private.utils", "set_visible_accelerator_ids")
+
+
+def install_binding_hook(
+    *,
+    source: str | TopologySource | None = None,
+    binder: str | Binder | None = None,
+    policy: Policy | None = None,
+    strict: bool | None = None,
+) -> bool:
+    """Arrange for this worker process to bind as soon as Ray assigns it GPUs; True if arranged.
+
+    Binds at once when the process already holds GPUs. A process that never gets a GPU is left
+    alone, silently. Strict mode makes a failed binding fail the task or actor creation.
+    """
+    import importlib
+
+    ray = _ray()
+    watcher = _BindOnAssignment(
+        lambda: bind_this_process(source=source, binder=binder, policy=policy, strict=strict)
+    )
+    if _in_ray_worker(ray):
+        watcher.after_assignment(ray)
+    module_name, attr = _ASSIGNMENT_HOOK
+    try:
+        module = importlib.import_module(module_name)
+        original = getattr(module, attr)
+    except (ImportError, AttributeError):
+        logger.warning(
+            "gpunuma: this Ray version has no %s.%s; the setup hook cannot bind GPU workers "
+            "(call gpunuma.integrations.ray.bind_this_process() in the actor instead)",
+            module_name,
+            attr,
+        )
+        return False
+
+    def set_visible_accelerator_ids(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        watcher.after_assignment(ray)
+        return result
+
+    setattr(module, attr, set_visible_accelerator_ids)
+    return True
+
+
+def setup_hook() -> None:
+    """Ray ``worker_process_setup_hook``: bind GPU workers with the default adapters and ``GPUNUMA_*``.
+
+    Runs in every worker process, GPU or not; workers that never hold a GPU are left alone, quietly.
+    """
+    install_binding_hook()
+
+
+def make_setup_hook(
+    *,
+    source: str | TopologySource | None = None,
+    binder: str | Binder | None = None,
+    policy: Policy | None = None,
+    strict: bool | None = None,
+) -> Callable[[], None]:
+    """A ``worker_process_setup_hook`` callable with chosen adapters (pickled into each worker by Ray)."""
+
+    def gpunuma_setup_hook() -> None:
+        install_binding_hook(source=source, binder=binder, policy=policy, strict=strict)
+
+    return gpunuma_setup_hook
+
+
+# -- heterogeneous clusters ---------------------------------------------------------------------
+def _current_node_id() -> str:
+    return str(_ray().get_runtime_context().get_node_id())
+
+
+class RayNodeTopology:
+    """A topology source that delegates to one source per Ray node id.
+
+    For CI that simulates a cluster of different machines: each Ray node reads its own machine.
+    """
+
+    name = "ray-node"
+
+    def __init__(self, sources: Mapping[str, TopologySource]) -> None:
+        self.sources = dict(sources)
+
+    def _source(self) -> TopologySource:
+        node_id = _current_node_id()
+        try:
+            return self.sources[node_id]
+        except KeyError:
+            raise TopologyUnavailableError(
+                f"no topology source for Ray node {node_id} (known: {', '.join(sorted(self.sources))})"
+            ) from None
+
+    def read(self) -> Topology:
+        """The topology of the machine this Ray node stands for."""
+        return self._source().read()
+
+    def allowed(self) -> Allowed:
+        """What this process may use on that machine."""
+        return self._source().allowed()
+
+
+class RayNodeBinder:
+    """A binder that delegates to one binder per Ray node id (simulated kernels, one per machine)."""
+
+    name = "ray-node"
+
+    def __init__(self, binders: Mapping[str, Binder]) -> None:
+        self.binders = dict(binders)
+
+    def apply(self, plan: BindingPlan) -> BindingReport:
+        """Apply ``plan`` with the binder of the Ray node this process runs on."""
+        node_id = _current_node_id()
+        try:
+            binder = self.binders[node_id]
+        except KeyError:
+            raise BindError(f"no binder for Ray node {node_id}; nothing was changed") from None
+        return binder.apply(plan)

@@ -1,0 +1,277 @@
+"""The Ray flow on simulated machines: eight GPU actors on a 2-core CI box, each bound in-process.
+
+One local Ray instance (8 fake GPUs, no CPUs reserved per actor) serves the whole module. Each
+actor gets the real sysfs+NVML adapters over a rendered machine tree and a simulated kernel, both
+pickled into the actor; Ray's own GPU assignment (CUDA_VISIBLE_DEVICES) picks the GPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from gpunuma.cpuset import CpuSet  # noqa: E402
+from gpunuma.integrations.ray import GpuBoundActor, bind_this_process, start_bound_actor  # noqa: E402
+from gpunuma.policy import Policy  # noqa: E402
+from gpunuma.topology.auto import AutoTopology  # noqa: E402
+from gpunuma.topology.sysfs import SysfsTopology  # noqa: E402
+from gpunuma_fakes.catalogue import machine  # noqa: E402
+from gpunuma_fakes.kernel import SimulatedKernel  # noqa: E402
+from gpunuma_fakes.nvml import FakeNvml  # noqa: E402
+from gpunuma_fakes.render import render_sysfs  # noqa: E402
+
+pytestmark = pytest.mark.ray
+
+# Test-module classes travel to the workers by value (the workers cannot import this module).
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+class TinyModel:
+    """The "heavy object": remembers the devices Ray made visible when it was built."""
+
+    def __init__(self, width: int = 4) -> None:
+        self.width = width
+        self.visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+
+    def forward(self, x: int) -> int:
+        return x * self.width
+
+    def visible_devices(self) -> str | None:
+        return self.visible
+
+
+class OwnActor:
+    """A user's existing actor: binds in its first line, keeps the gpunuma log lines it emitted."""
+
+    def __init__(self, source: object, binder: object, label: str) -> None:
+        self.lines: list[str] = []
+        handler = logging.Handler()
+        handler.emit = lambda record: self.lines.append(record.getMessage())  # type: ignore[method-assign]
+        gpunuma_log = logging.getLogger("gpunuma")
+        gpunuma_log.addHandler(handler)
+        gpunuma_log.setLevel(logging.INFO)
+        try:
+            self.report = bind_this_process(source=source, binder=binder, label=label)  # type: ignore[arg-type]
+        finally:
+            gpunuma_log.removeHandler(handler)
+
+    def result(self) -> tuple[object, list[str], list[int]]:
+        return self.report, self.lines, [int(g) for g in ray.get_gpu_ids()]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, num_gpus=8, include_dashboard=False, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def trees(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each simulated machine's sysfs tree, rendered once for the module."""
+    names = ("dgx-h100", "gh200", "gb200", "cloud-vm")
+    return {name: render_sysfs(machine(name), tmp_path_factory.mktemp(name)) for name in names}
+
+
+def adapters(trees: dict[str, Path], name: str, **kernel_options: object) -> dict[str, object]:
+    """The real sysfs+NVML source over the machine's tree, and its simulated kernel."""
+    simulated = machine(name)
+    return {
+        "source": AutoTopology(nvml=FakeNvml(simulated), root=str(trees[name])),
+        "binder": SimulatedKernel.for_machine(simulated, **kernel_options),
+    }
+
+
+def start(count: int, **kwargs: object) -> list[object]:
+    return [
+        start_bound_actor(TinyModel, actor_options={"num_cpus": 0}, label=f"TP{rank}", **kwargs)
+        for rank in range(count)
+    ]
+
+
+def reports_of(actors: list[object]) -> list[object]:
+    """Each actor's binding report, once every actor finished ``__init__``."""
+    ray.get([actor.ping.remote() for actor in actors])
+    return ray.get([actor.binding_report.remote() for actor in actors])
+
+
+@pytest.fixture
+def actors():
+    """Actors a test started; killed afterwards so the next test has all eight GPUs."""
+    started: list[object] = []
+    yield started
+    for actor in started:
+        ray.kill(actor)
+
+
+def test_dgx_h100_eight_actors_bind_to_the_node_of_the_gpu_ray_gave_them(cluster, trees, actors):
+    dgx = machine("dgx-h100")
+    actors.extend(start(8, **adapters(trees, "dgx-h100")))
+    reports = reports_of(actors)
+    visible = ray.get([actor.call.remote("visible_devices") for actor in actors])
+
+    # GPUs 0-3 (buses 1b,43,52,61) hang off node 0, GPUs 4-7 (9d,c3,d1,df) off node 1.
+    assert sorted(r.plan.gpus for r in reports) == [(g,) for g in range(8)]
+    for report, cvd in zip(reports, visible):
+        (gpu,) = report.plan.gpus
+        assert str(gpu) == cvd, "the GPU bound must be the one Ray made visible"
+        node = 0 if gpu < 4 else 1
+        assert report.bound and report.ok
+        assert report.plan.nodes == (node,)
+        assert report.cpus == dgx.node_cpus(node)
+        assert report.cpus == CpuSet.parse_list("0-55,112-167" if node == 0 else "56-111,168-223")
+        assert report.memory_policy == "preferred" and report.memory_nodes == (node,)
+        # The simulated kernel moved every thread of the actor process, not only the caller.
+        assert {t.cpus for t in report.kernel.threads} == {report.cpus}
+    assert ray.get([actor.call.remote("forward", 3) for actor in actors]) == [12] * 8
+
+
+def test_dgx_h100_exclusive_scope_gives_eight_disjoint_cpu_sets(cluster, trees, actors):
+    dgx = machine("dgx-h100")
+    actors.extend(start(8, policy=Policy(cpu_scope="exclusive"), **adapters(trees, "dgx-h100")))
+    reports = reports_of(actors)
+
+    cpu_sets = [r.cpus for r in reports]
+    assert all(r.bound for r in reports)
+    for i, first in enumerate(cpu_sets):
+        for second in cpu_sets[i + 1 :]:
+            assert first.isdisjoint(second), [r.reasons for r in reports]
+    for report in reports:
+        (gpu,) = report.plan.gpus
+        node = 0 if gpu < 4 else 1
+        # Four GPUs share each node's 56 cores: 14 whole cores (28 CPUs with SMT) each.
+        assert report.cpus <= dgx.node_cpus(node)
+        assert len(report.cpus) == 28
+
+
+def test_gh200_actor_binds_to_the_grace_node_next_to_its_gpu_memory(cluster, trees, actors):
+    actors.extend(start(1, **adapters(trees, "gh200")))
+    (report,) = reports_of(actors)
+
+    # The GPU's memory is CPU-less node 1; the only Grace node (distance 80) is node 0.
+    assert report.plan.gpus == (0,)
+    assert report.bound and report.plan.nodes == (0,)
+    assert report.cpus == CpuSet.parse_list("0-71")
+    assert report.memory_nodes == (0,)
+
+
+def test_gb200_actors_bind_to_the_grace_node_of_their_gpu(cluster, trees, actors):
+    actors.extend(start(4, **adapters(trees, "gb200")))
+    reports = reports_of(actors)
+
+    nodes = {r.plan.gpus: r.plan.nodes for r in reports}
+    # GPU0,1 (HBM nodes 2, 10) hang off Grace node 0; GPU2,3 (HBM nodes 18, 26) off node 1.
+    assert nodes == {(0,): (0,), (1,): (0,), (2,): (1,), (3,): (1,)}
+    for report in reports:
+        assert report.bound
+        assert report.cpus == CpuSet.parse_list("0-71" if report.plan.nodes == (0,) else "72-143")
+
+
+def test_cloud_vm_actors_start_unbound_and_say_why(cluster, trees, actors):
+    actors.extend(start(4, **adapters(trees, "cloud-vm")))
+    reports = reports_of(actors)
+
+    for report in reports:
+        assert not report.bound
+        assert report.cpus == CpuSet()
+        assert any("no NUMA locality" in reason for reason in report.reasons), report.reasons
+    assert ray.get([actor.call.remote("forward", 2) for actor in actors]) == [8] * 4
+
+
+def test_strict_binding_failure_fails_actor_creation_with_the_reason(cluster, trees, actors):
+    actors.extend(start(1, strict=True, **adapters(trees, "dgx-h100", fail="cpu")))
+
+    with pytest.raises(ray.exceptions.RayActorError) as caught:
+        ray.get(actors[0].ping.remote())
+    assert "sched_setaffinity" in str(caught.value)
+    assert "every thread was restored" in str(caught.value)
+
+
+def test_strict_from_the_environment_fails_actor_creation(cluster, trees, actors):
+    actor = start_bound_actor(
+        TinyModel,
+        actor_options={"num_cpus": 0, "runtime_env": {"env_vars": {"GPUNUMA_STRICT": "1"}}},
+        **adapters(trees, "dgx-h100", fail="cpu"),
+    )
+    actors.append(actor)
+
+    with pytest.raises(ray.exceptions.RayActorError, match="sched_setaffinity"):
+        ray.get(actor.ping.remote())
+
+
+def test_best_effort_binding_failure_keeps_the_actor_running_unbound(cluster, trees, actors):
+    actors.extend(start(1, **adapters(trees, "dgx-h100", fail="cpu")))
+    (report,) = reports_of(actors)
+
+    assert not report.bound
+    assert report.summary().startswith("not bound: binding failed and was undone")
+    assert ray.get(actors[0].call.remote("forward", 5)) == 20
+
+
+def test_bind_disabled_by_environment_records_the_plan_without_binding(cluster, trees, actors):
+    source = adapters(trees, "dgx-h100")["source"]
+    actor = start_bound_actor(
+        TinyModel,
+        source=source,
+        actor_options={"num_cpus": 0, "runtime_env": {"env_vars": {"GPUNUMA_BIND": "0"}}},
+    )
+    actors.append(actor)
+    (report,) = reports_of(actors)
+
+    assert not report.bound and report.method == "noop"
+    assert report.plan.binds, "the plan is still made, only not applied"
+    assert any("dry run" in reason for reason in report.reasons)
+
+
+def test_existing_actor_binds_itself_and_logs_one_line(cluster, trees, actors):
+    remote = ray.remote(num_gpus=1, num_cpus=0)(OwnActor)
+    actor = remote.remote(label="TP3", **adapters(trees, "dgx-h100"))
+    actors.append(actor)
+    report, lines, gpu_ids = ray.get(actor.result.remote())
+
+    (gpu,) = gpu_ids
+    node = 0 if gpu < 4 else 1
+    cpus = "0-55,112-167" if node == 0 else "56-111,168-223"
+    assert report.plan.gpus == (gpu,)
+    assert [line for line in lines if line.startswith("[TP3] ")] == [
+        f"[TP3] bound to NUMA node {node} (CPUs {cpus}), memory preferred {node} for GPU {gpu}"
+    ]
+
+
+def test_gpu_bound_actor_builds_the_heavy_object_only_after_binding():
+    """Outside Ray: the factory runs after the binder applied the plan (the order is the point)."""
+    dgx = machine("dgx-h100")
+    kernel = SimulatedKernel.for_machine(dgx)
+    seen: list[int] = []
+
+    def factory() -> TinyModel:
+        seen.append(len(kernel.applied))
+        return TinyModel()
+
+    from gpunuma.topology.static import StaticTopology
+
+    actor = GpuBoundActor(
+        factory, source=StaticTopology(dgx.topology(), dgx.allowed()), binder=kernel
+    )
+    assert seen == [1]
+    assert actor.ping() and actor.call("forward", 1) == 4
+    assert actor.binding_report().plan.gpus == (0,)
+
+
+def test_sysfs_source_alone_binds_dgx_actors_too(cluster, trees, actors):
+    """No NVML at all: the kernel's PCI numa_node is enough."""
+    dgx = machine("dgx-h100")
+    actors.extend(
+        start(2, source=SysfsTopology(root=trees["dgx-h100"]), binder=SimulatedKernel.for_machine(dgx))
+    )
+    for report in reports_of(actors):
+        (gpu,) = report.plan.gpus
+        assert report.bound and report.plan.nodes == (0 if gpu < 4 else 1,)
