@@ -134,12 +134,14 @@ def _rebuild(library: str, migrate_pages: bool, proc_root: str) -> LibnumaBinder
     return LibnumaBinder(library, migrate_pages=migrate_pages, proc_root=proc_root)
 
 
-def default_binder(*, migrate_pages: bool = False, proc_root: str = "/proc") -> Binder:
+def default_binder(
+    *, library: str = "libnuma.so.1", migrate_pages: bool = False, proc_root: str = "/proc"
+) -> Binder:
     """LibnumaBinder, or SyscallBinder when libnuma is missing or refuses; its reports say which."""
     from gpunuma.binder.syscall import SyscallBinder
 
     try:
-        return LibnumaBinder(migrate_pages=migrate_pages, proc_root=proc_root)
+        return LibnumaBinder(library, migrate_pages=migrate_pages, proc_root=proc_root)
     except BindError as err:
         return SyscallBinder(
             migrate_pages=migrate_pages,

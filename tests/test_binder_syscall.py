@@ -1,0 +1,139 @@
+"""SyscallBinder binds without libnuma; default_binder falls back to it and says so."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import multiprocessing
+import os
+import pickle
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import pytest
+
+from gpunuma.binder import libnuma
+from gpunuma.binder.syscall import SyscallBinder
+from gpunuma.cpuset import CpuSet
+from gpunuma.errors import BindError
+from gpunuma.mempolicy import SYSCALL_NUMBERS, Mempolicy, MempolicySyscalls, Mode
+from gpunuma.plan import BindingPlan
+from gpunuma.policy import MemoryPolicy
+
+ALLOWED = frozenset(os.sched_getaffinity(0))
+FIRST_CPU = min(ALLOWED)
+
+
+def plan(cpus: set[int], memory: MemoryPolicy, nodes: tuple[int, ...] = (0,)) -> BindingPlan:
+    return BindingPlan(
+        gpus=(0,), nodes=nodes, cpus=CpuSet.of(cpus), memory_policy=memory, memory_nodes=nodes,
+        reasons=("GPU 0 is local to node 0",),
+    )
+
+
+def in_child(function: Any, *args: Any) -> Any:
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *args).result(timeout=120)
+
+
+def _bind(binder: Any, the_plan: BindingPlan) -> Any:
+    report = binder.apply(the_plan)
+    return report, frozenset(os.sched_getaffinity(0)), MempolicySyscalls().get()
+
+
+@pytest.mark.skipif(len(ALLOWED) < 2, reason="needs 2+ CPUs to prove a change")
+def test_binds_cpus_and_memory_with_raw_syscalls() -> None:
+    report, affinity, held = in_child(_bind, SyscallBinder(), plan({FIRST_CPU}, MemoryPolicy.BIND))
+
+    assert report.bound and report.method == "syscall" and report.mismatches == ()
+    assert affinity == {FIRST_CPU}
+    assert held == Mempolicy(Mode.BIND, (0,))
+    assert report.kernel.mempolicy == "bind" and report.kernel.mempolicy_nodes == (0,)
+
+
+def test_failure_raises_bind_error_and_changes_nothing() -> None:
+
+    result = in_child(_fail, plan({999}, MemoryPolicy.PREFERRED, nodes=(5,)))
+
+    assert result["error"].startswith("cannot bind thread")
+    assert result["before"] == result["after"]
+
+
+def _fail(the_plan: BindingPlan) -> dict[str, Any]:
+    syscalls = MempolicySyscalls()
+    before = (frozenset(os.sched_getaffinity(0)), syscalls.get())
+    try:
+        SyscallBinder().apply(the_plan)
+        error = ""
+    except BindError as err:
+        error = str(err)
+    return {"before": before, "after": (frozenset(os.sched_getaffinity(0)), syscalls.get()), "error": error}
+
+
+def test_refused_memory_policy_binds_cpus_only() -> None:
+    report, affinity, held = in_child(_bind, SyscallBinder(), plan(set(ALLOWED), MemoryPolicy.PREFERRED, (7,)))
+
+    assert report.bound and affinity == ALLOWED
+    assert report.reasons[-1] == "memory policy refused by the kernel (EINVAL): bound CPUs only"
+    assert held == Mempolicy(Mode.DEFAULT)
+
+
+def test_several_preferred_nodes_use_preferred_many_on_kernels_that_have_it() -> None:
+    from gpunuma.binder._apply import kernel_at_least
+
+    if not kernel_at_least((5, 15)):
+        pytest.skip("MPOL_PREFERRED_MANY needs Linux 5.15+")
+    # Node 0 is the only node here, so ask for it as a one-element "many" through the syscall directly.
+    result = in_child(_set_and_get, Mempolicy(Mode.PREFERRED_MANY, (0,)))
+
+    assert result == Mempolicy(Mode.PREFERRED_MANY, (0,))
+
+
+def _set_and_get(policy: Mempolicy) -> Mempolicy:
+    syscalls = MempolicySyscalls()
+    syscalls.set(policy)
+    return syscalls.get()
+
+
+def test_default_binder_falls_back_to_syscalls_when_libnuma_is_missing() -> None:
+    binder = libnuma.default_binder(library="libnope.so")
+
+    assert isinstance(binder, SyscallBinder) and binder.name == "syscall"
+    report = binder.apply(plan(set(), MemoryPolicy.BIND))
+    assert report.method == "syscall"
+    assert "libnope.so" in report.reasons[-1] and "raw syscalls" in report.reasons[-1]
+
+
+def test_default_binder_is_libnuma_when_present() -> None:
+    assert libnuma.default_binder().name == "libnuma"
+
+
+def test_pickles_with_its_notes() -> None:
+    binder = SyscallBinder(notes=("libnuma not used",))
+
+    copy = pickle.loads(pickle.dumps(binder))
+
+    assert copy.notes == ("libnuma not used",) and copy.name == "syscall"
+
+
+def test_maxnode_follows_the_off_by_one_recipe() -> None:
+    # NW = max(16, ceil((max_node + 2) / 64)) words: 1024 bits up to node 1022, then one more word.
+    assert MempolicySyscalls(max_node=0).maxnode == 1024
+    assert MempolicySyscalls(max_node=1022).maxnode == 1024
+    assert MempolicySyscalls(max_node=1023).maxnode == 1088
+
+
+def test_syscall_numbers_for_both_architectures() -> None:
+    assert SYSCALL_NUMBERS["x86_64"] == {"set_mempolicy": 238, "get_mempolicy": 239, "migrate_pages": 256}
+    assert SYSCALL_NUMBERS["aarch64"] == {"set_mempolicy": 237, "get_mempolicy": 236, "migrate_pages": 238}
+    with pytest.raises(BindError, match="riscv64"):
+        MempolicySyscalls(machine="riscv64")
+
+
+def test_a_node_beyond_the_mask_is_einval_before_any_syscall() -> None:
+    syscalls = MempolicySyscalls(libc=ctypes.CDLL(None, use_errno=True), max_node=0)
+
+    with pytest.raises(OSError) as caught:
+        syscalls.set(Mempolicy(Mode.BIND, (5000,)))
+
+    assert caught.value.errno == errno.EINVAL
