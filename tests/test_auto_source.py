@@ -12,9 +12,8 @@ from gpunuma.cpuset import CpuSet
 from gpunuma.model import Gpu, MigDevice
 from gpunuma.topology.auto import AutoTopology
 from gpunuma.topology.sysfs import SysfsTopology
-from gpunuma_fakes.catalogue import MACHINES, machine
+from gpunuma_fakes import MACHINES, machine, render_sysfs
 from gpunuma_fakes.nvml import FakeNvml
-from gpunuma_fakes.render import render_sysfs
 from gpunuma_fakes.spec import GpuSpec, Machine
 
 

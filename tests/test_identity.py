@@ -19,7 +19,7 @@ from gpunuma.identity import (
     visible_gpus,
 )
 from gpunuma.model import MigDevice, Topology
-from gpunuma_fakes.catalogue import machine
+from gpunuma_fakes import machine
 
 DGX = machine("dgx-h100").topology()
 UUID = {gpu.index: gpu.uuid for gpu in DGX.gpus}

@@ -14,7 +14,8 @@ from gpunuma.errors import NvmlError
 from gpunuma.model import MigDevice, Topology
 from gpunuma.ports import TopologySource
 from gpunuma.topology.nvml import NvmlTopology
-from gpunuma_fakes.catalogue import MACHINES, machine
+from gpunuma.topology.sysfs import SysfsTopology
+from gpunuma_fakes import MACHINES, machine, render_sysfs
 from gpunuma_fakes.nvml import FakeNvml
 from gpunuma_fakes.spec import Machine
 
@@ -25,9 +26,6 @@ real_pynvml = pytest.importorskip("pynvml")
 
 def kernel_source(m: Machine, root: Path) -> TopologySource:
     """The real sysfs adapter over the machine's rendered tree."""
-    from gpunuma.topology.sysfs import SysfsTopology
-    from gpunuma_fakes.render import render_sysfs
-
     render_sysfs(m, root)
     return SysfsTopology(root=str(root), pid="self")
 

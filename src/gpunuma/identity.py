@@ -31,7 +31,7 @@ HIP_VISIBLE_DEVICES = "HIP_VISIBLE_DEVICES"
 RAY_NOSET_CVD = "RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES"
 
 #: Values that mean "no GPU" rather than a mistake (Slurm writes ``NoDevFiles``).
-_NO_GPU_VALUES = frozenset({"-1", "nodevfiles", "none", "void"})
+_NO_GPU_VALUES = frozenset({"-1", "nodevfiles"})
 
 _BUS_ID = re.compile(r"^(?:([0-9a-fA-F]{1,8}):)?([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])$")
 _LEGACY_MIG = re.compile(r"^MIG-(GPU-[0-9a-fA-F-]+)/(\d+)/(\d+)$")
