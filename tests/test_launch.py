@@ -1,0 +1,83 @@
+"""Launch helpers start real children already bound: exec after binding, spawned workers, run_bound."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gpunuma.binder.numactl import NumactlLauncher
+from gpunuma.binder.syscall import SyscallBinder
+from gpunuma.cpuset import CpuSet
+from gpunuma.launch import bound_command, exec_argv, run_bound, start_bound_process
+from gpunuma.plan import BindingPlan
+from gpunuma.policy import MemoryPolicy
+
+ALLOWED = frozenset(os.sched_getaffinity(0))
+CPU = min(ALLOWED)
+pytestmark = pytest.mark.skipif(len(ALLOWED) < 2, reason="needs 2+ CPUs to prove a change")
+
+#: A child that prints its own CPU affinity and memory policy.
+REPORT_SELF = [sys.executable, "-c",
+               "import os; from gpunuma.mempolicy import MempolicySyscalls as M; "
+               "print(sorted(os.sched_getaffinity(0)), M().get())"]
+
+
+def plan(memory: MemoryPolicy = MemoryPolicy.BIND) -> BindingPlan:
+    return BindingPlan(gpus=(0,), nodes=(0,), cpus=CpuSet.of({CPU}), memory_policy=memory, memory_nodes=(0,),
+                       reasons=("GPU 0 is local to node 0",))
+
+
+def test_exec_bound_binds_then_execs_and_the_new_program_inherits_both() -> None:
+    done = subprocess.run(exec_argv(plan(), REPORT_SELF), capture_output=True, text=True, check=True)
+
+    assert done.stdout.strip() == f"[{CPU}] bind 0"
+
+
+def test_exec_argv_carries_the_plan_without_a_shell_or_script() -> None:
+    argv = exec_argv(plan(MemoryPolicy.PREFERRED), ["python", "app.py", "--flag"])
+
+    assert argv == [sys.executable, "-m", "gpunuma.launch", f"--cpus={CPU}", "--nodes=0", "--memory=preferred",
+                    "--memory-nodes=0", "--", "python", "app.py", "--flag"]
+
+
+def test_run_bound_in_process_and_through_numactl_give_the_same_binding() -> None:
+    in_process = run_bound(plan(), REPORT_SELF, capture_output=True, text=True, check=True)
+    assert in_process.stdout.strip() == f"[{CPU}] bind 0"
+    if shutil.which("numactl") is None:
+        pytest.skip("numactl is not installed")
+    through_numactl = run_bound(plan(), REPORT_SELF, launcher=NumactlLauncher(), capture_output=True, text=True,
+                                check=True)
+    assert through_numactl.stdout == in_process.stdout
+
+
+def test_a_plan_that_does_not_bind_runs_the_command_as_given() -> None:
+    empty = BindingPlan(gpus=(0,), nodes=(), cpus=CpuSet(), memory_policy=MemoryPolicy.BIND, memory_nodes=(),
+                        reasons=())
+
+    assert bound_command(empty, ["a", "b"]) == ["a", "b"]
+
+
+def write_own_binding(path: str, greeting: str) -> None:
+    """The spawned worker's target: writes its own binding to ``path``."""
+    from gpunuma.mempolicy import MempolicySyscalls
+
+    Path(path).write_text(f"{greeting} {sorted(os.sched_getaffinity(0))} {MempolicySyscalls().get()}")
+
+
+@pytest.mark.parametrize("binder", [None, SyscallBinder()], ids=["default", "syscall"])
+def test_start_bound_process_binds_the_child_before_its_target_runs(tmp_path: Path, binder: object) -> None:
+    out = tmp_path / "binding.txt"
+
+    process = start_bound_process(plan(), write_own_binding, args=(str(out),), kwargs={"greeting": "hi"},
+                                  binder=binder)  # type: ignore[arg-type]
+    process.join(timeout=60)
+
+    assert isinstance(process, multiprocessing.process.BaseProcess) and process.exitcode == 0
+    assert out.read_text() == f"hi [{CPU}] bind 0"
+    assert os.sched_getaffinity(0) == ALLOWED  # the parent is untouched

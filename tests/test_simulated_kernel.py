@@ -1,0 +1,138 @@
+"""SimulatedKernel refuses what Linux refuses, and keeps the binders' contract on simulated machines."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from gpunuma.cpuset import CpuSet
+from gpunuma.errors import BindError
+from gpunuma.plan import BindingPlan
+from gpunuma.policy import MemoryPolicy
+from gpunuma.ports import Binder
+from gpunuma_fakes import machine
+from gpunuma_fakes.kernel import SimulatedKernel
+
+
+def plan(cpus: str, memory: MemoryPolicy, nodes: tuple[int, ...]) -> BindingPlan:
+    return BindingPlan(gpus=(0,), nodes=nodes, cpus=CpuSet.parse_list(cpus), memory_policy=memory,
+                       memory_nodes=nodes, reasons=("planned",))
+
+
+def kernel(name: str, **options: object) -> SimulatedKernel:
+    return SimulatedKernel.for_machine(machine(name), **options)
+
+
+def test_dgx_h100_node_1_binds_every_simulated_thread_and_reads_back_clean() -> None:
+    sim = kernel("dgx-h100")
+    wanted = plan("56-111,168-223", MemoryPolicy.PREFERRED, (1,))
+
+    report = sim.apply(wanted)
+
+    assert report.bound and report.method == "simulated" and report.mismatches == ()
+    assert len(report.kernel.threads) == 4
+    assert {t.cpus for t in report.kernel.threads} == {CpuSet.parse_list("56-111,168-223")}
+    assert (report.kernel.mempolicy, report.kernel.mempolicy_nodes) == ("preferred", (1,))
+    assert sim.applied == [wanted]
+
+
+def test_a_cpu_that_does_not_exist_is_einval_and_nothing_changes() -> None:
+    sim = kernel("dgx-h100")
+    before = sim.threads
+
+    with pytest.raises(BindError, match=r"EINVAL.*CPU 999 does not exist"):
+        sim.apply(plan("999", MemoryPolicy.BIND, (0,)))
+
+    assert sim.threads == before and sim.applied == []
+    assert len(sim.rejected) == 1
+
+
+def test_container_cpuset_intersects_and_the_read_back_shows_the_difference() -> None:
+    # The container allows 0-47,112-159: asking for all of node 0 (0-55,112-167) gets the intersection.
+    sim = kernel("container-dgx-h100")
+
+    report = sim.apply(plan("0-55,112-167", MemoryPolicy.BIND, (0,)))
+
+    assert report.cpus == CpuSet.parse_list("0-47,112-159")
+    assert "thread 4243 (ray::IDLE) runs on 0-47,112-159, planned 0-55,112-167" in report.mismatches
+
+
+def test_cpus_wholly_outside_the_cpuset_are_einval() -> None:
+    with pytest.raises(BindError, match="outside the cpuset 0-47,112-159"):
+        kernel("container-dgx-h100").apply(plan("56-111", MemoryPolicy.BIND, (1,)))
+
+
+@pytest.mark.parametrize(
+    ("name", "cpus", "node", "why"),
+    [
+        ("gh200", "0-71", 2, "GH200 node 2 is a 0 MB MIG placeholder"),
+        ("container-dgx-h100", "0-47", 1, "the container's cpuset.mems is 0"),
+        ("dgx-h100", "0-55", 5, "node 5 does not exist"),
+    ],
+)
+def test_memory_the_kernel_refuses_keeps_cpus_bound(name: str, cpus: str, node: int, why: str) -> None:
+    report = kernel(name).apply(plan(cpus, MemoryPolicy.BIND, (node,)))
+
+    assert report.bound and report.cpus == CpuSet.parse_list(cpus), why
+    assert report.memory_policy is None
+    assert "memory policy refused by the kernel (EINVAL): bound CPUs only" in report.reasons
+    assert report.kernel.mempolicy == "default"
+
+
+def test_gh200_may_prefer_the_cpu_less_hbm_node() -> None:
+    # Node 1 has no CPUs but 97280 MB of GPU memory: a memory policy on it is valid.
+    report = kernel("gh200").apply(plan("0-71", MemoryPolicy.PREFERRED, (1,)))
+
+    assert report.memory_policy == "preferred" and report.memory_nodes == (1,)
+
+
+def test_several_preferred_nodes_become_preferred_many() -> None:
+    report = kernel("dgx-h100").apply(plan("0-223", MemoryPolicy.PREFERRED, (0, 1)))
+
+    assert report.memory_policy == "preferred_many" and report.mismatches == ()
+
+
+def test_injected_cpu_failure_restores_the_first_thread_and_raises() -> None:
+    sim = kernel("dgx-h100", fail="cpu")
+    before = sim.threads
+
+    with pytest.raises(BindError, match=r"thread 4243: .*EINVAL.*restored"):
+        sim.apply(plan("0-55", MemoryPolicy.BIND, (0,)))
+
+    assert sim.threads == before and sim.applied == []
+
+
+def test_injected_eperm_binds_cpus_only() -> None:
+    report = kernel("dgx-h100", fail="mempolicy_eperm").apply(plan("0-55", MemoryPolicy.BIND, (0,)))
+
+    assert report.bound and report.cpus == CpuSet.parse_list("0-55")
+    assert "memory policy refused by the kernel (EPERM): bound CPUs only" in report.reasons
+    assert report.mismatches == ()
+
+
+def test_unknown_failure_name_is_refused() -> None:
+    with pytest.raises(ValueError, match="cpu, mempolicy_eperm"):
+        kernel("dgx-h100", fail="disk")
+
+
+def test_plan_that_does_not_bind_changes_nothing() -> None:
+    sim = kernel("cloud-vm")
+    before = sim.threads
+    empty = BindingPlan(gpus=(0,), nodes=(), cpus=CpuSet(), memory_policy=MemoryPolicy.BIND, memory_nodes=(),
+                        reasons=("GPU 0 reports no locality",))
+
+    report = sim.apply(empty)
+
+    assert not report.bound and report.reasons == ("GPU 0 reports no locality",)
+    assert sim.threads == before and sim.applied == []
+
+
+def test_is_a_picklable_binder_that_keeps_its_state() -> None:
+    sim = kernel("dgx-h100")
+    sim.apply(plan("0-55,112-167", MemoryPolicy.PREFERRED, (0,)))
+
+    copy = pickle.loads(pickle.dumps(sim))
+
+    assert isinstance(copy, Binder)
+    assert copy.threads == sim.threads and copy.applied == sim.applied
