@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
-from gpunuma.errors import BindError, CpuSetParseError, LibraryNotFoundError
 from gpunuma.cpuset import CpuSet
+from gpunuma.errors import BindError, CpuSetParseError, LibraryNotFoundError
 
 #: Syscall numbers from the kernel headers, by ``platform.machine()``.
 SYSCALL_NUMBERS: dict[str, dict[str, int]] = {
@@ -84,7 +84,7 @@ def possible_max_node(sys_root: str | Path = "/sys") -> int:
 class MempolicySyscalls:
     """get_mempolicy / set_mempolicy / migrate_pages for the calling thread, via raw syscalls.
 
-    ``libc`` is a ``CDLL`` (default: this process's C library, ``use_errno=True``); ``machine``
+    ``libc`` is a ``CDLL`` loaded with ``use_errno=True`` (default: this process's C library); ``machine``
     picks the syscall numbers (default ``platform.machine()``).
     """
 
@@ -130,10 +130,14 @@ class MempolicySyscalls:
         mode = ctypes.c_int(0)
         mask = self._mask()
         self._call("get_mempolicy", ctypes.byref(mode), mask, ctypes.c_ulong(self.maxnode), None, ctypes.c_ulong(0))
-        nodes = tuple(
-            w * _BITS_PER_WORD + b for w in range(self._words) for b in range(_BITS_PER_WORD) if mask[w] >> b & 1
-        )
-        return Mempolicy(Mode(mode.value & _MODE_MASK), nodes, mode.value & ~_MODE_MASK)
+        nodes = []
+        for w in range(self._words):  # set bits only: testing all 1024 costs ~100 µs per call
+            word = mask[w]
+            while word:
+                low = word & -word
+                nodes.append(w * _BITS_PER_WORD + low.bit_length() - 1)
+                word ^= low
+        return Mempolicy(Mode(mode.value & _MODE_MASK), tuple(nodes), mode.value & ~_MODE_MASK)
 
     def set(self, policy: Mempolicy) -> None:
         """Set the calling thread's policy; threads created afterwards and exec'd children inherit it."""
