@@ -246,8 +246,9 @@ def test_existing_actor_binds_itself_and_logs_one_line(cluster, trees, actors):
     ]
 
 
-def test_gpu_bound_actor_builds_the_heavy_object_only_after_binding():
-    """Outside Ray: the factory runs after the binder applied the plan (the order is the point)."""
+def test_gpu_bound_actor_builds_the_heavy_object_only_after_binding(monkeypatch):
+    """In-process: the factory runs after the binder applied the plan (the order is the point)."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5")
     dgx = machine("dgx-h100")
     kernel = SimulatedKernel.for_machine(dgx)
     seen: list[int] = []
@@ -263,7 +264,9 @@ def test_gpu_bound_actor_builds_the_heavy_object_only_after_binding():
     )
     assert seen == [1]
     assert actor.ping() and actor.call("forward", 1) == 4
-    assert actor.binding_report().plan.gpus == (0,)
+    # No Ray GPU assignment in this process: CUDA_VISIBLE_DEVICES=5 names the GPU (on node 1).
+    assert actor.binding_report().plan.gpus == (5,)
+    assert actor.binding_report().plan.nodes == (1,)
 
 
 def test_sysfs_source_alone_binds_dgx_actors_too(cluster, trees, actors):
