@@ -69,7 +69,7 @@ def _dgx_h100(name: str, description: str, **extra: object) -> Machine:
         NodeSpec(1, _threads(2, 56, 2, 1, 0, 56), 1_032_166, rows[1]),
     )
     gpus = _gpus(
-        "dgx-h100",
+        name,
         [(f"0000:{bus}:00.0", 0 if i < 4 else 1) for i, bus in enumerate(_DGX_H100_BUSES)],
         name="NVIDIA H100 80GB HBM3",
     )
@@ -269,8 +269,9 @@ def _snc_socket_affinity() -> Machine:
         threads_per_core=2,
         nodes=nodes,
         gpus=gpus,
-        # Spread by rank among the GPUs of each socket over that socket's two nodes.
-        expected_nodes={0: 0, 1: 1, 2: 0, 3: 1, 4: 2, 5: 3},
+        # Spread by rank over the socket's two nodes in contiguous blocks: socket 0's four GPUs
+        # 2 + 2 over nodes 0 and 1, socket 1's two GPUs 1 + 1 over nodes 2 and 3.
+        expected_nodes={0: 0, 1: 0, 2: 1, 3: 1, 4: 2, 5: 3},
     )
 
 
@@ -327,7 +328,8 @@ def _no_numa() -> Machine:
         threads_per_core=2,
         nodes=(NodeSpec(0, "0-7", 31_842, (10,)),),
         gpus=_gpus("no-numa", [("0000:01:00.0", -1)], name="NVIDIA RTX A2000"),
-        expected_nodes={0: None},
+        # Its local CPUs (all of them) lie on the one node there is.
+        expected_nodes={0: 0},
         no_numa_dir=True,
     )
 

@@ -6,6 +6,7 @@ The tree lives under ``root`` (``root/sys/...``, ``root/proc/...``) so that
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from gpunuma.cpuset import CpuSet
@@ -44,9 +45,19 @@ def kernel_mask(cpus: CpuSet, nbits: int) -> str:
     return ",".join(chunks)
 
 
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text + "\n")
+class _Tree:
+    """Writes files under one root, creating each directory once (a DGX tree is ~2500 files)."""
+
+    def __init__(self) -> None:
+        self.made: set[str] = set()
+
+    def write(self, path: Path, text: str) -> None:
+        folder = os.path.dirname(path)
+        if folder not in self.made:
+            os.makedirs(folder, exist_ok=True)
+            self.made.add(folder)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
 
 
 def _nodelist(ids: set[int] | frozenset[int]) -> str:
@@ -65,17 +76,18 @@ def render_sysfs(machine: Machine, root: Path) -> Path:
     """Write ``machine``'s sysfs/procfs tree under ``root``; returns ``root``."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    _render_nodes(machine, root)
-    _render_cpus(machine, root)
-    _render_pci(machine, root)
-    _render_nvidia_proc(machine, root)
-    _render_process(machine, root)
+    out = _Tree()
+    _render_nodes(machine, root, out)
+    _render_cpus(machine, root, out)
+    _render_pci(machine, root, out)
+    _render_nvidia_proc(machine, root, out)
+    _render_process(machine, root, out)
     return root
 
 
-def _render_nodes(machine: Machine, root: Path) -> None:
+def _render_nodes(machine: Machine, root: Path, out: _Tree) -> None:
     total_kb = sum(node.memory_mb for node in machine.nodes) * 1024
-    _write(root / "proc/meminfo", f"MemTotal:       {total_kb:8d} kB\nMemFree:        {total_kb // 2:8d} kB")
+    out.write(root / "proc/meminfo", f"MemTotal:       {total_kb:8d} kB\nMemFree:        {total_kb // 2:8d} kB")
     if machine.no_numa_dir:
         return
     base = root / "sys/devices/system/node"
@@ -83,20 +95,20 @@ def _render_nodes(machine: Machine, root: Path) -> None:
     ids = set(machine.online_node_ids())
     with_cpus = {n.id for n in machine.nodes if CpuSet.parse_list(n.cpus) & online}
     with_memory = {n.id for n in machine.nodes if n.memory_mb > 0}
-    _write(base / "possible", f"0-{max(ids)}" if max(ids) else "0")
-    _write(base / "online", _nodelist(ids))
-    _write(base / "has_cpu", _nodelist(with_cpus))
-    _write(base / "has_memory", _nodelist(with_memory))
+    out.write(base / "possible", f"0-{max(ids)}" if max(ids) else "0")
+    out.write(base / "online", _nodelist(ids))
+    out.write(base / "has_cpu", _nodelist(with_cpus))
+    out.write(base / "has_memory", _nodelist(with_memory))
     # GPU memory is onlined movable, so only CPU nodes have normal memory.
-    _write(base / "has_normal_memory", _nodelist(with_cpus & with_memory))
+    out.write(base / "has_normal_memory", _nodelist(with_cpus & with_memory))
     for node in machine.nodes:
         folder = base / f"node{node.id}"
         cpus = CpuSet.parse_list(node.cpus) & online
-        _write(folder / "cpulist", cpus.to_list())
-        _write(folder / "cpumap", kernel_mask(cpus, machine.cpu_count))
-        _write(folder / "distance", " ".join(str(d) for d in node.distances))
+        out.write(folder / "cpulist", cpus.to_list())
+        out.write(folder / "cpumap", kernel_mask(cpus, machine.cpu_count))
+        out.write(folder / "distance", " ".join(str(d) for d in node.distances))
         kb = node.memory_mb * 1024
-        _write(
+        out.write(
             folder / "meminfo",
             f"Node {node.id} MemTotal:       {kb:8d} kB\n"
             f"Node {node.id} MemFree:        {kb // 2:8d} kB\n"
@@ -104,22 +116,22 @@ def _render_nodes(machine: Machine, root: Path) -> None:
         )
 
 
-def _render_cpus(machine: Machine, root: Path) -> None:
+def _render_cpus(machine: Machine, root: Path, out: _Tree) -> None:
     base = root / "sys/devices/system/cpu"
     everything = machine.all_cpus()
     online = machine.online_cpus()
-    _write(base / "possible", everything.to_list())
-    _write(base / "present", everything.to_list())
-    _write(base / "online", online.to_list())
-    _write(base / "offline", (everything - online).to_list())
-    packages: dict[int, CpuSet] = {}
+    out.write(base / "possible", everything.to_list())
+    out.write(base / "present", everything.to_list())
+    out.write(base / "online", online.to_list())
+    out.write(base / "offline", (everything - online).to_list())
+    members: dict[int, set[int]] = {}
     for cpu in online:
-        package = machine.cpu_layout(cpu)[0]
-        packages[package] = packages.get(package, CpuSet()) | CpuSet.of([cpu])
+        members.setdefault(machine.cpu_layout(cpu)[0], set()).add(cpu)
+    packages = {package: CpuSet.of(cpus).to_list() for package, cpus in members.items()}
     for cpu in everything:
         folder = base / f"cpu{cpu}"
         if cpu:  # the boot CPU of x86 cannot be unplugged and has no ``online`` file
-            _write(folder / "online", "1" if cpu in online else "0")
+            out.write(folder / "online", "1" if cpu in online else "0")
         else:
             folder.mkdir(parents=True, exist_ok=True)
         if cpu not in online:
@@ -127,13 +139,13 @@ def _render_cpus(machine: Machine, root: Path) -> None:
         package, core, siblings = machine.cpu_layout(cpu)
         siblings = siblings & online
         topology = folder / "topology"
-        _write(topology / "physical_package_id", str(package))
-        _write(topology / "die_id", "0")
-        _write(topology / "core_id", str(core))
-        _write(topology / "core_cpus_list", siblings.to_list())
-        _write(topology / "thread_siblings_list", siblings.to_list())
-        _write(topology / "package_cpus_list", packages[package].to_list())
-        _write(topology / "core_siblings_list", packages[package].to_list())
+        out.write(topology / "physical_package_id", str(package))
+        out.write(topology / "die_id", "0")
+        out.write(topology / "core_id", str(core))
+        out.write(topology / "core_cpus_list", siblings.to_list())
+        out.write(topology / "thread_siblings_list", siblings.to_list())
+        out.write(topology / "package_cpus_list", packages[package])
+        out.write(topology / "core_siblings_list", packages[package])
 
 
 def _free_buses(used: set[tuple[str, int]], count: int) -> list[str]:
@@ -147,53 +159,53 @@ def _free_buses(used: set[tuple[str, int]], count: int) -> list[str]:
     return free
 
 
-def _pci_device(machine: Machine, root: Path, bdf: str, vendor: int, device: int, klass: int, node: int) -> None:
+def _pci_device(machine: Machine, root: Path, out: _Tree, bdf: str, vendor: int, device: int, klass: int, node: int) -> None:
     folder = root / "sys/bus/pci/devices" / bdf
     local = machine.all_cpus() if node < 0 else machine.node_cpus(node)
-    _write(folder / "vendor", f"0x{vendor:04x}")
-    _write(folder / "device", f"0x{device:04x}")
-    _write(folder / "class", f"0x{klass:06x}")
-    _write(folder / "numa_node", str(node))
-    _write(folder / "local_cpulist", local.to_list())
-    _write(folder / "local_cpus", kernel_mask(local, machine.cpu_count))
+    out.write(folder / "vendor", f"0x{vendor:04x}")
+    out.write(folder / "device", f"0x{device:04x}")
+    out.write(folder / "class", f"0x{klass:06x}")
+    out.write(folder / "numa_node", str(node))
+    out.write(folder / "local_cpulist", local.to_list())
+    out.write(folder / "local_cpus", kernel_mask(local, machine.cpu_count))
 
 
-def _render_pci(machine: Machine, root: Path) -> None:
+def _render_pci(machine: Machine, root: Path, out: _Tree) -> None:
     for gpu in machine.gpus:
         folder = root / "sys/bus/pci/devices" / gpu.bus_id
         local = machine.gpu_local_cpus(gpu)
-        _write(folder / "vendor", f"0x{_VENDOR_IDS[gpu.vendor]:04x}")
-        _write(folder / "device", f"0x{_DEVICE_IDS.get(gpu.name, 0x2330):04x}")
-        _write(folder / "class", f"0x{_gpu_class(gpu):06x}")
-        _write(folder / "numa_node", str(gpu.sysfs_numa_node))
-        _write(folder / "local_cpulist", local.to_list())
-        _write(folder / "local_cpus", kernel_mask(local, machine.cpu_count))
+        out.write(folder / "vendor", f"0x{_VENDOR_IDS[gpu.vendor]:04x}")
+        out.write(folder / "device", f"0x{_DEVICE_IDS.get(gpu.name, 0x2330):04x}")
+        out.write(folder / "class", f"0x{_gpu_class(gpu):06x}")
+        out.write(folder / "numa_node", str(gpu.sysfs_numa_node))
+        out.write(folder / "local_cpulist", local.to_list())
+        out.write(folder / "local_cpus", kernel_mask(local, machine.cpu_count))
         if gpu.vendor == "amd":
-            _write(folder / "product_name", gpu.name)  # amdgpu's FRU attribute
+            out.write(folder / "product_name", gpu.name)  # amdgpu's FRU attribute
         if _gpu_class(gpu) == 0x030000:
             # The HDMI audio function of a VGA board: NVIDIA vendor, not a GPU.
             audio = gpu.bus_id[:-1] + "1"
-            _pci_device(machine, root, audio, 0x10DE, 0x22BA, 0x040300, gpu.sysfs_numa_node)
+            _pci_device(machine, root, out, audio, 0x10DE, 0x22BA, 0x040300, gpu.sysfs_numa_node)
     # Decoys every server has: a host bridge, the BMC's VGA (a VGA class of another vendor), a NIC,
     # and on NVIDIA multi-GPU boards NVSwitches (NVIDIA vendor, bridge class).
     used = {(g.bus_id.split(":")[0], int(g.bus_id.split(":")[1], 16)) for g in machine.gpus}
     first_node = -1 if machine.no_numa_dir else min(n.id for n in machine.nodes if n.cpus)
     bridge, bmc, nic, *switches = _free_buses(used, 5)
-    _pci_device(machine, root, "0000:00:00.0", 0x8086, 0x09A2, 0x060000, first_node)
-    _pci_device(machine, root, bmc, 0x1A03, 0x2000, 0x030000, first_node)
-    _pci_device(machine, root, nic, 0x15B3, 0x1021, 0x020000, first_node)
-    _pci_device(machine, root, bridge, 0x8086, 0x352A, 0x060400, first_node)
+    _pci_device(machine, root, out, "0000:00:00.0", 0x8086, 0x09A2, 0x060000, first_node)
+    _pci_device(machine, root, out, bmc, 0x1A03, 0x2000, 0x030000, first_node)
+    _pci_device(machine, root, out, nic, 0x15B3, 0x1021, 0x020000, first_node)
+    _pci_device(machine, root, out, bridge, 0x8086, 0x352A, 0x060400, first_node)
     nvidia = [g for g in machine.gpus if g.vendor == "nvidia"]
     if len(nvidia) > 1:
         for bdf in switches:
-            _pci_device(machine, root, bdf, 0x10DE, 0x22A3, 0x068000, first_node)
+            _pci_device(machine, root, out, bdf, 0x10DE, 0x22A3, 0x068000, first_node)
 
 
-def _render_nvidia_proc(machine: Machine, root: Path) -> None:
+def _render_nvidia_proc(machine: Machine, root: Path, out: _Tree) -> None:
     for minor, gpu in enumerate(machine.sorted_gpus()):
         if gpu.vendor != "nvidia":
             continue
-        _write(
+        out.write(
             root / "proc/driver/nvidia/gpus" / gpu.bus_id / "information",
             f"Model: \t\t {gpu.name}\n"
             f"IRQ:   \t\t {200 + minor}\n"
@@ -236,11 +248,11 @@ def _status(machine: Machine, tid: int, name: str) -> str:
     )
 
 
-def _render_process(machine: Machine, root: Path) -> None:
+def _render_process(machine: Machine, root: Path, out: _Tree) -> None:
     proc = root / "proc" / str(PID)
-    _write(proc / "status", _status(machine, PID, "python3"))
+    out.write(proc / "status", _status(machine, PID, "python3"))
     for tid in TIDS:
-        _write(proc / "task" / str(tid) / "status", _status(machine, tid, "python3" if tid == PID else "worker"))
+        out.write(proc / "task" / str(tid) / "status", _status(machine, tid, "python3" if tid == PID else "worker"))
     self_link = root / "proc/self"
     if not self_link.exists():
         self_link.symlink_to(str(PID))
@@ -248,27 +260,27 @@ def _render_process(machine: Machine, root: Path) -> None:
     cpus, mems = allowed.cpus.to_list(), CpuSet.of(allowed.mems).to_list()
     path = machine.cgroup_path.strip("/")
     if machine.cgroup_version == 2:
-        _write(proc / "cgroup", f"0::{machine.cgroup_path}")
+        out.write(proc / "cgroup", f"0::{machine.cgroup_path}")
         top = root / "sys/fs/cgroup"
         whole = machine.online_cpus().to_list()
         every_mem = CpuSet.of(n.id for n in machine.nodes if n.memory_mb > 0).to_list()
-        _write(top / "cpuset.cpus.effective", whole)
-        _write(top / "cpuset.mems.effective", every_mem)
+        out.write(top / "cpuset.cpus.effective", whole)
+        out.write(top / "cpuset.mems.effective", every_mem)
         if path:
-            _write(top / path / "cpuset.cpus", machine.cgroup_cpus or "")
-            _write(top / path / "cpuset.mems", machine.cgroup_mems or "")
-            _write(top / path / "cpuset.cpus.effective", cpus)
-            _write(top / path / "cpuset.mems.effective", mems)
+            out.write(top / path / "cpuset.cpus", machine.cgroup_cpus or "")
+            out.write(top / path / "cpuset.mems", machine.cgroup_mems or "")
+            out.write(top / path / "cpuset.cpus.effective", cpus)
+            out.write(top / path / "cpuset.mems.effective", mems)
         return
     # cgroup v1 (hybrid): cpuset is a v1 hierarchy; the unified mount carries no cpuset files.
-    _write(
+    out.write(
         proc / "cgroup",
         f"12:cpuset:{machine.cgroup_path}\n11:memory:{machine.cgroup_path}\n"
         f"4:cpu,cpuacct:{machine.cgroup_path}\n0::{machine.cgroup_path}",
     )
     v1 = root / "sys/fs/cgroup/cpuset" / path
-    _write(v1 / "cpuset.cpus", cpus)
-    _write(v1 / "cpuset.mems", mems)
-    _write(v1 / "cpuset.effective_cpus", cpus)
-    _write(v1 / "cpuset.effective_mems", mems)
-    _write(root / "sys/fs/cgroup/unified" / path / "cgroup.procs", str(PID))
+    out.write(v1 / "cpuset.cpus", cpus)
+    out.write(v1 / "cpuset.mems", mems)
+    out.write(v1 / "cpuset.effective_cpus", cpus)
+    out.write(v1 / "cpuset.effective_mems", mems)
+    out.write(root / "sys/fs/cgroup/unified" / path / "cgroup.procs", str(PID))

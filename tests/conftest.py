@@ -1,0 +1,37 @@
+"""Shared fixtures: simulated machines rendered as sysfs/procfs trees."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from gpunuma_fakes import Machine, machine, render_sysfs
+
+
+@pytest.fixture(scope="session")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``rendered("dgx-h100")``: the root of that catalogue machine's tree, rendered once per session.
+
+    Shared between tests: read it, never change it (use ``render`` for a tree to damage).
+    """
+    roots: dict[str, Path] = {}
+
+    def _rendered(name: str) -> Path:
+        if name not in roots:
+            roots[name] = render_sysfs(machine(name), tmp_path_factory.mktemp(name))
+        return roots[name]
+
+    return _rendered
+
+
+@pytest.fixture
+def render(tmp_path: Path) -> Callable[[Machine], Path]:
+    """``render(machine)``: a private tree of any machine (catalogue or hand-made) in this test's tmp_path."""
+    count = iter(range(1_000_000))
+
+    def _render(simulated: Machine) -> Path:
+        return render_sysfs(simulated, tmp_path / f"{simulated.name}-{next(count)}")
+
+    return _render

@@ -1,0 +1,113 @@
+"""Malformed kernel files raise typed errors that name the file and quote its text;
+a missing sysfs raises TopologyUnavailableError."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from gpunuma.errors import SysfsFormatError, TopologyError, TopologyUnavailableError
+from gpunuma.topology.sysfs import SysfsTopology
+from gpunuma_fakes import machine
+from gpunuma_fakes.render import PID
+
+
+@pytest.fixture
+def cloud(render):
+    """A private cloud-vm tree (2 nodes, 16 CPUs, 4 GPUs) to damage."""
+    return render(machine("cloud-vm"))
+
+
+def _damage(root, relative, text):
+    (root / relative).write_text(text)
+
+
+@pytest.mark.parametrize(
+    ("relative", "text"),
+    [
+        ("sys/devices/system/node/node1/cpulist", "4-7,x\n"),
+        ("sys/devices/system/node/node0/cpulist", "7-4\n"),
+        ("sys/devices/system/cpu/online", "0-15,\n"),
+        ("sys/devices/system/cpu/cpu3/topology/core_cpus_list", "3;11\n"),
+        ("sys/devices/system/cpu/cpu3/topology/core_id", "three\n"),
+        ("sys/devices/system/node/node0/distance", "10 twenty\n"),
+        ("sys/devices/system/node/node0/distance", "10 20 20\n"),
+        ("sys/devices/system/node/node1/meminfo", "Node 1 MemTotal: lots\n"),
+        ("sys/bus/pci/devices/0000:00:07.0/numa_node", "banana\n"),
+        ("sys/bus/pci/devices/0000:00:07.0/numa_node", "-7\n"),
+        ("sys/bus/pci/devices/0000:00:07.0/local_cpulist", "0-15 all\n"),
+        ("sys/bus/pci/devices/0000:00:07.0/class", "0xVGA\n"),
+    ],
+)
+def test_malformed_sysfs_content_names_the_file_and_the_text(cloud, relative, text):
+    _damage(cloud, relative, text)
+
+    with pytest.raises(SysfsFormatError) as caught:
+        SysfsTopology(root=cloud).read()
+
+    error = caught.value
+    assert str(error.path).endswith(relative)
+    assert error.text.strip() in text
+    assert relative in str(error) and repr(error.text) in str(error)
+    assert isinstance(error, ValueError) and isinstance(error, TopologyError)
+
+
+def test_a_malformed_local_cpus_mask_is_reported_when_it_is_the_fallback(cloud):
+    device = cloud / "sys/bus/pci/devices/0000:00:06.0"
+    (device / "local_cpulist").unlink()
+    _damage(cloud, "sys/bus/pci/devices/0000:00:06.0/local_cpus", "fffg\n")
+
+    with pytest.raises(SysfsFormatError, match="local_cpus"):
+        SysfsTopology(root=cloud).read()
+
+
+@pytest.mark.parametrize(
+    ("relative", "text"),
+    [
+        (f"proc/{PID}/status", "Name:\tpython3\nCpus_allowed_list:\tzero\nMems_allowed_list:\t0-1\n"),
+        (f"proc/{PID}/status", "Name python3 without a colon\n"),
+        (f"proc/{PID}/cgroup", "0:/no-controllers-field\n"),
+        ("sys/fs/cgroup/cpuset.cpus.effective", "0-15\x00junk\n"),
+    ],
+)
+def test_malformed_procfs_or_cgroup_content_names_the_file(cloud, relative, text):
+    _damage(cloud, relative, text)
+
+    with pytest.raises(SysfsFormatError) as caught:
+        SysfsTopology(root=cloud).allowed()
+
+    assert str(caught.value.path).endswith(relative.split("/")[-1])
+
+
+def test_a_status_without_cpus_allowed_list_is_a_format_error(cloud):
+    _damage(cloud, f"proc/{PID}/status", "Name:\tpython3\nMems_allowed_list:\t0-1\n")
+
+    with pytest.raises(SysfsFormatError, match="Cpus_allowed_list"):
+        SysfsTopology(root=cloud).allowed()
+
+
+def test_a_missing_root_is_unavailable_not_a_crash(tmp_path):
+    with pytest.raises(TopologyUnavailableError, match="sys/devices/system/cpu"):
+        SysfsTopology(root=tmp_path / "nowhere").read()
+
+
+def test_a_root_without_sysfs_is_unavailable(tmp_path):
+    (tmp_path / "proc").mkdir()
+
+    with pytest.raises(TopologyUnavailableError):
+        SysfsTopology(root=tmp_path).read()
+
+
+def test_a_vanished_process_is_unavailable(rendered):
+    with pytest.raises(TopologyUnavailableError, match="proc/999999/status"):
+        SysfsTopology(root=rendered("workstation"), pid=999999).allowed()
+
+
+def test_a_distance_row_for_sparse_ids_must_still_match_the_online_count(render):
+    spec = dataclasses.replace(machine("workstation"), name="ws-bad-row")
+    root = render(spec)
+    _damage(root, "sys/devices/system/node/node0/distance", "10 21\n")  # two entries, one online node
+
+    with pytest.raises(SysfsFormatError, match="2 distances for 1 online nodes"):
+        SysfsTopology(root=root).read()
