@@ -1,0 +1,107 @@
+"""Eight Ray GPU actors created with in-actor binding against the same eight without, alternated.
+
+A local Ray (8 fake GPUs) on the simulated dgx-h100: each bound actor reads the real sysfs and
+NVML adapters over the rendered tree and a fake pynvml, and binds through a simulated kernel.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from harness import Budget, RowResult, Stats, alternate, fmt_ns, skipped, verdict
+from rows.machines import rendered
+
+KEY = "ray"
+WHAT = "Ray: create 8 actors (num_gpus=1) until all answer ping, with binding vs without (simulated dgx-h100)"
+#: --quick starts 2 actors per round (same shape, a fraction of the worker start-ups on a 2-core box).
+TARGET = "< 5% added"
+LIMIT = 0.05
+ACTORS = 8
+
+
+class PlainActor:
+    """The same actor without gpunuma: builds the same object, answers ping."""
+
+    def __init__(self) -> None:
+        self._target = dict()
+
+    def ping(self) -> bool:
+        return True
+
+
+def _wait_for_gpus(ray: object, count: int, timeout_s: float = 60.0) -> None:
+    """Poll until Ray has released every GPU of the previous round (kill is asynchronous)."""
+    deadline = time.monotonic() + timeout_s
+    while ray.available_resources().get("GPU", 0) < count:  # type: ignore[attr-defined]
+        if time.monotonic() > deadline:
+            raise RuntimeError("Ray did not release the GPUs of the previous round")
+        time.sleep(0.02)
+
+
+def run(budget: Budget, workdir: Path) -> RowResult:
+    try:
+        import ray
+    except ImportError:
+        return skipped(KEY, WHAT, TARGET, "ray not installed")
+    from gpunuma.integrations.ray import GpuBoundActor
+    from gpunuma.topology.auto import AutoTopology
+    from gpunuma_fakes.kernel import SimulatedKernel
+    from gpunuma_fakes.nvml import FakeNvml
+
+    actors_per_round = budget.reps(ACTORS, 2)
+    simulated, root = rendered("dgx-h100", workdir)
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    bound_cls = ray.remote(num_gpus=1, num_cpus=0)(GpuBoundActor)
+    plain_cls = ray.remote(num_gpus=1, num_cpus=0)(PlainActor)
+    reports: list[object] = []
+
+    def create(bound: bool) -> int:
+        _wait_for_gpus(ray, ACTORS)
+        start = time.perf_counter_ns()
+        if bound:
+            actors = [
+                bound_cls.remote(
+                    dict,
+                    source=AutoTopology(nvml=FakeNvml(simulated), root=str(root)),
+                    binder=SimulatedKernel.for_machine(simulated),
+                    strict=True,
+                )
+                for _ in range(actors_per_round)
+            ]
+        else:
+            actors = [plain_cls.remote() for _ in range(actors_per_round)]
+        ray.get([actor.ping.remote() for actor in actors])
+        elapsed = time.perf_counter_ns() - start
+        if bound:
+            reports[:] = ray.get([actor.binding_report.remote() for actor in actors])
+        for actor in actors:
+            ray.kill(actor)
+        return elapsed
+
+    ray.init(num_cpus=2, num_gpus=ACTORS, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    try:
+        samples = alternate(
+            {"with binding (GpuBoundActor)": lambda: create(True), "without (plain actor)": lambda: create(False)},
+            rounds=budget.reps(6, 1),
+        )
+    finally:
+        ray.shutdown()
+    bound_nodes = sorted((r.plan.gpus[0], r.plan.nodes[0]) for r in reports)  # type: ignore[attr-defined]
+    expected = [(gpu, 0 if gpu < 4 else 1) for gpu in range(actors_per_round)]
+    if bound_nodes != expected or not all(r.bound for r in reports):  # type: ignore[attr-defined]
+        raise RuntimeError(f"the bound actors did not bind as the dgx-h100 layout says: {bound_nodes}")
+    stats = {label: Stats.of(s) for label, s in samples.items()}
+    with_binding, without = (s.median_ns for s in stats.values())
+    added = with_binding / without - 1
+    return RowResult(
+        key=KEY,
+        what=WHAT,
+        target=TARGET,
+        series=tuple(stats.items()),
+        headline=f"{added * 100:+.1f}% ({fmt_ns(with_binding - without)} per {actors_per_round} actors)",
+        verdict=verdict(added < LIMIT),
+        derived={"added_fraction": added, "added_ns": with_binding - without, "actors": actors_per_round},
+        notes=("each round waits until Ray has released the previous round's GPUs before timing starts",),
+    )
