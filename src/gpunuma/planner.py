@@ -175,7 +175,7 @@ def _gpu_targets(
 ) -> tuple[int, ...]:
     """The nodes the process's GPUs were placed on (rule 4), noting GPUs left out."""
     placed = [gpu for gpu in owned if placements[gpu.index].node is not None]
-    targets = tuple(sorted({placements[gpu.index].node for gpu in placed if placements[gpu.index].node is not None}))
+    targets = tuple(sorted({node for gpu in placed if (node := placements[gpu.index].node) is not None}))
     if placed and len(placed) < len(owned):
         for gpu in owned:
             if placements[gpu.index].node is None:
