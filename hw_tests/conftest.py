@@ -21,9 +21,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.gpu)
+    ours = [item for item in items if here in Path(str(item.fspath)).parents]
+    if not ours:
+        return
+    reason = _gpu_absence_reason()
+    for item in ours:
+        item.add_marker(pytest.mark.gpu)
+        if reason is not None:
+            # A marker, not a fixture: the session fixtures below must not even start without a GPU.
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 def _gpu_absence_reason() -> str | None:
@@ -42,15 +48,6 @@ def _gpu_absence_reason() -> str | None:
     finally:
         pynvml.nvmlShutdown()
     return None
-
-
-_REASON = _gpu_absence_reason()
-
-
-@pytest.fixture(autouse=True)
-def _needs_gpu() -> None:
-    if _REASON is not None:
-        pytest.skip(_REASON)
 
 
 @pytest.fixture(scope="session")
