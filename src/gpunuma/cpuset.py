@@ -31,6 +31,17 @@ class CpuSet:
 
     # -- construction ---------------------------------------------------------------
     @classmethod
+    def _trusted(cls, ids: frozenset[int]) -> CpuSet:
+        """A set from ids already known to be non-negative ints (parsed, or combined from valid sets).
+
+        Package-internal: skips the per-id check of ``__post_init__``, which dominates set algebra.
+        """
+        result = object.__new__(cls)
+        # The frozen dataclass's own __init__ assigns its fields the same way.
+        object.__setattr__(result, "ids", ids)
+        return result
+
+    @classmethod
     def of(cls, cpus: Iterable[int] = ()) -> CpuSet:
         """A set from any iterable of CPU ids."""
         return cls(frozenset(cpus))
@@ -56,7 +67,7 @@ class CpuSet:
             if last < first:
                 raise CpuSetParseError(text, f"range {part!r} runs backwards")
             cpus.update(range(first, last + 1))
-        return cls(frozenset(cpus))
+        return cls._trusted(frozenset(cpus))
 
     @classmethod
     def parse_mask(cls, text: str) -> CpuSet:
@@ -77,7 +88,7 @@ class CpuSet:
                     cpus.add(base + bit)
                 value >>= 1
                 bit += 1
-        return cls(frozenset(cpus))
+        return cls._trusted(frozenset(cpus))
 
     @classmethod
     def from_nvml_words(cls, words: Sequence[int]) -> CpuSet:
@@ -92,7 +103,7 @@ class CpuSet:
                     cpus.add(64 * position + bit)
                 word >>= 1
                 bit += 1
-        return cls(frozenset(cpus))
+        return cls._trusted(frozenset(cpus))
 
     # -- rendering ------------------------------------------------------------------
     def to_list(self) -> str:
@@ -139,13 +150,13 @@ class CpuSet:
 
     # -- set algebra ------------------------------------------------------------------
     def __and__(self, other: CpuSet) -> CpuSet:
-        return CpuSet(self.ids & other.ids)
+        return CpuSet._trusted(self.ids & other.ids)
 
     def __or__(self, other: CpuSet) -> CpuSet:
-        return CpuSet(self.ids | other.ids)
+        return CpuSet._trusted(self.ids | other.ids)
 
     def __sub__(self, other: CpuSet) -> CpuSet:
-        return CpuSet(self.ids - other.ids)
+        return CpuSet._trusted(self.ids - other.ids)
 
     def __le__(self, other: CpuSet) -> bool:
         return self.ids <= other.ids
