@@ -31,8 +31,14 @@ def _int(path: str | Path, text: str, base: int = 10) -> int:
 
 def _ids(path: str | Path, text: str) -> frozenset[int]:
     """A cpulist as ids: a fast path for the kernel's own ``0-3,8`` output, else the strict parser's error."""
+    stripped = text.strip()
+    if stripped.isascii() and stripped.replace(",", "").isdigit():
+        # Single ids only (SMT sibling lists): no range to expand. "1,,2" fails the check below.
+        parts = stripped.split(",")
+        if all(parts):
+            return frozenset(map(int, parts))
     ids: set[int] = set()
-    for part in text.strip().split(","):
+    for part in stripped.split(","):
         first, dash, last = part.partition("-")
         if first.isascii() and first.isdigit() and (not dash or (last.isascii() and last.isdigit())):
             low = int(first)
@@ -42,6 +48,22 @@ def _ids(path: str | Path, text: str) -> frozenset[int]:
                 continue
         return parse_cpulist(path, text).ids
     return frozenset(ids)
+
+
+def _cpuset(path: str | Path, text: str) -> CpuSet:
+    """A kernel cpulist as a :class:`CpuSet`; its ids are parsed digits, so it skips re-validation."""
+    return CpuSet._trusted(_ids(path, text))
+
+
+def _info_fields(text: str, keys: tuple[str, ...]) -> dict[str, str]:
+    """The ``Key: value`` lines of ``keys`` in the driver's ``information`` file, stripped."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key in keys:
+            fields[key] = value.strip()
+    return fields
 
 
 def _bus_key(bdf: str) -> tuple[int, ...]:
@@ -70,7 +92,7 @@ class SysfsTopology:
     def read(self) -> Topology:
         """A snapshot of nodes, online CPUs and GPUs; unreadable optional files become notes."""
         cpu_dir = self.root / "sys/devices/system/cpu"
-        if not cpu_dir.is_dir():
+        if not os.path.isdir(cpu_dir):
             raise TopologyUnavailableError(f"{cpu_dir}: no sysfs CPU directory (is sysfs mounted?)")
         notes: list[str] = []
         online = self._online_cpus(cpu_dir, notes)
@@ -91,7 +113,7 @@ class SysfsTopology:
             if text is not None:
                 if name != "online":
                     notes.append(f"{cpu_dir / 'online'} missing: took every CPU of {name!r} as online")
-                return parse_cpulist(path, text)
+                return _cpuset(path, text)
         found = CpuSet.of(
             int(entry.name[3:]) for entry in os.scandir(cpu_dir) if entry.name[:3] == "cpu" and entry.name[3:].isdigit()
         )
@@ -106,7 +128,8 @@ class SysfsTopology:
         package_of: dict[int, int] = {}
         missing: list[int] = []
         base = str(cpu_dir)
-        for cpu in online:
+        online_ids = online.ids
+        for cpu in sorted(online_ids):
             if cpu in result:
                 continue
             folder = f"{base}/cpu{cpu}/topology/"
@@ -121,13 +144,16 @@ class SysfsTopology:
                 missing.append(cpu)
                 result[cpu] = Cpu(id=cpu, package=package_of.get(cpu, 0), core=cpu, siblings=CpuSet.of([cpu]))
                 continue
-            siblings = CpuSet((_ids(siblings_path, siblings_text) & online.ids) | {cpu})
+            sibling_ids = _ids(siblings_path, siblings_text) & online_ids
+            if cpu not in sibling_ids:
+                sibling_ids = sibling_ids | {cpu}
+            siblings = CpuSet._trusted(sibling_ids)
             core = _int(core_path, core_text)
             if cpu not in package_of:
                 self._read_package(folder, cpu, online, package_of)
             package = package_of[cpu]
-            for sibling in siblings.ids:
-                result[sibling] = Cpu(id=sibling, package=package, core=core, siblings=siblings)
+            for sibling in sibling_ids:
+                result[sibling] = Cpu(sibling, package, core, siblings)  # positional: ~20% cheaper per CPU
         if missing:
             notes.append(
                 f"no CPU topology files for CPUs {CpuSet.of(missing).to_list()}: each taken as its own core on package 0"
@@ -151,7 +177,7 @@ class SysfsTopology:
     # -- nodes ---------------------------------------------------------------------------
     def _nodes(self, online: CpuSet, notes: list[str]) -> tuple[NumaNode, ...]:
         node_dir = self.root / "sys/devices/system/node"
-        if not node_dir.is_dir():
+        if not os.path.isdir(node_dir):
             notes.append(f"{node_dir} missing (kernel without NUMA): one node 0 holding every online CPU")
             return (
                 NumaNode(
@@ -166,15 +192,15 @@ class SysfsTopology:
         with_memory = self._nodes_with_memory(node_dir, notes)
         nodes = []
         for node_id in ids:
-            folder = node_dir / f"node{node_id}"
-            cpus_path = folder / "cpulist"
+            folder = f"{node_dir}/node{node_id}/"
+            cpus_path = folder + "cpulist"
             cpus_text = read_text(cpus_path)
             if cpus_text is None:
                 notes.append(f"{cpus_path} missing: node {node_id} taken as CPU-less")
                 cpus = CpuSet()
             else:
-                cpus = parse_cpulist(cpus_path, cpus_text) & online
-            memory_mb = self._memtotal_mb(folder / "meminfo", f"Node {node_id} MemTotal:", notes)
+                cpus = _cpuset(cpus_path, cpus_text) & online
+            memory_mb = self._memtotal_mb(folder + "meminfo", f"Node {node_id} MemTotal:", notes)
             if with_memory is not None:
                 has_memory = node_id in with_memory
             else:
@@ -184,7 +210,7 @@ class SysfsTopology:
                     id=node_id,
                     cpus=cpus,
                     has_memory=has_memory,
-                    distances=self._distances(folder / "distance", node_id, ids, notes),
+                    distances=self._distances(folder + "distance", node_id, ids, notes),
                     memory_mb=memory_mb,
                 )
             )
@@ -215,7 +241,7 @@ class SysfsTopology:
         return parse_nodelist(path, text)
 
     @staticmethod
-    def _distances(path: Path, node_id: int, ids: tuple[int, ...], notes: list[str]) -> dict[int, int]:
+    def _distances(path: str, node_id: int, ids: tuple[int, ...], notes: list[str]) -> dict[int, int]:
         text = read_text(path)
         if text is None:
             notes.append(f"{path} missing: node {node_id} knows only its own distance")
@@ -227,7 +253,7 @@ class SysfsTopology:
         return {other: _int(path, field) for other, field in zip(ids, fields)}
 
     @staticmethod
-    def _memtotal_mb(path: Path, prefix: str, notes: list[str]) -> int | None:
+    def _memtotal_mb(path: str | Path, prefix: str, notes: list[str]) -> int | None:
         text = read_text(path)
         if text is None:
             notes.append(f"{path} missing: memory size unknown")
@@ -295,7 +321,7 @@ class SysfsTopology:
             if info is None:
                 notes.append(f"{info_path} missing: UUID unknown to sysfs")
             else:
-                fields = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in info.splitlines())}
+                fields = _info_fields(info, ("GPU UUID", "Model"))
                 uuid = fields.get("GPU UUID") or None
                 name = fields.get("Model") or None
         else:
@@ -317,7 +343,7 @@ class SysfsTopology:
         list_path = folder + "local_cpulist"
         text = read_text(list_path)
         if text is not None:
-            return CpuSet(_ids(list_path, text))
+            return _cpuset(list_path, text)
         mask_path = folder + "local_cpus"
         mask = read_text(mask_path)
         if mask is None:
