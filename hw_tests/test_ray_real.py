@@ -25,7 +25,11 @@ def test_one_bound_scheduler_actor_per_gpu(nvml_topology, results_dir):
     count = len(nvml_topology.gpus)
     ray.init(num_cpus=2, num_gpus=count, include_dashboard=False, configure_logging=False)
     try:
-        actors = [start_bound_actor(_heavy_object, num_gpus=1, label=f"TP{rank}") for rank in range(count)]
+        # num_cpus=0: an actor otherwise needs a whole CPU to be scheduled, and the cluster has 2.
+        actors = [
+            start_bound_actor(_heavy_object, num_gpus=1, actor_options={"num_cpus": 0}, label=f"TP{rank}")
+            for rank in range(count)
+        ]
         reports = ray.get([actor.binding_report.remote() for actor in actors])
         views = ray.get([actor.call.remote("__getitem__", "affinity") for actor in actors])
     finally:
