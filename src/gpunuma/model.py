@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from gpunuma.cpuset import CpuSet
@@ -79,7 +80,7 @@ class Gpu:
     #: Why a field is unknown (``"nvmlDeviceGetNumaNodeId: NotSupported"``), for reports.
     notes: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def label(self) -> str:
         """``GPU 5 (0000:9a:00.0)``: how reasons name a GPU."""
         return f"GPU {self.index} ({self.pci_bus_id})"
@@ -96,25 +97,39 @@ class Topology:
     #: Adapter warnings (a disagreement between NVML and sysfs, an unreadable file).
     notes: tuple[str, ...] = ()
 
-    def node(self, node_id: int) -> NumaNode | None:
+    # Lookup indexes, built on first use. cached_property stores into the instance __dict__
+    # directly, so it works on this frozen dataclass; the fields it derives from never change.
+    @cached_property
+    def _node_index(self) -> dict[int, NumaNode]:
+        index: dict[int, NumaNode] = {}
         for node in self.nodes:
-            if node.id == node_id:
-                return node
-        return None
+            index.setdefault(node.id, node)  # first wins, as a scan would find it
+        return index
+
+    @cached_property
+    def _gpu_index(self) -> dict[int, Gpu]:
+        index: dict[int, Gpu] = {}
+        for gpu in self.gpus:
+            index.setdefault(gpu.index, gpu)
+        return index
+
+    @cached_property
+    def _cpu_index(self) -> dict[int, Cpu]:
+        index: dict[int, Cpu] = {}
+        for cpu in self.cpus:
+            index.setdefault(cpu.id, cpu)
+        return index
+
+    def node(self, node_id: int) -> NumaNode | None:
+        return self._node_index.get(node_id)
 
     def gpu(self, index: int) -> Gpu | None:
-        for gpu in self.gpus:
-            if gpu.index == index:
-                return gpu
-        return None
+        return self._gpu_index.get(index)
 
     def cpu(self, cpu_id: int) -> Cpu | None:
-        for cpu in self.cpus:
-            if cpu.id == cpu_id:
-                return cpu
-        return None
+        return self._cpu_index.get(cpu_id)
 
-    @property
+    @cached_property
     def all_cpus(self) -> CpuSet:
         """Every CPU that belongs to a node."""
         result = CpuSet()
@@ -122,7 +137,7 @@ class Topology:
             result = result | node.cpus
         return result
 
-    @property
+    @cached_property
     def cpu_nodes(self) -> tuple[NumaNode, ...]:
         """Nodes that have CPUs, ascending by id."""
         return tuple(node for node in self.nodes if node.has_cpus)

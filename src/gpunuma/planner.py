@@ -79,7 +79,9 @@ def plan_binding(
         raise PlanError("nothing to bind to: no GPU and no node given")
     explicit = _explicit_node(topology, node, allowed) if node is not None else None
 
-    choices = gpu_nodes(topology, policy)
+    # Exclusive shares rank every GPU on a node; the other scopes need only this process's GPUs.
+    every_gpu = policy.cpu_scope is CpuScope.EXCLUSIVE
+    choices = gpu_nodes(topology, policy, None if every_gpu else [gpu.index for gpu in owned])
     placements = place_gpus(topology, choices, allowed, policy)
     reasons: list[str] = []
     for gpu in owned:

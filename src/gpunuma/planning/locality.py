@@ -6,6 +6,7 @@ their rank among the GPUs that report the same candidate nodes.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import Enum
 
@@ -51,11 +52,19 @@ class _Candidates:
     every: str
 
 
-def gpu_nodes(topology: Topology, policy: Policy = Policy()) -> dict[int, NodeChoice]:
-    """Resolve every GPU of ``topology`` to its CPU node (rule 1), keyed by GPU index."""
+def gpu_nodes(
+    topology: Topology, policy: Policy = Policy(), gpus: Collection[int] | None = None
+) -> dict[int, NodeChoice]:
+    """Resolve every GPU of ``topology`` (or only those indexed ``gpus``) to its CPU node (rule 1), keyed by index.
+
+    Spreading (rule 1c) still ranks every GPU of unknown node, so a subset gets the same answers.
+    """
+    wanted = None if gpus is None else frozenset(gpus)
     choices: dict[int, NodeChoice] = {}
     pending: dict[int, tuple[_Candidates, tuple[str, ...]]] = {}
     for gpu in sorted(topology.gpus, key=lambda g: g.index):
+        if wanted is not None and gpu.index not in wanted and _resolves_directly(topology, gpu):
+            continue  # settled by rules 1a/1b alone and not asked for: skip building its reasons
         choice, notes = _direct(topology, gpu)
         if choice is not None:
             choices[gpu.index] = choice
@@ -96,13 +105,21 @@ def gpu_nodes(topology: Topology, policy: Policy = Policy()) -> dict[int, NodeCh
                 )
             reason = f"{what}: rank {rank} of {count} -> node {node}"
             choices[index] = NodeChoice(index, gpu.label, node, Locality.SPREAD, (*notes, reason))
-    return dict(sorted(choices.items()))
+    return {index: choice for index, choice in sorted(choices.items()) if wanted is None or index in wanted}
 
 
 def _gpu(topology: Topology, index: int) -> Gpu:
     gpu = topology.gpu(index)
     assert gpu is not None  # indices come from topology.gpus
     return gpu
+
+
+def _resolves_directly(topology: Topology, gpu: Gpu) -> bool:
+    """Whether :func:`_direct` settles ``gpu``, without building its reasons."""
+    origin = gpu.numa_node if gpu.numa_node is not None else gpu.memory_node
+    node = topology.node(origin) if origin is not None else None
+    # A CPU-less node resolves to the nearest node with CPUs, which exists when any node has CPUs.
+    return node is not None and (node.has_cpus or bool(topology.cpu_nodes))
 
 
 def _direct(topology: Topology, gpu: Gpu) -> tuple[NodeChoice | None, tuple[str, ...]]:
