@@ -9,12 +9,16 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gpunuma.cpuset import CpuSet
 from gpunuma.errors import BindError, CpuSetParseError, SysfsFormatError
 from gpunuma.plan import BindingPlan
 from gpunuma.policy import MemoryPolicy
 from gpunuma.report import KernelView, ThreadState
+
+if TYPE_CHECKING:
+    from gpunuma.mempolicy import MempolicySyscalls
 
 # numa_maps field 2: "default", "local", "bind:0-1", "prefer:1", "prefer (many):0-1",
 # "interleave:0-3", "weighted interleave:0-3", with flags such as "bind=static:0".
@@ -79,11 +83,13 @@ def _parse_cpus(path: str | Path, text: str) -> CpuSet:
 def _threads(task_dir: Path) -> tuple[ThreadState, ...]:
     states = []
     try:
-        entries = sorted(task_dir.iterdir(), key=lambda p: int(p.name))
+        tids = sorted(int(name) for name in os.listdir(task_dir))
     except FileNotFoundError:
         return ()
-    for entry in entries:
-        path = f"{entry}/status"
+    # Threads of a bound process mostly share one cpulist: parse each distinct text once.
+    parsed: dict[str, CpuSet] = {}
+    for tid in tids:
+        path = f"{task_dir}/{tid}/status"
         try:
             text = _read_proc(path)
         except (FileNotFoundError, ProcessLookupError):
@@ -91,8 +97,10 @@ def _threads(task_dir: Path) -> tuple[ThreadState, ...]:
         cpus = _status_field(text, "Cpus_allowed_list")
         if cpus is None:
             raise SysfsFormatError(path, "", "no Cpus_allowed_list line")
+        if cpus not in parsed:
+            parsed[cpus] = _parse_cpus(path, cpus)
         name = _status_field(text, "Name")
-        states.append(ThreadState(int(entry.name), "?" if name is None else name, _parse_cpus(path, cpus)))
+        states.append(ThreadState(tid, "?" if name is None else name, parsed[cpus]))
     return tuple(states)
 
 
@@ -111,29 +119,34 @@ def _numa_maps_policy(path: Path) -> tuple[str | None, tuple[int, ...]]:
     return _NUMA_MAPS_WORDS[match.group(1)], tuple(sorted(nodes))
 
 
-def _own_mempolicy() -> tuple[str | None, tuple[int, ...]]:
-    from gpunuma.mempolicy import MempolicySyscalls
-
+def _own_mempolicy(syscalls: MempolicySyscalls | None) -> tuple[str | None, tuple[int, ...]]:
     try:
-        policy = MempolicySyscalls().get()
+        if syscalls is None:
+            from gpunuma.mempolicy import MempolicySyscalls
+
+            syscalls = MempolicySyscalls()
+        policy = syscalls.get()
     except (OSError, BindError):
         return None, ()
     return policy.word, policy.nodes
 
 
-def read_kernel_view(pid: int | str = "self", proc_root: str | Path = "/proc") -> KernelView:
+def read_kernel_view(
+    pid: int | str = "self", proc_root: str | Path = "/proc", *, syscalls: MempolicySyscalls | None = None
+) -> KernelView:
     """The kernel's view of process ``pid``: its cpuset, allowed memory nodes and every thread's CPUs.
 
-    The memory policy is the calling thread's (``get_mempolicy``) when ``pid`` is this process,
-    else the main thread's as the first line of ``numa_maps`` shows it (None when unreadable).
-    Raises ``FileNotFoundError`` when the process does not exist.
+    The memory policy is the calling thread's (``get_mempolicy``, through ``syscalls`` when given,
+    as a binder passes its own) when ``pid`` is this process, else the main thread's as the first
+    line of ``numa_maps`` shows it (None when unreadable). Raises ``FileNotFoundError`` when the
+    process does not exist.
     """
     base = Path(proc_root) / str(pid)
     status_path = base / "status"
     fields = _read_status(status_path)
     real_pid = int(fields.get("Tgid") or fields.get("Pid") or 0)
     if real_pid == os.getpid():
-        mempolicy, nodes = _own_mempolicy()
+        mempolicy, nodes = _own_mempolicy(syscalls)
     else:
         mempolicy, nodes = _numa_maps_policy(base / "numa_maps")
     return KernelView(

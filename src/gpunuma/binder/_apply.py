@@ -130,7 +130,7 @@ def apply_whole_process(
         notes = (*notes, f"get_mempolicy refused ({errno_word(err.errno)}): memory policy left alone")
     try:
         # Only migrate_pages needs the cpuset's nodes from before; a read-back costs ~1 ms at 20 threads.
-        before_mems = read_kernel_view(proc_root=proc_root).mems_allowed if migrate else frozenset()
+        before_mems = read_kernel_view(proc_root=proc_root, syscalls=syscalls).mems_allowed if migrate else frozenset()
         previous = bind_threads(plan.cpus, proc_root)
     except ThreadBindError as err:
         raise BindError(
@@ -161,7 +161,7 @@ def apply_whole_process(
                 effective = replace(plan, memory_nodes=wanted.nodes)
                 if migrate:
                     reasons.append(_migrate(syscalls, before_mems, wanted.nodes))
-        after = read_kernel_view(proc_root=proc_root)
+        after = read_kernel_view(proc_root=proc_root, syscalls=syscalls)
     except BaseException:
         restore_threads(previous)
         if saved_memory is not None:
