@@ -145,8 +145,16 @@ def cmd_exec(args: argparse.Namespace) -> int:
         argv = argv[1:]
     if not argv:
         raise SystemExit("gpunuma exec: give the command after --, e.g. gpunuma exec --gpu 0 -- python app.py")
-    with _topology_source(args) as source:
-        plan = plan_for(_gpus(args), node=args.node, source=source, policy=_policy(args))
+    try:
+        with _topology_source(args) as source:
+            plan = plan_for(_gpus(args), node=args.node, source=source, policy=_policy(args))
+    except GpunumaError as err:
+        if args.strict or args.simulate is not None or args.dry_run:
+            raise
+        # Best-effort, like the library: the command still runs, unbound, and says why.
+        print(f"gpunuma exec: not binding: {err}; running {argv[0]!r} unbound", file=sys.stderr)
+        sys.stdout.flush()
+        os.execvp(argv[0], argv)
     if args.simulate is not None or args.dry_run:
         where = f"simulated {args.simulate}" if args.simulate else "this machine"
         print(f"would run {argv!r} on {where} bound as follows (nothing executed):")

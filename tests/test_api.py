@@ -1,0 +1,129 @@
+"""The composition root: resolve, plan, bind and report, with simulated machines injected."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from gpunuma.api import bind_to_gpu, bind_to_node, make_binder, make_source, plan_for
+from gpunuma.binder.noop import NoopBinder
+from gpunuma.cpuset import CpuSet
+from gpunuma.errors import BindError, GpuResolutionError, InvalidNodeError, UnknownSourceError
+from gpunuma.policy import CpuScope, Policy
+from gpunuma.topology.auto import AutoTopology
+from gpunuma.topology.sysfs import SysfsTopology
+from gpunuma_fakes import machine
+from gpunuma_fakes.kernel import SimulatedKernel
+from gpunuma_fakes.nvml import FakeNvml
+
+NODE0 = CpuSet.parse_list("0-55,112-167")
+NODE1 = CpuSet.parse_list("56-111,168-223")
+
+
+@pytest.fixture
+def dgx(rendered):
+    dgx = machine("dgx-h100")
+    return dgx, AutoTopology(nvml=FakeNvml(dgx), sysfs=SysfsTopology(root=rendered("dgx-h100")))
+
+
+def test_gpu_named_by_uuid_in_cuda_visible_devices_binds_to_its_node(dgx):
+    simulated, source = dgx
+    kernel = SimulatedKernel.for_machine(simulated)
+    uuid = source.read().gpu(6).uuid
+    report = bind_to_gpu(source=source, binder=kernel, env={"CUDA_VISIBLE_DEVICES": uuid})
+    assert report.bound and report.ok
+    assert report.plan.gpus == (6,) and report.plan.nodes == (1,)
+    assert report.cpus == NODE1
+    assert kernel.applied == [report.plan]
+    assert any("CUDA_VISIBLE_DEVICES" in reason for reason in report.plan.reasons)
+
+
+def test_local_index_maps_through_a_permuted_visible_list(dgx):
+    _, source = dgx
+    plan = plan_for(0, source=source, env={"CUDA_VISIBLE_DEVICES": "5,1"})
+    assert plan.gpus == (5,) and plan.nodes == (1,)
+
+
+def test_environment_policy_is_used_when_no_policy_is_given(dgx):
+    _, source = dgx
+    plan = plan_for(2, source=source, env={"GPUNUMA_CPU_SCOPE": "exclusive", "GPUNUMA_MEMORY": "bind"})
+    assert plan.policy.cpu_scope is CpuScope.EXCLUSIVE
+    assert plan.memory_policy.value == "bind"
+    assert plan.cpus < NODE0 and len(plan.cpus) == 28  # 56 cores / 4 GPUs = 14 cores, 2 threads each
+
+
+def test_explicit_node_binds_a_cpu_only_helper(dgx):
+    simulated, source = dgx
+    report = bind_to_node(1, source=source, binder=SimulatedKernel.for_machine(simulated), env={})
+    assert report.bound and report.plan.gpus == () and report.cpus == NODE1
+
+
+def test_best_effort_failure_restores_and_reports_not_bound(dgx, caplog):
+    simulated, source = dgx
+    kernel = SimulatedKernel.for_machine(simulated, fail="cpu")
+    with caplog.at_level(logging.WARNING, logger="gpunuma"):
+        report = bind_to_gpu(3, source=source, binder=kernel, env={})
+    assert not report.bound
+    assert "binding failed and was undone" in report.reasons[-1]
+    assert {t.cpus for t in kernel.threads} == {simulated.allowed().cpus}  # every thread as it was
+    assert "not bound" in caplog.text
+
+
+def test_strict_failure_raises_the_binders_error(dgx):
+    simulated, source = dgx
+    with pytest.raises(BindError, match="sched_setaffinity"):
+        bind_to_gpu(3, source=source, binder=SimulatedKernel.for_machine(simulated, fail="cpu"), strict=True, env={})
+
+
+def test_strict_comes_from_the_environment_too(dgx):
+    simulated, source = dgx
+    with pytest.raises(BindError):
+        bind_to_gpu(3, source=source, binder=SimulatedKernel.for_machine(simulated, fail="cpu"),
+                    env={"GPUNUMA_STRICT": "1"})
+
+
+def test_planning_errors_are_best_effort_or_strict(dgx):
+    _, source = dgx
+    report = bind_to_gpu("GPU-00000000-dead", source=source, binder=NoopBinder(), env={})
+    assert not report.bound and "could not plan a binding" in report.reasons[-1]
+    with pytest.raises(GpuResolutionError):
+        bind_to_gpu("GPU-00000000-dead", source=source, binder=NoopBinder(), strict=True, env={})
+    with pytest.raises(InvalidNodeError, match="does not exist"):
+        bind_to_node(9, source=source, binder=NoopBinder(), strict=True, env={})
+
+
+def test_bind_disabled_by_environment_records_the_plan_and_changes_nothing(dgx):
+    simulated, source = dgx
+    report = bind_to_gpu(5, source=source, env={"GPUNUMA_BIND": "0"})
+    assert not report.bound and report.method == "noop"
+    assert report.plan.nodes == (1,)  # the plan was still made: a dry run
+
+
+def test_a_process_without_gpus_gets_a_no_binding_plan_not_an_error(rendered):
+    source = SysfsTopology(root=rendered("dgx-h100"))
+    plan = plan_for(source=source, env={"CUDA_VISIBLE_DEVICES": ""})
+    assert not plan.binds and "owns no GPU" in plan.reasons[-1]
+
+
+def test_one_log_line_names_node_cpus_and_gpu(dgx, caplog):
+    simulated, source = dgx
+    with caplog.at_level(logging.INFO, logger="gpunuma"):
+        bind_to_gpu(3, source=source, binder=SimulatedKernel.for_machine(simulated), env={}, label="TP3")
+    lines = [r.getMessage() for r in caplog.records if r.name == "gpunuma"]
+    assert lines == [f"[TP3] bound to NUMA node 0 (CPUs {NODE0}), memory preferred 0 for GPU 3"]
+
+
+def test_sources_and_binders_are_built_by_name(rendered):
+    assert make_source("sysfs", root=rendered("workstation")).name == "sysfs"
+    assert make_binder("noop").name == "noop"
+    source = SysfsTopology(root=rendered("workstation"))
+    assert make_source(source) is source
+    with pytest.raises(UnknownSourceError, match="known: auto, nvml, sysfs"):
+        make_source("magic")
+
+
+def test_policy_argument_wins_over_environment(dgx):
+    _, source = dgx
+    plan = plan_for(2, source=source, policy=Policy(cpu_scope="socket"), env={"GPUNUMA_CPU_SCOPE": "exclusive"})
+    assert plan.policy.cpu_scope is CpuScope.SOCKET

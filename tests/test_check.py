@@ -1,0 +1,69 @@
+"""`gpunuma check`: the kernel's view of a process against the plan for the GPU it uses."""
+
+from __future__ import annotations
+
+from gpunuma.check import check_process
+from gpunuma.cpuset import CpuSet
+from gpunuma.topology.sysfs import SysfsTopology
+from gpunuma_fakes import machine
+from gpunuma_fakes.render import PID
+
+NODE1 = CpuSet.parse_list("56-111,168-223")
+
+
+def _set_thread_cpus(root, cpus: str) -> None:
+    """Rewrite the simulated process's status files as if it were bound to ``cpus``."""
+    for status in (root / "proc" / str(PID)).glob("**/status"):
+        lines = [
+            f"Cpus_allowed_list:\t{cpus}" if line.startswith("Cpus_allowed_list:") else line
+            for line in status.read_text().splitlines()
+        ]
+        status.write_text("\n".join(lines) + "\n")
+
+
+def _with_environ(root, **env: str) -> None:
+    payload = b"".join(f"{k}={v}".encode() + b"\0" for k, v in env.items())
+    (root / "proc" / str(PID) / "environ").write_bytes(payload)
+
+
+def test_a_worker_bound_to_its_gpus_node_checks_ok(render):
+    root = render(machine("dgx-h100"))
+    uuid = SysfsTopology(root=root).read().gpu(5).uuid
+    _with_environ(root, CUDA_VISIBLE_DEVICES=uuid)
+    _set_thread_cpus(root, NODE1.to_list())
+    result = check_process(PID, source="sysfs", root=root)
+    assert result.gpus == (5,)
+    assert result.plan is not None and result.plan.nodes == (1,)
+    assert [m for m in result.mismatches if "thread" in m] == []
+    assert result.to_dict()["gpus"] == [5]
+
+
+def test_an_unbound_worker_is_reported_thread_by_thread(render):
+    root = render(machine("dgx-h100"))
+    _with_environ(root, CUDA_VISIBLE_DEVICES="5")
+    result = check_process(PID, source="sysfs", root=root)
+    assert not result.ok
+    thread_lines = [m for m in result.mismatches if m.startswith("thread")]
+    assert len(thread_lines) == len(result.view.threads) >= 2
+    assert "planned 56-111,168-223" in thread_lines[0]
+    assert "NOT bound as planned" in result.render()
+
+
+def test_a_process_whose_environment_is_unreadable_is_shown_without_a_verdict(render):
+    root = render(machine("dgx-h100"))
+    result = check_process(PID, source="sysfs", root=root)
+    assert result.plan is None and result.ok
+    assert "unreadable" in result.notes[0]
+    assert f"process {PID}" in result.render()
+
+
+def test_a_process_without_cuda_visible_devices_has_no_single_expected_node(render):
+    root = render(machine("dgx-h100"))
+    _with_environ(root, PATH="/usr/bin")
+    result = check_process(PID, source="sysfs", root=root)
+    assert result.plan is None and "no CUDA_VISIBLE_DEVICES" in result.notes[0]
+
+
+def test_this_process_can_be_checked_on_the_real_machine():
+    result = check_process("self", source="sysfs")
+    assert result.view.threads and result.view.cpus_allowed

@@ -1,0 +1,119 @@
+"""The `gpunuma` command on simulated machines: topo, plan, exec, check, machines."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from gpunuma.cli import main
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_topo_json_has_the_documented_shape(capsys):
+    code, out, _ = run(capsys, "topo", "--simulate", "dgx-h100", "--source", "sysfs", "--json")
+    topo = json.loads(out)
+    assert code == 0
+    assert {"index", "uuid", "pci_bus_id", "numa_node", "local_cpus"} <= set(topo["gpus"][0])
+    assert {"id", "cpus", "has_memory", "distances"} <= set(topo["nodes"][0])
+    assert [g["numa_node"] for g in topo["gpus"]] == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert topo["nodes"][1] | {"memory_mb": None} == {
+        "id": 1, "cpus": "56-111,168-223", "has_memory": True, "memory_mb": None, "distances": {"0": 21, "1": 10},
+    }
+
+
+def test_nvml_and_sysfs_sources_print_the_same_dgx_topology(capsys):
+    _, nvml, _ = run(capsys, "topo", "--simulate", "dgx-h100", "--source", "nvml")
+    _, sysfs, _ = run(capsys, "topo", "--simulate", "dgx-h100", "--source", "sysfs")
+    assert nvml.splitlines()[0] == "Topology (source: nvml)"
+    assert nvml.splitlines()[1:] == sysfs.splitlines()[1:]
+
+
+def test_plan_for_gpu_5_on_a_dgx_names_node_1_with_reasons(capsys):
+    code, out, _ = run(capsys, "plan", "--simulate", "dgx-h100", "--gpu", "5", "--json")
+    plan = json.loads(out)
+    assert code == 0
+    assert plan["gpus"] == [5] and plan["numa_node"] == 1
+    assert plan["cpus"] == "56-111,168-223" and plan["memory_policy"] == "preferred"
+    assert any("is on node 1" in reason for reason in plan["reasons"])
+
+
+def test_plan_follows_cuda_visible_devices_by_uuid(capsys, monkeypatch):
+    _, out, _ = run(capsys, "topo", "--simulate", "dgx-h100", "--source", "nvml", "--json")
+    uuid = json.loads(out)["gpus"][6]["uuid"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", uuid)
+    _, out, _ = run(capsys, "plan", "--simulate", "dgx-h100", "--json")
+    assert json.loads(out)["numa_node"] == 1 and json.loads(out)["gpus"] == [6]
+
+
+def test_plan_on_a_cloud_vm_does_not_bind_and_says_why(capsys):
+    _, out, _ = run(capsys, "plan", "--simulate", "cloud-vm", "--gpu", "0")
+    assert "no binding" in out and "not guessing" in out
+
+
+def test_plan_policy_options_are_applied(capsys):
+    _, out, _ = run(capsys, "plan", "--simulate", "dgx-h100", "--gpu", "1", "--scope", "exclusive",
+                    "--memory", "bind", "--json")
+    plan = json.loads(out)
+    assert plan["cpu_scope"] == "exclusive" and plan["memory_policy"] == "bind"
+    assert plan["cpus"] == "14-27,126-139"  # rank 1 of 4 GPUs on node 0: cores 14-27 and their siblings
+
+
+def test_exec_on_a_simulated_machine_reports_what_it_would_do(capsys):
+    code, out, _ = run(capsys, "exec", "--simulate", "gb200", "--gpu", "3", "--", "python", "-c", "pass")
+    assert code == 0
+    assert "nothing executed" in out and "NUMA node 1, CPUs 72-143" in out
+
+
+def test_exec_runs_the_command_bound_on_this_machine():
+    code = "import os; print(sorted(os.sched_getaffinity(0)))"
+    out = subprocess.run(
+        [sys.executable, "-m", "gpunuma", "exec", "--node", "0", "--", sys.executable, "-c", code],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    assert json.loads(out) == sorted(os.sched_getaffinity(0))  # one node here: node 0 is every allowed CPU
+
+
+def test_exec_without_a_gpu_runs_unbound_and_says_why():
+    proc = subprocess.run(
+        [sys.executable, "-m", "gpunuma", "exec", "--gpu", "0", "--source", "sysfs", "--",
+         sys.executable, "-c", "print('ran')"],
+        capture_output=True, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "ran"
+    assert "not binding" in proc.stderr
+
+
+def test_exec_strict_without_a_gpu_fails_with_the_reason(capsys):
+    code, _, err = run(capsys, "exec", "--strict", "--gpu", "0", "--source", "sysfs", "--", "true")
+    assert code == 2 and "gpunuma: error:" in err
+
+
+def test_check_prints_this_process(capsys):
+    code, out, _ = run(capsys, "check", "--source", "sysfs", "--json")
+    assert code == 0 and json.loads(out)["threads"]
+
+
+def test_machines_lists_the_catalogue(capsys):
+    _, out, _ = run(capsys, "machines")
+    names = [line.split()[0] for line in out.splitlines()]
+    assert {"dgx-h100", "dgx-a100", "gh200", "gb200", "cloud-vm", "snc", "workstation"} <= set(names)
+
+
+def test_an_unknown_machine_is_a_clear_error(capsys):
+    code, _, err = run(capsys, "topo", "--simulate", "dgx-9000")
+    assert code == 2 and "dgx-9000" in err and "dgx-h100" in err
+
+
+@pytest.mark.parametrize("command", ["topo", "plan"])
+def test_commands_work_on_this_real_machine(capsys, command):
+    code, out, _ = run(capsys, command, "--source", "sysfs", "--json")
+    assert code == 0 and json.loads(out)
