@@ -10,16 +10,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from gpunuma.cpuset import CpuSet
 from gpunuma.errors import GpunumaError
 from gpunuma.plan import BindingPlan
 from gpunuma.policy import MemoryPolicy, Policy
-from gpunuma.ports import Binder, TopologySource
 from gpunuma.registry import binder_class, topology_source_class
 from gpunuma.report import BindingReport
 from gpunuma.settings import Settings
+
+if TYPE_CHECKING:  # annotations only: the bind path in every worker skips building the Protocols
+    from gpunuma.ports import Binder, TopologySource
 
 logger = logging.getLogger("gpunuma")
 
@@ -77,7 +79,11 @@ def plan_for(
     from gpunuma.planner import plan_binding
 
     settings = Settings.from_env(env)
-    src = make_source(source if source is not None else settings.source)
+    chosen = source if source is not None else settings.source
+    if node is not None and gpu is None and chosen in ("auto", "nvml"):
+        # An explicit node needs no GPU data: sysfs alone spares loading pynvml and nvmlInit.
+        chosen = "sysfs"
+    src = make_source(chosen)
     topology = src.read()
     allowed = src.allowed()
     resolution_reasons: tuple[str, ...] = ()
