@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
+from typing import TypeVar
 
 from gpunuma.errors import GpunumaError
 from gpunuma.policy import CpuScope, MemoryPolicy, Policy
@@ -43,12 +45,15 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name}={raw!r}: expected one of 1/0, true/false, yes/no, on/off")
 
 
-def _choice(env: Mapping[str, str], name: str, enum: type, default: str) -> str:
+_E = TypeVar("_E", bound=Enum)
+
+
+def _choice(env: Mapping[str, str], name: str, enum: type[_E], default: str) -> _E:
     raw = env.get(name, "").strip().lower() or default
     try:
         return enum(raw)
     except ValueError:
-        allowed = ", ".join(member.value for member in enum)
+        allowed = ", ".join(str(member.value) for member in enum)
         raise SettingsError(f"{name}={raw!r}: expected one of {allowed}") from None
 
 
