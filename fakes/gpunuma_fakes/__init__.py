@@ -2,20 +2,50 @@
 
 ``render_sysfs(machine("dgx-h100"), tmp_path)`` writes a kernel-format sysfs/procfs tree that
 ``SysfsTopology(root=tmp_path)`` reads like a real one.
+
+Names load on first access: a Ray worker that unpickles a ``FakeNvml`` or ``SimulatedKernel``
+imports only the modules those need, not the whole catalogue.
 """
 
 from __future__ import annotations
 
-from gpunuma.topology.static import StaticTopology
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from gpunuma_fakes.catalogue import MACHINES, UnknownMachineError, machine, names
-from gpunuma_fakes.render import render_sysfs
-from gpunuma_fakes.spec import GpuSpec, Machine, NodeSpec
+if TYPE_CHECKING:
+    from gpunuma.topology.static import StaticTopology
+
+    from gpunuma_fakes.spec import Machine
+
+#: Public name -> module that defines it, imported on first access.
+_EXPORTS = {
+    "MACHINES": "gpunuma_fakes.catalogue",
+    "UnknownMachineError": "gpunuma_fakes.catalogue",
+    "machine": "gpunuma_fakes.catalogue",
+    "names": "gpunuma_fakes.catalogue",
+    "render_sysfs": "gpunuma_fakes.render",
+    "GpuSpec": "gpunuma_fakes.spec",
+    "Machine": "gpunuma_fakes.spec",
+    "NodeSpec": "gpunuma_fakes.spec",
+}
 
 
 def static_topology(simulated: Machine) -> StaticTopology:
     """The in-memory topology source a machine's spec declares (what the sysfs adapter must read)."""
+    from gpunuma.topology.static import StaticTopology
+
     return StaticTopology(simulated.topology(), simulated.allowed())
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gpunuma_fakes' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
 
 
 __all__ = [

@@ -43,7 +43,6 @@ from gpunuma.cpuset import CpuSet
 from gpunuma.errors import InvalidNodeError, PlanError
 from gpunuma.model import Gpu, NumaNode, Topology
 from gpunuma.plan import Allowed, BindingPlan
-from gpunuma.planning.cores import physical_cores, share_of
 from gpunuma.planning.distance import node_list
 from gpunuma.planning.locality import Locality, NodeChoice, gpu_nodes
 from gpunuma.planning.memory import plan_memory
@@ -253,6 +252,9 @@ def _exclusive_scope(
     allowed: Allowed,
     reasons: list[str],
 ) -> tuple[CpuSet, tuple[int, ...]]:
+    # Only this scope splits cores: importing it here spares the other scopes a dataclass build.
+    from gpunuma.planning.cores import physical_cores, share_of
+
     cpus = CpuSet()
     for node_id in targets:
         node = _node(topology, node_id)

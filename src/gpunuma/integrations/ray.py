@@ -16,14 +16,16 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpunuma.errors import BindError, TopologyUnavailableError
-from gpunuma.model import Topology
-from gpunuma.plan import Allowed, BindingPlan
-from gpunuma.policy import Policy
-from gpunuma.ports import Binder, TopologySource
-from gpunuma.report import BindingReport
+
+if TYPE_CHECKING:  # annotations only: a worker loads what the bind path needs, when it binds
+    from gpunuma.model import Topology
+    from gpunuma.plan import Allowed, BindingPlan
+    from gpunuma.policy import Policy
+    from gpunuma.ports import Binder, TopologySource
+    from gpunuma.report import BindingReport
 
 logger = logging.getLogger("gpunuma")
 

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpunuma.errors import NvmlError
 from gpunuma.identity import normalize_bus_id
 from gpunuma.model import Gpu, MigDevice, Topology
 from gpunuma.plan import Allowed
-from gpunuma.ports import TopologySource
 from gpunuma.topology.nvml import NvmlTopology
+
+if TYPE_CHECKING:
+    from gpunuma.ports import TopologySource
 
 LOG = logging.getLogger("gpunuma")
 

@@ -7,14 +7,16 @@ source); NVML only says which CPUs and memory nodes are near each GPU.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gpunuma.cpuset import CpuSet
 from gpunuma.errors import NvmlError
 from gpunuma.identity import normalize_bus_id
 from gpunuma.model import Gpu, MigDevice, Topology
 from gpunuma.plan import Allowed
-from gpunuma.ports import TopologySource
+
+if TYPE_CHECKING:
+    from gpunuma.ports import TopologySource
 
 T = TypeVar("T")
 
