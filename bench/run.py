@@ -104,7 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             results.append(result)
             elapsed[result.key] = round(time.perf_counter() - started, 2)
     env = environment(args.quick)
-    print(f"gpunuma bench, {env['date']}, Python {env['python']}, {env['cpus_allowed']} CPUs, load {env['load_average']}")
+    print(
+        f"gpunuma bench, {env['date']}, Python {env['python']}, "
+        f"{env['cpus_allowed']} CPUs, load {env['load_average']}"
+    )
     print(render_table(results))
     if args.json is not None:
         payload = {

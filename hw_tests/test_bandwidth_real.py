@@ -12,7 +12,6 @@ import json
 import statistics
 
 import pytest
-
 from conftest import run_child
 
 _PROBE = """

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import run_child
 
 # Threads are started before binding: the binder must reach them too.

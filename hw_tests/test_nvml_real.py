@@ -29,7 +29,7 @@ def test_nvml_lists_every_gpu_with_uuid_and_bus_id(nvml_topology, results_dir):
 
 def test_nvml_and_sysfs_agree_on_bus_ids_nodes_and_local_cpus(nvml_topology, sysfs_topology, results_dir):
     assert [g.pci_bus_id for g in nvml_topology.gpus] == [g.pci_bus_id for g in sysfs_topology.gpus]
-    for nvml_gpu, kernel_gpu in zip(nvml_topology.gpus, sysfs_topology.gpus):
+    for nvml_gpu, kernel_gpu in zip(nvml_topology.gpus, sysfs_topology.gpus, strict=True):
         assert nvml_gpu.numa_node == kernel_gpu.numa_node, (nvml_gpu, kernel_gpu)
         assert nvml_gpu.local_cpus == kernel_gpu.local_cpus, (nvml_gpu, kernel_gpu)
         if nvml_gpu.numa_node is None:

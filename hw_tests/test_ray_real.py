@@ -35,7 +35,7 @@ def test_one_bound_scheduler_actor_per_gpu(nvml_topology, results_dir):
     finally:
         ray.shutdown()
     rows = []
-    for rank, (report, affinity) in enumerate(zip(reports, views)):
+    for rank, (report, affinity) in enumerate(zip(reports, views, strict=True)):
         assert len(report.plan.gpus) == 1, report
         gpu = nvml_topology.gpu(report.plan.gpus[0])
         if report.plan.binds:

@@ -56,7 +56,7 @@ def test_auto_agrees_with_the_declared_topology_plus_nvml_fields(name: str, tmp_
         assert topo.source == "auto(nvml+sysfs)"
         expected = tuple(
             dataclasses.replace(gpu, **nvml_fields(m, spec))  # type: ignore[arg-type]
-            for gpu, spec in zip(declared.gpus, m.sorted_gpus())
+            for gpu, spec in zip(declared.gpus, m.sorted_gpus(), strict=True)
         )
         assert (nvml.init_count, nvml.shutdown_count) == (1, 1)
     else:

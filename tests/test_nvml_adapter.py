@@ -54,7 +54,7 @@ def test_nvml_agrees_with_declared_topology_on_every_field_nvml_knows(name: str,
     topo, _ = nvml_topology(m, tmp_path)
     declared = [g for g in m.topology().gpus if g.vendor == "nvidia"]
     assert [g.index for g in topo.gpus] == [g.index for g in declared]
-    for got, want in zip(topo.gpus, declared):
+    for got, want in zip(topo.gpus, declared, strict=True):
         assert got.pci_bus_id == want.pci_bus_id
         assert got.uuid == want.uuid
         assert got.name == want.name
@@ -71,7 +71,8 @@ def test_dgx_h100_nvml_and_sysfs_give_the_same_topology(tmp_path: Path) -> None:
     nvml = NvmlTopology(nvml=FakeNvml(m), sysfs=kernel_source(m, tmp_path / "again")).read()
     # Every Gpu field but the NVML-only ones (memory_node, affinity_nodes) and the notes.
     blank = {"memory_node": None, "affinity_nodes": (), "notes": ()}
-    assert [dataclasses.replace(g, **blank) for g in nvml.gpus] == [dataclasses.replace(g, **blank) for g in kernel.gpus]
+    stripped = [dataclasses.replace(g, **blank) for g in nvml.gpus]
+    assert stripped == [dataclasses.replace(g, **blank) for g in kernel.gpus]
     assert [g.uuid for g in kernel.gpus] == [g.uuid for g in machine("dgx-h100").sorted_gpus()]
     assert [g.numa_node for g in nvml.gpus] == [0, 0, 0, 0, 1, 1, 1, 1]
     assert [g.affinity_nodes for g in nvml.gpus] == [(0,)] * 4 + [(1,)] * 4
@@ -306,7 +307,9 @@ def test_fake_socket_scope_widens_to_the_package() -> None:
     fake.nvmlInit()
     handle = fake.nvmlDeviceGetHandleByIndex(0)
     node = CpuSet.from_nvml_words(fake.nvmlDeviceGetCpuAffinityWithinScope(handle, 4, fake.NVML_AFFINITY_SCOPE_NODE))
-    socket = CpuSet.from_nvml_words(fake.nvmlDeviceGetCpuAffinityWithinScope(handle, 4, fake.NVML_AFFINITY_SCOPE_SOCKET))
+    socket = CpuSet.from_nvml_words(
+        fake.nvmlDeviceGetCpuAffinityWithinScope(handle, 4, fake.NVML_AFFINITY_SCOPE_SOCKET)
+    )
     # SNC2: node 0 is half of socket 0 (cores 0-23 of 48, with SMT siblings 96 higher).
     assert node == CpuSet.parse_list("0-23,96-119")
     assert socket == CpuSet.parse_list("0-47,96-143")

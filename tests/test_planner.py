@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import pytest
+import topologies as machines
+from topologies import allow, allow_all, build, gpu
 
 from gpunuma.cpuset import CpuSet
 from gpunuma.errors import InvalidNodeError, PlanError
 from gpunuma.plan import BindingPlan
 from gpunuma.planner import Locality, gpu_nodes, gpu_placements, plan_binding
 from gpunuma.policy import CpuScope, Fallback, MemoryPolicy, Policy
-import topologies as machines
-from topologies import allow, allow_all, build, gpu
 
 EXCLUSIVE = Policy(cpu_scope=CpuScope.EXCLUSIVE)
 SOCKET = Policy(cpu_scope=CpuScope.SOCKET)

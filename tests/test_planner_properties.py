@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from topologies import build
 
 from gpunuma.cpuset import CpuSet
 from gpunuma.errors import InvalidNodeError, PlanError
@@ -13,7 +14,6 @@ from gpunuma.model import Gpu, Topology
 from gpunuma.plan import Allowed
 from gpunuma.planner import gpu_placements, plan_binding
 from gpunuma.policy import CpuScope, Fallback, MemoryPolicy, Policy
-from topologies import build
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -90,7 +90,7 @@ def test_each_actor_binds_by_the_machine_its_ray_node_simulates(two_machines):
         ("gb200", 1): CpuSet.parse_list("72-143"),
     }
     seen: dict[str, list[int]] = {"dgx-h100": [], "gb200": []}
-    for name, report, (node_id, visible) in zip(wanted, reports, places):
+    for name, report, (node_id, visible) in zip(wanted, reports, places, strict=True):
         assert nodes[node_id] == name, "the custom resource placed the actor on its machine's node"
         (gpu,) = report.plan.gpus
         assert str(gpu) == visible

@@ -120,7 +120,7 @@ def test_dgx_h100_eight_actors_bind_to_the_node_of_the_gpu_ray_gave_them(cluster
 
     # GPUs 0-3 (buses 1b,43,52,61) hang off node 0, GPUs 4-7 (9d,c3,d1,df) off node 1.
     assert sorted(r.plan.gpus for r in reports) == [(g,) for g in range(8)]
-    for report, cvd in zip(reports, visible):
+    for report, cvd in zip(reports, visible, strict=True):
         (gpu,) = report.plan.gpus
         assert str(gpu) == cvd, "the GPU bound must be the one Ray made visible"
         node = 0 if gpu < 4 else 1

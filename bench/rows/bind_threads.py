@@ -37,7 +37,10 @@ def run(budget: Budget, workdir: Path) -> RowResult:
         what=WHAT,
         target=TARGET,
         series=(("LibnumaBinder.apply", stats["libnuma"]), ("SyscallBinder.apply (fallback)", stats["syscall"])),
-        headline=f"median {fmt_ns(libnuma)} ({fmt_ns(per_thread)}/thread); syscall binder {fmt_ns(stats['syscall'].median_ns)}",
+        headline=(
+            f"median {fmt_ns(libnuma)} ({fmt_ns(per_thread)}/thread); "
+            f"syscall binder {fmt_ns(stats['syscall'].median_ns)}"
+        ),
         verdict=verdict(libnuma < LIMIT_NS),
         derived={
             "median_ns": libnuma,

@@ -27,7 +27,9 @@ def generated(sockets: int) -> Machine:
         socket, half = divmod(node, NODES_PER_SOCKET)
         first = socket * CORES_PER_SOCKET + half * per_node
         cpus = CpuSet.of(t * per_thread + first + c for t in range(THREADS) for c in range(per_node))
-        row = tuple(10 if other == node else 12 if other // NODES_PER_SOCKET == socket else 21 for other in range(count))
+        row = tuple(
+            10 if other == node else 12 if other // NODES_PER_SOCKET == socket else 21 for other in range(count)
+        )
         nodes.append(NodeSpec(node, cpus.to_list(), 262_144, row))
     gpus = []
     for node in range(count):

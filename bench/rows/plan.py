@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness import Budget, RowResult, Stats, fmt_ns, time_batched, verdict
+
 from gpunuma.planner import plan_binding
 from gpunuma.topology.sysfs import SysfsTopology
-from harness import Budget, RowResult, Stats, fmt_ns, time_batched, verdict
 from rows.machines import rendered
 
 KEY = "plan"

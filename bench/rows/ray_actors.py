@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from harness import Budget, RowResult, Stats, alternate, child_env, fmt_ns, skipped, verdict
+
 from rows.machines import rendered
 
 KEY = "ray"

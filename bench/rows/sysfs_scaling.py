@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpunuma.topology.sysfs import SysfsTopology
 from harness import Budget, RowResult, Stats, fmt_ns, time_calls, verdict
+
+from gpunuma.topology.sysfs import SysfsTopology
 from rows.machines import generated, rendered
 
 KEY = "sysfs-1024"

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gpunuma.topology.static import StaticTopology
-
     from gpunuma_fakes.spec import Machine
 
 #: Public name -> module that defines it, imported on first access.

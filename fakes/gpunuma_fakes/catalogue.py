@@ -12,7 +12,6 @@ from types import MappingProxyType
 
 from gpunuma.cpuset import CpuSet
 from gpunuma.errors import GpunumaError
-
 from gpunuma_fakes.spec import GpuSpec, Machine, NodeSpec
 
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpunuma.cpuset import CpuSet
-
 from gpunuma_fakes.spec import GpuSpec, Machine
 
 # -- constants and errors, named and numbered as in pynvml -------------------------------
@@ -326,7 +325,8 @@ class FakeNvml:
 
     @staticmethod
     def _words(bits: CpuSet, size: int, scope: int) -> list[int]:
-        if not isinstance(size, int) or size <= 0 or scope not in (NVML_AFFINITY_SCOPE_NODE, NVML_AFFINITY_SCOPE_SOCKET):
+        scopes = (NVML_AFFINITY_SCOPE_NODE, NVML_AFFINITY_SCOPE_SOCKET)
+        if not isinstance(size, int) or size <= 0 or scope not in scopes:
             raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
         # NVML fills only the words the caller made room for.
         return CpuSet.of(b for b in bits if b < 64 * size).to_nvml_words(size)

@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 
 from gpunuma.cpuset import CpuSet
-
 from gpunuma_fakes.spec import GpuSpec, Machine
 
 #: The simulated process and two of its threads.
@@ -159,7 +158,9 @@ def _free_buses(used: set[tuple[str, int]], count: int) -> list[str]:
     return free
 
 
-def _pci_device(machine: Machine, root: Path, out: _Tree, bdf: str, vendor: int, device: int, klass: int, node: int) -> None:
+def _pci_device(
+    machine: Machine, root: Path, out: _Tree, bdf: str, vendor: int, device: int, klass: int, node: int
+) -> None:
     folder = root / "sys/bus/pci/devices" / bdf
     local = machine.all_cpus() if node < 0 else machine.node_cpus(node)
     out.write(folder / "vendor", f"0x{vendor:04x}")

@@ -132,7 +132,7 @@ class Machine:
                 id=node.id,
                 cpus=CpuSet.parse_list(node.cpus) & online,
                 has_memory=node.memory_mb > 0,
-                distances=dict(zip(ids, node.distances)),
+                distances=dict(zip(ids, node.distances, strict=True)),
                 memory_mb=node.memory_mb,
             )
             for node in sorted(self.nodes, key=lambda n: n.id)

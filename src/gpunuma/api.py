@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from gpunuma.cpuset import CpuSet
 from gpunuma.errors import GpunumaError
@@ -27,7 +27,7 @@ logger = logging.getLogger("gpunuma")
 
 #: A GPU as a caller names it: a local device index (the ``cuda:N`` this process sees),
 #: a ``GPU-``/``MIG-`` UUID or a PCI bus id, or several of these.
-GpuSpec = Union[int, str, Sequence[Union[int, str]], None]
+GpuSpec: TypeAlias = int | str | Sequence[int | str] | None
 
 
 def make_source(source: str | TopologySource | None = None, *, root: str | Path = "/") -> TopologySource:

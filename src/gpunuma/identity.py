@@ -200,7 +200,8 @@ def visible_gpus(topology: Topology, env: Mapping[str, str] | None = None) -> Vi
         return Visibility(tuple(g.index for g in chosen), CUDA_VISIBLE_DEVICES, origin, (*warnings, *extra))
     origins: list[str] = []
     current = gpus
-    for variable in (ROCR_VISIBLE_DEVICES, HIP_VISIBLE_DEVICES if HIP_VISIBLE_DEVICES in environ else CUDA_VISIBLE_DEVICES):
+    hip_or_cuda = HIP_VISIBLE_DEVICES if HIP_VISIBLE_DEVICES in environ else CUDA_VISIBLE_DEVICES
+    for variable in (ROCR_VISIBLE_DEVICES, hip_or_cuda):
         value = environ.get(variable)
         if value is None:
             continue
@@ -251,7 +252,9 @@ def _physical_gpu(topology: Topology, physical: int, what: str, value: str) -> G
     gpu = topology.gpu(physical)
     if gpu is None:
         known = ",".join(str(g.index) for g in topology.gpus)
-        raise GpuResolutionError(f"{what}={value!r}: no physical GPU {physical} (GPUs: {known})", variable=what, value=value)
+        raise GpuResolutionError(
+            f"{what}={value!r}: no physical GPU {physical} (GPUs: {known})", variable=what, value=value
+        )
     return gpu
 
 

@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from gpunuma.cpuset import CpuSet
 from gpunuma.errors import BindError
@@ -22,6 +22,9 @@ from gpunuma.plan import BindingPlan
 from gpunuma.policy import MemoryPolicy
 from gpunuma.ports import Binder, Launcher
 from gpunuma.report import BindingReport
+
+if TYPE_CHECKING:
+    from multiprocessing.context import ForkContext, ForkServerContext, SpawnContext
 
 logger = logging.getLogger("gpunuma")
 
@@ -44,7 +47,9 @@ def _bind(plan: BindingPlan, binder: Binder | None, strict: bool) -> BindingRepo
     return report
 
 
-def exec_bound(plan: BindingPlan, argv: Sequence[str], binder: Binder | None = None, *, strict: bool = False) -> NoReturn:
+def exec_bound(
+    plan: BindingPlan, argv: Sequence[str], binder: Binder | None = None, *, strict: bool = False
+) -> NoReturn:
     """Bind this whole process per ``plan``, then replace it with ``argv`` (``os.execvp``).
 
     A failed bind raises :class:`BindError` when ``strict``, else runs ``argv`` unbound with a warning.
@@ -84,7 +89,8 @@ def start_bound_process(
 
     ``target``, its arguments and ``binder`` must be picklable; the started process is returned.
     """
-    ctx = multiprocessing.get_context(context)
+    # get_context(str) is typed BaseContext, which lacks Process; every start method's context has it.
+    ctx = cast("SpawnContext | ForkServerContext | ForkContext", multiprocessing.get_context(context))
     process = ctx.Process(
         target=_bound_trampoline,
         args=(plan, binder, strict, target, tuple(args), dict(kwargs or {})),

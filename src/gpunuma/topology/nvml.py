@@ -148,7 +148,9 @@ class NvmlTopology:
             gpus.append(self._read_device(session, base, index, handle, pci, notes))
         return NvmlGpus(tuple(gpus), tuple(top_notes))
 
-    def _read_device(self, session: _Session, base: Topology, index: int, handle: Any, pci: Any, notes: list[str]) -> Gpu:
+    def _read_device(
+        self, session: _Session, base: Topology, index: int, handle: Any, pci: Any, notes: list[str]
+    ) -> Gpu:
         nvml = session.nvml
         uuid = _text(session.call(notes, "nvmlDeviceGetUUID", handle))
         name = _text(session.call(notes, "nvmlDeviceGetName", handle))
@@ -156,7 +158,9 @@ class NvmlTopology:
         cpu_words = max(1, (max(base.all_cpus, default=0) + 64) // 64)
         node_words = max(1, (max((n.id for n in base.nodes), default=0) + 64) // 64)
         local = _affinity(session, handle, cpu_words, notes)
-        memory_words = session.call(notes, "nvmlDeviceGetMemoryAffinity", handle, node_words, nvml.NVML_AFFINITY_SCOPE_NODE)
+        memory_words = session.call(
+            notes, "nvmlDeviceGetMemoryAffinity", handle, node_words, nvml.NVML_AFFINITY_SCOPE_NODE
+        )
         affinity_nodes = tuple(CpuSet.from_nvml_words(list(memory_words))) if memory_words is not None else ()
         numa_node = _cpu_node(base, local, notes)
         return Gpu(

@@ -156,7 +156,8 @@ class SysfsTopology:
                 result[sibling] = Cpu(sibling, package, core, siblings)  # positional: ~20% cheaper per CPU
         if missing:
             notes.append(
-                f"no CPU topology files for CPUs {CpuSet.of(missing).to_list()}: each taken as its own core on package 0"
+                f"no CPU topology files for CPUs {CpuSet.of(missing).to_list()}: "
+                "each taken as its own core on package 0"
             )
         return tuple(result[cpu] for cpu in sorted(result))
 
@@ -250,7 +251,7 @@ class SysfsTopology:
         # One entry per online node in id order, not indexed by id: sparse ids map by position.
         if len(fields) != len(ids):
             raise SysfsFormatError(path, text, f"{len(fields)} distances for {len(ids)} online nodes")
-        return {other: _int(path, field) for other, field in zip(ids, fields)}
+        return {other: _int(path, field) for other, field in zip(ids, fields, strict=True)}
 
     @staticmethod
     def _memtotal_mb(path: str | Path, prefix: str, notes: list[str]) -> int | None:
