@@ -95,9 +95,11 @@ def test_planning_errors_are_best_effort_or_strict(dgx):
 
 def test_bind_disabled_by_environment_records_the_plan_and_changes_nothing(dgx):
     simulated, source = dgx
-    report = bind_to_gpu(5, source=source, env={"GPUNUMA_BIND": "0"})
+    kernel = SimulatedKernel.for_machine(simulated)
+    report = bind_to_gpu(5, source=source, binder=kernel, env={"GPUNUMA_BIND": "0"})
     assert not report.bound and report.method == "noop"
     assert report.plan.nodes == (1,)  # the plan was still made: a dry run
+    assert kernel.applied == []  # even a binder passed in code is not used
 
 
 def test_a_process_without_gpus_gets_a_no_binding_plan_not_an_error(rendered):

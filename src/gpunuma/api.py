@@ -150,7 +150,7 @@ def _bind(
 ) -> BindingReport:
     settings = Settings.from_env(env)
     strict = settings.strict if strict is None else strict
-    if not settings.enabled and binder is None:
+    if not settings.enabled:  # the off switch wins over any binder, also one passed in code
         binder = "noop"
     try:
         plan = plan_for(gpu, node=node, source=source, policy=policy, env=env, ray=ray)
