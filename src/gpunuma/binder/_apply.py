@@ -7,6 +7,7 @@ The binders differ only in how they set a memory policy (a :class:`MemorySetter`
 from __future__ import annotations
 
 import errno
+import logging
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +21,8 @@ from gpunuma.plan import BindingPlan
 from gpunuma.policy import MemoryPolicy
 from gpunuma.readback import compare, read_kernel_view
 from gpunuma.report import BindingReport
+
+logger = logging.getLogger("gpunuma")
 
 #: MPOL_PREFERRED_MANY arrived in Linux 5.15.
 _PREFERRED_MANY_SINCE = (5, 15)
@@ -92,8 +95,9 @@ def _restore_memory(syscalls: MempolicySyscalls, saved: Mempolicy) -> None:
     try:
         if syscalls.get() != saved:
             syscalls.set(saved)
-    except OSError:
-        pass  # nothing more can be done; the policy was either never changed or is refused
+    except OSError as err:
+        # Nothing more can be done: the policy was either never changed or the kernel refuses it.
+        logger.debug("restoring the memory policy failed: %s", err)
 
 
 def _migrate(syscalls: MempolicySyscalls, old: frozenset[int], new: tuple[int, ...]) -> str:

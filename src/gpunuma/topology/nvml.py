@@ -6,6 +6,7 @@ source); NVML only says which CPUs and memory nodes are near each GPU.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from gpunuma.ports import TopologySource
 
 T = TypeVar("T")
+
+logger = logging.getLogger("gpunuma")
 
 #: NVML codes that make one field unknown rather than the whole read fail.
 _FIELD_CODES = {"NOT_SUPPORTED": 3, "NO_PERMISSION": 4, "FUNCTION_NOT_FOUND": 13}
@@ -130,8 +133,9 @@ class NvmlTopology:
         finally:
             try:
                 nvml.nvmlShutdown()
-            except nvml.NVMLError:
-                pass  # shutdown failing must not hide the read's own result or error
+            except nvml.NVMLError as err:
+                # A failing shutdown must not hide the read's own result or error.
+                logger.debug("nvmlShutdown failed: %s", err)
 
     # -- per device -------------------------------------------------------------------
     def _read_devices(self, session: _Session, base: Topology) -> NvmlGpus:
