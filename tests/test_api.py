@@ -129,3 +129,11 @@ def test_policy_argument_wins_over_environment(dgx):
     _, source = dgx
     plan = plan_for(2, source=source, policy=Policy(cpu_scope="socket"), env={"GPUNUMA_CPU_SCOPE": "exclusive"})
     assert plan.policy.cpu_scope is CpuScope.SOCKET
+
+
+def test_gpus_without_locality_are_spread_by_rank_only_when_asked(rendered):
+    vm = machine("cloud-vm")
+    source = AutoTopology(nvml=FakeNvml(vm), sysfs=SysfsTopology(root=rendered("cloud-vm")))
+    assert not plan_for(3, source=source, env={}).binds  # default: not guessing
+    nodes = [plan_for(gpu, source=source, env={"GPUNUMA_SPREAD": "1"}).nodes for gpu in range(4)]
+    assert nodes == [(0,), (0,), (1,), (1,)]  # contiguous blocks in bus order, never all on node 0

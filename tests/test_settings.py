@@ -22,10 +22,10 @@ def test_bind_can_be_switched_off(value):
 def test_every_switch_is_read():
     settings = Settings.from_env({
         "GPUNUMA_BIND": "1", "GPUNUMA_STRICT": "yes", "GPUNUMA_CPU_SCOPE": "Exclusive",
-        "GPUNUMA_MEMORY": "bind", "GPUNUMA_SOURCE": "sysfs", "GPUNUMA_OVERRIDE": "true",
+        "GPUNUMA_MEMORY": "bind", "GPUNUMA_SOURCE": "sysfs", "GPUNUMA_OVERRIDE": "true", "GPUNUMA_SPREAD": "1",
     })
     assert settings.strict and settings.source == "sysfs"
-    assert settings.policy == Policy(cpu_scope="exclusive", memory="bind", override_affinity=True)
+    assert settings.policy == Policy(cpu_scope="exclusive", memory="bind", override_affinity=True, spread_unknown=True)
 
 
 @pytest.mark.parametrize(("name", "value"), [

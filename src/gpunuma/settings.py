@@ -11,6 +11,8 @@ variable               meaning                                     default
 ``GPUNUMA_MEMORY``     ``preferred``, ``bind`` or ``none``          ``preferred``
 ``GPUNUMA_SOURCE``     ``auto``, ``nvml`` or ``sysfs``              ``auto``
 ``GPUNUMA_OVERRIDE``   ``1`` rebinds an already narrowed affinity   ``0``
+``GPUNUMA_SPREAD``     ``1`` spreads GPUs that report no locality   ``0``
+                       over every node by rank (else: not bound)
 =====================  ==========================================  =================
 """
 
@@ -80,6 +82,7 @@ class Settings:
             cpu_scope=_choice(env, "GPUNUMA_CPU_SCOPE", CpuScope, "node"),
             memory=_choice(env, "GPUNUMA_MEMORY", MemoryPolicy, "preferred"),
             override_affinity=_flag(env, "GPUNUMA_OVERRIDE", False),
+            spread_unknown=_flag(env, "GPUNUMA_SPREAD", False),
         )
         return cls(
             enabled=_flag(env, "GPUNUMA_BIND", True),
