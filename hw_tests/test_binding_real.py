@@ -55,8 +55,32 @@ def test_child_binds_to_each_gpus_plan(binder, nvml_topology, child_env):
             assert len(set(result["threads"].values())) == 1
 
 
-def test_far_node_is_a_different_node(sysfs_topology):
-    if len(sysfs_topology.cpu_nodes) < 2:
-        pytest.skip("needs more than one NUMA node with CPUs (this host has one)")
-    first, second = sysfs_topology.cpu_nodes[:2]
-    assert first.cpus.isdisjoint(second.cpus)
+_PLACEMENT_CHILD = """
+import json, sys
+from gpunuma.api import bind_to_node
+from gpunuma.policy import Policy
+node = int(sys.argv[1])
+report = bind_to_node(node, policy=Policy(memory="bind"), strict=True, env={})
+buf = bytearray(64 << 20)            # mapped after binding ...
+for i in range(0, len(buf), 4096):   # ... and first touched now: the pages are placed under the policy
+    buf[i] = 1
+best = None
+for line in open("/proc/self/numa_maps"):
+    fields = dict(f.split("=", 1) for f in line.split()[2:] if "=" in f)
+    anon = int(fields.get("anon", 0))
+    if best is None or anon > best[0]:
+        best = (anon, {k[1:]: int(v) for k, v in fields.items() if k[:1] == "N" and k[1:].isdigit()})
+print(json.dumps({"bound": report.bound, "memory": report.memory_policy, "pages": best[1]}))
+"""
+
+
+def test_memory_bound_to_a_node_is_allocated_on_that_node(sysfs_topology, child_env):
+    """The kernel, not the report: a buffer touched after binding lives on the bound node (numa_maps)."""
+    for node in sysfs_topology.nodes:
+        if not (node.has_cpus and node.has_memory):
+            continue
+        result = run_child(_PLACEMENT_CHILD, child_env, str(node.id))
+        assert result["bound"] and result["memory"] == "bind", result
+        pages = result["pages"]
+        on_node = pages.get(str(node.id), 0)
+        assert on_node >= 0.95 * sum(pages.values()) and on_node >= (64 << 20) // 4096 * 0.95, pages
