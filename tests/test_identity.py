@@ -236,6 +236,37 @@ def test_explicit_strings_are_uuids_or_bus_ids_in_any_form() -> None:
     assert resolve_gpus(DGX, gpus=UUID[2].removeprefix("GPU-"), env=env) == (2,)  # torch's bare form
 
 
+PERMUTED = {CVD: "7,6,5,4,3,2,1,0"}
+
+
+@pytest.mark.parametrize("digits, physical", [("3", 4), ("0", 7), (" 6 ", 1)])
+def test_explicit_decimal_strings_are_local_indices_like_ints(digits: str, physical: int) -> None:
+    # On dgx-h100 GPU 6's UUID starts "GPU-3" and GPUs 3 and 7 start "GPU-0": digits must not read as prefixes.
+    assert UUID[6].startswith("GPU-3") and UUID[3].startswith("GPU-0") and UUID[7].startswith("GPU-0")
+    resolution = describe_resolution(DGX, gpus=digits, env=PERMUTED)
+    assert resolution.gpus == (physical,) == resolve_gpus(DGX, gpus=int(digits), env=PERMUTED)
+    assert resolve_gpus(DGX, gpus=f"cuda:{digits.strip()}", env=PERMUTED) == (physical,)
+    assert f"local cuda:{digits.strip()} through CUDA_VISIBLE_DEVICES=7,6,5,4,3,2,1,0" in resolution.reasons[0]
+
+
+def test_plan_for_a_local_rank_string_plans_the_gpu_it_names() -> None:
+    from gpunuma.api import plan_for
+    from gpunuma.topology.static import StaticTopology
+
+    dgx = machine("dgx-h100")
+    source = StaticTopology(dgx.topology(), dgx.allowed())
+    local_rank = "3"  # as os.environ["LOCAL_RANK"] gives it
+    plan = plan_for(local_rank, source=source, env=PERMUTED)
+    assert plan.gpus == (4,) and plan.nodes == (1,)
+    assert plan_for("0", source=source, env=PERMUTED).gpus == (7,)
+
+
+def test_explicit_decimal_string_beyond_the_visible_list_is_an_index_error() -> None:
+    with pytest.raises(GpuResolutionError, match="local GPU 2 does not exist") as caught:
+        resolve_gpus(DGX, gpus="2", env={CVD: "5,1"})
+    assert (caught.value.variable, caught.value.value) == (CVD, "5,1")
+
+
 def test_explicit_local_index_out_of_range_names_the_variable() -> None:
     with pytest.raises(GpuResolutionError, match="local GPU 3 does not exist") as caught:
         resolve_gpus(DGX, gpus=3, env={CVD: "5,1"})

@@ -284,8 +284,8 @@ def describe_resolution(
 ) -> Resolution:
     """Resolve this process's GPUs and say why: explicit ``gpus``, then Ray, then the variables.
 
-    Ints in ``gpus`` (and ``"cuda:N"``) are local ordinals mapped through the visibility list;
-    other strings are UUIDs or PCI bus ids. Ray's ``get_gpu_ids()`` are physical ids.
+    Ints in ``gpus`` (and decimal strings such as ``"3"``, and ``"cuda:N"``) are local ordinals
+    mapped through the visibility list; other strings are UUIDs or PCI bus ids. Ray's ``get_gpu_ids()`` are physical ids.
     """
     environ = os.environ if env is None else env
     if gpus is not None:
@@ -316,16 +316,27 @@ def _label(topology: Topology, index: int) -> str:
     return gpu.label if gpu is not None else f"GPU {index}"
 
 
+def _local_ordinal(item: int | str) -> int | None:
+    """The local ordinal an explicit id names (``3``, ``"3"``, ``"cuda:3"``), None for UUIDs and bus ids."""
+    if isinstance(item, int):
+        return item
+    text = item.strip()
+    # A decimal string is an index, never a UUID prefix: bind_to_gpu(os.environ["LOCAL_RANK"]) must work.
+    if _DECIMAL.match(text):
+        return int(text)
+    ordinal = _CUDA_ORDINAL.match(text)
+    return int(ordinal.group(1)) if ordinal else None
+
+
 def _explicit(topology: Topology, items: list[int | str], env: Mapping[str, str]) -> Resolution:
     chosen: list[int] = []
     reasons: list[str] = []
     warnings: tuple[str, ...] = ()
     for item in items:
-        ordinal = _CUDA_ORDINAL.match(item.strip()) if isinstance(item, str) else None
         if isinstance(item, bool):
             raise GpuResolutionError(f"gpus={item!r} is not a GPU id", variable="gpus", value=str(item))
-        if isinstance(item, int) or ordinal:
-            local = item if isinstance(item, int) else int(ordinal.group(1))  # type: ignore[union-attr]
+        local = _local_ordinal(item)
+        if local is not None:
             visible = visible_gpus(topology, env)
             warnings = visible.warnings
             if not 0 <= local < len(visible.gpus):
@@ -339,7 +350,7 @@ def _explicit(topology: Topology, items: list[int | str], env: Mapping[str, str]
             how = f"local cuda:{local}" + ("" if visible.source == "all" else f" through {visible.origin}")
             reasons.append(f"{_label(topology, physical)} from gpus={item!r} ({how})")
         else:
-            gpu = _by_string(topology, item, "gpus")
+            gpu = _by_string(topology, str(item), "gpus")
             physical = gpu.index
             reasons.append(f"{gpu.label} from gpus={item!r}")
         if physical not in chosen:

@@ -129,23 +129,51 @@ def start_bound_actor(
 
 # -- the worker-process setup hook ------------------------------------------------------------
 class _BindOnAssignment:
-    """Binds the worker each time Ray hands it a different, non-empty set of GPUs."""
+    """Binds the worker each time Ray hands it a different, non-empty set of GPUs.
 
-    def __init__(self, bind: Callable[[], BindingReport]) -> None:
+    ``bind(rebind)`` is told whether this watcher bound the process before: a reused worker then
+    holds the affinity of its previous GPU, which must not pass for one a user narrowed.
+    """
+
+    def __init__(self, bind: Callable[[bool], BindingReport]) -> None:
         self._bind = bind
         self._bound_for: tuple[str, ...] = ()
+        self._bound_before = False
 
     def after_assignment(self, ray: Any) -> None:
         gpus = tuple(sorted(str(g) for g in ray.get_gpu_ids()))
         if gpus and gpus != self._bound_for:
-            self._bind()
+            report = self._bind(self._bound_before)
             self._bound_for = gpus
+            # A failed rebind is undone, so the process still holds this watcher's earlier binding.
+            self._bound_before = self._bound_before or report.bound
 
 
 # Ray sets CUDA_VISIBLE_DEVICES for each task or actor creation through this function, after the
 # worker process started and right before user code runs; the setup hook itself runs too early
 # (the worker holds no GPU yet), so binding happens when Ray calls it.
 _ASSIGNMENT_HOOK = ("ray._private.utils", "set_visible_accelerator_ids")
+#: Set on the wrapper, so a second install in the same process leaves the first one alone.
+_INSTALLED_MARK = "__gpunuma_binding_hook__"
+
+
+def _binder_for_hook(
+    source: str | TopologySource | None,
+    binder: str | Binder | None,
+    policy: Policy | None,
+    strict: bool | None,
+) -> Callable[[bool], BindingReport]:
+    def bind(rebind: bool) -> BindingReport:
+        chosen = policy
+        if rebind:
+            from dataclasses import replace
+
+            from gpunuma.settings import Settings
+
+            chosen = replace(policy if policy is not None else Settings.from_env().policy, override_affinity=True)
+        return bind_this_process(source=source, binder=binder, policy=chosen, strict=strict)
+
+    return bind
 
 
 def install_binding_hook(
@@ -159,20 +187,27 @@ def install_binding_hook(
 
     Binds at once when the process already holds GPUs. A process that never gets a GPU is left
     alone, silently. Strict mode makes a failed binding fail the task or actor creation.
+    Idempotent: once arranged in a process, later calls change nothing and return True.
     """
+    import functools
     import importlib
 
     ray = _ray()
-    watcher = _BindOnAssignment(
-        lambda: bind_this_process(source=source, binder=binder, policy=policy, strict=strict)
-    )
-    if _in_ray_worker(ray):
-        watcher.after_assignment(ray)
     module_name, attr = _ASSIGNMENT_HOOK
+    module: Any = None
+    original: Any = None
     try:
         module = importlib.import_module(module_name)
         original = getattr(module, attr)
     except (ImportError, AttributeError):
+        original = None
+    if original is not None and getattr(original, _INSTALLED_MARK, False):
+        logger.debug("gpunuma: the binding hook is already installed in this worker; leaving it")
+        return True
+    watcher = _BindOnAssignment(_binder_for_hook(source, binder, policy, strict))
+    if _in_ray_worker(ray):
+        watcher.after_assignment(ray)
+    if original is None:
         logger.warning(
             "gpunuma: this Ray version has no %s.%s; the setup hook cannot bind GPU workers "
             "(call gpunuma.integrations.ray.bind_this_process() in the actor instead)",
@@ -181,11 +216,13 @@ def install_binding_hook(
         )
         return False
 
+    @functools.wraps(original)
     def set_visible_accelerator_ids(*args: Any, **kwargs: Any) -> Any:
         result = original(*args, **kwargs)
         watcher.after_assignment(ray)
         return result
 
+    setattr(set_visible_accelerator_ids, _INSTALLED_MARK, True)
     setattr(module, attr, set_visible_accelerator_ids)
     return True
 

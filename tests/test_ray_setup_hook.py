@@ -1,0 +1,160 @@
+"""The Ray setup hook in one worker process: Ray assigns GPUs, the hook binds, reused workers rebind.
+
+Ray is simulated here: a ``ray`` module whose ``get_gpu_ids()`` the test sets, and a
+``ray._private.utils`` whose ``set_visible_accelerator_ids`` the test calls as Ray does before
+each task or actor creation. The binder is the simulated kernel of a DGX H100, and the topology
+source shows the affinity that kernel holds now, as ``/proc/self/status`` would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+from collections.abc import Callable
+
+import pytest
+
+from gpunuma.cpuset import CpuSet
+from gpunuma.integrations.ray import install_binding_hook
+from gpunuma.model import Topology
+from gpunuma.plan import Allowed
+from gpunuma.policy import MemoryPolicy, Policy
+from gpunuma_fakes import machine
+from gpunuma_fakes.kernel import SimulatedKernel
+
+NODE0 = CpuSet.parse_list("0-55,112-167")
+NODE1 = CpuSet.parse_list("56-111,168-223")
+
+
+class KernelBackedSource:
+    """dgx-h100's topology; ``allowed()`` reports the affinity the simulated kernel holds now."""
+
+    name = "kernel-backed"
+
+    def __init__(self, kernel: SimulatedKernel) -> None:
+        self.kernel = kernel
+        self.reads = 0
+
+    def read(self) -> Topology:
+        self.reads += 1
+        return self.kernel.topology
+
+    def allowed(self) -> Allowed:
+        return dataclasses.replace(self.kernel.allowed, affinity=self.kernel.view().cpus_allowed)
+
+
+class SimulatedRay:
+    """A Ray worker process: ``assign(gpus)`` does what Ray does before a task or actor runs."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.gpu_ids: list[int] = []
+        self.visibility_calls = 0
+        self.api = types.SimpleNamespace(is_initialized=lambda: True, get_gpu_ids=lambda: list(self.gpu_ids))
+        self.utils = types.ModuleType("ray._private.utils")
+        self.original = self._set_visible_accelerator_ids
+        self.utils.set_visible_accelerator_ids = self.original  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, "ray", self.api)
+        monkeypatch.setitem(sys.modules, "ray._private.utils", self.utils)
+
+    def _set_visible_accelerator_ids(self) -> None:
+        self.visibility_calls += 1
+
+    @property
+    def hook(self) -> Callable[[], None]:
+        return self.utils.set_visible_accelerator_ids  # type: ignore[no-any-return]
+
+    def assign(self, *gpus: int) -> None:
+        self.gpu_ids = list(gpus)
+        self.hook()
+
+
+@pytest.fixture
+def ray_worker(monkeypatch: pytest.MonkeyPatch) -> SimulatedRay:
+    for name in ("GPUNUMA_BIND", "GPUNUMA_STRICT", "GPUNUMA_CPU_SCOPE", "GPUNUMA_MEMORY", "GPUNUMA_OVERRIDE"):
+        monkeypatch.delenv(name, raising=False)
+    return SimulatedRay(monkeypatch)
+
+
+@pytest.fixture
+def kernel() -> SimulatedKernel:
+    return SimulatedKernel.for_machine(machine("dgx-h100"))
+
+
+def test_a_reused_worker_is_rebound_to_the_node_of_its_new_gpu(ray_worker, kernel):
+    assert install_binding_hook(source=KernelBackedSource(kernel), binder=kernel, strict=True)
+    assert kernel.applied == [], "no GPU yet, nothing bound"
+
+    ray_worker.assign(2)
+    ray_worker.assign(5)  # the same worker process, reused for a task on GPU 5
+
+    assert ray_worker.visibility_calls == 2, "Ray's own function still runs"
+    assert [(plan.gpus, plan.nodes) for plan in kernel.applied] == [((2,), (0,)), ((5,), (1,))]
+    assert kernel.view().cpus_allowed == NODE1
+    assert {thread.cpus for thread in kernel.view().threads} == {NODE1}
+    assert kernel.applied[1].policy.override_affinity, "only the rebind overrides, because the hook bound it"
+    assert not kernel.applied[0].policy.override_affinity
+
+
+def test_the_same_gpus_again_do_not_rebind(ray_worker, kernel):
+    install_binding_hook(source=KernelBackedSource(kernel), binder=kernel, strict=True)
+    ray_worker.assign(2)
+    ray_worker.assign(2)
+    assert len(kernel.applied) == 1
+
+
+def test_a_rebind_keeps_the_policy_of_the_environment(ray_worker, kernel, monkeypatch):
+    monkeypatch.setenv("GPUNUMA_CPU_SCOPE", "exclusive")
+    install_binding_hook(source=KernelBackedSource(kernel), binder=kernel, strict=True)
+    ray_worker.assign(1)
+    ray_worker.assign(5)
+
+    # GPU 5 is rank 1 of the four GPUs on node 1: cores 70-83 and their SMT siblings.
+    rebound = kernel.applied[-1]
+    assert rebound.gpus == (5,) and rebound.cpus == CpuSet.parse_list("70-83,182-195")
+    assert kernel.view().cpus_allowed == rebound.cpus
+
+
+def test_a_rebind_keeps_the_policy_passed_in_code(ray_worker, kernel):
+    install_binding_hook(
+        source=KernelBackedSource(kernel), binder=kernel, policy=Policy(memory="bind"), strict=True
+    )
+    ray_worker.assign(6)
+    ray_worker.assign(0)
+
+    assert [plan.memory_policy for plan in kernel.applied] == [MemoryPolicy.BIND, MemoryPolicy.BIND]
+    assert kernel.view().mempolicy == "bind" and kernel.view().mempolicy_nodes == (0,)
+    assert kernel.view().cpus_allowed == NODE0
+
+
+def test_an_affinity_the_user_narrowed_is_still_left_alone(ray_worker):
+    dgx = machine("dgx-h100")
+    narrowed = dataclasses.replace(dgx.allowed(), affinity=CpuSet.parse_list("0-3"))  # taskset before Ray
+    kernel = SimulatedKernel(dgx.topology(), narrowed)
+    install_binding_hook(source=KernelBackedSource(kernel), binder=kernel)
+    ray_worker.assign(2)
+    ray_worker.assign(5)
+
+    assert kernel.applied == [], "the hook never bound it, so it never overrides"
+    assert kernel.view().cpus_allowed == CpuSet.parse_list("0-3")
+
+
+def test_installing_twice_wraps_once_and_binds_once(ray_worker, kernel):
+    first = KernelBackedSource(kernel)
+    second = KernelBackedSource(kernel)
+    assert install_binding_hook(source=first, binder=kernel, strict=True)
+    wrapper = ray_worker.hook
+    assert install_binding_hook(source=second, binder=kernel, strict=True)
+
+    assert ray_worker.hook is wrapper
+    assert wrapper.__wrapped__ is ray_worker.original  # type: ignore[attr-defined]
+    ray_worker.assign(3)
+    assert (first.reads, second.reads) == (1, 0)
+    assert len(kernel.applied) == 1 and ray_worker.visibility_calls == 1
+
+
+def test_a_worker_that_already_holds_a_gpu_binds_at_install(ray_worker, kernel):
+    ray_worker.gpu_ids = [7]
+    install_binding_hook(source=KernelBackedSource(kernel), binder=kernel, strict=True)
+    assert [plan.gpus for plan in kernel.applied] == [(7,)]
+    assert kernel.view().cpus_allowed == NODE1
