@@ -67,3 +67,78 @@ def test_a_process_without_cuda_visible_devices_has_no_single_expected_node(rend
 def test_this_process_can_be_checked_on_the_real_machine():
     result = check_process("self", source="sysfs")
     assert result.view.threads and result.view.cpus_allowed
+
+
+def _with_numa_maps(root, policy: str) -> None:
+    """The first numa_maps line, whose policy field shows the main thread's memory policy."""
+    (root / "proc" / str(PID) / "numa_maps").write_text(f"55d4c8e00000 {policy} file=/usr/bin/python3 mapped=1\n")
+
+
+def test_a_worker_bound_with_memory_none_checks_ok(render):
+    root = render(machine("dgx-h100"))
+    _with_environ(root, CUDA_VISIBLE_DEVICES="5", GPUNUMA_MEMORY="none")
+    _set_thread_cpus(root, NODE1.to_list())
+    _with_numa_maps(root, "default")
+    result = check_process(PID, source="sysfs", root=root)
+    assert result.ok, result.mismatches
+    assert result.plan is not None and result.plan.memory_policy.value == "none"
+    assert "OK: every thread is bound as planned" in result.render()
+
+
+def test_a_worker_bound_with_memory_bind_checks_ok_and_a_preferred_one_does_not(render):
+    root = render(machine("dgx-h100"))
+    _with_environ(root, CUDA_VISIBLE_DEVICES="5", GPUNUMA_MEMORY="bind")
+    _set_thread_cpus(root, NODE1.to_list())
+    _with_numa_maps(root, "bind:1")
+    assert check_process(PID, source="sysfs", root=root).ok
+    _with_numa_maps(root, "prefer:1")
+    result = check_process(PID, source="sysfs", root=root)
+    assert result.mismatches == ("memory policy is preferred 1, planned bind 1",)
+
+
+def test_a_worker_bound_with_exclusive_scope_checks_against_its_own_share(render):
+    root = render(machine("dgx-h100"))
+    _with_environ(root, CUDA_VISIBLE_DEVICES="5", GPUNUMA_CPU_SCOPE="exclusive")
+    # GPU 5 is rank 1 of the four GPUs on node 1: cores 70-83 and their SMT siblings.
+    _set_thread_cpus(root, "70-83,182-195")
+    result = check_process(PID, source="sysfs", root=root)
+    assert result.ok, result.mismatches
+    assert result.plan is not None and result.plan.cpus.to_list() == "70-83,182-195"
+    assert "OK: every thread is bound as planned" in result.render()
+
+
+def test_a_worker_told_not_to_bind_is_shown_not_judged(render):
+    root = render(machine("dgx-h100"))
+    _with_environ(root, CUDA_VISIBLE_DEVICES="5", GPUNUMA_BIND="0")
+    result = check_process(PID, source="sysfs", root=root)
+    text = result.render()
+    assert result.ok and result.mismatches == () and not result.compared
+    assert result.plan is not None and result.plan.nodes == (1,), "the plan is still shown"
+    assert "GPUNUMA_BIND=0" in result.notes[0] and "not compared" in result.notes[0]
+    assert "NOT bound" not in text and "OK:" not in text
+    assert result.to_dict()["compared"] is False
+
+
+def test_a_target_with_an_invalid_setting_has_no_plan_and_says_why(render):
+    root = render(machine("dgx-h100"))
+    _with_environ(root, CUDA_VISIBLE_DEVICES="5", GPUNUMA_MEMORY="lots")
+    result = check_process(PID, source="sysfs", root=root)
+    assert result.plan is None and result.ok
+    assert "GPUNUMA_MEMORY='lots'" in result.notes[0]
+
+
+def test_a_ray_worker_without_cuda_visible_devices_points_to_its_binding_report(render):
+    root = render(machine("dgx-h100"))
+    _set_thread_cpus(root, NODE1.to_list())
+    _with_environ(root, RAY_RAYLET_PID="1234", RAY_JOB_ID="01000000", PATH="/usr/bin")
+    result = check_process(PID, source="sysfs", root=root)
+    text = result.render()
+    assert result.plan is None and result.gpus == ()
+    assert "Ray worker" in text and f"/proc/{PID}/environ lacks it" in text
+    assert "binding_report()" in text
+
+
+def test_a_process_without_cuda_visible_devices_mentions_ray_workers(render):
+    root = render(machine("dgx-h100"))
+    _with_environ(root, PATH="/usr/bin")
+    assert "binding_report()" in check_process(PID, source="sysfs", root=root).render()

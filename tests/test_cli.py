@@ -117,3 +117,54 @@ def test_an_unknown_machine_is_a_clear_error(capsys):
 def test_commands_work_on_this_real_machine(capsys, command):
     code, out, _ = run(capsys, command, "--source", "sysfs", "--json")
     assert code == 0 and json.loads(out)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("topo", "--simulate", "dgx-h100"),
+        ("plan", "--simulate", "dgx-h100", "--gpu", "5"),
+        ("exec", "--simulate", "dgx-h100", "--gpu", "5", "--", "true"),
+        ("check",),
+    ],
+)
+def test_an_invalid_gpunuma_source_is_a_settings_error_in_every_command(capsys, monkeypatch, argv):
+    monkeypatch.setenv("GPUNUMA_SOURCE", "nvm")
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert "gpunuma: error: GPUNUMA_SOURCE='nvm': expected one of auto, nvml, sysfs" in err
+
+
+def test_best_effort_exec_does_not_run_unbound_on_an_invalid_gpunuma_source():
+    # A subprocess: were the command run, it would replace the process that runs it.
+    proc = subprocess.run(
+        [sys.executable, "-m", "gpunuma", "exec", "--gpu", "0", "--", sys.executable, "-c", "print('ran')"],
+        capture_output=True, text=True, env={**os.environ, "GPUNUMA_SOURCE": "nvm"},
+    )
+    assert proc.returncode == 2 and "ran" not in proc.stdout
+    assert "GPUNUMA_SOURCE='nvm'" in proc.stderr
+
+
+def test_gpunuma_source_is_the_default_and_source_overrides_it(capsys, monkeypatch):
+    monkeypatch.setenv("GPUNUMA_SOURCE", "nvml")
+    _, out, _ = run(capsys, "topo", "--simulate", "dgx-h100")
+    assert out.splitlines()[0] == "Topology (source: nvml)"
+    _, out, _ = run(capsys, "topo", "--simulate", "dgx-h100", "--source", "sysfs")
+    assert out.splitlines()[0] == "Topology (source: sysfs)"
+
+
+def test_check_reads_the_topology_from_gpunuma_source(capsys, monkeypatch, render):
+    from gpunuma_fakes import machine
+    from gpunuma_fakes.render import PID
+
+    root = render(machine("dgx-h100"))
+    (root / "proc" / str(PID) / "environ").write_bytes(b"CUDA_VISIBLE_DEVICES=5\0")
+    # This box has no NVIDIA driver: nvml, chosen by the variable alone, cannot read the topology.
+    monkeypatch.setenv("GPUNUMA_SOURCE", "nvml")
+    _, out, _ = run(capsys, "check", "--pid", str(PID), "--root", str(root), "--json")
+    by_variable = json.loads(out)
+    _, out, _ = run(capsys, "check", "--pid", str(PID), "--root", str(root), "--source", "sysfs", "--json")
+    by_option = json.loads(out)
+
+    assert by_variable["plan"] is None and "no plan to compare with" in by_variable["notes"][0]
+    assert by_option["plan"]["numa_node"] == 1 and by_option["gpus"] == [5]

@@ -2,7 +2,11 @@
 
 Reads every thread's affinity and the memory policy back from procfs, finds the GPU the
 process uses from its ``CUDA_VISIBLE_DEVICES`` (when its environment is readable), plans
-what it should hold and lists the differences in plain words.
+what it should hold under its own ``GPUNUMA_*`` settings and lists the differences in plain words.
+
+``/proc/<pid>/environ`` is the environment a process started with. Ray sets a worker's
+``CUDA_VISIBLE_DEVICES`` later, from inside the worker, so a Ray actor's GPU is unknown here:
+ask the actor for its ``binding_report()`` instead.
 """
 
 from __future__ import annotations
@@ -16,6 +20,15 @@ from gpunuma.plan import BindingPlan
 from gpunuma.policy import Policy
 from gpunuma.ports import TopologySource
 from gpunuma.report import KernelView
+from gpunuma.settings import Settings
+
+#: Set by Ray's raylet in every worker's environment at start.
+_RAY_WORKER_MARK = "RAY_RAYLET_PID"
+_RAY_WORKER_NOTE = (
+    "process {pid} is a Ray worker ({mark} is set): Ray sets its CUDA_VISIBLE_DEVICES after the process "
+    "started, so /proc/{pid}/environ lacks it and its GPU is unknown here; ask the actor for its "
+    "binding_report() (gpunuma.integrations.ray) to see how it was bound"
+).replace("{mark}", _RAY_WORKER_MARK)
 
 
 @dataclass(frozen=True)
@@ -27,6 +40,8 @@ class CheckResult:
     plan: BindingPlan | None
     mismatches: tuple[str, ...]
     notes: tuple[str, ...]
+    #: False when the plan is shown for information only (the process runs with ``GPUNUMA_BIND=0``).
+    compared: bool = True
 
     @property
     def ok(self) -> bool:
@@ -52,7 +67,7 @@ class CheckResult:
         if self.mismatches:
             lines.append("NOT bound as planned:")
             lines.extend(f"  ! {m}" for m in self.mismatches)
-        elif self.plan is not None and self.plan.binds:
+        elif self.plan is not None and self.plan.binds and self.compared:
             lines.append("OK: every thread is bound as planned")
         return "\n".join(lines)
 
@@ -69,6 +84,7 @@ class CheckResult:
             "plan": self.plan.to_dict() if self.plan is not None else None,
             "mismatches": list(self.mismatches),
             "notes": list(self.notes),
+            "compared": self.compared,
         }
 
 
@@ -93,7 +109,11 @@ def check_process(
     root: str | Path = "/",
     policy: Policy | None = None,
 ) -> CheckResult:
-    """Read a process's binding back and compare it with the plan for the GPU(s) it uses."""
+    """Read a process's binding back and compare it with the plan for the GPU(s) it uses.
+
+    The plan follows the process's own ``GPUNUMA_*`` settings (``policy`` replaces them); a process
+    running with ``GPUNUMA_BIND=0`` is shown, not judged.
+    """
     from gpunuma.api import make_source
     from gpunuma.identity import resolve_gpus
     from gpunuma.planner import plan_binding
@@ -102,24 +122,39 @@ def check_process(
 
     view = read_kernel_view(pid, proc_root=Path(root) / "proc")
     notes: list[str] = []
+
+    def without_plan(note: str) -> CheckResult:
+        return CheckResult(view=view, gpus=(), plan=None, mismatches=(), notes=(*notes, note))
+
     env = process_environ(pid, root)
     if env is None:
-        notes.append(f"the environment of process {pid} is unreadable: its GPU is unknown")
-        return CheckResult(view=view, gpus=(), plan=None, mismatches=(), notes=tuple(notes))
+        return without_plan(f"the environment of process {pid} is unreadable: its GPU is unknown")
     if not any(key in env for key in ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES")):
-        notes.append("the process sets no CUDA_VISIBLE_DEVICES: it may use every GPU, so no single node is expected")
-        return CheckResult(view=view, gpus=(), plan=None, mismatches=(), notes=tuple(notes))
+        if _RAY_WORKER_MARK in env:
+            return without_plan(_RAY_WORKER_NOTE.format(pid=pid))
+        return without_plan(
+            "the process sets no CUDA_VISIBLE_DEVICES: it may use every GPU, so no single node is expected "
+            "(a Ray worker gets its CUDA_VISIBLE_DEVICES from Ray after it started, which /proc does not "
+            "show: ask the actor for its binding_report())"
+        )
     try:
+        # The target's own switches: it was bound with its GPUNUMA_* policy, not this command's.
+        settings = Settings.from_env(env)
         topology = make_source(source, root=root).read()
         gpus = resolve_gpus(topology, env=env)
         if not gpus:
-            notes.append("the process sees no GPU")
-            return CheckResult(view=view, gpus=(), plan=None, mismatches=(), notes=tuple(notes))
+            return without_plan("the process sees no GPU")
         # The process's own cgroup; its affinity is what we check, so a narrowed one must not stop the plan.
         allowed = SysfsTopology(root=root, pid=view.pid).allowed()
         allowed = replace(allowed, affinity=allowed.cpus)
-        plan = plan_binding(topology, gpus, allowed, replace(policy or Policy(), override_affinity=True))
+        chosen = replace(policy or settings.policy, override_affinity=True)
+        plan = plan_binding(topology, gpus, allowed, chosen)
     except GpunumaError as err:
-        notes.append(f"no plan to compare with: {err}")
-        return CheckResult(view=view, gpus=(), plan=None, mismatches=(), notes=tuple(notes))
+        return without_plan(f"no plan to compare with: {err}")
+    if not settings.enabled:
+        notes.append(
+            f"the process runs with GPUNUMA_BIND={env.get('GPUNUMA_BIND', '').strip()}: gpunuma was told not "
+            "to bind it, so its affinity is not compared with the plan (shown for information)"
+        )
+        return CheckResult(view=view, gpus=tuple(gpus), plan=plan, mismatches=(), notes=tuple(notes), compared=False)
     return CheckResult(view=view, gpus=tuple(gpus), plan=plan, mismatches=compare(plan, view), notes=tuple(notes))

@@ -21,14 +21,22 @@ from gpunuma.errors import GpunumaError
 from gpunuma.policy import CpuScope, Fallback, MemoryPolicy, Policy
 
 _SOURCES = ("auto", "nvml", "sysfs")
+_SOURCE_HELP = "where the topology comes from (default: GPUNUMA_SOURCE, else auto = NVML + sysfs)"
+
+
+def _source_name(args: argparse.Namespace) -> str:
+    """``--source``, else ``GPUNUMA_SOURCE`` read and checked by the settings (a bad value is an error)."""
+    from gpunuma.settings import Settings
+
+    return str(args.source) if args.source is not None else Settings.from_env().source
 
 
 @contextlib.contextmanager
-def _topology_source(args: argparse.Namespace) -> Iterator[Any]:
-    """The source the command reads: the real machine, or a rendered simulated one."""
+def _topology_source(args: argparse.Namespace, name: str | None = None) -> Iterator[Any]:
+    """The source the command reads (``name``, else :func:`_source_name`): the real machine or a simulated one."""
     from gpunuma.api import make_source
 
-    name = args.source
+    name = name or _source_name(args)
     if getattr(args, "simulate", None) is None:
         yield make_source(name, root=args.root)
         return
@@ -145,9 +153,12 @@ def cmd_exec(args: argparse.Namespace) -> int:
         argv = argv[1:]
     if not argv:
         raise SystemExit("gpunuma exec: give the command after --, e.g. gpunuma exec --gpu 0 -- python app.py")
+    # A bad GPUNUMA_* value is a mistake to report (exit 2), never a reason to run unbound.
+    policy = _policy(args)
+    name = _source_name(args)
     try:
-        with _topology_source(args) as source:
-            plan = plan_for(_gpus(args), node=args.node, source=source, policy=_policy(args))
+        with _topology_source(args, name) as source:
+            plan = plan_for(_gpus(args), node=args.node, source=source, policy=policy)
     except GpunumaError as err:
         if args.strict or args.simulate is not None or args.dry_run:
             raise
@@ -169,7 +180,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from gpunuma.check import check_process
 
-    result = check_process(args.pid, source=args.source, root=args.root)
+    result = check_process(args.pid, source=_source_name(args), root=args.root)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
@@ -188,8 +199,7 @@ def cmd_machines(args: argparse.Namespace) -> int:
 
 # -- parser -----------------------------------------------------------------------------------
 def _add_source(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", choices=_SOURCES, default=os.environ.get("GPUNUMA_SOURCE") or "auto",
-                        help="where the topology comes from (default: auto = NVML + sysfs)")
+    parser.add_argument("--source", choices=_SOURCES, help=_SOURCE_HELP)
     parser.add_argument("--simulate", metavar="NAME", help="use a simulated machine (see `gpunuma machines`)")
     parser.add_argument("--root", default="/", help="sysfs/procfs root to read (default: /)")
     parser.add_argument("--json", action="store_true", help="print the stable JSON shape")
@@ -234,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="is this process bound right? read the kernel's view of a process")
     check.add_argument("--pid", default="self", help="process id (default: this process)")
-    check.add_argument("--source", choices=_SOURCES, default="auto")
+    check.add_argument("--source", choices=_SOURCES, help=_SOURCE_HELP)
     check.add_argument("--root", default="/", help="root holding proc/ and sys/ (default /)")
     check.add_argument("--json", action="store_true")
     check.set_defaults(func=cmd_check)
