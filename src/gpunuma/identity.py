@@ -285,7 +285,8 @@ def describe_resolution(
     """Resolve this process's GPUs and say why: explicit ``gpus``, then Ray, then the variables.
 
     Ints in ``gpus`` (and decimal strings such as ``"3"``, and ``"cuda:N"``) are local ordinals
-    mapped through the visibility list; other strings are UUIDs or PCI bus ids. Ray's ``get_gpu_ids()`` are physical ids.
+    mapped through the visibility list; other strings are UUIDs or PCI bus ids. Ray's
+    ``get_gpu_ids()`` are physical ids.
     """
     environ = os.environ if env is None else env
     if gpus is not None:
