@@ -11,6 +11,7 @@ import pickle
 import queue
 import threading
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -144,10 +145,18 @@ def test_a_plan_that_does_not_bind_changes_nothing() -> None:
     assert held == Mempolicy(Mode.DEFAULT)
 
 
+def _bind_claiming_nodes(the_plan: BindingPlan, sys_root: str) -> Any:
+    report = LibnumaBinder(sys_root=sys_root).apply(the_plan)
+    return report, MempolicySyscalls().get()
+
+
 @needs_two_cpus
-def test_memory_node_the_kernel_refuses_keeps_cpus_bound_and_says_so() -> None:
-    # Node 5 does not exist here: set_mempolicy fails with EINVAL, as it does when cpuset.mems excludes a node.
-    report, held = in_child(_bind, plan({FIRST_CPU}, MemoryPolicy.BIND, nodes=(5,)))
+def test_memory_node_that_exists_but_is_refused_keeps_cpus_bound_and_says_so(tmp_path: Path) -> None:
+    # The sys tree says nodes 0-7 are online, as on a host whose container's cpuset.mems excludes node 5:
+    # set_mempolicy answers EINVAL and the node exists, so the CPUs stay bound.
+    sys_root = online_nodes(tmp_path, "0-7")
+
+    report, held = in_child(_bind_claiming_nodes, plan({FIRST_CPU}, MemoryPolicy.BIND, nodes=(5,)), str(sys_root))
 
     assert report.bound and report.cpus == CpuSet.of({FIRST_CPU})
     assert report.memory_policy is None
@@ -155,11 +164,30 @@ def test_memory_node_the_kernel_refuses_keeps_cpus_bound_and_says_so() -> None:
     assert held == Mempolicy(Mode.DEFAULT)
 
 
+@needs_two_cpus
+def test_memory_node_that_does_not_exist_raises_and_leaves_every_thread_as_it_was() -> None:
+    # Node 5 is not in /sys/devices/system/node/online: the plan is wrong, nothing may stay changed.
+    result = in_child(_fail_and_compare, plan({FIRST_CPU}, MemoryPolicy.BIND, nodes=(5,)))
+
+    assert result["error"] is not None and "memory node 5 does not exist" in result["error"]
+    assert "restored" in result["error"]
+    assert result["after"] == result["before"]
+    assert result["before"]["main"][1] == Mempolicy(Mode.PREFERRED, (0,))
+
+
+def online_nodes(tmp_path: Path, nodes: str) -> Path:
+    """A sys root whose ``devices/system/node/online`` lists ``nodes``."""
+    folder = tmp_path / "sys" / "devices" / "system" / "node"
+    folder.mkdir(parents=True)
+    (folder / "online").write_text(nodes + "\n")
+    return tmp_path / "sys"
+
+
 def _fail_and_compare(the_plan: BindingPlan) -> dict[str, Any]:
     syscalls = MempolicySyscalls()
     # A non-default starting state, so "restored" cannot mean "reset to defaults".
     syscalls.set(Mempolicy(Mode.PREFERRED, (0,)))
-    os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
+    os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})  # the plan binds min(): a real change
     probes = [Probe() for _ in range(3)]
     for probe in probes:
         probe.start()
@@ -195,12 +223,13 @@ def test_missing_library_is_a_typed_error_with_the_install_hint() -> None:
 
 
 def test_pickles_by_reloading_the_library() -> None:
-    binder = LibnumaBinder(migrate_pages=True)
+    binder = LibnumaBinder(migrate_pages=True, sys_root="/host/sys")
 
     copy = pickle.loads(pickle.dumps(binder))
 
     assert isinstance(copy, LibnumaBinder)
-    assert (copy.library, copy.migrate_pages, copy.proc_root) == ("libnuma.so.1", True, "/proc")
+    assert (copy.library, copy.migrate_pages, copy.proc_root, copy.sys_root) == (
+        "libnuma.so.1", True, "/proc", "/host/sys")
 
 
 def _bind_and_migrate(the_plan: BindingPlan) -> Any:

@@ -8,15 +8,17 @@ import multiprocessing
 import os
 import pickle
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gpunuma.binder import libnuma
+from gpunuma.binder._apply import apply_whole_process
 from gpunuma.binder.syscall import SyscallBinder
 from gpunuma.cpuset import CpuSet
 from gpunuma.errors import BindError
-from gpunuma.mempolicy import SYSCALL_NUMBERS, Mempolicy, MempolicySyscalls, Mode
+from gpunuma.mempolicy import SYSCALL_NUMBERS, Mempolicy, MempolicySyscalls, Mode, known_nodes
 from gpunuma.plan import BindingPlan
 from gpunuma.policy import MemoryPolicy
 
@@ -70,12 +72,70 @@ def _fail(the_plan: BindingPlan) -> dict[str, Any]:
     return {"before": before, "after": (frozenset(os.sched_getaffinity(0)), syscalls.get()), "error": error}
 
 
-def test_refused_memory_policy_binds_cpus_only() -> None:
-    report, affinity, held = in_child(_bind, SyscallBinder(), plan(set(ALLOWED), MemoryPolicy.PREFERRED, (7,)))
+def test_a_memory_node_that_does_not_exist_raises_and_changes_nothing() -> None:
+    result = in_child(_fail, plan({FIRST_CPU}, MemoryPolicy.PREFERRED, nodes=(7,)))
+
+    assert "memory node 7 does not exist on this machine (nodes 0" in result["error"]
+    assert result["before"] == result["after"]
+
+
+class RefusingSetter:
+    """A memory setter that fails as a kernel refusing the policy does: with ``code``, changing nothing."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+        self.calls: list[tuple[Mode, tuple[int, ...]]] = []
+
+    def set(self, mode: Mode, nodes: tuple[int, ...]) -> None:
+        self.calls.append((mode, nodes))
+        raise OSError(self.code, os.strerror(self.code))
+
+
+def _apply_refused(code: int, the_plan: BindingPlan) -> Any:
+    setter = RefusingSetter(code)
+    report = apply_whole_process(the_plan, method="syscall", setter=setter, syscalls=MempolicySyscalls())
+    return report, frozenset(os.sched_getaffinity(0)), MempolicySyscalls().get(), setter.calls
+
+
+@pytest.mark.skipif(len(ALLOWED) < 2, reason="needs 2+ CPUs to prove a change")
+@pytest.mark.parametrize(
+    "code",
+    [errno.EPERM, errno.EACCES, errno.EINVAL],
+    ids=["seccomp-without-cap-sys-nice", "eacces", "cpuset-mems-excludes-node-0"],
+)
+def test_a_policy_refused_for_an_existing_node_binds_cpus_only(code: int) -> None:
+    report, affinity, held, calls = in_child(_apply_refused, code, plan({FIRST_CPU}, MemoryPolicy.BIND))
+
+    assert calls == [(Mode.BIND, (0,))]
+    assert report.bound and affinity == {FIRST_CPU} and report.cpus == CpuSet.of({FIRST_CPU})
+    assert report.memory_policy is None and held == Mempolicy(Mode.DEFAULT)
+    assert report.reasons[-1] == f"memory policy refused by the kernel ({errno.errorcode[code]}): bound CPUs only"
+    assert report.mismatches == ()
+
+
+def test_a_node_the_sys_tree_lists_as_online_is_refused_not_an_error(tmp_path: Path) -> None:
+    # A host with nodes 0-7 whose cpuset.mems excludes node 7: set_mempolicy gives EINVAL, CPUs stay bound.
+    sys_root = tmp_path / "sys"
+    (sys_root / "devices/system/node").mkdir(parents=True)
+    (sys_root / "devices/system/node/online").write_text("0-7\n")
+
+    report, affinity, held = in_child(
+        _bind, SyscallBinder(sys_root=str(sys_root)), plan(set(ALLOWED), MemoryPolicy.PREFERRED, (7,))
+    )
 
     assert report.bound and affinity == ALLOWED
     assert report.reasons[-1] == "memory policy refused by the kernel (EINVAL): bound CPUs only"
     assert held == Mempolicy(Mode.DEFAULT)
+
+
+def test_known_nodes_reads_online_then_possible(tmp_path: Path) -> None:
+    nodes = tmp_path / "devices/system/node"
+    nodes.mkdir(parents=True)
+    assert known_nodes(tmp_path) is None
+    (nodes / "possible").write_text("0-3\n")
+    assert known_nodes(tmp_path) == {0, 1, 2, 3}
+    (nodes / "online").write_text("0,2\n")
+    assert known_nodes(tmp_path) == {0, 2}
 
 
 def test_several_preferred_nodes_use_preferred_many_on_kernels_that_have_it() -> None:
@@ -109,11 +169,11 @@ def test_default_binder_is_libnuma_when_present() -> None:
 
 
 def test_pickles_with_its_notes() -> None:
-    binder = SyscallBinder(notes=("libnuma not used",))
+    binder = SyscallBinder(notes=("libnuma not used",), sys_root="/host/sys")
 
     copy = pickle.loads(pickle.dumps(binder))
 
-    assert copy.notes == ("libnuma not used",) and copy.name == "syscall"
+    assert copy.notes == ("libnuma not used",) and copy.name == "syscall" and copy.sys_root == "/host/sys"
 
 
 def test_maxnode_follows_the_off_by_one_recipe() -> None:

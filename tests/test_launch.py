@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import shutil
@@ -11,12 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from gpunuma.api import apply_plan
 from gpunuma.binder.numactl import NumactlLauncher
 from gpunuma.binder.syscall import SyscallBinder
 from gpunuma.cpuset import CpuSet
+from gpunuma.errors import UnknownSourceError
 from gpunuma.launch import bound_command, exec_argv, run_bound, start_bound_process
 from gpunuma.plan import BindingPlan
 from gpunuma.policy import MemoryPolicy
+from gpunuma_fakes import machine
+from gpunuma_fakes.kernel import SimulatedKernel
 
 ALLOWED = frozenset(os.sched_getaffinity(0))
 CPU = min(ALLOWED)
@@ -81,3 +86,71 @@ def test_start_bound_process_binds_the_child_before_its_target_runs(tmp_path: Pa
     assert isinstance(process, multiprocessing.process.BaseProcess) and process.exitcode == 0
     assert out.read_text() == f"hi [{CPU}] bind 0"
     assert os.sched_getaffinity(0) == ALLOWED  # the parent is untouched
+
+
+def failing_plan() -> BindingPlan:
+    """CPU 999 does not exist: sched_setaffinity fails with EINVAL on every thread."""
+    return BindingPlan(gpus=(0,), nodes=(0,), cpus=CpuSet.of({999}), memory_policy=MemoryPolicy.BIND,
+                       memory_nodes=(0,), reasons=("GPU 0 is local to node 0",))
+
+
+def child_env(**switches: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUNUMA_")}
+    env.update(switches)
+    return env
+
+
+def test_gpunuma_bind_0_makes_the_launched_program_run_unbound() -> None:
+    done = subprocess.run(exec_argv(plan(), REPORT_SELF), capture_output=True, text=True, check=True,
+                          env=child_env(GPUNUMA_BIND="0"))
+
+    assert done.stdout.strip() == f"{sorted(ALLOWED)} default"
+
+
+def test_gpunuma_strict_1_stops_the_launch_when_binding_fails() -> None:
+    strict = subprocess.run(exec_argv(failing_plan(), REPORT_SELF), capture_output=True, text=True,
+                            env=child_env(GPUNUMA_STRICT="1"))
+    best_effort = subprocess.run(exec_argv(failing_plan(), REPORT_SELF), capture_output=True, text=True,
+                                 env=child_env())
+
+    assert strict.returncode != 0 and strict.stdout == ""
+    assert "BindError" in strict.stderr and "999" in strict.stderr
+    assert best_effort.returncode == 0 and best_effort.stdout.strip() == f"{sorted(ALLOWED)} default"
+    assert "not bound" in best_effort.stderr
+
+
+def test_start_bound_process_obeys_gpunuma_bind_0_even_with_a_binder_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GPUNUMA_BIND", "0")  # the spawned child inherits it
+    out = tmp_path / "binding.txt"
+
+    process = start_bound_process(plan(), write_own_binding, args=(str(out), "hi"), binder=SyscallBinder())
+    process.join(timeout=60)
+
+    assert process.exitcode == 0
+    assert out.read_text() == f"hi {sorted(ALLOWED)} default"
+
+
+def test_a_binder_that_cannot_be_built_runs_unbound_or_raises_when_strict(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="gpunuma"):
+        report = apply_plan(plan(), "no-such-binder", strict=False, env={})
+
+    assert not report.bound and report.method == "no-such-binder"
+    assert "could not build the no-such-binder binder, nothing changed" in report.reasons[-1]
+    assert "not bound" in caplog.text
+    assert os.sched_getaffinity(0) == ALLOWED
+    with pytest.raises(UnknownSourceError, match="no-such-binder"):
+        apply_plan(plan(), "no-such-binder", env={"GPUNUMA_STRICT": "1"})
+
+
+def test_the_apply_path_takes_gpunuma_bind_0_over_a_binder_passed_in_code() -> None:
+    kernel = SimulatedKernel.for_machine(machine("dgx-h100"))
+    wanted = BindingPlan(gpus=(0,), nodes=(0,), cpus=CpuSet.parse_list("0-55,112-167"),
+                         memory_policy=MemoryPolicy.PREFERRED, memory_nodes=(0,), reasons=("GPU 0 is on node 0",))
+
+    dry = apply_plan(wanted, kernel, env={"GPUNUMA_BIND": "0"})
+    bound = apply_plan(wanted, kernel, env={})
+
+    assert not dry.bound and dry.method == "noop" and dry.plan == wanted
+    assert bound.bound and kernel.applied == [wanted]  # only the second call reached the binder

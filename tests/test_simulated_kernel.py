@@ -68,7 +68,6 @@ def test_cpus_wholly_outside_the_cpuset_are_einval() -> None:
     [
         ("gh200", "0-71", 2, "GH200 node 2 is a 0 MB MIG placeholder"),
         ("container-dgx-h100", "0-47", 1, "the container's cpuset.mems is 0"),
-        ("dgx-h100", "0-55", 5, "node 5 does not exist"),
     ],
 )
 def test_memory_the_kernel_refuses_keeps_cpus_bound(name: str, cpus: str, node: int, why: str) -> None:
@@ -78,6 +77,18 @@ def test_memory_the_kernel_refuses_keeps_cpus_bound(name: str, cpus: str, node: 
     assert report.memory_policy is None
     assert "memory policy refused by the kernel (EINVAL): bound CPUs only" in report.reasons
     assert report.kernel.mempolicy == "default"
+
+
+@pytest.mark.parametrize("nodes", [(5,), (0, 5)], ids=["only-missing", "one-of-two-missing"])
+def test_a_memory_node_the_machine_lacks_raises_and_leaves_every_thread_as_it_was(nodes: tuple[int, ...]) -> None:
+    sim = kernel("dgx-h100")
+    before = sim.threads
+
+    with pytest.raises(BindError, match=r"memory node 5 does not exist.*restored"):
+        sim.apply(plan("0-55", MemoryPolicy.BIND, nodes))
+
+    assert sim.threads == before and sim.applied == []
+    assert len(sim.rejected) == 1 and "memory node 5" in sim.rejected[0][1]
 
 
 def test_gh200_may_prefer_the_cpu_less_hbm_node() -> None:

@@ -1,10 +1,11 @@
 """A simulated kernel binder: validates plans as Linux would and keeps per-thread state, for CI.
 
-It follows the real binders' contract: a CPU failure restores every thread and raises
-:class:`~gpunuma.errors.BindError`; a refused memory policy keeps the CPUs bound and says so.
-Kernel semantics modelled: ``sched_setaffinity`` intersects the request with the cpuset and the
-online CPUs and fails with EINVAL only when nothing is left; ``set_mempolicy`` intersects the
-nodes with ``Mems_allowed`` and the nodes that have memory, and fails with EINVAL when empty.
+It follows the real binders' contract: a CPU failure, or a memory node the machine does not have,
+restores every thread and raises :class:`~gpunuma.errors.BindError`; a memory policy refused for
+nodes that exist keeps the CPUs bound and says so. Kernel semantics modelled: ``sched_setaffinity``
+intersects the request with the cpuset and the online CPUs and fails with EINVAL only when nothing
+is left; ``set_mempolicy`` intersects the nodes with ``Mems_allowed`` and the nodes that have
+memory, and fails with EINVAL when empty.
 """
 
 from __future__ import annotations
@@ -143,6 +144,17 @@ class SimulatedKernel:
         memory_nodes: tuple[int, ...] = ()
         if plan.memory_policy is not MemoryPolicy.NONE:
             outcome = self._mempolicy(plan)
+            missing = sorted(set(plan.memory_nodes) - {n.id for n in self.topology.nodes})
+            if missing:
+                # A wrong plan, not a container's refusal (the kernel never holds a policy on a node it
+                # lacks): ``changed`` is dropped, so every thread stays as it was.
+                listed = ",".join(str(n) for n in missing)
+                why = (
+                    f"memory node {listed} does not exist on this machine; "
+                    "every thread and the memory policy were restored"
+                )
+                self.rejected.append((plan, why))
+                raise BindError(why)
             if isinstance(outcome[0], int):
                 code, why = outcome
                 reasons.append(f"memory policy refused by the kernel ({errno.errorcode[code]}): bound CPUs only")

@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from gpunuma.cpuset import CpuSet
+from gpunuma.binder._unbound import not_bound_report
 from gpunuma.errors import GpunumaError
 from gpunuma.plan import BindingPlan
-from gpunuma.policy import MemoryPolicy, Policy
+from gpunuma.policy import Policy
 from gpunuma.registry import binder_class, topology_source_class
 from gpunuma.report import BindingReport
 from gpunuma.settings import Settings
@@ -99,42 +99,60 @@ def plan_for(
             if not topology.gpus
             else "this process owns no GPU (CUDA_VISIBLE_DEVICES or Ray gave it none): nothing to bind"
         )
-        return not_bound(None, why, method="plan").plan
+        return not_bound_report(None, "plan", (why,)).plan
     plan = plan_binding(topology, physical, allowed, policy or settings.policy, node=node)
     notes = (*resolution_reasons, *(f"topology: {note}" for note in topology.notes))
     return _with_reasons(plan, notes, first=True) if notes else plan
 
 
-def apply_plan(plan: BindingPlan, binder: Binder, *, strict: bool = False) -> BindingReport:
-    """Apply ``plan`` with ``binder``; in best-effort mode a failure becomes a "not bound" report.
+def apply_plan(
+    plan: BindingPlan,
+    binder: str | Binder | None = None,
+    *,
+    strict: bool | None = None,
+    env: Mapping[str, str] | None = None,
+    label: str | None = None,
+) -> BindingReport:
+    """Apply ``plan``: the one apply path (``bind_to_*``, ``gpunuma.launch``, ``gpunuma exec``), logged.
 
-    Binders restore the process before raising, so a failure never leaves it half bound.
+    ``GPUNUMA_BIND=0`` swaps in the no-op binder, whatever ``binder`` was given; ``strict=None``
+    takes ``GPUNUMA_STRICT``. In best-effort mode a binder that cannot be built or fails gives a
+    "not bound" report and a warning; binders restore the process before raising, so a failure
+    never leaves it half bound.
     """
+    settings = Settings.from_env(env)
+    return _apply(plan, binder, settings.strict if strict is None else strict, settings, label)
+
+
+def _apply(
+    plan: BindingPlan, binder: str | Binder | None, strict: bool, settings: Settings, label: str | None
+) -> BindingReport:
+    if not settings.enabled:  # the off switch wins over any binder, also one passed in code
+        binder = "noop"
+    method = _method(binder)
     try:
-        report = binder.apply(plan)
+        chosen = make_binder(binder)
     except GpunumaError as err:
         if strict:
             raise
-        logger.warning("gpunuma: not bound (%s binder): %s", getattr(binder, "name", "?"), err)
-        return not_bound(plan, f"binding failed and was undone: {err}", method=getattr(binder, "name", "?"))
+        logger.warning("gpunuma: %snot bound (%s binder cannot be built): %s", _prefix(label), method, err)
+        return not_bound_report(plan, method, (f"could not build the {method} binder, nothing changed: {err}",))
+    try:
+        report = chosen.apply(plan)
+    except GpunumaError as err:
+        if strict:
+            raise
+        logger.warning("gpunuma: %snot bound (%s binder): %s", _prefix(label), chosen.name, err)
+        return not_bound_report(plan, chosen.name, (f"binding failed and was undone: {err}",))
+    _log(report, label)
     return report
 
 
-def not_bound(plan: BindingPlan | None, why: str, *, method: str) -> BindingReport:
-    """A report that says the process was left as it was, and why."""
-    if plan is None:
-        plan = BindingPlan(
-            gpus=(), nodes=(), cpus=CpuSet(), memory_policy=MemoryPolicy.NONE, memory_nodes=(), reasons=(why,)
-        )
-    return BindingReport(
-        plan=plan,
-        bound=False,
-        method=method,
-        cpus=CpuSet(),
-        memory_policy=None,
-        memory_nodes=(),
-        reasons=(*plan.reasons, why) if why not in plan.reasons else plan.reasons,
-    )
+def _method(binder: str | Binder | None) -> str:
+    """The name reports give a binder before it is built."""
+    if binder is None:
+        return "libnuma"
+    return binder if isinstance(binder, str) else str(getattr(binder, "name", "?"))
 
 
 def _bind(
@@ -150,23 +168,23 @@ def _bind(
 ) -> BindingReport:
     settings = Settings.from_env(env)
     strict = settings.strict if strict is None else strict
-    if not settings.enabled:  # the off switch wins over any binder, also one passed in code
-        binder = "noop"
     try:
         plan = plan_for(gpu, node=node, source=source, policy=policy, env=env, ray=ray)
-        chosen = make_binder(binder)
     except GpunumaError as err:
         if strict:
             raise
-        logger.warning("gpunuma: %snot bound: %s", f"[{label}] " if label else "", err)
-        return not_bound(None, f"could not plan a binding: {err}", method=str(binder or "libnuma"))
-    report = apply_plan(plan, chosen, strict=strict)
-    _log(report, label)
-    return report
+        logger.warning("gpunuma: %snot bound: %s", _prefix(label), err)
+        method = "noop" if not settings.enabled else _method(binder)
+        return not_bound_report(None, method, (f"could not plan a binding: {err}",))
+    return _apply(plan, binder, strict, settings, label)
+
+
+def _prefix(label: str | None) -> str:
+    return f"[{label}] " if label else ""
 
 
 def _log(report: BindingReport, label: str | None) -> None:
-    prefix = f"[{label}] " if label else ""
+    prefix = _prefix(label)
     gpus = ",".join(str(g) for g in report.plan.gpus)
     suffix = f" for GPU {gpus}" if gpus else ""
     logger.info("%s%s%s", prefix, report.summary(), suffix)

@@ -77,7 +77,3 @@ class BindError(GpunumaError, OSError):
 
 class LibraryNotFoundError(BindError):
     """A shared library (libnuma, libc) or a program (numactl) the binder needs is missing."""
-
-
-class MemoryPolicyRefusedError(BindError):
-    """The kernel refused ``set_mempolicy`` (seccomp, missing CAP_SYS_NICE, cpuset.mems)."""

@@ -8,7 +8,6 @@ anywhere (a ``noexec`` /tmp cannot break it).
 from __future__ import annotations
 
 import argparse
-import logging
 import multiprocessing
 import os
 import subprocess
@@ -17,46 +16,27 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from gpunuma.cpuset import CpuSet
-from gpunuma.errors import BindError
 from gpunuma.plan import BindingPlan
 from gpunuma.policy import MemoryPolicy
 from gpunuma.ports import Binder, Launcher
-from gpunuma.report import BindingReport
 
 if TYPE_CHECKING:
     from multiprocessing.context import ForkContext, ForkServerContext, SpawnContext
 
-logger = logging.getLogger("gpunuma")
-
-
-def _bind(plan: BindingPlan, binder: Binder | None, strict: bool) -> BindingReport | None:
-    if binder is None:
-        from gpunuma.binder.libnuma import default_binder
-
-        binder = default_binder()
-    try:
-        report = binder.apply(plan)
-    except BindError as err:
-        if strict:
-            raise
-        logger.warning("gpunuma: not bound (%s binder), running anyway: %s", binder.name, err)
-        return None
-    logger.info("gpunuma: %s", report.summary())
-    for mismatch in report.mismatches:
-        logger.warning("gpunuma: read-back differs from the plan: %s", mismatch)
-    return report
-
 
 def exec_bound(
-    plan: BindingPlan, argv: Sequence[str], binder: Binder | None = None, *, strict: bool = False
+    plan: BindingPlan, argv: Sequence[str], binder: str | Binder | None = None, *, strict: bool | None = None
 ) -> NoReturn:
     """Bind this whole process per ``plan``, then replace it with ``argv`` (``os.execvp``).
 
-    A failed bind raises :class:`BindError` when ``strict``, else runs ``argv`` unbound with a warning.
+    A failed bind raises :class:`~gpunuma.errors.BindError` when ``strict`` (``None``: ``GPUNUMA_STRICT``),
+    else runs ``argv`` unbound with a warning; ``GPUNUMA_BIND=0`` runs it unbound on purpose.
     """
     if not argv:
         raise ValueError("exec_bound needs a command to run")
-    _bind(plan, binder, strict)
+    from gpunuma.api import apply_plan  # the one apply path: GPUNUMA_* switches, best effort, logging
+
+    apply_plan(plan, binder, strict=strict)
     sys.stdout.flush()
     sys.stderr.flush()
     os.execvp(argv[0], list(argv))
@@ -64,14 +44,16 @@ def exec_bound(
 
 def _bound_trampoline(
     plan: BindingPlan,
-    binder: Binder | None,
-    strict: bool,
+    binder: str | Binder | None,
+    strict: bool | None,
     target: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: Mapping[str, Any],
 ) -> None:
     """Runs in the child: bind first, then call the target."""
-    _bind(plan, binder, strict)
+    from gpunuma.api import apply_plan
+
+    apply_plan(plan, binder, strict=strict)
     target(*args, **kwargs)
 
 
@@ -80,14 +62,15 @@ def start_bound_process(
     target: Callable[..., Any],
     args: Sequence[Any] = (),
     kwargs: Mapping[str, Any] | None = None,
-    binder: Binder | None = None,
+    binder: str | Binder | None = None,
     *,
-    strict: bool = False,
+    strict: bool | None = None,
     context: str = "spawn",
 ) -> multiprocessing.process.BaseProcess:
     """Start a ``spawn`` (or ``forkserver``) child that binds itself first thing, then runs ``target``.
 
     ``target``, its arguments and ``binder`` must be picklable; the started process is returned.
+    The child reads ``GPUNUMA_BIND``/``GPUNUMA_STRICT`` from its own environment (``strict=None``).
     """
     # get_context(str) is typed BaseContext, which lacks Process; every start method's context has it.
     ctx = cast("SpawnContext | ForkServerContext | ForkContext", multiprocessing.get_context(context))
@@ -147,13 +130,13 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     parser.add_argument("--nodes", default="")
     parser.add_argument("--memory", choices=[m.value for m in MemoryPolicy], default=MemoryPolicy.NONE.value)
     parser.add_argument("--memory-nodes", default="")
-    parser.add_argument("--strict", action="store_true")
+    parser.add_argument("--strict", action="store_true", help="fail instead of running unbound (or GPUNUMA_STRICT=1)")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("give the command after --")
-    exec_bound(_plan_from_args(args), command, strict=args.strict)
+    exec_bound(_plan_from_args(args), command, strict=True if args.strict else None)
 
 
 if __name__ == "__main__":

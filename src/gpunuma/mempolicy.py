@@ -81,6 +81,25 @@ def possible_max_node(sys_root: str | Path = "/sys") -> int:
     return max(nodes.ids) if nodes else 0
 
 
+def known_nodes(sys_root: str | Path = "/sys") -> frozenset[int] | None:
+    """The node ids the kernel knows: ``node/online``, else ``node/possible``; None when neither is readable.
+
+    Tells a node that does not exist (a wrong plan) from one a cpuset or seccomp refuses
+    (``set_mempolicy`` answers EINVAL or EPERM for both).
+    """
+    base = Path(sys_root) / "devices/system/node"
+    for name in ("online", "possible"):
+        try:
+            text = (base / name).read_text()
+        except OSError:
+            continue
+        try:
+            return CpuSet.parse_list(text).ids
+        except CpuSetParseError:
+            continue
+    return None
+
+
 class MempolicySyscalls:
     """get_mempolicy / set_mempolicy / migrate_pages for the calling thread, via raw syscalls.
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from gpunuma.cpuset import CpuSet
 from gpunuma.errors import CpuSetParseError, SysfsFormatError, TopologyUnavailableError
 from gpunuma.plan import Allowed
+from gpunuma.report import ThreadState
 
 _CHUNK = 65536
 
@@ -54,7 +55,8 @@ def _proc(root: str | Path, pid: int | str) -> Path:
     return Path(root) / "proc" / str(pid)
 
 
-def _parse_status(path: Path, text: str) -> dict[str, str]:
+def parse_status(path: str | Path, text: str) -> dict[str, str]:
+    """The ``Key: value`` lines of a ``/proc`` status file, values stripped; a line without ``:`` is malformed."""
     fields: dict[str, str] = {}
     for line in text.splitlines():
         if not line.strip():
@@ -66,16 +68,25 @@ def _parse_status(path: Path, text: str) -> dict[str, str]:
     return fields
 
 
+def status_field(text: str, key: str) -> str | None:
+    """The value of one ``Key:`` line of a status file, without splitting the other ~55 lines."""
+    at = ("\n" + text).find("\n" + key + ":")
+    if at < 0:
+        return None
+    end = text.find("\n", at)
+    return text[at + len(key) + 1 : end if end >= 0 else None].strip()
+
+
 def read_status(root: str | Path = "/", pid: int | str = "self") -> dict[str, str]:
     """The fields of ``/proc/<pid>/status`` (``{"Cpus_allowed_list": "0-15", ...}``), values stripped.
 
-    ``/proc/<pid>/status`` shows the main thread; see :func:`read_thread_affinities` for the others.
+    ``/proc/<pid>/status`` shows the main thread; see :func:`read_threads` for the others.
     """
     path = _proc(root, pid) / "status"
     text = read_text(path)
     if text is None:
         raise TopologyUnavailableError(f"{path}: no such process status")
-    return _parse_status(path, text)
+    return parse_status(path, text)
 
 
 def status_cpus(status: dict[str, str], path: Path | str = "status") -> CpuSet:
@@ -94,6 +105,39 @@ def status_mems(status: dict[str, str], path: Path | str = "status") -> frozense
     return parse_nodelist(Path(path), text)
 
 
+def list_tids(task_dir: str | Path) -> tuple[int, ...]:
+    """The thread ids listed in a ``/proc/<pid>/task`` directory, ascending; raises ``OSError`` when unreadable."""
+    return tuple(sorted(int(name) for name in os.listdir(task_dir) if name.isdigit()))
+
+
+def read_threads(task_dir: str | Path) -> tuple[ThreadState, ...]:
+    """Each thread's name and own CPU affinity from ``<task_dir>/<tid>/status``, by ascending TID.
+
+    A thread that exits between listing and reading is left out; a missing ``task_dir`` raises
+    ``FileNotFoundError``. One raw read per thread and two fields picked out: this is the
+    read-back every bind pays for.
+    """
+    states = []
+    # Threads of a bound process mostly share one cpulist: parse each distinct text once.
+    parsed: dict[str, CpuSet] = {}
+    for tid in list_tids(task_dir):
+        path = f"{task_dir}/{tid}/status"
+        try:
+            text = read_text(path)
+        except ProcessLookupError:  # ESRCH: the thread exited after open
+            continue
+        if text is None:  # ENOENT: the thread exited before open
+            continue
+        cpus = status_field(text, "Cpus_allowed_list")
+        if cpus is None:
+            raise SysfsFormatError(path, "", "no Cpus_allowed_list line")
+        if cpus not in parsed:
+            parsed[cpus] = parse_cpulist(path, cpus)
+        name = status_field(text, "Name")
+        states.append(ThreadState(tid, "?" if name is None else name, parsed[cpus]))
+    return tuple(states)
+
+
 def read_thread_affinities(root: str | Path = "/", pid: int | str = "self") -> dict[int, CpuSet]:
     """Each thread id of the process -> its own CPU affinity (``task/<tid>/status``).
 
@@ -101,17 +145,10 @@ def read_thread_affinities(root: str | Path = "/", pid: int | str = "self") -> d
     """
     tasks = _proc(root, pid) / "task"
     try:
-        entries = [entry.name for entry in os.scandir(tasks) if entry.name.isdigit()]
+        threads = read_threads(tasks)
     except FileNotFoundError as err:
         raise TopologyUnavailableError(f"{tasks}: no task directory") from err
-    result: dict[int, CpuSet] = {}
-    for tid in sorted(entries, key=int):
-        path = tasks / tid / "status"
-        text = read_text(path)
-        if text is None:
-            continue
-        result[int(tid)] = status_cpus(_parse_status(path, text), path)
-    return result
+    return {thread.tid: thread.cpus for thread in threads}
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,17 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gpunuma.cpuset import CpuSet
-from gpunuma.errors import BindError, CpuSetParseError, SysfsFormatError
+from gpunuma.errors import BindError, SysfsFormatError
 from gpunuma.plan import BindingPlan
 from gpunuma.policy import MemoryPolicy
+from gpunuma.procfs import parse_cpulist, parse_status, read_text, read_threads
 from gpunuma.report import KernelView, ThreadState
 
 if TYPE_CHECKING:
@@ -36,72 +38,24 @@ _NUMA_MAPS_WORDS = {
 }
 
 
-def _read_proc(path: str | Path) -> str:
-    # One raw read loop: procfs files are generated per read, and pathlib/TextIOWrapper cost
-    # more than the kernel does for a 20-thread process.
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
-    return b"".join(chunks).decode()
-
-
 def _read_status(path: Path) -> dict[str, str]:
-    fields: dict[str, str] = {}
-    for line in _read_proc(path).splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            fields[key] = value.strip()
-    return fields
-
-
-def _status_field(text: str, key: str) -> str | None:
-    """The value of one ``Key:`` line of a status file, without splitting the other ~55 lines."""
-    at = ("\n" + text).find("\n" + key + ":")
-    if at < 0:
-        return None
-    end = text.find("\n", at)
-    return text[at + len(key) + 1 : end if end >= 0 else None].strip()
+    text = read_text(path)
+    if text is None:
+        raise FileNotFoundError(errno.ENOENT, "no such process", str(path))
+    return parse_status(path, text)
 
 
 def _cpulist(path: str | Path, fields: dict[str, str], key: str) -> CpuSet:
     if key not in fields:
         raise SysfsFormatError(path, "", f"no {key} line")
-    return _parse_cpus(path, fields[key])
-
-
-def _parse_cpus(path: str | Path, text: str) -> CpuSet:
-    try:
-        return CpuSet.parse_list(text)
-    except CpuSetParseError as err:
-        raise SysfsFormatError(path, text, err.why) from err
+    return parse_cpulist(path, fields[key])
 
 
 def _threads(task_dir: Path) -> tuple[ThreadState, ...]:
-    states = []
     try:
-        tids = sorted(int(name) for name in os.listdir(task_dir))
+        return read_threads(task_dir)
     except FileNotFoundError:
         return ()
-    # Threads of a bound process mostly share one cpulist: parse each distinct text once.
-    parsed: dict[str, CpuSet] = {}
-    for tid in tids:
-        path = f"{task_dir}/{tid}/status"
-        try:
-            text = _read_proc(path)
-        except (FileNotFoundError, ProcessLookupError):
-            continue  # the thread exited while we listed them
-        cpus = _status_field(text, "Cpus_allowed_list")
-        if cpus is None:
-            raise SysfsFormatError(path, "", "no Cpus_allowed_list line")
-        if cpus not in parsed:
-            parsed[cpus] = _parse_cpus(path, cpus)
-        name = _status_field(text, "Name")
-        states.append(ThreadState(tid, "?" if name is None else name, parsed[cpus]))
-    return tuple(states)
 
 
 def _numa_maps_policy(path: Path) -> tuple[str | None, tuple[int, ...]]:

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Protocol
 
 from gpunuma.binder._threads import ThreadBindError, bind_threads, restore_threads
+from gpunuma.binder._unbound import not_bound_report
 from gpunuma.cpuset import CpuSet
 from gpunuma.errors import BindError
-from gpunuma.mempolicy import Mempolicy, MempolicySyscalls, Mode
+from gpunuma.mempolicy import Mempolicy, MempolicySyscalls, Mode, known_nodes
 from gpunuma.plan import BindingPlan
 from gpunuma.policy import MemoryPolicy
 from gpunuma.readback import compare, read_kernel_view
@@ -48,14 +49,6 @@ def kernel_at_least(version: tuple[int, int], release: str | None = None) -> boo
         digits = "".join(ch for ch in piece if ch.isdigit()) or "0"
         parts.append(int(digits))
     return tuple(parts) >= version
-
-
-def not_bound_report(plan: BindingPlan, method: str, extra: tuple[str, ...] = ()) -> BindingReport:
-    """A report for a plan that changes nothing: the process is left as it was."""
-    return BindingReport(
-        plan=plan, bound=False, method=method, cpus=CpuSet(), memory_policy=None, memory_nodes=(),
-        reasons=(*plan.reasons, *extra),
-    )
 
 
 def _planned_policy(plan: BindingPlan, release: str | None) -> tuple[Mempolicy | None, str | None]:
@@ -91,6 +84,22 @@ def _set_memory(wanted: Mempolicy, setter: MemorySetter, syscalls: MempolicySysc
     return None
 
 
+def _check_nodes_exist(nodes: tuple[int, ...], sys_root: str | Path) -> None:
+    """Raise BindError naming the planned nodes the kernel does not know (not online under ``sys_root``).
+
+    Nothing is raised when the node list is unreadable: the node may exist, so it counts as refused.
+    """
+    known = known_nodes(sys_root)
+    if known is None:
+        return
+    unknown = sorted(set(nodes) - known)
+    if unknown:
+        raise BindError(
+            f"memory node {','.join(str(n) for n in unknown)} does not exist on this machine "
+            f"(nodes {CpuSet.of(known).to_list()}); every thread and the memory policy were restored"
+        )
+
+
 def _restore_memory(syscalls: MempolicySyscalls, saved: Mempolicy) -> None:
     try:
         if syscalls.get() != saved:
@@ -116,14 +125,18 @@ def apply_whole_process(
     setter: MemorySetter,
     syscalls: MempolicySyscalls,
     proc_root: str | Path = "/proc",
+    sys_root: str | Path = "/sys",
     migrate: bool = False,
     notes: tuple[str, ...] = (),
     kernel_release: str | None = None,
 ) -> BindingReport:
     """Bind every thread's CPUs and the calling thread's memory policy per ``plan``, then read back.
 
-    A CPU failure restores every thread's affinity and the memory policy and raises
-    :class:`~gpunuma.errors.BindError`. A refused memory policy keeps the CPUs bound and says so.
+    A CPU failure, or a planned memory node the kernel does not know (not in ``node/online`` under
+    ``sys_root``), restores every thread's affinity and the memory policy and raises
+    :class:`~gpunuma.errors.BindError`. A policy the kernel refuses for nodes that exist (EPERM/EACCES
+    under seccomp without CAP_SYS_NICE, EINVAL when ``cpuset.mems`` excludes the node) keeps the CPUs
+    bound and says so.
     """
     if not plan.binds:
         return not_bound_report(plan, method, notes)
@@ -141,6 +154,8 @@ def apply_whole_process(
             f"cannot bind thread {err.tid} to CPUs {plan.cpus.to_list()}: {err.strerror} ({errno_word(err.errno)}); "
             "every thread was restored"
         ) from err
+    except BindError:
+        raise
     except OSError as err:
         raise BindError(f"cannot bind to CPUs {plan.cpus.to_list()}: {err}") from err
 
@@ -158,6 +173,9 @@ def apply_whole_process(
             assert saved_memory is not None
             refused = _set_memory(wanted, setter, syscalls, saved_memory)
             if refused:
+                # The kernel answers EINVAL for a node that does not exist and for one the cpuset excludes:
+                # only the first is a wrong plan, which must leave the process as it was (the except below).
+                _check_nodes_exist(plan.memory_nodes, sys_root)
                 reasons.append(refused)
                 effective = replace(plan, memory_policy=MemoryPolicy.NONE)
             else:

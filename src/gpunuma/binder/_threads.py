@@ -1,4 +1,4 @@
-"""CPU affinity of every thread of this process: list, set all, restore.
+"""CPU affinity of every thread of this process: set all, restore.
 
 Affinity is per thread (``sched_setaffinity(0)`` changes only the caller), so binding a
 whole process means setting each TID listed in ``/proc/self/task``. Shared by the binders.
@@ -7,29 +7,18 @@ whole process means setting each TID listed in ``/proc/self/task``. Shared by th
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from gpunuma.cpuset import CpuSet
+from gpunuma.errors import BindError
+from gpunuma.procfs import list_tids
+
+#: ``os.sched_setaffinity``'s shape: (tid, cpus) -> None, raising ``OSError`` with the kernel's errno.
+AffinitySetter = Callable[[int, Iterable[int]], None]
 
 
-def list_tids(proc_root: str | Path = "/proc") -> tuple[int, ...]:
-    """The thread ids of this process, ascending (``/proc/self/task``)."""
-    return tuple(sorted(int(entry.name) for entry in (Path(proc_root) / "self" / "task").iterdir()))
-
-
-def thread_affinities(proc_root: str | Path = "/proc") -> dict[int, frozenset[int]]:
-    """Every live thread's CPU affinity, by TID; threads that exit while listed are left out."""
-    result: dict[int, frozenset[int]] = {}
-    for tid in list_tids(proc_root):
-        try:
-            result[tid] = frozenset(os.sched_getaffinity(tid))
-        except ProcessLookupError:
-            continue
-    return result
-
-
-class ThreadBindError(OSError):
+class ThreadBindError(BindError):
     """Setting one thread's affinity failed; carries the TID. Every changed thread was restored."""
 
     def __init__(self, tid: int, cause: OSError) -> None:
@@ -37,22 +26,34 @@ class ThreadBindError(OSError):
         self.tid = tid
 
 
-def bind_threads(cpus: CpuSet, proc_root: str | Path = "/proc") -> dict[int, frozenset[int]]:
+def bind_threads(
+    cpus: CpuSet, proc_root: str | Path = "/proc", *, setaffinity: AffinitySetter = os.sched_setaffinity
+) -> dict[int, frozenset[int]]:
     """Set the affinity of every thread to ``cpus``; returns each changed thread's previous affinity.
 
     Threads that exit meanwhile are skipped; the task list is read again once to catch threads
     born during the loop (a thread inherits its creator's affinity). On a failure every thread
-    already changed is restored and :class:`ThreadBindError` is raised.
+    already changed is restored and :class:`ThreadBindError` (a thread refused) or
+    :class:`BindError` (the task list is unreadable) is raised. ``setaffinity`` sets one
+    thread's affinity; tests inject a failing one.
     """
     target = set(cpus)
+    task_dir = f"{proc_root}/self/task"
     previous: dict[int, frozenset[int]] = {}
     for _ in range(2):
-        for tid in list_tids(proc_root):
+        try:
+            tids = list_tids(task_dir)
+        except OSError as err:
+            restore_threads(previous)
+            raise BindError(
+                f"cannot list the threads of this process ({task_dir}): {err}; every thread was restored"
+            ) from err
+        for tid in tids:
             if tid in previous:
                 continue
             try:
                 before = frozenset(os.sched_getaffinity(tid))
-                os.sched_setaffinity(tid, target)
+                setaffinity(tid, target)
             except ProcessLookupError:
                 continue
             except OSError as err:

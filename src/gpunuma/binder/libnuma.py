@@ -102,21 +102,30 @@ class LibnumaBinder:
     """Binds the whole calling process with libnuma: every thread's CPUs, the calling thread's memory.
 
     ``library`` is the shared object to load; ``migrate_pages=True`` also moves pages already
-    touched to the planned nodes. Raises :class:`LibraryNotFoundError` when libnuma is missing.
+    touched to the planned nodes; ``proc_root``/``sys_root`` are where threads are listed and
+    existing nodes read. Raises :class:`LibraryNotFoundError` when libnuma is missing.
     """
 
     name = "libnuma"
 
-    def __init__(self, library: str = "libnuma.so.1", *, migrate_pages: bool = False, proc_root: str = "/proc"):
+    def __init__(
+        self,
+        library: str = "libnuma.so.1",
+        *,
+        migrate_pages: bool = False,
+        proc_root: str = "/proc",
+        sys_root: str = "/sys",
+    ):
         self.library = library
         self.migrate_pages = migrate_pages
         self.proc_root = proc_root
+        self.sys_root = sys_root
         self._lib = load_libnuma(library)
         self._syscalls = MempolicySyscalls(max_node=max(self._lib.numa_max_node(), 0))
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         # A CDLL handle cannot be pickled: a child process reloads the library.
-        return _rebuild, (self.library, self.migrate_pages, self.proc_root)
+        return _rebuild, (self.library, self.migrate_pages, self.proc_root, self.sys_root)
 
     def apply(self, plan: BindingPlan) -> BindingReport:
         """Bind every thread's CPUs and this thread's memory policy; restore all and raise BindError on failure."""
@@ -126,25 +135,27 @@ class LibnumaBinder:
             setter=_LibnumaSetter(self._lib, self._syscalls),
             syscalls=self._syscalls,
             proc_root=self.proc_root,
+            sys_root=self.sys_root,
             migrate=self.migrate_pages,
         )
 
 
-def _rebuild(library: str, migrate_pages: bool, proc_root: str) -> LibnumaBinder:
-    return LibnumaBinder(library, migrate_pages=migrate_pages, proc_root=proc_root)
+def _rebuild(library: str, migrate_pages: bool, proc_root: str, sys_root: str) -> LibnumaBinder:
+    return LibnumaBinder(library, migrate_pages=migrate_pages, proc_root=proc_root, sys_root=sys_root)
 
 
 def default_binder(
-    *, library: str = "libnuma.so.1", migrate_pages: bool = False, proc_root: str = "/proc"
+    *, library: str = "libnuma.so.1", migrate_pages: bool = False, proc_root: str = "/proc", sys_root: str = "/sys"
 ) -> Binder:
     """LibnumaBinder, or SyscallBinder when libnuma is missing or refuses; its reports say which."""
     from gpunuma.binder.syscall import SyscallBinder
 
     try:
-        return LibnumaBinder(library, migrate_pages=migrate_pages, proc_root=proc_root)
+        return LibnumaBinder(library, migrate_pages=migrate_pages, proc_root=proc_root, sys_root=sys_root)
     except BindError as err:
         return SyscallBinder(
             migrate_pages=migrate_pages,
             proc_root=proc_root,
+            sys_root=sys_root,
             notes=(f"libnuma not used ({err}); bound through raw syscalls",),
         )

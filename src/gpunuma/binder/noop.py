@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpunuma.binder._apply import not_bound_report
+from gpunuma.binder._unbound import not_bound_report
 from gpunuma.plan import BindingPlan
 from gpunuma.report import BindingReport
 

@@ -27,22 +27,29 @@ class _SyscallSetter:
 class SyscallBinder:
     """Binds the whole calling process with raw syscalls; the fallback when libnuma is absent.
 
-    ``notes`` are added to every report (``default_binder`` says why libnuma was not used).
+    ``notes`` are added to every report (``default_binder`` says why libnuma was not used);
+    ``proc_root``/``sys_root`` are where threads are listed and existing nodes read.
     """
 
     name = "syscall"
 
     def __init__(
-        self, *, migrate_pages: bool = False, proc_root: str = "/proc", notes: tuple[str, ...] = ()
+        self,
+        *,
+        migrate_pages: bool = False,
+        proc_root: str = "/proc",
+        sys_root: str = "/sys",
+        notes: tuple[str, ...] = (),
     ) -> None:
         self.migrate_pages = migrate_pages
         self.proc_root = proc_root
+        self.sys_root = sys_root
         self.notes = tuple(notes)
         self._syscalls = MempolicySyscalls()
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         # The ctypes handle cannot be pickled: a child process rebuilds it.
-        return _rebuild, (self.migrate_pages, self.proc_root, self.notes)
+        return _rebuild, (self.migrate_pages, self.proc_root, self.sys_root, self.notes)
 
     def apply(self, plan: BindingPlan) -> BindingReport:
         """Bind every thread's CPUs and this thread's memory policy; restore all and raise BindError on failure."""
@@ -52,10 +59,11 @@ class SyscallBinder:
             setter=_SyscallSetter(self._syscalls),
             syscalls=self._syscalls,
             proc_root=self.proc_root,
+            sys_root=self.sys_root,
             migrate=self.migrate_pages,
             notes=self.notes,
         )
 
 
-def _rebuild(migrate_pages: bool, proc_root: str, notes: tuple[str, ...]) -> SyscallBinder:
-    return SyscallBinder(migrate_pages=migrate_pages, proc_root=proc_root, notes=notes)
+def _rebuild(migrate_pages: bool, proc_root: str, sys_root: str, notes: tuple[str, ...]) -> SyscallBinder:
+    return SyscallBinder(migrate_pages=migrate_pages, proc_root=proc_root, sys_root=sys_root, notes=notes)
