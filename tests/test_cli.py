@@ -168,3 +168,12 @@ def test_check_reads_the_topology_from_gpunuma_source(capsys, monkeypatch, rende
 
     assert by_variable["plan"] is None and "no plan to compare with" in by_variable["notes"][0]
     assert by_option["plan"]["numa_node"] == 1 and by_option["gpus"] == [5]
+
+
+def test_exec_strict_from_the_environment_fails_instead_of_running_unbound():
+    proc = subprocess.run(
+        [sys.executable, "-m", "gpunuma", "exec", "--gpu", "0", "--source", "sysfs", "--",
+         sys.executable, "-c", "print('ran')"],
+        capture_output=True, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "GPUNUMA_STRICT": "1"},
+    )
+    assert proc.returncode == 2 and "ran" not in proc.stdout

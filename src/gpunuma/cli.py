@@ -156,11 +156,14 @@ def cmd_exec(args: argparse.Namespace) -> int:
     # A bad GPUNUMA_* value is a mistake to report (exit 2), never a reason to run unbound.
     policy = _policy(args)
     name = _source_name(args)
+    from gpunuma.settings import Settings
+
+    strict = args.strict or Settings.from_env().strict
     try:
         with _topology_source(args, name) as source:
             plan = plan_for(_gpus(args), node=args.node, source=source, policy=policy)
     except GpunumaError as err:
-        if args.strict or args.simulate is not None or args.dry_run:
+        if strict or args.simulate is not None or args.dry_run:
             raise
         # Best-effort, like the library: the command still runs, unbound, and says why.
         print(f"gpunuma exec: not binding: {err}; running {argv[0]!r} unbound", file=sys.stderr)
@@ -173,7 +176,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
         return 0
     from gpunuma.launch import exec_bound
 
-    exec_bound(plan, argv, strict=args.strict)
+    exec_bound(plan, argv, strict=strict)
     return 0  # exec_bound only returns when exec failed, which raises
 
 
