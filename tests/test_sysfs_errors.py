@@ -30,7 +30,7 @@ def _damage(root, relative, text):
         ("sys/devices/system/node/node0/cpulist", "7-4\n"),
         ("sys/devices/system/cpu/online", "0-15,\n"),
         ("sys/devices/system/cpu/cpu3/topology/core_cpus_list", "3;11\n"),
-        ("sys/devices/system/cpu/cpu3/topology/core_id", "three\n"),
+        ("sys/devices/system/cpu/cpu0/topology/physical_package_id", "zero\n"),
         ("sys/devices/system/node/node0/distance", "10 twenty\n"),
         ("sys/devices/system/node/node0/distance", "10 20 20\n"),
         ("sys/devices/system/node/node1/meminfo", "Node 1 MemTotal: lots\n"),

@@ -37,7 +37,11 @@ class NumaNode:
 
 @dataclass(frozen=True)
 class Cpu:
-    """One logical CPU: its socket (package), core and SMT siblings (the CPUs of its core)."""
+    """One logical CPU: its socket (package), core and SMT siblings (the CPUs of its core).
+
+    ``core`` numbers the cores of a package 0, 1, 2... by their lowest CPU, so it repeats
+    across packages; ``(package, core)`` identifies a core, and ``siblings`` are its CPUs.
+    """
 
     id: int
     package: int
