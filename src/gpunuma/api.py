@@ -75,10 +75,21 @@ def plan_for(
 
     With ``node`` and no ``gpu``, plans an explicit node for a CPU-only process.
     """
+    return _plan(gpu, node, source, policy, env, ray, Settings.from_env(env))
+
+
+def _plan(
+    gpu: GpuSpec,
+    node: int | None,
+    source: str | TopologySource | None,
+    policy: Policy | None,
+    env: Mapping[str, str] | None,
+    ray: Any,
+    settings: Settings,
+) -> BindingPlan:
     from gpunuma.identity import describe_resolution
     from gpunuma.planner import plan_binding
 
-    settings = Settings.from_env(env)
     chosen = source if source is not None else settings.source
     if node is not None and gpu is None and chosen in ("auto", "nvml"):
         # An explicit node needs no GPU data: sysfs alone spares loading pynvml and nvmlInit.
@@ -169,7 +180,7 @@ def _bind(
     settings = Settings.from_env(env)
     strict = settings.strict if strict is None else strict
     try:
-        plan = plan_for(gpu, node=node, source=source, policy=policy, env=env, ray=ray)
+        plan = _plan(gpu, node, source, policy, env, ray, settings)
     except GpunumaError as err:
         if strict:
             raise
