@@ -87,15 +87,7 @@ def verdict(met: bool) -> str:
 
 def time_calls(fn: Callable[[], object], *, reps: int, warmup: int) -> list[int]:
     """``reps`` timed calls of ``fn`` after ``warmup`` untimed ones; one sample per call."""
-    for _ in range(warmup):
-        fn()
-    samples = []
-    clock = time.perf_counter_ns
-    for _ in range(reps):
-        start = clock()
-        fn()
-        samples.append(clock() - start)
-    return samples
+    return time_batched(fn, reps=reps, batch=1, warmup=warmup)
 
 
 def time_batched(fn: Callable[[], object], *, reps: int, batch: int, warmup: int) -> list[int]:

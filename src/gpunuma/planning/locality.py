@@ -10,7 +10,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from enum import Enum
 
-from gpunuma.model import Gpu, Topology
+from gpunuma.model import Gpu, NumaNode, Topology
 from gpunuma.planning.distance import nearest_node, node_list
 from gpunuma.policy import Policy
 
@@ -133,28 +133,29 @@ def _direct(topology: Topology, gpu: Gpu) -> tuple[NodeChoice | None, tuple[str,
             reason = f"{gpu.label} is on node {node.id}"
             return NodeChoice(gpu.index, gpu.label, node.id, Locality.REPORTED, (reason,)), ()
         else:
-            found = nearest_node(topology, node, lambda n: n.has_cpus)
-            if found is not None:
-                reason = (
-                    f"{gpu.label} reports node {node.id}, which has no CPUs; using node {found.node}, "
-                    f"the nearest node with CPUs ({found.phrase()})"
-                )
-                return NodeChoice(gpu.index, gpu.label, found.node, Locality.NEAREST, (reason,)), ()
+            choice = _nearest_with_cpus(topology, gpu, node, f"{gpu.label} reports node {node.id}, which has no CPUs")
+            if choice is not None:
+                return choice, ()
             notes.append(f"{gpu.label} reports node {node.id}, which has no CPUs, and no node has CPUs")
     elif gpu.memory_node is not None:
         node = topology.node(gpu.memory_node)
         if node is None:
             notes.append(f"{gpu.label}'s GPU-memory node {gpu.memory_node} is not in the topology")
         else:
-            found = nearest_node(topology, node, lambda n: n.has_cpus)
-            if found is not None:
-                reason = (
-                    f"{gpu.label} reports numa_node -1; its GPU memory is node {node.id} "
-                    f"(nvmlDeviceGetNumaNodeId); using node {found.node}, the nearest node with CPUs "
-                    f"({found.phrase()})"
-                )
-                return NodeChoice(gpu.index, gpu.label, found.node, Locality.NEAREST, (reason,)), ()
+            why = f"{gpu.label} reports numa_node -1; its GPU memory is node {node.id} (nvmlDeviceGetNumaNodeId)"
+            choice = _nearest_with_cpus(topology, gpu, node, why)
+            if choice is not None:
+                return choice, ()
     return None, tuple(notes)
+
+
+def _nearest_with_cpus(topology: Topology, gpu: Gpu, node: NumaNode, why: str) -> NodeChoice | None:
+    """Rule 1b: the CPU node nearest ``node`` by its distance row, with ``why`` leading the reason."""
+    found = nearest_node(topology, node, lambda n: n.has_cpus)
+    if found is None:
+        return None
+    reason = f"{why}; using node {found.node}, the nearest node with CPUs ({found.phrase()})"
+    return NodeChoice(gpu.index, gpu.label, found.node, Locality.NEAREST, (reason,))
 
 
 def _candidates(topology: Topology, gpu: Gpu) -> _Candidates:
