@@ -11,18 +11,18 @@ import json
 import threading
 import time
 
-from gpunuma.planner import plan_binding
-from gpunuma.topology.sysfs import SysfsTopology
+from gpunuma.adapters.sysfs import SysfsTopology
+from gpunuma.core.planner import plan_binding
 
 THREADS = 20
 
 
 def _binder(name: str):
     if name == "libnuma":
-        from gpunuma.binder.libnuma import LibnumaBinder
+        from gpunuma.adapters.libnuma import LibnumaBinder
 
         return LibnumaBinder()
-    from gpunuma.binder.syscall import SyscallBinder
+    from gpunuma.adapters.syscall import SyscallBinder
 
     return SyscallBinder()
 

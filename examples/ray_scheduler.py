@@ -17,8 +17,8 @@ import tempfile
 
 import ray
 
+from gpunuma.core.policy import Policy
 from gpunuma.integrations.ray import start_bound_actor
-from gpunuma.policy import Policy
 
 
 class TinyScheduler:
@@ -34,7 +34,7 @@ class TinyScheduler:
 
 def simulated_adapters(name: str, root: str) -> dict[str, object]:
     """The real sysfs+NVML source over a rendered machine, and that machine's simulated kernel."""
-    from gpunuma.topology.auto import AutoTopology
+    from gpunuma.adapters.auto import AutoTopology
     from gpunuma_fakes.catalogue import machine
     from gpunuma_fakes.kernel import SimulatedKernel
     from gpunuma_fakes.nvml import FakeNvml

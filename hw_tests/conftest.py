@@ -84,14 +84,14 @@ def results_dir() -> Path | None:
 
 @pytest.fixture(scope="session")
 def nvml_topology() -> Any:
-    from gpunuma.topology.nvml import NvmlTopology
-    from gpunuma.topology.sysfs import SysfsTopology
+    from gpunuma.adapters.nvml import NvmlTopology
+    from gpunuma.adapters.sysfs import SysfsTopology
 
     return NvmlTopology(sysfs=SysfsTopology()).read()
 
 
 @pytest.fixture(scope="session")
 def sysfs_topology() -> Any:
-    from gpunuma.topology.sysfs import SysfsTopology
+    from gpunuma.adapters.sysfs import SysfsTopology
 
     return SysfsTopology().read()

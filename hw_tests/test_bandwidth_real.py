@@ -17,7 +17,7 @@ from conftest import run_child
 _PROBE = """
 import json, sys, torch
 from gpunuma.api import bind_to_node
-from gpunuma.policy import Policy
+from gpunuma.core.policy import Policy
 node, uuid, size_mb, reps = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 report = bind_to_node(node, policy=Policy(memory="bind"), strict=True, env={})
 host = torch.empty(size_mb << 20, dtype=torch.uint8, pin_memory=True)

@@ -9,7 +9,7 @@ from conftest import run_child
 _BIND_CHILD = """
 import json, os, sys, threading
 from gpunuma.api import bind_to_gpu, bind_to_node
-from gpunuma.readback import read_kernel_view
+from gpunuma.adapters.kernel_view import read_kernel_view
 gate = threading.Event()
 workers = [threading.Thread(target=gate.wait, name=f"pre-{i}") for i in range(4)]
 for w in workers: w.start()
@@ -58,7 +58,7 @@ def test_child_binds_to_each_gpus_plan(binder, nvml_topology, child_env):
 _PLACEMENT_CHILD = """
 import json, sys
 from gpunuma.api import bind_to_node
-from gpunuma.policy import Policy
+from gpunuma.core.policy import Policy
 node = int(sys.argv[1])
 report = bind_to_node(node, policy=Policy(memory="bind"), strict=True, env={})
 buf = bytearray(64 << 20)            # mapped after binding ...

@@ -17,7 +17,7 @@ print(json.dumps({"count": torch.cuda.device_count(), "bus": bus, "uuid": str(pr
 _GPUNUMA_CUDA0 = """
 import json
 from gpunuma.api import make_source
-from gpunuma.identity import resolve_gpus
+from gpunuma.core.identity import resolve_gpus
 topology = make_source("auto").read()
 (index,) = resolve_gpus(topology, gpus=[0])
 print(json.dumps({"index": index, "bus": topology.gpu(index).pci_bus_id}))

@@ -9,14 +9,14 @@ import sys
 
 import pytest
 
-from gpunuma.cpuset import CpuSet
+from gpunuma.core.cpuset import CpuSet
 
 _SELF = "import json, os; print(json.dumps(sorted(os.sched_getaffinity(0))))"
 
 
 def _node0_plan(sysfs_topology):
-    from gpunuma.planner import plan_binding
-    from gpunuma.topology.sysfs import SysfsTopology
+    from gpunuma.adapters.sysfs import SysfsTopology
+    from gpunuma.core.planner import plan_binding
 
     return plan_binding(sysfs_topology, (), SysfsTopology().allowed(), node=sysfs_topology.cpu_nodes[0].id)
 
@@ -24,7 +24,7 @@ def _node0_plan(sysfs_topology):
 def test_numactl_launcher_runs_a_bound_child(sysfs_topology, child_env):
     if shutil.which("numactl") is None:
         pytest.skip("numactl is not installed on this host")
-    from gpunuma.binder.numactl import NumactlLauncher
+    from gpunuma.adapters.numactl import NumactlLauncher
 
     plan = _node0_plan(sysfs_topology)
     argv = NumactlLauncher().command(plan, [sys.executable, "-c", _SELF])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from gpunuma.identity import normalize_bus_id
+from gpunuma.core.identity import normalize_bus_id
 
 
 def test_nvml_lists_every_gpu_with_uuid_and_bus_id(nvml_topology, results_dir):
@@ -41,7 +41,7 @@ def test_nvml_and_sysfs_agree_on_bus_ids_nodes_and_local_cpus(nvml_topology, sys
 
 
 def test_auto_source_uses_nvml_for_identity(nvml_topology):
-    from gpunuma.topology.auto import AutoTopology
+    from gpunuma.adapters.auto import AutoTopology
 
     auto = AutoTopology().read()
     assert auto.source.startswith("auto(nvml")

@@ -16,7 +16,7 @@ def _heavy_object() -> dict:
 
 def test_one_bound_scheduler_actor_per_gpu(nvml_topology, results_dir):
     ray = pytest.importorskip("ray", reason="Ray is not installed on this host")
-    from gpunuma.cpuset import CpuSet
+    from gpunuma.core.cpuset import CpuSet
     from gpunuma.integrations.ray import start_bound_actor
 
     # Ray workers cannot import this test module: send its functions by value.

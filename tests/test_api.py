@@ -6,13 +6,13 @@ import logging
 
 import pytest
 
+from gpunuma.adapters.auto import AutoTopology
+from gpunuma.adapters.noop import NoopBinder
+from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.api import bind_to_gpu, bind_to_node, make_binder, make_source, plan_for
-from gpunuma.binder.noop import NoopBinder
-from gpunuma.cpuset import CpuSet
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.policy import CpuScope, Policy
 from gpunuma.errors import BindError, GpuResolutionError, InvalidNodeError, UnknownSourceError
-from gpunuma.policy import CpuScope, Policy
-from gpunuma.topology.auto import AutoTopology
-from gpunuma.topology.sysfs import SysfsTopology
 from gpunuma_fakes import machine
 from gpunuma_fakes.kernel import SimulatedKernel
 from gpunuma_fakes.nvml import FakeNvml

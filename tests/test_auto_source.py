@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from gpunuma.cpuset import CpuSet
-from gpunuma.model import Gpu, MigDevice
-from gpunuma.topology.auto import AutoTopology
-from gpunuma.topology.sysfs import SysfsTopology
+from gpunuma.adapters.auto import AutoTopology
+from gpunuma.adapters.sysfs import SysfsTopology
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.model import Gpu, MigDevice
 from gpunuma_fakes import MACHINES, machine, render_sysfs
 from gpunuma_fakes.nvml import FakeNvml
 from gpunuma_fakes.spec import GpuSpec, Machine

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from gpunuma.binder.libnuma import LibnumaBinder
-from gpunuma.cpuset import CpuSet
+from gpunuma.adapters.libnuma import LibnumaBinder
+from gpunuma.adapters.mempolicy import Mempolicy, MempolicySyscalls, Mode
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.plan import BindingPlan
+from gpunuma.core.policy import MemoryPolicy
 from gpunuma.errors import BindError, LibraryNotFoundError
-from gpunuma.mempolicy import Mempolicy, MempolicySyscalls, Mode
-from gpunuma.plan import BindingPlan
-from gpunuma.policy import MemoryPolicy
 
 ALLOWED = frozenset(os.sched_getaffinity(0))
 FIRST_CPU = min(ALLOWED)

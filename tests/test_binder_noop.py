@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 
-from gpunuma.binder.noop import NoopBinder
-from gpunuma.cpuset import CpuSet
-from gpunuma.plan import BindingPlan
-from gpunuma.policy import MemoryPolicy
-from gpunuma.ports import Binder
+from gpunuma.adapters.noop import NoopBinder
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.plan import BindingPlan
+from gpunuma.core.policy import MemoryPolicy
+from gpunuma.core.ports import Binder
 
 
 def test_records_every_plan_and_reports_not_bound_with_the_dry_run_reason() -> None:

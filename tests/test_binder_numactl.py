@@ -9,13 +9,13 @@ import sys
 
 import pytest
 
-from gpunuma.binder.numactl import NumactlLauncher
-from gpunuma.cpuset import CpuSet
+from gpunuma.adapters.numactl import NumactlLauncher
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.model import NumaNode, Topology
+from gpunuma.core.plan import BindingPlan
+from gpunuma.core.policy import MemoryPolicy
+from gpunuma.core.ports import Launcher
 from gpunuma.errors import LibraryNotFoundError
-from gpunuma.model import NumaNode, Topology
-from gpunuma.plan import BindingPlan
-from gpunuma.policy import MemoryPolicy
-from gpunuma.ports import Launcher
 
 # DGX H100 layout: node 0 holds CPUs 0-55,112-167, node 1 holds 56-111,168-223.
 DGX = Topology(
@@ -81,7 +81,7 @@ def test_is_a_launcher_port() -> None:
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2+ CPUs to prove a change")
 def test_the_argv_really_runs_a_bound_child() -> None:
     cpu = min(os.sched_getaffinity(0))
-    child = [sys.executable, "-c", "import os; from gpunuma.mempolicy import MempolicySyscalls as M; "
+    child = [sys.executable, "-c", "import os; from gpunuma.adapters.mempolicy import MempolicySyscalls as M; "
              "print(sorted(os.sched_getaffinity(0)), M().get())"]
 
     argv = NumactlLauncher().command(plan(str(cpu), MemoryPolicy.BIND, (0,)), child)

@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from gpunuma.binder import libnuma
-from gpunuma.binder._apply import apply_whole_process
-from gpunuma.binder.syscall import SyscallBinder
-from gpunuma.cpuset import CpuSet
+from gpunuma.adapters import libnuma
+from gpunuma.adapters.mempolicy import SYSCALL_NUMBERS, Mempolicy, MempolicySyscalls, Mode, known_nodes
+from gpunuma.adapters.process import apply_whole_process
+from gpunuma.adapters.syscall import SyscallBinder
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.plan import BindingPlan
+from gpunuma.core.policy import MemoryPolicy
 from gpunuma.errors import BindError
-from gpunuma.mempolicy import SYSCALL_NUMBERS, Mempolicy, MempolicySyscalls, Mode, known_nodes
-from gpunuma.plan import BindingPlan
-from gpunuma.policy import MemoryPolicy
 
 ALLOWED = frozenset(os.sched_getaffinity(0))
 FIRST_CPU = min(ALLOWED)
@@ -139,7 +139,7 @@ def test_known_nodes_reads_online_then_possible(tmp_path: Path) -> None:
 
 
 def test_several_preferred_nodes_use_preferred_many_on_kernels_that_have_it() -> None:
-    from gpunuma.binder._apply import kernel_at_least
+    from gpunuma.adapters.process import kernel_at_least
 
     if not kernel_at_least((5, 15)):
         pytest.skip("MPOL_PREFERRED_MANY needs Linux 5.15+")

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from gpunuma.binder._threads import ThreadBindError, bind_threads
-from gpunuma.cpuset import CpuSet
+from gpunuma.adapters.threads import ThreadBindError, bind_threads
+from gpunuma.core.cpuset import CpuSet
 from gpunuma.errors import BindError
 
 ALLOWED = frozenset(os.sched_getaffinity(0))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.check import check_process
-from gpunuma.cpuset import CpuSet
-from gpunuma.topology.sysfs import SysfsTopology
+from gpunuma.core.cpuset import CpuSet
 from gpunuma_fakes import machine
 from gpunuma_fakes.render import PID
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpunuma.cpuset import CpuSet
+from gpunuma.core.cpuset import CpuSet
 from gpunuma.errors import CpuSetParseError
 
 cpu_ids = st.frozensets(st.integers(min_value=0, max_value=1023), max_size=64)

@@ -10,15 +10,15 @@ from collections.abc import Sequence
 
 import pytest
 
-from gpunuma.errors import GpuResolutionError
-from gpunuma.identity import (
+from gpunuma.core.identity import (
     describe_resolution,
     local_to_physical,
     normalize_bus_id,
     resolve_gpus,
     visible_gpus,
 )
-from gpunuma.model import MigDevice, Topology
+from gpunuma.core.model import MigDevice, Topology
+from gpunuma.errors import GpuResolutionError
 from gpunuma_fakes import machine
 
 DGX = machine("dgx-h100").topology()
@@ -250,8 +250,8 @@ def test_explicit_decimal_strings_are_local_indices_like_ints(digits: str, physi
 
 
 def test_plan_for_a_local_rank_string_plans_the_gpu_it_names() -> None:
+    from gpunuma.adapters.static import StaticTopology
     from gpunuma.api import plan_for
-    from gpunuma.topology.static import StaticTopology
 
     dgx = machine("dgx-h100")
     source = StaticTopology(dgx.topology(), dgx.allowed())

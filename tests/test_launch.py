@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from gpunuma.adapters.numactl import NumactlLauncher
+from gpunuma.adapters.syscall import SyscallBinder
 from gpunuma.api import apply_plan
-from gpunuma.binder.numactl import NumactlLauncher
-from gpunuma.binder.syscall import SyscallBinder
-from gpunuma.cpuset import CpuSet
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.plan import BindingPlan
+from gpunuma.core.policy import MemoryPolicy
 from gpunuma.errors import UnknownSourceError
 from gpunuma.launch import bound_command, exec_argv, run_bound, start_bound_process
-from gpunuma.plan import BindingPlan
-from gpunuma.policy import MemoryPolicy
 from gpunuma_fakes import machine
 from gpunuma_fakes.kernel import SimulatedKernel
 
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.skipif(len(ALLOWED) < 2, reason="needs 2+ CPUs to prove
 
 #: A child that prints its own CPU affinity and memory policy.
 REPORT_SELF = [sys.executable, "-c",
-               "import os; from gpunuma.mempolicy import MempolicySyscalls as M; "
+               "import os; from gpunuma.adapters.mempolicy import MempolicySyscalls as M; "
                "print(sorted(os.sched_getaffinity(0)), M().get())"]
 
 
@@ -70,7 +70,7 @@ def test_a_plan_that_does_not_bind_runs_the_command_as_given() -> None:
 
 def write_own_binding(path: str, greeting: str) -> None:
     """The spawned worker's target: writes its own binding to ``path``."""
-    from gpunuma.mempolicy import MempolicySyscalls
+    from gpunuma.adapters.mempolicy import MempolicySyscalls
 
     Path(path).write_text(f"{greeting} {sorted(os.sched_getaffinity(0))} {MempolicySyscalls().get()}")
 

@@ -9,9 +9,9 @@ import re
 
 import pytest
 
-from gpunuma.planner import plan_binding
-from gpunuma.topology.static import StaticTopology
-from gpunuma.topology.sysfs import SysfsTopology
+from gpunuma.adapters.static import StaticTopology
+from gpunuma.adapters.sysfs import SysfsTopology
+from gpunuma.core.planner import plan_binding
 from gpunuma_fakes import MACHINES, UnknownMachineError, machine, names, static_topology
 
 ALL = names()

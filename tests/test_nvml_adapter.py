@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from gpunuma.cpuset import CpuSet
+from gpunuma.adapters.nvml import NvmlTopology
+from gpunuma.adapters.sysfs import SysfsTopology
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.model import MigDevice, Topology
+from gpunuma.core.ports import TopologySource
 from gpunuma.errors import NvmlError
-from gpunuma.model import MigDevice, Topology
-from gpunuma.ports import TopologySource
-from gpunuma.topology.nvml import NvmlTopology
-from gpunuma.topology.sysfs import SysfsTopology
 from gpunuma_fakes import MACHINES, machine, render_sysfs
 from gpunuma_fakes.nvml import FakeNvml
 from gpunuma_fakes.spec import Machine

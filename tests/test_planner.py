@@ -6,11 +6,11 @@ import pytest
 import topologies as machines
 from topologies import allow, allow_all, build, gpu
 
-from gpunuma.cpuset import CpuSet
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.plan import BindingPlan
+from gpunuma.core.planner import Locality, gpu_nodes, gpu_placements, plan_binding
+from gpunuma.core.policy import CpuScope, Fallback, MemoryPolicy, Policy
 from gpunuma.errors import InvalidNodeError, PlanError
-from gpunuma.plan import BindingPlan
-from gpunuma.planner import Locality, gpu_nodes, gpu_placements, plan_binding
-from gpunuma.policy import CpuScope, Fallback, MemoryPolicy, Policy
 
 EXCLUSIVE = Policy(cpu_scope=CpuScope.EXCLUSIVE)
 SOCKET = Policy(cpu_scope=CpuScope.SOCKET)

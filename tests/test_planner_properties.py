@@ -8,12 +8,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from topologies import build
 
-from gpunuma.cpuset import CpuSet
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.model import Gpu, Topology
+from gpunuma.core.plan import Allowed
+from gpunuma.core.planner import gpu_placements, plan_binding
+from gpunuma.core.policy import CpuScope, Fallback, MemoryPolicy, Policy
 from gpunuma.errors import InvalidNodeError, PlanError
-from gpunuma.model import Gpu, Topology
-from gpunuma.plan import Allowed
-from gpunuma.planner import gpu_placements, plan_binding
-from gpunuma.policy import CpuScope, Fallback, MemoryPolicy, Policy
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

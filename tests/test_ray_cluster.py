@@ -15,9 +15,9 @@ import pytest
 ray = pytest.importorskip("ray")
 cluster_utils = pytest.importorskip("ray.cluster_utils")
 
-from gpunuma.cpuset import CpuSet  # noqa: E402
+from gpunuma.adapters.auto import AutoTopology  # noqa: E402
+from gpunuma.core.cpuset import CpuSet  # noqa: E402
 from gpunuma.integrations.ray import RayNodeBinder, RayNodeTopology, start_bound_actor  # noqa: E402
-from gpunuma.topology.auto import AutoTopology  # noqa: E402
 from gpunuma_fakes.catalogue import machine  # noqa: E402
 from gpunuma_fakes.kernel import SimulatedKernel  # noqa: E402
 from gpunuma_fakes.nvml import FakeNvml  # noqa: E402

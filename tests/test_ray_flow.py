@@ -16,11 +16,11 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from gpunuma.cpuset import CpuSet  # noqa: E402
+from gpunuma.adapters.auto import AutoTopology  # noqa: E402
+from gpunuma.adapters.sysfs import SysfsTopology  # noqa: E402
+from gpunuma.core.cpuset import CpuSet  # noqa: E402
+from gpunuma.core.policy import Policy  # noqa: E402
 from gpunuma.integrations.ray import GpuBoundActor, bind_this_process, start_bound_actor  # noqa: E402
-from gpunuma.policy import Policy  # noqa: E402
-from gpunuma.topology.auto import AutoTopology  # noqa: E402
-from gpunuma.topology.sysfs import SysfsTopology  # noqa: E402
 from gpunuma_fakes.catalogue import machine  # noqa: E402
 from gpunuma_fakes.kernel import SimulatedKernel  # noqa: E402
 from gpunuma_fakes.nvml import FakeNvml  # noqa: E402
@@ -257,7 +257,7 @@ def test_gpu_bound_actor_builds_the_heavy_object_only_after_binding(monkeypatch)
         seen.append(len(kernel.applied))
         return TinyModel()
 
-    from gpunuma.topology.static import StaticTopology
+    from gpunuma.adapters.static import StaticTopology
 
     actor = GpuBoundActor(
         factory, source=StaticTopology(dgx.topology(), dgx.allowed()), binder=kernel

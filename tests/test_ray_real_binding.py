@@ -15,14 +15,14 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from gpunuma.adapters.sysfs import SysfsTopology  # noqa: E402
 from gpunuma.api import apply_plan, bind_to_node, plan_for  # noqa: E402
-from gpunuma.cpuset import CpuSet  # noqa: E402
+from gpunuma.core.cpuset import CpuSet  # noqa: E402
+from gpunuma.core.model import Gpu, Topology  # noqa: E402
+from gpunuma.core.plan import Allowed  # noqa: E402
+from gpunuma.core.policy import Policy  # noqa: E402
 from gpunuma.errors import GpunumaError  # noqa: E402
 from gpunuma.integrations.ray import make_setup_hook  # noqa: E402
-from gpunuma.model import Gpu, Topology  # noqa: E402
-from gpunuma.plan import Allowed  # noqa: E402
-from gpunuma.policy import Policy  # noqa: E402
-from gpunuma.topology.sysfs import SysfsTopology  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
@@ -43,7 +43,7 @@ def thread_affinities() -> dict[int, CpuSet]:
 
 
 def libnuma_binder():
-    from gpunuma.binder.libnuma import LibnumaBinder
+    from gpunuma.adapters.libnuma import LibnumaBinder
 
     try:
         return LibnumaBinder()
@@ -59,7 +59,7 @@ class ThreadProbe:
     """An actor that binds itself in ``__init__`` and keeps what the kernel showed before and after."""
 
     def __init__(self, narrow_to_first_cpu: bool) -> None:
-        from gpunuma.binder.libnuma import LibnumaBinder
+        from gpunuma.adapters.libnuma import LibnumaBinder
 
         self.before = thread_affinities()
         if narrow_to_first_cpu:

@@ -15,11 +15,11 @@ from collections.abc import Callable
 
 import pytest
 
-from gpunuma.cpuset import CpuSet
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.model import Topology
+from gpunuma.core.plan import Allowed
+from gpunuma.core.policy import MemoryPolicy, Policy
 from gpunuma.integrations.ray import install_binding_hook
-from gpunuma.model import Topology
-from gpunuma.plan import Allowed
-from gpunuma.policy import MemoryPolicy, Policy
 from gpunuma_fakes import machine
 from gpunuma_fakes.kernel import SimulatedKernel
 

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from gpunuma.cpuset import CpuSet
+from gpunuma.adapters.kernel_view import read_kernel_view
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.plan import BindingPlan
+from gpunuma.core.policy import MemoryPolicy
+from gpunuma.core.readback import compare
+from gpunuma.core.report import KernelView, ThreadState
 from gpunuma.errors import SysfsFormatError
-from gpunuma.plan import BindingPlan
-from gpunuma.policy import MemoryPolicy
-from gpunuma.readback import compare, read_kernel_view
-from gpunuma.report import KernelView, ThreadState
 
 NODE0 = CpuSet.parse_list("0-55,112-167")
 

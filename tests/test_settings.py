@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gpunuma.policy import CpuScope, MemoryPolicy, Policy
+from gpunuma.core.policy import CpuScope, MemoryPolicy, Policy
 from gpunuma.settings import Settings, SettingsError
 
 

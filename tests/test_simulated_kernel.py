@@ -6,11 +6,11 @@ import pickle
 
 import pytest
 
-from gpunuma.cpuset import CpuSet
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.plan import BindingPlan
+from gpunuma.core.policy import MemoryPolicy
+from gpunuma.core.ports import Binder
 from gpunuma.errors import BindError
-from gpunuma.plan import BindingPlan
-from gpunuma.policy import MemoryPolicy
-from gpunuma.ports import Binder
 from gpunuma_fakes import machine
 from gpunuma_fakes.kernel import SimulatedKernel
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import dataclasses
 import shutil
 
-from gpunuma.cpuset import CpuSet
-from gpunuma.ports import TopologySource
-from gpunuma.procfs import read_cgroup_cpuset, read_status, read_thread_affinities
-from gpunuma.topology.sysfs import SysfsTopology
+from gpunuma.adapters.procfs import read_cgroup_cpuset, read_status, read_thread_affinities
+from gpunuma.adapters.sysfs import SysfsTopology
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.ports import TopologySource
 from gpunuma_fakes import GpuSpec, Machine, NodeSpec, machine
 from gpunuma_fakes.render import PID, TIDS
 

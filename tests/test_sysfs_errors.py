@@ -7,8 +7,8 @@ import dataclasses
 
 import pytest
 
+from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.errors import SysfsFormatError, TopologyError, TopologyUnavailableError
-from gpunuma.topology.sysfs import SysfsTopology
 from gpunuma_fakes import machine
 from gpunuma_fakes.render import PID
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from gpunuma.cpuset import CpuSet
-from gpunuma.model import Cpu, Gpu, NumaNode, Topology
-from gpunuma.plan import Allowed
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.model import Cpu, Gpu, NumaNode, Topology
+from gpunuma.core.plan import Allowed
 
 #: A distance function between two node ids.
 Distance = Callable[[int, int], int]

@@ -16,7 +16,7 @@ LIMIT_NS = 30_000_000
 
 #: Imported by the check child: the package and the modules ``bind_to_gpu`` pulls in.
 _CHECK = (
-    "import sys, json, gpunuma, gpunuma.api, gpunuma.planner, gpunuma.topology.auto, gpunuma.binder.libnuma;"
+    "import sys, json, gpunuma, gpunuma.api, gpunuma.core.planner, gpunuma.adapters.auto, gpunuma.adapters.libnuma;"
     "print(json.dumps([m for m in ('ray', 'pynvml') if m in sys.modules]))"
 )
 

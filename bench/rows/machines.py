@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from gpunuma.cpuset import CpuSet
+from gpunuma.core.cpuset import CpuSet
 from gpunuma_fakes import GpuSpec, Machine, NodeSpec, machine, render_sysfs
 
 #: Each generated socket: 64 cores x 2 threads, split into 2 nodes of 32 cores, 1 GPU per node.

@@ -17,8 +17,8 @@ def run(budget: Budget, workdir: Path) -> RowResult:
         import pynvml
     except ImportError:
         return skipped(KEY, WHAT, TARGET, "no NVML (pynvml not installed)")
-    from gpunuma.topology.nvml import NvmlTopology
-    from gpunuma.topology.sysfs import SysfsTopology
+    from gpunuma.adapters.nvml import NvmlTopology
+    from gpunuma.adapters.sysfs import SysfsTopology
 
     start = time.perf_counter_ns()
     try:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from harness import Budget, RowResult, Stats, fmt_ns, time_batched, verdict
 
-from gpunuma.planner import plan_binding
-from gpunuma.topology.sysfs import SysfsTopology
+from gpunuma.adapters.sysfs import SysfsTopology
+from gpunuma.core.planner import plan_binding
 from rows.machines import rendered
 
 KEY = "plan"

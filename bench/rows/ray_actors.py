@@ -47,8 +47,8 @@ def run(budget: Budget, workdir: Path) -> RowResult:
         import ray
     except ImportError:
         return skipped(KEY, WHAT, TARGET, "ray not installed")
+    from gpunuma.adapters.auto import AutoTopology
     from gpunuma.integrations.ray import GpuBoundActor
-    from gpunuma.topology.auto import AutoTopology
     from gpunuma_fakes.kernel import SimulatedKernel
     from gpunuma_fakes.nvml import FakeNvml
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from harness import Budget, RowResult, Stats, fmt_ns, time_calls, verdict
 
-from gpunuma.topology.sysfs import SysfsTopology
+from gpunuma.adapters.sysfs import SysfsTopology
 from rows.machines import rendered
 
 KEY = "sysfs-dgx"

@@ -13,7 +13,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from gpunuma.topology.static import StaticTopology
+    from gpunuma.adapters.static import StaticTopology
     from gpunuma_fakes.spec import Machine
 
 #: Public name -> module that defines it, imported on first access.
@@ -31,7 +31,7 @@ _EXPORTS = {
 
 def static_topology(simulated: Machine) -> StaticTopology:
     """The in-memory topology source a machine's spec declares (what the sysfs adapter must read)."""
-    from gpunuma.topology.static import StaticTopology
+    from gpunuma.adapters.static import StaticTopology
 
     return StaticTopology(simulated.topology(), simulated.allowed())
 

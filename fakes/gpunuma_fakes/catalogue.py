@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
-from gpunuma.cpuset import CpuSet
+from gpunuma.core.cpuset import CpuSet
 from gpunuma.errors import GpunumaError
 from gpunuma_fakes.spec import GpuSpec, Machine, NodeSpec
 

@@ -15,13 +15,13 @@ import os
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from gpunuma.cpuset import CpuSet
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.model import Topology
+from gpunuma.core.plan import Allowed, BindingPlan
+from gpunuma.core.policy import MemoryPolicy
+from gpunuma.core.readback import compare
+from gpunuma.core.report import BindingReport, KernelView, ThreadState
 from gpunuma.errors import BindError
-from gpunuma.model import Topology
-from gpunuma.plan import Allowed, BindingPlan
-from gpunuma.policy import MemoryPolicy
-from gpunuma.readback import compare
-from gpunuma.report import BindingReport, KernelView, ThreadState
 
 if TYPE_CHECKING:
     from gpunuma_fakes.spec import Machine
@@ -48,7 +48,7 @@ class SimulatedThread:
 
 
 class SimulatedKernel:
-    """A :class:`~gpunuma.ports.Binder` (name ``simulated``) over a topology and an :class:`Allowed`.
+    """A :class:`~gpunuma.core.ports.Binder` (name ``simulated``) over a topology and an :class:`Allowed`.
 
     ``fail="cpu"`` makes ``sched_setaffinity`` fail with EINVAL on the second thread (after the
     first was changed); ``fail="mempolicy_eperm"`` makes ``set_mempolicy`` fail with EPERM.

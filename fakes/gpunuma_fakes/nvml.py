@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gpunuma.cpuset import CpuSet
+from gpunuma.core.cpuset import CpuSet
 from gpunuma_fakes.spec import GpuSpec, Machine
 
 # -- constants and errors, named and numbered as in pynvml -------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gpunuma.cpuset import CpuSet
+from gpunuma.core.cpuset import CpuSet
 from gpunuma_fakes.spec import GpuSpec, Machine
 
 #: The simulated process and two of its threads.

@@ -1,7 +1,7 @@
 """Simulated machines declared as data: nodes, CPU layout, GPUs, the process's cgroup.
 
 A :class:`Machine` renders a sysfs tree (``render.py``) and a fake ``pynvml``
-(``nvml.py``), and declares the :class:`~gpunuma.model.Topology` the real adapters
+(``nvml.py``), and declares the :class:`~gpunuma.core.model.Topology` the real adapters
 must read from them (:meth:`Machine.topology`).
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gpunuma.cpuset import CpuSet
-from gpunuma.model import Cpu, Gpu, MigDevice, NumaNode, Topology
-from gpunuma.plan import Allowed
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.model import Cpu, Gpu, MigDevice, NumaNode, Topology
+from gpunuma.core.plan import Allowed
 
 
 @dataclass(frozen=True)

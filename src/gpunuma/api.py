@@ -12,16 +12,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from gpunuma.binder._unbound import not_bound_report
+from gpunuma.core.plan import BindingPlan
+from gpunuma.core.policy import Policy
+from gpunuma.core.report import BindingReport, not_bound_report
 from gpunuma.errors import GpunumaError
-from gpunuma.plan import BindingPlan
-from gpunuma.policy import Policy
 from gpunuma.registry import binder_class, topology_source_class
-from gpunuma.report import BindingReport
 from gpunuma.settings import Settings
 
 if TYPE_CHECKING:  # annotations only: the bind path in every worker skips building the Protocols
-    from gpunuma.ports import Binder, TopologySource
+    from gpunuma.core.ports import Binder, TopologySource
 
 logger = logging.getLogger("gpunuma")
 
@@ -46,7 +45,7 @@ def make_source(source: str | TopologySource | None = None, *, root: str | Path 
 def make_binder(binder: str | Binder | None = None) -> Binder:
     """A binder: an instance passes through, a name is built, None is libnuma (else raw syscalls)."""
     if binder is None:
-        from gpunuma.binder.libnuma import default_binder
+        from gpunuma.adapters.libnuma import default_binder
 
         return default_binder()
     if isinstance(binder, str):
@@ -87,8 +86,8 @@ def _plan(
     ray: Any,
     settings: Settings,
 ) -> BindingPlan:
-    from gpunuma.identity import describe_resolution
-    from gpunuma.planner import plan_binding
+    from gpunuma.core.identity import describe_resolution
+    from gpunuma.core.planner import plan_binding
 
     chosen = source if source is not None else settings.source
     if node is not None and gpu is None and chosen in ("auto", "nvml"):

@@ -15,11 +15,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from gpunuma.core.plan import BindingPlan
+from gpunuma.core.policy import Policy
+from gpunuma.core.ports import TopologySource
+from gpunuma.core.report import KernelView
 from gpunuma.errors import GpunumaError
-from gpunuma.plan import BindingPlan
-from gpunuma.policy import Policy
-from gpunuma.ports import TopologySource
-from gpunuma.report import KernelView
 from gpunuma.settings import Settings
 
 #: Set by Ray's raylet in every worker's environment at start.
@@ -114,11 +114,12 @@ def check_process(
     The plan follows the process's own ``GPUNUMA_*`` settings (``policy`` replaces them); a process
     running with ``GPUNUMA_BIND=0`` is shown, not judged.
     """
+    from gpunuma.adapters.kernel_view import read_kernel_view
+    from gpunuma.adapters.sysfs import SysfsTopology
     from gpunuma.api import make_source
-    from gpunuma.identity import resolve_gpus
-    from gpunuma.planner import plan_binding
-    from gpunuma.readback import compare, read_kernel_view
-    from gpunuma.topology.sysfs import SysfsTopology
+    from gpunuma.core.identity import resolve_gpus
+    from gpunuma.core.planner import plan_binding
+    from gpunuma.core.readback import compare
 
     view = read_kernel_view(pid, proc_root=Path(root) / "proc")
     notes: list[str] = []

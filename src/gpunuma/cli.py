@@ -17,8 +17,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from gpunuma.core.policy import CpuScope, Fallback, MemoryPolicy, Policy
 from gpunuma.errors import GpunumaError
-from gpunuma.policy import CpuScope, Fallback, MemoryPolicy, Policy
 
 _SOURCES = ("auto", "nvml", "sysfs")
 _SOURCE_HELP = "where the topology comes from (default: GPUNUMA_SOURCE, else auto = NVML + sysfs)"
@@ -41,7 +41,7 @@ def _topology_source(args: argparse.Namespace, name: str | None = None) -> Itera
         yield make_source(name, root=args.root)
         return
     import gpunuma_fakes
-    from gpunuma.topology.sysfs import SysfsTopology
+    from gpunuma.adapters.sysfs import SysfsTopology
     from gpunuma_fakes.nvml import FakeNvml
 
     machine = gpunuma_fakes.machine(args.simulate)
@@ -51,11 +51,11 @@ def _topology_source(args: argparse.Namespace, name: str | None = None) -> Itera
         if name == "sysfs":
             yield sysfs
         elif name == "nvml":
-            from gpunuma.topology.nvml import NvmlTopology
+            from gpunuma.adapters.nvml import NvmlTopology
 
             yield NvmlTopology(nvml=FakeNvml(machine), sysfs=sysfs)
         else:
-            from gpunuma.topology.auto import AutoTopology
+            from gpunuma.adapters.auto import AutoTopology
 
             yield AutoTopology(nvml=FakeNvml(machine), sysfs=sysfs)
 

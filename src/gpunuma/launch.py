@@ -15,10 +15,10 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
-from gpunuma.cpuset import CpuSet
-from gpunuma.plan import BindingPlan
-from gpunuma.policy import MemoryPolicy
-from gpunuma.ports import Binder, Launcher
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.plan import BindingPlan
+from gpunuma.core.policy import MemoryPolicy
+from gpunuma.core.ports import Binder, Launcher
 
 if TYPE_CHECKING:
     from multiprocessing.context import ForkContext, ForkServerContext, SpawnContext

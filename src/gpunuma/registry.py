@@ -9,16 +9,16 @@ from gpunuma.errors import UnknownSourceError
 
 #: Topology sources by name: (module, class).
 TOPOLOGY_SOURCES: dict[str, tuple[str, str]] = {
-    "sysfs": ("gpunuma.topology.sysfs", "SysfsTopology"),
-    "nvml": ("gpunuma.topology.nvml", "NvmlTopology"),
-    "auto": ("gpunuma.topology.auto", "AutoTopology"),
+    "sysfs": ("gpunuma.adapters.sysfs", "SysfsTopology"),
+    "nvml": ("gpunuma.adapters.nvml", "NvmlTopology"),
+    "auto": ("gpunuma.adapters.auto", "AutoTopology"),
 }
 
 #: Binders by name: (module, class).
 BINDERS: dict[str, tuple[str, str]] = {
-    "libnuma": ("gpunuma.binder.libnuma", "LibnumaBinder"),
-    "syscall": ("gpunuma.binder.syscall", "SyscallBinder"),
-    "noop": ("gpunuma.binder.noop", "NoopBinder"),
+    "libnuma": ("gpunuma.adapters.libnuma", "LibnumaBinder"),
+    "syscall": ("gpunuma.adapters.syscall", "SyscallBinder"),
+    "noop": ("gpunuma.adapters.noop", "NoopBinder"),
 }
 
 

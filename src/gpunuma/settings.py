@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TypeVar
 
+from gpunuma.core.policy import CpuScope, MemoryPolicy, Policy
 from gpunuma.errors import GpunumaError
-from gpunuma.policy import CpuScope, MemoryPolicy, Policy
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}

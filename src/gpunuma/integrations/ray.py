@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 from gpunuma.errors import BindError, TopologyUnavailableError
 
 if TYPE_CHECKING:  # annotations only: a worker loads what the bind path needs, when it binds
-    from gpunuma.model import Topology
-    from gpunuma.plan import Allowed, BindingPlan
-    from gpunuma.policy import Policy
-    from gpunuma.ports import Binder, TopologySource
-    from gpunuma.report import BindingReport
+    from gpunuma.core.model import Topology
+    from gpunuma.core.plan import Allowed, BindingPlan
+    from gpunuma.core.policy import Policy
+    from gpunuma.core.ports import Binder, TopologySource
+    from gpunuma.core.report import BindingReport
 
 logger = logging.getLogger("gpunuma")
 

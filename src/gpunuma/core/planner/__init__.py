@@ -39,15 +39,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from gpunuma.cpuset import CpuSet
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.model import Gpu, NumaNode, Topology
+from gpunuma.core.plan import Allowed, BindingPlan
+from gpunuma.core.planner.distance import node_list
+from gpunuma.core.planner.locality import Locality, NodeChoice, gpu_nodes
+from gpunuma.core.planner.memory import plan_memory
+from gpunuma.core.planner.placement import Placement, disallowed_reason, place_gpus
+from gpunuma.core.policy import CpuScope, MemoryPolicy, Policy
 from gpunuma.errors import InvalidNodeError, PlanError
-from gpunuma.model import Gpu, NumaNode, Topology
-from gpunuma.plan import Allowed, BindingPlan
-from gpunuma.planning.distance import node_list
-from gpunuma.planning.locality import Locality, NodeChoice, gpu_nodes
-from gpunuma.planning.memory import plan_memory
-from gpunuma.planning.placement import Placement, disallowed_reason, place_gpus
-from gpunuma.policy import CpuScope, MemoryPolicy, Policy
 
 __all__ = ["Locality", "NodeChoice", "Placement", "gpu_nodes", "gpu_placements", "plan_binding"]
 
@@ -253,7 +253,7 @@ def _exclusive_scope(
     reasons: list[str],
 ) -> tuple[CpuSet, tuple[int, ...]]:
     # Only this scope splits cores: importing it here spares the other scopes a dataclass build.
-    from gpunuma.planning.cores import physical_cores, share_of
+    from gpunuma.core.planner.cores import physical_cores, share_of
 
     cpus = CpuSet()
     for node_id in targets:

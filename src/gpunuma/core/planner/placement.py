@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gpunuma.model import NumaNode, Topology
-from gpunuma.plan import Allowed
-from gpunuma.planning.distance import nearest_node
-from gpunuma.planning.locality import NodeChoice
-from gpunuma.policy import Fallback, Policy
+from gpunuma.core.model import NumaNode, Topology
+from gpunuma.core.plan import Allowed
+from gpunuma.core.planner.distance import nearest_node
+from gpunuma.core.planner.locality import NodeChoice
+from gpunuma.core.policy import Fallback, Policy
 
 
 @dataclass(frozen=True)

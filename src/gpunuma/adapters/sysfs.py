@@ -8,11 +8,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gpunuma.cpuset import CpuSet
+from gpunuma.adapters.procfs import parse_cpulist, parse_nodelist, read_allowed, read_text
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.model import Cpu, Gpu, NumaNode, Topology
+from gpunuma.core.plan import Allowed
 from gpunuma.errors import SysfsFormatError, TopologyUnavailableError
-from gpunuma.model import Cpu, Gpu, NumaNode, Topology
-from gpunuma.plan import Allowed
-from gpunuma.procfs import parse_cpulist, parse_nodelist, read_allowed, read_text
 
 _VENDORS = {0x10DE: "nvidia", 0x1002: "amd"}
 #: PCI base class + subclass of a GPU: VGA, 3D controller, other display controller.

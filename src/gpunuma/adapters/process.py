@@ -13,15 +13,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
-from gpunuma.binder._threads import ThreadBindError, bind_threads, restore_threads
-from gpunuma.binder._unbound import not_bound_report
-from gpunuma.cpuset import CpuSet
+from gpunuma.adapters.kernel_view import read_kernel_view
+from gpunuma.adapters.mempolicy import Mempolicy, MempolicySyscalls, Mode, known_nodes
+from gpunuma.adapters.threads import ThreadBindError, bind_threads, restore_threads
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.plan import BindingPlan
+from gpunuma.core.policy import MemoryPolicy
+from gpunuma.core.readback import compare
+from gpunuma.core.report import BindingReport, not_bound_report
 from gpunuma.errors import BindError
-from gpunuma.mempolicy import Mempolicy, MempolicySyscalls, Mode, known_nodes
-from gpunuma.plan import BindingPlan
-from gpunuma.policy import MemoryPolicy
-from gpunuma.readback import compare, read_kernel_view
-from gpunuma.report import BindingReport
 
 logger = logging.getLogger("gpunuma")
 

@@ -10,14 +10,14 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from gpunuma.cpuset import CpuSet
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.identity import normalize_bus_id
+from gpunuma.core.model import Gpu, MigDevice, Topology
+from gpunuma.core.plan import Allowed
 from gpunuma.errors import NvmlError
-from gpunuma.identity import normalize_bus_id
-from gpunuma.model import Gpu, MigDevice, Topology
-from gpunuma.plan import Allowed
 
 if TYPE_CHECKING:
-    from gpunuma.ports import TopologySource
+    from gpunuma.core.ports import TopologySource
 
 T = TypeVar("T")
 
@@ -66,7 +66,7 @@ class _Session:
 
 
 class NvmlTopology:
-    """A :class:`~gpunuma.ports.TopologySource` that reads GPUs through NVML.
+    """A :class:`~gpunuma.core.ports.TopologySource` that reads GPUs through NVML.
 
     ``nvml`` is the ``pynvml`` module or a stand-in with its names (None: import ``pynvml``);
     ``sysfs`` is the source of nodes, CPUs and :meth:`allowed` (None: ``SysfsTopology("/")``).
@@ -94,7 +94,7 @@ class NvmlTopology:
     def sysfs(self) -> TopologySource:
         """The kernel's view, used for nodes, CPUs and allowed sets."""
         if self._sysfs is None:
-            from gpunuma.topology.sysfs import SysfsTopology
+            from gpunuma.adapters.sysfs import SysfsTopology
 
             self._sysfs = SysfsTopology(root="/")
         return self._sysfs

@@ -1,6 +1,6 @@
 """Which physical GPUs this process owns, from explicit ids, Ray, or the visibility variables.
 
-Physical ids are :attr:`gpunuma.model.Gpu.index` values (NVML / ``nvidia-smi`` order).
+Physical ids are :attr:`gpunuma.core.model.Gpu.index` values (NVML / ``nvidia-smi`` order).
 Local ids are the ``cuda:N`` ordinals the process sees after ``CUDA_VISIBLE_DEVICES``.
 
 CUDA device order: with ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` CUDA numbers GPUs by ascending PCI bus
@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from gpunuma.core.model import Gpu, Topology
 from gpunuma.errors import GpuResolutionError
-from gpunuma.model import Gpu, Topology
 
 LOG = logging.getLogger("gpunuma")
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpunuma.binder._apply import apply_whole_process
-from gpunuma.mempolicy import Mempolicy, MempolicySyscalls, Mode
-from gpunuma.plan import BindingPlan
-from gpunuma.report import BindingReport
+from gpunuma.adapters.mempolicy import Mempolicy, MempolicySyscalls, Mode
+from gpunuma.adapters.process import apply_whole_process
+from gpunuma.core.plan import BindingPlan
+from gpunuma.core.report import BindingReport
 
 
 class _SyscallSetter:

@@ -1,4 +1,4 @@
-"""Read back what the kernel holds for a process, and say in plain words where it differs from a plan.
+"""Read back what the kernel holds for a process: its cpuset, every thread's CPUs, its memory policy.
 
 ``/proc/<pid>/status`` shows the *main* thread only, so every thread is read from
 ``/proc/<pid>/task/<tid>/status``. ``Mems_allowed`` is the cpuset, not the memory policy.
@@ -12,15 +12,13 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gpunuma.cpuset import CpuSet
+from gpunuma.adapters.procfs import parse_cpulist, parse_status, read_text, read_threads
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.report import KernelView, ThreadState
 from gpunuma.errors import BindError, SysfsFormatError
-from gpunuma.plan import BindingPlan
-from gpunuma.policy import MemoryPolicy
-from gpunuma.procfs import parse_cpulist, parse_status, read_text, read_threads
-from gpunuma.report import KernelView, ThreadState
 
 if TYPE_CHECKING:
-    from gpunuma.mempolicy import MempolicySyscalls
+    from gpunuma.adapters.mempolicy import MempolicySyscalls
 
 # numa_maps field 2: "default", "local", "bind:0-1", "prefer:1", "prefer (many):0-1",
 # "interleave:0-3", "weighted interleave:0-3", with flags such as "bind=static:0".
@@ -76,7 +74,7 @@ def _numa_maps_policy(path: Path) -> tuple[str | None, tuple[int, ...]]:
 def _own_mempolicy(syscalls: MempolicySyscalls | None) -> tuple[str | None, tuple[int, ...]]:
     try:
         if syscalls is None:
-            from gpunuma.mempolicy import MempolicySyscalls
+            from gpunuma.adapters.mempolicy import MempolicySyscalls
 
             syscalls = MempolicySyscalls()
         policy = syscalls.get()
@@ -111,39 +109,3 @@ def read_kernel_view(
         mempolicy=mempolicy,
         mempolicy_nodes=nodes,
     )
-
-
-def _nodes(nodes: tuple[int, ...] | frozenset[int]) -> str:
-    return ",".join(str(n) for n in sorted(nodes))
-
-
-def compare(plan: BindingPlan, view: KernelView) -> tuple[str, ...]:
-    """Plain-words differences between ``plan`` and ``view``, thread by thread; empty when they agree.
-
-    A plan that does not bind has nothing to compare.
-    """
-    if not plan.binds:
-        return ()
-    planned = plan.cpus.to_list()
-    found: list[str] = []
-    for thread in view.threads:
-        if thread.cpus != plan.cpus:
-            runs = thread.cpus.to_list() or "no CPU"
-            found.append(f"thread {thread.tid} ({thread.name}) runs on {runs}, planned {planned}")
-    if not view.threads and view.cpus_allowed != plan.cpus:
-        found.append(f"process {view.pid} runs on {view.cpus_allowed.to_list()}, planned {planned}")
-    if plan.memory_policy is MemoryPolicy.NONE:
-        return tuple(found)
-    outside = [n for n in plan.memory_nodes if view.mems_allowed and n not in view.mems_allowed]
-    if outside:
-        found.append(
-            f"memory node {_nodes(tuple(outside))} is outside Mems_allowed {_nodes(view.mems_allowed)}"
-        )
-    if view.mempolicy is not None:
-        wanted = {"bind"} if plan.memory_policy is MemoryPolicy.BIND else {"preferred", "preferred_many"}
-        if view.mempolicy not in wanted or tuple(sorted(view.mempolicy_nodes)) != tuple(sorted(plan.memory_nodes)):
-            held = f"{view.mempolicy} {_nodes(view.mempolicy_nodes)}".strip()
-            found.append(
-                f"memory policy is {held}, planned {plan.memory_policy.value} {_nodes(plan.memory_nodes)}"
-            )
-    return tuple(found)

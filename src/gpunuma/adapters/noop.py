@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from gpunuma.binder._unbound import not_bound_report
-from gpunuma.plan import BindingPlan
-from gpunuma.report import BindingReport
+from gpunuma.core.plan import BindingPlan
+from gpunuma.core.report import BindingReport, not_bound_report
 
 DRY_RUN_REASON = "dry run: nothing changed (GPUNUMA_BIND=0 or --dry-run)"
 

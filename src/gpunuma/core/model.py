@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from gpunuma.cpuset import CpuSet
+from gpunuma.core.cpuset import CpuSet
 
 
 @dataclass(frozen=True)

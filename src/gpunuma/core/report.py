@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gpunuma.cpuset import CpuSet
-from gpunuma.plan import BindingPlan
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.plan import BindingPlan
+from gpunuma.core.policy import MemoryPolicy
 
 
 @dataclass(frozen=True)
@@ -86,3 +87,19 @@ class BindingReport:
             "plan": self.plan.to_dict(),
             "kernel": kernel,
         }
+
+def not_bound_report(plan: BindingPlan | None, method: str, extra: tuple[str, ...] = ()) -> BindingReport:
+    """A ``bound=False`` report: the process was left as it was; ``extra`` says why.
+
+    Without a plan (planning failed or there is nothing to bind), an empty plan carrying ``extra``
+    stands in. Reasons already in the plan are not repeated.
+    """
+    if plan is None:
+        plan = BindingPlan(
+            gpus=(), nodes=(), cpus=CpuSet(), memory_policy=MemoryPolicy.NONE, memory_nodes=(), reasons=extra
+        )
+    added = tuple(reason for reason in extra if reason not in plan.reasons)
+    return BindingReport(
+        plan=plan, bound=False, method=method, cpus=CpuSet(), memory_policy=None, memory_nodes=(),
+        reasons=(*plan.reasons, *added),
+    )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gpunuma.cpuset import CpuSet
-from gpunuma.model import Topology
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.model import Topology
 
 
 @dataclass(frozen=True)

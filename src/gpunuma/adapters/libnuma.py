@@ -11,12 +11,12 @@ import ctypes
 import errno
 from typing import Any
 
-from gpunuma.binder._apply import apply_whole_process, errno_word
+from gpunuma.adapters.mempolicy import Mempolicy, MempolicySyscalls, Mode
+from gpunuma.adapters.process import apply_whole_process, errno_word
+from gpunuma.core.plan import BindingPlan
+from gpunuma.core.ports import Binder
+from gpunuma.core.report import BindingReport
 from gpunuma.errors import BindError, LibraryNotFoundError
-from gpunuma.mempolicy import Mempolicy, MempolicySyscalls, Mode
-from gpunuma.plan import BindingPlan
-from gpunuma.ports import Binder
-from gpunuma.report import BindingReport
 
 _INSTALL_HINT = "apt-get install libnuma1 / dnf install numactl-libs"
 
@@ -148,7 +148,7 @@ def default_binder(
     *, library: str = "libnuma.so.1", migrate_pages: bool = False, proc_root: str = "/proc", sys_root: str = "/sys"
 ) -> Binder:
     """LibnumaBinder, or SyscallBinder when libnuma is missing or refuses; its reports say which."""
-    from gpunuma.binder.syscall import SyscallBinder
+    from gpunuma.adapters.syscall import SyscallBinder
 
     try:
         return LibnumaBinder(library, migrate_pages=migrate_pages, proc_root=proc_root, sys_root=sys_root)

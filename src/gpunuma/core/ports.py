@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from gpunuma.model import Topology
-from gpunuma.plan import Allowed, BindingPlan
-from gpunuma.report import BindingReport
+from gpunuma.core.model import Topology
+from gpunuma.core.plan import Allowed, BindingPlan
+from gpunuma.core.report import BindingReport
 
 
 @runtime_checkable

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from gpunuma.cpuset import CpuSet
-from gpunuma.model import NumaNode, Topology
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.model import NumaNode, Topology
 
 #: Sort key for a node missing from a distance row: after every measured one.
 _UNMEASURED = 1 << 30

@@ -10,9 +10,9 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from gpunuma.cpuset import CpuSet
+from gpunuma.adapters.procfs import list_tids
+from gpunuma.core.cpuset import CpuSet
 from gpunuma.errors import BindError
-from gpunuma.procfs import list_tids
 
 #: ``os.sched_setaffinity``'s shape: (tid, cpus) -> None, raising ``OSError`` with the kernel's errno.
 AffinitySetter = Callable[[int, Iterable[int]], None]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gpunuma.model import NumaNode, Topology
-from gpunuma.plan import Allowed
-from gpunuma.planning.distance import nearest_node, node_list
-from gpunuma.policy import MemoryPolicy
+from gpunuma.core.model import NumaNode, Topology
+from gpunuma.core.plan import Allowed
+from gpunuma.core.planner.distance import nearest_node, node_list
+from gpunuma.core.policy import MemoryPolicy
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpunuma.cpuset import CpuSet
-from gpunuma.policy import MemoryPolicy, Policy
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.policy import MemoryPolicy, Policy
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpunuma.cpuset import CpuSet
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.plan import Allowed
+from gpunuma.core.report import ThreadState
 from gpunuma.errors import CpuSetParseError, SysfsFormatError, TopologyUnavailableError
-from gpunuma.plan import Allowed
-from gpunuma.report import ThreadState
 
 _CHUNK = 65536
 

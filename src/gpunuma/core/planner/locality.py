@@ -10,9 +10,9 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from enum import Enum
 
-from gpunuma.model import Gpu, NumaNode, Topology
-from gpunuma.planning.distance import nearest_node, node_list
-from gpunuma.policy import Policy
+from gpunuma.core.model import Gpu, NumaNode, Topology
+from gpunuma.core.planner.distance import nearest_node, node_list
+from gpunuma.core.policy import Policy
 
 
 class Locality(str, Enum):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gpunuma.model import Topology
-from gpunuma.plan import Allowed
+from gpunuma.core.model import Topology
+from gpunuma.core.plan import Allowed
 
 
 class StaticTopology:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
-from gpunuma.cpuset import CpuSet
+from gpunuma.core.cpuset import CpuSet
 from gpunuma.errors import BindError, CpuSetParseError, LibraryNotFoundError
 
 #: Syscall numbers from the kernel headers, by ``platform.machine()``.

@@ -9,10 +9,10 @@ from __future__ import annotations
 import shutil
 from collections.abc import Sequence
 
+from gpunuma.core.model import Topology
+from gpunuma.core.plan import BindingPlan
+from gpunuma.core.policy import MemoryPolicy
 from gpunuma.errors import LibraryNotFoundError
-from gpunuma.model import Topology
-from gpunuma.plan import BindingPlan
-from gpunuma.policy import MemoryPolicy
 
 
 def _nodes(nodes: Sequence[int]) -> str:

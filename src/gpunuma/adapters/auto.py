@@ -16,20 +16,20 @@ import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
+from gpunuma.adapters.nvml import NvmlTopology
+from gpunuma.core.identity import normalize_bus_id
+from gpunuma.core.model import Gpu, MigDevice, Topology
+from gpunuma.core.plan import Allowed
 from gpunuma.errors import NvmlError
-from gpunuma.identity import normalize_bus_id
-from gpunuma.model import Gpu, MigDevice, Topology
-from gpunuma.plan import Allowed
-from gpunuma.topology.nvml import NvmlTopology
 
 if TYPE_CHECKING:
-    from gpunuma.ports import TopologySource
+    from gpunuma.core.ports import TopologySource
 
 LOG = logging.getLogger("gpunuma")
 
 
 class AutoTopology:
-    """A :class:`~gpunuma.ports.TopologySource` combining sysfs and (when it works) NVML.
+    """A :class:`~gpunuma.core.ports.TopologySource` combining sysfs and (when it works) NVML.
 
     ``nvml`` is passed to :class:`NvmlTopology` (None: import ``pynvml``); ``sysfs`` is the
     kernel source (None: ``SysfsTopology(root=root)``).
@@ -46,7 +46,7 @@ class AutoTopology:
     def sysfs(self) -> TopologySource:
         """The kernel's view of nodes, CPUs, PCI locality and allowed sets."""
         if self._sysfs is None:
-            from gpunuma.topology.sysfs import SysfsTopology
+            from gpunuma.adapters.sysfs import SysfsTopology
 
             self._sysfs = SysfsTopology(root=self._root)
         return self._sysfs

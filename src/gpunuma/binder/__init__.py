@@ -1,1 +1,0 @@
-"""Binder adapters: libnuma in-process, raw syscalls, numactl launcher and no-op."""

@@ -1,1 +1,0 @@
-"""Topology adapters: sysfs, NVML and the automatic combination of both."""
