@@ -16,10 +16,11 @@ print(json.dumps({"count": torch.cuda.device_count(), "bus": bus, "uuid": str(pr
 
 _GPUNUMA_CUDA0 = """
 import json
-from gpunuma.api import make_source
 from gpunuma.core.identity import resolve_gpus
+from gpunuma.settings import read_gpu_environment
+from gpunuma.compose import make_source
 topology = make_source("auto").read()
-(index,) = resolve_gpus(topology, gpus=[0])
+(index,) = resolve_gpus(topology, gpus=[0], env=read_gpu_environment())
 print(json.dumps({"index": index, "bus": topology.gpu(index).pci_bus_id}))
 """
 

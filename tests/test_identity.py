@@ -19,6 +19,7 @@ from gpunuma.core.identity import (
 )
 from gpunuma.core.model import MigDevice, Topology
 from gpunuma.errors import GpuResolutionError
+from gpunuma.settings import read_gpu_environment
 from gpunuma_fakes import machine
 
 DGX = machine("dgx-h100").topology()
@@ -185,7 +186,7 @@ def test_cuda_visible_devices_acts_as_hip_visible_devices_on_amd() -> None:
 def test_ray_assignment_is_physical_and_wins_over_the_variable() -> None:
     ray = FakeRay([3])
     # Ray sets CUDA_VISIBLE_DEVICES=3 in the worker; local cuda:0 is then physical 3 as well.
-    resolution = describe_resolution(DGX, env={CVD: "3"}, ray=ray)
+    resolution = describe_resolution(DGX, env=read_gpu_environment({CVD: "3"}, ray))
     assert resolution.gpus == (3,)
     assert resolution.source == "ray"
     assert ray.calls == 1
@@ -193,32 +194,32 @@ def test_ray_assignment_is_physical_and_wins_over_the_variable() -> None:
 
 def test_ray_ids_stay_physical_when_ray_leaves_cvd_unset() -> None:
     env = {"RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES": "1"}
-    resolution = describe_resolution(DGX, env=env, ray=FakeRay(["6", "2"]))
+    resolution = describe_resolution(DGX, env=read_gpu_environment(env, FakeRay(["6", "2"])))
     assert resolution.gpus == (6, 2)
     assert "RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES=1" in resolution.reasons[0]
 
 
 def test_ray_with_no_gpus_assigned_defers_to_the_variable() -> None:
-    assert resolve_gpus(DGX, env={CVD: "5"}, ray=FakeRay([])) == (5,)
+    assert resolve_gpus(DGX, env=read_gpu_environment({CVD: "5"}, FakeRay([]))) == (5,)
 
 
 def test_ray_id_beyond_the_machine_is_an_error() -> None:
     with pytest.raises(GpuResolutionError, match="no physical GPU 9"):
-        resolve_gpus(DGX, env={}, ray=FakeRay([9]))
+        resolve_gpus(DGX, env=read_gpu_environment({}, FakeRay([9])))
 
 
 def test_ray_not_imported_is_never_imported(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delitem(sys.modules, "ray", raising=False)
-    assert resolve_gpus(DGX, env={CVD: "1"}) == (1,)
+    assert resolve_gpus(DGX, env=read_gpu_environment({CVD: "1"})) == (1,)
     assert "ray" not in sys.modules
 
 
 def test_an_initialised_ray_in_this_process_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = types.SimpleNamespace(is_initialized=lambda: True, get_gpu_ids=lambda: [4])
     monkeypatch.setitem(sys.modules, "ray", fake)
-    assert resolve_gpus(DGX, env={CVD: "1"}) == (4,)
+    assert resolve_gpus(DGX, env=read_gpu_environment({CVD: "1"})) == (4,)
     fake.is_initialized = lambda: False
-    assert resolve_gpus(DGX, env={CVD: "1"}) == (1,)
+    assert resolve_gpus(DGX, env=read_gpu_environment({CVD: "1"})) == (1,)
 
 
 # -- explicit ids ------------------------------------------------------------------------------
@@ -279,9 +280,14 @@ def test_explicit_unknown_bus_id_is_an_error() -> None:
 
 
 def test_explicit_wins_over_ray() -> None:
+    from gpunuma.adapters.static import StaticTopology
+    from gpunuma.api import plan_for
+
+    dgx = machine("dgx-h100")
     ray = FakeRay([3])
-    assert resolve_gpus(DGX, gpus=[1], env={}, ray=ray) == (1,)
-    assert ray.calls == 0
+    assert plan_for(1, source=StaticTopology(dgx.topology(), dgx.allowed()), env={}, ray=ray).gpus == (1,)
+    assert resolve_gpus(DGX, gpus=[1], env=read_gpu_environment({}, ray)) == (1,)  # explicit ids win over Ray's
+    assert ray.calls == 1  # ... and plan_for did not even ask Ray
 
 
 def test_visible_gpus_reports_its_origin() -> None:

@@ -15,12 +15,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from gpunuma.core.identity import GpuEnvironment
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import Policy
 from gpunuma.core.ports import TopologySource
 from gpunuma.core.report import KernelView
 from gpunuma.errors import GpunumaError
-from gpunuma.settings import Settings
 
 #: Set by Ray's raylet in every worker's environment at start.
 _RAY_WORKER_MARK = "RAY_RAYLET_PID"
@@ -114,11 +114,8 @@ def check_process(
     The plan follows the process's own ``GPUNUMA_*`` settings (``policy`` replaces them); a process
     running with ``GPUNUMA_BIND=0`` is shown, not judged.
     """
+    from gpunuma import compose
     from gpunuma.adapters.kernel_view import read_kernel_view
-    from gpunuma.adapters.sysfs import SysfsTopology
-    from gpunuma.api import make_source
-    from gpunuma.core.identity import resolve_gpus
-    from gpunuma.core.planner import plan_binding
     from gpunuma.core.readback import compare
 
     view = read_kernel_view(pid, proc_root=Path(root) / "proc")
@@ -140,22 +137,22 @@ def check_process(
         )
     try:
         # The target's own switches: it was bound with its GPUNUMA_* policy, not this command's.
-        settings = Settings.from_env(env)
-        topology = make_source(source, root=root).read()
-        gpus = resolve_gpus(topology, env=env)
-        if not gpus:
-            return without_plan("the process sees no GPU")
-        # The process's own cgroup; its affinity is what we check, so a narrowed one must not stop the plan.
-        allowed = SysfsTopology(root=root, pid=view.pid).allowed()
-        allowed = replace(allowed, affinity=allowed.cpus)
-        chosen = replace(policy or settings.policy, override_affinity=True)
-        plan = plan_binding(topology, gpus, allowed, chosen)
+        options = compose.Options.from_env(env, source=source, policy=policy, root=root)
+        # Its affinity is what we check, so an affinity narrowed by the binding must not stop the plan.
+        options = replace(options, policy=replace(options.policy, override_affinity=True))
+        plan = compose.plan(
+            options,
+            environment=GpuEnvironment.from_mapping(env),
+            allowed=compose.process_allowed(view.pid, root),
+        )
     except GpunumaError as err:
         return without_plan(f"no plan to compare with: {err}")
-    if not settings.enabled:
+    if not plan.gpus:
+        return without_plan("the process sees no GPU")
+    if not options.enabled:
         notes.append(
             f"the process runs with GPUNUMA_BIND={env.get('GPUNUMA_BIND', '').strip()}: gpunuma was told not "
             "to bind it, so its affinity is not compared with the plan (shown for information)"
         )
-        return CheckResult(view=view, gpus=tuple(gpus), plan=plan, mismatches=(), notes=tuple(notes), compared=False)
-    return CheckResult(view=view, gpus=tuple(gpus), plan=plan, mismatches=compare(plan, view), notes=tuple(notes))
+        return CheckResult(view=view, gpus=plan.gpus, plan=plan, mismatches=(), notes=tuple(notes), compared=False)
+    return CheckResult(view=view, gpus=plan.gpus, plan=plan, mismatches=compare(plan, view), notes=tuple(notes))

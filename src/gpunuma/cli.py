@@ -14,9 +14,12 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from gpunuma import compose
+from gpunuma.compose import Options, make_source
 from gpunuma.core.policy import CpuScope, Fallback, MemoryPolicy, Policy
 from gpunuma.errors import GpunumaError
 
@@ -24,21 +27,31 @@ _SOURCES = ("auto", "nvml", "sysfs")
 _SOURCE_HELP = "where the topology comes from (default: GPUNUMA_SOURCE, else auto = NVML + sysfs)"
 
 
-def _source_name(args: argparse.Namespace) -> str:
-    """``--source``, else ``GPUNUMA_SOURCE`` read and checked by the settings (a bad value is an error)."""
-    from gpunuma.settings import Settings
+def _options(args: argparse.Namespace) -> Options:
+    """The command's options, built once: ``GPUNUMA_*`` with the command-line flags winning.
 
-    return str(args.source) if args.source is not None else Settings.from_env().source
+    A bad ``GPUNUMA_*`` value is a :class:`~gpunuma.settings.SettingsError` here, before anything runs.
+    """
+    options = Options.from_env(source=args.source, strict=getattr(args, "strict", False) or None, root=args.root)
+    if not hasattr(args, "scope"):  # topo and check take no policy flags
+        return options
+    base = options.policy
+    policy = Policy(
+        cpu_scope=args.scope or base.cpu_scope,
+        memory=args.memory or base.memory,
+        on_disallowed=args.on_disallowed or base.on_disallowed,
+        override_affinity=args.override_affinity or base.override_affinity,
+        spread_unknown=args.spread_unknown or base.spread_unknown,
+    )
+    return replace(options, policy=policy)
 
 
 @contextlib.contextmanager
-def _topology_source(args: argparse.Namespace, name: str | None = None) -> Iterator[Any]:
-    """The source the command reads (``name``, else :func:`_source_name`): the real machine or a simulated one."""
-    from gpunuma.api import make_source
-
-    name = name or _source_name(args)
+def _topology_source(args: argparse.Namespace, options: Options) -> Iterator[Any]:
+    """The source the command reads: the real machine, or the simulated one ``--simulate`` names."""
+    name = options.source
     if getattr(args, "simulate", None) is None:
-        yield make_source(name, root=args.root)
+        yield make_source(name, root=options.root)
         return
     import gpunuma_fakes
     from gpunuma.adapters.sysfs import SysfsTopology
@@ -58,19 +71,6 @@ def _topology_source(args: argparse.Namespace, name: str | None = None) -> Itera
             from gpunuma.adapters.auto import AutoTopology
 
             yield AutoTopology(nvml=FakeNvml(machine), sysfs=sysfs)
-
-
-def _policy(args: argparse.Namespace) -> Policy:
-    from gpunuma.settings import Settings
-
-    base = Settings.from_env().policy
-    return Policy(
-        cpu_scope=args.scope or base.cpu_scope,
-        memory=args.memory or base.memory,
-        on_disallowed=args.on_disallowed or base.on_disallowed,
-        override_affinity=args.override_affinity or base.override_affinity,
-        spread_unknown=args.spread_unknown or base.spread_unknown,
-    )
 
 
 def _gpus(args: argparse.Namespace) -> list[int | str] | None:
@@ -124,7 +124,7 @@ def _print_report(report: Any) -> None:
 
 # -- commands --------------------------------------------------------------------------------
 def cmd_topo(args: argparse.Namespace) -> int:
-    with _topology_source(args) as source:
+    with _topology_source(args, _options(args)) as source:
         topology = source.read()
     if args.json:
         print(json.dumps(topology.to_dict(), indent=2))
@@ -134,10 +134,9 @@ def cmd_topo(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from gpunuma.api import plan_for
-
-    with _topology_source(args) as source:
-        plan = plan_for(_gpus(args), node=args.node, source=source, policy=_policy(args))
+    options = _options(args)
+    with _topology_source(args, options) as source:
+        plan = _plan(args, replace(options, source=source))
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))
     else:
@@ -145,25 +144,24 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_exec(args: argparse.Namespace) -> int:
-    from gpunuma.api import plan_for
+def _plan(args: argparse.Namespace, options: Options) -> Any:
+    gpus = _gpus(args)
+    return compose.plan(options, gpus=gpus, node=args.node, environment=compose.gpu_environment(gpus, args.node))
 
+
+def cmd_exec(args: argparse.Namespace) -> int:
     argv = list(args.command)
     if argv and argv[0] == "--":
         argv = argv[1:]
     if not argv:
         raise SystemExit("gpunuma exec: give the command after --, e.g. gpunuma exec --gpu 0 -- python app.py")
     # A bad GPUNUMA_* value is a mistake to report (exit 2), never a reason to run unbound.
-    policy = _policy(args)
-    name = _source_name(args)
-    from gpunuma.settings import Settings
-
-    strict = args.strict or Settings.from_env().strict
+    options = _options(args)
     try:
-        with _topology_source(args, name) as source:
-            plan = plan_for(_gpus(args), node=args.node, source=source, policy=policy)
+        with _topology_source(args, options) as source:
+            plan = _plan(args, replace(options, source=source))
     except GpunumaError as err:
-        if strict or args.simulate is not None or args.dry_run:
+        if options.strict or args.simulate is not None or args.dry_run:
             raise
         # Best-effort, like the library: the command still runs, unbound, and says why.
         print(f"gpunuma exec: not binding: {err}; running {argv[0]!r} unbound", file=sys.stderr)
@@ -176,14 +174,15 @@ def cmd_exec(args: argparse.Namespace) -> int:
         return 0
     from gpunuma.launch import exec_bound
 
-    exec_bound(plan, argv, strict=strict)
+    exec_bound(plan, argv, strict=options.strict)
     return 0  # exec_bound only returns when exec failed, which raises
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     from gpunuma.check import check_process
 
-    result = check_process(args.pid, source=_source_name(args), root=args.root)
+    options = _options(args)
+    result = check_process(args.pid, source=options.source, root=options.root)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:

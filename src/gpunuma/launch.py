@@ -34,9 +34,7 @@ def exec_bound(
     """
     if not argv:
         raise ValueError("exec_bound needs a command to run")
-    from gpunuma.api import apply_plan  # the one apply path: GPUNUMA_* switches, best effort, logging
-
-    apply_plan(plan, binder, strict=strict)
+    _apply(plan, binder, strict)
     sys.stdout.flush()
     sys.stderr.flush()
     os.execvp(argv[0], list(argv))
@@ -51,10 +49,15 @@ def _bound_trampoline(
     kwargs: Mapping[str, Any],
 ) -> None:
     """Runs in the child: bind first, then call the target."""
-    from gpunuma.api import apply_plan
-
-    apply_plan(plan, binder, strict=strict)
+    _apply(plan, binder, strict)
     target(*args, **kwargs)
+
+
+def _apply(plan: BindingPlan, binder: str | Binder | None, strict: bool | None) -> None:
+    """The one apply path (``GPUNUMA_*`` switches of this process, best effort, logging) of the root."""
+    from gpunuma import compose
+
+    compose.apply(compose.Options.from_env(binder=binder, strict=strict), plan)
 
 
 def start_bound_process(

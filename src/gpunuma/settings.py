@@ -1,4 +1,8 @@
-"""Environment switches, read in one place: the only way the environment steers binding.
+"""The environment edge: the one place that reads the process environment for binding decisions.
+
+:class:`Settings` holds the ``GPUNUMA_*`` switches; :func:`read_gpu_environment` holds the GPU
+visibility variables and Ray's assignment as a :class:`~gpunuma.core.identity.GpuEnvironment` value,
+which the pure resolution code receives as an argument.
 
 =====================  ==========================================  =================
 variable               meaning                                     default
@@ -19,11 +23,13 @@ variable               meaning                                     default
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
+from gpunuma.core.identity import GpuEnvironment
 from gpunuma.core.policy import CpuScope, MemoryPolicy, Policy
 from gpunuma.errors import GpunumaError
 
@@ -90,3 +96,34 @@ class Settings:
             source=source,
             policy=policy,
         )
+
+
+class RayLike(Protocol):
+    """The one call gpunuma needs from Ray's API."""
+
+    def get_gpu_ids(self) -> Sequence[int | str]: ...
+
+
+def _ray_in_this_process() -> Any | None:
+    # Only a Ray that this process already imported and initialised counts: never import it here.
+    ray = sys.modules.get("ray")
+    if ray is None:
+        return None
+    try:
+        return ray if ray.is_initialized() else None
+    except AttributeError:
+        return None
+
+
+def read_gpu_environment(
+    env: Mapping[str, str] | None = None, ray: RayLike | None = None, *, ask_ray: bool = True
+) -> GpuEnvironment:
+    """The GPU visibility variables of ``env`` (default ``os.environ``) and the GPUs Ray assigned.
+
+    ``ray`` defaults to the Ray this process initialised, if any; ``ask_ray=False`` (a caller that
+    names its GPUs explicitly) leaves Ray unasked.
+    """
+    environ = os.environ if env is None else env
+    api = (ray if ray is not None else _ray_in_this_process()) if ask_ray else None
+    ids = tuple(api.get_gpu_ids()) if api is not None else ()
+    return GpuEnvironment.from_mapping(environ, ids)

@@ -12,12 +12,10 @@ and the order is not ``PCI_BUS_ID``, gpunuma still uses bus order and logs a war
 from __future__ import annotations
 
 import logging
-import os
 import re
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TypeAlias
 
 from gpunuma.core.model import Gpu, Topology
 from gpunuma.errors import GpuResolutionError
@@ -39,10 +37,51 @@ _DECIMAL = re.compile(r"^[+-]?\d+$")
 _CUDA_ORDINAL = re.compile(r"^cuda:(\d+)$")
 
 
-class RayLike(Protocol):
-    """The one call gpunuma needs from Ray's API."""
+@dataclass(frozen=True)
+class GpuEnvironment:
+    """What the process environment says about GPU ownership, read at the edge and passed in as a value.
 
-    def get_gpu_ids(self) -> Sequence[int | str]: ...
+    The visibility variables as set (None: unset) and the GPU ids Ray assigned to this worker (empty:
+    no Ray, or Ray gave none). :func:`gpunuma.settings.read_gpu_environment` builds it from the process.
+    """
+
+    cuda_visible_devices: str | None = None
+    rocr_visible_devices: str | None = None
+    hip_visible_devices: str | None = None
+    cuda_device_order: str | None = None
+    #: ``RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES=1``: Ray leaves ``CUDA_VISIBLE_DEVICES`` alone.
+    ray_noset_visible_devices: bool = False
+    #: ``ray.get_gpu_ids()`` in this worker: physical ids (ints or UUID strings).
+    ray_gpu_ids: tuple[int | str, ...] = ()
+
+    @classmethod
+    def from_mapping(cls, env: Mapping[str, str], ray_gpu_ids: Sequence[int | str] = ()) -> GpuEnvironment:
+        """The GPU variables of an environment mapping (``os.environ``, ``/proc/<pid>/environ``, a test dict)."""
+        return cls(
+            cuda_visible_devices=env.get(CUDA_VISIBLE_DEVICES),
+            rocr_visible_devices=env.get(ROCR_VISIBLE_DEVICES),
+            hip_visible_devices=env.get(HIP_VISIBLE_DEVICES),
+            cuda_device_order=env.get(CUDA_DEVICE_ORDER),
+            ray_noset_visible_devices=env.get(RAY_NOSET_CVD, "") == "1",
+            ray_gpu_ids=tuple(ray_gpu_ids),
+        )
+
+    def get(self, variable: str) -> str | None:
+        """The value of one visibility variable (``CUDA_VISIBLE_DEVICES``...), None when unset."""
+        return {
+            CUDA_VISIBLE_DEVICES: self.cuda_visible_devices,
+            ROCR_VISIBLE_DEVICES: self.rocr_visible_devices,
+            HIP_VISIBLE_DEVICES: self.hip_visible_devices,
+            CUDA_DEVICE_ORDER: self.cuda_device_order,
+        }.get(variable)
+
+
+#: What the functions below accept: the value, or a plain mapping read as :meth:`GpuEnvironment.from_mapping`.
+EnvironmentLike: TypeAlias = GpuEnvironment | Mapping[str, str]
+
+
+def _environment(env: EnvironmentLike) -> GpuEnvironment:
+    return env if isinstance(env, GpuEnvironment) else GpuEnvironment.from_mapping(env)
 
 
 def normalize_bus_id(bus_id: str | bytes) -> str:
@@ -93,8 +132,8 @@ def _vendor_gpus(topology: Topology) -> tuple[str, tuple[Gpu, ...]]:
     return "amd", tuple(sorted(amd, key=lambda g: normalize_bus_id(g.pci_bus_id)))
 
 
-def _order_warning(gpus: Sequence[Gpu], env: Mapping[str, str]) -> str | None:
-    order = env.get(CUDA_DEVICE_ORDER, "FASTEST_FIRST").strip().upper()
+def _order_warning(gpus: Sequence[Gpu], env: GpuEnvironment) -> str | None:
+    order = (env.cuda_device_order or "FASTEST_FIRST").strip().upper()
     names = {g.name for g in gpus if g.name}
     if order != "PCI_BUS_ID" and len(names) > 1:
         return (
@@ -177,14 +216,14 @@ def _parse_list(
     return tuple(chosen), ()
 
 
-def visible_gpus(topology: Topology, env: Mapping[str, str] | None = None) -> Visibility:
+def visible_gpus(topology: Topology, env: EnvironmentLike) -> Visibility:
     """The physical GPUs this process sees, ``visible.gpus[N]`` being ``cuda:N``.
 
     NVIDIA: ``CUDA_VISIBLE_DEVICES`` (indices, ``GPU-`` UUIDs and unique prefixes, ``MIG-``
     UUIDs mapped to their parent). AMD: ``ROCR_VISIBLE_DEVICES`` then ``HIP_VISIBLE_DEVICES``
     (or ``CUDA_VISIBLE_DEVICES``, which HIP also reads) over what ROCR left. Unset: all GPUs.
     """
-    environ = os.environ if env is None else env
+    environ = _environment(env)
     vendor, gpus = _vendor_gpus(topology)
     warnings: list[str] = []
     if vendor == "nvidia":
@@ -200,7 +239,7 @@ def visible_gpus(topology: Topology, env: Mapping[str, str] | None = None) -> Vi
         return Visibility(tuple(g.index for g in chosen), CUDA_VISIBLE_DEVICES, origin, (*warnings, *extra))
     origins: list[str] = []
     current = gpus
-    hip_or_cuda = HIP_VISIBLE_DEVICES if HIP_VISIBLE_DEVICES in environ else CUDA_VISIBLE_DEVICES
+    hip_or_cuda = HIP_VISIBLE_DEVICES if environ.hip_visible_devices is not None else CUDA_VISIBLE_DEVICES
     for variable in (ROCR_VISIBLE_DEVICES, hip_or_cuda):
         value = environ.get(variable)
         if value is None:
@@ -214,12 +253,12 @@ def visible_gpus(topology: Topology, env: Mapping[str, str] | None = None) -> Vi
     return Visibility(tuple(g.index for g in current), source, " then ".join(origins), tuple(warnings))
 
 
-def local_to_physical(topology: Topology, local_index: int, env: Mapping[str, str] | None = None) -> int:
+def local_to_physical(topology: Topology, local_index: int, env: EnvironmentLike) -> int:
     """The physical GPU index behind ``cuda:local_index`` in this process."""
     visible = visible_gpus(topology, env)
     if not 0 <= local_index < len(visible.gpus):
         variable = None if visible.source == "all" else visible.source
-        value = None if variable is None else (os.environ if env is None else env).get(variable)
+        value = None if variable is None else _environment(env).get(variable)
         raise GpuResolutionError(
             f"local GPU {local_index} does not exist: the process sees {len(visible.gpus)} GPU(s) "
             f"({visible.origin})",
@@ -258,17 +297,6 @@ def _physical_gpu(topology: Topology, physical: int, what: str, value: str) -> G
     return gpu
 
 
-def _ray_from_process() -> Any | None:
-    # Only a Ray that this process already imported and initialised counts.
-    ray = sys.modules.get("ray")
-    if ray is None:
-        return None
-    try:
-        return ray if ray.is_initialized() else None
-    except AttributeError:
-        return None
-
-
 def _as_list(gpus: int | str | Sequence[int | str]) -> list[int | str]:
     if isinstance(gpus, (int, str)):
         return [gpus]
@@ -279,23 +307,19 @@ def describe_resolution(
     topology: Topology,
     *,
     gpus: int | str | Sequence[int | str] | None = None,
-    env: Mapping[str, str] | None = None,
-    ray: RayLike | None = None,
+    env: EnvironmentLike,
 ) -> Resolution:
     """Resolve this process's GPUs and say why: explicit ``gpus``, then Ray, then the variables.
 
     Ints in ``gpus`` (and decimal strings such as ``"3"``, and ``"cuda:N"``) are local ordinals
-    mapped through the visibility list; other strings are UUIDs or PCI bus ids. Ray's
-    ``get_gpu_ids()`` are physical ids.
+    mapped through the visibility list; other strings are UUIDs or PCI bus ids. Ray's ids
+    (``env.ray_gpu_ids``) are physical ids.
     """
-    environ = os.environ if env is None else env
+    environ = _environment(env)
     if gpus is not None:
         return _explicit(topology, _as_list(gpus), environ)
-    ray_api = ray if ray is not None else _ray_from_process()
-    if ray_api is not None:
-        ids = list(ray_api.get_gpu_ids())
-        if ids:
-            return _from_ray(topology, ids, environ)
+    if environ.ray_gpu_ids:
+        return _from_ray(topology, list(environ.ray_gpu_ids), environ)
     visible = visible_gpus(topology, environ)
     reasons = tuple(f"{_label(topology, i)} from {visible.origin}" for i in visible.gpus)
     return Resolution(visible.gpus, visible.source, reasons, visible.warnings)
@@ -305,11 +329,10 @@ def resolve_gpus(
     topology: Topology,
     *,
     gpus: int | str | Sequence[int | str] | None = None,
-    env: Mapping[str, str] | None = None,
-    ray: RayLike | None = None,
+    env: EnvironmentLike,
 ) -> tuple[int, ...]:
     """The physical GPU indices this process owns (see :func:`describe_resolution`)."""
-    return describe_resolution(topology, gpus=gpus, env=env, ray=ray).gpus
+    return describe_resolution(topology, gpus=gpus, env=env).gpus
 
 
 def _label(topology: Topology, index: int) -> str:
@@ -329,7 +352,7 @@ def _local_ordinal(item: int | str) -> int | None:
     return int(ordinal.group(1)) if ordinal else None
 
 
-def _explicit(topology: Topology, items: list[int | str], env: Mapping[str, str]) -> Resolution:
+def _explicit(topology: Topology, items: list[int | str], env: GpuEnvironment) -> Resolution:
     chosen: list[int] = []
     reasons: list[str] = []
     warnings: tuple[str, ...] = ()
@@ -359,10 +382,10 @@ def _explicit(topology: Topology, items: list[int | str], env: Mapping[str, str]
     return Resolution(tuple(chosen), "explicit", tuple(reasons), warnings)
 
 
-def _from_ray(topology: Topology, ids: list[int | str], env: Mapping[str, str]) -> Resolution:
+def _from_ray(topology: Topology, ids: list[int | str], env: GpuEnvironment) -> Resolution:
     chosen: list[int] = []
     reasons: list[str] = []
-    noset = env.get(RAY_NOSET_CVD, "") == "1"
+    noset = env.ray_noset_visible_devices
     suffix = f" ({RAY_NOSET_CVD}=1: Ray left CUDA_VISIBLE_DEVICES alone)" if noset else ""
     for raw in ids:
         text = str(raw).strip()

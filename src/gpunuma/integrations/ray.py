@@ -14,13 +14,13 @@ Environment switches (``GPUNUMA_BIND``, ``GPUNUMA_STRICT``, ``GPUNUMA_CPU_SCOPE`
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from gpunuma.errors import BindError, TopologyUnavailableError
 
 if TYPE_CHECKING:  # annotations only: a worker loads what the bind path needs, when it binds
+    from gpunuma.compose import Options
     from gpunuma.core.model import Topology
     from gpunuma.core.plan import Allowed, BindingPlan
     from gpunuma.core.policy import Policy
@@ -56,21 +56,18 @@ def bind_this_process(
     Logs one line such as ``[TP3] bound to NUMA node 0 (CPUs 0-55,112-167), ... for GPU 3``.
     Best-effort unless ``strict`` (or ``GPUNUMA_STRICT=1``): a failure then raises.
     """
-    from gpunuma.api import bind_to_gpu
+    from gpunuma.compose import Options
+
+    return _bind_worker(Options.from_env(source=source, binder=binder, policy=policy, strict=strict, label=label))
+
+
+def _bind_worker(options: Options) -> BindingReport:
+    """Bind through the composition root, the GPU coming from Ray's assignment (else the variables)."""
+    from gpunuma import compose
 
     ray = _ray()
-    # One snapshot of the environment: the GPUNUMA_* switches and the CUDA_VISIBLE_DEVICES Ray set.
-    env = dict(os.environ)
-    return bind_to_gpu(
-        None,
-        source=source,
-        binder=binder,
-        policy=policy,
-        strict=strict,
-        env=env,
-        ray=ray if _in_ray_worker(ray) else None,
-        label=label,
-    )
+    environment = compose.gpu_environment(None, None, ray=ray if _in_ray_worker(ray) else None)
+    return compose.bind(options, environment=environment)
 
 
 class GpuBoundActor:
@@ -164,14 +161,14 @@ def _binder_for_hook(
     strict: bool | None,
 ) -> Callable[[bool], BindingReport]:
     def bind(rebind: bool) -> BindingReport:
-        chosen = policy
+        from gpunuma.compose import Options
+
+        options = Options.from_env(source=source, binder=binder, policy=policy, strict=strict)
         if rebind:
             from dataclasses import replace
 
-            from gpunuma.settings import Settings
-
-            chosen = replace(policy if policy is not None else Settings.from_env().policy, override_affinity=True)
-        return bind_this_process(source=source, binder=binder, policy=chosen, strict=strict)
+            options = replace(options, policy=replace(options.policy, override_affinity=True))
+        return _bind_worker(options)
 
     return bind
 

@@ -1,0 +1,242 @@
+"""The composition root: the one place that builds adapters and runs resolve -> plan -> apply.
+
+Every entry point (``bind_to_gpu``/``bind_to_node``/``plan_for``/``apply_plan``, ``check_process``,
+the CLI, the Ray integration, the launch helpers) builds one frozen :class:`Options` at its edge
+and calls :func:`plan`, :func:`apply` or :func:`bind` here. Adapters are passed in as instances
+(tests inject simulated machines and the simulated kernel) or built here by registry name.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gpunuma.core.identity import GpuEnvironment
+from gpunuma.core.plan import BindingPlan
+from gpunuma.core.policy import Policy
+from gpunuma.core.report import BindingReport, not_bound_report
+from gpunuma.errors import GpunumaError
+from gpunuma.registry import binder_class, topology_source_class
+from gpunuma.settings import RayLike, Settings, read_gpu_environment
+
+if TYPE_CHECKING:  # annotations only: the bind path in every worker skips building the Protocols
+    from gpunuma.core.plan import Allowed
+    from gpunuma.core.ports import Binder, TopologySource
+
+logger = logging.getLogger("gpunuma")
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to bind, decided once: the adapters, the policy and the switches every entry point shares.
+
+    ``source``/``binder`` are registry names or adapter instances (``binder=None``: libnuma, else raw
+    syscalls). ``enabled=False`` (``GPUNUMA_BIND=0``) swaps in the no-op binder whatever was given.
+    ``root`` is the filesystem root sources built by name read (``/`` on a real machine).
+    """
+
+    source: str | TopologySource = "auto"
+    binder: str | Binder | None = None
+    policy: Policy = field(default_factory=Policy)
+    strict: bool = False
+    enabled: bool = True
+    label: str | None = None
+    root: str | Path = "/"
+
+    @classmethod
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        source: str | TopologySource | None = None,
+        binder: str | Binder | None = None,
+        policy: Policy | None = None,
+        strict: bool | None = None,
+        label: str | None = None,
+        root: str | Path = "/",
+    ) -> Options:
+        """``GPUNUMA_*`` of ``env`` (default ``os.environ``), with every explicit argument winning."""
+        return cls.from_settings(
+            Settings.from_env(env), source=source, binder=binder, policy=policy, strict=strict, label=label, root=root
+        )
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        source: str | TopologySource | None = None,
+        binder: str | Binder | None = None,
+        policy: Policy | None = None,
+        strict: bool | None = None,
+        label: str | None = None,
+        root: str | Path = "/",
+    ) -> Options:
+        """``settings`` with every explicit (non-None) argument winning."""
+        return cls(
+            source=settings.source if source is None else source,
+            binder=binder,
+            policy=settings.policy if policy is None else policy,
+            strict=settings.strict if strict is None else strict,
+            enabled=settings.enabled,
+            label=label,
+            root=root,
+        )
+
+    @property
+    def method(self) -> str:
+        """The name reports give the binder before it is built."""
+        if not self.enabled:
+            return "noop"
+        if self.binder is None:
+            return "libnuma"
+        return self.binder if isinstance(self.binder, str) else str(getattr(self.binder, "name", "?"))
+
+
+# -- adapters ------------------------------------------------------------------------------------
+def make_source(source: str | TopologySource | None = None, *, root: str | Path = "/") -> TopologySource:
+    """A topology source: an instance passes through, a name (``auto``/``nvml``/``sysfs``) is built."""
+    if source is None:
+        source = "auto"
+    if not isinstance(source, str):
+        return source
+    cls = topology_source_class(source)
+    if source == "nvml":
+        sysfs_cls = topology_source_class("sysfs")
+        return cls(sysfs=sysfs_cls(root=root))
+    return cls(root=root)
+
+
+def make_binder(binder: str | Binder | None = None) -> Binder:
+    """A binder: an instance passes through, a name is built, None is libnuma (else raw syscalls)."""
+    if binder is None:
+        from gpunuma.adapters.libnuma import default_binder
+
+        return default_binder()
+    if isinstance(binder, str):
+        return binder_class(binder)()
+    return binder
+
+
+def process_allowed(pid: int | str, root: str | Path = "/") -> Allowed:
+    """What another process's cgroup allows it, its affinity taken as the whole cpuset (for checking it)."""
+    from gpunuma.adapters.sysfs import SysfsTopology
+
+    allowed = SysfsTopology(root=root, pid=pid).allowed()
+    return replace(allowed, affinity=allowed.cpus)
+
+
+def gpu_environment(
+    gpus: object, node: int | None, env: Mapping[str, str] | None = None, ray: RayLike | None = None
+) -> GpuEnvironment:
+    """What the environment (``env``, default ``os.environ``) and Ray say about this process's GPUs.
+
+    An explicit node with no GPU resolves nothing; named GPUs leave Ray unasked (they win over it).
+    """
+    if node is not None and gpus is None:
+        return GpuEnvironment()
+    return read_gpu_environment(env, ray, ask_ray=gpus is None)
+
+
+# -- resolve, plan, apply -----------------------------------------------------------------------
+def plan(
+    options: Options,
+    *,
+    gpus: Sequence[int | str] | None = None,
+    node: int | None = None,
+    environment: GpuEnvironment | None = None,
+    allowed: Allowed | None = None,
+) -> BindingPlan:
+    """Read the topology, resolve this process's GPUs (``gpus``, else ``environment``) and plan; changes nothing.
+
+    With ``node`` and no ``gpus``, plans an explicit node for a CPU-only process. ``allowed`` replaces
+    what the source reports this process may use (checking another process).
+    """
+    from gpunuma.core.identity import describe_resolution
+    from gpunuma.core.planner import plan_binding
+
+    chosen = options.source
+    if node is not None and gpus is None and chosen in ("auto", "nvml"):
+        # An explicit node needs no GPU data: sysfs alone spares loading pynvml and nvmlInit.
+        chosen = "sysfs"
+    src = make_source(chosen, root=options.root)
+    topology = src.read()
+    if allowed is None:
+        allowed = src.allowed()
+    resolution_reasons: tuple[str, ...] = ()
+    if node is not None and gpus is None:
+        physical: tuple[int, ...] = ()
+    else:
+        resolution = describe_resolution(topology, gpus=gpus, env=environment or GpuEnvironment())
+        physical = resolution.gpus
+        resolution_reasons = (*resolution.reasons, *resolution.warnings)
+    if not physical and node is None:
+        why = (
+            "this machine has no GPU that sysfs or NVML can see: nothing to bind"
+            if not topology.gpus
+            else "this process owns no GPU (CUDA_VISIBLE_DEVICES or Ray gave it none): nothing to bind"
+        )
+        return not_bound_report(None, "plan", (why,)).plan
+    planned = plan_binding(topology, physical, allowed, options.policy, node=node)
+    notes = (*resolution_reasons, *(f"topology: {note}" for note in topology.notes))
+    return replace(planned, reasons=(*notes, *planned.reasons)) if notes else planned
+
+
+def apply(options: Options, planned: BindingPlan) -> BindingReport:
+    """Apply ``planned`` with the options' binder: the one apply path, logged.
+
+    Best effort unless ``options.strict``: a binder that cannot be built or fails gives a "not bound"
+    report and a warning; binders restore the process before raising, so it is never half bound.
+    """
+    method = options.method
+    try:
+        binder = make_binder("noop" if not options.enabled else options.binder)
+    except GpunumaError as err:
+        if options.strict:
+            raise
+        logger.warning("gpunuma: %snot bound (%s binder cannot be built): %s", _prefix(options.label), method, err)
+        return not_bound_report(planned, method, (f"could not build the {method} binder, nothing changed: {err}",))
+    try:
+        report = binder.apply(planned)
+    except GpunumaError as err:
+        if options.strict:
+            raise
+        logger.warning("gpunuma: %snot bound (%s binder): %s", _prefix(options.label), binder.name, err)
+        return not_bound_report(planned, binder.name, (f"binding failed and was undone: {err}",))
+    _log(report, options.label)
+    return report
+
+
+def bind(
+    options: Options,
+    *,
+    gpus: Sequence[int | str] | None = None,
+    node: int | None = None,
+    environment: GpuEnvironment | None = None,
+) -> BindingReport:
+    """Plan, then apply: a planning failure is a "not bound" report unless ``options.strict``."""
+    try:
+        planned = plan(options, gpus=gpus, node=node, environment=environment)
+    except GpunumaError as err:
+        if options.strict:
+            raise
+        logger.warning("gpunuma: %snot bound: %s", _prefix(options.label), err)
+        return not_bound_report(None, options.method, (f"could not plan a binding: {err}",))
+    return apply(options, planned)
+
+
+def _prefix(label: str | None) -> str:
+    return f"[{label}] " if label else ""
+
+
+def _log(report: BindingReport, label: str | None) -> None:
+    prefix = _prefix(label)
+    gpus = ",".join(str(g) for g in report.plan.gpus)
+    suffix = f" for GPU {gpus}" if gpus else ""
+    logger.info("%s%s%s", prefix, report.summary(), suffix)
+    for mismatch in report.mismatches:
+        logger.warning("%sread-back differs from the plan: %s", prefix, mismatch)
+

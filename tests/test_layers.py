@@ -1,0 +1,56 @@
+"""The layers hold: the pure core imports nothing that touches the machine, and one edge reads the environment."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import gpunuma
+
+SRC = Path(gpunuma.__file__).parent
+#: Modules whose import means I/O, the environment, the interpreter's state or foreign code.
+MACHINE_MODULES = {"os", "sys", "ctypes", "subprocess", "pathlib", "shutil", "socket", "io", "glob", "tempfile"}
+#: Where ``os.environ`` may be read: the settings edge (and the launch code that hands env to children).
+ENVIRONMENT_EDGE = {"settings.py"}
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_the_core_imports_nothing_that_touches_the_machine():
+    offenders = {
+        str(path.relative_to(SRC)): sorted(_imports(path) & MACHINE_MODULES) for path in (SRC / "core").rglob("*.py")
+    }
+    assert {name: mods for name, mods in offenders.items() if mods} == {}
+
+
+def test_the_core_imports_no_adapter_and_no_entry_point():
+    outward = ("gpunuma.adapters", "gpunuma.api", "gpunuma.cli", "gpunuma.compose", "gpunuma.settings",
+               "gpunuma.launch", "gpunuma.check", "gpunuma.integrations", "gpunuma_fakes")
+    offenders = []
+    for path in (SRC / "core").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(outward):
+                offenders.append(f"{path.relative_to(SRC)}: {node.module}")
+    assert offenders == []
+
+
+def _reads_environment(path: Path) -> bool:
+    """``os.environ``/``os.getenv``/``os.environb`` in code (docstrings may mention them)."""
+    return any(
+        isinstance(node, ast.Attribute) and node.attr in {"environ", "environb", "getenv"}
+        and isinstance(node.value, ast.Name) and node.value.id == "os"
+        for node in ast.walk(ast.parse(path.read_text()))
+    )
+
+
+def test_only_the_settings_edge_reads_the_environment():
+    readers = {str(path.relative_to(SRC)) for path in SRC.rglob("*.py") if _reads_environment(path)}
+    assert readers <= ENVIRONMENT_EDGE, sorted(readers)
