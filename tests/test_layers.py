@@ -54,3 +54,8 @@ def _reads_environment(path: Path) -> bool:
 def test_only_the_settings_edge_reads_the_environment():
     readers = {str(path.relative_to(SRC)) for path in SRC.rglob("*.py") if _reads_environment(path)}
     assert readers <= ENVIRONMENT_EDGE, sorted(readers)
+
+
+def test_production_code_never_imports_the_fakes():
+    importers = sorted(str(path.relative_to(SRC)) for path in SRC.rglob("*.py") if "gpunuma_fakes" in _imports(path))
+    assert importers == []  # --simulate reaches them through gpunuma.registry, by name

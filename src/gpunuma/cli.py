@@ -7,23 +7,20 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
 import sys
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from gpunuma import compose
 from gpunuma.compose import Options, make_source
 from gpunuma.core.policy import CpuScope, Fallback, MemoryPolicy, Policy
 from gpunuma.errors import GpunumaError
+from gpunuma.registry import SOURCE_NAMES, simulated_source_class
 
-_SOURCES = ("auto", "nvml", "sysfs")
 _SOURCE_HELP = "where the topology comes from (default: GPUNUMA_SOURCE, else auto = NVML + sysfs)"
 
 
@@ -46,31 +43,10 @@ def _options(args: argparse.Namespace) -> Options:
     return replace(options, policy=policy)
 
 
-@contextlib.contextmanager
-def _topology_source(args: argparse.Namespace, options: Options) -> Iterator[Any]:
-    """The source the command reads: the real machine, or the simulated one ``--simulate`` names."""
-    name = options.source
-    if getattr(args, "simulate", None) is None:
-        yield make_source(name, root=options.root)
-        return
-    import gpunuma_fakes
-    from gpunuma.adapters.sysfs import SysfsTopology
-    from gpunuma_fakes.nvml import FakeNvml
-
-    machine = gpunuma_fakes.machine(args.simulate)
-    with tempfile.TemporaryDirectory(prefix=f"gpunuma-{machine.name}-") as tmp:
-        root = gpunuma_fakes.render_sysfs(machine, Path(tmp))
-        sysfs = SysfsTopology(root=root)
-        if name == "sysfs":
-            yield sysfs
-        elif name == "nvml":
-            from gpunuma.adapters.nvml import NvmlTopology
-
-            yield NvmlTopology(nvml=FakeNvml(machine), sysfs=sysfs)
-        else:
-            from gpunuma.adapters.auto import AutoTopology
-
-            yield AutoTopology(nvml=FakeNvml(machine), sysfs=sysfs)
+def _source(args: argparse.Namespace, options: Options) -> Any:
+    """The source the command reads: ``options.source`` (a name) on this machine, or on the ``--simulate`` one."""
+    simulate = getattr(args, "simulate", None)
+    return options.source if simulate is None else make_source(options.source, simulate=simulate)
 
 
 def _gpus(args: argparse.Namespace) -> list[int | str] | None:
@@ -124,8 +100,8 @@ def _print_report(report: Any) -> None:
 
 # -- commands --------------------------------------------------------------------------------
 def cmd_topo(args: argparse.Namespace) -> int:
-    with _topology_source(args, _options(args)) as source:
-        topology = source.read()
+    options = _options(args)
+    topology = make_source(_source(args, options), root=options.root).read()
     if args.json:
         print(json.dumps(topology.to_dict(), indent=2))
     else:
@@ -135,8 +111,7 @@ def cmd_topo(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     options = _options(args)
-    with _topology_source(args, options) as source:
-        plan = _plan(args, replace(options, source=source))
+    plan = _plan(args, replace(options, source=_source(args, options)))
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))
     else:
@@ -158,8 +133,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
     # A bad GPUNUMA_* value is a mistake to report (exit 2), never a reason to run unbound.
     options = _options(args)
     try:
-        with _topology_source(args, options) as source:
-            plan = _plan(args, replace(options, source=source))
+        plan = _plan(args, replace(options, source=_source(args, options)))
     except GpunumaError as err:
         if options.strict or args.simulate is not None or args.dry_run:
             raise
@@ -191,17 +165,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_machines(args: argparse.Namespace) -> int:
-    import gpunuma_fakes
-
-    for name in gpunuma_fakes.names():
-        machine = gpunuma_fakes.machine(name)
-        print(f"{name:24} {machine.description}")
+    for name, description in simulated_source_class().catalogue():
+        print(f"{name:24} {description}")
     return 0
 
 
 # -- parser -----------------------------------------------------------------------------------
 def _add_source(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", choices=_SOURCES, help=_SOURCE_HELP)
+    parser.add_argument("--source", choices=SOURCE_NAMES, help=_SOURCE_HELP)
     parser.add_argument("--simulate", metavar="NAME", help="use a simulated machine (see `gpunuma machines`)")
     parser.add_argument("--root", default="/", help="sysfs/procfs root to read (default: /)")
     parser.add_argument("--json", action="store_true", help="print the stable JSON shape")
@@ -246,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="is this process bound right? read the kernel's view of a process")
     check.add_argument("--pid", default="self", help="process id (default: this process)")
-    check.add_argument("--source", choices=_SOURCES, help=_SOURCE_HELP)
+    check.add_argument("--source", choices=SOURCE_NAMES, help=_SOURCE_HELP)
     check.add_argument("--root", default="/", help="root holding proc/ and sys/ (default /)")
     check.add_argument("--json", action="store_true")
     check.set_defaults(func=cmd_check)

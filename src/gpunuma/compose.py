@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 from gpunuma.core.identity import GpuEnvironment
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import Policy
-from gpunuma.core.report import BindingReport, not_bound_report
+from gpunuma.core.report import BindingReport
 from gpunuma.errors import GpunumaError
-from gpunuma.registry import binder_class, topology_source_class
+from gpunuma.registry import binder_class, simulated_source_class, topology_source_class
 from gpunuma.settings import RayLike, Settings, read_gpu_environment
 
 if TYPE_CHECKING:  # annotations only: the bind path in every worker skips building the Protocols
@@ -97,12 +97,20 @@ class Options:
 
 
 # -- adapters ------------------------------------------------------------------------------------
-def make_source(source: str | TopologySource | None = None, *, root: str | Path = "/") -> TopologySource:
-    """A topology source: an instance passes through, a name (``auto``/``nvml``/``sysfs``) is built."""
+def make_source(
+    source: str | TopologySource | None = None, *, root: str | Path = "/", simulate: str | None = None
+) -> TopologySource:
+    """A topology source: an instance passes through, a name (``auto``/``nvml``/``sysfs``) is built.
+
+    ``simulate`` names a catalogue machine (``gpunuma machines``): the named source then reads that
+    simulated machine instead of this one.
+    """
     if source is None:
         source = "auto"
     if not isinstance(source, str):
         return source
+    if simulate is not None:
+        return simulated_source_class()(simulate, source)
     cls = topology_source_class(source)
     if source == "nvml":
         sysfs_cls = topology_source_class("sysfs")
@@ -179,7 +187,7 @@ def plan(
             if not topology.gpus
             else "this process owns no GPU (CUDA_VISIBLE_DEVICES or Ray gave it none): nothing to bind"
         )
-        return not_bound_report(None, "plan", (why,)).plan
+        return BindingReport.not_bound(None, "plan", (why,)).plan
     planned = plan_binding(topology, physical, allowed, options.policy, node=node)
     notes = (*resolution_reasons, *(f"topology: {note}" for note in topology.notes))
     return replace(planned, reasons=(*notes, *planned.reasons)) if notes else planned
@@ -198,14 +206,15 @@ def apply(options: Options, planned: BindingPlan) -> BindingReport:
         if options.strict:
             raise
         logger.warning("gpunuma: %snot bound (%s binder cannot be built): %s", _prefix(options.label), method, err)
-        return not_bound_report(planned, method, (f"could not build the {method} binder, nothing changed: {err}",))
+        why = f"could not build the {method} binder, nothing changed: {err}"
+        return BindingReport.not_bound(planned, method, (why,))
     try:
         report = binder.apply(planned)
     except GpunumaError as err:
         if options.strict:
             raise
         logger.warning("gpunuma: %snot bound (%s binder): %s", _prefix(options.label), binder.name, err)
-        return not_bound_report(planned, binder.name, (f"binding failed and was undone: {err}",))
+        return BindingReport.not_bound(planned, binder.name, (f"binding failed and was undone: {err}",))
     _log(report, options.label)
     return report
 
@@ -224,7 +233,7 @@ def bind(
         if options.strict:
             raise
         logger.warning("gpunuma: %snot bound: %s", _prefix(options.label), err)
-        return not_bound_report(None, options.method, (f"could not plan a binding: {err}",))
+        return BindingReport.not_bound(None, options.method, (f"could not plan a binding: {err}",))
     return apply(options, planned)
 
 

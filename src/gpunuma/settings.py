@@ -32,6 +32,7 @@ from typing import Any, Protocol, TypeVar
 from gpunuma.core.identity import GpuEnvironment
 from gpunuma.core.policy import CpuScope, MemoryPolicy, Policy
 from gpunuma.errors import GpunumaError
+from gpunuma.registry import SOURCE_NAMES
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -65,9 +66,6 @@ def _choice(env: Mapping[str, str], name: str, enum: type[_E], default: str) -> 
         raise SettingsError(f"{name}={raw!r}: expected one of {allowed}") from None
 
 
-_SOURCES = ("auto", "nvml", "sysfs")
-
-
 @dataclass(frozen=True)
 class Settings:
     """The binding settings that ``GPUNUMA_*`` variables give, with the library's defaults."""
@@ -82,8 +80,8 @@ class Settings:
         """Read the ``GPUNUMA_*`` variables once (``env`` defaults to ``os.environ``)."""
         env = os.environ if env is None else env
         source = env.get("GPUNUMA_SOURCE", "").strip().lower() or "auto"
-        if source not in _SOURCES:
-            raise SettingsError(f"GPUNUMA_SOURCE={source!r}: expected one of {', '.join(_SOURCES)}")
+        if source not in SOURCE_NAMES:
+            raise SettingsError(f"GPUNUMA_SOURCE={source!r}: expected one of {', '.join(SOURCE_NAMES)}")
         policy = Policy(
             cpu_scope=_choice(env, "GPUNUMA_CPU_SCOPE", CpuScope, "node"),
             memory=_choice(env, "GPUNUMA_MEMORY", MemoryPolicy, "preferred"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gpunuma.core.plan import BindingPlan
-from gpunuma.core.report import BindingReport, not_bound_report
+from gpunuma.core.report import BindingReport
 
 DRY_RUN_REASON = "dry run: nothing changed (GPUNUMA_BIND=0 or --dry-run)"
 
@@ -19,4 +19,4 @@ class NoopBinder:
     def apply(self, plan: BindingPlan) -> BindingReport:
         """Record ``plan``; return a ``bound=False`` report with the plan's reasons and the dry-run note."""
         self.applied.append(plan)
-        return not_bound_report(plan, self.name, (DRY_RUN_REASON,))
+        return BindingReport.not_bound(plan, self.name, (DRY_RUN_REASON,))

@@ -20,7 +20,7 @@ from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import MemoryPolicy
 from gpunuma.core.readback import compare
-from gpunuma.core.report import BindingReport, not_bound_report
+from gpunuma.core.report import BindingReport
 from gpunuma.errors import BindError
 
 logger = logging.getLogger("gpunuma")
@@ -139,7 +139,7 @@ def apply_whole_process(
     bound and says so.
     """
     if not plan.binds:
-        return not_bound_report(plan, method, notes)
+        return BindingReport.not_bound(plan, method, notes)
     try:
         saved_memory = syscalls.get()
     except OSError as err:

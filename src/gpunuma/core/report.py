@@ -49,6 +49,23 @@ class BindingReport:
     #: Planned-versus-kernel differences, in plain words; empty when they agree.
     mismatches: tuple[str, ...] = ()
 
+    @classmethod
+    def not_bound(cls, plan: BindingPlan | None, method: str, extra: tuple[str, ...] = ()) -> BindingReport:
+        """A ``bound=False`` report: the process was left as it was; ``extra`` says why.
+
+        Without a plan (planning failed or there is nothing to bind), an empty plan carrying ``extra``
+        stands in. Reasons already in the plan are not repeated.
+        """
+        if plan is None:
+            plan = BindingPlan(
+                gpus=(), nodes=(), cpus=CpuSet(), memory_policy=MemoryPolicy.NONE, memory_nodes=(), reasons=extra
+            )
+        added = tuple(reason for reason in extra if reason not in plan.reasons)
+        return cls(
+            plan=plan, bound=False, method=method, cpus=CpuSet(), memory_policy=None, memory_nodes=(),
+            reasons=(*plan.reasons, *added),
+        )
+
     @property
     def ok(self) -> bool:
         return self.bound and not self.mismatches
@@ -87,19 +104,3 @@ class BindingReport:
             "plan": self.plan.to_dict(),
             "kernel": kernel,
         }
-
-def not_bound_report(plan: BindingPlan | None, method: str, extra: tuple[str, ...] = ()) -> BindingReport:
-    """A ``bound=False`` report: the process was left as it was; ``extra`` says why.
-
-    Without a plan (planning failed or there is nothing to bind), an empty plan carrying ``extra``
-    stands in. Reasons already in the plan are not repeated.
-    """
-    if plan is None:
-        plan = BindingPlan(
-            gpus=(), nodes=(), cpus=CpuSet(), memory_policy=MemoryPolicy.NONE, memory_nodes=(), reasons=extra
-        )
-    added = tuple(reason for reason in extra if reason not in plan.reasons)
-    return BindingReport(
-        plan=plan, bound=False, method=method, cpus=CpuSet(), memory_policy=None, memory_nodes=(),
-        reasons=(*plan.reasons, *added),
-    )
