@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from gpunuma.adapters.libnuma import LibnumaBinder
-from gpunuma.adapters.mempolicy import Mempolicy, MempolicySyscalls, Mode
+from gpunuma.adapters.mempolicy import MempolicySyscalls
 from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.kernel_policy import Mempolicy, Mode
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import MemoryPolicy
 from gpunuma.errors import BindError, LibraryNotFoundError

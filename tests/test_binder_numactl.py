@@ -56,9 +56,9 @@ def test_memory_none_adds_no_memory_option_and_several_preferred_nodes_use_prefe
     launcher = NumactlLauncher(topology=DGX)
 
     assert launcher.command(plan("0-223", MemoryPolicy.NONE, (0, 1)), ["x"]) == [
-        "numactl", "--cpunodebind=0,1", "--", "x"]
+        "numactl", "--cpunodebind=0-1", "--", "x"]
     assert launcher.command(plan("0-223", MemoryPolicy.PREFERRED, (0, 1)), ["x"]) == [
-        "numactl", "--cpunodebind=0,1", "--preferred-many=0,1", "--", "x"]
+        "numactl", "--cpunodebind=0-1", "--preferred-many=0-1", "--", "x"]
 
 
 def test_a_plan_that_does_not_bind_leaves_argv_unchanged_even_without_numactl() -> None:

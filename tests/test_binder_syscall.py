@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 
 from gpunuma.adapters import libnuma
-from gpunuma.adapters.mempolicy import SYSCALL_NUMBERS, Mempolicy, MempolicySyscalls, Mode, known_nodes
+from gpunuma.adapters.mempolicy import SYSCALL_NUMBERS, MempolicySyscalls, known_nodes
 from gpunuma.adapters.process import apply_whole_process
 from gpunuma.adapters.syscall import SyscallBinder
 from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.kernel_policy import Mempolicy, Mode
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import MemoryPolicy
 from gpunuma.errors import BindError

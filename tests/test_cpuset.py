@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.cpuset import LIMIT, CpuSet, node_list, parse_ids
 from gpunuma.errors import CpuSetParseError
 
 cpu_ids = st.frozensets(st.integers(min_value=0, max_value=1023), max_size=64)
@@ -51,6 +51,56 @@ class TestCpulist:
         assert CpuSet.parse_list(cpus.to_list()) == cpus
 
 
+class TestKernelText:
+    """What a kernel file or buffer carries around the list, and text no kernel writes."""
+
+    @pytest.mark.parametrize("text", ["0-3\n", "0-3\x00", "0-3\n\x00\x00", "\t0-3 \n"])
+    def test_trailing_newline_padding_and_nul_bytes_are_ignored(self, text: str) -> None:
+        assert CpuSet.parse_list(text).to_list() == "0-3"
+        assert CpuSet.parse_mask(text.replace("0-3", "f")).to_list() == "0-3"
+
+    @pytest.mark.parametrize(
+        "text", ["0-100000000", "0-4294967295", f"0-{LIMIT}", str(LIMIT), "1" * 5000, "0-" + "9" * 5000]
+    )
+    def test_an_id_beyond_the_limit_raises_at_once_without_expanding(self, text: str) -> None:
+        with pytest.raises(CpuSetParseError, match="beyond") as caught:
+            CpuSet.parse_list(text)
+        assert caught.value.text == text
+
+    def test_the_highest_id_below_the_limit_is_accepted(self) -> None:
+        assert CpuSet.parse_list(f"{LIMIT - 2}-{LIMIT - 1}").ranges() == [(LIMIT - 2, LIMIT - 1)]
+
+    def test_overlapping_ranges_that_span_more_than_the_limit_raise(self) -> None:
+        text = ",".join([f"0-{LIMIT - 1}"] * 1000)  # 65 million ids counting repeats
+        with pytest.raises(CpuSetParseError, match="span more than"):
+            CpuSet.parse_list(text)
+
+    def test_non_ascii_digits_are_not_ids(self) -> None:
+        with pytest.raises(CpuSetParseError):
+            CpuSet.parse_list("\u0663")  # ARABIC-INDIC DIGIT THREE: int() would read it as 3
+
+    def test_a_mask_wider_than_the_limit_raises(self) -> None:
+        with pytest.raises(CpuSetParseError, match="words"):
+            CpuSet.parse_mask(",".join(["0"] * (LIMIT // 32 + 1)))
+
+    def test_too_many_words_raise(self) -> None:
+        with pytest.raises(CpuSetParseError, match="words"):
+            CpuSet.from_nvml_words([0] * (LIMIT // 64 + 1))
+
+    def test_an_id_at_the_limit_is_not_a_cpu(self) -> None:
+        with pytest.raises(CpuSetParseError):
+            CpuSet.of([LIMIT])
+        with pytest.raises(CpuSetParseError):
+            CpuSet.range(0, LIMIT)
+
+    def test_parse_ids_is_the_bare_form_of_parse_list(self) -> None:
+        assert parse_ids("0-1,4\n") == frozenset({0, 1, 4}) == CpuSet.parse_list("0-1,4").ids
+
+    def test_node_list_text_is_the_kernel_form(self) -> None:
+        assert node_list([1, 0, 4]) == "0-1,4"
+        assert node_list(()) == ""
+
+
 class TestHexMask:
     @pytest.mark.parametrize(
         ("cpulist", "words", "mask"),
@@ -75,6 +125,17 @@ class TestHexMask:
     def test_short_words_and_uppercase_read_as_the_kernel_means(self) -> None:
         assert CpuSet.parse_mask("FFFF").to_list() == "0-15"
         assert CpuSet.parse_mask("1,0").to_list() == "32"
+
+    @pytest.mark.parametrize(
+        ("cpulist", "nbits", "mask"),
+        [("0-3", 4, "f"), ("0-3", 224, "00000000,00000000,00000000,00000000,00000000,00000000,0000000f"),
+         ("0-2,10", 1024 - 1000, "000407"), ("32", 40, "01,00000000"), ("0", 32, "00000001")],
+    )
+    def test_a_bitmap_of_nbits_prints_as_the_kernel_prints_it(self, cpulist: str, nbits: int, mask: str) -> None:
+        """``%*pb``: the leading word has only the hex digits ``nbits`` needs."""
+        cpus = CpuSet.parse_list(cpulist)
+        assert cpus.to_mask(nbits=nbits) == mask
+        assert CpuSet.parse_mask(mask) == cpus
 
     def test_too_few_words_to_hold_the_set_is_refused(self) -> None:
         with pytest.raises(ValueError, match="1 words cannot hold CPU 32"):

@@ -116,8 +116,8 @@ def test_vm_gpu_without_numa_id_and_with_every_cpu_affinity_has_no_node_and_says
 def test_socket_wide_affinity_identifies_no_single_node(tmp_path: Path) -> None:
     topo, _ = nvml_topology(machine("snc-socket-affinity"), tmp_path)
     assert [g.numa_node for g in topo.gpus] == [None] * 6
-    assert "CPU affinity spans nodes 0,1" in topo.gpus[0].notes
-    assert "CPU affinity spans nodes 2,3" in topo.gpus[5].notes
+    assert "CPU affinity spans nodes 0-1" in topo.gpus[0].notes
+    assert "CPU affinity spans nodes 2-3" in topo.gpus[5].notes
 
 
 def test_no_numa_id_anywhere_leaves_memory_node_unknown_but_cpu_node_known(tmp_path: Path) -> None:

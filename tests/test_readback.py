@@ -89,6 +89,16 @@ def test_unreadable_numa_maps_means_policy_unknown_and_not_compared(tmp_path: Pa
     assert compare(plan(MemoryPolicy.BIND), view) == ()
 
 
+def test_a_numa_maps_node_list_beyond_any_kernel_is_a_format_error_naming_the_file(tmp_path: Path) -> None:
+    render_process(tmp_path, 77, {77: ("python", "0-1")}, numa_maps="400000 bind:0-99999999 file=/bin/x\n")
+
+    with pytest.raises(SysfsFormatError) as caught:
+        read_kernel_view(77, proc_root=tmp_path)
+
+    assert caught.value.path == tmp_path / "77" / "numa_maps"
+    assert caught.value.text == "0-99999999"
+
+
 def test_malformed_status_is_a_format_error(tmp_path: Path) -> None:
     render_process(tmp_path, 77, {77: ("python", "zero-one")}, numa_maps=None)
 

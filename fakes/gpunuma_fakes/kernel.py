@@ -15,7 +15,8 @@ import os
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.cpuset import CpuSet, node_list
+from gpunuma.core.kernel_policy import kernel_policy
 from gpunuma.core.model import Topology
 from gpunuma.core.plan import Allowed, BindingPlan
 from gpunuma.core.policy import MemoryPolicy
@@ -111,11 +112,11 @@ class SimulatedKernel:
         memory_nodes = {n.id for n in self.topology.nodes if n.has_memory}
         nodes = tuple(sorted(set(plan.memory_nodes) & memory_nodes & set(self.allowed.mems)))
         if not nodes:
-            unusable = ",".join(str(n) for n in plan.memory_nodes) or "none"
+            unusable = node_list(plan.memory_nodes) or "none"
             return errno.EINVAL, f"node {unusable} does not exist, has no memory or is outside Mems_allowed"
-        if plan.memory_policy is MemoryPolicy.BIND:
-            return "bind", nodes
-        return ("preferred" if len(nodes) == 1 else "preferred_many"), nodes
+        held = kernel_policy(plan.memory_policy, nodes)
+        assert held is not None, "the caller sets a policy only for a plan that asks for one"
+        return held.word, held.nodes
 
     # -- the binder port -----------------------------------------------------------------
     def apply(self, plan: BindingPlan) -> BindingReport:
@@ -148,7 +149,7 @@ class SimulatedKernel:
             if missing:
                 # A wrong plan, not a container's refusal (the kernel never holds a policy on a node it
                 # lacks): ``changed`` is dropped, so every thread stays as it was.
-                listed = ",".join(str(n) for n in missing)
+                listed = node_list(missing)
                 why = (
                     f"memory node {listed} does not exist on this machine; "
                     "every thread and the memory policy were restored"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.cpuset import CpuSet, node_list
 from gpunuma_fakes.spec import GpuSpec, Machine
 
 #: The simulated process and two of its threads.
@@ -32,18 +32,6 @@ _DEVICE_IDS = {
 }
 
 
-def kernel_mask(cpus: CpuSet, nbits: int) -> str:
-    """``%*pb``: 32-bit hex chunks, most significant first; the leading chunk is only as wide as ``nbits`` needs."""
-    value = cpus.bits()
-    chunks = []
-    lead = nbits % 32 or 32
-    top = ((nbits + 31) // 32 - 1) * 32
-    for shift in range(top, -1, -32):
-        width = lead if shift == top else 32
-        chunks.append(f"{(value >> shift) & ((1 << width) - 1):0{(width + 3) // 4}x}")
-    return ",".join(chunks)
-
-
 class _Tree:
     """Writes files under one root, creating each directory once (a DGX tree is ~2500 files)."""
 
@@ -57,10 +45,6 @@ class _Tree:
             self.made.add(folder)
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(text + "\n")
-
-
-def _nodelist(ids: set[int] | frozenset[int]) -> str:
-    return CpuSet.of(ids).to_list()
 
 
 def _gpu_class(gpu: GpuSpec) -> int:
@@ -95,16 +79,16 @@ def _render_nodes(machine: Machine, root: Path, out: _Tree) -> None:
     with_cpus = {n.id for n in machine.nodes if CpuSet.parse_list(n.cpus) & online}
     with_memory = {n.id for n in machine.nodes if n.memory_mb > 0}
     out.write(base / "possible", f"0-{max(ids)}" if max(ids) else "0")
-    out.write(base / "online", _nodelist(ids))
-    out.write(base / "has_cpu", _nodelist(with_cpus))
-    out.write(base / "has_memory", _nodelist(with_memory))
+    out.write(base / "online", node_list(ids))
+    out.write(base / "has_cpu", node_list(with_cpus))
+    out.write(base / "has_memory", node_list(with_memory))
     # GPU memory is onlined movable, so only CPU nodes have normal memory.
-    out.write(base / "has_normal_memory", _nodelist(with_cpus & with_memory))
+    out.write(base / "has_normal_memory", node_list(with_cpus & with_memory))
     for node in machine.nodes:
         folder = base / f"node{node.id}"
         cpus = CpuSet.parse_list(node.cpus) & online
         out.write(folder / "cpulist", cpus.to_list())
-        out.write(folder / "cpumap", kernel_mask(cpus, machine.cpu_count))
+        out.write(folder / "cpumap", cpus.to_mask(nbits=machine.cpu_count))
         out.write(folder / "distance", " ".join(str(d) for d in node.distances))
         kb = node.memory_mb * 1024
         out.write(
@@ -168,7 +152,7 @@ def _pci_device(
     out.write(folder / "class", f"0x{klass:06x}")
     out.write(folder / "numa_node", str(node))
     out.write(folder / "local_cpulist", local.to_list())
-    out.write(folder / "local_cpus", kernel_mask(local, machine.cpu_count))
+    out.write(folder / "local_cpus", local.to_mask(nbits=machine.cpu_count))
 
 
 def _render_pci(machine: Machine, root: Path, out: _Tree) -> None:
@@ -180,7 +164,7 @@ def _render_pci(machine: Machine, root: Path, out: _Tree) -> None:
         out.write(folder / "class", f"0x{_gpu_class(gpu):06x}")
         out.write(folder / "numa_node", str(gpu.sysfs_numa_node))
         out.write(folder / "local_cpulist", local.to_list())
-        out.write(folder / "local_cpus", kernel_mask(local, machine.cpu_count))
+        out.write(folder / "local_cpus", local.to_mask(nbits=machine.cpu_count))
         if gpu.vendor == "amd":
             out.write(folder / "product_name", gpu.name)  # amdgpu's FRU attribute
         if _gpu_class(gpu) == 0x030000:
@@ -239,9 +223,9 @@ def _status(machine: Machine, tid: int, name: str) -> str:
             "VmRSS:\t  524288 kB",
             f"Threads:\t{len(TIDS)}",
             "Seccomp:\t0",
-            f"Cpus_allowed:\t{kernel_mask(allowed.affinity, machine.cpu_count)}",
+            f"Cpus_allowed:\t{allowed.affinity.to_mask(nbits=machine.cpu_count)}",
             f"Cpus_allowed_list:\t{allowed.affinity.to_list()}",
-            f"Mems_allowed:\t{kernel_mask(mems, NODEMASK_BITS)}",
+            f"Mems_allowed:\t{mems.to_mask(nbits=NODEMASK_BITS)}",
             f"Mems_allowed_list:\t{mems.to_list()}",
             "voluntary_ctxt_switches:\t150",
             "nonvoluntary_ctxt_switches:\t545",

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
-from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.cpuset import CpuSet, node_list
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import MemoryPolicy
 from gpunuma.core.ports import Binder, Launcher
@@ -89,9 +89,9 @@ def exec_argv(plan: BindingPlan, argv: Sequence[str]) -> list[str]:
     """``python -m gpunuma.launch ... -- argv``: a child that binds in-process, then execs ``argv``."""
     options = [
         f"--cpus={plan.cpus.to_list()}",
-        f"--nodes={','.join(str(n) for n in plan.nodes)}",
+        f"--nodes={node_list(plan.nodes)}",
         f"--memory={plan.memory_policy.value}",
-        f"--memory-nodes={','.join(str(n) for n in plan.memory_nodes)}",
+        f"--memory-nodes={node_list(plan.memory_nodes)}",
     ]
     return [sys.executable, "-m", "gpunuma.launch", *options, "--", *argv]
 

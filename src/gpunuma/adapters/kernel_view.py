@@ -12,8 +12,9 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gpunuma.adapters.procfs import parse_cpulist, parse_status, read_text, read_threads
+from gpunuma.adapters.procfs import parse_cpulist, parse_idlist, parse_status, read_text, read_threads
 from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.kernel_policy import NUMA_MAPS_MODES
 from gpunuma.core.report import KernelView, ThreadState
 from gpunuma.errors import BindError, SysfsFormatError
 
@@ -25,15 +26,6 @@ if TYPE_CHECKING:
 _NUMA_MAPS_POLICY = re.compile(
     r"^\S+ (default|local|bind|prefer \(many\)|prefer|interleave|weighted interleave)(?:=[a-z|]+)?(?::(\S+))?"
 )
-_NUMA_MAPS_WORDS = {
-    "default": "default",
-    "local": "local",
-    "bind": "bind",
-    "prefer": "preferred",
-    "prefer (many)": "preferred_many",
-    "interleave": "interleave",
-    "weighted interleave": "weighted_interleave",
-}
 
 
 def _read_status(path: Path) -> dict[str, str]:
@@ -67,8 +59,8 @@ def _numa_maps_policy(path: Path) -> tuple[str | None, tuple[int, ...]]:
     match = _NUMA_MAPS_POLICY.match(first)
     if not match:
         return None, ()
-    nodes = tuple(CpuSet.parse_list(match.group(2)).ids) if match.group(2) else ()
-    return _NUMA_MAPS_WORDS[match.group(1)], tuple(sorted(nodes))
+    nodes = parse_idlist(path, match.group(2)) if match.group(2) else frozenset()
+    return NUMA_MAPS_MODES[match.group(1)].word, tuple(sorted(nodes))
 
 
 def _own_mempolicy(syscalls: MempolicySyscalls | None) -> tuple[str | None, tuple[int, ...]]:

@@ -11,8 +11,9 @@ import ctypes
 import errno
 from typing import Any
 
-from gpunuma.adapters.mempolicy import Mempolicy, MempolicySyscalls, Mode
+from gpunuma.adapters.mempolicy import MempolicySyscalls
 from gpunuma.adapters.process import apply_whole_process, errno_word
+from gpunuma.core.kernel_policy import Mempolicy, Mode
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.ports import Binder
 from gpunuma.core.report import BindingReport

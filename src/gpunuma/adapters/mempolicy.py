@@ -11,11 +11,10 @@ import errno
 import os
 import platform
 from collections.abc import Iterable
-from dataclasses import dataclass
-from enum import IntEnum
 from pathlib import Path
 
 from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.kernel_policy import Mempolicy, Mode
 from gpunuma.errors import BindError, CpuSetParseError, LibraryNotFoundError
 
 #: Syscall numbers from the kernel headers, by ``platform.machine()``.
@@ -29,40 +28,6 @@ SYSCALL_NUMBERS["arm64"] = SYSCALL_NUMBERS["aarch64"]
 #: Mode flags (STATIC_NODES, RELATIVE_NODES, NUMA_BALANCING) live above bit 12; get_mempolicy returns them.
 _MODE_MASK = 0x1FFF
 _BITS_PER_WORD = 64
-
-
-class Mode(IntEnum):
-    """A memory policy mode (uapi ``MPOL_*``)."""
-
-    DEFAULT = 0
-    PREFERRED = 1
-    BIND = 2
-    INTERLEAVE = 3
-    LOCAL = 4
-    PREFERRED_MANY = 5
-    WEIGHTED_INTERLEAVE = 6
-
-    @property
-    def word(self) -> str:
-        """The lower-case name reports use: ``bind``, ``preferred_many``."""
-        return self.name.lower()
-
-
-@dataclass(frozen=True)
-class Mempolicy:
-    """One thread's memory policy: mode, its flag bits and the nodes in its mask."""
-
-    mode: Mode
-    nodes: tuple[int, ...] = ()
-    flags: int = 0
-
-    @property
-    def word(self) -> str:
-        return self.mode.word
-
-    def __str__(self) -> str:
-        nodes = ",".join(str(n) for n in self.nodes)
-        return f"{self.word} {nodes}" if nodes else self.word
 
 
 def _words_for(max_node: int) -> int:
@@ -129,12 +94,11 @@ class MempolicySyscalls:
         return self._words * _BITS_PER_WORD
 
     def _mask(self, nodes: Iterable[int] = ()) -> ctypes.Array[ctypes.c_ulong]:
-        mask = (ctypes.c_ulong * self._words)()
-        for node in nodes:
+        wanted = tuple(nodes)
+        for node in wanted:
             if node < 0 or node >= self.maxnode - 1:
                 raise OSError(errno.EINVAL, f"node {node} is beyond the {self.maxnode - 1}-bit node mask")
-            mask[node // _BITS_PER_WORD] |= 1 << (node % _BITS_PER_WORD)
-        return mask
+        return (ctypes.c_ulong * self._words)(*CpuSet.of(wanted).to_words(self._words, _BITS_PER_WORD))
 
     def _call(self, name: str, *args: object) -> int:
         ctypes.set_errno(0)
@@ -149,13 +113,7 @@ class MempolicySyscalls:
         mode = ctypes.c_int(0)
         mask = self._mask()
         self._call("get_mempolicy", ctypes.byref(mode), mask, ctypes.c_ulong(self.maxnode), None, ctypes.c_ulong(0))
-        nodes = []
-        for w in range(self._words):  # set bits only: testing all 1024 costs ~100 µs per call
-            word = mask[w]
-            while word:
-                low = word & -word
-                nodes.append(w * _BITS_PER_WORD + low.bit_length() - 1)
-                word ^= low
+        nodes = CpuSet.from_words(mask[:], _BITS_PER_WORD)
         return Mempolicy(Mode(mode.value & _MODE_MASK), tuple(nodes), mode.value & ~_MODE_MASK)
 
     def set(self, policy: Mempolicy) -> None:

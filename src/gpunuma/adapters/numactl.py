@@ -9,14 +9,14 @@ from __future__ import annotations
 import shutil
 from collections.abc import Sequence
 
+from gpunuma.core.cpuset import node_list
+from gpunuma.core.kernel_policy import Mode, kernel_policy
 from gpunuma.core.model import Topology
 from gpunuma.core.plan import BindingPlan
-from gpunuma.core.policy import MemoryPolicy
 from gpunuma.errors import LibraryNotFoundError
 
-
-def _nodes(nodes: Sequence[int]) -> str:
-    return ",".join(str(n) for n in nodes)
+#: numactl's option for each mode the plan may ask for (--preferred-many: numactl 2.0.15+, Linux 5.15+).
+_MEMORY_OPTIONS = {Mode.BIND: "--membind", Mode.PREFERRED: "--preferred", Mode.PREFERRED_MANY: "--preferred-many"}
 
 
 class NumactlLauncher:
@@ -37,19 +37,15 @@ class NumactlLauncher:
             if all(node is not None for node in node_cpus):
                 union = frozenset().union(*(node.cpus.ids for node in node_cpus if node is not None))
                 if union == plan.cpus.ids:
-                    return f"--cpunodebind={_nodes(plan.nodes)}"
+                    return f"--cpunodebind={node_list(plan.nodes)}"
         return f"--physcpubind={plan.cpus.to_list()}"
 
     @staticmethod
     def _memory_option(plan: BindingPlan) -> list[str]:
-        if plan.memory_policy is MemoryPolicy.NONE or not plan.memory_nodes:
+        wanted = kernel_policy(plan.memory_policy, plan.memory_nodes)
+        if wanted is None:
             return []
-        if plan.memory_policy is MemoryPolicy.BIND:
-            return [f"--membind={_nodes(plan.memory_nodes)}"]
-        if len(plan.memory_nodes) == 1:
-            return [f"--preferred={plan.memory_nodes[0]}"]
-        # numactl 2.0.15+ on Linux 5.15+ (MPOL_PREFERRED_MANY).
-        return [f"--preferred-many={_nodes(plan.memory_nodes)}"]
+        return [f"{_MEMORY_OPTIONS[wanted.mode]}={node_list(wanted.nodes)}"]
 
     def command(self, plan: BindingPlan, argv: Sequence[str]) -> list[str]:
         """The argv that runs ``argv`` bound per ``plan``; ``argv`` unchanged when the plan does not bind."""

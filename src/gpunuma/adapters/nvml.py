@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.cpuset import CpuSet, node_list
 from gpunuma.core.identity import normalize_bus_id
 from gpunuma.core.model import Gpu, MigDevice, Topology
 from gpunuma.core.plan import Allowed
@@ -216,7 +216,7 @@ def _cpu_node(base: Topology, local: CpuSet | None, notes: list[str]) -> int | N
         return None
     touched = [node.id for node in base.cpu_nodes if not node.cpus.isdisjoint(cpus)]
     if len(touched) != 1:
-        notes.append(f"CPU affinity spans nodes {','.join(map(str, touched))}")
+        notes.append(f"CPU affinity spans nodes {node_list(touched)}")
         return None
     return touched[0]
 

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Protocol
 
 from gpunuma.adapters.kernel_view import read_kernel_view
-from gpunuma.adapters.mempolicy import Mempolicy, MempolicySyscalls, Mode, known_nodes
+from gpunuma.adapters.mempolicy import MempolicySyscalls, known_nodes
 from gpunuma.adapters.threads import ThreadBindError, bind_threads, restore_threads
-from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.cpuset import CpuSet, node_list
+from gpunuma.core.kernel_policy import Mempolicy, Mode, kernel_policy
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import MemoryPolicy
 from gpunuma.core.readback import compare
@@ -55,19 +56,19 @@ def _planned_policy(plan: BindingPlan, release: str | None) -> tuple[Mempolicy |
     """The kernel policy to set for ``plan``, and a note when it had to be narrowed."""
     if plan.memory_policy is MemoryPolicy.NONE or not plan.memory_nodes:
         return None, None
-    nodes = tuple(sorted(plan.memory_nodes))
-    if plan.memory_policy is MemoryPolicy.BIND:
-        return Mempolicy(Mode.BIND, nodes), None
-    if len(nodes) == 1:
-        return Mempolicy(Mode.PREFERRED, nodes), None
-    if kernel_at_least(_PREFERRED_MANY_SINCE, release):
-        return Mempolicy(Mode.PREFERRED_MANY, nodes), None
-    first = plan.memory_nodes[0]
-    note = (
-        f"this kernel has no MPOL_PREFERRED_MANY (Linux 5.15+): memory prefers node {first} only, "
-        f"not {','.join(str(n) for n in nodes)}"
+    many = plan.memory_policy is MemoryPolicy.PREFERRED and len(plan.memory_nodes) > 1
+    wanted = kernel_policy(
+        plan.memory_policy,
+        plan.memory_nodes,
+        preferred_many=not many or kernel_at_least(_PREFERRED_MANY_SINCE, release),
     )
-    return Mempolicy(Mode.PREFERRED, (first,)), note
+    if wanted is None or wanted.nodes == tuple(sorted(plan.memory_nodes)):
+        return wanted, None
+    note = (
+        f"this kernel has no MPOL_PREFERRED_MANY (Linux 5.15+): memory prefers node {node_list(wanted.nodes)} "
+        f"only, not {node_list(plan.memory_nodes)}"
+    )
+    return wanted, note
 
 
 def _set_memory(wanted: Mempolicy, setter: MemorySetter, syscalls: MempolicySyscalls, saved: Mempolicy) -> str | None:
@@ -95,8 +96,8 @@ def _check_nodes_exist(nodes: tuple[int, ...], sys_root: str | Path) -> None:
     unknown = sorted(set(nodes) - known)
     if unknown:
         raise BindError(
-            f"memory node {','.join(str(n) for n in unknown)} does not exist on this machine "
-            f"(nodes {CpuSet.of(known).to_list()}); every thread and the memory policy were restored"
+            f"memory node {node_list(unknown)} does not exist on this machine "
+            f"(nodes {node_list(known)}); every thread and the memory policy were restored"
         )
 
 
@@ -114,8 +115,7 @@ def _migrate(syscalls: MempolicySyscalls, old: frozenset[int], new: tuple[int, .
         left = syscalls.migrate_pages(os.getpid(), sorted(old), new)
     except OSError as err:
         return f"migrate_pages refused ({errno_word(err.errno)}): existing pages stay where they are"
-    target = ",".join(str(n) for n in new)
-    return f"migrate_pages moved existing pages to node {target}; {left} page(s) could not be moved"
+    return f"migrate_pages moved existing pages to node {node_list(new)}; {left} page(s) could not be moved"
 
 
 def apply_whole_process(

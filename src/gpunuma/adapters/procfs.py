@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.cpuset import CpuSet, parse_ids
 from gpunuma.core.plan import Allowed
 from gpunuma.core.report import ThreadState
 from gpunuma.errors import CpuSetParseError, SysfsFormatError, TopologyUnavailableError
@@ -38,6 +38,9 @@ def read_text(path: str | Path) -> str | None:
     return data.decode("utf-8", "replace")
 
 
+# The adapters' one entry to the parser in gpunuma.core.cpuset: it adds the file to the error.
+
+
 def parse_cpulist(path: str | Path, text: str) -> CpuSet:
     """A kernel cpulist (or node list) read from ``path``; malformed text raises :class:`SysfsFormatError`."""
     try:
@@ -46,9 +49,20 @@ def parse_cpulist(path: str | Path, text: str) -> CpuSet:
         raise SysfsFormatError(path, text, err.why) from err
 
 
-def parse_nodelist(path: str | Path, text: str) -> frozenset[int]:
-    """A kernel node list (``0-1,4``) as a set of node ids."""
-    return parse_cpulist(path, text).ids
+def parse_idlist(path: str | Path, text: str) -> frozenset[int]:
+    """A kernel node list (``0-1,4``) or cpulist read from ``path``, as bare ids (no :class:`CpuSet` built)."""
+    try:
+        return parse_ids(text)
+    except CpuSetParseError as err:
+        raise SysfsFormatError(path, text, err.why) from err
+
+
+def parse_cpumask(path: str | Path, text: str) -> CpuSet:
+    """A kernel hex mask (``local_cpus``, ``cpumap``, ``Cpus_allowed``) read from ``path``."""
+    try:
+        return CpuSet.parse_mask(text)
+    except CpuSetParseError as err:
+        raise SysfsFormatError(path, text, err.why) from err
 
 
 def _proc(root: str | Path, pid: int | str) -> Path:
@@ -102,7 +116,7 @@ def status_mems(status: dict[str, str], path: Path | str = "status") -> frozense
     text = status.get("Mems_allowed_list")
     if text is None:
         raise SysfsFormatError(path, "", "no Mems_allowed_list line")
-    return parse_nodelist(Path(path), text)
+    return parse_idlist(Path(path), text)
 
 
 def list_tids(task_dir: str | Path) -> tuple[int, ...]:
@@ -205,7 +219,7 @@ def _read_pair(files: tuple[Path, Path], version: int) -> CgroupCpuset:
     mems_text = read_text(mems_file) or ""
     return CgroupCpuset(
         cpus=parse_cpulist(cpus_file, cpus_text),
-        mems=parse_nodelist(mems_file, mems_text),
+        mems=parse_idlist(mems_file, mems_text),
         version=version,
         cpus_file=cpus_file,
         mems_file=mems_file,

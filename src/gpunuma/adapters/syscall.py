@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpunuma.adapters.mempolicy import Mempolicy, MempolicySyscalls, Mode
+from gpunuma.adapters.mempolicy import MempolicySyscalls
 from gpunuma.adapters.process import apply_whole_process
+from gpunuma.core.kernel_policy import Mempolicy, Mode
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.report import BindingReport
 

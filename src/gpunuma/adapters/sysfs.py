@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gpunuma.adapters.procfs import parse_cpulist, parse_nodelist, read_allowed, read_text
+from gpunuma.adapters.procfs import parse_cpulist, parse_cpumask, parse_idlist, read_allowed, read_text
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.model import Cpu, Gpu, NumaNode, Topology
 from gpunuma.core.plan import Allowed
@@ -27,32 +27,6 @@ def _int(path: str | Path, text: str, base: int = 10) -> int:
         return int(text.strip(), base)
     except ValueError as err:
         raise SysfsFormatError(path, text, "not an integer") from err
-
-
-def _ids(path: str | Path, text: str) -> frozenset[int]:
-    """A cpulist as ids: a fast path for the kernel's own ``0-3,8`` output, else the strict parser's error."""
-    stripped = text.strip()
-    if stripped.isascii() and stripped.replace(",", "").isdigit():
-        # Single ids only (SMT sibling lists): no range to expand. "1,,2" fails the check below.
-        parts = stripped.split(",")
-        if all(parts):
-            return frozenset(map(int, parts))
-    ids: set[int] = set()
-    for part in stripped.split(","):
-        first, dash, last = part.partition("-")
-        if first.isascii() and first.isdigit() and (not dash or (last.isascii() and last.isdigit())):
-            low = int(first)
-            high = int(last) if dash else low
-            if high >= low:
-                ids.update(range(low, high + 1))
-                continue
-        return parse_cpulist(path, text).ids
-    return frozenset(ids)
-
-
-def _cpuset(path: str | Path, text: str) -> CpuSet:
-    """A kernel cpulist as a :class:`CpuSet`; its ids are parsed digits, so it skips re-validation."""
-    return CpuSet._trusted(_ids(path, text))
 
 
 def _info_fields(text: str, keys: tuple[str, ...]) -> dict[str, str]:
@@ -113,7 +87,7 @@ class SysfsTopology:
             if text is not None:
                 if name != "online":
                     notes.append(f"{cpu_dir / 'online'} missing: took every CPU of {name!r} as online")
-                return _cpuset(path, text)
+                return parse_cpulist(path, text)
         found = CpuSet.of(
             int(entry.name[3:]) for entry in os.scandir(cpu_dir) if entry.name[:3] == "cpu" and entry.name[3:].isdigit()
         )
@@ -145,7 +119,7 @@ class SysfsTopology:
                 missing.append(cpu)
                 result[cpu] = Cpu(id=cpu, package=package_of.get(cpu, 0), core=cpu, siblings=CpuSet.of([cpu]))
                 continue
-            sibling_ids = _ids(siblings_path, siblings_text) & online_ids
+            sibling_ids = parse_idlist(siblings_path, siblings_text) & online_ids
             if cpu not in sibling_ids:
                 sibling_ids = sibling_ids | {cpu}
             siblings = CpuSet._trusted(sibling_ids)
@@ -173,7 +147,7 @@ class SysfsTopology:
         if members_text is None:
             members_path = folder + "core_siblings_list"
             members_text = read_text(members_path)
-        members = _ids(members_path, members_text) if members_text is not None else frozenset()
+        members = parse_idlist(members_path, members_text) if members_text is not None else frozenset()
         for member in members | {cpu}:
             package_of[member] = package
 
@@ -202,7 +176,7 @@ class SysfsTopology:
                 notes.append(f"{cpus_path} missing: node {node_id} taken as CPU-less")
                 cpus = CpuSet()
             else:
-                cpus = _cpuset(cpus_path, cpus_text) & online
+                cpus = parse_cpulist(cpus_path, cpus_text) & online
             memory_mb = self._memtotal_mb(folder + "meminfo", f"Node {node_id} MemTotal:", notes)
             if with_memory is not None:
                 has_memory = node_id in with_memory
@@ -224,7 +198,7 @@ class SysfsTopology:
         path = node_dir / "online"
         text = read_text(path)
         if text is not None:
-            return tuple(sorted(parse_nodelist(path, text)))
+            return tuple(sorted(parse_idlist(path, text)))
         notes.append(f"{path} missing: took every nodeN directory as online")
         return tuple(
             sorted(
@@ -241,7 +215,7 @@ class SysfsTopology:
         if text is None:
             notes.append(f"{path} missing: memory judged from each node's meminfo")
             return None
-        return parse_nodelist(path, text)
+        return parse_idlist(path, text)
 
     @staticmethod
     def _distances(path: str, node_id: int, ids: tuple[int, ...], notes: list[str]) -> dict[int, int]:
@@ -346,13 +320,10 @@ class SysfsTopology:
         list_path = folder + "local_cpulist"
         text = read_text(list_path)
         if text is not None:
-            return _cpuset(list_path, text)
+            return parse_cpulist(list_path, text)
         mask_path = folder + "local_cpus"
         mask = read_text(mask_path)
         if mask is None:
             notes.append(f"{list_path} and local_cpus missing: local CPUs unknown")
             return None
-        try:
-            return CpuSet.parse_mask(mask)
-        except ValueError as err:
-            raise SysfsFormatError(mask_path, mask, "not a hex CPU mask") from err
+        return parse_cpumask(mask_path, mask)

@@ -1,8 +1,13 @@
 """An immutable set of CPU ids that reads and writes every form the kernel and NVML use.
 
-Forms: the cpulist (``0-55,112-167``), the comma-separated 32-bit hex mask of sysfs
-``local_cpus`` / procfs ``Cpus_allowed`` (most significant word first), and NVML's
-array of unsigned 64-bit words (word 0 holds CPUs 0-63).
+Forms: the cpulist (``0-55,112-167``, also the kernel's node lists), the comma-separated 32-bit
+hex mask of sysfs ``cpumap``/``local_cpus`` and procfs ``Cpus_allowed`` (most significant word
+first), and arrays of unsigned 64-bit words (NVML's affinity arrays, the kernel's ``nodemask``
+buffers: word 0 holds ids 0-63). This module is the one parser and formatter of those forms.
+
+Ids are below :data:`LIMIT` (65536): no kernel configures more than 8192 CPUs (``NR_CPUS``) or
+1024 nodes (``NODES_SHIFT`` 10), and the bound turns absurd text (``0-100000000``) into a
+:class:`~gpunuma.errors.CpuSetParseError` at once instead of an exhausted memory.
 """
 
 from __future__ import annotations
@@ -13,9 +18,77 @@ from dataclasses import dataclass
 
 from gpunuma.errors import CpuSetParseError
 
-_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
+#: Every id is below this bound (see the module docstring).
+LIMIT = 1 << 16
+#: What kernel text may carry around its value: the trailing newline, padding, NUL bytes of a raw buffer.
+_BLANK = " \t\n\r\v\f\x00"
 _HEX_WORD = re.compile(r"^[0-9a-fA-F]{1,8}$")
-_U64 = (1 << 64) - 1
+#: Decimal digits of the largest id below LIMIT: longer numbers are beyond it (and never reach int()).
+_MAX_DIGITS = len(str(LIMIT - 1))
+#: Bound once: set algebra and parsing build many sets, and the attribute look-ups cost as much as the build.
+_new = object.__new__
+_setattr = object.__setattr__
+
+
+def _set_bits(word: int, base: int, into: list[int]) -> None:
+    """Append ``base + i`` for every set bit ``i`` of ``word``, visiting set bits only."""
+    while word:
+        low = word & -word
+        into.append(base + low.bit_length() - 1)
+        word ^= low
+
+
+def parse_ids(text: str) -> frozenset[int]:
+    """Parse a cpulist or node list such as ``0-55,112-167`` or ``0,2,4`` to its ids; blank text is empty.
+
+    Surrounding whitespace and NUL bytes are ignored, as are blanks around each entry. An id at or
+    above :data:`LIMIT`, or ranges that together span more than ``LIMIT`` ids (counting overlaps),
+    raise :class:`CpuSetParseError`: the work is bounded by the text's length plus ``LIMIT``.
+    """
+    stripped = text.strip(_BLANK)
+    if not stripped:
+        return frozenset()
+    if stripped.isascii() and stripped.replace(",", "").isdigit():
+        # Single ids only (SMT sibling lists, one-node lists): nothing to expand, one pass in C.
+        # Long numbers never reach int() (quadratic before 3.11); an empty entry ("1,,2") fails
+        # int(); the strict loop below names either.
+        parts = stripped.split(",")
+        if len(stripped) <= _MAX_DIGITS or max(map(len, parts)) <= _MAX_DIGITS:
+            try:
+                single = frozenset(map(int, parts))
+            except ValueError:
+                pass
+            else:
+                if max(single) < LIMIT:
+                    return single
+    if not stripped.isascii():
+        raise CpuSetParseError(text, "characters other than ASCII digits, '-' and ','")
+    ids: set[int] = set()
+    budget = LIMIT
+    for part in stripped.split(","):
+        first, dash, last = part.partition("-")
+        if not (first.isdigit() and (last.isdigit() or not dash)):
+            first, dash, last = part.strip(_BLANK).partition("-")
+            if not (first.isdigit() and (last.isdigit() or not dash)):
+                raise CpuSetParseError(text, f"{part!r} is not N or N-M")
+        if len(first) > _MAX_DIGITS or len(last) > _MAX_DIGITS:
+            raise CpuSetParseError(text, f"{part!r} names an id beyond {LIMIT - 1}")
+        low = int(first)
+        if not dash:
+            if low >= LIMIT:
+                raise CpuSetParseError(text, f"{part!r} names an id beyond {LIMIT - 1}")
+            ids.add(low)
+            continue
+        high = int(last)
+        if high < low:
+            raise CpuSetParseError(text, f"range {part!r} runs backwards")
+        if high >= LIMIT:
+            raise CpuSetParseError(text, f"{part!r} names an id beyond {LIMIT - 1}")
+        budget -= high - low + 1
+        if budget < 0:
+            raise CpuSetParseError(text, f"ranges span more than {LIMIT} ids")
+        ids.update(range(low, high + 1))
+    return frozenset(ids)
 
 
 @dataclass(frozen=True, order=False)
@@ -26,19 +99,19 @@ class CpuSet:
 
     def __post_init__(self) -> None:
         for cpu in self.ids:
-            if not isinstance(cpu, int) or cpu < 0:
-                raise CpuSetParseError(sorted(self.ids), f"CPU id {cpu!r} is not a non-negative int")
+            if not isinstance(cpu, int) or cpu < 0 or cpu >= LIMIT:
+                raise CpuSetParseError(self.ids, f"CPU id {cpu!r} is not an int in 0..{LIMIT - 1}")
 
     # -- construction ---------------------------------------------------------------
     @classmethod
     def _trusted(cls, ids: frozenset[int]) -> CpuSet:
-        """A set from ids already known to be non-negative ints (parsed, or combined from valid sets).
+        """A set from ids already known to be ints in range (parsed, or combined from valid sets).
 
         Package-internal: skips the per-id check of ``__post_init__``, which dominates set algebra.
         """
-        result = object.__new__(cls)
+        result = _new(cls)
         # The frozen dataclass's own __init__ assigns its fields the same way.
-        object.__setattr__(result, "ids", ids)
+        _setattr(result, "ids", ids)
         return result
 
     @classmethod
@@ -49,61 +122,57 @@ class CpuSet:
     @classmethod
     def range(cls, first: int, last: int) -> CpuSet:
         """CPUs ``first`` to ``last`` inclusive, as a cpulist range reads."""
-        return cls(frozenset(range(first, last + 1)))
+        if first < 0 or last >= LIMIT:
+            raise CpuSetParseError(f"{first}-{last}", f"ids must lie in 0..{LIMIT - 1}")
+        return cls._trusted(frozenset(range(first, last + 1)))
 
     @classmethod
     def parse_list(cls, text: str) -> CpuSet:
-        """Parse a cpulist such as ``0-55,112-167`` or ``0,2,4``; empty text is the empty set."""
-        stripped = text.strip()
-        if not stripped:
-            return cls()
-        cpus: set[int] = set()
-        for part in stripped.split(","):
-            match = _RANGE.match(part.strip())
-            if not match:
-                raise CpuSetParseError(text, f"{part!r} is not N or N-M")
-            first = int(match.group(1))
-            last = int(match.group(2)) if match.group(2) is not None else first
-            if last < first:
-                raise CpuSetParseError(text, f"range {part!r} runs backwards")
-            cpus.update(range(first, last + 1))
-        return cls._trusted(frozenset(cpus))
+        """Parse a cpulist such as ``0-55,112-167`` or ``0,2,4`` (see :func:`parse_ids`); blank text is empty."""
+        return cls._trusted(parse_ids(text))
 
     @classmethod
     def parse_mask(cls, text: str) -> CpuSet:
-        """Parse a kernel hex mask such as ``ffffffff,00000000`` (32-bit words, most significant first)."""
-        stripped = text.strip()
+        """Parse a kernel hex mask such as ``ffffffff,00000000`` (32-bit words, most significant first).
+
+        The leading word may be shorter (``%*pb`` prints only the digits the bit count needs);
+        surrounding whitespace and NUL bytes are ignored; more than ``LIMIT / 32`` words is refused.
+        """
+        stripped = text.strip(_BLANK)
         if not stripped:
             raise CpuSetParseError(text, "an empty mask")
         words = stripped.split(",")
-        cpus: set[int] = set()
+        if len(words) > LIMIT // 32:
+            raise CpuSetParseError(text, f"{len(words)} words hold ids beyond {LIMIT - 1}")
+        found: list[int] = []
         for position, word in enumerate(reversed(words)):
             if not _HEX_WORD.match(word):
                 raise CpuSetParseError(text, f"{word!r} is not a 32-bit hex word")
-            value = int(word, 16)
-            base = 32 * position
-            bit = 0
-            while value:
-                if value & 1:
-                    cpus.add(base + bit)
-                value >>= 1
-                bit += 1
-        return cls._trusted(frozenset(cpus))
+            _set_bits(int(word, 16), 32 * position, found)
+        return cls._trusted(frozenset(found))
+
+    @classmethod
+    def from_words(cls, words: Sequence[int], width: int = 64) -> CpuSet:
+        """Decode an array of unsigned ``width``-bit words: bit ``i`` of word ``w`` is id ``width*w + i``.
+
+        NVML's affinity arrays and the kernel's ``nodemask`` buffers (``unsigned long[]``) use this form.
+        """
+        if len(words) * width > LIMIT:
+            raise CpuSetParseError(list(words), f"{len(words)} words hold ids beyond {LIMIT - 1}")
+        top = (1 << width) - 1
+        found: list[int] = []
+        for position, word in enumerate(words):
+            if not isinstance(word, int) or word < 0 or word > top:
+                raise CpuSetParseError(
+                    list(words), f"word {position} ({word!r}) is not an unsigned {width}-bit int"
+                )
+            _set_bits(word, width * position, found)
+        return cls._trusted(frozenset(found))
 
     @classmethod
     def from_nvml_words(cls, words: Sequence[int]) -> CpuSet:
         """Decode NVML's affinity array: bit ``i`` of word ``w`` is CPU ``64*w + i``."""
-        cpus: set[int] = set()
-        for position, word in enumerate(words):
-            if not isinstance(word, int) or word < 0 or word > _U64:
-                raise CpuSetParseError(list(words), f"word {position} ({word!r}) is not an unsigned 64-bit int")
-            bit = 0
-            while word:
-                if word & 1:
-                    cpus.add(64 * position + bit)
-                word >>= 1
-                bit += 1
-        return cls._trusted(frozenset(cpus))
+        return cls.from_words(words, 64)
 
     # -- rendering ------------------------------------------------------------------
     def to_list(self) -> str:
@@ -113,23 +182,38 @@ class CpuSet:
             parts.append(str(first) if first == last else f"{first}-{last}")
         return ",".join(parts)
 
-    def to_mask(self, words: int | None = None) -> str:
-        """The kernel hex mask with ``words`` 32-bit words (default: as few as hold the set, at least one)."""
+    def to_mask(self, words: int | None = None, *, nbits: int | None = None) -> str:
+        """The kernel hex mask in 32-bit words, most significant first.
+
+        ``words`` full words (default: as few as hold the set, at least one); or, as the kernel's
+        ``%*pb`` prints a bitmap of ``nbits`` bits, a leading word only as wide as ``nbits`` needs.
+        """
+        lead = 8
+        if nbits is not None:
+            words = -(-nbits // 32)
+            lead = ((nbits % 32 or 32) + 3) // 4
         needed = (max(self.ids) // 32 + 1) if self.ids else 1
         count = needed if words is None else words
         if count < needed:
             raise ValueError(f"{count} words cannot hold CPU {max(self.ids)}")
         value = self.bits()
-        return ",".join(f"{(value >> (32 * i)) & 0xFFFFFFFF:08x}" for i in reversed(range(count)))
+        chunks = [f"{(value >> (32 * i)) & 0xFFFFFFFF:08x}" for i in reversed(range(count))]
+        chunks[0] = chunks[0][8 - lead :]
+        return ",".join(chunks)
 
-    def to_nvml_words(self, words: int | None = None) -> list[int]:
-        """NVML's array of unsigned 64-bit words (default: as few as hold the set, at least one)."""
-        needed = (max(self.ids) // 64 + 1) if self.ids else 1
+    def to_words(self, words: int | None = None, width: int = 64) -> list[int]:
+        """An array of unsigned ``width``-bit words, word 0 first (default: as few as hold the set, at least one)."""
+        needed = (max(self.ids) // width + 1) if self.ids else 1
         count = needed if words is None else words
         if count < needed:
             raise ValueError(f"{count} words cannot hold CPU {max(self.ids)}")
         value = self.bits()
-        return [(value >> (64 * i)) & _U64 for i in range(count)]
+        top = (1 << width) - 1
+        return [(value >> (width * i)) & top for i in range(count)]
+
+    def to_nvml_words(self, words: int | None = None) -> list[int]:
+        """NVML's array of unsigned 64-bit words (default: as few as hold the set, at least one)."""
+        return self.to_words(words, 64)
 
     def bits(self) -> int:
         """The set as one integer bitmask (bit ``i`` is CPU ``i``)."""
@@ -184,3 +268,8 @@ class CpuSet:
 
     def __repr__(self) -> str:
         return f"CpuSet({self.to_list()!r})"
+
+
+def node_list(ids: Iterable[int]) -> str:
+    """Node ids as the kernel writes a node list (``0-1,4``): the one text for node sets in messages and argv."""
+    return CpuSet.of(ids).to_list()

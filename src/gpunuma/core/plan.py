@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.cpuset import CpuSet, node_list
 from gpunuma.core.policy import MemoryPolicy, Policy
 
 
@@ -57,10 +57,10 @@ class BindingPlan:
         """One line: ``node 1, CPUs 56-111,168-223, memory preferred 1``."""
         if not self.binds:
             return "no binding: " + (self.reasons[-1] if self.reasons else "nothing to bind")
-        nodes = ",".join(str(n) for n in self.nodes)
+        nodes = node_list(self.nodes)
         memory = self.memory_policy.value
         if self.memory_policy is not MemoryPolicy.NONE:
-            memory += " " + ",".join(str(n) for n in self.memory_nodes)
+            memory += " " + node_list(self.memory_nodes)
         return f"NUMA node {nodes}, CPUs {self.cpus.to_list()}, memory {memory}"
 
     def to_dict(self) -> dict[str, Any]:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+from gpunuma.core.cpuset import node_list
+from gpunuma.core.kernel_policy import modes_for
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import MemoryPolicy
 from gpunuma.core.report import KernelView
-
-
-def _nodes(nodes: tuple[int, ...] | frozenset[int]) -> str:
-    return ",".join(str(n) for n in sorted(nodes))
 
 
 def compare(plan: BindingPlan, view: KernelView) -> tuple[str, ...]:
@@ -31,13 +29,13 @@ def compare(plan: BindingPlan, view: KernelView) -> tuple[str, ...]:
     outside = [n for n in plan.memory_nodes if view.mems_allowed and n not in view.mems_allowed]
     if outside:
         found.append(
-            f"memory node {_nodes(tuple(outside))} is outside Mems_allowed {_nodes(view.mems_allowed)}"
+            f"memory node {node_list(outside)} is outside Mems_allowed {node_list(view.mems_allowed)}"
         )
     if view.mempolicy is not None:
-        wanted = {"bind"} if plan.memory_policy is MemoryPolicy.BIND else {"preferred", "preferred_many"}
+        wanted = {mode.word for mode in modes_for(plan.memory_policy)}
         if view.mempolicy not in wanted or tuple(sorted(view.mempolicy_nodes)) != tuple(sorted(plan.memory_nodes)):
-            held = f"{view.mempolicy} {_nodes(view.mempolicy_nodes)}".strip()
+            held = f"{view.mempolicy} {node_list(view.mempolicy_nodes)}".strip()
             found.append(
-                f"memory policy is {held}, planned {plan.memory_policy.value} {_nodes(plan.memory_nodes)}"
+                f"memory policy is {held}, planned {plan.memory_policy.value} {node_list(plan.memory_nodes)}"
             )
     return tuple(found)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.cpuset import CpuSet, node_list
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import MemoryPolicy
 
@@ -74,10 +74,10 @@ class BindingReport:
         """One line for logs: ``bound to NUMA node 0 (CPUs 0-55,112-167), memory preferred 0``."""
         if not self.bound:
             return "not bound: " + (self.reasons[-1] if self.reasons else "no reason recorded")
-        nodes = ",".join(str(n) for n in self.plan.nodes) or "?"
+        nodes = node_list(self.plan.nodes) or "?"
         memory = self.memory_policy or "unchanged"
         if self.memory_nodes and self.memory_policy not in (None, "none", "default"):
-            memory += " " + ",".join(str(n) for n in self.memory_nodes)
+            memory += " " + node_list(self.memory_nodes)
         return f"bound to NUMA node {nodes} (CPUs {self.cpus.to_list()}), memory {memory}"
 
     def to_dict(self) -> dict[str, Any]:

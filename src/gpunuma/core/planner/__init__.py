@@ -39,10 +39,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.cpuset import CpuSet, node_list
 from gpunuma.core.model import Gpu, NumaNode, Topology
 from gpunuma.core.plan import Allowed, BindingPlan
-from gpunuma.core.planner.distance import node_list
 from gpunuma.core.planner.locality import Locality, NodeChoice, gpu_nodes
 from gpunuma.core.planner.memory import plan_memory
 from gpunuma.core.planner.placement import Placement, disallowed_reason, place_gpus

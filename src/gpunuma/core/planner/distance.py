@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.model import NumaNode, Topology
 
 #: Sort key for a node missing from a distance row: after every measured one.
@@ -33,7 +32,3 @@ def nearest_node(topology: Topology, origin: NumaNode, accept: Callable[[NumaNod
     found = [Nearest(node.id, origin.distance_to(node.id)) for node in topology.nodes if accept(node)]
     return min(found, key=Nearest.key) if found else None
 
-
-def node_list(ids: Iterable[int]) -> str:
-    """Node ids as a compact list, as sysfs prints them: ``0-1``, ``0,2,5``."""
-    return CpuSet.of(ids).to_list()

@@ -10,8 +10,9 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from enum import Enum
 
+from gpunuma.core.cpuset import node_list
 from gpunuma.core.model import Gpu, NumaNode, Topology
-from gpunuma.core.planner.distance import nearest_node, node_list
+from gpunuma.core.planner.distance import nearest_node
 from gpunuma.core.policy import Policy
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from gpunuma.core.cpuset import node_list
 from gpunuma.core.model import NumaNode, Topology
 from gpunuma.core.plan import Allowed
-from gpunuma.core.planner.distance import nearest_node, node_list
+from gpunuma.core.planner.distance import nearest_node
 from gpunuma.core.policy import MemoryPolicy
 
 
