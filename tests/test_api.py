@@ -36,7 +36,8 @@ def test_gpu_named_by_uuid_in_cuda_visible_devices_binds_to_its_node(dgx):
     assert report.plan.gpus == (6,) and report.plan.nodes == (1,)
     assert report.cpus == NODE1
     assert kernel.applied == [report.plan]
-    assert any("CUDA_VISIBLE_DEVICES" in reason for reason in report.plan.reasons)
+    assert report.plan.reason_codes[0] == "gpu_from_visibility"
+    assert report.plan.reasons[0].values["origin"] == f"CUDA_VISIBLE_DEVICES={uuid}"
 
 
 def test_local_index_maps_through_a_permuted_visible_list(dgx):
@@ -65,7 +66,7 @@ def test_best_effort_failure_restores_and_reports_not_bound(dgx, caplog):
     with caplog.at_level(logging.WARNING, logger="gpunuma"):
         report = bind_to_gpu(3, source=source, binder=kernel, env={})
     assert not report.bound
-    assert "binding failed and was undone" in report.reasons[-1]
+    assert report.reason_codes[-1] == "bind_failed" and "sched_setaffinity" in report.reasons[-1].values["error"]
     assert {t.cpus for t in kernel.threads} == {simulated.allowed().cpus}  # every thread as it was
     assert "not bound" in caplog.text
 
@@ -86,7 +87,7 @@ def test_strict_comes_from_the_environment_too(dgx):
 def test_planning_errors_are_best_effort_or_strict(dgx):
     _, source = dgx
     report = bind_to_gpu("GPU-00000000-dead", source=source, binder=NoopBinder(), env={})
-    assert not report.bound and "could not plan a binding" in report.reasons[-1]
+    assert not report.bound and report.reason_codes[-1] == "plan_failed"
     with pytest.raises(GpuResolutionError):
         bind_to_gpu("GPU-00000000-dead", source=source, binder=NoopBinder(), strict=True, env={})
     with pytest.raises(InvalidNodeError, match="does not exist"):
@@ -105,7 +106,7 @@ def test_bind_disabled_by_environment_records_the_plan_and_changes_nothing(dgx):
 def test_a_process_without_gpus_gets_a_no_binding_plan_not_an_error(rendered):
     source = SysfsTopology(root=rendered("dgx-h100"))
     plan = plan_for(source=source, env={"CUDA_VISIBLE_DEVICES": ""})
-    assert not plan.binds and "owns no GPU" in plan.reasons[-1]
+    assert not plan.binds and plan.reason_codes == ("no_gpu_owned",)
 
 
 def test_one_log_line_names_node_cpus_and_gpu(dgx, caplog):

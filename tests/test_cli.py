@@ -43,7 +43,8 @@ def test_plan_for_gpu_5_on_a_dgx_names_node_1_with_reasons(capsys):
     assert code == 0
     assert plan["gpus"] == [5] and plan["numa_node"] == 1
     assert plan["cpus"] == "56-111,168-223" and plan["memory_policy"] == "preferred"
-    assert any("is on node 1" in reason for reason in plan["reasons"])
+    assert {"code": "gpu_on_node", "values": {"gpu": "GPU 5 (0000:c3:00.0)", "node": 1}} in plan["reason_details"]
+    assert len(plan["reason_details"]) == len(plan["reasons"])
 
 
 def test_plan_follows_cuda_visible_devices_by_uuid(capsys, monkeypatch):

@@ -54,14 +54,16 @@ def test_nothing_set_means_every_gpu_in_bus_order() -> None:
     resolution = describe_resolution(DGX, env={})
     assert resolution.gpus == (0, 1, 2, 3, 4, 5, 6, 7)
     assert resolution.source == "all"
-    assert resolution.reasons[0] == "GPU 0 (0000:1b:00.0) from no CUDA_VISIBLE_DEVICES"
+    assert resolution.reasons[0].to_dict() == {
+        "code": "gpu_from_visibility", "values": {"gpu": "GPU 0 (0000:1b:00.0)", "origin": "no CUDA_VISIBLE_DEVICES"}}
 
 
 def test_uuid_of_gpu_6_resolves_to_gpu_6_and_says_so() -> None:
     value = UUID[6]
     resolution = describe_resolution(DGX, env={CVD: value})
     assert resolution.gpus == (6,)
-    assert resolution.reasons == (f"GPU 6 (0000:d1:00.0) from CUDA_VISIBLE_DEVICES={value}",)
+    assert [r.to_dict() for r in resolution.reasons] == [{
+        "code": "gpu_from_visibility", "values": {"gpu": "GPU 6 (0000:d1:00.0)", "origin": f"{CVD}={value}"}}]
 
 
 def test_permuted_indices_map_local_to_physical() -> None:
@@ -116,7 +118,8 @@ def test_an_invalid_entry_truncates_the_list_like_cuda_with_a_warning(caplog: py
         resolution = describe_resolution(DGX, env={CVD: "2,99,3"})
     assert resolution.gpus == (2,)
     assert len(resolution.warnings) == 1
-    assert "ignores it and every entry after it (99,3)" in resolution.warnings[0]
+    assert resolution.warnings[0].code == "visible_list_truncated"
+    assert resolution.warnings[0].values["ignored"] == "99,3"
     assert [r.getMessage() for r in caplog.records] == list(resolution.warnings)
 
 
@@ -153,7 +156,8 @@ def mixed_models() -> Topology:
 def test_fastest_first_on_mixed_models_warns_and_uses_bus_order() -> None:
     resolution = describe_resolution(mixed_models(), env={CVD: "0", "CUDA_DEVICE_ORDER": "FASTEST_FIRST"})
     assert resolution.gpus == (0,)
-    assert "CUDA_DEVICE_ORDER=FASTEST_FIRST" in resolution.warnings[0]
+    assert resolution.warnings[0].code == "device_order_mixed_models"
+    assert resolution.warnings[0].values["order"] == "FASTEST_FIRST"
     assert describe_resolution(mixed_models(), env={CVD: "0"}).warnings  # unset is FASTEST_FIRST too
 
 
@@ -174,7 +178,8 @@ def test_hip_visible_devices_index_into_what_rocr_left() -> None:
     env = {"ROCR_VISIBLE_DEVICES": "4,5", "HIP_VISIBLE_DEVICES": "1"}
     resolution = describe_resolution(MI300X, env=env)
     assert resolution.gpus == (5,)
-    assert resolution.reasons == ("GPU 5 (0000:a6:00.0) from ROCR_VISIBLE_DEVICES=4,5 then HIP_VISIBLE_DEVICES=1",)
+    assert [r.to_dict() for r in resolution.reasons] == [{"code": "gpu_from_visibility", "values": {
+        "gpu": "GPU 5 (0000:a6:00.0)", "origin": "ROCR_VISIBLE_DEVICES=4,5 then HIP_VISIBLE_DEVICES=1"}}]
 
 
 def test_cuda_visible_devices_acts_as_hip_visible_devices_on_amd() -> None:
@@ -196,7 +201,8 @@ def test_ray_ids_stay_physical_when_ray_leaves_cvd_unset() -> None:
     env = {"RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES": "1"}
     resolution = describe_resolution(DGX, env=read_gpu_environment(env, FakeRay(["6", "2"])))
     assert resolution.gpus == (6, 2)
-    assert "RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES=1" in resolution.reasons[0]
+    assert resolution.reasons[0].code == "gpu_from_ray_noset"
+    assert resolution.reasons[0].values == {"gpu": "GPU 6 (0000:d1:00.0)", "ids": "['6', '2']"}
 
 
 def test_ray_with_no_gpus_assigned_defers_to_the_variable() -> None:
@@ -226,7 +232,8 @@ def test_an_initialised_ray_in_this_process_is_used(monkeypatch: pytest.MonkeyPa
 def test_explicit_ints_are_local_ordinals_through_the_variable() -> None:
     resolution = describe_resolution(DGX, gpus=[0], env={CVD: "5,1"})
     assert resolution.gpus == (5,)
-    assert resolution.reasons == ("GPU 5 (0000:c3:00.0) from gpus=0 (local cuda:0 through CUDA_VISIBLE_DEVICES=5,1)",)
+    assert [r.to_dict() for r in resolution.reasons] == [{"code": "gpu_local_ordinal_through", "values": {
+        "gpu": "GPU 5 (0000:c3:00.0)", "item": 0, "local": 0, "origin": "CUDA_VISIBLE_DEVICES=5,1"}}]
     assert resolve_gpus(DGX, gpus="cuda:1", env={CVD: "5,1"}) == (1,)
 
 
@@ -247,7 +254,9 @@ def test_explicit_decimal_strings_are_local_indices_like_ints(digits: str, physi
     resolution = describe_resolution(DGX, gpus=digits, env=PERMUTED)
     assert resolution.gpus == (physical,) == resolve_gpus(DGX, gpus=int(digits), env=PERMUTED)
     assert resolve_gpus(DGX, gpus=f"cuda:{digits.strip()}", env=PERMUTED) == (physical,)
-    assert f"local cuda:{digits.strip()} through CUDA_VISIBLE_DEVICES=7,6,5,4,3,2,1,0" in resolution.reasons[0]
+    assert resolution.reasons[0].code == "gpu_local_ordinal_through"
+    assert resolution.reasons[0].values["local"] == int(digits)
+    assert resolution.reasons[0].values["origin"] == "CUDA_VISIBLE_DEVICES=7,6,5,4,3,2,1,0"
 
 
 def test_plan_for_a_local_rank_string_plans_the_gpu_it_names() -> None:

@@ -137,7 +137,8 @@ def test_a_binder_that_cannot_be_built_runs_unbound_or_raises_when_strict(caplog
         report = apply_plan(plan(), "no-such-binder", strict=False, env={})
 
     assert not report.bound and report.method == "no-such-binder"
-    assert "could not build the no-such-binder binder, nothing changed" in report.reasons[-1]
+    assert report.reason_codes[-1] == "binder_unavailable"
+    assert report.reasons[-1].values["method"] == "no-such-binder"
     assert "not bound" in caplog.text
     assert os.sched_getaffinity(0) == ALLOWED
     with pytest.raises(UnknownSourceError, match="no-such-binder"):

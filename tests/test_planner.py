@@ -10,19 +10,30 @@ from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.planner import Locality, gpu_nodes, gpu_placements, plan_binding
 from gpunuma.core.policy import CpuScope, Fallback, MemoryPolicy, Policy
+from gpunuma.core.reasons import Reason
 from gpunuma.errors import InvalidNodeError, PlanError
 
 EXCLUSIVE = Policy(cpu_scope=CpuScope.EXCLUSIVE)
 SOCKET = Policy(cpu_scope=CpuScope.SOCKET)
 
 
-def assert_no_binding(plan: BindingPlan, why: str) -> None:
+def R(code: str, **values: object) -> dict[str, object]:
+    """A reason as data, the shape of ``Reason.to_dict()`` (nested reasons as ``R(...)`` too)."""
+    return {"code": code, "values": values}
+
+
+def data(reasons: tuple[str, ...]) -> list[dict[str, object]]:
+    """The reasons of a plan as data, to compare with ``R(...)``."""
+    return [Reason.coerce(reason).to_dict() for reason in reasons]
+
+
+def assert_no_binding(plan: BindingPlan, why: dict[str, object]) -> None:
     assert not plan.binds
     assert plan.cpus == CpuSet()
     assert plan.nodes == ()
     assert plan.memory_policy is MemoryPolicy.NONE
     assert plan.memory_nodes == ()
-    assert plan.reasons[-1] == why
+    assert data(plan.reasons)[-1] == why
 
 
 class TestReportedNode:
@@ -40,7 +51,7 @@ class TestReportedNode:
         assert plan.memory_policy is MemoryPolicy.PREFERRED
         assert plan.memory_nodes == (node,)
         bus = machines.DGX_H100_BUSES[index]
-        assert plan.reasons[0] == f"GPU {index} (0000:{bus}:00.0) is on node {node}"
+        assert data(plan.reasons)[0] == R("gpu_on_node", gpu=f"GPU {index} (0000:{bus}:00.0)", node=node)
         assert plan.gpu_labels == (f"GPU {index} (0000:{bus}:00.0)",)
         assert plan.gpus == (index,)
 
@@ -71,16 +82,19 @@ class TestCpuLessAndGpuMemoryNodes:
         topology = machines.gh200(numa_node=1)
         plan = plan_binding(topology, [0], allow_all(topology))
         assert (plan.nodes, plan.cpus.to_list()) == ((0,), "0-71")
-        assert plan.reasons[0] == (
-            "GPU 0 (0000:01:00.0) reports node 1, which has no CPUs; "
-            "using node 0, the nearest node with CPUs (distance 80)"
+        assert data(plan.reasons)[0] == R(
+            "gpu_node_cpuless_nearest", gpu="GPU 0 (0000:01:00.0)", reported=1, node=0,
+            distance=R("distance", distance=80),
         )
 
     def test_gh200_gpu_memory_node_from_nvml_leads_to_the_grace_node(self) -> None:
         topology = machines.gh200(numa_node=None)
         plan = plan_binding(topology, [0], allow_all(topology))
         assert plan.nodes == (0,)
-        assert "its GPU memory is node 1 (nvmlDeviceGetNumaNodeId)" in plan.reasons[0]
+        assert data(plan.reasons)[0] == R(
+            "gpu_memory_node_nearest", gpu=plan.gpu_labels[0], memory_node=1, node=0,
+            distance=R("distance", distance=80),
+        )
         assert gpu_nodes(topology)[0].locality is Locality.NEAREST
 
     @pytest.mark.parametrize(("index", "memory_node", "node"), [(0, 2, 0), (1, 10, 0), (2, 18, 1), (3, 26, 1)])
@@ -91,8 +105,10 @@ class TestCpuLessAndGpuMemoryNodes:
         plan = plan_binding(topology, [index], allow_all(topology))
         assert plan.nodes == (node,)
         assert plan.cpus.to_list() == ("0-71" if node == 0 else "72-143")
-        assert f"its GPU memory is node {memory_node}" in plan.reasons[0]
-        assert "(distance 80)" in plan.reasons[0]
+        assert data(plan.reasons)[0] == R(
+            "gpu_memory_node_nearest", gpu=plan.gpu_labels[0], memory_node=memory_node, node=node,
+            distance=R("distance", distance=80),
+        )
 
     def test_gb200_reported_cpu_node_wins_over_the_memory_node(self) -> None:
         topology = machines.gb200(numa_node_known=True)
@@ -120,16 +136,18 @@ class TestUnknownNode:
         )
         plan = plan_binding(topology, [0], allow_all(topology))
         assert plan.nodes == (2,)
-        assert plan.reasons[0] == (
-            "GPU 0 (0000:18:00.0) reports numa_node -1 and its local CPUs 48-71,144-167 lie on node 2 only; "
-            "it is on node 2"
+        assert data(plan.reasons)[0] == R(
+            "gpu_single_candidate", gpu="GPU 0 (0000:18:00.0)", node=2,
+            evidence=R("evidence_local_cpus", cpus="48-71,144-167"),
         )
 
     def test_nvml_memory_affinity_is_used_when_local_cpus_are_missing(self) -> None:
         topology = machines.cloud_vm(gpus=1, local_cpus=None, affinity_nodes=(1,))
         plan = plan_binding(topology, [0], allow_all(topology))
         assert plan.nodes == (1,)
-        assert "its NVML memory affinity names node 1 only" in plan.reasons[0]
+        assert data(plan.reasons)[0] == R(
+            "gpu_single_candidate", gpu=plan.gpu_labels[0], node=1, evidence=R("evidence_nvml_affinity")
+        )
 
     @pytest.mark.parametrize(("index", "node"), [(0, 0), (1, 1), (2, 2), (3, 3)])
     def test_socket_wide_locality_spreads_two_gpus_over_the_sockets_two_nodes(self, index: int, node: int) -> None:
@@ -137,9 +155,11 @@ class TestUnknownNode:
         plan = plan_binding(topology, [index], allow_all(topology))
         assert plan.nodes == (node,)
         assert plan.cpus == topology.node(node).cpus  # type: ignore[union-attr]
-        rank = index % 2
-        expected = f"spreading the 2 GPU(s) that share them by rank: rank {rank} of 2 -> node {node}"
-        assert plan.reasons[0].endswith(expected)
+        socket_cpus = topology.gpus[index].local_cpus.to_list()  # type: ignore[union-attr]
+        assert data(plan.reasons)[0] == R(
+            "gpu_spread", gpu=plan.gpu_labels[0], evidence=R("evidence_local_cpus", cpus=socket_cpus),
+            nodes="0-1" if index < 2 else "2-3", count=2, rank=index % 2, node=node,
+        )
 
     def test_three_gpus_on_a_two_node_socket_split_into_contiguous_blocks(self) -> None:
         # rank * 2 // 3: ranks 0, 1 -> node 0; rank 2 -> node 1. Never all on the first node.
@@ -151,9 +171,7 @@ class TestUnknownNode:
         topology = machines.cloud_vm()
         plan = plan_binding(topology, [0], allow_all(topology))
         assert_no_binding(
-            plan,
-            "GPU 0 (0000:06:00.0) reports no NUMA locality: numa_node -1 and its local CPUs are every CPU; "
-            "not guessing",
+            plan, R("gpu_locality_unknown", gpu="GPU 0 (0000:06:00.0)", evidence=R("evidence_local_cpus_all"))
         )
         assert plan.summary().startswith("no binding: GPU 0 (0000:06:00.0) reports no NUMA locality")
 
@@ -163,21 +181,25 @@ class TestUnknownNode:
         plans = [plan_binding(topology, [i], allow_all(topology), policy) for i in (0, 1)]
         assert [p.nodes for p in plans] == [(0,), (1,)]
         assert [p.cpus.to_list() for p in plans] == ["0-7", "8-15"]
-        assert "(spread_unknown=True): rank 1 of 2 -> node 1" in plans[1].reasons[0]
+        assert data(plans[1].reasons)[0] == R(
+            "gpu_spread_unknown", gpu=plans[1].gpu_labels[0], evidence=R("evidence_local_cpus_all"), count=2, rank=1,
+            node=1,
+        )
 
     def test_gpu_with_no_locality_information_at_all_is_not_bound(self) -> None:
         topology = machines.cloud_vm(gpus=1, local_cpus=None)
         assert_no_binding(
             plan_binding(topology, [0], allow_all(topology)),
-            "GPU 0 (0000:06:00.0) reports no NUMA locality: numa_node -1 and it has no local CPUs or memory "
-            "affinity; not guessing",
+            R("gpu_locality_unknown", gpu="GPU 0 (0000:06:00.0)", evidence=R("evidence_none")),
         )
 
     def test_memory_affinity_naming_every_node_is_not_guessed_from(self) -> None:
         topology = machines.cloud_vm(gpus=1, local_cpus=None, affinity_nodes=(0, 1))
         plan = plan_binding(topology, [0], allow_all(topology))
         assert not plan.binds
-        assert "its NVML memory affinity names every node; not guessing" in plan.reasons[-1]
+        assert data(plan.reasons)[-1] == R(
+            "gpu_locality_unknown", gpu=plan.gpu_labels[0], evidence=R("evidence_nvml_affinity_all")
+        )
 
     def test_a_reported_node_missing_from_the_topology_falls_back_to_local_cpus(self) -> None:
         topology = build(
@@ -187,7 +209,7 @@ class TestUnknownNode:
         )
         plan = plan_binding(topology, [0], allow_all(topology))
         assert plan.nodes == (1,)
-        assert plan.reasons[0] == "GPU 0 (0000:06:00.0) reports node 4, which the topology does not list"
+        assert data(plan.reasons)[0] == R("gpu_node_not_listed", gpu="GPU 0 (0000:06:00.0)", reported=4)
 
 
 class TestCpuScope:
@@ -198,7 +220,7 @@ class TestCpuScope:
         plan = plan_binding(topology, [3], allow_all(topology), SOCKET)
         assert plan.nodes == (0, 1)
         assert plan.cpus.to_list() == "0-47,96-143"
-        assert "cpu_scope=socket: node 1 is on socket 0 with node(s) 0-1" in plan.reasons
+        assert R("socket_scope", node=1, sockets="0", members="0-1") in data(plan.reasons)
         assert plan.memory_nodes == (0, 1)  # preferred keeps them all (MPOL_PREFERRED_MANY)
 
     def test_socket_scope_on_nps4_takes_the_four_quarters(self) -> None:
@@ -212,7 +234,7 @@ class TestCpuScope:
         topology = type(full)(nodes=full.nodes, cpus=(), gpus=full.gpus)
         plan = plan_binding(topology, [3], allow_all(topology), SOCKET)
         assert plan.nodes == (1,)
-        assert "cpu_scope=socket uses the node" in plan.reasons[1]
+        assert data(plan.reasons)[1] == R("socket_unknown", node=1)
 
     @pytest.mark.parametrize(
         ("index", "cpus"),
@@ -227,8 +249,10 @@ class TestCpuScope:
         assert len(plan.cpus) == 28
         rank = index % 4
         first, last = 14 * rank, 14 * rank + 13
-        expected = f"is rank {rank} of the 4 GPU(s) on node {index // 4}; its share is cores {first}-{last} of 56"
-        assert expected in plan.reasons[1]
+        assert data(plan.reasons)[1] == R(
+            "exclusive_share", gpu=plan.gpu_labels[0], rank=rank, count=4, node=index // 4, first=first, last=last,
+            cores=56, cpus=cpus,
+        )
 
     def test_exclusive_shares_differ_by_at_most_one_core(self) -> None:
         # SNC node 0 has GPUs 0-2; the cgroup leaves it 10 cores (0-9 with siblings 96-105): 3, 3, 4 cores.
@@ -248,16 +272,15 @@ class TestCpuScope:
         allowed = allow("0-1,112-113", "0-1")
         plans = [plan_binding(topology, [i], allowed, EXCLUSIVE) for i in range(8)]
         assert [p.cpus.to_list() for p in plans] == ["0,112", "1,113"] * 4
-        assert (
-            "cpu_scope=exclusive: node 0 has 2 core(s) with allowed CPUs for 8 GPUs; "
-            "GPU 5 (0000:c3:00.0) (rank 5) gets core 1, so shares overlap"
-        ) in plans[5].reasons
+        assert R(
+            "exclusive_overlap", node=0, cores=2, count=8, gpu="GPU 5 (0000:c3:00.0)", rank=5, first=1
+        ) in data(plans[5].reasons)
 
     def test_exclusive_with_an_explicit_node_no_gpu_is_on_takes_the_whole_node(self) -> None:
         topology = machines.dgx_h100()
         plan = plan_binding(topology, [0], allow_all(topology), EXCLUSIVE, node=1)
         assert plan.cpus.to_list() == "56-111,168-223"
-        assert "cpu_scope=exclusive: no GPU of this process is on node 1; using all of it" in plan.reasons
+        assert R("exclusive_no_gpu_on_node", node=1) in data(plan.reasons)
 
 
 class TestMemory:
@@ -275,16 +298,15 @@ class TestMemory:
         plan = plan_binding(topology, [6], allow_all(topology), Policy(memory=MemoryPolicy.NONE))
         assert plan.binds
         assert (plan.memory_policy, plan.memory_nodes) == (MemoryPolicy.NONE, ())
-        assert plan.reasons[-1] == "memory policy left alone (memory=none)"
+        assert data(plan.reasons)[-1] == R("memory_left_alone")
 
     def test_a_node_outside_cpuset_mems_falls_back_to_the_nearest_allowed_memory(self) -> None:
         topology = machines.dgx_a100_nps4()
         plan = plan_binding(topology, [0], allow("0-255", "0-2,4-7"))
         assert plan.nodes == (3,)
         assert plan.memory_nodes == (0,)  # nodes 0-2 are at 12 on the same socket; lowest id wins
-        assert plan.reasons[-1] == (
-            "node(s) 3 have no memory this process may use (allowed memory nodes: 0-2,4-7); "
-            "memory preferred on node 0, the nearest allowed node with memory (distance 12)"
+        assert data(plan.reasons)[-1] == R(
+            "memory_nearest", nodes="3", mems="0-2,4-7", policy="preferred", node=0, distance=R("distance", distance=12)
         )
 
     def test_no_allowed_memory_at_all_leaves_the_policy_alone(self) -> None:
@@ -292,7 +314,7 @@ class TestMemory:
         plan = plan_binding(topology, [0], allow("0-71", ""), Policy(memory=MemoryPolicy.BIND))
         assert plan.binds
         assert (plan.memory_policy, plan.memory_nodes) == (MemoryPolicy.NONE, ())
-        assert plan.reasons[-1].endswith("(allowed memory nodes: none); memory policy left alone")
+        assert data(plan.reasons)[-1] == R("memory_no_usable_node", nodes="0", mems="none")
 
 
 class TestSeveralGpus:
@@ -305,13 +327,13 @@ class TestSeveralGpus:
         assert plan.nodes == (0, 1)
         assert plan.cpus == topology.all_cpus
         assert plan.memory_nodes == (0, 1)
-        assert "GPUs 0, 4 are on nodes 0-1; binding to the union of their nodes" in plan.reasons
+        assert R("gpus_union", gpus="0, 4", nodes="0-1", what="nodes") in data(plan.reasons)
 
     def test_exclusive_takes_the_union_of_the_shares(self) -> None:
         topology = machines.dgx_h100()
         plan = plan_binding(topology, [1, 5], allow_all(topology), EXCLUSIVE)
         assert plan.cpus.to_list() == "14-27,70-83,126-139,182-195"
-        assert "GPUs 1, 5 are on nodes 0-1; binding to the union of their shares" in plan.reasons
+        assert R("gpus_union", gpus="1, 5", nodes="0-1", what="shares") in data(plan.reasons)
 
     def test_a_gpu_without_locality_is_left_out_of_a_multi_gpu_binding(self) -> None:
         topology = build(
@@ -321,12 +343,12 @@ class TestSeveralGpus:
         )
         plan = plan_binding(topology, [0, 1], allow_all(topology))
         assert plan.nodes == (1,)
-        assert "GPU 1 (0000:07:00.0) is left out; binding to the node(s) of GPU(s) 0" in plan.reasons
+        assert R("gpu_left_out", gpu="GPU 1 (0000:07:00.0)", placed="0") in data(plan.reasons)
 
     def test_several_gpus_without_locality_say_none_can_be_bound(self) -> None:
         topology = machines.cloud_vm(gpus=2)
         plan = plan_binding(topology, [0, 1], allow_all(topology))
-        assert_no_binding(plan, "none of GPUs 0, 1 has a node this process can bind to")
+        assert_no_binding(plan, R("no_gpu_placeable", gpus="0, 1"))
 
 
 class TestCgroup:
@@ -336,27 +358,25 @@ class TestCgroup:
         topology, allowed = machines.cgroup_limited()
         plan = plan_binding(topology, [1], allowed)
         assert plan.cpus.to_list() == "0-47,112-159"
-        assert "96 of node 0's 112 CPUs are allowed by this cgroup" in plan.reasons
+        assert R("node_partly_allowed", allowed_count=96, node=0, total=112) in data(plan.reasons)
 
     def test_cgroup_limited_gpu_5_falls_back_to_the_nearest_allowed_node(self) -> None:
         topology, allowed = machines.cgroup_limited()
         plan = plan_binding(topology, [5], allowed)
         assert plan.nodes == (0,)
         assert plan.cpus <= allowed.cpus
-        assert plan.reasons[:2] == (
-            "GPU 5 (0000:c3:00.0) is on node 1",
-            "none of node 1's CPUs 56-111,168-223 are allowed by this cgroup (allowed: 0-47,112-159); "
-            "using node 0, the nearest node with allowed CPUs (distance 21)",
-        )
+        assert data(plan.reasons)[:2] == [
+            R("gpu_on_node", gpu="GPU 5 (0000:c3:00.0)", node=1),
+            R("node_disallowed_nearest", node=1, cpus="56-111,168-223", allowed="0-47,112-159", target=0,
+              distance=R("distance", distance=21)),
+        ]
         assert gpu_placements(topology, allowed)[5].gpu_node == 1
 
     def test_fallback_none_does_not_bind(self) -> None:
         topology, allowed = machines.cgroup_limited()
         plan = plan_binding(topology, [5], allowed, Policy(on_disallowed=Fallback.NONE))
         assert_no_binding(
-            plan,
-            "none of node 1's CPUs 56-111,168-223 are allowed by this cgroup (allowed: 0-47,112-159); "
-            "not binding (on_disallowed=none)",
+            plan, R("node_disallowed_not_binding", node=1, cpus="56-111,168-223", allowed="0-47,112-159")
         )
 
     def test_nearest_fallback_prefers_the_same_socket_on_nps4(self) -> None:
@@ -392,24 +412,24 @@ class TestExplicitNode:
         topology = machines.dgx_h100()
         with pytest.raises(InvalidNodeError) as caught:
             plan_binding(topology, [], allow("0-55", "0-1"), node=1)
-        assert caught.value.why == (
-            "none of node 1's CPUs 56-111,168-223 are allowed by this cgroup (allowed: 0-55)"
+        assert Reason.coerce(caught.value.why).to_dict() == R(
+            "node_disallowed", node=1, cpus="56-111,168-223", allowed="0-55"
         )
 
     def test_cpu_only_helper_binds_to_the_node(self) -> None:
         topology = machines.dgx_h100()
         plan = plan_binding(topology, [], allow_all(topology), node=1)
         assert (plan.gpus, plan.nodes, plan.cpus.to_list()) == ((), (1,), "56-111,168-223")
-        assert plan.reasons[0] == "node 1 was requested explicitly"
+        assert data(plan.reasons)[0] == R("explicit_node", node=1)
 
     def test_explicit_node_wins_and_the_reasons_keep_the_gpus_own_node(self) -> None:
         topology = machines.dgx_h100()
         plan = plan_binding(topology, [5], allow_all(topology), node=0)
         assert plan.nodes == (0,)
-        assert plan.reasons[:2] == (
-            "GPU 5 (0000:c3:00.0) is on node 1",
-            "node 0 was requested explicitly; it overrides the GPUs' own node(s)",
-        )
+        assert data(plan.reasons)[:2] == [
+            R("gpu_on_node", gpu="GPU 5 (0000:c3:00.0)", node=1),
+            R("explicit_node_over_gpus", node=0),
+        ]
 
 
 class TestNarrowedAffinity:
@@ -418,22 +438,15 @@ class TestNarrowedAffinity:
     def test_narrowed_affinity_is_left_alone(self) -> None:
         topology = machines.dgx_h100()
         plan = plan_binding(topology, [0], allow("0-223", "0-1", affinity="0-7"))
-        assert_no_binding(
-            plan,
-            "CPU affinity was already narrowed to 0-7 (numactl, taskset or a batch scheduler); "
-            "leaving it alone (override_affinity=True rebinds)",
-        )
-        assert plan.reasons[0] == "GPU 0 (0000:1b:00.0) is on node 0"
+        assert_no_binding(plan, R("affinity_narrowed", affinity="0-7"))
+        assert data(plan.reasons)[0] == R("gpu_on_node", gpu="GPU 0 (0000:1b:00.0)", node=0)
 
     def test_override_rebinds_within_the_cgroup(self) -> None:
         topology = machines.dgx_h100()
         allowed = allow("0-47,112-159", "0-1", affinity="0-7")
         plan = plan_binding(topology, [0], allowed, Policy(override_affinity=True))
         assert plan.cpus.to_list() == "0-47,112-159"
-        assert (
-            "CPU affinity was already narrowed to 0-7 (numactl, taskset or a batch scheduler); "
-            "override_affinity=True rebinds within this cgroup's CPUs 0-47,112-159"
-        ) in plan.reasons
+        assert R("affinity_overridden", affinity="0-7", cpus="0-47,112-159") in data(plan.reasons)
 
 
 class TestRequestErrors:

@@ -182,7 +182,7 @@ def test_cloud_vm_actors_start_unbound_and_say_why(cluster, trees, actors):
     for report in reports:
         assert not report.bound
         assert report.cpus == CpuSet()
-        assert any("no NUMA locality" in reason for reason in report.reasons), report.reasons
+        assert "gpu_locality_unknown" in report.reason_codes, report.reasons
     assert ray.get([actor.call.remote("forward", 2) for actor in actors]) == [8] * 4
 
 

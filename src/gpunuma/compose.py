@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from gpunuma.core.identity import GpuEnvironment
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import Policy
+from gpunuma.core.reasons import Reason
 from gpunuma.core.report import BindingReport
 from gpunuma.errors import GpunumaError
 from gpunuma.registry import binder_class, simulated_source_class, topology_source_class
@@ -182,14 +183,10 @@ def plan(
         physical = resolution.gpus
         resolution_reasons = (*resolution.reasons, *resolution.warnings)
     if not physical and node is None:
-        why = (
-            "this machine has no GPU that sysfs or NVML can see: nothing to bind"
-            if not topology.gpus
-            else "this process owns no GPU (CUDA_VISIBLE_DEVICES or Ray gave it none): nothing to bind"
-        )
+        why = Reason.of("no_gpu_on_machine" if not topology.gpus else "no_gpu_owned")
         return BindingReport.not_bound(None, "plan", (why,)).plan
     planned = plan_binding(topology, physical, allowed, options.policy, node=node)
-    notes = (*resolution_reasons, *(f"topology: {note}" for note in topology.notes))
+    notes = (*resolution_reasons, *(Reason.of("topology_note", note=note) for note in topology.notes))
     return replace(planned, reasons=(*notes, *planned.reasons)) if notes else planned
 
 
@@ -206,7 +203,7 @@ def apply(options: Options, planned: BindingPlan) -> BindingReport:
         if options.strict:
             raise
         logger.warning("gpunuma: %snot bound (%s binder cannot be built): %s", _prefix(options.label), method, err)
-        why = f"could not build the {method} binder, nothing changed: {err}"
+        why = Reason.of("binder_unavailable", method=method, error=str(err))
         return BindingReport.not_bound(planned, method, (why,))
     try:
         report = binder.apply(planned)
@@ -214,7 +211,7 @@ def apply(options: Options, planned: BindingPlan) -> BindingReport:
         if options.strict:
             raise
         logger.warning("gpunuma: %snot bound (%s binder): %s", _prefix(options.label), binder.name, err)
-        return BindingReport.not_bound(planned, binder.name, (f"binding failed and was undone: {err}",))
+        return BindingReport.not_bound(planned, binder.name, (Reason.of("bind_failed", error=str(err)),))
     _log(report, options.label)
     return report
 
@@ -233,7 +230,7 @@ def bind(
         if options.strict:
             raise
         logger.warning("gpunuma: %snot bound: %s", _prefix(options.label), err)
-        return BindingReport.not_bound(None, options.method, (f"could not plan a binding: {err}",))
+        return BindingReport.not_bound(None, options.method, (Reason.of("plan_failed", error=str(err)),))
     return apply(options, planned)
 
 

@@ -19,6 +19,7 @@ from gpunuma.core.cpuset import CpuSet, node_list
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import MemoryPolicy
 from gpunuma.core.ports import Binder, Launcher
+from gpunuma.core.reasons import Reason
 
 if TYPE_CHECKING:
     from multiprocessing.context import ForkContext, ForkServerContext, SpawnContext
@@ -122,7 +123,7 @@ def _plan_from_args(args: argparse.Namespace) -> BindingPlan:
         cpus=CpuSet.parse_list(args.cpus),
         memory_policy=MemoryPolicy(args.memory),
         memory_nodes=ids(args.memory_nodes),
-        reasons=("started by gpunuma.launch",),
+        reasons=(Reason.of("launched"),),
     )
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from gpunuma.core.model import Gpu, Topology
+from gpunuma.core.reasons import Reason
 from gpunuma.errors import GpuResolutionError
 
 LOG = logging.getLogger("gpunuma")
@@ -108,8 +109,8 @@ class Resolution:
 
     gpus: tuple[int, ...]
     source: str
-    reasons: tuple[str, ...]
-    warnings: tuple[str, ...] = ()
+    reasons: tuple[Reason, ...]
+    warnings: tuple[Reason, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ class Visibility:
     source: str
     #: ``VARIABLE=value`` text naming where the list came from, for reasons and errors.
     origin: str
-    warnings: tuple[str, ...] = ()
+    warnings: tuple[Reason, ...] = ()
 
 
 # -- visibility -------------------------------------------------------------------------
@@ -132,15 +133,11 @@ def _vendor_gpus(topology: Topology) -> tuple[str, tuple[Gpu, ...]]:
     return "amd", tuple(sorted(amd, key=lambda g: normalize_bus_id(g.pci_bus_id)))
 
 
-def _order_warning(gpus: Sequence[Gpu], env: GpuEnvironment) -> str | None:
+def _order_warning(gpus: Sequence[Gpu], env: GpuEnvironment) -> Reason | None:
     order = (env.cuda_device_order or "FASTEST_FIRST").strip().upper()
     names = {g.name for g in gpus if g.name}
     if order != "PCI_BUS_ID" and len(names) > 1:
-        return (
-            f"CUDA_DEVICE_ORDER={order} (the CUDA default) on GPUs of different models "
-            f"({', '.join(sorted(names))}): CUDA may number them unlike PCI bus order; "
-            "gpunuma assumes bus order. Set CUDA_DEVICE_ORDER=PCI_BUS_ID to be sure."
-        )
+        return Reason.of("device_order_mixed_models", order=order, models=", ".join(sorted(names)))
     return None
 
 
@@ -183,7 +180,7 @@ def _match_uuid(entry: str, gpus: Sequence[Gpu], variable: str, value: str) -> G
 
 def _parse_list(
     value: str, variable: str, candidates: Sequence[Gpu], *, allow_uuid: bool
-) -> tuple[tuple[Gpu, ...], tuple[str, ...]]:
+) -> tuple[tuple[Gpu, ...], tuple[Reason, ...]]:
     """Read a visibility list as the runtime does: the first entry that names no GPU ends it."""
     stripped = value.strip()
     if not stripped or stripped.lower() in _NO_GPU_VALUES:
@@ -209,7 +206,8 @@ def _parse_list(
                     f"{variable}={value!r} names no GPU of this machine: {err}", variable=variable, value=value
                 ) from None
             ignored = ",".join(entries[position:])
-            warning = f"{variable}={value!r}: {err}; the runtime ignores it and every entry after it ({ignored})"
+            warning = Reason.of("visible_list_truncated", variable=variable, value=value, problem=str(err),
+                                ignored=ignored)
             LOG.warning(warning)
             return tuple(chosen), (warning,)
         chosen.append(gpu)
@@ -225,7 +223,7 @@ def visible_gpus(topology: Topology, env: EnvironmentLike) -> Visibility:
     """
     environ = _environment(env)
     vendor, gpus = _vendor_gpus(topology)
-    warnings: list[str] = []
+    warnings: list[Reason] = []
     if vendor == "nvidia":
         order = _order_warning(gpus, environ)
         if order:
@@ -321,7 +319,9 @@ def describe_resolution(
     if environ.ray_gpu_ids:
         return _from_ray(topology, list(environ.ray_gpu_ids), environ)
     visible = visible_gpus(topology, environ)
-    reasons = tuple(f"{_label(topology, i)} from {visible.origin}" for i in visible.gpus)
+    reasons = tuple(
+        Reason.of("gpu_from_visibility", gpu=_label(topology, i), origin=visible.origin) for i in visible.gpus
+    )
     return Resolution(visible.gpus, visible.source, reasons, visible.warnings)
 
 
@@ -354,8 +354,8 @@ def _local_ordinal(item: int | str) -> int | None:
 
 def _explicit(topology: Topology, items: list[int | str], env: GpuEnvironment) -> Resolution:
     chosen: list[int] = []
-    reasons: list[str] = []
-    warnings: tuple[str, ...] = ()
+    reasons: list[Reason] = []
+    warnings: tuple[Reason, ...] = ()
     for item in items:
         if isinstance(item, bool):
             raise GpuResolutionError(f"gpus={item!r} is not a GPU id", variable="gpus", value=str(item))
@@ -371,12 +371,17 @@ def _explicit(topology: Topology, items: list[int | str], env: GpuEnvironment) -
                     value=str(item) if visible.source == "all" else env.get(visible.source),
                 )
             physical = visible.gpus[local]
-            how = f"local cuda:{local}" + ("" if visible.source == "all" else f" through {visible.origin}")
-            reasons.append(f"{_label(topology, physical)} from gpus={item!r} ({how})")
+            label = _label(topology, physical)
+            if visible.source == "all":
+                reasons.append(Reason.of("gpu_local_ordinal", gpu=label, item=item, local=local))
+            else:
+                reasons.append(
+                    Reason.of("gpu_local_ordinal_through", gpu=label, item=item, local=local, origin=visible.origin)
+                )
         else:
             gpu = _by_string(topology, str(item), "gpus")
             physical = gpu.index
-            reasons.append(f"{gpu.label} from gpus={item!r}")
+            reasons.append(Reason.of("gpu_named", gpu=gpu.label, item=item))
         if physical not in chosen:
             chosen.append(physical)
     return Resolution(tuple(chosen), "explicit", tuple(reasons), warnings)
@@ -384,9 +389,9 @@ def _explicit(topology: Topology, items: list[int | str], env: GpuEnvironment) -
 
 def _from_ray(topology: Topology, ids: list[int | str], env: GpuEnvironment) -> Resolution:
     chosen: list[int] = []
-    reasons: list[str] = []
-    noset = env.ray_noset_visible_devices
-    suffix = f" ({RAY_NOSET_CVD}=1: Ray left CUDA_VISIBLE_DEVICES alone)" if noset else ""
+    reasons: list[Reason] = []
+    code = "gpu_from_ray_noset" if env.ray_noset_visible_devices else "gpu_from_ray"
+    shown = str([str(i) for i in ids])
     for raw in ids:
         text = str(raw).strip()
         if _DECIMAL.match(text):
@@ -395,5 +400,5 @@ def _from_ray(topology: Topology, ids: list[int | str], env: GpuEnvironment) -> 
             gpu = _by_string(topology, text, "ray.get_gpu_ids()")
         if gpu.index not in chosen:
             chosen.append(gpu.index)
-            reasons.append(f"{gpu.label} from ray.get_gpu_ids()={[str(i) for i in ids]}{suffix}")
+            reasons.append(Reason.of(code, gpu=gpu.label, ids=shown))
     return Resolution(tuple(chosen), "ray", tuple(reasons))

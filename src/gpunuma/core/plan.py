@@ -7,6 +7,7 @@ from typing import Any
 
 from gpunuma.core.cpuset import CpuSet, node_list
 from gpunuma.core.policy import MemoryPolicy, Policy
+from gpunuma.core.reasons import Reason, codes
 
 
 @dataclass(frozen=True)
@@ -29,9 +30,10 @@ class Allowed:
 
 @dataclass(frozen=True)
 class BindingPlan:
-    """Which node(s), CPUs and memory policy to bind to, and why, in plain words.
+    """Which node(s), CPUs and memory policy to bind to, and why.
 
-    An empty ``cpus`` means "do not bind": ``reasons`` then says why.
+    An empty ``cpus`` means "do not bind": ``reasons`` then says why. Each reason is a
+    :class:`~gpunuma.core.reasons.Reason`: its English text, with a ``code`` and ``values``.
     """
 
     gpus: tuple[int, ...]
@@ -47,6 +49,11 @@ class BindingPlan:
     def binds(self) -> bool:
         """Whether this plan changes anything."""
         return bool(self.cpus)
+
+    @property
+    def reason_codes(self) -> tuple[str, ...]:
+        """The code of each reason, in order (``note`` for text an adapter gave without one)."""
+        return codes(self.reasons)
 
     @property
     def numa_node(self) -> int | None:
@@ -75,4 +82,5 @@ class BindingPlan:
             "binds": self.binds,
             "cpu_scope": self.policy.cpu_scope.value,
             "reasons": list(self.reasons),
+            "reason_details": [Reason.coerce(reason).to_dict() for reason in self.reasons],
         }

@@ -8,6 +8,7 @@ from typing import Any
 from gpunuma.core.cpuset import CpuSet, node_list
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import MemoryPolicy
+from gpunuma.core.reasons import Reason, codes
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,11 @@ class BindingReport:
         )
 
     @property
+    def reason_codes(self) -> tuple[str, ...]:
+        """The code of each reason, in order (``note`` for text an adapter gave without one)."""
+        return codes(self.reasons)
+
+    @property
     def ok(self) -> bool:
         return self.bound and not self.mismatches
 
@@ -100,6 +106,7 @@ class BindingReport:
             "memory_policy": self.memory_policy,
             "memory_nodes": list(self.memory_nodes),
             "reasons": list(self.reasons),
+            "reason_details": [Reason.coerce(reason).to_dict() for reason in self.reasons],
             "mismatches": list(self.mismatches),
             "plan": self.plan.to_dict(),
             "kernel": kernel,

@@ -46,6 +46,7 @@ from gpunuma.core.planner.locality import Locality, NodeChoice, gpu_nodes
 from gpunuma.core.planner.memory import plan_memory
 from gpunuma.core.planner.placement import Placement, disallowed_reason, place_gpus
 from gpunuma.core.policy import CpuScope, MemoryPolicy, Policy
+from gpunuma.core.reasons import Reason
 from gpunuma.errors import InvalidNodeError, PlanError
 
 __all__ = ["Locality", "NodeChoice", "Placement", "gpu_nodes", "gpu_placements", "plan_binding"]
@@ -86,7 +87,7 @@ def plan_binding(
         source = choices[gpu.index] if explicit is not None else placements[gpu.index]
         reasons.extend(source.reasons)
 
-    def no_binding(why: str | None = None) -> BindingPlan:
+    def no_binding(why: Reason | None = None) -> BindingPlan:
         return BindingPlan(
             gpus=tuple(gpu.index for gpu in owned),
             nodes=(),
@@ -99,21 +100,18 @@ def plan_binding(
         )
 
     if allowed.affinity_narrowed:
-        narrowed = f"CPU affinity was already narrowed to {allowed.affinity} (numactl, taskset or a batch scheduler)"
+        affinity = allowed.affinity.to_list()
         if not policy.override_affinity:
-            return no_binding(f"{narrowed}; leaving it alone (override_affinity=True rebinds)")
-        reasons.append(f"{narrowed}; override_affinity=True rebinds within this cgroup's CPUs {allowed.cpus}")
+            return no_binding(Reason.of("affinity_narrowed", affinity=affinity))
+        reasons.append(Reason.of("affinity_overridden", affinity=affinity, cpus=allowed.cpus.to_list()))
 
     if explicit is not None:
-        suffix = "; it overrides the GPUs' own node(s)" if owned else ""
-        reasons.append(f"node {explicit.id} was requested explicitly{suffix}")
+        reasons.append(Reason.of("explicit_node_over_gpus" if owned else "explicit_node", node=explicit.id))
         targets: tuple[int, ...] = (explicit.id,)
     else:
         targets = _gpu_targets(owned, placements, reasons, policy)
         if not targets:
-            return no_binding(
-                None if len(owned) == 1 else f"none of GPUs {_indices(owned)} has a node this process can bind to"
-            )
+            return no_binding(None if len(owned) == 1 else Reason.of("no_gpu_placeable", gpus=_indices(owned)))
 
     if policy.cpu_scope is CpuScope.SOCKET:
         cpus, nodes = _socket_scope(topology, targets, allowed, reasons)
@@ -179,12 +177,10 @@ def _gpu_targets(
     if placed and len(placed) < len(owned):
         for gpu in owned:
             if placements[gpu.index].node is None:
-                reasons.append(f"{gpu.label} is left out; binding to the node(s) of GPU(s) {_indices(placed)}")
+                reasons.append(Reason.of("gpu_left_out", gpu=gpu.label, placed=_indices(placed)))
     if len(targets) > 1:
         what = "shares" if policy.cpu_scope is CpuScope.EXCLUSIVE else "nodes"
-        reasons.append(
-            f"GPUs {_indices(placed)} are on nodes {node_list(targets)}; binding to the union of their {what}"
-        )
+        reasons.append(Reason.of("gpus_union", gpus=_indices(placed), nodes=node_list(targets), what=what))
     return targets
 
 
@@ -192,7 +188,7 @@ def _partial(node: NumaNode, allowed: Allowed, reasons: list[str]) -> CpuSet:
     """The allowed CPUs of ``node``, noting when the cgroup allows only part of it (rule 5)."""
     part = node.cpus & allowed.cpus
     if part and part != node.cpus:
-        reason = f"{len(part)} of node {node.id}'s {len(node.cpus)} CPUs are allowed by this cgroup"
+        reason = Reason.of("node_partly_allowed", allowed_count=len(part), node=node.id, total=len(node.cpus))
         if reason not in reasons:
             reasons.append(reason)
     return part
@@ -222,7 +218,7 @@ def _socket_scope(
         node = _node(topology, node_id)
         packages = sorted({cpu.package for cpu_id in node.cpus if (cpu := topology.cpu(cpu_id)) is not None})
         if not packages:
-            reasons.append(f"the topology names no socket for node {node_id}'s CPUs; cpu_scope=socket uses the node")
+            reasons.append(Reason.of("socket_unknown", node=node_id))
             members = [node]
         else:
             members = [
@@ -232,8 +228,7 @@ def _socket_scope(
             ]
             sockets = ",".join(str(p) for p in packages)
             reasons.append(
-                f"cpu_scope=socket: node {node_id} is on socket {sockets} with node(s) "
-                f"{node_list(m.id for m in members)}"
+                Reason.of("socket_scope", node=node_id, sockets=sockets, members=node_list(m.id for m in members))
             )
         for member in members:
             part = _partial(member, allowed, reasons)
@@ -260,7 +255,7 @@ def _exclusive_scope(
         group = sorted(index for index, placement in placements.items() if placement.node == node_id)
         mine = [gpu for gpu in owned if gpu.index in group]
         if not mine:
-            reasons.append(f"cpu_scope=exclusive: no GPU of this process is on node {node_id}; using all of it")
+            reasons.append(Reason.of("exclusive_no_gpu_on_node", node=node_id))
             cpus = cpus | _partial(node, allowed, reasons)
             continue
         _partial(node, allowed, reasons)
@@ -268,15 +263,13 @@ def _exclusive_scope(
         for gpu in mine:
             rank = group.index(gpu.index)
             share = share_of(cores, rank, len(group), allowed.cpus)
+            share_of_gpu = {"gpu": gpu.label, "rank": rank, "count": len(group), "node": node_id,
+                            "first": share.first, "cores": share.cores}
             if share.overlapping:
-                reasons.append(
-                    f"cpu_scope=exclusive: node {node_id} has {share.cores} core(s) with allowed CPUs for "
-                    f"{len(group)} GPUs; {gpu.label} (rank {rank}) gets core {share.first}, so shares overlap"
-                )
+                reasons.append(Reason.of("exclusive_overlap", **share_of_gpu))
             else:
                 reasons.append(
-                    f"cpu_scope=exclusive: {gpu.label} is rank {rank} of the {len(group)} GPU(s) on node "
-                    f"{node_id}; its share is cores {share.first}-{share.last} of {share.cores}: CPUs {share.cpus}"
+                    Reason.of("exclusive_share", **share_of_gpu, last=share.last, cpus=share.cpus.to_list())
                 )
             cpus = cpus | share.cpus
     return cpus, tuple(targets)

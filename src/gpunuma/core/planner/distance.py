@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gpunuma.core.model import NumaNode, Topology
+from gpunuma.core.reasons import Reason
 
 #: Sort key for a node missing from a distance row: after every measured one.
 _UNMEASURED = 1 << 30
@@ -22,9 +23,11 @@ class Nearest:
         """Sort key: measured distance first (unmeasured last), then node id."""
         return (self.distance if self.distance is not None else _UNMEASURED, self.node)
 
-    def phrase(self) -> str:
+    def phrase(self) -> Reason:
         """``distance 21`` or ``distance unknown``, for reasons."""
-        return f"distance {self.distance}" if self.distance is not None else "distance unknown"
+        if self.distance is None:
+            return Reason.of("distance_unknown")
+        return Reason.of("distance", distance=self.distance)
 
 
 def nearest_node(topology: Topology, origin: NumaNode, accept: Callable[[NumaNode], bool]) -> Nearest | None:

@@ -14,6 +14,7 @@ from gpunuma.core.cpuset import node_list
 from gpunuma.core.model import Gpu, NumaNode, Topology
 from gpunuma.core.planner.distance import nearest_node
 from gpunuma.core.policy import Policy
+from gpunuma.core.reasons import Reason
 
 
 class Locality(str, Enum):
@@ -48,9 +49,9 @@ class _Candidates:
 
     nodes: tuple[int, ...]
     #: How the candidates were found, completing "numa_node -1 and ...".
-    source: str
+    source: Reason | None
     #: The same evidence, worded for when it names every node.
-    every: str
+    every: Reason
 
 
 def gpu_nodes(
@@ -80,12 +81,12 @@ def gpu_nodes(
         spread_over, unknown = _spread_set(candidates, every_node, policy)
         if len(candidates.nodes) == 1:
             node = candidates.nodes[0]
-            reason = f"{gpu.label} reports numa_node -1 and {candidates.source} node {node} only; it is on node {node}"
+            reason = Reason.of("gpu_single_candidate", gpu=gpu.label, evidence=candidates.source, node=node)
             choices[index] = NodeChoice(index, gpu.label, node, Locality.SINGLE, (*notes, reason))
         elif spread_over:
             groups.setdefault((spread_over, unknown), []).append(index)
         else:
-            reason = f"{gpu.label} reports no NUMA locality: numa_node -1 and {candidates.every}; not guessing"
+            reason = Reason.of("gpu_locality_unknown", gpu=gpu.label, evidence=candidates.every)
             choices[index] = NodeChoice(index, gpu.label, None, Locality.UNKNOWN, (*notes, reason))
 
     for (nodes, unknown), members in groups.items():
@@ -95,16 +96,11 @@ def gpu_nodes(
             candidates, notes = pending[index]
             node = nodes[rank * len(nodes) // count]
             if not unknown:
-                what = (
-                    f"{gpu.label} reports numa_node -1 and {candidates.source} nodes {node_list(nodes)}; "
-                    f"spreading the {count} GPU(s) that share them by rank"
-                )
+                reason = Reason.of("gpu_spread", gpu=gpu.label, evidence=candidates.source, nodes=node_list(nodes),
+                                   count=count, rank=rank, node=node)
             else:
-                what = (
-                    f"{gpu.label} reports no NUMA locality: numa_node -1 and {candidates.every}; "
-                    f"spreading the {count} such GPU(s) over every node by rank (spread_unknown=True)"
-                )
-            reason = f"{what}: rank {rank} of {count} -> node {node}"
+                reason = Reason.of("gpu_spread_unknown", gpu=gpu.label, evidence=candidates.every, count=count,
+                                   rank=rank, node=node)
             choices[index] = NodeChoice(index, gpu.label, node, Locality.SPREAD, (*notes, reason))
     return {index: choice for index, choice in sorted(choices.items()) if wanted is None or index in wanted}
 
@@ -129,33 +125,32 @@ def _direct(topology: Topology, gpu: Gpu) -> tuple[NodeChoice | None, tuple[str,
     if gpu.numa_node is not None:
         node = topology.node(gpu.numa_node)
         if node is None:
-            notes.append(f"{gpu.label} reports node {gpu.numa_node}, which the topology does not list")
+            notes.append(Reason.of("gpu_node_not_listed", gpu=gpu.label, reported=gpu.numa_node))
         elif node.has_cpus:
-            reason = f"{gpu.label} is on node {node.id}"
+            reason = Reason.of("gpu_on_node", gpu=gpu.label, node=node.id)
             return NodeChoice(gpu.index, gpu.label, node.id, Locality.REPORTED, (reason,)), ()
         else:
-            choice = _nearest_with_cpus(topology, gpu, node, f"{gpu.label} reports node {node.id}, which has no CPUs")
+            choice = _nearest_with_cpus(topology, gpu, node, "gpu_node_cpuless_nearest", reported=node.id)
             if choice is not None:
                 return choice, ()
-            notes.append(f"{gpu.label} reports node {node.id}, which has no CPUs, and no node has CPUs")
+            notes.append(Reason.of("gpu_node_cpuless_no_cpus", gpu=gpu.label, reported=node.id))
     elif gpu.memory_node is not None:
         node = topology.node(gpu.memory_node)
         if node is None:
-            notes.append(f"{gpu.label}'s GPU-memory node {gpu.memory_node} is not in the topology")
+            notes.append(Reason.of("gpu_memory_node_not_listed", gpu=gpu.label, memory_node=gpu.memory_node))
         else:
-            why = f"{gpu.label} reports numa_node -1; its GPU memory is node {node.id} (nvmlDeviceGetNumaNodeId)"
-            choice = _nearest_with_cpus(topology, gpu, node, why)
+            choice = _nearest_with_cpus(topology, gpu, node, "gpu_memory_node_nearest", memory_node=node.id)
             if choice is not None:
                 return choice, ()
     return None, tuple(notes)
 
 
-def _nearest_with_cpus(topology: Topology, gpu: Gpu, node: NumaNode, why: str) -> NodeChoice | None:
-    """Rule 1b: the CPU node nearest ``node`` by its distance row, with ``why`` leading the reason."""
+def _nearest_with_cpus(topology: Topology, gpu: Gpu, node: NumaNode, code: str, **why: int) -> NodeChoice | None:
+    """Rule 1b: the CPU node nearest ``node`` by its distance row; reason ``code`` says from where."""
     found = nearest_node(topology, node, lambda n: n.has_cpus)
     if found is None:
         return None
-    reason = f"{why}; using node {found.node}, the nearest node with CPUs ({found.phrase()})"
+    reason = Reason.of(code, gpu=gpu.label, node=found.node, distance=found.phrase(), **why)
     return NodeChoice(gpu.index, gpu.label, found.node, Locality.NEAREST, (reason,))
 
 
@@ -167,16 +162,16 @@ def _candidates(topology: Topology, gpu: Gpu) -> _Candidates:
         if nodes:
             # With numa_node -1 the kernel shows every CPU as local: that says nothing.
             every = (
-                "its local CPUs are every CPU"
+                Reason.of("evidence_local_cpus_all")
                 if topology.all_cpus <= gpu.local_cpus
-                else f"its local CPUs {gpu.local_cpus} span every node"
+                else Reason.of("evidence_local_cpus_span", cpus=gpu.local_cpus.to_list())
             )
-            return _Candidates(nodes, f"its local CPUs {gpu.local_cpus} lie on", every)
+            return _Candidates(nodes, Reason.of("evidence_local_cpus", cpus=gpu.local_cpus.to_list()), every)
     cpu_ids = {node.id for node in cpu_nodes}
     affinity = tuple(sorted(set(gpu.affinity_nodes) & cpu_ids))
     if affinity:
-        return _Candidates(affinity, "its NVML memory affinity names", "its NVML memory affinity names every node")
-    return _Candidates((), "", "it has no local CPUs or memory affinity")
+        return _Candidates(affinity, Reason.of("evidence_nvml_affinity"), Reason.of("evidence_nvml_affinity_all"))
+    return _Candidates((), None, Reason.of("evidence_none"))
 
 
 def _spread_set(

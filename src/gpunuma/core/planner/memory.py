@@ -10,6 +10,7 @@ from gpunuma.core.model import NumaNode, Topology
 from gpunuma.core.plan import Allowed
 from gpunuma.core.planner.distance import nearest_node
 from gpunuma.core.policy import MemoryPolicy
+from gpunuma.core.reasons import Reason
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class MemoryChoice:
 def plan_memory(topology: Topology, cpu_nodes: Sequence[int], allowed: Allowed, wanted: MemoryPolicy) -> MemoryChoice:
     """Memory on the chosen CPU nodes that have memory and are allowed, else the nearest allowed one."""
     if wanted is MemoryPolicy.NONE:
-        return MemoryChoice(MemoryPolicy.NONE, (), ("memory policy left alone (memory=none)",))
+        return MemoryChoice(MemoryPolicy.NONE, (), (Reason.of("memory_left_alone"),))
 
     def usable(node: NumaNode) -> bool:
         return node.has_memory and node.id in allowed.mems
@@ -32,15 +33,13 @@ def plan_memory(topology: Topology, cpu_nodes: Sequence[int], allowed: Allowed, 
     origins = [node for node_id in sorted(cpu_nodes) if (node := topology.node(node_id)) is not None]
     chosen = tuple(node.id for node in origins if usable(node))
     if chosen:
-        return MemoryChoice(wanted, chosen, (f"memory {wanted.value} on node(s) {node_list(chosen)}",))
+        reason = Reason.of("memory_on_nodes", policy=wanted.value, nodes=node_list(chosen))
+        return MemoryChoice(wanted, chosen, (reason,))
 
-    why = (
-        f"node(s) {node_list(cpu_nodes)} have no memory this process may use "
-        f"(allowed memory nodes: {node_list(allowed.mems) or 'none'})"
-    )
+    why = {"nodes": node_list(cpu_nodes), "mems": node_list(allowed.mems) or "none"}
     found = [nearest for origin in origins if (nearest := nearest_node(topology, origin, usable)) is not None]
     if not found:
-        return MemoryChoice(MemoryPolicy.NONE, (), (f"{why}; memory policy left alone",))
+        return MemoryChoice(MemoryPolicy.NONE, (), (Reason.of("memory_no_usable_node", **why),))
     best = min(found, key=lambda nearest: nearest.key())
-    reason = f"{why}; memory {wanted.value} on node {best.node}, the nearest allowed node with memory ({best.phrase()})"
+    reason = Reason.of("memory_nearest", **why, policy=wanted.value, node=best.node, distance=best.phrase())
     return MemoryChoice(wanted, (best.node,), (reason,))

@@ -10,6 +10,7 @@ from gpunuma.core.plan import Allowed
 from gpunuma.core.planner.distance import nearest_node
 from gpunuma.core.planner.locality import NodeChoice
 from gpunuma.core.policy import Fallback, Policy
+from gpunuma.core.reasons import Reason
 
 
 @dataclass(frozen=True)
@@ -24,12 +25,9 @@ class Placement:
     reasons: tuple[str, ...]
 
 
-def disallowed_reason(node: NumaNode, allowed: Allowed) -> str:
-    """``none of node 1's CPUs 56-111 are allowed by this cgroup (allowed: 0-55)``."""
-    return (
-        f"none of node {node.id}'s CPUs {node.cpus} are allowed by this cgroup "
-        f"(allowed: {allowed.cpus.to_list() or 'none'})"
-    )
+def disallowed_reason(node: NumaNode, allowed: Allowed, code: str = "node_disallowed", **more: object) -> Reason:
+    """``none of node 1's CPUs 56-111 are allowed by this cgroup (allowed: 0-55)``, plus what ``code`` adds."""
+    return Reason.of(code, node=node.id, cpus=node.cpus.to_list(), allowed=allowed.cpus.to_list() or "none", **more)
 
 
 def place_gpus(
@@ -42,16 +40,16 @@ def place_gpus(
         if node is None or not node.cpus.isdisjoint(allowed.cpus):
             placements[index] = Placement(index, choice.label, choice.node, choice.node, choice.reasons)
             continue
-        why = disallowed_reason(node, allowed)
         target: int | None = None
         if policy.on_disallowed is Fallback.NONE:
-            why += "; not binding (on_disallowed=none)"
+            why = disallowed_reason(node, allowed, "node_disallowed_not_binding")
         else:
             found = nearest_node(topology, node, lambda n: not n.cpus.isdisjoint(allowed.cpus))
             if found is None:
-                why += "; no node has a CPU this cgroup allows"
+                why = disallowed_reason(node, allowed, "node_disallowed_no_allowed_node")
             else:
                 target = found.node
-                why += f"; using node {found.node}, the nearest node with allowed CPUs ({found.phrase()})"
+                why = disallowed_reason(node, allowed, "node_disallowed_nearest", target=target,
+                                        distance=found.phrase())
         placements[index] = Placement(index, choice.label, choice.node, target, (*choice.reasons, why))
     return placements

@@ -1,0 +1,165 @@
+"""Reasons as data: a code and its values, with the English rendered from one template per code.
+
+A :class:`Reason` *is* its English text (a ``str``), so logs, ``summary()`` and the ``reasons``
+list in JSON read as before, while tests and tools use ``reason.code`` and ``reason.values``
+and the prose can improve without breaking them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+_DISALLOWED = "none of node {node}'s CPUs {cpus} are allowed by this cgroup (allowed: {allowed})"
+_NARROWED = "CPU affinity was already narrowed to {affinity} (numactl, taskset or a batch scheduler)"
+_NO_MEMORY = "node(s) {nodes} have no memory this process may use (allowed memory nodes: {mems})"
+_RAY = "{gpu} from ray.get_gpu_ids()={ids}"
+
+#: Every code and the template its English is rendered from (``str.format`` over the values).
+TEMPLATES: Mapping[str, str] = {
+    # -- which GPUs this process owns (core.identity) ------------------------------------------
+    "gpu_from_visibility": "{gpu} from {origin}",
+    "gpu_named": "{gpu} from gpus={item!r}",
+    "gpu_local_ordinal": "{gpu} from gpus={item!r} (local cuda:{local})",
+    "gpu_local_ordinal_through": "{gpu} from gpus={item!r} (local cuda:{local} through {origin})",
+    "gpu_from_ray": _RAY,
+    "gpu_from_ray_noset": (
+        _RAY + " (RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES=1: Ray left CUDA_VISIBLE_DEVICES alone)"
+    ),
+    "device_order_mixed_models": (
+        "CUDA_DEVICE_ORDER={order} (the CUDA default) on GPUs of different models ({models}): CUDA may number "
+        "them unlike PCI bus order; gpunuma assumes bus order. Set CUDA_DEVICE_ORDER=PCI_BUS_ID to be sure."
+    ),
+    "visible_list_truncated": (
+        "{variable}={value!r}: {problem}; the runtime ignores it and every entry after it ({ignored})"
+    ),
+    # -- rule 1: a GPU's CPU node (core.planner.locality) --------------------------------------
+    "gpu_on_node": "{gpu} is on node {node}",
+    "gpu_node_not_listed": "{gpu} reports node {reported}, which the topology does not list",
+    "gpu_node_cpuless_nearest": (
+        "{gpu} reports node {reported}, which has no CPUs; using node {node}, the nearest node with CPUs ({distance})"
+    ),
+    "gpu_node_cpuless_no_cpus": "{gpu} reports node {reported}, which has no CPUs, and no node has CPUs",
+    "gpu_memory_node_not_listed": "{gpu}'s GPU-memory node {memory_node} is not in the topology",
+    "gpu_memory_node_nearest": (
+        "{gpu} reports numa_node -1; its GPU memory is node {memory_node} (nvmlDeviceGetNumaNodeId); "
+        "using node {node}, the nearest node with CPUs ({distance})"
+    ),
+    "gpu_single_candidate": "{gpu} reports numa_node -1 and {evidence} node {node} only; it is on node {node}",
+    "gpu_spread": (
+        "{gpu} reports numa_node -1 and {evidence} nodes {nodes}; spreading the {count} GPU(s) that share them "
+        "by rank: rank {rank} of {count} -> node {node}"
+    ),
+    "gpu_spread_unknown": (
+        "{gpu} reports no NUMA locality: numa_node -1 and {evidence}; spreading the {count} such GPU(s) over "
+        "every node by rank (spread_unknown=True): rank {rank} of {count} -> node {node}"
+    ),
+    "gpu_locality_unknown": "{gpu} reports no NUMA locality: numa_node -1 and {evidence}; not guessing",
+    # evidence for rule 1c, rendered inside the reasons above
+    "evidence_local_cpus": "its local CPUs {cpus} lie on",
+    "evidence_nvml_affinity": "its NVML memory affinity names",
+    "evidence_local_cpus_all": "its local CPUs are every CPU",
+    "evidence_local_cpus_span": "its local CPUs {cpus} span every node",
+    "evidence_nvml_affinity_all": "its NVML memory affinity names every node",
+    "evidence_none": "it has no local CPUs or memory affinity",
+    "distance": "distance {distance}",
+    "distance_unknown": "distance unknown",
+    # -- rule 5: the cgroup (core.planner.placement, core.planner) -----------------------------
+    "node_disallowed": _DISALLOWED,
+    "node_disallowed_not_binding": _DISALLOWED + "; not binding (on_disallowed=none)",
+    "node_disallowed_no_allowed_node": _DISALLOWED + "; no node has a CPU this cgroup allows",
+    "node_disallowed_nearest": (
+        _DISALLOWED + "; using node {target}, the nearest node with allowed CPUs ({distance})"
+    ),
+    "node_partly_allowed": "{allowed_count} of node {node}'s {total} CPUs are allowed by this cgroup",
+    # -- rules 2, 4, 6, 7: scope, several GPUs, explicit node, narrowed affinity (core.planner) -
+    "affinity_narrowed": _NARROWED + "; leaving it alone (override_affinity=True rebinds)",
+    "affinity_overridden": _NARROWED + "; override_affinity=True rebinds within this cgroup's CPUs {cpus}",
+    "explicit_node": "node {node} was requested explicitly",
+    "explicit_node_over_gpus": "node {node} was requested explicitly; it overrides the GPUs' own node(s)",
+    "no_gpu_placeable": "none of GPUs {gpus} has a node this process can bind to",
+    "gpu_left_out": "{gpu} is left out; binding to the node(s) of GPU(s) {placed}",
+    "gpus_union": "GPUs {gpus} are on nodes {nodes}; binding to the union of their {what}",
+    "socket_unknown": "the topology names no socket for node {node}'s CPUs; cpu_scope=socket uses the node",
+    "socket_scope": "cpu_scope=socket: node {node} is on socket {sockets} with node(s) {members}",
+    "exclusive_no_gpu_on_node": "cpu_scope=exclusive: no GPU of this process is on node {node}; using all of it",
+    "exclusive_share": (
+        "cpu_scope=exclusive: {gpu} is rank {rank} of the {count} GPU(s) on node {node}; "
+        "its share is cores {first}-{last} of {cores}: CPUs {cpus}"
+    ),
+    "exclusive_overlap": (
+        "cpu_scope=exclusive: node {node} has {cores} core(s) with allowed CPUs for {count} GPUs; "
+        "{gpu} (rank {rank}) gets core {first}, so shares overlap"
+    ),
+    # -- rule 3: memory (core.planner.memory) --------------------------------------------------
+    "memory_left_alone": "memory policy left alone (memory=none)",
+    "memory_on_nodes": "memory {policy} on node(s) {nodes}",
+    "memory_no_usable_node": _NO_MEMORY + "; memory policy left alone",
+    "memory_nearest": (
+        _NO_MEMORY + "; memory {policy} on node {node}, the nearest allowed node with memory ({distance})"
+    ),
+    # -- the composition root and the launcher -------------------------------------------------
+    "no_gpu_on_machine": "this machine has no GPU that sysfs or NVML can see: nothing to bind",
+    "no_gpu_owned": "this process owns no GPU (CUDA_VISIBLE_DEVICES or Ray gave it none): nothing to bind",
+    "topology_note": "topology: {note}",
+    "plan_failed": "could not plan a binding: {error}",
+    "binder_unavailable": "could not build the {method} binder, nothing changed: {error}",
+    "bind_failed": "binding failed and was undone: {error}",
+    "launched": "started by gpunuma.launch",
+    # -- text from an adapter that carries no code of its own ----------------------------------
+    "note": "{text}",
+}
+
+
+class Reason(str):
+    """One reason, equal to its English text, that also carries its ``code`` and ``values``.
+
+    Build it with :meth:`Reason.of`; plain strings from adapters read as code ``note``
+    (:meth:`Reason.coerce`).
+    """
+
+    code: str
+    _values: tuple[tuple[str, Any], ...]
+
+    def __new__(cls, text: str, code: str = "note", values: Iterable[tuple[str, Any]] = ()) -> Reason:
+        reason = super().__new__(cls, text)
+        reason.code = code
+        reason._values = tuple(values)
+        return reason
+
+    @classmethod
+    def of(cls, code: str, **values: Any) -> Reason:
+        """The reason ``code`` with ``values``, its text rendered from :data:`TEMPLATES` (KeyError: no such code)."""
+        return cls(TEMPLATES[code].format(**values), code, sorted(values.items()))
+
+    @classmethod
+    def coerce(cls, text: str) -> Reason:
+        """``text`` as a reason: itself when it is one, else an uncoded ``note``."""
+        return text if isinstance(text, Reason) else cls(text, "note", (("text", str(text)),))
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """The values the text was rendered from, by template field."""
+        return dict(self._values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"code": ..., "values": {...}}`` with every value JSON-ready (nested reasons as dicts)."""
+        return {"code": self.code, "values": {key: _plain(value) for key, value in self._values}}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Reason, (str(self), self.code, self._values))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Reason):
+        return value.to_dict()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (tuple, list, frozenset, set)):
+        return [_plain(item) for item in value]
+    return str(value)
+
+
+def codes(reasons: Iterable[str]) -> tuple[str, ...]:
+    """The code of each reason, in order (``note`` for plain text)."""
+    return tuple(Reason.coerce(reason).code for reason in reasons)
