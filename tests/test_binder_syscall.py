@@ -15,7 +15,7 @@ import pytest
 
 from gpunuma.adapters import libnuma
 from gpunuma.adapters.mempolicy import SYSCALL_NUMBERS, MempolicySyscalls, known_nodes
-from gpunuma.adapters.process import apply_whole_process
+from gpunuma.adapters.process import ProcessBinder
 from gpunuma.adapters.syscall import SyscallBinder
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.kernel_policy import Mempolicy, Mode
@@ -83,8 +83,11 @@ def test_a_memory_node_that_does_not_exist_raises_and_changes_nothing() -> None:
 class RefusingSetter:
     """A memory setter that fails as a kernel refusing the policy does: with ``code``, changing nothing."""
 
+    name = "syscall"
+
     def __init__(self, code: int) -> None:
         self.code = code
+        self.syscalls = MempolicySyscalls()
         self.calls: list[tuple[Mode, tuple[int, ...]]] = []
 
     def set(self, mode: Mode, nodes: tuple[int, ...]) -> None:
@@ -94,7 +97,7 @@ class RefusingSetter:
 
 def _apply_refused(code: int, the_plan: BindingPlan) -> Any:
     setter = RefusingSetter(code)
-    report = apply_whole_process(the_plan, method="syscall", setter=setter, syscalls=MempolicySyscalls())
+    report = ProcessBinder(setter).apply(the_plan)
     return report, frozenset(os.sched_getaffinity(0)), MempolicySyscalls().get(), setter.calls
 
 

@@ -1,8 +1,6 @@
-"""Binder through libnuma (``libnuma.so.1``) loaded with ctypes, in-process, for the whole process.
+"""Memory policy through libnuma (``libnuma.so.1``) loaded with ctypes, and the binder that uses it.
 
-Memory policy is per thread: the calling thread's policy is set, threads created afterwards and
-exec'd children inherit it, threads that already existed keep theirs, and pages already touched
-stay where they are unless ``migrate_pages=True``. CPU affinity is set on every thread.
+:class:`LibnumaBinder` is the :class:`~gpunuma.adapters.process.ProcessBinder` with :class:`LibnumaMemory`.
 """
 
 from __future__ import annotations
@@ -12,11 +10,9 @@ import errno
 from typing import Any
 
 from gpunuma.adapters.mempolicy import MempolicySyscalls
-from gpunuma.adapters.process import apply_whole_process, errno_word
+from gpunuma.adapters.process import ProcessBinder, errno_word
 from gpunuma.core.kernel_policy import Mempolicy, Mode
-from gpunuma.core.plan import BindingPlan
 from gpunuma.core.ports import Binder
-from gpunuma.core.report import BindingReport
 from gpunuma.errors import BindError, LibraryNotFoundError
 
 _INSTALL_HINT = "apt-get install libnuma1 / dnf install numactl-libs"
@@ -63,16 +59,26 @@ def load_libnuma(library: str) -> ctypes.CDLL:
     return lib
 
 
-class _LibnumaSetter:
-    """Sets the calling thread's policy with libnuma; MPOL_PREFERRED_MANY through the raw syscall."""
+class LibnumaMemory:
+    """A :class:`~gpunuma.adapters.process.MemorySetter` through libnuma; MPOL_PREFERRED_MANY through the raw syscall.
 
-    def __init__(self, lib: ctypes.CDLL, syscalls: MempolicySyscalls) -> None:
-        self._lib = lib
-        self._syscalls = syscalls
+    Loads ``library`` (raises :class:`LibraryNotFoundError` when it is missing); pickles by reloading it.
+    """
+
+    name = "libnuma"
+
+    def __init__(self, library: str = "libnuma.so.1") -> None:
+        self.library = library
+        self._lib = load_libnuma(library)
+        self.syscalls = MempolicySyscalls(max_node=max(self._lib.numa_max_node(), 0))
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # A CDLL handle cannot be pickled: a child process reloads the library.
+        return LibnumaMemory, (self.library,)
 
     def set(self, mode: Mode, nodes: tuple[int, ...]) -> None:
         if mode is Mode.PREFERRED_MANY:
-            self._syscalls.set(Mempolicy(mode, nodes))
+            self.syscalls.set(Mempolicy(mode, nodes))
             return
         # libnuma's void setters report failure only through errno (and perror on stderr).
         ctypes.set_errno(0)
@@ -94,17 +100,16 @@ class _LibnumaSetter:
             raise OSError(errno.EINVAL, f"libnuma binder does not set {mode.word}")
         if code:
             # errno may be left over from an internal call that did not matter: the read-back decides.
-            held = self._syscalls.get()
+            held = self.syscalls.get()
             if held.mode != mode or held.nodes != tuple(nodes):
                 raise OSError(code, f"libnuma: {errno_word(code)}")
 
 
-class LibnumaBinder:
-    """Binds the whole calling process with libnuma: every thread's CPUs, the calling thread's memory.
+class LibnumaBinder(ProcessBinder):
+    """The process binder with libnuma setting the memory policy (the default binder).
 
-    ``library`` is the shared object to load; ``migrate_pages=True`` also moves pages already
-    touched to the planned nodes; ``proc_root``/``sys_root`` are where threads are listed and
-    existing nodes read. Raises :class:`LibraryNotFoundError` when libnuma is missing.
+    ``library`` is the shared object to load; the other arguments are :class:`ProcessBinder`'s.
+    Raises :class:`LibraryNotFoundError` when libnuma is missing.
     """
 
     name = "libnuma"
@@ -116,33 +121,9 @@ class LibnumaBinder:
         migrate_pages: bool = False,
         proc_root: str = "/proc",
         sys_root: str = "/sys",
-    ):
+    ) -> None:
+        super().__init__(LibnumaMemory(library), migrate_pages=migrate_pages, proc_root=proc_root, sys_root=sys_root)
         self.library = library
-        self.migrate_pages = migrate_pages
-        self.proc_root = proc_root
-        self.sys_root = sys_root
-        self._lib = load_libnuma(library)
-        self._syscalls = MempolicySyscalls(max_node=max(self._lib.numa_max_node(), 0))
-
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        # A CDLL handle cannot be pickled: a child process reloads the library.
-        return _rebuild, (self.library, self.migrate_pages, self.proc_root, self.sys_root)
-
-    def apply(self, plan: BindingPlan) -> BindingReport:
-        """Bind every thread's CPUs and this thread's memory policy; restore all and raise BindError on failure."""
-        return apply_whole_process(
-            plan,
-            method=self.name,
-            setter=_LibnumaSetter(self._lib, self._syscalls),
-            syscalls=self._syscalls,
-            proc_root=self.proc_root,
-            sys_root=self.sys_root,
-            migrate=self.migrate_pages,
-        )
-
-
-def _rebuild(library: str, migrate_pages: bool, proc_root: str, sys_root: str) -> LibnumaBinder:
-    return LibnumaBinder(library, migrate_pages=migrate_pages, proc_root=proc_root, sys_root=sys_root)
 
 
 def default_binder(

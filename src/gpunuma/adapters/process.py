@@ -1,7 +1,8 @@
-"""Whole-process binding shared by the libnuma and syscall binders: every thread's CPUs, the
-calling thread's memory policy, optional page migration, read-back, and undo on failure.
+"""The one in-process binder: every thread's CPUs, the calling thread's memory policy, optional
+page migration, read-back, and undo on failure.
 
-The binders differ only in how they set a memory policy (a :class:`MemorySetter`).
+:class:`ProcessBinder` takes the way to set a memory policy as a :class:`MemorySetter`: libnuma
+(``LibnumaBinder``) or the raw syscall (``SyscallBinder``) are the same binder with another setter.
 """
 
 from __future__ import annotations
@@ -31,7 +32,14 @@ _PREFERRED_MANY_SINCE = (5, 15)
 
 
 class MemorySetter(Protocol):
-    """Sets the calling thread's memory policy; raises ``OSError`` with the kernel's errno."""
+    """Sets the calling thread's memory policy; raises ``OSError`` with the kernel's errno.
+
+    ``name`` is the binder's method in reports (``libnuma``, ``syscall``); ``syscalls`` reads the
+    policy back, restores it and migrates pages. A setter pickles by reloading its library.
+    """
+
+    name: str
+    syscalls: MempolicySyscalls
 
     def set(self, mode: Mode, nodes: tuple[int, ...]) -> None:
         ...
@@ -52,7 +60,7 @@ def kernel_at_least(version: tuple[int, int], release: str | None = None) -> boo
     return tuple(parts) >= version
 
 
-def _planned_policy(plan: BindingPlan, release: str | None) -> tuple[Mempolicy | None, str | None]:
+def _planned_policy(plan: BindingPlan) -> tuple[Mempolicy | None, str | None]:
     """The kernel policy to set for ``plan``, and a note when it had to be narrowed."""
     if plan.memory_policy is MemoryPolicy.NONE or not plan.memory_nodes:
         return None, None
@@ -60,7 +68,7 @@ def _planned_policy(plan: BindingPlan, release: str | None) -> tuple[Mempolicy |
     wanted = kernel_policy(
         plan.memory_policy,
         plan.memory_nodes,
-        preferred_many=not many or kernel_at_least(_PREFERRED_MANY_SINCE, release),
+        preferred_many=not many or kernel_at_least(_PREFERRED_MANY_SINCE),
     )
     if wanted is None or wanted.nodes == tuple(sorted(plan.memory_nodes)):
         return wanted, None
@@ -71,8 +79,9 @@ def _planned_policy(plan: BindingPlan, release: str | None) -> tuple[Mempolicy |
     return wanted, note
 
 
-def _set_memory(wanted: Mempolicy, setter: MemorySetter, syscalls: MempolicySyscalls, saved: Mempolicy) -> str | None:
+def _set_memory(wanted: Mempolicy, setter: MemorySetter, saved: Mempolicy) -> str | None:
     """Set and confirm the policy; on refusal restore ``saved`` and return why (None: in force)."""
+    syscalls = setter.syscalls
     try:
         setter.set(wanted.mode, wanted.nodes)
         held = syscalls.get()
@@ -118,85 +127,105 @@ def _migrate(syscalls: MempolicySyscalls, old: frozenset[int], new: tuple[int, .
     return f"migrate_pages moved existing pages to node {node_list(new)}; {left} page(s) could not be moved"
 
 
-def apply_whole_process(
-    plan: BindingPlan,
-    *,
-    method: str,
-    setter: MemorySetter,
-    syscalls: MempolicySyscalls,
-    proc_root: str | Path = "/proc",
-    sys_root: str | Path = "/sys",
-    migrate: bool = False,
-    notes: tuple[str, ...] = (),
-    kernel_release: str | None = None,
-) -> BindingReport:
-    """Bind every thread's CPUs and the calling thread's memory policy per ``plan``, then read back.
+class ProcessBinder:
+    """Binds the whole calling process: every thread's CPUs; the calling thread's memory policy through ``memory``.
 
-    A CPU failure, or a planned memory node the kernel does not know (not in ``node/online`` under
-    ``sys_root``), restores every thread's affinity and the memory policy and raises
-    :class:`~gpunuma.errors.BindError`. A policy the kernel refuses for nodes that exist (EPERM/EACCES
-    under seccomp without CAP_SYS_NICE, EINVAL when ``cpuset.mems`` excludes the node) keeps the CPUs
-    bound and says so.
+    Memory policy is per thread: threads created afterwards and exec'd children inherit it, threads
+    that already existed keep theirs, and pages already touched stay where they are unless
+    ``migrate_pages=True``. ``notes`` are added to every report; ``proc_root``/``sys_root`` are where
+    threads are listed and existing nodes read. It pickles (its setter reloads its library in the child).
     """
-    if not plan.binds:
-        return BindingReport.not_bound(plan, method, notes)
-    try:
-        saved_memory = syscalls.get()
-    except OSError as err:
-        saved_memory = None
-        notes = (*notes, f"get_mempolicy refused ({errno_word(err.errno)}): memory policy left alone")
-    try:
-        # Only migrate_pages needs the cpuset's nodes from before; a read-back costs ~1 ms at 20 threads.
-        before_mems = read_kernel_view(proc_root=proc_root, syscalls=syscalls).mems_allowed if migrate else frozenset()
-        previous = bind_threads(plan.cpus, proc_root)
-    except ThreadBindError as err:
-        raise BindError(
-            f"cannot bind thread {err.tid} to CPUs {plan.cpus.to_list()}: {err.strerror} ({errno_word(err.errno)}); "
-            "every thread was restored"
-        ) from err
-    except BindError:
-        raise
-    except OSError as err:
-        raise BindError(f"cannot bind to CPUs {plan.cpus.to_list()}: {err}") from err
 
-    effective = plan
-    reasons = list(notes)
-    memory_word: str | None = None
-    memory_nodes: tuple[int, ...] = ()
-    try:
-        wanted, narrowed = _planned_policy(plan, kernel_release) if saved_memory is not None else (None, None)
-        if narrowed:
-            reasons.append(narrowed)
-        if wanted is None:
-            effective = replace(plan, memory_policy=MemoryPolicy.NONE)
-        else:
-            assert saved_memory is not None
-            refused = _set_memory(wanted, setter, syscalls, saved_memory)
-            if refused:
-                # The kernel answers EINVAL for a node that does not exist and for one the cpuset excludes:
-                # only the first is a wrong plan, which must leave the process as it was (the except below).
-                _check_nodes_exist(plan.memory_nodes, sys_root)
-                reasons.append(refused)
+    def __init__(
+        self,
+        memory: MemorySetter,
+        *,
+        migrate_pages: bool = False,
+        proc_root: str = "/proc",
+        sys_root: str = "/sys",
+        notes: tuple[str, ...] = (),
+    ) -> None:
+        self.memory = memory
+        self.name = memory.name
+        self.migrate_pages = migrate_pages
+        self.proc_root = proc_root
+        self.sys_root = sys_root
+        self.notes = tuple(notes)
+
+    def apply(self, plan: BindingPlan) -> BindingReport:
+        """Bind every thread's CPUs and the calling thread's memory policy per ``plan``, then read back.
+
+        A CPU failure, or a planned memory node the kernel does not know (not in ``node/online`` under
+        ``sys_root``), restores every thread's affinity and the memory policy and raises
+        :class:`~gpunuma.errors.BindError`. A policy the kernel refuses for nodes that exist (EPERM/EACCES
+        under seccomp without CAP_SYS_NICE, EINVAL when ``cpuset.mems`` excludes the node) keeps the CPUs
+        bound and says so.
+        """
+        notes = self.notes
+        if not plan.binds:
+            return BindingReport.not_bound(plan, self.name, notes)
+        syscalls = self.memory.syscalls
+        try:
+            saved_memory = syscalls.get()
+        except OSError as err:
+            saved_memory = None
+            notes = (*notes, f"get_mempolicy refused ({errno_word(err.errno)}): memory policy left alone")
+        try:
+            # Only migrate_pages needs the cpuset's nodes from before; a read-back costs ~1 ms at 20 threads.
+            before_mems = (
+                read_kernel_view(proc_root=self.proc_root, syscalls=syscalls).mems_allowed
+                if self.migrate_pages
+                else frozenset()
+            )
+            previous = bind_threads(plan.cpus, self.proc_root)
+        except ThreadBindError as err:
+            raise BindError(
+                f"cannot bind thread {err.tid} to CPUs {plan.cpus.to_list()}: {err.strerror} "
+                f"({errno_word(err.errno)}); every thread was restored"
+            ) from err
+        except BindError:
+            raise
+        except OSError as err:
+            raise BindError(f"cannot bind to CPUs {plan.cpus.to_list()}: {err}") from err
+
+        effective = plan
+        reasons = list(notes)
+        memory_word: str | None = None
+        memory_nodes: tuple[int, ...] = ()
+        try:
+            wanted, narrowed = _planned_policy(plan) if saved_memory is not None else (None, None)
+            if narrowed:
+                reasons.append(narrowed)
+            if wanted is None:
                 effective = replace(plan, memory_policy=MemoryPolicy.NONE)
             else:
-                memory_word, memory_nodes = wanted.word, wanted.nodes
-                effective = replace(plan, memory_nodes=wanted.nodes)
-                if migrate:
-                    reasons.append(_migrate(syscalls, before_mems, wanted.nodes))
-        after = read_kernel_view(proc_root=proc_root, syscalls=syscalls)
-    except BaseException:
-        restore_threads(previous)
-        if saved_memory is not None:
-            _restore_memory(syscalls, saved_memory)
-        raise
-    return BindingReport(
-        plan=plan,
-        bound=True,
-        method=method,
-        cpus=CpuSet.of(os.sched_getaffinity(0)),
-        memory_policy=memory_word,
-        memory_nodes=memory_nodes,
-        reasons=(*plan.reasons, *reasons),
-        kernel=after,
-        mismatches=compare(effective, after),
-    )
+                assert saved_memory is not None
+                refused = _set_memory(wanted, self.memory, saved_memory)
+                if refused:
+                    # The kernel answers EINVAL for a node that does not exist and for one the cpuset excludes:
+                    # only the first is a wrong plan, which must leave the process as it was (the except below).
+                    _check_nodes_exist(plan.memory_nodes, self.sys_root)
+                    reasons.append(refused)
+                    effective = replace(plan, memory_policy=MemoryPolicy.NONE)
+                else:
+                    memory_word, memory_nodes = wanted.word, wanted.nodes
+                    effective = replace(plan, memory_nodes=wanted.nodes)
+                    if self.migrate_pages:
+                        reasons.append(_migrate(syscalls, before_mems, wanted.nodes))
+            after = read_kernel_view(proc_root=self.proc_root, syscalls=syscalls)
+        except BaseException:
+            restore_threads(previous)
+            if saved_memory is not None:
+                _restore_memory(syscalls, saved_memory)
+            raise
+        return BindingReport(
+            plan=plan,
+            bound=True,
+            method=self.name,
+            cpus=CpuSet.of(os.sched_getaffinity(0)),
+            memory_policy=memory_word,
+            memory_nodes=memory_nodes,
+            reasons=(*plan.reasons, *reasons),
+            kernel=after,
+            mismatches=compare(effective, after),
+        )
