@@ -111,6 +111,12 @@ for _constant, _value in _ERROR_CODES.items():
     globals()[_class_name(_constant)] = _make_error_class(_constant, _value)
 
 ERROR_CLASS_NAMES: tuple[str, ...] = tuple(_class_name(c) for c in _ERROR_CODES)
+_CODE_OF_CLASS = {_class_name(constant): value for constant, value in _ERROR_CODES.items()}
+
+
+def error_code(class_name: str) -> int:
+    """NVML's code for an error class name as pynvml spells it (``NVMLError_NotSupported`` -> 3); Unknown else."""
+    return _CODE_OF_CLASS.get(class_name, NVML_ERROR_UNKNOWN)
 
 #: Named failure modes (``FakeNvml(machine, failure=...)``).
 FAILURES = ("library_not_found", "driver_not_loaded", "no_numa_id", "no_scope_affinity")

@@ -45,6 +45,10 @@ class NvmlError(TopologyUnavailableError):
         super().__init__(message)
 
 
+class SnapshotError(GpunumaError, ValueError):
+    """A captured tree or archive (``--root``, ``--simulate PATH``) cannot be opened safely or holds no tree."""
+
+
 class UnknownSourceError(GpunumaError, LookupError):
     """A topology source or binder name that gpunuma does not know."""
 

@@ -1,0 +1,250 @@
+"""A captured host as a simulated machine: ``load_snapshot(path)`` gives what the catalogue gives.
+
+``path`` is a ``gpunuma snapshot`` archive, an ``hwloc-gather-topology`` archive or an unpacked tree.
+The result holds the host's kernel tree (``root``, read by the real sysfs adapter), a fake ``pynvml``
+that answers exactly what the host's NVML recorded in ``nvml.json`` (``nvml()``: values, and errors
+with their NVML codes) and the simulated kernel over the host's topology and cgroup (``kernel()``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gpunuma.adapters.archive import NVML_RECORD, find_root, unpack
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.identity import normalize_bus_id
+from gpunuma.errors import CpuSetParseError, SnapshotError
+from gpunuma_fakes.nvml import (
+    NVML_AFFINITY_SCOPE_SOCKET,
+    NVML_ERROR_FUNCTION_NOT_FOUND,
+    NVML_ERROR_NOT_SUPPORTED,
+    FakeHandle,
+    FakeNvml,
+    NVMLError,
+    error_code,
+)
+from gpunuma_fakes.spec import GpuSpec
+
+if TYPE_CHECKING:
+    from gpunuma.core.model import Topology
+    from gpunuma.core.plan import Allowed
+    from gpunuma.core.ports import TopologySource
+    from gpunuma_fakes.kernel import SimulatedKernel
+
+_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar")
+#: Bus id of a GPU whose PCI info NVML refused: never matched, the recorded error answers instead.
+_NO_BUS = "ffff:ff:1f.7"
+
+
+def _stem(path: Path) -> str:
+    for suffix in _SUFFIXES:
+        if path.name.endswith(suffix):
+            return path.name[: -len(suffix)]
+    return path.name
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A captured host: its kernel tree under ``root`` and NVML's recorded answers (``record``)."""
+
+    name: str
+    root: Path
+    #: ``nvml.json`` as recorded (``{"error": ...}`` when NVML did not start there or nothing was recorded).
+    record: Mapping[str, Any] = field(default_factory=dict)
+    #: What opening it left out (links leaving the tree...).
+    notes: tuple[str, ...] = ()
+
+    @property
+    def description(self) -> str:
+        return f"captured host {self.name} ({self.root})"
+
+    # -- what the adapters read ----------------------------------------------------------------
+    def topology(self) -> Topology:
+        """The topology the sysfs adapter reads from the captured tree."""
+        from gpunuma.adapters.sysfs import SysfsTopology
+
+        return SysfsTopology(root=self.root).read()
+
+    def allowed(self) -> Allowed:
+        """What the capturing process was allowed (its cgroup cpuset and affinity), as the adapter reads it."""
+        from gpunuma.adapters.sysfs import SysfsTopology
+
+        return SysfsTopology(root=self.root).allowed()
+
+    # -- the simulated machine -----------------------------------------------------------------------
+    @cached_property
+    def _devices(self) -> tuple[tuple[GpuSpec, Mapping[str, Any]], ...]:
+        return tuple((_spec(self.name, gpu), gpu) for gpu in _gpu_records(self.record, self.root))
+
+    def sorted_gpus(self) -> tuple[GpuSpec, ...]:
+        """NVML's GPUs in its index order, as :class:`~gpunuma_fakes.nvml.FakeNvml` enumerates them."""
+        return tuple(spec for spec, _ in self._devices)
+
+    def nvml(self, **options: Any) -> RecordedNvml:
+        """A fake ``pynvml`` answering what this host's NVML answered (``FakeNvml`` options apply)."""
+        return RecordedNvml(self, **options)
+
+    def kernel(self, **options: Any) -> SimulatedKernel:
+        """The simulated kernel over this host's topology and its capturing process's cgroup."""
+        from gpunuma_fakes.kernel import SimulatedKernel
+
+        return SimulatedKernel(self.topology(), self.allowed(), **options)
+
+    def source(self, kind: str = "auto") -> TopologySource:
+        """A topology source over the tree: ``sysfs``, or ``nvml``/``auto`` with the recorded NVML."""
+        from gpunuma.adapters.sysfs import SysfsTopology
+
+        sysfs = SysfsTopology(root=self.root)
+        if kind == "sysfs":
+            return sysfs
+        if kind == "nvml":
+            from gpunuma.adapters.nvml import NvmlTopology
+
+            return NvmlTopology(nvml=self.nvml(), sysfs=sysfs)
+        if kind == "auto":
+            from gpunuma.adapters.auto import AutoTopology
+
+            return AutoTopology(nvml=self.nvml(), sysfs=sysfs)
+        raise ValueError(f"unknown source {kind!r}; known: auto, nvml, sysfs")
+
+
+def load_snapshot(path: str | Path, into: str | Path | None = None) -> Snapshot:
+    """The captured host at ``path`` (archive or folder). Archives are unpacked into ``into``
+    (None: a private temporary folder, removed when the interpreter exits)."""
+    location = Path(path)
+    if location.is_dir():
+        root = find_root(location, str(location))
+        notes: tuple[str, ...] = ()
+    else:
+        if into is None:
+            into = tempfile.mkdtemp(prefix=f"gpunuma-{_stem(location)}-")
+            atexit.register(shutil.rmtree, into, True)
+        tree = unpack(location, into)
+        root, notes = tree.root, tree.notes
+    return Snapshot(name=_stem(location), root=root, record=_read_record(root), notes=notes)
+
+
+def _read_record(root: Path) -> Mapping[str, Any]:
+    path = root / NVML_RECORD
+    if not path.is_file():
+        return {"error": "NVMLError_LibraryNotFound: the snapshot holds no NVML record"}
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise SnapshotError(f"{path}: not a JSON record of NVML's answers: {err}") from err
+    if not isinstance(record, dict):
+        raise SnapshotError(f"{path}: not a JSON object")
+    return record
+
+
+def _gpu_records(record: Mapping[str, Any], root: Path) -> list[Mapping[str, Any]]:
+    if "error" in record:
+        return []
+    gpus = record.get("gpus", [])
+    if not isinstance(gpus, list) or not all(isinstance(gpu, dict) for gpu in gpus):
+        raise SnapshotError(f"{root / NVML_RECORD}: 'gpus' is not a list of objects")
+    return sorted((gpu for gpu in gpus if "handle_error" not in gpu), key=lambda gpu: int(gpu.get("index", 0)))
+
+
+def _spec(host: str, gpu: Mapping[str, Any]) -> GpuSpec:
+    """The device as FakeNvml enumerates it; its locality answers come from the record (RecordedNvml)."""
+    try:
+        bus = normalize_bus_id(str(gpu["bus_id"])) if "bus_id" in gpu else _NO_BUS
+        migs = tuple(str(uuid) for uuid in gpu.get("mig_devices", ()))
+    except (ValueError, TypeError) as err:
+        raise SnapshotError(f"{host}: GPU record {gpu.get('index')!r} is malformed: {err}") from err
+    return GpuSpec(bus_id=bus, uuid=str(gpu.get("uuid", "")), sysfs_numa_node=-1, name=str(gpu.get("name", "")),
+                   mig_uuids=migs)
+
+
+def _code(text: object) -> int:
+    """``NVMLError_NotSupported: Not Supported`` -> 3, as the recording wrote it."""
+    return error_code(str(text).split(":", 1)[0].strip())
+
+
+class RecordedNvml(FakeNvml):
+    """A fake ``pynvml`` that replays a host's recorded NVML answers: values as recorded, errors by code.
+
+    A query the recording has no answer for raises NotSupported, as a driver without it would.
+    """
+
+    def __init__(self, snapshot: Snapshot, **options: Any) -> None:
+        super().__init__(snapshot, **options)  # type: ignore[arg-type]
+        self.record = snapshot.record
+        self.answers = tuple(answers for _, answers in snapshot._devices)
+
+    def nvmlInit(self) -> None:  # noqa: N802 - pynvml's name
+        """Starts unless the host's NVML did not (its recorded error, with its code)."""
+        if "error" in self.record:
+            self._enter("nvmlInit", needs_init=False)
+            raise NVMLError(_code(self.record["error"]))
+        if self.devices or self.failure is not None:
+            super().nvmlInit()
+            return
+        self._enter("nvmlInit", needs_init=False)  # NVML started on a host without GPUs
+        self._refcount += 1
+        self.init_count += 1
+
+    def _answer(self, handle: object, key: str, fallback: str | None = None) -> Any:
+        """The recorded answer of the physical GPU ``handle`` under ``key``, or its recorded error raised."""
+        self._physical(handle)
+        assert isinstance(handle, FakeHandle)
+        answers = self.answers[handle.index]
+        for name in (key, fallback):
+            if name is None:
+                continue
+            if name in answers:
+                return answers[name]
+            if f"{name}_error" in answers:
+                raise NVMLError(_code(answers[f"{name}_error"]))
+        raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+
+    def _recorded_cpus(self, handle: object, key: str, fallback: str | None = None) -> CpuSet:
+        words = self._answer(handle, key, fallback)
+        try:
+            return CpuSet.from_nvml_words([int(word) for word in words])
+        except (TypeError, ValueError, CpuSetParseError) as err:
+            raise SnapshotError(f"recorded {key} {words!r} is not a list of 64-bit words") from err
+
+    def nvmlDeviceGetUUID(self, handle: FakeHandle) -> str | bytes:  # noqa: N802
+        if handle.mig is None:
+            self._enter("nvmlDeviceGetUUID")
+            return self._text(str(self._answer(handle, "uuid")))
+        return super().nvmlDeviceGetUUID(handle)
+
+    def nvmlDeviceGetPciInfo(self, handle: FakeHandle) -> Any:  # noqa: N802
+        info = super().nvmlDeviceGetPciInfo(handle)
+        self._answer(handle, "bus_id", "pci")  # the recorded error when the host's NVML refused it
+        return info
+
+    def nvmlDeviceGetNumaNodeId(self, handle: FakeHandle) -> int:  # noqa: N802
+        self._enter("nvmlDeviceGetNumaNodeId")
+        return int(self._answer(handle, "numa_node_id"))
+
+    def nvmlDeviceGetCpuAffinityWithinScope(self, handle: FakeHandle, size: int, scope: int) -> list[int]:  # noqa: N802
+        self._enter("nvmlDeviceGetCpuAffinityWithinScope")
+        if self.failure == "no_scope_affinity":
+            raise NVMLError(NVML_ERROR_FUNCTION_NOT_FOUND)
+        key = "cpu_affinity_socket" if scope == NVML_AFFINITY_SCOPE_SOCKET else "cpu_affinity"
+        return self._words(self._recorded_cpus(handle, key), size, scope)
+
+    def nvmlDeviceGetCpuAffinity(self, handle: FakeHandle, size: int) -> list[int]:  # noqa: N802
+        self._enter("nvmlDeviceGetCpuAffinity")
+        return self._words(self._recorded_cpus(handle, "cpu_affinity_unscoped", "cpu_affinity"), size, 0)
+
+    def nvmlDeviceGetMemoryAffinity(self, handle: FakeHandle, size: int, scope: int) -> list[int]:  # noqa: N802
+        self._enter("nvmlDeviceGetMemoryAffinity")
+        key = "memory_affinity_socket" if scope == NVML_AFFINITY_SCOPE_SOCKET else "memory_affinity_node"
+        return self._words(self._recorded_cpus(handle, key), size, scope)
+
+    def nvmlDeviceGetMigMode(self, handle: FakeHandle) -> list[int]:  # noqa: N802
+        self._enter("nvmlDeviceGetMigMode")
+        return [int(mode) for mode in self._answer(handle, "mig_mode")]

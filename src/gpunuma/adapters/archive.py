@@ -1,0 +1,272 @@
+"""Open a captured machine tree (``--root PATH``): a directory, or a tar archive unpacked safely.
+
+A tree is a folder holding ``sys/`` (and usually ``proc/``) as the kernel showed them: a gpunuma
+snapshot (``gpunuma snapshot -o FILE.tar.gz``), an ``hwloc-gather-topology`` archive (one top folder
+holding ``sys/`` and ``proc/``) or any copy made by hand. Archives (``.tar.gz``, ``.tar.bz2``,
+``.tar.xz``, plain ``.tar``; the compression is read from the content) are unpacked into a private
+folder: no member may name a path outside it, links whose target leaves it are skipped, nothing is
+written through a link, and the member count and sizes are bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import lzma
+import os
+import tarfile
+import tempfile
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from gpunuma.errors import SnapshotError
+
+#: Bounds on what one archive may unpack: a DGX snapshot is ~5,000 members and a few MB; an
+#: ``hwloc-gather-topology --io`` archive of a large host ~100,000 members.
+MAX_MEMBERS = 400_000
+MAX_BYTES = 512 << 20
+MAX_FILE_BYTES = 16 << 20
+#: Deeper than any sysfs path (~20 components under /sys/devices).
+MAX_DEPTH = 64
+#: The file a snapshot keeps NVML's answers in, beside ``sys/`` and ``proc/``.
+NVML_RECORD = "nvml.json"
+
+_DIR_MODE = 0o755
+_FILE_MODE = 0o644
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+_CORRUPT = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError)
+
+
+@dataclass(frozen=True)
+class CapturedTree:
+    """A machine tree ready to read: ``root`` holds ``sys/`` (and ``proc/``) as the kernel showed them."""
+
+    root: Path
+    #: The path the user gave (a directory or an archive).
+    origin: str
+    archive: bool
+    #: What unpacking left out and why (links leaving the tree, device files...).
+    notes: tuple[str, ...] = ()
+
+    @property
+    def nvml_record(self) -> Path | None:
+        """The snapshot's record of NVML's answers, when it has one."""
+        path = self.root / NVML_RECORD
+        return path if path.is_file() else None
+
+
+@contextlib.contextmanager
+def open_tree(path: str | os.PathLike[str]) -> Iterator[CapturedTree]:
+    """The tree at ``path``: a directory is read in place, an archive is unpacked into a temporary folder."""
+    location = Path(path)
+    if location.is_dir():
+        yield CapturedTree(root=find_root(location, str(path)), origin=str(path), archive=False)
+        return
+    with tempfile.TemporaryDirectory(prefix="gpunuma-tree-") as scratch:
+        yield unpack(location, Path(scratch))
+
+
+def unpack(archive: str | os.PathLike[str], into: str | os.PathLike[str]) -> CapturedTree:
+    """Unpack ``archive`` into ``into`` (a new or empty folder, which the caller owns) and find its tree."""
+    source = Path(archive)
+    if not source.is_file():
+        raise SnapshotError(f"{source}: no such directory or archive")
+    target = Path(into)
+    target.mkdir(parents=True, exist_ok=True)
+    notes = _extract(source, target)
+    return CapturedTree(root=find_root(target, str(source)), origin=str(source), archive=True, notes=notes)
+
+
+def find_root(folder: Path, origin: str) -> Path:
+    """The folder holding ``sys/``: ``folder`` itself or its single top folder (the hwloc-gather layout)."""
+    if (folder / "sys").is_dir():
+        return folder
+    candidates = sorted(
+        child for child in folder.iterdir() if child.is_dir() and not child.is_symlink() and (child / "sys").is_dir()
+    )
+    if len(candidates) == 1:
+        return candidates[0]
+    if candidates:
+        names = ", ".join(child.name for child in candidates)
+        raise SnapshotError(f"{origin}: holds several machine trees ({names}); give one of them")
+    raise SnapshotError(f"{origin}: no sys/ folder at its top or in a single top folder")
+
+
+# -- unpacking -------------------------------------------------------------------------------
+def _member_parts(name: str, origin: Path) -> tuple[str, ...]:
+    """A member's path as parts below the archive's root; a path that could leave it refuses the archive."""
+    if name.startswith("/") or "\x00" in name:
+        raise SnapshotError(f"{origin}: member {name!r} has an absolute path; refusing the archive")
+    parts = tuple(part for part in name.split("/") if part not in ("", "."))
+    if ".." in parts:
+        raise SnapshotError(f"{origin}: member {name!r} climbs out of the archive with '..'; refusing the archive")
+    if len(parts) > MAX_DEPTH:
+        raise SnapshotError(f"{origin}: member {name[:80]!r}... is nested deeper than {MAX_DEPTH} folders")
+    return parts
+
+
+def _link_target(parts: tuple[str, ...], target: str) -> str | None:
+    """The link target when it stays inside the archive, in the ``../../name/name`` form sysfs uses, else None.
+
+    Only leading ``..`` steps are allowed, so resolving the link climbs through real folders (nothing is
+    ever written through a link) and then only descends: it cannot leave the unpacked folder.
+    """
+    if not target or target.startswith("/") or "\x00" in target:
+        return None
+    steps = target.rstrip("/").split("/")
+    climbs = 0
+    while climbs < len(steps) and steps[climbs] == "..":
+        climbs += 1
+    names = steps[climbs:]
+    if not names or any(name in ("", ".", "..") for name in names):
+        return None
+    if climbs > len(parts) - 1:
+        return None
+    return "/".join(steps)
+
+
+class _Extractor:
+    """Writes members below ``into``, never through a link, counting what it leaves out."""
+
+    def __init__(self, origin: Path, into: Path) -> None:
+        self.origin = origin
+        self.into = into
+        self.links: set[tuple[str, ...]] = set()
+        self.files: set[tuple[str, ...]] = set()
+        self.skipped: Counter[str] = Counter()
+        self.example: dict[str, str] = {}
+        #: Bytes written, hard-link copies included (their headers say 0).
+        self.written = 0
+
+    def skip(self, why: str, name: str) -> None:
+        self.skipped[why] += 1
+        self.example.setdefault(why, name)
+
+    def notes(self) -> tuple[str, ...]:
+        return tuple(
+            f"{count} member(s) skipped: {why} (e.g. {self.example[why]!r})"
+            for why, count in sorted(self.skipped.items())
+        )
+
+    def _folder(self, parts: tuple[str, ...], name: str) -> Path | None:
+        """Create the folders ``parts`` as real directories; None when a link or file is in the way."""
+        path = self.into
+        for depth in range(1, len(parts) + 1):
+            prefix = parts[:depth]
+            path = path / prefix[-1]
+            if prefix in self.links:
+                self.skip("its path runs through a link", name)
+                return None
+            if prefix in self.files:
+                self.skip("its path runs through a file", name)
+                return None
+            if not os.path.lexists(path):
+                os.mkdir(path, _DIR_MODE)
+        return path
+
+    def _clear(self, parts: tuple[str, ...], path: Path, name: str) -> bool:
+        """Make room for a file or link at ``path`` (a later member wins); False when a folder is there."""
+        if parts in self.links or parts in self.files:
+            os.unlink(path)
+            self.links.discard(parts)
+            self.files.discard(parts)
+        elif os.path.lexists(path):
+            self.skip("a folder of the same name exists", name)
+            return False
+        return True
+
+    def file(self, parts: tuple[str, ...], data: bytes, name: str) -> None:
+        folder = self._folder(parts[:-1], name)
+        if folder is None:
+            return
+        path = folder / parts[-1]
+        if not self._clear(parts, path, name):
+            return
+        self.written += len(data)
+        if self.written > MAX_BYTES:
+            raise SnapshotError(f"{self.origin}: unpacks to more than {MAX_BYTES >> 20} MiB; not a machine tree")
+        fd = os.open(path, _CREATE, _FILE_MODE)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        self.files.add(parts)
+
+    def link(self, parts: tuple[str, ...], target: str, name: str) -> None:
+        checked = _link_target(parts, target)
+        if checked is None:
+            self.skip("a link whose target is absolute or leaves the archive", name)
+            return
+        folder = self._folder(parts[:-1], name)
+        if folder is None:
+            return
+        path = folder / parts[-1]
+        if not self._clear(parts, path, name):
+            return
+        os.symlink(checked, path)
+        self.links.add(parts)
+
+    def folder(self, parts: tuple[str, ...], name: str) -> None:
+        if parts in self.links or parts in self.files:
+            self.skip("a folder where a file or link was", name)
+            return
+        self._folder(parts, name)
+
+
+def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    handle = tar.extractfile(member)
+    if handle is None:
+        return b""
+    with handle:
+        return handle.read(member.size)
+
+
+def _extract(origin: Path, into: Path) -> tuple[str, ...]:
+    extractor = _Extractor(origin, into)
+    members = 0
+    total = 0
+    try:
+        with tarfile.open(origin, mode="r|*") as tar:
+            for member in tar:
+                members += 1
+                total += max(member.size, 0)
+                if members > MAX_MEMBERS:
+                    raise SnapshotError(f"{origin}: more than {MAX_MEMBERS} members; not a machine tree")
+                if total > MAX_BYTES:
+                    raise SnapshotError(f"{origin}: unpacks to more than {MAX_BYTES >> 20} MiB; not a machine tree")
+                parts = _member_parts(member.name, origin)
+                if not parts:
+                    continue
+                if member.isreg():
+                    if member.size > MAX_FILE_BYTES:
+                        raise SnapshotError(
+                            f"{origin}: member {member.name!r} is {member.size} bytes, over {MAX_FILE_BYTES >> 20} MiB"
+                        )
+                    extractor.file(parts, _read_member(tar, member), member.name)
+                elif member.isdir():
+                    extractor.folder(parts, member.name)
+                elif member.issym():
+                    extractor.link(parts, member.linkname, member.name)
+                elif member.islnk():
+                    _hard_link(extractor, parts, member, origin)
+                else:
+                    extractor.skip("a device, FIFO or other special file", member.name)
+    except SnapshotError:
+        raise
+    except _CORRUPT as err:
+        raise SnapshotError(f"{origin}: not a readable tar archive (.tar.gz, .tar.bz2, .tar.xz): {err}") from err
+    except OSError as err:
+        raise SnapshotError(f"{origin}: cannot unpack: {err}") from err
+    return extractor.notes()
+
+
+def _hard_link(extractor: _Extractor, parts: tuple[str, ...], member: tarfile.TarInfo, origin: Path) -> None:
+    """A hard link becomes a copy of a regular file unpacked before it, as tar itself would link it."""
+    source = _member_parts(member.linkname, origin)
+    if source not in extractor.files:
+        extractor.skip("a hard link to a member that is not an unpacked file", member.name)
+        return
+    data = (extractor.into.joinpath(*source)).read_bytes()
+    extractor.file(parts, data, member.name)
