@@ -26,6 +26,8 @@ _EXPORTS = {
     "GpuSpec": "gpunuma_fakes.spec",
     "Machine": "gpunuma_fakes.spec",
     "NodeSpec": "gpunuma_fakes.spec",
+    "Snapshot": "gpunuma_fakes.snapshot",
+    "load_snapshot": "gpunuma_fakes.snapshot",
 }
 
 
@@ -52,7 +54,9 @@ __all__ = [
     "GpuSpec",
     "Machine",
     "NodeSpec",
+    "Snapshot",
     "UnknownMachineError",
+    "load_snapshot",
     "machine",
     "names",
     "render_sysfs",

@@ -39,13 +39,14 @@ if TYPE_CHECKING:
     from gpunuma.core.ports import TopologySource
     from gpunuma_fakes.kernel import SimulatedKernel
 
-_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar")
+#: Names a captured host's archive may have.
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar")
 #: Bus id of a GPU whose PCI info NVML refused: never matched, the recorded error answers instead.
 _NO_BUS = "ffff:ff:1f.7"
 
 
 def _stem(path: Path) -> str:
-    for suffix in _SUFFIXES:
+    for suffix in ARCHIVE_SUFFIXES:
         if path.name.endswith(suffix):
             return path.name[: -len(suffix)]
     return path.name

@@ -1,12 +1,15 @@
-"""A catalogue machine as a topology source: what ``gpunuma ... --simulate NAME`` reads.
+"""A simulated machine as a topology source: what ``gpunuma ... --simulate NAME|PATH`` reads.
 
-The machine's sysfs/procfs tree is rendered to a temporary directory and read once by the real
-adapter the name chooses (``sysfs``; ``nvml`` or ``auto`` with :class:`FakeNvml`), so the
-command runs the production parsing path; the directory is gone when the read returns.
+``NAME`` is a catalogue machine: its sysfs/procfs tree is rendered to a temporary directory.
+``PATH`` is a captured host (a ``gpunuma snapshot`` or ``hwloc-gather-topology`` archive, or its
+unpacked folder): its tree is unpacked to a temporary directory and its recorded NVML answers replayed.
+Either is read once by the real adapter the kind chooses (``sysfs``; ``nvml`` or ``auto`` with a fake
+NVML), so the command runs the production parsing path; the directory is gone when the read returns.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -16,14 +19,27 @@ from gpunuma.registry import topology_source_class
 from gpunuma_fakes.catalogue import machine, names
 from gpunuma_fakes.nvml import FakeNvml
 from gpunuma_fakes.render import render_sysfs
+from gpunuma_fakes.snapshot import ARCHIVE_SUFFIXES, load_snapshot
 from gpunuma_fakes.spec import Machine
+
+
+def is_captured(simulated: str) -> bool:
+    """Whether ``--simulate`` names a captured host (a path) rather than a catalogue machine."""
+    if simulated in names():
+        return False
+    return os.path.exists(simulated) or "/" in simulated or simulated.endswith(ARCHIVE_SUFFIXES)
 
 
 class SimulatedTopology:
     """A :class:`~gpunuma.core.ports.TopologySource` for a simulated machine, read through source ``kind``."""
 
     def __init__(self, simulated: str | Machine, kind: str = "auto") -> None:
-        self.machine = machine(simulated) if isinstance(simulated, str) else simulated
+        self.captured: str | None = None
+        self.machine: Machine | None = None
+        if isinstance(simulated, str) and is_captured(simulated):
+            self.captured = simulated
+        else:
+            self.machine = machine(simulated) if isinstance(simulated, str) else simulated
         self.kind = kind
         self.name = kind
         topology_source_class(kind)  # an unknown kind fails here, not on the first read
@@ -36,19 +52,28 @@ class SimulatedTopology:
 
     def _load(self) -> tuple[Topology, Allowed]:
         if self._read is None:
-            with tempfile.TemporaryDirectory(prefix=f"gpunuma-{self.machine.name}-") as tmp:
-                root = render_sysfs(self.machine, Path(tmp))
-                sysfs = topology_source_class("sysfs")(root=root)
-                source = sysfs if self.kind == "sysfs" else topology_source_class(self.kind)(
-                    nvml=FakeNvml(self.machine), sysfs=sysfs
-                )
-                self._read = (source.read(), source.allowed())
+            self._read = self._load_captured(self.captured) if self.captured else self._load_machine()
         return self._read
 
+    def _load_machine(self) -> tuple[Topology, Allowed]:
+        assert self.machine is not None
+        with tempfile.TemporaryDirectory(prefix=f"gpunuma-{self.machine.name}-") as tmp:
+            root = render_sysfs(self.machine, Path(tmp))
+            sysfs = topology_source_class("sysfs")(root=root)
+            source = sysfs if self.kind == "sysfs" else topology_source_class(self.kind)(
+                nvml=FakeNvml(self.machine), sysfs=sysfs
+            )
+            return source.read(), source.allowed()
+
+    def _load_captured(self, path: str) -> tuple[Topology, Allowed]:
+        with tempfile.TemporaryDirectory(prefix="gpunuma-host-") as tmp:
+            source = load_snapshot(path, into=tmp).source(self.kind)
+            return source.read(), source.allowed()
+
     def read(self) -> Topology:
-        """The machine's topology as the ``kind`` adapter reads its rendered tree."""
+        """The machine's topology as the ``kind`` adapter reads its tree."""
         return self._load()[0]
 
     def allowed(self) -> Allowed:
-        """What the simulated process may use (its rendered cgroup and affinity)."""
+        """What the simulated process may use (its cgroup and affinity)."""
         return self._load()[1]

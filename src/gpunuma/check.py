@@ -20,7 +20,7 @@ from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import Policy
 from gpunuma.core.ports import TopologySource
 from gpunuma.core.report import KernelView
-from gpunuma.errors import GpunumaError
+from gpunuma.errors import GpunumaError, TopologyUnavailableError
 
 #: Set by Ray's raylet in every worker's environment at start.
 _RAY_WORKER_MARK = "RAY_RAYLET_PID"
@@ -118,7 +118,10 @@ def check_process(
     from gpunuma.adapters.kernel_view import read_kernel_view
     from gpunuma.core.readback import compare
 
-    view = read_kernel_view(pid, proc_root=Path(root) / "proc")
+    try:
+        view = read_kernel_view(pid, proc_root=Path(root) / "proc")
+    except FileNotFoundError as err:
+        raise TopologyUnavailableError(f"process {pid}: no such process ({err.filename} is missing)") from err
     notes: list[str] = []
 
     def without_plan(note: str) -> CheckResult:

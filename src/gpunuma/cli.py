@@ -1,17 +1,20 @@
 """The ``gpunuma`` command: see the topology, the plan, check a running process, exec bound.
 
 ``--simulate NAME`` runs the same commands against a machine of the simulated catalogue
-(``gpunuma machines`` lists them), so a laptop shows what would happen on a DGX.
+(``gpunuma machines`` lists them), so a laptop shows what would happen on a DGX; ``--simulate PATH``
+against a captured host (``gpunuma snapshot``). ``--root PATH`` reads a captured host's kernel files
+(a folder or an archive) instead of this machine's.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -22,6 +25,10 @@ from gpunuma.errors import GpunumaError
 from gpunuma.registry import SOURCE_NAMES, simulated_source_class
 
 _SOURCE_HELP = "where the topology comes from (default: GPUNUMA_SOURCE, else auto = NVML + sysfs)"
+_ROOT_HELP = (
+    "read the kernel files of a captured host instead of this machine's: a folder holding sys/ and proc/, "
+    "or a .tar.gz/.tar.bz2/.tar.xz archive (gpunuma snapshot, hwloc-gather-topology); default: /"
+)
 
 
 def _options(args: argparse.Namespace) -> Options:
@@ -132,17 +139,22 @@ def cmd_exec(args: argparse.Namespace) -> int:
         raise SystemExit("gpunuma exec: give the command after --, e.g. gpunuma exec --gpu 0 -- python app.py")
     # A bad GPUNUMA_* value is a mistake to report (exit 2), never a reason to run unbound.
     options = _options(args)
+    # A simulated or captured machine is never this one: the command is shown, not run.
+    captured = getattr(args, "captured", None)
+    shown = args.simulate is not None or captured is not None or args.dry_run
     try:
         plan = _plan(args, replace(options, source=_source(args, options)))
     except GpunumaError as err:
-        if options.strict or args.simulate is not None or args.dry_run:
+        if options.strict or shown:
             raise
         # Best-effort, like the library: the command still runs, unbound, and says why.
         print(f"gpunuma exec: not binding: {err}; running {argv[0]!r} unbound", file=sys.stderr)
         sys.stdout.flush()
         os.execvp(argv[0], argv)
-    if args.simulate is not None or args.dry_run:
-        where = f"simulated {args.simulate}" if args.simulate else "this machine"
+    if shown:
+        where = "this machine"
+        if args.simulate is not None or captured is not None:
+            where = f"simulated {args.simulate}" if args.simulate is not None else f"captured {captured}"
         print(f"would run {argv!r} on {where} bound as follows (nothing executed):")
         _print_plan(plan)
         return 0
@@ -164,6 +176,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    from gpunuma.adapters.snapshot import write_snapshot
+
+    summary = write_snapshot(args.output)
+    nvml = f"NVML: {summary.gpus} GPU(s)" if summary.nvml_error is None else f"NVML: {summary.nvml_error}"
+    print(f"wrote {summary.path} ({summary.files} files, {summary.size} bytes; {nvml})")
+    print("attach it to a bug report: `gpunuma plan --root FILE` and `gpunuma plan --simulate FILE` replay it")
+    return 0
+
+
 def cmd_machines(args: argparse.Namespace) -> int:
     for name, description in simulated_source_class().catalogue():
         print(f"{name:24} {description}")
@@ -173,8 +195,10 @@ def cmd_machines(args: argparse.Namespace) -> int:
 # -- parser -----------------------------------------------------------------------------------
 def _add_source(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", choices=SOURCE_NAMES, help=_SOURCE_HELP)
-    parser.add_argument("--simulate", metavar="NAME", help="use a simulated machine (see `gpunuma machines`)")
-    parser.add_argument("--root", default="/", help="sysfs/procfs root to read (default: /)")
+    parser.add_argument("--simulate", metavar="NAME|PATH",
+                        help="use a simulated machine (see `gpunuma machines`) or a captured host: a `gpunuma "
+                             "snapshot` archive or tree, with its recorded NVML answers")
+    parser.add_argument("--root", default="/", help=_ROOT_HELP)
     parser.add_argument("--json", action="store_true", help="print the stable JSON shape")
 
 
@@ -218,13 +242,37 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="is this process bound right? read the kernel's view of a process")
     check.add_argument("--pid", default="self", help="process id (default: this process)")
     check.add_argument("--source", choices=SOURCE_NAMES, help=_SOURCE_HELP)
-    check.add_argument("--root", default="/", help="root holding proc/ and sys/ (default /)")
+    check.add_argument("--root", default="/", help=_ROOT_HELP)
     check.add_argument("--json", action="store_true")
     check.set_defaults(func=cmd_check)
+
+    snapshot = sub.add_parser(
+        "snapshot", help="write this host's kernel files and NVML answers to a small archive for a bug report"
+    )
+    snapshot.add_argument("-o", "--output", default="gpunuma-snapshot.tar.gz", metavar="FILE",
+                          help="the archive to write: .tar.gz, .tar.bz2 or .tar.xz (default: %(default)s)")
+    snapshot.set_defaults(func=cmd_snapshot)
 
     machines = sub.add_parser("machines", help="list the simulated machines for --simulate")
     machines.set_defaults(func=cmd_machines)
     return parser
+
+
+@contextlib.contextmanager
+def _opened_root(args: argparse.Namespace) -> Iterator[None]:
+    """``--root PATH`` other than ``/``: the captured tree, an archive unpacked for the command's time."""
+    root = getattr(args, "root", "/")
+    if root == "/":
+        yield
+        return
+    from gpunuma.adapters.archive import open_tree
+
+    with open_tree(root) as tree:
+        for note in tree.notes:
+            logging.getLogger("gpunuma").info("gpunuma: %s: %s", root, note)
+        args.root = str(tree.root)
+        args.captured = root
+        yield
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -232,7 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
-        return int(args.func(args))
+        with _opened_root(args):
+            return int(args.func(args))
     except GpunumaError as err:
         print(f"gpunuma: error: {err}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ and calls :func:`plan`, :func:`apply` or :func:`bind` here. Adapters are passed 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,7 +20,7 @@ from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import Policy
 from gpunuma.core.reasons import Reason
 from gpunuma.core.report import BindingReport
-from gpunuma.errors import GpunumaError
+from gpunuma.errors import GpunumaError, SnapshotError
 from gpunuma.registry import binder_class, simulated_source_class, topology_source_class
 from gpunuma.settings import RayLike, Settings, read_gpu_environment
 
@@ -103,8 +104,9 @@ def make_source(
 ) -> TopologySource:
     """A topology source: an instance passes through, a name (``auto``/``nvml``/``sysfs``) is built.
 
-    ``simulate`` names a catalogue machine (``gpunuma machines``): the named source then reads that
-    simulated machine instead of this one.
+    ``simulate`` names a catalogue machine (``gpunuma machines``) or a captured host (a snapshot):
+    the named source then reads that simulated machine instead of this one. A ``root`` other than
+    ``/`` is a captured tree: its kernel files only, since this machine's NVML does not describe it.
     """
     if source is None:
         source = "auto"
@@ -113,6 +115,14 @@ def make_source(
     if simulate is not None:
         return simulated_source_class()(simulate, source)
     cls = topology_source_class(source)
+    if source in ("auto", "nvml") and os.path.realpath(root) != "/":
+        why = (
+            "this machine's NVML does not describe a captured tree "
+            "(--simulate PATH replays a snapshot's recorded NVML answers)"
+        )
+        if source == "nvml":
+            raise SnapshotError(f"source 'nvml' cannot read {root}: {why}; use sysfs or auto")
+        return cls(root=root, without_nvml=why)
     if source == "nvml":
         sysfs_cls = topology_source_class("sysfs")
         return cls(sysfs=sysfs_cls(root=root))

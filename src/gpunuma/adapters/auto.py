@@ -32,15 +32,23 @@ class AutoTopology:
     """A :class:`~gpunuma.core.ports.TopologySource` combining sysfs and (when it works) NVML.
 
     ``nvml`` is passed to :class:`NvmlTopology` (None: import ``pynvml``); ``sysfs`` is the
-    kernel source (None: ``SysfsTopology(root=root)``).
+    kernel source (None: ``SysfsTopology(root=root)``). ``without_nvml`` says why NVML must not be
+    asked (a captured tree: this machine's NVML does not describe it); the note carries it.
     """
 
     name = "auto"
 
-    def __init__(self, nvml: Any | None = None, root: str = "/", sysfs: TopologySource | None = None) -> None:
+    def __init__(
+        self,
+        nvml: Any | None = None,
+        root: str = "/",
+        sysfs: TopologySource | None = None,
+        without_nvml: str | None = None,
+    ) -> None:
         self._root = root
         self._sysfs = sysfs
         self._nvml = nvml
+        self._without_nvml = without_nvml
 
     @property
     def sysfs(self) -> TopologySource:
@@ -58,6 +66,9 @@ class AutoTopology:
     def read(self) -> Topology:
         """sysfs alone when NVML cannot start (with a note saying why), else both combined."""
         base = self.sysfs.read()
+        if self._without_nvml is not None:
+            note = f"NVML not used: {self._without_nvml}"
+            return dataclasses.replace(base, source="auto(sysfs)", notes=(*base.notes, note))
         try:
             found = NvmlTopology(nvml=self._nvml, sysfs=self.sysfs).read_gpus(base)
         except NvmlError as err:

@@ -1,0 +1,97 @@
+"""``gpunuma snapshot``, ``--root ARCHIVE`` and ``--simulate PATH`` from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gpunuma.cli import main
+
+DATA = Path(__file__).parent / "data"
+H200X2 = str(DATA / "h200x2.tar.gz")
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_plan_from_a_snapshot_of_this_machine_equals_the_live_plan(capsys, tmp_path):
+    archive = str(tmp_path / "snapshot.tar.gz")
+    code, out, _ = run(capsys, "snapshot", "-o", archive)
+    assert code == 0 and "attach it to a bug report" in out
+
+    _, out, _ = run(capsys, "plan", "--node", "0", "--source", "sysfs", "--root", archive, "--json")
+    replayed = json.loads(out)
+    _, out, _ = run(capsys, "plan", "--node", "0", "--source", "sysfs", "--json")
+    live = json.loads(out)
+
+    assert (replayed["cpus"], replayed["memory_nodes"]) == (live["cpus"], live["memory_nodes"])
+    assert replayed["binds"] and replayed["numa_node"] == 0
+
+
+def test_topo_reads_a_captured_hosts_kernel_files_without_this_machines_nvml(capsys):
+    code, out, _ = run(capsys, "topo", "--root", H200X2, "--json")
+
+    topology = json.loads(out)
+    assert code == 0 and topology["source"] == "auto(sysfs)"
+    assert [g["pci_bus_id"] for g in topology["gpus"]] == ["0000:00:06.0", "0000:00:07.0"]
+    assert any(note.startswith("NVML not used: this machine's NVML") for note in topology["notes"])
+
+
+def test_simulate_a_captured_host_replays_its_recorded_nvml(capsys):
+    code, out, _ = run(capsys, "topo", "--simulate", H200X2, "--json")
+
+    topology = json.loads(out)
+    assert code == 0 and topology["source"] == "auto(nvml+sysfs)"
+    assert [g["uuid"] for g in topology["gpus"]] == [
+        "GPU-bc7134ed-f97c-a652-13bd-aab91e232bd2",
+        "GPU-f14a4474-790f-6908-dc81-5823abbe3c9b",
+    ]
+    assert all("nvmlDeviceGetNumaNodeId: NotSupported" in g["notes"] for g in topology["gpus"])
+
+
+@pytest.mark.parametrize("where", ["--root", "--simulate"])
+def test_plan_on_a_captured_host(capsys, where):
+    code, out, _ = run(capsys, "plan", where, H200X2, "--gpu", "1", "--json")
+
+    plan = json.loads(out)
+    assert code == 0 and (plan["gpus"], plan["numa_nodes"], plan["cpus"]) == ([1], [0], "0-31")
+
+
+def test_exec_on_a_captured_host_shows_the_plan_and_runs_nothing(capsys, tmp_path):
+    marker = tmp_path / "ran"
+    code, out, _ = run(capsys, "exec", "--root", H200X2, "--gpu", "0", "--", "touch", str(marker))
+
+    assert code == 0 and "nothing executed" in out and "NUMA node 0" in out
+    assert not marker.exists()
+
+
+def test_check_reads_the_process_a_snapshot_holds(capsys, tmp_path):
+    archive = str(tmp_path / "s.tar.gz")
+    run(capsys, "snapshot", "-o", archive)
+
+    code, out, _ = run(capsys, "check", "--root", archive, "--json")
+
+    result = json.loads(out)
+    assert code == 0 and result["threads"] and result["plan"] is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["topo", "--root", H200X2, "--source", "nvml"], "source 'nvml' cannot read"),
+        (["topo", "--root", "/nowhere/host.tar.gz"], "no such directory or archive"),
+        (["snapshot", "-o", "host.zip"], ".tar.gz, .tar.bz2 or .tar.xz"),
+        (["check", "--pid", "999999"], "no such process"),
+        (["plan", "--simulate", "/nowhere/host.tar.gz"], "no such directory or archive"),
+    ],
+)
+def test_bad_captured_hosts_are_clear_errors(capsys, tmp_path, monkeypatch, argv, words):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, *argv)
+
+    assert code == 2 and words in err and "Traceback" not in err
