@@ -34,18 +34,10 @@ class TinyScheduler:
 
 def simulated_adapters(name: str, root: str) -> dict[str, object]:
     """The real sysfs+NVML source over a rendered machine, and that machine's simulated kernel."""
-    from gpunuma.adapters.auto import AutoTopology
     from gpunuma_fakes.catalogue import machine
-    from gpunuma_fakes.kernel import SimulatedKernel
-    from gpunuma_fakes.nvml import FakeNvml
-    from gpunuma_fakes.render import render_sysfs
 
     simulated = machine(name)
-    render_sysfs(simulated, root)
-    return {
-        "source": AutoTopology(nvml=FakeNvml(simulated), root=root),
-        "binder": SimulatedKernel.for_machine(simulated),
-    }
+    return {"source": simulated.source(root), "binder": simulated.kernel()}
 
 
 def describe(rank: int, report: object) -> str:

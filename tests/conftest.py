@@ -9,21 +9,17 @@ import pytest
 
 from gpunuma_fakes import Machine, machine, render_sysfs
 
+# Also an installed entry point; listed here so a checkout whose install predates it still has the fixtures.
+pytest_plugins = ["gpunuma_fakes.pytest_plugin"]
+
 
 @pytest.fixture(scope="session")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+def rendered(simulated_trees: Callable[[Machine], Path]) -> Callable[[str], Path]:
     """``rendered("dgx-h100")``: the root of that catalogue machine's tree, rendered once per session.
 
     Shared between tests: read it, never change it (use ``render`` for a tree to damage).
     """
-    roots: dict[str, Path] = {}
-
-    def _rendered(name: str) -> Path:
-        if name not in roots:
-            roots[name] = render_sysfs(machine(name), tmp_path_factory.mktemp(name))
-        return roots[name]
-
-    return _rendered
+    return lambda name: simulated_trees(machine(name))
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import logging
 
 import pytest
 
-from gpunuma.adapters.auto import AutoTopology
 from gpunuma.adapters.noop import NoopBinder
 from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.api import bind_to_gpu, bind_to_node, make_binder, make_source, plan_for
@@ -14,8 +13,6 @@ from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.policy import CpuScope, Policy
 from gpunuma.errors import BindError, GpuResolutionError, InvalidNodeError, UnknownSourceError
 from gpunuma_fakes import machine
-from gpunuma_fakes.kernel import SimulatedKernel
-from gpunuma_fakes.nvml import FakeNvml
 
 NODE0 = CpuSet.parse_list("0-55,112-167")
 NODE1 = CpuSet.parse_list("56-111,168-223")
@@ -24,12 +21,12 @@ NODE1 = CpuSet.parse_list("56-111,168-223")
 @pytest.fixture
 def dgx(rendered):
     dgx = machine("dgx-h100")
-    return dgx, AutoTopology(nvml=FakeNvml(dgx), sysfs=SysfsTopology(root=rendered("dgx-h100")))
+    return dgx, dgx.source(rendered("dgx-h100"))
 
 
 def test_gpu_named_by_uuid_in_cuda_visible_devices_binds_to_its_node(dgx):
     simulated, source = dgx
-    kernel = SimulatedKernel.for_machine(simulated)
+    kernel = simulated.kernel()
     uuid = source.read().gpu(6).uuid
     report = bind_to_gpu(source=source, binder=kernel, env={"CUDA_VISIBLE_DEVICES": uuid})
     assert report.bound and report.ok
@@ -56,13 +53,13 @@ def test_environment_policy_is_used_when_no_policy_is_given(dgx):
 
 def test_explicit_node_binds_a_cpu_only_helper(dgx):
     simulated, source = dgx
-    report = bind_to_node(1, source=source, binder=SimulatedKernel.for_machine(simulated), env={})
+    report = bind_to_node(1, source=source, binder=simulated.kernel(), env={})
     assert report.bound and report.plan.gpus == () and report.cpus == NODE1
 
 
 def test_best_effort_failure_restores_and_reports_not_bound(dgx, caplog):
     simulated, source = dgx
-    kernel = SimulatedKernel.for_machine(simulated, fail="cpu")
+    kernel = simulated.kernel(fail="cpu")
     with caplog.at_level(logging.WARNING, logger="gpunuma"):
         report = bind_to_gpu(3, source=source, binder=kernel, env={})
     assert not report.bound
@@ -74,13 +71,13 @@ def test_best_effort_failure_restores_and_reports_not_bound(dgx, caplog):
 def test_strict_failure_raises_the_binders_error(dgx):
     simulated, source = dgx
     with pytest.raises(BindError, match="sched_setaffinity"):
-        bind_to_gpu(3, source=source, binder=SimulatedKernel.for_machine(simulated, fail="cpu"), strict=True, env={})
+        bind_to_gpu(3, source=source, binder=simulated.kernel(fail="cpu"), strict=True, env={})
 
 
 def test_strict_comes_from_the_environment_too(dgx):
     simulated, source = dgx
     with pytest.raises(BindError):
-        bind_to_gpu(3, source=source, binder=SimulatedKernel.for_machine(simulated, fail="cpu"),
+        bind_to_gpu(3, source=source, binder=simulated.kernel(fail="cpu"),
                     env={"GPUNUMA_STRICT": "1"})
 
 
@@ -96,7 +93,7 @@ def test_planning_errors_are_best_effort_or_strict(dgx):
 
 def test_bind_disabled_by_environment_records_the_plan_and_changes_nothing(dgx):
     simulated, source = dgx
-    kernel = SimulatedKernel.for_machine(simulated)
+    kernel = simulated.kernel()
     report = bind_to_gpu(5, source=source, binder=kernel, env={"GPUNUMA_BIND": "0"})
     assert not report.bound and report.method == "noop"
     assert report.plan.nodes == (1,)  # the plan was still made: a dry run
@@ -112,7 +109,7 @@ def test_a_process_without_gpus_gets_a_no_binding_plan_not_an_error(rendered):
 def test_one_log_line_names_node_cpus_and_gpu(dgx, caplog):
     simulated, source = dgx
     with caplog.at_level(logging.INFO, logger="gpunuma"):
-        bind_to_gpu(3, source=source, binder=SimulatedKernel.for_machine(simulated), env={}, label="TP3")
+        bind_to_gpu(3, source=source, binder=simulated.kernel(), env={}, label="TP3")
     lines = [r.getMessage() for r in caplog.records if r.name == "gpunuma"]
     assert lines == [f"[TP3] bound to NUMA node 0 (CPUs {NODE0}), memory preferred 0 for GPU 3"]
 
@@ -134,7 +131,7 @@ def test_policy_argument_wins_over_environment(dgx):
 
 def test_gpus_without_locality_are_spread_by_rank_only_when_asked(rendered):
     vm = machine("cloud-vm")
-    source = AutoTopology(nvml=FakeNvml(vm), sysfs=SysfsTopology(root=rendered("cloud-vm")))
+    source = vm.source(rendered("cloud-vm"))
     assert not plan_for(3, source=source, env={}).binds  # default: not guessing
     nodes = [plan_for(gpu, source=source, env={"GPUNUMA_SPREAD": "1"}).nodes for gpu in range(4)]
     assert nodes == [(0,), (0,), (1,), (1,)]  # contiguous blocks in bus order, never all on node 0

@@ -21,7 +21,6 @@ from gpunuma.core.policy import MemoryPolicy
 from gpunuma.errors import UnknownSourceError
 from gpunuma.launch import bound_command, exec_argv, run_bound, start_bound_process
 from gpunuma_fakes import machine
-from gpunuma_fakes.kernel import SimulatedKernel
 
 ALLOWED = frozenset(os.sched_getaffinity(0))
 CPU = min(ALLOWED)
@@ -146,7 +145,7 @@ def test_a_binder_that_cannot_be_built_runs_unbound_or_raises_when_strict(caplog
 
 
 def test_the_apply_path_takes_gpunuma_bind_0_over_a_binder_passed_in_code() -> None:
-    kernel = SimulatedKernel.for_machine(machine("dgx-h100"))
+    kernel = machine("dgx-h100").kernel()
     wanted = BindingPlan(gpus=(0,), nodes=(0,), cpus=CpuSet.parse_list("0-55,112-167"),
                          memory_policy=MemoryPolicy.PREFERRED, memory_nodes=(0,), reasons=("GPU 0 is on node 0",))
 

@@ -1,8 +1,9 @@
 """A two-node Ray cluster whose nodes simulate two different machines: a DGX H100 and a GB200 tray.
 
-Each Ray node carries a custom resource naming its machine, so actors can be placed on purpose;
-inside the actor, :class:`RayNodeTopology` / :class:`RayNodeBinder` pick the machine from the
-Ray node id the actor landed on. Each actor must bind by the machine it landed on.
+The ``simulated_ray_cluster`` fixture (the gpunuma_fakes pytest plugin) gives each Ray node a custom
+resource naming its machine, so actors can be placed on purpose; inside the actor,
+:class:`RayNodeTopology` / :class:`RayNodeBinder` pick the machine from the Ray node id the actor
+landed on. Each actor must bind by the machine it landed on.
 """
 
 from __future__ import annotations
@@ -13,17 +14,12 @@ import sys
 import pytest
 
 ray = pytest.importorskip("ray")
-cluster_utils = pytest.importorskip("ray.cluster_utils")
 
-from gpunuma.adapters.auto import AutoTopology  # noqa: E402
 from gpunuma.core.cpuset import CpuSet  # noqa: E402
-from gpunuma.integrations.ray import RayNodeBinder, RayNodeTopology, start_bound_actor  # noqa: E402
-from gpunuma_fakes.catalogue import machine  # noqa: E402
-from gpunuma_fakes.kernel import SimulatedKernel  # noqa: E402
-from gpunuma_fakes.nvml import FakeNvml  # noqa: E402
-from gpunuma_fakes.render import render_sysfs  # noqa: E402
+from gpunuma.integrations.ray import start_bound_actor  # noqa: E402
+from gpunuma_fakes import machine  # noqa: E402
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.simulated_ray_cluster("dgx-h100", "gb200")]
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -39,38 +35,16 @@ class Placement:
         return self.node_id, self.visible
 
 
-@pytest.fixture(scope="module")
-def two_machines(tmp_path_factory: pytest.TempPathFactory):
-    """Head node = dgx-h100 (8 GPUs), worker node = gb200 (4 GPUs); yields node id -> machine name."""
-    cluster = cluster_utils.Cluster(
-        initialize_head=True,
-        head_node_args={"num_cpus": 1, "num_gpus": 8, "resources": {"dgx-h100": 8}, "include_dashboard": False},
-    )
-    try:
-        worker = cluster.add_node(num_cpus=1, num_gpus=4, resources={"gb200": 4})
-        ray.init(address=cluster.address, log_to_driver=False)
-        cluster.wait_for_nodes()
-        nodes = {cluster.head_node.node_id: "dgx-h100", worker.node_id: "gb200"}
-        trees = {name: render_sysfs(machine(name), tmp_path_factory.mktemp(name)) for name in nodes.values()}
-        source = RayNodeTopology(
-            {nid: AutoTopology(nvml=FakeNvml(machine(name)), root=str(trees[name])) for nid, name in nodes.items()}
-        )
-        binder = RayNodeBinder({nid: SimulatedKernel.for_machine(machine(name)) for nid, name in nodes.items()})
-        yield nodes, source, binder
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-
-
-def test_each_actor_binds_by_the_machine_its_ray_node_simulates(two_machines):
-    nodes, source, binder = two_machines
+def test_each_actor_binds_by_the_machine_its_ray_node_simulates(simulated_ray_cluster):
+    cluster = simulated_ray_cluster
+    nodes = {node_id: simulated.name for node_id, simulated in cluster.machines.items()}
     wanted = ["dgx-h100"] * 8 + ["gb200"] * 4
     actors = [
         start_bound_actor(
             Placement,
-            actor_options={"num_cpus": 0, "resources": {name: 1}},
-            source=source,
-            binder=binder,
+            actor_options=cluster.on(name),
+            source=cluster.source,
+            binder=cluster.binder,
             label=f"{name}/{rank}",
         )
         for rank, name in enumerate(wanted)

@@ -1,8 +1,11 @@
-"""The Ray flow on simulated machines: eight GPU actors on a 2-core CI box, each bound in-process.
+"""The Ray flow on simulated machines: GPU actors on a 2-core CI box, each bound in-process.
 
-One local Ray instance (8 fake GPUs, no CPUs reserved per actor) serves the whole module. Each
-actor gets the real sysfs+NVML adapters over a rendered machine tree and a simulated kernel, both
-pickled into the actor; Ray's own GPU assignment (CUDA_VISIBLE_DEVICES) picks the GPU.
+One local Ray cluster serves the module, with one Ray node per simulated machine holding exactly
+that machine's GPUs, so every GPU id Ray hands out exists on the machine the actor landed on (a
+single node with eight GPUs once gave a 4-GPU GB200 actor GPU 5, which it cannot bind). Each actor
+gets the real sysfs+NVML adapters over its machine's rendered tree and a simulated kernel, pickled
+into the actor; Ray's own GPU assignment picks the GPU. On ``split_host`` the real binder moves the
+actor's real threads onto this host's real CPUs.
 """
 
 from __future__ import annotations
@@ -10,23 +13,26 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from pathlib import Path
 
 import pytest
 
 ray = pytest.importorskip("ray")
 
-from gpunuma.adapters.auto import AutoTopology  # noqa: E402
+from gpunuma.adapters.procfs import read_thread_affinities  # noqa: E402
+from gpunuma.adapters.static import StaticTopology  # noqa: E402
 from gpunuma.adapters.sysfs import SysfsTopology  # noqa: E402
 from gpunuma.core.cpuset import CpuSet  # noqa: E402
 from gpunuma.core.policy import Policy  # noqa: E402
 from gpunuma.integrations.ray import GpuBoundActor, bind_this_process, start_bound_actor  # noqa: E402
-from gpunuma_fakes.catalogue import machine  # noqa: E402
-from gpunuma_fakes.kernel import SimulatedKernel  # noqa: E402
-from gpunuma_fakes.nvml import FakeNvml  # noqa: E402
-from gpunuma_fakes.render import render_sysfs  # noqa: E402
+from gpunuma_fakes import machine, split_host  # noqa: E402
 
-pytestmark = pytest.mark.ray
+#: This host as two nodes of two GPUs each (one node on a 1-CPU box): the real binder's machine.
+HOST = split_host(min(2, len(os.sched_getaffinity(0))), gpus_per_node=2)
+
+pytestmark = [
+    pytest.mark.ray,
+    pytest.mark.simulated_ray_cluster("dgx-h100", "gh200", "gb200", "cloud-vm", HOST),
+]
 
 # Test-module classes travel to the workers by value (the workers cannot import this module).
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -44,6 +50,10 @@ class TinyModel:
 
     def visible_devices(self) -> str | None:
         return self.visible
+
+    def thread_affinities(self) -> dict[int, CpuSet]:
+        """Every real thread of this actor process and its CPUs, as the kernel reports them now."""
+        return read_thread_affinities()
 
 
 class OwnActor:
@@ -66,33 +76,20 @@ class OwnActor:
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    ray.init(num_cpus=2, num_gpus=8, include_dashboard=False, log_to_driver=False)
-    try:
-        yield
-    finally:
-        ray.shutdown()
+def cluster(simulated_ray_cluster):
+    return simulated_ray_cluster
 
 
-@pytest.fixture(scope="module")
-def trees(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Each simulated machine's sysfs tree, rendered once for the module."""
-    names = ("dgx-h100", "gh200", "gb200", "cloud-vm")
-    return {name: render_sysfs(machine(name), tmp_path_factory.mktemp(name)) for name in names}
-
-
-def adapters(trees: dict[str, Path], name: str, **kernel_options: object) -> dict[str, object]:
+def adapters(simulated_trees, name: str, **kernel_options: object) -> dict[str, object]:
     """The real sysfs+NVML source over the machine's tree, and its simulated kernel."""
     simulated = machine(name)
-    return {
-        "source": AutoTopology(nvml=FakeNvml(simulated), root=str(trees[name])),
-        "binder": SimulatedKernel.for_machine(simulated, **kernel_options),
-    }
+    return {"source": simulated.source(simulated_trees(simulated)), "binder": simulated.kernel(**kernel_options)}
 
 
-def start(count: int, **kwargs: object) -> list[object]:
+def start(cluster, name: str, count: int, **kwargs: object) -> list[object]:
+    """``count`` bound TinyModel actors on the Ray node that simulates machine ``name``."""
     return [
-        start_bound_actor(TinyModel, actor_options={"num_cpus": 0}, label=f"TP{rank}", **kwargs)
+        start_bound_actor(TinyModel, actor_options=cluster.on(name), label=f"TP{rank}", **kwargs)
         for rank in range(count)
     ]
 
@@ -105,16 +102,22 @@ def reports_of(actors: list[object]) -> list[object]:
 
 @pytest.fixture
 def actors():
-    """Actors a test started; killed afterwards so the next test has all eight GPUs."""
+    """Actors a test started; killed afterwards (the next test's actors wait for their GPUs)."""
     started: list[object] = []
     yield started
     for actor in started:
         ray.kill(actor)
 
 
-def test_dgx_h100_eight_actors_bind_to_the_node_of_the_gpu_ray_gave_them(cluster, trees, actors):
+def test_each_ray_node_offers_exactly_its_machines_gpus(cluster):
+    offered = {node["NodeID"]: node["Resources"].get("GPU", 0) for node in ray.nodes() if node["Alive"]}
+
+    assert offered == {node_id: len(m.gpus) for node_id, m in cluster.machines.items()}
+
+
+def test_dgx_h100_eight_actors_bind_to_the_node_of_the_gpu_ray_gave_them(cluster, simulated_trees, actors):
     dgx = machine("dgx-h100")
-    actors.extend(start(8, **adapters(trees, "dgx-h100")))
+    actors.extend(start(cluster, "dgx-h100", 8, **adapters(simulated_trees, "dgx-h100")))
     reports = reports_of(actors)
     visible = ray.get([actor.call.remote("visible_devices") for actor in actors])
 
@@ -134,9 +137,10 @@ def test_dgx_h100_eight_actors_bind_to_the_node_of_the_gpu_ray_gave_them(cluster
     assert ray.get([actor.call.remote("forward", 3) for actor in actors]) == [12] * 8
 
 
-def test_dgx_h100_exclusive_scope_gives_eight_disjoint_cpu_sets(cluster, trees, actors):
+def test_dgx_h100_exclusive_scope_gives_eight_disjoint_cpu_sets(cluster, simulated_trees, actors):
     dgx = machine("dgx-h100")
-    actors.extend(start(8, policy=Policy(cpu_scope="exclusive"), **adapters(trees, "dgx-h100")))
+    actors.extend(start(cluster, "dgx-h100", 8, policy=Policy(cpu_scope="exclusive"),
+                        **adapters(simulated_trees, "dgx-h100")))
     reports = reports_of(actors)
 
     cpu_sets = [r.cpus for r in reports]
@@ -152,8 +156,8 @@ def test_dgx_h100_exclusive_scope_gives_eight_disjoint_cpu_sets(cluster, trees, 
         assert len(report.cpus) == 28
 
 
-def test_gh200_actor_binds_to_the_grace_node_next_to_its_gpu_memory(cluster, trees, actors):
-    actors.extend(start(1, **adapters(trees, "gh200")))
+def test_gh200_actor_binds_to_the_grace_node_next_to_its_gpu_memory(cluster, simulated_trees, actors):
+    actors.extend(start(cluster, "gh200", 1, **adapters(simulated_trees, "gh200")))
     (report,) = reports_of(actors)
 
     # The GPU's memory is CPU-less node 1; the only Grace node (distance 80) is node 0.
@@ -163,8 +167,8 @@ def test_gh200_actor_binds_to_the_grace_node_next_to_its_gpu_memory(cluster, tre
     assert report.memory_nodes == (0,)
 
 
-def test_gb200_actors_bind_to_the_grace_node_of_their_gpu(cluster, trees, actors):
-    actors.extend(start(4, **adapters(trees, "gb200")))
+def test_gb200_actors_bind_to_the_grace_node_of_their_gpu(cluster, simulated_trees, actors):
+    actors.extend(start(cluster, "gb200", 4, **adapters(simulated_trees, "gb200")))
     reports = reports_of(actors)
 
     nodes = {r.plan.gpus: r.plan.nodes for r in reports}
@@ -175,8 +179,8 @@ def test_gb200_actors_bind_to_the_grace_node_of_their_gpu(cluster, trees, actors
         assert report.cpus == CpuSet.parse_list("0-71" if report.plan.nodes == (0,) else "72-143")
 
 
-def test_cloud_vm_actors_start_unbound_and_say_why(cluster, trees, actors):
-    actors.extend(start(4, **adapters(trees, "cloud-vm")))
+def test_cloud_vm_actors_start_unbound_and_say_why(cluster, simulated_trees, actors):
+    actors.extend(start(cluster, "cloud-vm", 4, **adapters(simulated_trees, "cloud-vm")))
     reports = reports_of(actors)
 
     for report in reports:
@@ -186,8 +190,8 @@ def test_cloud_vm_actors_start_unbound_and_say_why(cluster, trees, actors):
     assert ray.get([actor.call.remote("forward", 2) for actor in actors]) == [8] * 4
 
 
-def test_strict_binding_failure_fails_actor_creation_with_the_reason(cluster, trees, actors):
-    actors.extend(start(1, strict=True, **adapters(trees, "dgx-h100", fail="cpu")))
+def test_strict_binding_failure_fails_actor_creation_with_the_reason(cluster, simulated_trees, actors):
+    actors.extend(start(cluster, "dgx-h100", 1, strict=True, **adapters(simulated_trees, "dgx-h100", fail="cpu")))
 
     with pytest.raises(ray.exceptions.RayActorError) as caught:
         ray.get(actors[0].ping.remote())
@@ -195,11 +199,11 @@ def test_strict_binding_failure_fails_actor_creation_with_the_reason(cluster, tr
     assert "every thread was restored" in str(caught.value)
 
 
-def test_strict_from_the_environment_fails_actor_creation(cluster, trees, actors):
+def test_strict_from_the_environment_fails_actor_creation(cluster, simulated_trees, actors):
     actor = start_bound_actor(
         TinyModel,
-        actor_options={"num_cpus": 0, "runtime_env": {"env_vars": {"GPUNUMA_STRICT": "1"}}},
-        **adapters(trees, "dgx-h100", fail="cpu"),
+        actor_options=cluster.on("dgx-h100", runtime_env={"env_vars": {"GPUNUMA_STRICT": "1"}}),
+        **adapters(simulated_trees, "dgx-h100", fail="cpu"),
     )
     actors.append(actor)
 
@@ -207,8 +211,8 @@ def test_strict_from_the_environment_fails_actor_creation(cluster, trees, actors
         ray.get(actor.ping.remote())
 
 
-def test_best_effort_binding_failure_keeps_the_actor_running_unbound(cluster, trees, actors):
-    actors.extend(start(1, **adapters(trees, "dgx-h100", fail="cpu")))
+def test_best_effort_binding_failure_keeps_the_actor_running_unbound(cluster, simulated_trees, actors):
+    actors.extend(start(cluster, "dgx-h100", 1, **adapters(simulated_trees, "dgx-h100", fail="cpu")))
     (report,) = reports_of(actors)
 
     assert not report.bound
@@ -216,12 +220,12 @@ def test_best_effort_binding_failure_keeps_the_actor_running_unbound(cluster, tr
     assert ray.get(actors[0].call.remote("forward", 5)) == 20
 
 
-def test_bind_disabled_by_environment_records_the_plan_without_binding(cluster, trees, actors):
-    source = adapters(trees, "dgx-h100")["source"]
+def test_bind_disabled_by_environment_records_the_plan_without_binding(cluster, simulated_trees, actors):
+    source = adapters(simulated_trees, "dgx-h100")["source"]
     actor = start_bound_actor(
         TinyModel,
         source=source,
-        actor_options={"num_cpus": 0, "runtime_env": {"env_vars": {"GPUNUMA_BIND": "0"}}},
+        actor_options=cluster.on("dgx-h100", runtime_env={"env_vars": {"GPUNUMA_BIND": "0"}}),
     )
     actors.append(actor)
     (report,) = reports_of(actors)
@@ -231,9 +235,9 @@ def test_bind_disabled_by_environment_records_the_plan_without_binding(cluster, 
     assert any("dry run" in reason for reason in report.reasons)
 
 
-def test_existing_actor_binds_itself_and_logs_one_line(cluster, trees, actors):
-    remote = ray.remote(num_gpus=1, num_cpus=0)(OwnActor)
-    actor = remote.remote(label="TP3", **adapters(trees, "dgx-h100"))
+def test_existing_actor_binds_itself_and_logs_one_line(cluster, simulated_trees, actors):
+    remote = ray.remote(num_gpus=1, **cluster.on("dgx-h100"))(OwnActor)
+    actor = remote.remote(label="TP3", **adapters(simulated_trees, "dgx-h100"))
     actors.append(actor)
     report, lines, gpu_ids = ray.get(actor.result.remote())
 
@@ -250,14 +254,12 @@ def test_gpu_bound_actor_builds_the_heavy_object_only_after_binding(monkeypatch)
     """In-process: the factory runs after the binder applied the plan (the order is the point)."""
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5")
     dgx = machine("dgx-h100")
-    kernel = SimulatedKernel.for_machine(dgx)
+    kernel = dgx.kernel()
     seen: list[int] = []
 
     def factory() -> TinyModel:
         seen.append(len(kernel.applied))
         return TinyModel()
-
-    from gpunuma.adapters.static import StaticTopology
 
     actor = GpuBoundActor(
         factory, source=StaticTopology(dgx.topology(), dgx.allowed()), binder=kernel
@@ -269,12 +271,29 @@ def test_gpu_bound_actor_builds_the_heavy_object_only_after_binding(monkeypatch)
     assert actor.binding_report().plan.nodes == (1,)
 
 
-def test_sysfs_source_alone_binds_dgx_actors_too(cluster, trees, actors):
+def test_sysfs_source_alone_binds_dgx_actors_too(cluster, simulated_trees, actors):
     """No NVML at all: the kernel's PCI numa_node is enough."""
     dgx = machine("dgx-h100")
-    actors.extend(
-        start(2, source=SysfsTopology(root=trees["dgx-h100"]), binder=SimulatedKernel.for_machine(dgx))
-    )
+    actors.extend(start(cluster, "dgx-h100", 2, source=SysfsTopology(root=simulated_trees(dgx)), binder=dgx.kernel()))
     for report in reports_of(actors):
         (gpu,) = report.plan.gpus
         assert report.bound and report.plan.nodes == (0 if gpu < 4 else 1,)
+
+
+def test_split_host_actors_bind_every_real_thread_with_the_real_binder(cluster, simulated_trees, actors):
+    """The real binder (libnuma, else raw syscalls) in each actor, on this host's real CPUs."""
+    actors.extend(start(cluster, HOST.name, len(HOST.gpus), source=HOST.source(simulated_trees(HOST))))
+    reports = reports_of(actors)
+    threads = ray.get([actor.call.remote("thread_affinities") for actor in actors])
+
+    assert sorted(r.plan.gpus for r in reports) == [(g,) for g in range(len(HOST.gpus))]
+    for report, now in zip(reports, threads, strict=True):
+        (gpu,) = report.plan.gpus
+        node = HOST.expected_nodes[gpu]
+        planned = CpuSet.parse_list(HOST.nodes[node].cpus) & HOST.allowed().cpus
+        assert report.bound and report.method in ("libnuma", "syscall"), report.reasons
+        assert report.plan.nodes == (node,) and report.cpus == planned and report.mismatches == ()
+        assert report.memory_nodes == (0,), "memory stays on the host's real node"
+        assert len(now) > 1, "a Ray actor runs several threads"
+        assert set(now.values()) == {planned}, "every real thread of the actor, read from /proc, is on its CPUs"
+        assert {t.cpus for t in report.kernel.threads} == {planned}, "and every thread the binder read back"

@@ -78,7 +78,7 @@ def ray_worker(monkeypatch: pytest.MonkeyPatch) -> SimulatedRay:
 
 @pytest.fixture
 def kernel() -> SimulatedKernel:
-    return SimulatedKernel.for_machine(machine("dgx-h100"))
+    return machine("dgx-h100").kernel()
 
 
 def test_a_reused_worker_is_rebound_to_the_node_of_its_new_gpu(ray_worker, kernel):

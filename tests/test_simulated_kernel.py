@@ -1,8 +1,17 @@
-"""SimulatedKernel refuses what Linux refuses, and keeps the binders' contract on simulated machines."""
+"""SimulatedKernel refuses what Linux refuses, and keeps the binders' contract on simulated machines.
+
+Its threads are this test process's real threads: the ``workers`` fixture starts two more, so every
+test sees a process with several threads, as a Ray actor is.
+"""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import pickle
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -11,8 +20,9 @@ from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import MemoryPolicy
 from gpunuma.core.ports import Binder
 from gpunuma.errors import BindError
-from gpunuma_fakes import machine
+from gpunuma_fakes import machine, render_sysfs
 from gpunuma_fakes.kernel import SimulatedKernel
+from gpunuma_fakes.render import PID, TIDS
 
 
 def plan(cpus: str, memory: MemoryPolicy, nodes: tuple[int, ...]) -> BindingPlan:
@@ -24,17 +34,92 @@ def kernel(name: str, **options: object) -> SimulatedKernel:
     return SimulatedKernel.for_machine(machine(name), **options)
 
 
-def test_dgx_h100_node_1_binds_every_simulated_thread_and_reads_back_clean() -> None:
+def real_tids() -> set[int]:
+    return {int(tid) for tid in os.listdir("/proc/self/task")}
+
+
+@pytest.fixture(autouse=True)
+def workers() -> Iterator[list[int]]:
+    """Two extra real threads, alive for the test; yields their TIDs."""
+    stop = threading.Event()
+    started = [threading.Thread(target=stop.wait, name=f"worker-{i}") for i in range(2)]
+    for thread in started:
+        thread.start()
+    try:
+        yield [thread.native_id for thread in started if thread.native_id is not None]
+    finally:
+        stop.set()
+        for thread in started:
+            thread.join()
+
+
+def test_dgx_h100_node_1_binds_every_real_thread_and_reads_back_clean(workers: list[int]) -> None:
     sim = kernel("dgx-h100")
     wanted = plan("56-111,168-223", MemoryPolicy.PREFERRED, (1,))
 
     report = sim.apply(wanted)
 
     assert report.bound and report.method == "simulated" and report.mismatches == ()
-    assert len(report.kernel.threads) == 4
+    assert report.kernel.pid == os.getpid()
+    assert {t.tid for t in report.kernel.threads} == real_tids() >= {os.getpid(), *workers}
     assert {t.cpus for t in report.kernel.threads} == {CpuSet.parse_list("56-111,168-223")}
     assert (report.kernel.mempolicy, report.kernel.mempolicy_nodes) == ("preferred", (1,))
     assert sim.applied == [wanted]
+
+
+def test_memory_policy_is_the_calling_threads_only(workers: list[int]) -> None:
+    sim = kernel("dgx-h100")
+    sim.apply(plan("0-55", MemoryPolicy.BIND, (0,)))
+
+    policies = {t.tid: (t.mempolicy, t.mempolicy_nodes) for t in sim.threads}
+    assert policies[threading.get_native_id()] == ("bind", (0,))
+    assert {policies[tid] for tid in workers} == {("default", ())}
+
+
+def test_a_thread_born_after_binding_shows_the_starting_affinity_until_bound_again() -> None:
+    sim = kernel("dgx-h100")
+    sim.apply(plan("0-55", MemoryPolicy.NONE, (0,)))
+    stop = threading.Event()
+    late = threading.Thread(target=stop.wait)
+    late.start()
+    try:
+        states = {t.tid: t.cpus for t in sim.threads}
+        assert states[late.native_id] == machine("dgx-h100").allowed().affinity
+        assert sim.apply(plan("0-55", MemoryPolicy.NONE, (0,))).mismatches == ()
+    finally:
+        stop.set()
+        late.join()
+
+
+def test_a_rendered_trees_proc_gives_that_trees_threads(tmp_path: Path) -> None:
+    dgx = machine("dgx-h100")
+    sim = SimulatedKernel.for_machine(dgx, proc_root=render_sysfs(dgx, tmp_path) / "proc")
+
+    report = sim.apply(plan("0-55", MemoryPolicy.PREFERRED, (0,)))
+
+    assert report.kernel.pid == PID
+    assert [t.tid for t in report.kernel.threads] == list(TIDS)
+    assert report.kernel.mempolicy == "preferred"
+
+
+def _threads_in_child(sim: SimulatedKernel, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    report = sim.apply(plan("56-111", MemoryPolicy.NONE, (1,)))
+    queue.put((os.getpid(), [t.tid for t in report.kernel.threads], [t.cpus for t in sim.threads]))
+
+
+def test_pickled_into_another_process_it_simulates_that_process_threads() -> None:
+    sim = kernel("dgx-h100")
+    sim.apply(plan("0-55", MemoryPolicy.NONE, (0,)))
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_threads_in_child, args=(sim, queue))
+    child.start()
+    pid, tids, cpus = queue.get(timeout=60)
+    child.join()
+
+    assert pid != os.getpid() and pid in tids and not set(tids) & real_tids()
+    assert set(cpus) == {CpuSet.parse_list("56-111")}
+    assert {t.cpus for t in sim.threads} == {CpuSet.parse_list("0-55")}, "this process's state is its own"
 
 
 def test_a_cpu_that_does_not_exist_is_einval_and_nothing_changes() -> None:
@@ -55,7 +140,8 @@ def test_container_cpuset_intersects_and_the_read_back_shows_the_difference() ->
     report = sim.apply(plan("0-55,112-167", MemoryPolicy.BIND, (0,)))
 
     assert report.cpus == CpuSet.parse_list("0-47,112-159")
-    assert "thread 4243 (ray::IDLE) runs on 0-47,112-159, planned 0-55,112-167" in report.mismatches
+    assert {t.cpus for t in report.kernel.threads} == {CpuSet.parse_list("0-47,112-159")}
+    assert len(report.mismatches) == len(report.kernel.threads), "every thread differs from the plan"
 
 
 def test_cpus_wholly_outside_the_cpuset_are_einval() -> None:
@@ -104,11 +190,12 @@ def test_several_preferred_nodes_become_preferred_many() -> None:
     assert report.memory_policy == "preferred_many" and report.mismatches == ()
 
 
-def test_injected_cpu_failure_restores_the_first_thread_and_raises() -> None:
+def test_injected_cpu_failure_restores_the_threads_already_changed_and_raises() -> None:
     sim = kernel("dgx-h100", fail="cpu")
     before = sim.threads
+    last = before[-1].tid
 
-    with pytest.raises(BindError, match=r"thread 4243: .*EINVAL.*restored"):
+    with pytest.raises(BindError, match=rf"thread {last}: .*EINVAL.*restored"):
         sim.apply(plan("0-55", MemoryPolicy.BIND, (0,)))
 
     assert sim.threads == before and sim.applied == []

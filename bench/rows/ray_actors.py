@@ -47,10 +47,7 @@ def run(budget: Budget, workdir: Path) -> RowResult:
         import ray
     except ImportError:
         return skipped(KEY, WHAT, TARGET, "ray not installed")
-    from gpunuma.adapters.auto import AutoTopology
     from gpunuma.integrations.ray import GpuBoundActor
-    from gpunuma_fakes.kernel import SimulatedKernel
-    from gpunuma_fakes.nvml import FakeNvml
 
     actors_per_round = budget.reps(ACTORS, 2)
     simulated, root = rendered("dgx-h100", workdir)
@@ -66,8 +63,8 @@ def run(budget: Budget, workdir: Path) -> RowResult:
             actors = [
                 bound_cls.remote(
                     dict,
-                    source=AutoTopology(nvml=FakeNvml(simulated), root=str(root)),
-                    binder=SimulatedKernel.for_machine(simulated),
+                    source=simulated.source(root),
+                    binder=simulated.kernel(),
                     strict=True,
                 )
                 for _ in range(actors_per_round)

@@ -23,6 +23,8 @@ _EXPORTS = {
     "machine": "gpunuma_fakes.catalogue",
     "names": "gpunuma_fakes.catalogue",
     "render_sysfs": "gpunuma_fakes.render",
+    "split_host": "gpunuma_fakes.host",
+    "HostTooSmallError": "gpunuma_fakes.host",
     "GpuSpec": "gpunuma_fakes.spec",
     "Machine": "gpunuma_fakes.spec",
     "NodeSpec": "gpunuma_fakes.spec",
@@ -52,6 +54,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "MACHINES",
     "GpuSpec",
+    "HostTooSmallError",
     "Machine",
     "NodeSpec",
     "Snapshot",
@@ -60,5 +63,6 @@ __all__ = [
     "machine",
     "names",
     "render_sysfs",
+    "split_host",
     "static_topology",
 ]

@@ -1,20 +1,26 @@
 """A simulated kernel binder: validates plans as Linux would and keeps per-thread state, for CI.
 
-It follows the real binders' contract: a CPU failure, or a memory node the machine does not have,
-restores every thread and raises :class:`~gpunuma.errors.BindError`; a memory policy refused for
-nodes that exist keeps the CPUs bound and says so. Kernel semantics modelled: ``sched_setaffinity``
-intersects the request with the cpuset and the online CPUs and fails with EINVAL only when nothing
-is left; ``set_mempolicy`` intersects the nodes with ``Mems_allowed`` and the nodes that have
-memory, and fails with EINVAL when empty.
+Its threads are the calling process's **real** threads (``/proc/self/task`` at each call), so a
+Ray actor that binds through it is checked thread by thread against the threads it really runs;
+only their CPU affinity and memory policy are simulated. It follows the real binders' contract: a
+CPU failure, or a memory node the machine does not have, restores every thread and raises
+:class:`~gpunuma.errors.BindError`; a memory policy refused for nodes that exist keeps the CPUs
+bound and says so. Kernel semantics modelled: ``sched_setaffinity`` intersects the request with
+the cpuset and the online CPUs and fails with EINVAL only when nothing is left; ``set_mempolicy``
+sets the calling thread's policy, intersecting the nodes with ``Mems_allowed`` and the nodes that
+have memory, and fails with EINVAL when empty.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import threading
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gpunuma.adapters.procfs import read_threads
 from gpunuma.core.cpuset import CpuSet, node_list
 from gpunuma.core.kernel_policy import kernel_policy
 from gpunuma.core.model import Topology
@@ -30,8 +36,6 @@ if TYPE_CHECKING:
 #: Failure injections ``fail=`` accepts.
 FAILURES = ("cpu", "mempolicy_eperm")
 
-_DEFAULT_THREADS = ("python", "ray::IDLE", "grpc_global_tim", "default-executo")
-
 
 def _words(code: int) -> str:
     return f"{os.strerror(code)} ({errno.errorcode[code]})"
@@ -39,7 +43,7 @@ def _words(code: int) -> str:
 
 @dataclass(frozen=True)
 class SimulatedThread:
-    """One simulated thread: its CPU affinity and memory policy (mode word and nodes)."""
+    """One real thread of the process, with its simulated CPU affinity and memory policy."""
 
     tid: int
     name: str
@@ -51,10 +55,14 @@ class SimulatedThread:
 class SimulatedKernel:
     """A :class:`~gpunuma.core.ports.Binder` (name ``simulated``) over a topology and an :class:`Allowed`.
 
-    ``fail="cpu"`` makes ``sched_setaffinity`` fail with EINVAL on the second thread (after the
-    first was changed); ``fail="mempolicy_eperm"`` makes ``set_mempolicy`` fail with EPERM.
+    The threads are those listed in ``<proc_root>/self/task`` when it is asked (the process's real
+    threads by default; a rendered tree's ``proc`` gives that tree's threads). A thread it has not
+    changed holds the process's starting affinity (``allowed.affinity``) and the default policy.
+    ``fail="cpu"`` makes ``sched_setaffinity`` fail with EINVAL on the last thread (after the others
+    were changed); ``fail="mempolicy_eperm"`` makes ``set_mempolicy`` fail with EPERM.
     :attr:`applied` holds every plan that changed state; :attr:`rejected` every refused one, with why.
-    Plain attributes only, so it pickles into Ray actors and spawned children.
+    Plain attributes only, so it pickles into Ray actors and spawned children, where it simulates
+    that process's threads.
     """
 
     name = "simulated"
@@ -65,19 +73,17 @@ class SimulatedKernel:
         allowed: Allowed,
         *,
         fail: str | None = None,
-        pid: int = 4242,
-        thread_names: tuple[str, ...] = _DEFAULT_THREADS,
+        proc_root: str | Path = "/proc",
     ) -> None:
         if fail is not None and fail not in FAILURES:
             raise ValueError(f"unknown failure {fail!r}; known: {', '.join(FAILURES)}")
         self.topology = topology
         self.allowed = allowed
         self.fail = fail
-        self.pid = pid
-        start = allowed.affinity or allowed.cpus
-        self.threads: tuple[SimulatedThread, ...] = tuple(
-            SimulatedThread(pid + i, name, start) for i, name in enumerate(thread_names)
-        )
+        self.proc_root = str(proc_root)
+        #: Simulated state of the threads changed so far, by TID, and the process it belongs to.
+        self._changed: dict[int, SimulatedThread] = {}
+        self._owner: int | None = None
         self.applied: list[BindingPlan] = []
         self.rejected: list[tuple[BindingPlan, str]] = []
 
@@ -85,6 +91,34 @@ class SimulatedKernel:
     def for_machine(cls, machine: Machine, **options: object) -> SimulatedKernel:
         """A simulated kernel for a simulated machine: its topology and its process's cgroup."""
         return cls(machine.topology(), machine.allowed(), **options)  # type: ignore[arg-type]
+
+    # -- the process's threads ------------------------------------------------------------
+    def _state(self) -> dict[int, SimulatedThread]:
+        """The changed threads of *this* process (a copy pickled into another process starts afresh)."""
+        if self._owner != os.getpid():
+            self._changed, self._owner = {}, os.getpid()
+        return self._changed
+
+    @property
+    def pid(self) -> int:
+        """The process whose threads this kernel simulates: the one it runs in (or the tree's)."""
+        return int(Path(self.proc_root, "self").resolve().name)
+
+    @property
+    def threads(self) -> tuple[SimulatedThread, ...]:
+        """Every thread of the process now, by TID, with its simulated state."""
+        start = self.allowed.affinity or self.allowed.cpus
+        state = self._state()
+        try:
+            listed = read_threads(f"{self.proc_root}/self/task")
+        except OSError as err:
+            raise BindError(f"cannot list the threads of this process: {err}") from err
+        return tuple(state.get(t.tid) or SimulatedThread(t.tid, t.name, start) for t in listed)
+
+    def _calling_tid(self, threads: tuple[SimulatedThread, ...]) -> int:
+        """The calling thread's TID, or the first thread's when the threads are a rendered tree's."""
+        native = threading.get_native_id()
+        return native if any(t.tid == native for t in threads) else threads[0].tid
 
     # -- the kernel's checks -----------------------------------------------------------
     def _online_cpus(self) -> CpuSet:
@@ -120,7 +154,7 @@ class SimulatedKernel:
 
     # -- the binder port -----------------------------------------------------------------
     def apply(self, plan: BindingPlan) -> BindingReport:
-        """Apply ``plan`` to every simulated thread (CPUs) and the calling thread (memory)."""
+        """Apply ``plan`` to every thread of the process (CPUs) and the calling thread (memory)."""
         if not plan.binds:
             return BindingReport(
                 plan=plan, bound=False, method=self.name, cpus=CpuSet(), memory_policy=None,
@@ -131,14 +165,15 @@ class SimulatedKernel:
         except BindError as err:
             self.rejected.append((plan, str(err)))
             raise
-        changed = list(self.threads)
-        for index, thread in enumerate(self.threads):
-            if self.fail == "cpu" and index == 1:
-                # The first thread was already changed in ``changed``; dropping it restores it.
+        threads = self.threads
+        changed = {t.tid: t for t in threads}
+        for index, thread in enumerate(threads):
+            if self.fail == "cpu" and index == len(threads) - 1:
+                # The threads before it were changed only in ``changed``; dropping it restores them.
                 why = f"sched_setaffinity of thread {thread.tid}: {_words(errno.EINVAL)}; every thread was restored"
                 self.rejected.append((plan, why))
                 raise BindError(why)
-            changed[index] = replace(thread, cpus=cpus)
+            changed[thread.tid] = replace(thread, cpus=cpus)
         reasons = list(plan.reasons)
         effective = plan
         memory_word: str | None = None
@@ -162,10 +197,11 @@ class SimulatedKernel:
                 reasons.append(f"set_mempolicy: {_words(code)}: {why}")
                 effective = replace(plan, memory_policy=MemoryPolicy.NONE)
             else:
-                memory_word, memory_nodes = outcome  # type: ignore[assignment]
-                changed[0] = replace(changed[0], mempolicy=memory_word, mempolicy_nodes=memory_nodes)
+                memory_word, memory_nodes = outcome
+                caller = self._calling_tid(threads)
+                changed[caller] = replace(changed[caller], mempolicy=memory_word, mempolicy_nodes=memory_nodes)
                 effective = replace(plan, memory_nodes=memory_nodes)
-        self.threads = tuple(changed)
+        self._state().update(changed)
         self.applied.append(plan)
         view = self.view()
         return BindingReport(
@@ -174,13 +210,17 @@ class SimulatedKernel:
         )
 
     def view(self) -> KernelView:
-        """The simulated ``/proc`` read-back: the main thread's CPUs, Mems_allowed, every thread."""
-        main = self.threads[0]
+        """The simulated ``/proc`` read-back: the main thread's CPUs, Mems_allowed, every thread, and the
+        calling thread's memory policy (``get_mempolicy`` reads the caller's)."""
+        threads = self.threads
+        pid = self.pid
+        main = next((t for t in threads if t.tid == pid), threads[0])
+        caller = next(t for t in threads if t.tid == self._calling_tid(threads))
         return KernelView(
-            pid=self.pid,
+            pid=pid,
             cpus_allowed=main.cpus,
             mems_allowed=frozenset(self.allowed.mems),
-            threads=tuple(ThreadState(t.tid, t.name, t.cpus) for t in self.threads),
-            mempolicy=main.mempolicy,
-            mempolicy_nodes=main.mempolicy_nodes,
+            threads=tuple(ThreadState(t.tid, t.name, t.cpus) for t in threads),
+            mempolicy=caller.mempolicy,
+            mempolicy_nodes=caller.mempolicy_nodes,
         )

@@ -6,6 +6,7 @@ The tree lives under ``root`` (``root/sys/...``, ``root/proc/...``) so that
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from gpunuma_fakes.spec import GpuSpec, Machine
 #: The simulated process and two of its threads.
 PID = 4242
 TIDS = (4242, 4243, 4244)
+#: The file naming the machine a tree was rendered from (lets :func:`ensure_rendered` reuse a tree).
+MARK = ".gpunuma-machine"
 #: MAX_NUMNODES of distro kernels (CONFIG_NODES_SHIFT=10): the width of ``Mems_allowed``.
 NODEMASK_BITS = 1024
 
@@ -65,7 +68,23 @@ def render_sysfs(machine: Machine, root: Path) -> Path:
     _render_pci(machine, root, out)
     _render_nvidia_proc(machine, root, out)
     _render_process(machine, root, out)
+    (root / MARK).write_text(fingerprint(machine))
     return root
+
+
+def fingerprint(machine: Machine) -> str:
+    """What :data:`MARK` holds: the machine's name and a digest of every field: a replaced catalogue machine differs."""
+    return f"{machine.name} {hashlib.sha256(repr(machine).encode()).hexdigest()[:16]}\n"
+
+
+def ensure_rendered(machine: Machine, root: Path) -> Path:
+    """``root`` holding ``machine``'s tree: rendered unless this very machine was rendered there already."""
+    try:
+        if (Path(root) / MARK).read_text() == fingerprint(machine):
+            return Path(root)
+    except OSError:
+        pass
+    return render_sysfs(machine, root)
 
 
 def _render_nodes(machine: Machine, root: Path, out: _Tree) -> None:
@@ -133,7 +152,7 @@ def _render_cpus(machine: Machine, root: Path, out: _Tree) -> None:
 
 def _free_buses(used: set[tuple[str, int]], count: int) -> list[str]:
     """``count`` bus ids in domain 0000 on buses no GPU uses."""
-    free = []
+    free: list[str] = []
     bus = 0x02
     while len(free) < count:
         if ("0000", bus) not in used:

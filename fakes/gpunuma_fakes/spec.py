@@ -8,10 +8,19 @@ must read from them (:meth:`Machine.topology`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.model import Cpu, Gpu, MigDevice, NumaNode, Topology
 from gpunuma.core.plan import Allowed
+
+if TYPE_CHECKING:
+    from gpunuma.core.ports import TopologySource
+    from gpunuma_fakes.kernel import SimulatedKernel
+
+#: The topology sources :meth:`Machine.source` builds, by registry name.
+SOURCE_KINDS = ("auto", "sysfs", "nvml")
 
 
 @dataclass(frozen=True)
@@ -169,3 +178,36 @@ class Machine:
             mems = frozenset(node.id for node in self.nodes if node.memory_mb > 0)
         affinity = CpuSet.parse_list(self.affinity) if self.affinity is not None else cpus
         return Allowed(cpus=cpus, mems=mems, affinity=affinity)
+
+    # -- the adapters, in one call ------------------------------------------------------
+    def source(self, workdir: str | Path, kind: str = "auto", **nvml_options: object) -> TopologySource:
+        """The real ``kind`` adapter (``auto``, ``sysfs`` or ``nvml``) reading this machine.
+
+        Renders the sysfs/procfs tree into ``workdir`` unless this very machine is already rendered
+        there, and gives the NVML-reading sources a :class:`~gpunuma_fakes.nvml.FakeNvml` of it
+        (``nvml_options`` such as ``failure="driver_not_loaded"`` go to it). Picklable.
+        """
+        from gpunuma.adapters.sysfs import SysfsTopology
+        from gpunuma_fakes.render import ensure_rendered
+
+        if kind not in SOURCE_KINDS:
+            raise ValueError(f"unknown source kind {kind!r}; known: {', '.join(SOURCE_KINDS)}")
+        sysfs = SysfsTopology(root=str(ensure_rendered(self, Path(workdir))))
+        if kind == "sysfs":
+            return sysfs
+        from gpunuma_fakes.nvml import FakeNvml
+
+        nvml = FakeNvml(self, **nvml_options)  # type: ignore[arg-type]
+        if kind == "nvml":
+            from gpunuma.adapters.nvml import NvmlTopology
+
+            return NvmlTopology(nvml=nvml, sysfs=sysfs)
+        from gpunuma.adapters.auto import AutoTopology
+
+        return AutoTopology(nvml=nvml, sysfs=sysfs)
+
+    def kernel(self, **options: object) -> SimulatedKernel:
+        """This machine's :class:`~gpunuma_fakes.kernel.SimulatedKernel` (``fail=``, ``proc_root=``)."""
+        from gpunuma_fakes.kernel import SimulatedKernel
+
+        return SimulatedKernel.for_machine(self, **options)

@@ -1,0 +1,182 @@
+"""A pytest plugin (entry point ``pytest11``): simulated GPU machines as fixtures, for downstream CI.
+
+Installed with gpunuma; pytest loads it by itself. Pick the machine with a marker or by indirect
+parametrisation, then ask for what you need::
+
+    @pytest.mark.simulated_machine("dgx-h100")
+    def test_worker_binds_near_its_gpu(simulated_source, simulated_kernel):
+        report = gpunuma.bind_to_gpu(5, source=simulated_source, binder=simulated_kernel, env={})
+        assert report.plan.nodes == (1,)
+
+    @pytest.mark.parametrize("simulated_machine", ["dgx-h100", "gb200"], indirect=True)
+    def test_every_gpu_binds(simulated_machine, simulated_source): ...
+
+Fixtures: ``simulated_machine`` (the :class:`~gpunuma_fakes.spec.Machine`), ``simulated_source`` (the
+real ``auto`` adapter over its rendered tree and a fake NVML; the tree is rendered once per session
+and shared, so read it, never change it), ``simulated_kernel`` (its
+:class:`~gpunuma_fakes.kernel.SimulatedKernel`, fresh per test) and ``simulated_ray_cluster`` (a local
+Ray cluster with one Ray node per simulated machine, module-scoped; see :class:`SimulatedRayCluster`).
+A marker or parameter may name a catalogue machine or be a ``Machine`` itself (``split_host(2)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from gpunuma.core.ports import TopologySource
+    from gpunuma_fakes.kernel import SimulatedKernel
+    from gpunuma_fakes.spec import Machine
+
+MACHINE_MARKER = "simulated_machine"
+CLUSTER_MARKER = "simulated_ray_cluster"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{MACHINE_MARKER}(name): the gpunuma_fakes machine (a name or a Machine) the simulated_* fixtures use",
+    )
+    config.addinivalue_line(
+        "markers",
+        f"{CLUSTER_MARKER}(*names): the simulated machines (one Ray node each) of the simulated_ray_cluster "
+        "fixture; put it on the module (pytestmark), as the cluster lives for the module",
+    )
+
+
+def _as_machine(spec: object) -> Machine:
+    from gpunuma_fakes.catalogue import machine
+    from gpunuma_fakes.spec import Machine
+
+    if isinstance(spec, Machine):
+        return spec
+    if isinstance(spec, str):
+        return machine(spec)
+    raise pytest.UsageError(f"a simulated machine is a catalogue name or a gpunuma_fakes Machine, not {spec!r}")
+
+
+def _chosen(request: pytest.FixtureRequest, marker: str) -> tuple[object, ...]:
+    """The machines a parameter (``indirect=True``) or the closest marker names; parameters win."""
+    param = getattr(request, "param", None)
+    if param is not None:
+        return tuple(param) if isinstance(param, (list, tuple)) else (param,)
+    found = request.node.get_closest_marker(marker)
+    if found is None or not found.args:
+        raise pytest.UsageError(
+            f"{request.fixturename} needs a machine: mark the test @pytest.mark.{marker}('dgx-h100') "
+            f"or parametrize {request.fixturename!r} with indirect=True (names: `gpunuma machines`)"
+        )
+    return tuple(found.args)
+
+
+@pytest.fixture(scope="session")
+def simulated_trees(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """``simulated_trees(machine)``: the root of that machine's tree, rendered once per session (read only)."""
+    from gpunuma_fakes.render import ensure_rendered, fingerprint
+
+    roots: dict[str, Path] = {}
+
+    def tree(simulated: Machine) -> Path:
+        key = fingerprint(simulated)
+        if key not in roots:
+            roots[key] = ensure_rendered(simulated, tmp_path_factory.mktemp(simulated.name))
+        return roots[key]
+
+    return tree
+
+
+@pytest.fixture
+def simulated_machine(request: pytest.FixtureRequest) -> Machine:
+    """The simulated machine of this test: ``@pytest.mark.simulated_machine(NAME)`` or an indirect parameter."""
+    (spec,) = _chosen(request, MACHINE_MARKER)[:1]
+    return _as_machine(spec)
+
+
+@pytest.fixture
+def simulated_source(simulated_machine: Machine, simulated_trees: Any) -> TopologySource:
+    """The real ``auto`` topology source over the machine's rendered tree and its fake NVML (picklable)."""
+    return simulated_machine.source(simulated_trees(simulated_machine))
+
+
+@pytest.fixture
+def simulated_kernel(simulated_machine: Machine) -> SimulatedKernel:
+    """A fresh simulated kernel of the machine: validates plans, simulates this process's real threads."""
+    return simulated_machine.kernel()
+
+
+@dataclass(frozen=True)
+class SimulatedRayCluster:
+    """A running local Ray cluster, one Ray node per simulated machine.
+
+    Each Ray node has exactly its machine's GPUs (so every GPU id Ray hands out exists on the machine
+    the actor landed on) and a custom resource named after the machine. ``source``/``binder`` pick the
+    machine by the Ray node the actor runs on; :meth:`on` places an actor on a machine's node.
+    """
+
+    #: Ray node id -> the machine it simulates.
+    machines: Mapping[str, Machine]
+    source: Any
+    binder: Any
+
+    def on(self, name: str, **options: Any) -> dict[str, Any]:
+        """Actor options placing it on the node of machine ``name`` (plus ``options``, e.g. ``num_cpus``)."""
+        if name not in {m.name for m in self.machines.values()}:
+            known = ", ".join(sorted({m.name for m in self.machines.values()}))
+            raise LookupError(f"no Ray node simulates {name!r}; nodes simulate: {known}")
+        resources = {**dict(options.pop("resources", {}) or {}), resource_name(name): 1}
+        return {"num_cpus": 0, **options, "resources": resources}
+
+
+def resource_name(machine_name: str) -> str:
+    """The custom Ray resource a simulated machine's node carries."""
+    return f"machine-{machine_name}"
+
+
+def start_cluster(machines: tuple[Machine, ...], trees: Any) -> tuple[Any, SimulatedRayCluster]:
+    """Start the Ray cluster (head = the first machine) and connect this process to it."""
+    import ray
+    from ray import cluster_utils
+
+    from gpunuma.integrations.ray import RayNodeBinder, RayNodeTopology
+
+    def node_args(simulated: Machine) -> dict[str, Any]:
+        gpus = len(simulated.gpus)
+        return {"num_cpus": 1, "num_gpus": gpus, "resources": {resource_name(simulated.name): max(gpus, 1) * 100}}
+
+    head, *rest = machines
+    cluster = cluster_utils.Cluster(
+        initialize_head=True, head_node_args={**node_args(head), "include_dashboard": False}
+    )
+    try:
+        assert cluster.head_node is not None  # initialize_head=True started it
+        ids = {cluster.head_node.node_id: head}
+        for simulated in rest:
+            ids[cluster.add_node(**node_args(simulated)).node_id] = simulated
+        ray.init(address=cluster.address, log_to_driver=False)
+        cluster.wait_for_nodes()
+    except BaseException:
+        cluster.shutdown()
+        raise
+    source = RayNodeTopology({nid: m.source(trees(m)) for nid, m in ids.items()})
+    binder = RayNodeBinder({nid: m.kernel() for nid, m in ids.items()})
+    return cluster, SimulatedRayCluster(machines=ids, source=source, binder=binder)
+
+
+@pytest.fixture(scope="module")
+def simulated_ray_cluster(request: pytest.FixtureRequest, simulated_trees: Any) -> Iterator[SimulatedRayCluster]:
+    """A local Ray cluster whose nodes are the simulated machines the module's marker (or parameter) names."""
+    pytest.importorskip("ray")
+    import ray
+
+    machines = tuple(_as_machine(spec) for spec in _chosen(request, CLUSTER_MARKER))
+    cluster, simulated = start_cluster(machines, simulated_trees)
+    try:
+        yield simulated
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
