@@ -1,36 +1,109 @@
 """gpunuma: put every GPU worker process on the NUMA node and CPUs local to its GPU.
 
-Importing the package is cheap: Ray, pynvml and ctypes libraries load only when used.
+Importing the package is cheap: every public name below loads its module on first use (PEP 562),
+so Ray, pynvml and ctypes libraries load only when used. Type checkers see the real names through
+the ``TYPE_CHECKING`` imports.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+#: The one statement of the version (pyproject.toml reads it: ``dynamic = ["version"]``).
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from gpunuma.api import apply_plan, bind_to_gpu, bind_to_node, plan_for
+    from gpunuma.check import CheckResult, check_process
+    from gpunuma.compose import Options
+    from gpunuma.core.cpuset import CpuSet
+    from gpunuma.core.model import Cpu, Gpu, NumaNode, Topology
+    from gpunuma.core.plan import Allowed, BindingPlan
+    from gpunuma.core.planner import plan_binding
+    from gpunuma.core.policy import CpuScope, Fallback, MemoryPolicy, Policy
+    from gpunuma.core.reasons import Reason
+    from gpunuma.core.report import BindingReport
+    from gpunuma.errors import (
+        BindError,
+        CpuSetParseError,
+        GpunumaError,
+        GpuResolutionError,
+        InvalidNodeError,
+        LibraryNotFoundError,
+        NvmlError,
+        PlanError,
+        SettingsError,
+        SnapshotError,
+        SysfsFormatError,
+        TopologyError,
+        TopologyUnavailableError,
+        UnknownSourceError,
+    )
+    from gpunuma.launch import bound_command, exec_argv, exec_bound, run_bound, start_bound_process
+    from gpunuma.settings import Settings
 
 #: Public name -> module that defines it, imported on first access.
 _EXPORTS = {
+    # entry points
+    "bind_to_gpu": "gpunuma.api",
+    "bind_to_node": "gpunuma.api",
+    "plan_for": "gpunuma.api",
+    "apply_plan": "gpunuma.api",
+    "check_process": "gpunuma.check",
+    "CheckResult": "gpunuma.check",
+    "exec_bound": "gpunuma.launch",
+    "start_bound_process": "gpunuma.launch",
+    "run_bound": "gpunuma.launch",
+    "bound_command": "gpunuma.launch",
+    "exec_argv": "gpunuma.launch",
+    # options
+    "Options": "gpunuma.compose",
+    "Settings": "gpunuma.settings",
+    "Policy": "gpunuma.core.policy",
+    "CpuScope": "gpunuma.core.policy",
+    "MemoryPolicy": "gpunuma.core.policy",
+    "Fallback": "gpunuma.core.policy",
+    # values
     "CpuSet": "gpunuma.core.cpuset",
     "Topology": "gpunuma.core.model",
     "NumaNode": "gpunuma.core.model",
     "Cpu": "gpunuma.core.model",
     "Gpu": "gpunuma.core.model",
-    "Policy": "gpunuma.core.policy",
-    "CpuScope": "gpunuma.core.policy",
-    "MemoryPolicy": "gpunuma.core.policy",
-    "Fallback": "gpunuma.core.policy",
     "Allowed": "gpunuma.core.plan",
     "BindingPlan": "gpunuma.core.plan",
     "BindingReport": "gpunuma.core.report",
+    "Reason": "gpunuma.core.reasons",
     "plan_binding": "gpunuma.core.planner",
+    # errors
     "GpunumaError": "gpunuma.errors",
-    "bind_to_gpu": "gpunuma.api",
-    "bind_to_node": "gpunuma.api",
-    "plan_for": "gpunuma.api",
-    "Settings": "gpunuma.settings",
+    "CpuSetParseError": "gpunuma.errors",
+    "TopologyError": "gpunuma.errors",
+    "SysfsFormatError": "gpunuma.errors",
+    "TopologyUnavailableError": "gpunuma.errors",
+    "NvmlError": "gpunuma.errors",
+    "UnknownSourceError": "gpunuma.errors",
+    "GpuResolutionError": "gpunuma.errors",
+    "PlanError": "gpunuma.errors",
+    "InvalidNodeError": "gpunuma.errors",
+    "BindError": "gpunuma.errors",
+    "LibraryNotFoundError": "gpunuma.errors",
+    "SettingsError": "gpunuma.errors",
+    "SnapshotError": "gpunuma.errors",
 }
+
+#: The public names (the same as ``_EXPORTS``, which tests/test_imports.py checks), spelled out for linters.
+__all__ = [
+    "__version__",
+    "bind_to_gpu", "bind_to_node", "plan_for", "apply_plan", "check_process", "CheckResult",
+    "exec_bound", "start_bound_process", "run_bound", "bound_command", "exec_argv",
+    "Options", "Settings", "Policy", "CpuScope", "MemoryPolicy", "Fallback",
+    "CpuSet", "Topology", "NumaNode", "Cpu", "Gpu", "Allowed", "BindingPlan", "BindingReport", "Reason",
+    "plan_binding",
+    "GpunumaError", "CpuSetParseError", "TopologyError", "SysfsFormatError", "TopologyUnavailableError", "NvmlError",
+    "UnknownSourceError", "GpuResolutionError", "PlanError", "InvalidNodeError", "BindError", "LibraryNotFoundError",
+    "SettingsError", "SnapshotError",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -62,6 +62,10 @@ class GpuResolutionError(GpunumaError, LookupError):
         super().__init__(message)
 
 
+class SettingsError(GpunumaError, ValueError):
+    """A ``GPUNUMA_*`` variable holds a value gpunuma does not understand."""
+
+
 class PlanError(GpunumaError, ValueError):
     """The binding request cannot be planned (an invalid explicit node, an unknown GPU)."""
 

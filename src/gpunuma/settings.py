@@ -31,15 +31,11 @@ from typing import Any, Protocol, TypeVar
 
 from gpunuma.core.identity import GpuEnvironment
 from gpunuma.core.policy import CpuScope, MemoryPolicy, Policy
-from gpunuma.errors import GpunumaError
+from gpunuma.errors import SettingsError
 from gpunuma.registry import SOURCE_NAMES
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
-
-
-class SettingsError(GpunumaError, ValueError):
-    """A ``GPUNUMA_*`` variable holds a value gpunuma does not understand."""
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -55,6 +51,8 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
 
 
 _E = TypeVar("_E", bound=Enum)
+
+__all__ = ["RayLike", "Settings", "SettingsError", "read_gpu_environment"]
 
 
 def _choice(env: Mapping[str, str], name: str, enum: type[_E], default: str) -> _E:
