@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import gpunuma
 
 SRC = Path(gpunuma.__file__).parent
@@ -59,3 +61,16 @@ def test_only_the_settings_edge_reads_the_environment():
 def test_production_code_never_imports_the_fakes():
     importers = sorted(str(path.relative_to(SRC)) for path in SRC.rglob("*.py") if "gpunuma_fakes" in _imports(path))
     assert importers == []  # --simulate reaches them through gpunuma.registry, by name
+
+
+ENTRY_POINTS = ("api.py", "cli.py", "check.py", "launch.py", "integrations/ray.py")
+
+
+@pytest.mark.parametrize("module", ENTRY_POINTS)
+def test_entry_points_reach_adapters_only_through_the_composition_root(module):
+    tree = ast.parse((SRC / module).read_text())
+    reached = sorted(
+        node.module for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("gpunuma.adapters")
+    )
+    assert reached == []

@@ -20,7 +20,7 @@ from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import Policy
 from gpunuma.core.ports import TopologySource
 from gpunuma.core.report import KernelView
-from gpunuma.errors import GpunumaError, TopologyUnavailableError
+from gpunuma.errors import GpunumaError
 
 #: Set by Ray's raylet in every worker's environment at start.
 _RAY_WORKER_MARK = "RAY_RAYLET_PID"
@@ -88,20 +88,6 @@ class CheckResult:
         }
 
 
-def process_environ(pid: int | str, root: str | Path = "/") -> dict[str, str] | None:
-    """The environment a process started with (``/proc/<pid>/environ``), None when unreadable."""
-    try:
-        raw = (Path(root) / "proc" / str(pid) / "environ").read_bytes()
-    except OSError:
-        return None
-    env = {}
-    for entry in raw.split(b"\0"):
-        key, sep, value = entry.partition(b"=")
-        if sep:
-            env[key.decode(errors="replace")] = value.decode(errors="replace")
-    return env
-
-
 def check_process(
     pid: int | str = "self",
     *,
@@ -115,19 +101,14 @@ def check_process(
     running with ``GPUNUMA_BIND=0`` is shown, not judged.
     """
     from gpunuma import compose
-    from gpunuma.adapters.kernel_view import read_kernel_view
     from gpunuma.core.readback import compare
 
-    try:
-        view = read_kernel_view(pid, proc_root=Path(root) / "proc")
-    except FileNotFoundError as err:
-        raise TopologyUnavailableError(f"process {pid}: no such process ({err.filename} is missing)") from err
+    view, env = compose.process_state(pid, root)
     notes: list[str] = []
 
     def without_plan(note: str) -> CheckResult:
         return CheckResult(view=view, gpus=(), plan=None, mismatches=(), notes=(*notes, note))
 
-    env = process_environ(pid, root)
     if env is None:
         return without_plan(f"the environment of process {pid} is unreadable: its GPU is unknown")
     if not any(key in env for key in ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES")):

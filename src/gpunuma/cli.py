@@ -177,9 +177,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
-    from gpunuma.adapters.snapshot import write_snapshot
-
-    summary = write_snapshot(args.output)
+    summary = compose.write_snapshot(args.output)
     nvml = f"NVML: {summary.gpus} GPU(s)" if summary.nvml_error is None else f"NVML: {summary.nvml_error}"
     print(f"wrote {summary.path} ({summary.files} files, {summary.size} bytes; {nvml})")
     print("attach it to a bug report: `gpunuma plan --root FILE` and `gpunuma plan --simulate FILE` replay it")
@@ -265,9 +263,7 @@ def _opened_root(args: argparse.Namespace) -> Iterator[None]:
     if root == "/":
         yield
         return
-    from gpunuma.adapters.archive import open_tree
-
-    with open_tree(root) as tree:
+    with compose.open_captured_tree(root) as tree:
         for note in tree.notes:
             logging.getLogger("gpunuma").info("gpunuma: %s: %s", root, note)
         args.root = str(tree.root)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,8 +26,11 @@ from gpunuma.registry import binder_class, simulated_source_class, topology_sour
 from gpunuma.settings import RayLike, Settings, read_gpu_environment
 
 if TYPE_CHECKING:  # annotations only: the bind path in every worker skips building the Protocols
+    from gpunuma.adapters.archive import CapturedTree
+    from gpunuma.adapters.snapshot import SnapshotSummary
     from gpunuma.core.plan import Allowed
     from gpunuma.core.ports import Binder, TopologySource
+    from gpunuma.core.report import KernelView
 
 logger = logging.getLogger("gpunuma")
 
@@ -138,6 +142,27 @@ def make_binder(binder: str | Binder | None = None) -> Binder:
     if isinstance(binder, str):
         return binder_class(binder)()
     return binder
+
+
+def open_captured_tree(path: str | os.PathLike[str]) -> AbstractContextManager[CapturedTree]:
+    """A captured host's kernel files (a folder, or an archive unpacked while the context lasts)."""
+    from gpunuma.adapters.archive import open_tree
+
+    return open_tree(path)
+
+
+def write_snapshot(output: str | os.PathLike[str]) -> SnapshotSummary:
+    """Write this host's kernel files and NVML answers to ``output`` (``gpunuma snapshot``)."""
+    from gpunuma.adapters.snapshot import write_snapshot as write
+
+    return write(output)
+
+
+def process_state(pid: int | str, root: str | Path = "/") -> tuple[KernelView, dict[str, str] | None]:
+    """What the kernel holds for process ``pid`` under ``root`` and the environment it started with."""
+    from gpunuma.adapters.kernel_view import read_process
+
+    return read_process(pid, proc_root=Path(root) / "proc")
 
 
 def process_allowed(pid: int | str, root: str | Path = "/") -> Allowed:

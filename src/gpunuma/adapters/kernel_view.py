@@ -16,7 +16,7 @@ from gpunuma.adapters.procfs import parse_cpulist, parse_idlist, parse_status, r
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.kernel_policy import NUMA_MAPS_MODES
 from gpunuma.core.report import KernelView, ThreadState
-from gpunuma.errors import BindError, SysfsFormatError
+from gpunuma.errors import BindError, SysfsFormatError, TopologyUnavailableError
 
 if TYPE_CHECKING:
     from gpunuma.adapters.mempolicy import MempolicySyscalls
@@ -101,3 +101,29 @@ def read_kernel_view(
         mempolicy=mempolicy,
         mempolicy_nodes=nodes,
     )
+
+
+def read_environ(pid: int | str, proc_root: str | Path = "/proc") -> dict[str, str] | None:
+    """The environment process ``pid`` started with (``/proc/<pid>/environ``), None when unreadable."""
+    try:
+        raw = (Path(proc_root) / str(pid) / "environ").read_bytes()
+    except OSError:
+        return None
+    env = {}
+    for entry in raw.split(b"\0"):
+        key, sep, value = entry.partition(b"=")
+        if sep:
+            env[key.decode(errors="replace")] = value.decode(errors="replace")
+    return env
+
+
+def read_process(pid: int | str, proc_root: str | Path = "/proc") -> tuple[KernelView, dict[str, str] | None]:
+    """Another process as ``gpunuma check`` reads it: the kernel's view and its starting environment.
+
+    A process that does not exist is a :class:`~gpunuma.errors.TopologyUnavailableError`.
+    """
+    try:
+        view = read_kernel_view(pid, proc_root=proc_root)
+    except FileNotFoundError as err:
+        raise TopologyUnavailableError(f"process {pid}: no such process ({err.filename} is missing)") from err
+    return view, read_environ(pid, proc_root)
