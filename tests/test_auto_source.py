@@ -14,24 +14,13 @@ from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.model import Gpu, MigDevice
 from gpunuma_fakes import MACHINES, machine, render_sysfs
 from gpunuma_fakes.nvml import FakeNvml
-from gpunuma_fakes.spec import GpuSpec, Machine
+from gpunuma_fakes.spec import Machine
 
 
 def auto(m: Machine, root: Path, **fake: object) -> tuple[AutoTopology, FakeNvml]:
     render_sysfs(m, root)
     nvml = FakeNvml(m, **fake)  # type: ignore[arg-type]
     return AutoTopology(nvml=nvml, root=str(root)), nvml
-
-
-def nvml_fields(m: Machine, spec: GpuSpec) -> dict[str, object]:
-    """What NVML adds to the declared GPU: the memory node and the memory-affinity nodes."""
-    if spec.nvml_memory_affinity is not None:
-        affinity = spec.nvml_memory_affinity
-    elif spec.sysfs_numa_node >= 0:
-        affinity = (spec.sysfs_numa_node,)
-    else:
-        affinity = tuple(n.id for n in m.nodes if n.memory_mb > 0)
-    return {"memory_node": spec.nvml_numa_node, "affinity_nodes": affinity}
 
 
 def without_notes(gpu: Gpu) -> Gpu:
@@ -54,15 +43,10 @@ def test_auto_agrees_with_the_declared_topology_plus_nvml_fields(name: str, tmp_
     assert topo.cpus == declared.cpus
     if any(g.vendor == "nvidia" for g in m.gpus):
         assert topo.source == "auto(nvml+sysfs)"
-        expected = tuple(
-            dataclasses.replace(gpu, **nvml_fields(m, spec))  # type: ignore[arg-type]
-            for gpu, spec in zip(declared.gpus, m.sorted_gpus(), strict=True)
-        )
         assert (nvml.init_count, nvml.shutdown_count) == (1, 1)
     else:
         assert topo.source == "auto(sysfs)"
-        expected = declared.gpus
-    assert tuple(map(without_notes, topo.gpus)) == tuple(map(without_notes, expected))
+    assert tuple(map(without_notes, topo.gpus)) == m.topology(nvml=True).gpus
 
 
 def test_without_nvml_library_auto_is_sysfs_and_says_why(tmp_path: Path) -> None:
@@ -108,6 +92,7 @@ def test_nvml_fills_in_where_the_kernel_says_minus_one(tmp_path: Path) -> None:
     assert [g.numa_node for g in topo.gpus] == [None, None, 1, None]
     assert topo.gpus[2].local_cpus == CpuSet.parse_list(m.nodes[1].cpus)
     assert topo.gpus[0].local_cpus == m.all_cpus()
+    assert tuple(map(without_notes, topo.gpus)) == m.topology(nvml=True).gpus
 
 
 def test_mig_devices_and_uuids_come_from_nvml(tmp_path: Path) -> None:

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "MACHINES": "gpunuma_fakes.catalogue",
     "UnknownMachineError": "gpunuma_fakes.catalogue",
+    "build": "gpunuma_fakes.builder",
+    "gpu": "gpunuma_fakes.builder",
     "machine": "gpunuma_fakes.catalogue",
     "names": "gpunuma_fakes.catalogue",
     "render_sysfs": "gpunuma_fakes.render",
@@ -59,6 +61,8 @@ __all__ = [
     "NodeSpec",
     "Snapshot",
     "UnknownMachineError",
+    "build",
+    "gpu",
     "load_snapshot",
     "machine",
     "names",

@@ -6,12 +6,13 @@ Every machine renders a sysfs/procfs tree (``render.py``) and a fake ``pynvml`` 
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.errors import GpunumaError
+from gpunuma_fakes.builder import core_cpus, distance_rows, gpu, gpu_uuid
 from gpunuma_fakes.spec import GpuSpec, Machine, NodeSpec
 
 
@@ -27,33 +28,9 @@ class UnknownMachineError(GpunumaError, LookupError):
 # -- small builders ------------------------------------------------------------------
 
 
-def _threads(sockets: int, cores_per_socket: int, threads: int, socket: int, first: int, count: int) -> str:
-    """The cpulist of cores ``first..first+count-1`` of ``socket`` with all their SMT threads."""
-    per_thread = sockets * cores_per_socket
-    return CpuSet.of(
-        t * per_thread + socket * cores_per_socket + core
-        for t in range(threads)
-        for core in range(first, first + count)
-    ).to_list()
-
-
-def _rows(ids: tuple[int, ...], distance: Callable[[int, int], int]) -> dict[int, tuple[int, ...]]:
-    """The sysfs distance row of each node: one entry per online node, in id order."""
-    return {a: tuple(10 if a == b else distance(a, b) for b in ids) for a in ids}
-
-
-def _uuid(chassis: str, bus_id: str) -> str:
-    """A deterministic ``GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`` for a GPU of a simulated chassis."""
-    d = hashlib.sha256(f"{chassis}/{bus_id}".encode()).hexdigest()
-    return f"GPU-{d[:8]}-{d[8:12]}-{d[12:16]}-{d[16:20]}-{d[20:32]}"
-
-
-def _gpus(chassis: str, placed: list[tuple[str, int]], **fields: object) -> tuple[GpuSpec, ...]:
+def _gpus(chassis: str, placed: list[tuple[str, int]], **fields: Any) -> tuple[GpuSpec, ...]:
     """GpuSpecs for ``(bus id, sysfs numa_node)`` pairs sharing the other ``fields``."""
-    return tuple(
-        GpuSpec(bus_id=bus, uuid=_uuid(chassis, bus), sysfs_numa_node=node, **fields)  # type: ignore[arg-type]
-        for bus, node in placed
-    )
+    return tuple(gpu(bus, node, chassis=chassis, **fields) for bus, node in placed)
 
 
 # -- the machines ----------------------------------------------------------------------
@@ -62,10 +39,10 @@ _DGX_H100_BUSES = ["1b", "43", "52", "61", "9d", "c3", "d1", "df"]
 
 
 def _dgx_h100(name: str, description: str, **extra: object) -> Machine:
-    rows = _rows((0, 1), lambda a, b: 21)
+    rows = distance_rows((0, 1), lambda a, b: 21)
     nodes = (
-        NodeSpec(0, _threads(2, 56, 2, 0, 0, 56), 1_031_820, rows[0]),
-        NodeSpec(1, _threads(2, 56, 2, 1, 0, 56), 1_032_166, rows[1]),
+        NodeSpec(0, core_cpus(2, 56, 2, 0, 0, 56), 1_031_820, rows[0]),
+        NodeSpec(1, core_cpus(2, 56, 2, 1, 0, 56), 1_032_166, rows[1]),
     )
     gpus = _gpus(
         name,
@@ -92,8 +69,8 @@ def _dgx_h100(name: str, description: str, **extra: object) -> Machine:
 def _dgx_a100() -> Machine:
     # NPS4: each EPYC 7742 socket is four nodes of 16 cores; nodes 0-3 on socket 0, 4-7 on socket 1.
     ids = tuple(range(8))
-    rows = _rows(ids, lambda a, b: 12 if a // 4 == b // 4 else 32)
-    nodes = tuple(NodeSpec(k, _threads(2, 64, 2, k // 4, 16 * (k % 4), 16), 128_764, rows[k]) for k in ids)
+    rows = distance_rows(ids, lambda a, b: 12 if a // 4 == b // 4 else 32)
+    nodes = tuple(NodeSpec(k, core_cpus(2, 64, 2, k // 4, 16 * (k % 4), 16), 128_764, rows[k]) for k in ids)
     placed = [("07", 3), ("0f", 3), ("47", 1), ("4e", 1), ("87", 7), ("90", 7), ("b7", 5), ("bd", 5)]
     return Machine(
         name="dgx-a100",
@@ -118,7 +95,7 @@ def _gh200() -> Machine:
     def distance(a: int, b: int) -> int:
         return 80 if 0 in (a, b) else 255  # GPU-memory node 1 and MIG placeholder nodes 2-8
 
-    rows = _rows(ids, distance)
+    rows = distance_rows(ids, distance)
     nodes = (
         NodeSpec(0, "0-71", 491_520, rows[0]),
         NodeSpec(1, "", 97_280, rows[1]),
@@ -153,7 +130,7 @@ def _gb200() -> Machine:
             return 80 if near == (grace == 0) else 120
         return 11 if (a - 2) // 8 == (b - 2) // 8 else 40
 
-    rows = _rows(ids, distance)
+    rows = distance_rows(ids, distance)
     hbm = {2, 10, 18, 26}
     nodes = (
         NodeSpec(0, "0-71", 491_520, rows[0]),
@@ -163,7 +140,7 @@ def _gb200() -> Machine:
     gpus = tuple(
         GpuSpec(
             bus_id=bus,
-            uuid=_uuid("gb200", bus),
+            uuid=gpu_uuid("gb200", bus),
             sysfs_numa_node=grace,
             name="NVIDIA GB200",
             nvml_numa_node=memory,
@@ -192,10 +169,10 @@ def _gb200() -> Machine:
 
 
 def _cloud_vm() -> Machine:
-    rows = _rows((0, 1), lambda a, b: 20)
+    rows = distance_rows((0, 1), lambda a, b: 20)
     nodes = (
-        NodeSpec(0, _threads(2, 4, 2, 0, 0, 4), 95_872, rows[0]),
-        NodeSpec(1, _threads(2, 4, 2, 1, 0, 4), 96_376, rows[1]),
+        NodeSpec(0, core_cpus(2, 4, 2, 0, 0, 4), 95_872, rows[0]),
+        NodeSpec(1, core_cpus(2, 4, 2, 1, 0, 4), 96_376, rows[1]),
     )
     buses = ["0000:00:06.0", "0000:00:07.0", "0000:00:08.0", "0000:00:09.0"]
     return Machine(
@@ -221,8 +198,8 @@ _SNC_PLACED = [("0000:18:00.0", 0), ("0000:2a:00.0", 0), ("0000:3a:00.0", 0), ("
 def _snc_nodes() -> tuple[NodeSpec, ...]:
     # SNC2: each 48-core socket is two nodes of 24 cores; 12 within a socket, 21 across.
     ids = (0, 1, 2, 3)
-    rows = _rows(ids, lambda a, b: 12 if a // 2 == b // 2 else 21)
-    return tuple(NodeSpec(k, _threads(2, 48, 2, k // 2, 24 * (k % 2), 24), 257_700, rows[k]) for k in ids)
+    rows = distance_rows(ids, lambda a, b: 12 if a // 2 == b // 2 else 21)
+    return tuple(NodeSpec(k, core_cpus(2, 48, 2, k // 2, 24 * (k % 2), 24), 257_700, rows[k]) for k in ids)
 
 
 _SNC_SOURCES = (
@@ -253,7 +230,7 @@ def _snc_socket_affinity() -> Machine:
     gpus = tuple(
         GpuSpec(
             bus_id=bus,
-            uuid=_uuid("snc-socket-affinity", bus),
+            uuid=gpu_uuid("snc-socket-affinity", bus),
             sysfs_numa_node=-1,
             local_cpus=socket_cpus[node // 2],
         )
@@ -289,10 +266,10 @@ def _workstation() -> Machine:
 
 
 def _mi300x() -> Machine:
-    rows = _rows((0, 1), lambda a, b: 32)
+    rows = distance_rows((0, 1), lambda a, b: 32)
     nodes = (
-        NodeSpec(0, _threads(2, 96, 2, 0, 0, 96), 1_547_740, rows[0]),
-        NodeSpec(1, _threads(2, 96, 2, 1, 0, 96), 1_548_220, rows[1]),
+        NodeSpec(0, core_cpus(2, 96, 2, 0, 0, 96), 1_547_740, rows[0]),
+        NodeSpec(1, core_cpus(2, 96, 2, 1, 0, 96), 1_548_220, rows[1]),
     )
     buses = ["05", "26", "46", "65", "85", "a6", "c6", "e5"]
     gpus = _gpus(
@@ -334,7 +311,7 @@ def _no_numa() -> Machine:
 
 
 def _smt_off() -> Machine:
-    rows = _rows((0, 1), lambda a, b: 21)
+    rows = distance_rows((0, 1), lambda a, b: 21)
     return Machine(
         name="smt-off",
         description="2x 16-core Xeon with SMT switched off at runtime: CPUs 32-63 offline",
@@ -343,8 +320,8 @@ def _smt_off() -> Machine:
         cores_per_socket=16,
         threads_per_core=2,
         nodes=(
-            NodeSpec(0, _threads(2, 16, 2, 0, 0, 16), 257_612, rows[0]),
-            NodeSpec(1, _threads(2, 16, 2, 1, 0, 16), 257_980, rows[1]),
+            NodeSpec(0, core_cpus(2, 16, 2, 0, 0, 16), 257_612, rows[0]),
+            NodeSpec(1, core_cpus(2, 16, 2, 1, 0, 16), 257_980, rows[1]),
         ),
         gpus=_gpus("smt-off", [("0000:3b:00.0", 0), ("0000:af:00.0", 1)], name="NVIDIA L40S"),
         expected_nodes={0: 0, 1: 1},

@@ -318,16 +318,10 @@ class FakeNvml:
         return gpu.nvml_numa_node
 
     def _cpu_affinity(self, gpu: GpuSpec) -> CpuSet:
-        if gpu.nvml_cpu_affinity is not None:
-            return CpuSet.parse_list(gpu.nvml_cpu_affinity)
-        return self.machine.gpu_local_cpus(gpu)
+        return self.machine.gpu_nvml_cpus(gpu)
 
     def _memory_affinity(self, gpu: GpuSpec) -> CpuSet:
-        if gpu.nvml_memory_affinity is not None:
-            return CpuSet.of(gpu.nvml_memory_affinity)
-        if gpu.sysfs_numa_node >= 0:
-            return CpuSet.of([gpu.sysfs_numa_node])
-        return CpuSet.of(node.id for node in self.machine.nodes if node.memory_mb > 0)
+        return self.machine.gpu_nvml_nodes(gpu)
 
     @staticmethod
     def _words(bits: CpuSet, size: int, scope: int) -> list[int]:

@@ -7,7 +7,7 @@ must read from them (:meth:`Machine.topology`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -125,14 +125,29 @@ class Machine:
             return self.all_cpus()
         return self.node_cpus(gpu.sysfs_numa_node)
 
+    def gpu_nvml_cpus(self, gpu: GpuSpec) -> CpuSet:
+        """NVML's node-scope CPU affinity of this GPU (``nvml_cpu_affinity``, else the PCI local CPUs)."""
+        if gpu.nvml_cpu_affinity is not None:
+            return CpuSet.parse_list(gpu.nvml_cpu_affinity)
+        return self.gpu_local_cpus(gpu)
+
+    def gpu_nvml_nodes(self, gpu: GpuSpec) -> CpuSet:
+        """NVML's node-scope memory affinity: the spec's, else the sysfs node, else every node with memory."""
+        if gpu.nvml_memory_affinity is not None:
+            return CpuSet.of(gpu.nvml_memory_affinity)
+        if gpu.sysfs_numa_node >= 0:
+            return CpuSet.of([gpu.sysfs_numa_node])
+        return CpuSet.of(node.id for node in self.nodes if node.memory_mb > 0)
+
     def online_node_ids(self) -> tuple[int, ...]:
         return tuple(sorted(node.id for node in self.nodes))
 
-    def topology(self) -> Topology:
+    def topology(self, *, nvml: bool = False) -> Topology:
         """The topology the sysfs adapter must read from this machine's tree.
 
-        GPU fields that only NVML knows (``memory_node``, ``affinity_nodes``) are left empty
-        here; :meth:`nvml_gpu_fields` gives them.
+        With ``nvml=True``, what ``AutoTopology`` must read with the machine's ``FakeNvml`` as well:
+        each GPU's GPU-memory node and memory affinity, and, where sysfs reports no node, the one
+        CPU node NVML's CPU affinity lies on (with that affinity as the local CPUs).
         """
         online = self.online_cpus()
         ids = self.online_node_ids()
@@ -163,7 +178,25 @@ class Machine:
             )
             for index, gpu in enumerate(self.sorted_gpus())
         )
+        if nvml:
+            gpus = tuple(self._with_nvml(gpu, spec, nodes) for gpu, spec in zip(gpus, self.sorted_gpus(), strict=True))
         return Topology(nodes=nodes, cpus=tuple(cpus), gpus=gpus, source="sysfs")
+
+    def _with_nvml(self, gpu: Gpu, spec: GpuSpec, nodes: tuple[NumaNode, ...]) -> Gpu:
+        """``gpu`` as AutoTopology merges it with NVML's answers for ``spec`` (NVIDIA GPUs only)."""
+        if spec.vendor != "nvidia":
+            return gpu
+        memory_node = spec.nvml_numa_node if spec.nvml_numa_node is not None and spec.nvml_numa_node >= 0 else None
+        changes: dict[str, object] = {
+            "memory_node": memory_node,
+            "affinity_nodes": tuple(self.gpu_nvml_nodes(spec)),
+        }
+        if gpu.numa_node is None:
+            cpus = self.gpu_nvml_cpus(spec) & self.online_cpus()
+            touched = [node.id for node in nodes if node.has_cpus and not node.cpus.isdisjoint(cpus)]
+            if cpus and not self.online_cpus() <= cpus and len(touched) == 1:
+                changes.update(numa_node=touched[0], local_cpus=self.gpu_nvml_cpus(spec))
+        return replace(gpu, **changes)  # type: ignore[arg-type]
 
     def sorted_gpus(self) -> tuple[GpuSpec, ...]:
         """GPUs in PCI bus order: the index order of NVML and of the topology."""
