@@ -12,7 +12,7 @@ import pytest
 from gpunuma.adapters.static import StaticTopology
 from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.core.planner import plan_binding
-from gpunuma_fakes import MACHINES, UnknownMachineError, machine, names, static_topology
+from gpunuma_fakes import MACHINES, UnknownMachineError, build, machine, names, static_topology
 
 ALL = names()
 _UUID = re.compile(r"^GPU-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -121,3 +121,34 @@ def test_an_unknown_machine_name_is_a_lookup_error_listing_the_known_ones():
 def test_the_catalogue_is_read_only():
     with pytest.raises(TypeError):
         MACHINES["mine"] = machine("workstation")  # type: ignore[index]
+
+
+BUILT = {
+    "2x2-snc-smt": build(sockets=2, nodes_per_socket=2, cores_per_node=4, smt=2, gpus_per_node=1),
+    "1-socket-cpuless-node": build(cores_per_node=8, cpu_less_nodes=1, gpus_per_node=2),
+}
+
+
+@pytest.mark.parametrize("shape", list(BUILT))
+def test_a_built_machine_is_read_back_exactly_and_binds_each_gpu_to_its_node(render, shape):
+    built = BUILT[shape]
+    source = SysfsTopology(root=render(built))
+
+    topology = source.read()
+
+    assert dataclasses.replace(topology, notes=()) == built.topology()
+    for index, node in built.expected_nodes.items():
+        assert plan_binding(topology, [index], source.allowed()).nodes == (node,)
+
+
+def test_build_numbers_cpus_as_linux_does_and_puts_cpu_less_nodes_last():
+    built = build(sockets=2, nodes_per_socket=2, cores_per_node=4, smt=2, cpu_less_nodes=2, gpus_per_node=1)
+    topology = built.topology()
+
+    assert [node.cpus.to_list() for node in topology.nodes] == [
+        "0-3,16-19", "4-7,20-23", "8-11,24-27", "12-15,28-31", "", ""]
+    assert [node.has_memory for node in topology.nodes] == [True] * 6
+    # 12 within a socket, 21 across; CPU-less node 4 counts as on socket 0, node 5 on socket 1.
+    assert topology.node(0).distances == {0: 10, 1: 12, 2: 21, 3: 21, 4: 12, 5: 21}
+    assert built.expected_nodes == {0: 0, 1: 1, 2: 2, 3: 3}
+    assert [gpu.pci_bus_id for gpu in topology.gpus] == [f"0000:0{i}:00.0" for i in range(1, 5)]

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from topologies import build
 
 from gpunuma.core.cpuset import CpuSet
-from gpunuma.core.model import Gpu, Topology
+from gpunuma.core.model import Topology
 from gpunuma.core.plan import Allowed
 from gpunuma.core.planner import gpu_placements, plan_binding
 from gpunuma.core.policy import CpuScope, Fallback, MemoryPolicy, Policy
 from gpunuma.errors import InvalidNodeError, PlanError
+from gpunuma_fakes import Machine, NodeSpec, gpu
+from gpunuma_fakes.builder import distance_rows
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -59,30 +60,34 @@ def topologies(draw: st.DrawFn) -> Topology:
         return 10 if a == b else far[min(a, b) * node_count + max(a, b)]
 
     all_cpus = list(range(cores * threads))
-    gpus: list[Gpu] = []
+    locality: list[dict[str, object]] = []
+    specs = []
     for index in range(draw(st.integers(0, 6))):
         numa_node = draw(st.one_of(st.none(), st.integers(0, node_count)))
         local = draw(st.sampled_from(["none", "all", "some"]))
+        # What the adapters may report besides the node: any local CPUs (or none), any NVML memory node/affinity.
         local_cpus = None if local == "none" else CpuSet.of(all_cpus) if local == "all" else _subset(draw, all_cpus)
-        gpus.append(
-            Gpu(
-                index=index,
-                pci_bus_id=f"0000:{index + 1:02x}:00.0",
-                numa_node=numa_node,
-                local_cpus=local_cpus,
-                memory_node=draw(st.one_of(st.none(), st.integers(0, node_count - 1))),
-                affinity_nodes=tuple(draw(st.lists(st.integers(0, node_count - 1), unique=True, max_size=3))),
-            )
-        )
-    return build(
+        locality.append({
+            "local_cpus": local_cpus,
+            "memory_node": draw(st.one_of(st.none(), st.integers(0, node_count - 1))),
+            "affinity_nodes": tuple(draw(st.lists(st.integers(0, node_count - 1), unique=True, max_size=3))),
+        })
+        # numa_node may name a node that does not exist: give local CPUs so the spec derives none.
+        specs.append(gpu(f"0000:{index + 1:02x}:00.0", -1 if numa_node is None else numa_node, local_cpus=""))
+    rows = distance_rows(range(node_count), distance)
+    simulated = Machine(
+        name="random",
+        description="a random machine for the planner's properties",
+        sources=("hypothesis",),
         sockets=sockets,
         cores_per_socket=cores_per_socket,
         threads_per_core=threads,
-        nodes=nodes,
-        distance=distance,
-        gpus=gpus,
-        memoryless=memoryless,
+        nodes=tuple(NodeSpec(k, nodes[k], 0 if k in memoryless else 65_536, rows[k]) for k in range(node_count)),
+        gpus=tuple(specs),
     )
+    topology = simulated.topology()
+    gpus = tuple(replace(g, **fields) for g, fields in zip(topology.gpus, locality, strict=True))  # type: ignore[arg-type]
+    return replace(topology, gpus=gpus)
 
 
 @st.composite
