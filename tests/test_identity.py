@@ -6,9 +6,11 @@ import dataclasses
 import logging
 import sys
 import types
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
+from pytest_mock import MockerFixture
 
 from gpunuma.core.identity import (
     describe_resolution,
@@ -29,16 +31,10 @@ MIG_A = "MIG-4f1c2a6e-5d1b-5a7f-9b9e-1c0d3e2f4a51"
 MIG_B = "MIG-8a2b3c4d-1e2f-5a6b-8c9d-0e1f2a3b4c5d"
 
 
-class FakeRay:
-    """Ray's ``get_gpu_ids`` with a fixed answer; counts the calls."""
-
-    def __init__(self, ids: Sequence[int | str]) -> None:
-        self.ids = list(ids)
-        self.calls = 0
-
-    def get_gpu_ids(self) -> list[int | str]:
-        self.calls += 1
-        return self.ids
+@pytest.fixture
+def ray_gives(mocker: MockerFixture) -> Callable[[Sequence[int | str]], Any]:
+    """``ray_gives([3])``: Ray's API as a worker sees it, whose ``get_gpu_ids()`` answers ``[3]``."""
+    return lambda ids: mocker.Mock(spec=["get_gpu_ids"], **{"get_gpu_ids.return_value": list(ids)})
 
 
 def with_migs(topology: Topology, index: int, uuids: tuple[str, ...]) -> Topology:
@@ -188,30 +184,30 @@ def test_cuda_visible_devices_acts_as_hip_visible_devices_on_amd() -> None:
 
 
 # -- Ray -------------------------------------------------------------------------------------
-def test_ray_assignment_is_physical_and_wins_over_the_variable() -> None:
-    ray = FakeRay([3])
+def test_ray_assignment_is_physical_and_wins_over_the_variable(ray_gives: Any) -> None:
+    ray = ray_gives([3])
     # Ray sets CUDA_VISIBLE_DEVICES=3 in the worker; local cuda:0 is then physical 3 as well.
     resolution = describe_resolution(DGX, env=read_gpu_environment({CVD: "3"}, ray))
     assert resolution.gpus == (3,)
     assert resolution.source == "ray"
-    assert ray.calls == 1
+    ray.get_gpu_ids.assert_called_once_with()
 
 
-def test_ray_ids_stay_physical_when_ray_leaves_cvd_unset() -> None:
+def test_ray_ids_stay_physical_when_ray_leaves_cvd_unset(ray_gives: Any) -> None:
     env = {"RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES": "1"}
-    resolution = describe_resolution(DGX, env=read_gpu_environment(env, FakeRay(["6", "2"])))
+    resolution = describe_resolution(DGX, env=read_gpu_environment(env, ray_gives(["6", "2"])))
     assert resolution.gpus == (6, 2)
     assert resolution.reasons[0].code == "gpu_from_ray_noset"
     assert resolution.reasons[0].values == {"gpu": "GPU 6 (0000:d1:00.0)", "ids": "['6', '2']"}
 
 
-def test_ray_with_no_gpus_assigned_defers_to_the_variable() -> None:
-    assert resolve_gpus(DGX, env=read_gpu_environment({CVD: "5"}, FakeRay([]))) == (5,)
+def test_ray_with_no_gpus_assigned_defers_to_the_variable(ray_gives: Any) -> None:
+    assert resolve_gpus(DGX, env=read_gpu_environment({CVD: "5"}, ray_gives([]))) == (5,)
 
 
-def test_ray_id_beyond_the_machine_is_an_error() -> None:
+def test_ray_id_beyond_the_machine_is_an_error(ray_gives: Any) -> None:
     with pytest.raises(GpuResolutionError, match="no physical GPU 9"):
-        resolve_gpus(DGX, env=read_gpu_environment({}, FakeRay([9])))
+        resolve_gpus(DGX, env=read_gpu_environment({}, ray_gives([9])))
 
 
 def test_ray_not_imported_is_never_imported(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -288,15 +284,15 @@ def test_explicit_unknown_bus_id_is_an_error() -> None:
         resolve_gpus(DGX, gpus="0000:ff:00.0", env={})
 
 
-def test_explicit_wins_over_ray() -> None:
+def test_explicit_wins_over_ray(ray_gives: Any) -> None:
     from gpunuma.adapters.static import StaticTopology
     from gpunuma.api import plan_for
 
     dgx = machine("dgx-h100")
-    ray = FakeRay([3])
+    ray = ray_gives([3])
     assert plan_for(1, source=StaticTopology(dgx.topology(), dgx.allowed()), env={}, ray=ray).gpus == (1,)
     assert resolve_gpus(DGX, gpus=[1], env=read_gpu_environment({}, ray)) == (1,)  # explicit ids win over Ray's
-    assert ray.calls == 1  # ... and plan_for did not even ask Ray
+    ray.get_gpu_ids.assert_called_once_with()  # ... and plan_for did not even ask Ray
 
 
 def test_visible_gpus_reports_its_origin() -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from gpunuma.core.cpuset import node_list
 from gpunuma.core.identity import GpuEnvironment
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import Policy
@@ -51,9 +52,9 @@ class CheckResult:
     def render(self) -> str:
         view = self.view
         lines = [f"process {view.pid}: CPUs allowed {view.cpus_allowed.to_list()}, "
-                 f"memory nodes allowed {','.join(str(n) for n in sorted(view.mems_allowed))}, "
+                 f"memory nodes allowed {node_list(view.mems_allowed)}, "
                  f"memory policy {view.mempolicy or 'unreadable'}"
-                 + (f" {','.join(str(n) for n in view.mempolicy_nodes)}" if view.mempolicy_nodes else "")]
+                 + (f" {node_list(view.mempolicy_nodes)}" if view.mempolicy_nodes else "")]
         groups: dict[str, list[str]] = {}
         for thread in view.threads:
             groups.setdefault(thread.cpus.to_list(), []).append(f"{thread.tid} ({thread.name})")
