@@ -8,23 +8,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import threading
 import time
+from pathlib import Path
 
-from gpunuma.adapters.sysfs import SysfsTopology
-from gpunuma.core.planner import plan_binding
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from compat import load  # noqa: E402
 
 THREADS = 20
 
 
 def _binder(name: str):
-    if name == "libnuma":
-        from gpunuma.adapters.libnuma import LibnumaBinder
-
-        return LibnumaBinder()
-    from gpunuma.adapters.syscall import SyscallBinder
-
-    return SyscallBinder()
+    return load("LibnumaBinder" if name == "libnuma" else "SyscallBinder")()
 
 
 def main() -> None:
@@ -39,8 +36,8 @@ def main() -> None:
     for worker in workers:
         worker.start()
     try:
-        source = SysfsTopology(root="/")
-        plan = plan_binding(source.read(), [], source.allowed(), node=0)
+        source = load("SysfsTopology")(root="/")
+        plan = load("plan_binding")(source.read(), [], source.allowed(), node=0)
         binder = _binder(args.binder)
         for _ in range(args.warmup):
             binder.apply(plan)

@@ -15,13 +15,14 @@ import pytest
 
 RUN = Path(__file__).resolve().parent.parent / "bench" / "run.py"
 STATS_KEYS = {"label", "n", "min_ns", "median_ns", "max_ns"}
-ROW_KEYS = {"key", "what", "target", "series", "headline", "verdict", "derived", "notes", "row_seconds"}
-WITHOUT_RAY = ["import", "sysfs-dgx", "sysfs-1024", "plan", "bind", "numactl", "nvml"]
+ROW_KEYS = {"key", "tree", "what", "target", "series", "headline", "verdict", "derived", "notes", "row_seconds"}
+WITHOUT_RAY = ["import", "cold", "exec", "sysfs-dgx", "sysfs-1024", "plan", "bind", "numactl", "nvml"]
+CHECKOUT = RUN.parent.parent
 
 
-def run_bench(tmp_path: Path, rows: list[str]) -> tuple[str, dict]:
+def run_bench(tmp_path: Path, rows: list[str], *extra: str) -> tuple[str, dict]:
     out = tmp_path / "bench.json"
-    argv = [sys.executable, str(RUN), "--quick", "--json", str(out)]
+    argv = [sys.executable, str(RUN), "--quick", "--json", str(out), *extra]
     for row in rows:
         argv += ["--only", row]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=240)
@@ -45,7 +46,11 @@ def assert_row_shape(row: dict) -> None:
 def assert_table_lists(stdout: str, rows: list[dict]) -> None:
     lines = stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("| row | series | n | min | median | max |"))
-    body = [line for line in lines[header + 2 :] if line.startswith("| ")]
+    body = []
+    for line in lines[header + 2 :]:
+        if not line.startswith("| "):
+            break  # the main table ends; a before/after table may follow
+        body.append(line)
     assert [line.split(" | ")[0][2:] for line in body if not line.startswith("|  |")] == [r["key"] for r in rows]
     assert len(body) == sum(max(1, len(r["series"])) for r in rows), "one table line per series"
 
@@ -62,7 +67,22 @@ def test_quick_run_without_ray_prints_and_writes_every_row_with_n_min_median_max
     assert set(by_key["sysfs-1024"]["derived"]["median_ns_by_cpus"]) == {"256", "512", "1024"}
     assert by_key["bind"]["derived"]["threads_read_back"] == 20
     assert by_key["numactl"]["verdict"] == "reported" or by_key["numactl"]["verdict"].startswith("skipped")
+    assert by_key["cold"]["derived"]["ratio_cpu_paired"] > 1, "binding costs more than a bare interpreter"
     assert_table_lists(stdout, payload["rows"])
+
+
+def test_compare_runs_each_row_on_both_trees_and_prints_before_and_after(tmp_path):
+    # This checkout against itself: the machinery (installs, probe children, the table), not the numbers.
+    stdout, payload = run_bench(tmp_path, ["cold", "plan"], "--compare", str(CHECKOUT))
+
+    assert [(row["key"], row["tree"]) for row in payload["rows"]] == [
+        ("cold", "before"), ("cold", "current"), ("plan", "before"), ("plan", "current")
+    ]
+    for row in payload["rows"]:
+        assert_row_shape(row)
+    assert set(payload["trees"]) == {"before", "current"}
+    assert "| row | series | before median | current median | current/before |" in stdout
+    assert_table_lists(stdout, [row for row in payload["rows"] if row["tree"] == "current"])
 
 
 @pytest.mark.ray

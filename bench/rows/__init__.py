@@ -1,8 +1,10 @@
 """The bench rows, in table order. Each module exposes ``KEY``, ``WHAT``, ``TARGET`` and
-``run(budget, workdir) -> RowResult``."""
+``run(ctx) -> list[RowResult]`` (one result per tree of ``ctx.trees``, in that order)."""
 
 ORDER = (
     "import_cost",
+    "cold_bind",
+    "exec_cmd",
     "sysfs_dgx",
     "sysfs_scaling",
     "plan",

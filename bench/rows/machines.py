@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from gpunuma.core.cpuset import CpuSet
+from compat import load
+
 from gpunuma_fakes import GpuSpec, Machine, NodeSpec, machine, render_sysfs
 
 #: Each generated socket: 64 cores x 2 threads, split into 2 nodes of 32 cores, 1 GPU per node.
@@ -20,13 +21,14 @@ def generated(sockets: int) -> Machine:
     Distances 10 local, 12 within a socket, 21 across sockets (SNC2-like).
     """
     per_thread = sockets * CORES_PER_SOCKET
+    cpu_set = load("CpuSet")
     per_node = CORES_PER_SOCKET // NODES_PER_SOCKET
     count = sockets * NODES_PER_SOCKET
     nodes = []
     for node in range(count):
         socket, half = divmod(node, NODES_PER_SOCKET)
         first = socket * CORES_PER_SOCKET + half * per_node
-        cpus = CpuSet.of(t * per_thread + first + c for t in range(THREADS) for c in range(per_node))
+        cpus = cpu_set.of(t * per_thread + first + c for t in range(THREADS) for c in range(per_node))
         row = tuple(
             10 if other == node else 12 if other // NODES_PER_SOCKET == socket else 21 for other in range(count)
         )

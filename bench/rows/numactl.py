@@ -1,38 +1,45 @@
-"""A child that binds itself in-process (``bind_to_node(0)``) against the same child under ``numactl``."""
+"""A Python child that binds itself (``bind_to_node(0)``) against the same child started by ``numactl``."""
 
 from __future__ import annotations
 
 import shutil
-import sys
-from pathlib import Path
 
-from harness import Budget, RowResult, Stats, alternate, child_env, fmt_ns, skipped, timed_process
+from harness import Context, ProcessTimes, RowResult, Tree, alternate_processes, fmt_ns, skipped, wall_stats
 
 KEY = "numactl"
 WHAT = "in-process bind_to_node(0) child vs `numactl --cpunodebind=0 --preferred=0 python -c pass` (A B A B)"
 TARGET = "ratio reported"
+BARE = "python -c pass (bare, for reference)"
+AUTO = "python -c 'bind_to_node(0)' (default source)"
+SYSFS = "python -c 'bind_to_node(0, source=sysfs)'"
+LAUNCHED = "numactl --cpunodebind=0 --preferred=0 python -c pass"
 #: strict=True makes a binding that did not happen fail the child, so only real binds are timed.
 _IN_PROCESS = "from gpunuma import bind_to_node; bind_to_node(0, strict=True)"
 _IN_PROCESS_SYSFS = "from gpunuma import bind_to_node; bind_to_node(0, source='sysfs', strict=True)"
 
 
-def run(budget: Budget, workdir: Path) -> RowResult:
+def run(ctx: Context) -> list[RowResult]:
     numactl = shutil.which("numactl")
     if numactl is None:
-        return skipped(KEY, WHAT, TARGET, "numactl not installed")
-    python = sys.executable
-    env = child_env(workdir)
-    sides = {
-        "python -c pass (bare, for reference)": lambda: timed_process([python, "-c", "pass"], env),
-        "python -c 'bind_to_node(0)' (default source)": lambda: timed_process([python, "-c", _IN_PROCESS], env),
-        "python -c 'bind_to_node(0, source=sysfs)'": lambda: timed_process([python, "-c", _IN_PROCESS_SYSFS], env),
-        "numactl --cpunodebind=0 --preferred=0 python -c pass": lambda: timed_process(
-            [numactl, "--cpunodebind=0", "--preferred=0", python, "-c", "pass"], env
-        ),
+        return [skipped(KEY, WHAT, TARGET, "numactl not installed", tree=tree.label) for tree in ctx.trees]
+    python, env = ctx.current.python, ctx.current.env()
+    sides: dict[str, tuple[list[str], dict[str, str]]] = {
+        BARE: ([python, "-c", "pass"], env),
+        LAUNCHED: ([numactl, "--cpunodebind=0", "--preferred=0", python, "-c", "pass"], env),
     }
-    samples = alternate(sides, rounds=budget.reps(30, 3))
-    stats = {label: Stats.of(s) for label, s in samples.items()}
-    bare, auto, sysfs, launched = (stats[label].median_ns for label in sides)
+    for tree in ctx.trees:
+        sides[f"{AUTO} [{tree.label}]"] = ([tree.python, "-c", _IN_PROCESS], tree.env())
+        sides[f"{SYSFS} [{tree.label}]"] = ([tree.python, "-c", _IN_PROCESS_SYSFS], tree.env())
+    samples = alternate_processes(sides, rounds=ctx.budget.reps(30, 3))
+    return [_result(tree, samples) for tree in ctx.trees]
+
+
+def _result(tree: Tree, samples: dict[str, list[ProcessTimes]]) -> RowResult:
+    def mine(label: str) -> list[ProcessTimes]:
+        return samples[label if label in (BARE, LAUNCHED) else f"{label} [{tree.label}]"]
+
+    stats = {label: wall_stats(mine(label)) for label in (BARE, AUTO, SYSFS, LAUNCHED)}
+    bare, auto, sysfs, launched = (s.median_ns for s in stats.values())
     ratio = auto / launched
     return RowResult(
         key=KEY,
@@ -52,7 +59,8 @@ def run(budget: Budget, workdir: Path) -> RowResult:
             "numactl_added_ns": launched - bare,
         },
         notes=(
-            "numactl binds only the process it execs; the in-process bind also reads back every thread",
-            "children use a bytecode cache (as an installed wheel does)",
+            "wall time; numactl binds only the process it execs; the in-process bind also reads back every thread",
+            "children run a wheel install (bytecode compiled at install)",
         ),
+        tree=tree.label,
     )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness import Budget, RowResult, Stats, fmt_ns, time_calls, verdict
+from compat import load
+from harness import Budget, Context, RowResult, Samples, Stats, fmt_ns, sample_trees, time_calls, verdict
 
-from gpunuma.adapters.sysfs import SysfsTopology
 from rows.machines import generated, rendered
 
 KEY = "sysfs-1024"
@@ -29,11 +29,15 @@ def _slope(points: list[tuple[int, float]]) -> tuple[float, float]:
     return slope, mean_y - slope * mean_x
 
 
-def run(budget: Budget, workdir: Path) -> RowResult:
+def _label(cpus: int) -> str:
+    return f"{cpus} CPUs, {cpus // 64} nodes, {cpus // 64} GPUs"
+
+
+def sample(budget: Budget, workdir: Path) -> Samples:
     sources = {}
     for sockets in SOCKETS:
         simulated, root = rendered(generated(sockets), workdir)
-        source = SysfsTopology(root=root)
+        source = load("SysfsTopology")(root=root)
         topology = source.read()
         assert len(topology.cpus) == simulated.cpu_count and len(topology.nodes) == 2 * sockets, "tree misread"
         assert len(topology.gpus) == 2 * sockets, "tree misread"
@@ -42,8 +46,16 @@ def run(budget: Budget, workdir: Path) -> RowResult:
     # Interleave the three sizes so drift on the host hits each equally.
     for _ in range(budget.reps(40, 3)):
         for cpus, source in sources.items():
-            samples[cpus].extend(time_calls(source.read, reps=budget.reps(5, 2), warmup=1))
-    stats = {cpus: Stats.of(s) for cpus, s in samples.items()}
+            samples[cpus].extend(time_calls(source.read, reps=2 if budget.quick else 5, warmup=1))
+    return {"series": {_label(cpus): values for cpus, values in samples.items()}}
+
+
+def run(ctx: Context) -> list[RowResult]:
+    return [_result(tree, samples) for tree, samples in sample_trees(ctx, "sysfs_scaling", sample).items()]
+
+
+def _result(tree: str, samples: Samples) -> RowResult:
+    stats = {cpus: Stats.of(samples["series"][_label(cpus)]) for cpus in (256, 512, 1024)}
     slope, intercept = _slope([(cpus, s.median_ns) for cpus, s in stats.items()])
     t256, t512, t1024 = (stats[c].median_ns for c in (256, 512, 1024))
     ratio_1024_512 = t1024 / t512
@@ -52,7 +64,7 @@ def run(budget: Budget, workdir: Path) -> RowResult:
         key=KEY,
         what=WHAT,
         target=TARGET,
-        series=tuple((f"{cpus} CPUs, {cpus // 64} nodes, {cpus // 64} GPUs", s) for cpus, s in stats.items()),
+        series=tuple((_label(cpus), s) for cpus, s in stats.items()),
         headline=(
             f"1024 CPUs {fmt_ns(t1024)}; {slope / 1000:.2f} µs/CPU + {fmt_ns(intercept)}; "
             f"t1024/t512 {ratio_1024_512:.2f}, t512/t256 {t512 / t256:.2f} (2.00 = linear)"
@@ -65,4 +77,5 @@ def run(budget: Budget, workdir: Path) -> RowResult:
             "ratio_1024_over_512": ratio_1024_512,
             "ratio_512_over_256": t512 / t256,
         },
+        tree=tree,
     )

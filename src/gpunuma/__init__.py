@@ -8,12 +8,15 @@ the ``TYPE_CHECKING`` imports.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a cold bind never does)
 
 #: The one statement of the version (pyproject.toml reads it: ``dynamic = ["version"]``).
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from gpunuma.api import apply_plan, bind_to_gpu, bind_to_node, plan_for
     from gpunuma.check import CheckResult, check_process
     from gpunuma.compose import Options

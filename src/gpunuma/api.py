@@ -8,24 +8,34 @@ or an injected instance, so tests and downstream CI bind simulated machines here
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, TypeAlias
-
 from gpunuma import compose
 from gpunuma.compose import Options, make_binder, make_source
-from gpunuma.settings import RayLike
 
-if TYPE_CHECKING:  # annotations only: the bind path in every worker skips building the Protocols
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: the bind path in every worker imports no typing machinery
+    from collections.abc import Mapping, Sequence
+    from typing import TypeAlias
+
     from gpunuma.core.plan import BindingPlan
     from gpunuma.core.policy import Policy
-    from gpunuma.core.ports import Binder, TopologySource
+    from gpunuma.core.ports import Binder, RayLike, TopologySource
     from gpunuma.core.report import BindingReport
 
 __all__ = ["GpuSpec", "apply_plan", "bind_to_gpu", "bind_to_node", "make_binder", "make_source", "plan_for"]
 
-#: A GPU as a caller names it: a local device index (the ``cuda:N`` this process sees),
-#: a ``GPU-``/``MIG-`` UUID or a PCI bus id, or several of these.
-GpuSpec: TypeAlias = int | str | Sequence[int | str] | None
+if TYPE_CHECKING:
+    #: A GPU as a caller names it: a local device index (the ``cuda:N`` this process sees),
+    #: a ``GPU-``/``MIG-`` UUID or a PCI bus id, or several of these.
+    GpuSpec: TypeAlias = int | str | Sequence[int | str] | None
+
+
+def __getattr__(name: str) -> object:
+    # GpuSpec at run time (for annotations evaluated by a caller), built on first use: it needs collections.abc.
+    if name == "GpuSpec":
+        from collections.abc import Sequence
+
+        return int | str | Sequence[int | str] | None
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _gpu_arg(gpu: GpuSpec) -> Sequence[int | str] | None:

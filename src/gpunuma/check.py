@@ -11,7 +11,6 @@ ask the actor for its ``binding_report()`` instead.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import Policy
 from gpunuma.core.ports import TopologySource
 from gpunuma.core.report import KernelView
+from gpunuma.core.value import Value, replace
 from gpunuma.errors import GpunumaError
 
 #: Set by Ray's raylet in every worker's environment at start.
@@ -32,8 +32,7 @@ _RAY_WORKER_NOTE = (
 ).replace("{mark}", _RAY_WORKER_MARK)
 
 
-@dataclass(frozen=True)
-class CheckResult:
+class CheckResult(Value):
     """What the kernel holds for a process, the plan for its GPU(s), and how they differ."""
 
     view: KernelView

@@ -15,12 +15,12 @@ import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from typing import Any
 
 from gpunuma import compose
 from gpunuma.compose import Options, make_source
 from gpunuma.core.policy import CpuScope, Fallback, MemoryPolicy, Policy
+from gpunuma.core.value import replace
 from gpunuma.errors import GpunumaError
 from gpunuma.registry import SOURCE_NAMES, simulated_source_class
 

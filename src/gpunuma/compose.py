@@ -8,35 +8,32 @@ and calls :func:`plan`, :func:`apply` or :func:`bind` here. Adapters are passed 
 
 from __future__ import annotations
 
-import logging
 import os
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import TYPE_CHECKING
 
+from gpunuma import logs
 from gpunuma.core.identity import GpuEnvironment
-from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import Policy
 from gpunuma.core.reasons import Reason
 from gpunuma.core.report import BindingReport
+from gpunuma.core.value import Value, replace
 from gpunuma.errors import GpunumaError, SnapshotError
 from gpunuma.registry import binder_class, simulated_source_class, topology_source_class
-from gpunuma.settings import RayLike, Settings, read_gpu_environment
+from gpunuma.settings import Settings, read_gpu_environment
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: the bind path in every worker skips building the Protocols
+    from collections.abc import Mapping, Sequence
+    from contextlib import AbstractContextManager
+    from pathlib import Path
+
     from gpunuma.adapters.archive import CapturedTree
     from gpunuma.adapters.snapshot import SnapshotSummary
-    from gpunuma.core.plan import Allowed
-    from gpunuma.core.ports import Binder, TopologySource
+    from gpunuma.core.plan import Allowed, BindingPlan
+    from gpunuma.core.ports import Binder, RayLike, TopologySource
     from gpunuma.core.report import KernelView
 
-logger = logging.getLogger("gpunuma")
 
-
-@dataclass(frozen=True)
-class Options:
+class Options(Value):
     """How to bind, decided once: the adapters, the policy and the switches every entry point shares.
 
     ``source``/``binder`` are registry names or adapter instances (``binder=None``: libnuma, else raw
@@ -46,7 +43,7 @@ class Options:
 
     source: str | TopologySource = "auto"
     binder: str | Binder | None = None
-    policy: Policy = field(default_factory=Policy)
+    policy: Policy = Policy()
     strict: bool = False
     enabled: bool = True
     label: str | None = None
@@ -162,7 +159,7 @@ def process_state(pid: int | str, root: str | Path = "/") -> tuple[KernelView, d
     """What the kernel holds for process ``pid`` under ``root`` and the environment it started with."""
     from gpunuma.adapters.kernel_view import read_process
 
-    return read_process(pid, proc_root=Path(root) / "proc")
+    return read_process(pid, proc_root=os.path.join(root, "proc"))
 
 
 def process_allowed(pid: int | str, root: str | Path = "/") -> Allowed:
@@ -237,7 +234,7 @@ def apply(options: Options, planned: BindingPlan) -> BindingReport:
     except GpunumaError as err:
         if options.strict:
             raise
-        logger.warning("gpunuma: %snot bound (%s binder cannot be built): %s", _prefix(options.label), method, err)
+        logs.warning("gpunuma: %snot bound (%s binder cannot be built): %s", _prefix(options.label), method, err)
         why = Reason.of("binder_unavailable", method=method, error=str(err))
         return BindingReport.not_bound(planned, method, (why,))
     try:
@@ -245,7 +242,7 @@ def apply(options: Options, planned: BindingPlan) -> BindingReport:
     except GpunumaError as err:
         if options.strict:
             raise
-        logger.warning("gpunuma: %snot bound (%s binder): %s", _prefix(options.label), binder.name, err)
+        logs.warning("gpunuma: %snot bound (%s binder): %s", _prefix(options.label), binder.name, err)
         return BindingReport.not_bound(planned, binder.name, (Reason.of("bind_failed", error=str(err)),))
     _log(report, options.label)
     return report
@@ -264,7 +261,7 @@ def bind(
     except GpunumaError as err:
         if options.strict:
             raise
-        logger.warning("gpunuma: %snot bound: %s", _prefix(options.label), err)
+        logs.warning("gpunuma: %snot bound: %s", _prefix(options.label), err)
         return BindingReport.not_bound(None, options.method, (Reason.of("plan_failed", error=str(err)),))
     return apply(options, planned)
 
@@ -277,7 +274,7 @@ def _log(report: BindingReport, label: str | None) -> None:
     prefix = _prefix(label)
     gpus = ",".join(str(g) for g in report.plan.gpus)
     suffix = f" for GPU {gpus}" if gpus else ""
-    logger.info("%s%s%s", prefix, report.summary(), suffix)
+    logs.info("%s%s%s", prefix, report.summary(), suffix)
     for mismatch in report.mismatches:
-        logger.warning("%sread-back differs from the plan: %s", prefix, mismatch)
+        logs.warning("%sread-back differs from the plan: %s", prefix, mismatch)
 

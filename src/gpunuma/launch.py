@@ -7,22 +7,24 @@ anywhere (a ``noexec`` /tmp cannot break it).
 
 from __future__ import annotations
 
-import argparse
-import multiprocessing
 import os
-import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from gpunuma.core.cpuset import CpuSet, node_list
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import MemoryPolicy
-from gpunuma.core.ports import Binder, Launcher
 from gpunuma.core.reasons import Reason
 
-if TYPE_CHECKING:
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # gpunuma exec imports this module to exec: multiprocessing and subprocess load where used
+    import argparse
+    import multiprocessing
+    import subprocess
+    from collections.abc import Callable, Mapping, Sequence
     from multiprocessing.context import ForkContext, ForkServerContext, SpawnContext
+    from typing import Any, NoReturn
+
+    from gpunuma.core.ports import Binder, Launcher
 
 
 def exec_bound(
@@ -76,6 +78,9 @@ def start_bound_process(
     ``target``, its arguments and ``binder`` must be picklable; the started process is returned.
     The child reads ``GPUNUMA_BIND``/``GPUNUMA_STRICT`` from its own environment (``strict=None``).
     """
+    import multiprocessing
+    from typing import cast
+
     # get_context(str) is typed BaseContext, which lacks Process; every start method's context has it.
     ctx = cast("SpawnContext | ForkServerContext | ForkContext", multiprocessing.get_context(context))
     process = ctx.Process(
@@ -110,6 +115,8 @@ def run_bound(
     plan: BindingPlan, argv: Sequence[str], *, launcher: Launcher | None = None, **run_kwargs: Any
 ) -> subprocess.CompletedProcess[Any]:
     """``subprocess.run`` of ``argv`` started bound per ``plan`` (no shell, no preexec_fn)."""
+    import subprocess
+
     return subprocess.run(bound_command(plan, argv, launcher), **run_kwargs)
 
 
@@ -129,6 +136,8 @@ def _plan_from_args(args: argparse.Namespace) -> BindingPlan:
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """``python -m gpunuma.launch --cpus=... --memory=... -- CMD``: bind, then exec CMD."""
+    import argparse
+
     parser = argparse.ArgumentParser(prog="python -m gpunuma.launch")
     parser.add_argument("--cpus", required=True)
     parser.add_argument("--nodes", default="")

@@ -7,9 +7,12 @@ The CLI's ``--source`` choices, the ``GPUNUMA_SOURCE`` check in :mod:`gpunuma.se
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
 from gpunuma.errors import UnknownSourceError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 #: Topology sources a user chooses by name (``--source``, ``GPUNUMA_SOURCE``): (module, class).
 TOPOLOGY_SOURCES: dict[str, tuple[str, str]] = {

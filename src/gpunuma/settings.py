@@ -24,15 +24,22 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import Enum
-from typing import Any, Protocol, TypeVar
 
 from gpunuma.core.identity import GpuEnvironment
 from gpunuma.core.policy import CpuScope, MemoryPolicy, Policy
+from gpunuma.core.value import Value
 from gpunuma.errors import SettingsError
 from gpunuma.registry import SOURCE_NAMES
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from enum import Enum
+    from typing import Any, TypeVar
+
+    from gpunuma.core.ports import RayLike
+
+    _E = TypeVar("_E", bound=Enum)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -50,9 +57,7 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name}={raw!r}: expected one of 1/0, true/false, yes/no, on/off")
 
 
-_E = TypeVar("_E", bound=Enum)
-
-__all__ = ["RayLike", "Settings", "SettingsError", "read_gpu_environment"]
+__all__ = ["Settings", "SettingsError", "read_gpu_environment"]
 
 
 def _choice(env: Mapping[str, str], name: str, enum: type[_E], default: str) -> _E:
@@ -64,14 +69,13 @@ def _choice(env: Mapping[str, str], name: str, enum: type[_E], default: str) -> 
         raise SettingsError(f"{name}={raw!r}: expected one of {allowed}") from None
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(Value):
     """The binding settings that ``GPUNUMA_*`` variables give, with the library's defaults."""
 
     enabled: bool = True
     strict: bool = False
     source: str = "auto"
-    policy: Policy = field(default_factory=Policy)
+    policy: Policy = Policy()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -92,12 +96,6 @@ class Settings:
             source=source,
             policy=policy,
         )
-
-
-class RayLike(Protocol):
-    """The one call gpunuma needs from Ray's API."""
-
-    def get_gpu_ids(self) -> Sequence[int | str]: ...
 
 
 def _ray_in_this_process() -> Any | None:

@@ -12,20 +12,19 @@ warning on the ``gpunuma`` logger and added to :attr:`Topology.notes`.
 
 from __future__ import annotations
 
-import dataclasses
-import logging
-from typing import TYPE_CHECKING, Any
-
+from gpunuma import logs
 from gpunuma.adapters.nvml import NvmlTopology
 from gpunuma.core.identity import normalize_bus_id
 from gpunuma.core.model import Gpu, MigDevice, Topology
-from gpunuma.core.plan import Allowed
+from gpunuma.core.value import replace
 from gpunuma.errors import NvmlError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from gpunuma.core.ports import TopologySource
+    from typing import Any
 
-LOG = logging.getLogger("gpunuma")
+    from gpunuma.core.plan import Allowed
+    from gpunuma.core.ports import TopologySource
 
 
 class AutoTopology:
@@ -68,12 +67,12 @@ class AutoTopology:
         base = self.sysfs.read()
         if self._without_nvml is not None:
             note = f"NVML not used: {self._without_nvml}"
-            return dataclasses.replace(base, source="auto(sysfs)", notes=(*base.notes, note))
+            return replace(base, source="auto(sysfs)", notes=(*base.notes, note))
         try:
             found = NvmlTopology(nvml=self._nvml, sysfs=self.sysfs).read_gpus(base)
         except NvmlError as err:
             note = f"NVML not used: {err}"
-            return dataclasses.replace(base, source="auto(sysfs)", notes=(*base.notes, note))
+            return replace(base, source="auto(sysfs)", notes=(*base.notes, note))
         gpus, notes = merge_gpus(base.gpus, found.gpus)
         return Topology(
             nodes=base.nodes,
@@ -116,7 +115,7 @@ def merge_gpus(kernel: tuple[Gpu, ...], nvml: tuple[Gpu, ...]) -> tuple[tuple[Gp
             merged.append(gpu)
     merged.sort(key=lambda g: g.index)
     first_other = max((g.index for g in merged), default=-1) + 1
-    renumbered = [dataclasses.replace(g, index=first_other + i) for i, g in enumerate(others)]
+    renumbered = [replace(g, index=first_other + i) for i, g in enumerate(others)]
     return (*merged, *renumbered), tuple(notes)
 
 
@@ -133,9 +132,9 @@ def _merge_one(kernel: Gpu, nvml: Gpu) -> tuple[Gpu, str | None]:
             f"{kernel.label}: sysfs numa_node {kernel.numa_node} but NVML CPU affinity says node "
             f"{nvml.numa_node}; using the kernel's {kernel.numa_node}"
         )
-        LOG.warning(note)
+        logs.warning(note)
     migs = tuple(MigDevice(uuid=m.uuid, parent_index=nvml.index, gi=m.gi, ci=m.ci) for m in nvml.mig_devices)
-    gpu = dataclasses.replace(
+    gpu = replace(
         kernel,
         index=nvml.index,
         uuid=nvml.uuid or kernel.uuid,

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from gpunuma.adapters.procfs import parse_cpulist, parse_idlist, parse_status, read_text, read_threads
 from gpunuma.core.cpuset import CpuSet
@@ -18,17 +15,21 @@ from gpunuma.core.kernel_policy import NUMA_MAPS_MODES
 from gpunuma.core.report import KernelView, ThreadState
 from gpunuma.errors import BindError, SysfsFormatError, TopologyUnavailableError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from gpunuma.adapters.mempolicy import MempolicySyscalls
 
 # numa_maps field 2: "default", "local", "bind:0-1", "prefer:1", "prefer (many):0-1",
-# "interleave:0-3", "weighted interleave:0-3", with flags such as "bind=static:0".
-_NUMA_MAPS_POLICY = re.compile(
+# "interleave:0-3", "weighted interleave:0-3", with flags such as "bind=static:0". Compiled only to
+# read another process (gpunuma check): a binder reads its own policy through get_mempolicy.
+_NUMA_MAPS_POLICY = (
     r"^\S+ (default|local|bind|prefer \(many\)|prefer|interleave|weighted interleave)(?:=[a-z|]+)?(?::(\S+))?"
 )
 
 
-def _read_status(path: Path) -> dict[str, str]:
+def _read_status(path: str) -> dict[str, str]:
     text = read_text(path)
     if text is None:
         raise FileNotFoundError(errno.ENOENT, "no such process", str(path))
@@ -41,7 +42,7 @@ def _cpulist(path: str | Path, fields: dict[str, str], key: str) -> CpuSet:
     return parse_cpulist(path, fields[key])
 
 
-def _threads(task_dir: Path) -> tuple[ThreadState, ...]:
+def _threads(task_dir: str) -> tuple[ThreadState, ...]:
     try:
         return read_threads(task_dir)
     except FileNotFoundError:
@@ -49,6 +50,8 @@ def _threads(task_dir: Path) -> tuple[ThreadState, ...]:
 
 
 def _numa_maps_policy(path: Path) -> tuple[str | None, tuple[int, ...]]:
+    import re
+
     # A mapping without its own policy shows the policy of the task whose entry is read,
     # so the first line of /proc/<pid>/numa_maps gives the main thread's policy.
     try:
@@ -56,7 +59,7 @@ def _numa_maps_policy(path: Path) -> tuple[str | None, tuple[int, ...]]:
             first = handle.readline()
     except OSError:
         return None, ()
-    match = _NUMA_MAPS_POLICY.match(first)
+    match = re.match(_NUMA_MAPS_POLICY, first)
     if not match:
         return None, ()
     nodes = parse_idlist(path, match.group(2)) if match.group(2) else frozenset()
@@ -85,19 +88,21 @@ def read_kernel_view(
     line of ``numa_maps`` shows it (None when unreadable). Raises ``FileNotFoundError`` when the
     process does not exist.
     """
-    base = Path(proc_root) / str(pid)
-    status_path = base / "status"
+    base = os.path.join(proc_root, str(pid))
+    status_path = os.path.join(base, "status")
     fields = _read_status(status_path)
     real_pid = int(fields.get("Tgid") or fields.get("Pid") or 0)
     if real_pid == os.getpid():
         mempolicy, nodes = _own_mempolicy(syscalls)
     else:
-        mempolicy, nodes = _numa_maps_policy(base / "numa_maps")
+        from pathlib import Path
+
+        mempolicy, nodes = _numa_maps_policy(Path(base, "numa_maps"))
     return KernelView(
         pid=real_pid,
         cpus_allowed=_cpulist(status_path, fields, "Cpus_allowed_list"),
         mems_allowed=frozenset(_cpulist(status_path, fields, "Mems_allowed_list").ids),
-        threads=_threads(base / "task"),
+        threads=_threads(os.path.join(base, "task")),
         mempolicy=mempolicy,
         mempolicy_nodes=nodes,
     )
@@ -106,7 +111,8 @@ def read_kernel_view(
 def read_environ(pid: int | str, proc_root: str | Path = "/proc") -> dict[str, str] | None:
     """The environment process ``pid`` started with (``/proc/<pid>/environ``), None when unreadable."""
     try:
-        raw = (Path(proc_root) / str(pid) / "environ").read_bytes()
+        with open(os.path.join(proc_root, str(pid), "environ"), "rb") as handle:
+            raw = handle.read()
     except OSError:
         return None
     env = {}

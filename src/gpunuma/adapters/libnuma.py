@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import ctypes
 import errno
-from typing import Any
 
 from gpunuma.adapters.mempolicy import MempolicySyscalls
 from gpunuma.adapters.process import ProcessBinder, errno_word
 from gpunuma.core.kernel_policy import Mempolicy, Mode
-from gpunuma.core.ports import Binder
 from gpunuma.errors import BindError, LibraryNotFoundError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from gpunuma.core.ports import Binder
 
 _INSTALL_HINT = "apt-get install libnuma1 / dnf install numactl-libs"
 
@@ -130,11 +134,11 @@ def default_binder(
     *, library: str = "libnuma.so.1", migrate_pages: bool = False, proc_root: str = "/proc", sys_root: str = "/sys"
 ) -> Binder:
     """LibnumaBinder, or SyscallBinder when libnuma is missing or refuses; its reports say which."""
-    from gpunuma.adapters.syscall import SyscallBinder
-
     try:
         return LibnumaBinder(library, migrate_pages=migrate_pages, proc_root=proc_root, sys_root=sys_root)
     except BindError as err:
+        from gpunuma.adapters.syscall import SyscallBinder
+
         return SyscallBinder(
             migrate_pages=migrate_pages,
             proc_root=proc_root,

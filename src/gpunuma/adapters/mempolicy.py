@@ -9,15 +9,18 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
-from collections.abc import Iterable
-from pathlib import Path
 
+from gpunuma.adapters.procfs import read_text
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.kernel_policy import Mempolicy, Mode
 from gpunuma.errors import BindError, CpuSetParseError, LibraryNotFoundError
 
-#: Syscall numbers from the kernel headers, by ``platform.machine()``.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from pathlib import Path
+
+#: Syscall numbers from the kernel headers, by machine (``uname -m``).
 SYSCALL_NUMBERS: dict[str, dict[str, int]] = {
     "x86_64": {"set_mempolicy": 238, "get_mempolicy": 239, "migrate_pages": 256},
     "aarch64": {"set_mempolicy": 237, "get_mempolicy": 236, "migrate_pages": 238},
@@ -39,8 +42,8 @@ def _words_for(max_node: int) -> int:
 def possible_max_node(sys_root: str | Path = "/sys") -> int:
     """The highest possible node id (``/sys/devices/system/node/possible``), 0 when unreadable."""
     try:
-        text = (Path(sys_root) / "devices/system/node/possible").read_text()
-        nodes = CpuSet.parse_list(text)
+        text = read_text(f"{sys_root}/devices/system/node/possible")
+        nodes = CpuSet.parse_list(text) if text is not None else CpuSet()
     except (OSError, CpuSetParseError):
         return 0
     return max(nodes.ids) if nodes else 0
@@ -52,11 +55,12 @@ def known_nodes(sys_root: str | Path = "/sys") -> frozenset[int] | None:
     Tells a node that does not exist (a wrong plan) from one a cpuset or seccomp refuses
     (``set_mempolicy`` answers EINVAL or EPERM for both).
     """
-    base = Path(sys_root) / "devices/system/node"
     for name in ("online", "possible"):
         try:
-            text = (base / name).read_text()
+            text = read_text(f"{sys_root}/devices/system/node/{name}")
         except OSError:
+            continue
+        if text is None:
             continue
         try:
             return CpuSet.parse_list(text).ids
@@ -69,11 +73,11 @@ class MempolicySyscalls:
     """get_mempolicy / set_mempolicy / migrate_pages for the calling thread, via raw syscalls.
 
     ``libc`` is a ``CDLL`` loaded with ``use_errno=True`` (default: this process's C library); ``machine``
-    picks the syscall numbers (default ``platform.machine()``).
+    picks the syscall numbers (default ``os.uname().machine``, what ``platform.machine()`` returns).
     """
 
     def __init__(self, *, libc: ctypes.CDLL | None = None, machine: str | None = None, max_node: int | None = None):
-        arch = machine or platform.machine()
+        arch = machine or os.uname().machine
         numbers = SYSCALL_NUMBERS.get(arch)
         if numbers is None:
             raise BindError(f"no memory-policy syscall numbers for architecture {arch!r} (x86_64 and aarch64 known)")

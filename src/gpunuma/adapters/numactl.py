@@ -7,13 +7,17 @@ Used where the process to bind is started by us; in-process binders cover the re
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
 
 from gpunuma.core.cpuset import node_list
 from gpunuma.core.kernel_policy import Mode, kernel_policy
-from gpunuma.core.model import Topology
-from gpunuma.core.plan import BindingPlan
 from gpunuma.errors import LibraryNotFoundError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from gpunuma.core.model import Topology
+    from gpunuma.core.plan import BindingPlan
 
 #: numactl's option for each mode the plan may ask for (--preferred-many: numactl 2.0.15+, Linux 5.15+).
 _MEMORY_OPTIONS = {Mode.BIND: "--membind", Mode.PREFERRED: "--preferred", Mode.PREFERRED_MANY: "--preferred-many"}

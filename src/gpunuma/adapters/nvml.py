@@ -6,22 +6,21 @@ source); NVML only says which CPUs and memory nodes are near each GPU.
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
-
+from gpunuma import logs
 from gpunuma.core.cpuset import CpuSet, node_list
 from gpunuma.core.identity import normalize_bus_id
 from gpunuma.core.model import Gpu, MigDevice, Topology
-from gpunuma.core.plan import Allowed
+from gpunuma.core.value import Value
 from gpunuma.errors import NvmlError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    from gpunuma.core.plan import Allowed
     from gpunuma.core.ports import TopologySource
 
-T = TypeVar("T")
-
-logger = logging.getLogger("gpunuma")
+    T = TypeVar("T")
 
 #: NVML codes that make one field unknown rather than the whole read fail.
 _FIELD_CODES = {"NOT_SUPPORTED": 3, "NO_PERMISSION": 4, "FUNCTION_NOT_FOUND": 13}
@@ -39,8 +38,7 @@ def _error_name(err: BaseException) -> str:
     return type(err).__name__.removeprefix("NVMLError_")
 
 
-@dataclass(frozen=True)
-class NvmlGpus:
+class NvmlGpus(Value):
     """What NVML reports: GPUs (with NVML's own locality) and notes about unreadable devices."""
 
     gpus: tuple[Gpu, ...]
@@ -135,7 +133,7 @@ class NvmlTopology:
                 nvml.nvmlShutdown()
             except nvml.NVMLError as err:
                 # A failing shutdown must not hide the read's own result or error.
-                logger.debug("nvmlShutdown failed: %s", err)
+                logs.debug("nvmlShutdown failed: %s", err)
 
     # -- per device -------------------------------------------------------------------
     def _read_devices(self, session: _Session, base: Topology) -> NvmlGpus:

@@ -8,12 +8,9 @@ page migration, read-back, and undo on failure.
 from __future__ import annotations
 
 import errno
-import logging
 import os
-from dataclasses import replace
-from pathlib import Path
-from typing import Protocol
 
+from gpunuma import logs
 from gpunuma.adapters.kernel_view import read_kernel_view
 from gpunuma.adapters.mempolicy import MempolicySyscalls, known_nodes
 from gpunuma.adapters.threads import ThreadBindError, bind_threads, restore_threads
@@ -23,26 +20,30 @@ from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import MemoryPolicy
 from gpunuma.core.readback import compare
 from gpunuma.core.report import BindingReport
+from gpunuma.core.value import replace
 from gpunuma.errors import BindError
 
-logger = logging.getLogger("gpunuma")
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # for type checkers only: the bind path builds no Protocol class
+    from pathlib import Path
+    from typing import Protocol
+
+    class MemorySetter(Protocol):
+        """Sets the calling thread's memory policy; raises ``OSError`` with the kernel's errno.
+
+        ``name`` is the binder's method in reports (``libnuma``, ``syscall``); ``syscalls`` reads the
+        policy back, restores it and migrates pages. A setter pickles by reloading its library.
+        """
+
+        name: str
+        syscalls: MempolicySyscalls
+
+        def set(self, mode: Mode, nodes: tuple[int, ...]) -> None:
+            ...
+
 
 #: MPOL_PREFERRED_MANY arrived in Linux 5.15.
 _PREFERRED_MANY_SINCE = (5, 15)
-
-
-class MemorySetter(Protocol):
-    """Sets the calling thread's memory policy; raises ``OSError`` with the kernel's errno.
-
-    ``name`` is the binder's method in reports (``libnuma``, ``syscall``); ``syscalls`` reads the
-    policy back, restores it and migrates pages. A setter pickles by reloading its library.
-    """
-
-    name: str
-    syscalls: MempolicySyscalls
-
-    def set(self, mode: Mode, nodes: tuple[int, ...]) -> None:
-        ...
 
 
 def errno_word(code: int | None) -> str:
@@ -116,7 +117,7 @@ def _restore_memory(syscalls: MempolicySyscalls, saved: Mempolicy) -> None:
             syscalls.set(saved)
     except OSError as err:
         # Nothing more can be done: the policy was either never changed or the kernel refuses it.
-        logger.debug("restoring the memory policy failed: %s", err)
+        logs.debug("restoring the memory policy failed: %s", err)
 
 
 def _migrate(syscalls: MempolicySyscalls, old: frozenset[int], new: tuple[int, ...]) -> str:

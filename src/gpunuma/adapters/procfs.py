@@ -6,13 +6,16 @@ Every function takes the filesystem ``root`` (``/`` on a live system, a rendered
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from pathlib import Path
 
 from gpunuma.core.cpuset import CpuSet, parse_ids
 from gpunuma.core.plan import Allowed
 from gpunuma.core.report import ThreadState
+from gpunuma.core.value import Value
 from gpunuma.errors import CpuSetParseError, SysfsFormatError, TopologyUnavailableError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 _CHUNK = 65536
 
@@ -65,8 +68,9 @@ def parse_cpumask(path: str | Path, text: str) -> CpuSet:
         raise SysfsFormatError(path, text, err.why) from err
 
 
-def _proc(root: str | Path, pid: int | str) -> Path:
-    return Path(root) / "proc" / str(pid)
+# Paths are plain strings on the bind path: importing pathlib costs a bound worker ~5 ms of CPU.
+def _proc(root: str | Path, pid: int | str) -> str:
+    return os.path.join(root, "proc", str(pid))
 
 
 def parse_status(path: str | Path, text: str) -> dict[str, str]:
@@ -96,7 +100,7 @@ def read_status(root: str | Path = "/", pid: int | str = "self") -> dict[str, st
 
     ``/proc/<pid>/status`` shows the main thread; see :func:`read_threads` for the others.
     """
-    path = _proc(root, pid) / "status"
+    path = os.path.join(_proc(root, pid), "status")
     text = read_text(path)
     if text is None:
         raise TopologyUnavailableError(f"{path}: no such process status")
@@ -108,7 +112,7 @@ def status_cpus(status: dict[str, str], path: Path | str = "status") -> CpuSet:
     text = status.get("Cpus_allowed_list")
     if text is None:
         raise SysfsFormatError(path, "", "no Cpus_allowed_list line")
-    return parse_cpulist(Path(path), text)
+    return parse_cpulist(path, text)
 
 
 def status_mems(status: dict[str, str], path: Path | str = "status") -> frozenset[int]:
@@ -116,7 +120,7 @@ def status_mems(status: dict[str, str], path: Path | str = "status") -> frozense
     text = status.get("Mems_allowed_list")
     if text is None:
         raise SysfsFormatError(path, "", "no Mems_allowed_list line")
-    return parse_idlist(Path(path), text)
+    return parse_idlist(path, text)
 
 
 def list_tids(task_dir: str | Path) -> tuple[int, ...]:
@@ -157,7 +161,7 @@ def read_thread_affinities(root: str | Path = "/", pid: int | str = "self") -> d
 
     A thread that exits between listing and reading is left out.
     """
-    tasks = _proc(root, pid) / "task"
+    tasks = os.path.join(_proc(root, pid), "task")
     try:
         threads = read_threads(tasks)
     except FileNotFoundError as err:
@@ -165,8 +169,7 @@ def read_thread_affinities(root: str | Path = "/", pid: int | str = "self") -> d
     return {thread.tid: thread.cpus for thread in threads}
 
 
-@dataclass(frozen=True)
-class CgroupCpuset:
+class CgroupCpuset(Value):
     """The effective cpuset of a process's cgroup and the files it came from."""
 
     cpus: CpuSet
@@ -178,7 +181,7 @@ class CgroupCpuset:
 
 def _cgroup_paths(root: str | Path, pid: int | str) -> tuple[str | None, str | None]:
     """(v2 path, v1 cpuset path) from ``/proc/<pid>/cgroup``."""
-    path = _proc(root, pid) / "cgroup"
+    path = os.path.join(_proc(root, pid), "cgroup")
     text = read_text(path)
     if text is None:
         return None, None
@@ -198,7 +201,7 @@ def _cgroup_paths(root: str | Path, pid: int | str) -> tuple[str | None, str | N
     return v2, v1
 
 
-def _walk_up(mount: Path, group: str, names: tuple[str, str]) -> tuple[Path, Path] | None:
+def _walk_up(mount: str, group: str, names: tuple[str, str]) -> tuple[str, str] | None:
     """The nearest cgroup at or above ``group`` that holds both files.
 
     A cgroup without the cpuset controller runs on its nearest ancestor's cpuset, and inside a
@@ -206,50 +209,56 @@ def _walk_up(mount: Path, group: str, names: tuple[str, str]) -> tuple[Path, Pat
     """
     parts = [p for p in group.split("/") if p]
     for depth in range(len(parts), -1, -1):
-        folder = mount.joinpath(*parts[:depth])
-        first, second = folder / names[0], folder / names[1]
-        if first.exists() and second.exists():
+        folder = os.path.join(mount, *parts[:depth])
+        first, second = os.path.join(folder, names[0]), os.path.join(folder, names[1])
+        if os.path.exists(first) and os.path.exists(second):
             return first, second
     return None
 
 
-def _read_pair(files: tuple[Path, Path], version: int) -> CgroupCpuset:
-    cpus_file, mems_file = files
+def _cgroup_files(root: str | Path, pid: int | str) -> tuple[str, str, int] | None:
+    """The effective cpuset files of the process's cgroup and its version: v2 first, then v1."""
+    v2, v1 = _cgroup_paths(root, pid)
+    cgroup = os.path.join(root, "sys/fs/cgroup")
+    if v2 is not None:
+        for mount in (cgroup, os.path.join(cgroup, "unified")):
+            files = _walk_up(mount, v2, ("cpuset.cpus.effective", "cpuset.mems.effective"))
+            if files is not None:
+                return (*files, 2)
+    if v1 is not None:
+        mount = os.path.join(cgroup, "cpuset")
+        for names in (("cpuset.effective_cpus", "cpuset.effective_mems"), ("cpuset.cpus", "cpuset.mems")):
+            files = _walk_up(mount, v1, names)
+            if files is not None:
+                return (*files, 1)
+    return None
+
+
+def _read_pair(cpus_file: str, mems_file: str) -> tuple[CpuSet, frozenset[int]]:
     cpus_text = read_text(cpus_file) or ""
     mems_text = read_text(mems_file) or ""
-    return CgroupCpuset(
-        cpus=parse_cpulist(cpus_file, cpus_text),
-        mems=parse_idlist(mems_file, mems_text),
-        version=version,
-        cpus_file=cpus_file,
-        mems_file=mems_file,
-    )
+    return parse_cpulist(cpus_file, cpus_text), parse_idlist(mems_file, mems_text)
 
 
 def read_cgroup_cpuset(root: str | Path = "/", pid: int | str = "self") -> CgroupCpuset | None:
     """The effective cpuset of the process's cgroup: v2 first, then v1; None when neither is readable."""
-    v2, v1 = _cgroup_paths(root, pid)
-    cgroup = Path(root) / "sys/fs/cgroup"
-    if v2 is not None:
-        for mount in (cgroup, cgroup / "unified"):
-            files = _walk_up(mount, v2, ("cpuset.cpus.effective", "cpuset.mems.effective"))
-            if files is not None:
-                return _read_pair(files, 2)
-    if v1 is not None:
-        mount = cgroup / "cpuset"
-        for names in (("cpuset.effective_cpus", "cpuset.effective_mems"), ("cpuset.cpus", "cpuset.mems")):
-            files = _walk_up(mount, v1, names)
-            if files is not None:
-                return _read_pair(files, 1)
-    return None
+    found = _cgroup_files(root, pid)
+    if found is None:
+        return None
+    from pathlib import Path
+
+    cpus_file, mems_file, version = found
+    cpus, mems = _read_pair(cpus_file, mems_file)
+    return CgroupCpuset(cpus=cpus, mems=mems, version=version, cpus_file=Path(cpus_file), mems_file=Path(mems_file))
 
 
 def read_allowed(root: str | Path = "/", pid: int | str = "self") -> Allowed:
     """What the process may use: the cgroup cpuset (else its status lists) and its current affinity."""
-    path = _proc(root, pid) / "status"
+    path = os.path.join(_proc(root, pid), "status")
     status = read_status(root, pid)
     affinity = status_cpus(status, path)
-    cpuset = read_cgroup_cpuset(root, pid)
-    if cpuset is None:
+    found = _cgroup_files(root, pid)
+    if found is None:
         return Allowed(cpus=affinity, mems=status_mems(status, path), affinity=affinity)
-    return Allowed(cpus=cpuset.cpus, mems=cpuset.mems, affinity=affinity)
+    cpus, mems = _read_pair(found[0], found[1])
+    return Allowed(cpus=cpus, mems=mems, affinity=affinity)

@@ -12,17 +12,18 @@ Ids are below :data:`LIMIT` (65536): no kernel configures more than 8192 CPUs (`
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-
+from gpunuma.core.value import Value
 from gpunuma.errors import CpuSetParseError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
 
 #: Every id is below this bound (see the module docstring).
 LIMIT = 1 << 16
 #: What kernel text may carry around its value: the trailing newline, padding, NUL bytes of a raw buffer.
 _BLANK = " \t\n\r\v\f\x00"
-_HEX_WORD = re.compile(r"^[0-9a-fA-F]{1,8}$")
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 #: Decimal digits of the largest id below LIMIT: longer numbers are beyond it (and never reach int()).
 _MAX_DIGITS = len(str(LIMIT - 1))
 #: Bound once: set algebra and parsing build many sets, and the attribute look-ups cost as much as the build.
@@ -91,8 +92,7 @@ def parse_ids(text: str) -> frozenset[int]:
     return frozenset(ids)
 
 
-@dataclass(frozen=True, order=False)
-class CpuSet:
+class CpuSet(Value):
     """A set of CPU ids. Construct with :meth:`of`, :meth:`parse_list`, :meth:`parse_mask`..."""
 
     ids: frozenset[int] = frozenset()
@@ -101,6 +101,13 @@ class CpuSet:
         for cpu in self.ids:
             if not isinstance(cpu, int) or cpu < 0 or cpu >= LIMIT:
                 raise CpuSetParseError(self.ids, f"CPU id {cpu!r} is not an int in 0..{LIMIT - 1}")
+
+    # Set algebra compares sets often: by ids directly, not through a tuple of the fields.
+    def __eq__(self, other: object) -> bool:
+        return self.ids == other.ids if other.__class__ is CpuSet else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.ids)
 
     # -- construction ---------------------------------------------------------------
     @classmethod
@@ -146,7 +153,7 @@ class CpuSet:
             raise CpuSetParseError(text, f"{len(words)} words hold ids beyond {LIMIT - 1}")
         found: list[int] = []
         for position, word in enumerate(reversed(words)):
-            if not _HEX_WORD.match(word):
+            if not 0 < len(word) <= 8 or not _HEX_DIGITS.issuperset(word):
                 raise CpuSetParseError(text, f"{word!r} is not a 32-bit hex word")
             _set_bits(int(word, 16), 32 * position, found)
         return cls._trusted(frozenset(found))

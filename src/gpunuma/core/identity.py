@@ -11,17 +11,15 @@ and the order is not ``PCI_BUS_ID``, gpunuma still uses bus order and logs a war
 
 from __future__ import annotations
 
-import logging
-import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import TypeAlias
-
 from gpunuma.core.model import Gpu, Topology
 from gpunuma.core.reasons import Reason
+from gpunuma.core.value import Value
 from gpunuma.errors import GpuResolutionError
 
-LOG = logging.getLogger("gpunuma")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import TypeAlias
 
 CUDA_VISIBLE_DEVICES = "CUDA_VISIBLE_DEVICES"
 CUDA_DEVICE_ORDER = "CUDA_DEVICE_ORDER"
@@ -32,14 +30,55 @@ RAY_NOSET_CVD = "RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES"
 #: Values that mean "no GPU" rather than a mistake (Slurm writes ``NoDevFiles``).
 _NO_GPU_VALUES = frozenset({"-1", "nodevfiles"})
 
-_BUS_ID = re.compile(r"^(?:([0-9a-fA-F]{1,8}):)?([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])$")
-_LEGACY_MIG = re.compile(r"^MIG-(GPU-[0-9a-fA-F-]+)/(\d+)/(\d+)$")
-_DECIMAL = re.compile(r"^[+-]?\d+$")
-_CUDA_ORDINAL = re.compile(r"^cuda:(\d+)$")
+_HEX = frozenset("0123456789abcdefABCDEF")
+_UUID_CHARS = _HEX | {"-"}
 
 
-@dataclass(frozen=True)
-class GpuEnvironment:
+# Text matching by str methods, not regular expressions: ``re`` (and the ``enum`` it imports) would cost
+# every bound worker ~6 ms of CPU at import. ``isdecimal`` is what ``\d`` matches.
+def _is_hex(text: str, most: int) -> bool:
+    return 0 < len(text) <= most and _HEX.issuperset(text)
+
+
+def _bus_fields(text: str) -> tuple[int, int, int, str] | None:
+    """(domain, bus, device, function) of ``[DOMAIN:]BUS:DEVICE.FUNCTION`` (hex, function 0-7), else None."""
+    head, dot, function = text.rpartition(".")
+    if not dot or len(function) != 1 or function not in "01234567":
+        return None
+    parts = head.split(":")
+    if len(parts) == 2:
+        parts.insert(0, "0")
+    if len(parts) != 3:
+        return None
+    domain, bus, device = parts
+    if not (_is_hex(domain, 8) and _is_hex(bus, 2) and _is_hex(device, 2)):
+        return None
+    return int(domain, 16), int(bus, 16), int(device, 16), function
+
+
+def _is_decimal(text: str) -> bool:
+    """An optionally signed decimal integer such as ``3`` or ``-1``."""
+    return (text[1:] if text[:1] in ("+", "-") else text).isdecimal()
+
+
+def _legacy_mig_parent(entry: str) -> str | None:
+    """The parent ``GPU-`` UUID of a legacy ``MIG-GPU-<uuid>/<gi>/<ci>`` entry, else None."""
+    if not entry.startswith("MIG-GPU-"):
+        return None
+    parent, *numbers = entry[4:].split("/")
+    if len(numbers) != 2 or not all(number.isdecimal() for number in numbers):
+        return None
+    return parent if len(parent) > 4 and _UUID_CHARS.issuperset(parent[4:]) else None
+
+
+def _warn(reason: Reason) -> None:
+    # Rare (a mistake in the environment): logging is imported only when there is something to say.
+    import logging
+
+    logging.getLogger("gpunuma").warning(reason)
+
+
+class GpuEnvironment(Value):
     """What the process environment says about GPU ownership, read at the edge and passed in as a value.
 
     The visibility variables as set (None: unset) and the GPU ids Ray assigned to this worker (empty:
@@ -77,8 +116,9 @@ class GpuEnvironment:
         }.get(variable)
 
 
-#: What the functions below accept: the value, or a plain mapping read as :meth:`GpuEnvironment.from_mapping`.
-EnvironmentLike: TypeAlias = GpuEnvironment | Mapping[str, str]
+if TYPE_CHECKING:
+    #: What the functions below accept: the value, or a plain mapping read as :meth:`GpuEnvironment.from_mapping`.
+    EnvironmentLike: TypeAlias = GpuEnvironment | Mapping[str, str]
 
 
 def _environment(env: EnvironmentLike) -> GpuEnvironment:
@@ -88,20 +128,19 @@ def _environment(env: EnvironmentLike) -> GpuEnvironment:
 def normalize_bus_id(bus_id: str | bytes) -> str:
     """``00000000:1B:00.0`` / ``0000:1b:00.0`` / ``1b:00.0`` / bytes -> ``0000:1b:00.0`` (sysfs form)."""
     text = bus_id.decode() if isinstance(bus_id, bytes) else bus_id
-    match = _BUS_ID.match(text.strip().rstrip("\x00"))
-    if not match:
+    fields = _bus_fields(text.strip().rstrip("\x00"))
+    if fields is None:
         raise ValueError(f"{bus_id!r} is not a PCI bus id")
-    domain = int(match.group(1), 16) if match.group(1) else 0
-    return f"{domain:04x}:{int(match.group(2), 16):02x}:{int(match.group(3), 16):02x}.{match.group(4)}"
+    domain, bus, device, function = fields
+    return f"{domain:04x}:{bus:02x}:{device:02x}.{function}"
 
 
 def is_bus_id(text: str) -> bool:
     """Whether ``text`` reads as a PCI bus id in any NVML or sysfs form."""
-    return bool(_BUS_ID.match(text.strip()))
+    return _bus_fields(text.strip()) is not None
 
 
-@dataclass(frozen=True)
-class Resolution:
+class Resolution(Value):
     """The physical GPUs this process owns, where that came from, and what was odd on the way.
 
     ``reasons`` has one line per GPU (``GPU 6 (0000:c3:00.0) from CUDA_VISIBLE_DEVICES=GPU-...``).
@@ -113,8 +152,7 @@ class Resolution:
     warnings: tuple[Reason, ...] = ()
 
 
-@dataclass(frozen=True)
-class Visibility:
+class Visibility(Value):
     """The physical GPUs the process sees, in local (``cuda:N``) order, and how that was read."""
 
     gpus: tuple[int, ...]
@@ -155,9 +193,9 @@ def _match_uuid(entry: str, gpus: Sequence[Gpu], variable: str, value: str) -> G
             value=value,
         )
     lowered = entry.lower()
-    legacy = _LEGACY_MIG.match(entry)
-    if legacy:
-        lowered = legacy.group(1).lower()
+    legacy = _legacy_mig_parent(entry)
+    if legacy is not None:
+        lowered = legacy.lower()
     if lowered.startswith("mig-"):
         hits = [g for g in gpus if any(m.uuid.lower().startswith(lowered) for m in g.mig_devices)]
         what = "MIG UUID"
@@ -189,7 +227,7 @@ def _parse_list(
     entries = [e.strip() for e in stripped.split(",")]
     for position, entry in enumerate(entries):
         try:
-            if _DECIMAL.match(entry):
+            if _is_decimal(entry):
                 number = int(entry)
                 if not 0 <= number < len(candidates):
                     raise _Unmatched(f"index {number} is not one of the {len(candidates)} GPUs")
@@ -208,7 +246,7 @@ def _parse_list(
             ignored = ",".join(entries[position:])
             warning = Reason.of("visible_list_truncated", variable=variable, value=value, problem=str(err),
                                 ignored=ignored)
-            LOG.warning(warning)
+            _warn(warning)
             return tuple(chosen), (warning,)
         chosen.append(gpu)
     return tuple(chosen), ()
@@ -227,7 +265,7 @@ def visible_gpus(topology: Topology, env: EnvironmentLike) -> Visibility:
     if vendor == "nvidia":
         order = _order_warning(gpus, environ)
         if order:
-            LOG.warning(order)
+            _warn(order)
             warnings.append(order)
         value = environ.get(CUDA_VISIBLE_DEVICES)
         if value is None:
@@ -346,10 +384,11 @@ def _local_ordinal(item: int | str) -> int | None:
         return item
     text = item.strip()
     # A decimal string is an index, never a UUID prefix: bind_to_gpu(os.environ["LOCAL_RANK"]) must work.
-    if _DECIMAL.match(text):
+    if _is_decimal(text):
         return int(text)
-    ordinal = _CUDA_ORDINAL.match(text)
-    return int(ordinal.group(1)) if ordinal else None
+    if text.startswith("cuda:") and text[5:].isdecimal():
+        return int(text[5:])
+    return None
 
 
 def _explicit(topology: Topology, items: list[int | str], env: GpuEnvironment) -> Resolution:
@@ -394,7 +433,7 @@ def _from_ray(topology: Topology, ids: list[int | str], env: GpuEnvironment) -> 
     shown = str([str(i) for i in ids])
     for raw in ids:
         text = str(raw).strip()
-        if _DECIMAL.match(text):
+        if _is_decimal(text):
             gpu = _physical_gpu(topology, int(text), "ray.get_gpu_ids()", text)
         else:
             gpu = _by_string(topology, text, "ray.get_gpu_ids()")

@@ -7,15 +7,16 @@ and the words reports, ``get_mempolicy`` and ``/proc/<pid>/numa_maps`` give each
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from enum import IntEnum
-
 from gpunuma.core.cpuset import node_list
 from gpunuma.core.policy import MemoryPolicy
+from gpunuma.core.value import Choice, Value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
-class Mode(IntEnum):
+class Mode(int, Choice):
     """A memory policy mode (uapi ``MPOL_*``)."""
 
     DEFAULT = 0
@@ -44,8 +45,7 @@ NUMA_MAPS_MODES: dict[str, Mode] = {
 }
 
 
-@dataclass(frozen=True)
-class Mempolicy:
+class Mempolicy(Value):
     """One thread's memory policy: mode, its flag bits and the nodes in its mask."""
 
     mode: Mode

@@ -5,16 +5,16 @@ Adapters (sysfs, NVML, fakes) produce it; the planner reads it; nothing mutates 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from functools import cached_property
-from typing import Any
-
 from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.value import Value, cached, field
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 
-@dataclass(frozen=True)
-class NumaNode:
+class NumaNode(Value):
     """One NUMA node. ``cpus`` is empty for CPU-less nodes (GPU memory on Grace machines)."""
 
     id: int
@@ -35,8 +35,7 @@ class NumaNode:
         return hash((self.id, self.cpus, self.has_memory, tuple(sorted(self.distances.items())), self.memory_mb))
 
 
-@dataclass(frozen=True)
-class Cpu:
+class Cpu(Value):
     """One logical CPU: its socket (package), core and SMT siblings (the CPUs of its core).
 
     ``core`` numbers the cores of a package 0, 1, 2... by their lowest CPU, so it repeats
@@ -50,8 +49,7 @@ class Cpu:
     online: bool = True
 
 
-@dataclass(frozen=True)
-class MigDevice:
+class MigDevice(Value):
     """A MIG instance: its UUID and the physical GPU (by index) it lives on."""
 
     uuid: str
@@ -60,8 +58,7 @@ class MigDevice:
     ci: int | None = None
 
 
-@dataclass(frozen=True)
-class Gpu:
+class Gpu(Value):
     """One physical GPU.
 
     ``index`` is its position in PCI bus order (NVML and ``nvidia-smi`` order).
@@ -84,14 +81,13 @@ class Gpu:
     #: Why a field is unknown (``"nvmlDeviceGetNumaNodeId: NotSupported"``), for reports.
     notes: tuple[str, ...] = ()
 
-    @cached_property
+    @cached
     def label(self) -> str:
         """``GPU 5 (0000:9a:00.0)``: how reasons name a GPU."""
         return f"GPU {self.index} ({self.pci_bus_id})"
 
 
-@dataclass(frozen=True)
-class Topology:
+class Topology(Value):
     """A machine: its NUMA nodes, CPUs and GPUs, and where the snapshot came from."""
 
     nodes: tuple[NumaNode, ...]
@@ -101,23 +97,23 @@ class Topology:
     #: Adapter warnings (a disagreement between NVML and sysfs, an unreadable file).
     notes: tuple[str, ...] = ()
 
-    # Lookup indexes, built on first use. cached_property stores into the instance __dict__
+    # Lookup indexes, built on first use. cached stores into the instance __dict__
     # directly, so it works on this frozen dataclass; the fields it derives from never change.
-    @cached_property
+    @cached
     def _node_index(self) -> dict[int, NumaNode]:
         index: dict[int, NumaNode] = {}
         for node in self.nodes:
             index.setdefault(node.id, node)  # first wins, as a scan would find it
         return index
 
-    @cached_property
+    @cached
     def _gpu_index(self) -> dict[int, Gpu]:
         index: dict[int, Gpu] = {}
         for gpu in self.gpus:
             index.setdefault(gpu.index, gpu)
         return index
 
-    @cached_property
+    @cached
     def _cpu_index(self) -> dict[int, Cpu]:
         index: dict[int, Cpu] = {}
         for cpu in self.cpus:
@@ -133,7 +129,7 @@ class Topology:
     def cpu(self, cpu_id: int) -> Cpu | None:
         return self._cpu_index.get(cpu_id)
 
-    @cached_property
+    @cached
     def all_cpus(self) -> CpuSet:
         """Every CPU that belongs to a node."""
         result = CpuSet()
@@ -141,7 +137,7 @@ class Topology:
             result = result | node.cpus
         return result
 
-    @cached_property
+    @cached
     def cpu_nodes(self) -> tuple[NumaNode, ...]:
         """Nodes that have CPUs, ascending by id."""
         return tuple(node for node in self.nodes if node.has_cpus)

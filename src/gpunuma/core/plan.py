@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 from gpunuma.core.cpuset import CpuSet, node_list
 from gpunuma.core.policy import MemoryPolicy, Policy
 from gpunuma.core.reasons import Reason, codes
+from gpunuma.core.value import Value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
-@dataclass(frozen=True)
-class Allowed:
+class Allowed(Value):
     """What the kernel lets this process use.
 
     ``cpus``/``mems`` are the cgroup cpuset (``cpuset.cpus.effective``, ``Mems_allowed``);
@@ -28,8 +29,7 @@ class Allowed:
         return bool(self.affinity) and self.affinity < self.cpus
 
 
-@dataclass(frozen=True)
-class BindingPlan:
+class BindingPlan(Value):
     """Which node(s), CPUs and memory policy to bind to, and why.
 
     An empty ``cpus`` means "do not bind": ``reasons`` then says why. Each reason is a
@@ -42,7 +42,7 @@ class BindingPlan:
     memory_policy: MemoryPolicy
     memory_nodes: tuple[int, ...]
     reasons: tuple[str, ...]
-    policy: Policy = field(default_factory=Policy)
+    policy: Policy = Policy()
     gpu_labels: tuple[str, ...] = ()
 
     @property

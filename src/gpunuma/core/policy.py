@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from enum import Enum
+from gpunuma.core.value import Choice, Value
 
 
-class CpuScope(str, Enum):
+class CpuScope(str, Choice):
     """Which CPUs a bound process may run on."""
 
     NODE = "node"
@@ -17,7 +16,7 @@ class CpuScope(str, Enum):
     """A disjoint share of the node's whole cores, by the GPU's rank among the node's GPUs."""
 
 
-class MemoryPolicy(str, Enum):
+class MemoryPolicy(str, Choice):
     """Which memory policy a bound process gets."""
 
     PREFERRED = "preferred"
@@ -28,7 +27,7 @@ class MemoryPolicy(str, Enum):
     """Leave the memory policy alone; bind CPUs only."""
 
 
-class Fallback(str, Enum):
+class Fallback(str, Choice):
     """What to do when the GPU's node has no CPU this process is allowed to use."""
 
     NEAREST = "nearest"
@@ -37,8 +36,7 @@ class Fallback(str, Enum):
     """Do not bind; say why."""
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(Value):
     """A binding policy. The defaults (``node`` + ``preferred``) are the safe choice."""
 
     cpu_scope: CpuScope = CpuScope.NODE

@@ -36,6 +36,12 @@ class Binder(Protocol):
         ...
 
 
+class RayLike(Protocol):
+    """The one call gpunuma needs from Ray's API (``ray`` itself, or a stand-in in tests)."""
+
+    def get_gpu_ids(self) -> Sequence[int | str]: ...
+
+
 @runtime_checkable
 class Launcher(Protocol):
     """Turns a plan and an argv into the argv that starts a bound child."""

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 from gpunuma.core.cpuset import CpuSet, node_list
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import MemoryPolicy
 from gpunuma.core.reasons import Reason, codes
+from gpunuma.core.value import Value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
-@dataclass(frozen=True)
-class ThreadState:
+class ThreadState(Value):
     """One thread's CPU affinity as the kernel reports it (``/proc/<pid>/task/<tid>/status``)."""
 
     tid: int
@@ -20,8 +21,7 @@ class ThreadState:
     cpus: CpuSet
 
 
-@dataclass(frozen=True)
-class KernelView:
+class KernelView(Value):
     """The kernel's view of a process after binding, read back rather than assumed."""
 
     pid: int
@@ -33,8 +33,7 @@ class KernelView:
     mempolicy_nodes: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True)
-class BindingReport:
+class BindingReport(Value):
     """The outcome of applying a plan: whether it bound, how, and what the kernel holds now."""
 
     plan: BindingPlan

@@ -13,21 +13,20 @@ Environment switches (``GPUNUMA_BIND``, ``GPUNUMA_STRICT``, ``GPUNUMA_CPU_SCOPE`
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
-
+from gpunuma import logs
 from gpunuma.errors import BindError, TopologyUnavailableError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: a worker loads what the bind path needs, when it binds
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any
+
     from gpunuma.compose import Options
     from gpunuma.core.model import Topology
     from gpunuma.core.plan import Allowed, BindingPlan
     from gpunuma.core.policy import Policy
     from gpunuma.core.ports import Binder, TopologySource
     from gpunuma.core.report import BindingReport
-
-logger = logging.getLogger("gpunuma")
 
 
 def _ray() -> Any:
@@ -165,7 +164,7 @@ def _binder_for_hook(
 
         options = Options.from_env(source=source, binder=binder, policy=policy, strict=strict)
         if rebind:
-            from dataclasses import replace
+            from gpunuma.core.value import replace
 
             options = replace(options, policy=replace(options.policy, override_affinity=True))
         return _bind_worker(options)
@@ -199,13 +198,13 @@ def install_binding_hook(
     except (ImportError, AttributeError):
         original = None
     if original is not None and getattr(original, _INSTALLED_MARK, False):
-        logger.debug("gpunuma: the binding hook is already installed in this worker; leaving it")
+        logs.debug("gpunuma: the binding hook is already installed in this worker; leaving it")
         return True
     watcher = _BindOnAssignment(_binder_for_hook(source, binder, policy, strict))
     if _in_ray_worker(ray):
         watcher.after_assignment(ray)
     if original is None:
-        logger.warning(
+        logs.warning(
             "gpunuma: this Ray version has no %s.%s; the setup hook cannot bind GPU workers "
             "(call gpunuma.integrations.ray.bind_this_process() in the actor instead)",
             module_name,

@@ -37,8 +37,6 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
 from gpunuma.core.cpuset import CpuSet, node_list
 from gpunuma.core.model import Gpu, NumaNode, Topology
 from gpunuma.core.plan import Allowed, BindingPlan
@@ -48,6 +46,10 @@ from gpunuma.core.planner.placement import Placement, disallowed_reason, place_g
 from gpunuma.core.policy import CpuScope, MemoryPolicy, Policy
 from gpunuma.core.reasons import Reason
 from gpunuma.errors import InvalidNodeError, PlanError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 __all__ = ["Locality", "NodeChoice", "Placement", "gpu_nodes", "gpu_placements", "plan_binding"]
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.model import Topology
+from gpunuma.core.value import Value
 
 
-@dataclass(frozen=True)
-class Share:
+class Share(Value):
     """One rank's cores: the CPUs of cores ``first``..``last`` (by position), and whether shares overlap."""
 
     cpus: CpuSet

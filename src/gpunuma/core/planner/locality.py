@@ -6,18 +6,19 @@ their rank among the GPUs that report the same candidate nodes.
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from dataclasses import dataclass
-from enum import Enum
-
 from gpunuma.core.cpuset import node_list
 from gpunuma.core.model import Gpu, NumaNode, Topology
 from gpunuma.core.planner.distance import nearest_node
 from gpunuma.core.policy import Policy
 from gpunuma.core.reasons import Reason
+from gpunuma.core.value import Choice, Value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Collection
 
 
-class Locality(str, Enum):
+class Locality(str, Choice):
     """How a GPU's CPU node was found."""
 
     REPORTED = "reported"
@@ -32,8 +33,7 @@ class Locality(str, Enum):
     """No usable locality: the GPU is not bound."""
 
 
-@dataclass(frozen=True)
-class NodeChoice:
+class NodeChoice(Value):
     """The CPU node one GPU resolves to (None when unknown) and why."""
 
     gpu: int
@@ -43,8 +43,7 @@ class NodeChoice:
     reasons: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class _Candidates:
+class _Candidates(Value):
     """Rule 1c input: the CPU nodes a GPU of unknown ``numa_node`` may belong to."""
 
     nodes: tuple[int, ...]

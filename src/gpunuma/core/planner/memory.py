@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-
 from gpunuma.core.cpuset import node_list
 from gpunuma.core.model import NumaNode, Topology
 from gpunuma.core.plan import Allowed
 from gpunuma.core.planner.distance import nearest_node
 from gpunuma.core.policy import MemoryPolicy
 from gpunuma.core.reasons import Reason
+from gpunuma.core.value import Value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
-@dataclass(frozen=True)
-class MemoryChoice:
+class MemoryChoice(Value):
     """The memory policy and nodes of a plan, and why."""
 
     policy: MemoryPolicy

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-
 from gpunuma.core.model import NumaNode, Topology
 from gpunuma.core.plan import Allowed
 from gpunuma.core.planner.distance import nearest_node
 from gpunuma.core.planner.locality import NodeChoice
 from gpunuma.core.policy import Fallback, Policy
 from gpunuma.core.reasons import Reason
+from gpunuma.core.value import Value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 
-@dataclass(frozen=True)
-class Placement:
+class Placement(Value):
     """The node a GPU's process binds to once the cgroup is taken into account (None: not bound)."""
 
     gpu: int

@@ -1,0 +1,67 @@
+"""A cold bind: ``python -c 'import gpunuma; gpunuma.bind_to_node(0)'`` from a wheel install, against a bare
+``python -c pass`` of the same interpreter; CPU time of each child, alternated, compared round by round."""
+
+from __future__ import annotations
+
+import subprocess
+
+from harness import (
+    Context,
+    ProcessTimes,
+    RowResult,
+    Tree,
+    alternate_processes,
+    cpu_stats,
+    fmt_ns,
+    paired_ratio,
+    verdict,
+    wall_stats,
+)
+
+KEY = "cold"
+WHAT = "cold `import gpunuma; gpunuma.bind_to_node(0)` against bare `python -c pass`, wheel install (CPU, paired)"
+TARGET = "<= 2x bare python (CPU time)"
+LIMIT = 2.0
+BARE = "python -c pass"
+BIND = "python -c 'import gpunuma; gpunuma.bind_to_node(0)'"
+CODE = "import gpunuma; gpunuma.bind_to_node(0)"
+
+
+def _check(tree: Tree) -> None:
+    """The timed command really binds on this host (strict: a failure raises in the child)."""
+    code = "import gpunuma; report = gpunuma.bind_to_node(0, strict=True); assert report.bound, report.summary()"
+    done = subprocess.run([tree.python, "-c", code], capture_output=True, text=True, env=tree.env())
+    if done.returncode != 0:
+        raise RuntimeError(f"bind_to_node(0) does not bind with the {tree.label} tree: {done.stderr[-2000:]}")
+
+
+def run(ctx: Context) -> list[RowResult]:
+    for tree in ctx.trees:
+        _check(tree)
+    sides: dict[str, tuple[list[str], dict[str, str]]] = {BARE: ([ctx.current.python, "-c", "pass"], ctx.current.env())}
+    for tree in ctx.trees:
+        sides[f"{BIND} [{tree.label}]"] = ([tree.python, "-c", CODE], tree.env())
+    samples = alternate_processes(sides, rounds=ctx.budget.reps(40, 4))
+    return [_result(tree, samples) for tree in ctx.trees]
+
+
+def _result(tree: Tree, samples: dict[str, list[ProcessTimes]]) -> RowResult:
+    bare, bind = samples[BARE], samples[f"{BIND} [{tree.label}]"]
+    ratio = paired_ratio(bind, bare)
+    bare_cpu, bind_cpu = cpu_stats(bare), cpu_stats(bind)
+    return RowResult(
+        key=KEY,
+        what=WHAT,
+        target=TARGET,
+        series=((f"{BARE} (CPU)", bare_cpu), (f"{BIND} (CPU)", bind_cpu), (f"{BIND} (wall)", wall_stats(bind))),
+        headline=f"{ratio:.2f}x bare python (CPU, paired); +{fmt_ns(bind_cpu.median_ns - bare_cpu.median_ns)}",
+        verdict=verdict(ratio <= LIMIT),
+        derived={
+            "ratio_cpu_paired": ratio,
+            "added_cpu_ns": bind_cpu.median_ns - bare_cpu.median_ns,
+            "bare_cpu_ns": bare_cpu.median_ns,
+            "bare_wall_ns": wall_stats(bare).median_ns,
+        },
+        notes=("CPU time (user + system) from wait4; the ratio is the median of the per-round ratios",),
+        tree=tree.label,
+    )
