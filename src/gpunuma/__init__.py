@@ -15,8 +15,6 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a cold b
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from typing import Any
-
     from gpunuma.api import apply_plan, bind_to_gpu, bind_to_node, plan_for
     from gpunuma.check import CheckResult, check_process
     from gpunuma.compose import Options
@@ -109,7 +107,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'gpunuma' has no attribute {name!r}")
