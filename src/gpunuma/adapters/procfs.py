@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from gpunuma.core.cpuset import CpuSet, parse_ids
+from gpunuma.core.cpuset import BLANK, CpuSet, parse_ids
 from gpunuma.core.plan import Allowed
 from gpunuma.core.report import ThreadState
 from gpunuma.core.value import Value
@@ -39,6 +39,23 @@ def read_text(path: str | Path) -> str | None:
     finally:
         os.close(fd)
     return data.decode("utf-8", "replace")
+
+
+def read_value(path: str | Path) -> str | None:
+    """A kernel file that always holds a value, None when it is missing or blank.
+
+    A gathering tool that cannot read a file (``cat f > copy``) leaves it empty: no value, not an empty one.
+    """
+    text = read_text(path)
+    return text if text is not None and text.strip(BLANK) else None
+
+
+def parse_int(path: str | Path, text: str, base: int = 10) -> int:
+    """A number in a kernel file (``0x10de`` with ``base=16``), blanks and NUL padding around it ignored."""
+    try:
+        return int(text.strip(BLANK), base)
+    except ValueError as err:
+        raise SysfsFormatError(path, text, "not an integer") from err
 
 
 # The adapters' one entry to the parser in gpunuma.core.cpuset: it adds the file to the error.
@@ -77,12 +94,12 @@ def parse_status(path: str | Path, text: str) -> dict[str, str]:
     """The ``Key: value`` lines of a ``/proc`` status file, values stripped; a line without ``:`` is malformed."""
     fields: dict[str, str] = {}
     for line in text.splitlines():
-        if not line.strip():
+        if not line.strip(BLANK):
             continue
         key, sep, value = line.partition(":")
         if not sep:
             raise SysfsFormatError(path, line, "a status line without 'Key:'")
-        fields[key.strip()] = value.strip()
+        fields[key.strip()] = value.strip(BLANK)
     return fields
 
 
@@ -92,7 +109,7 @@ def status_field(text: str, key: str) -> str | None:
     if at < 0:
         return None
     end = text.find("\n", at)
-    return text[at + len(key) + 1 : end if end >= 0 else None].strip()
+    return text[at + len(key) + 1 : end if end >= 0 else None].strip(BLANK)
 
 
 def read_status(root: str | Path = "/", pid: int | str = "self") -> dict[str, str]:
@@ -188,6 +205,7 @@ def _cgroup_paths(root: str | Path, pid: int | str) -> tuple[str | None, str | N
     v2: str | None = None
     v1: str | None = None
     for line in text.splitlines():
+        line = line.strip(BLANK)
         if not line:
             continue
         parts = line.split(":", 2)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 #: Every id is below this bound (see the module docstring).
 LIMIT = 1 << 16
 #: What kernel text may carry around its value: the trailing newline, padding, NUL bytes of a raw buffer.
-_BLANK = " \t\n\r\v\f\x00"
+BLANK = " \t\n\r\v\f\x00"
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 #: Decimal digits of the largest id below LIMIT: longer numbers are beyond it (and never reach int()).
 _MAX_DIGITS = len(str(LIMIT - 1))
@@ -46,7 +46,7 @@ def parse_ids(text: str) -> frozenset[int]:
     above :data:`LIMIT`, or ranges that together span more than ``LIMIT`` ids (counting overlaps),
     raise :class:`CpuSetParseError`: the work is bounded by the text's length plus ``LIMIT``.
     """
-    stripped = text.strip(_BLANK)
+    stripped = text.strip(BLANK)
     if not stripped:
         return frozenset()
     if stripped.isascii() and stripped.replace(",", "").isdigit():
@@ -69,7 +69,7 @@ def parse_ids(text: str) -> frozenset[int]:
     for part in stripped.split(","):
         first, dash, last = part.partition("-")
         if not (first.isdigit() and (last.isdigit() or not dash)):
-            first, dash, last = part.strip(_BLANK).partition("-")
+            first, dash, last = part.strip(BLANK).partition("-")
             if not (first.isdigit() and (last.isdigit() or not dash)):
                 raise CpuSetParseError(text, f"{part!r} is not N or N-M")
         if len(first) > _MAX_DIGITS or len(last) > _MAX_DIGITS:
@@ -145,7 +145,7 @@ class CpuSet(Value):
         The leading word may be shorter (``%*pb`` prints only the digits the bit count needs);
         surrounding whitespace and NUL bytes are ignored; more than ``LIMIT / 32`` words is refused.
         """
-        stripped = text.strip(_BLANK)
+        stripped = text.strip(BLANK)
         if not stripped:
             raise CpuSetParseError(text, "an empty mask")
         words = stripped.split(",")

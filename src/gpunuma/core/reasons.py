@@ -104,6 +104,10 @@ TEMPLATES: Mapping[str, str] = {
     "no_gpu_on_machine": "this machine has no GPU that sysfs or NVML can see: nothing to bind",
     "no_gpu_owned": "this process owns no GPU (CUDA_VISIBLE_DEVICES or Ray gave it none): nothing to bind",
     "topology_note": "topology: {note}",
+    "no_process_status": (
+        "{path} is not in the captured tree: planned as if no cgroup limited the process "
+        "(every online CPU and memory node allowed)"
+    ),
     "plan_failed": "could not plan a binding: {error}",
     "binder_unavailable": "could not build the {method} binder, nothing changed: {error}",
     "bind_failed": "binding failed and was undone: {error}",

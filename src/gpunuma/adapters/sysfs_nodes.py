@@ -1,0 +1,192 @@
+"""NUMA nodes from ``/sys/devices/system/node``: ids, CPUs, memory and distances.
+
+Read as the kernel's own readers (hwloc, libnuma) read them, so trees from old kernels and from
+gathering tools work:
+
+* ids: the ``online`` list, else the ``nodeN`` folders (an offline node has no folder);
+* CPUs: ``cpulist``, else ``cpumap`` (the hex mask every kernel writes; hwloc reads only it), else the
+  kernel's ``cpuN/nodeM`` links, else by elimination (every online CPU belongs to one node);
+* memory: ``has_memory``, else each node's ``meminfo``;
+* distances: one entry per online node in id order (``for_each_online_node``); a row of another
+  length is matched against the other orders a kernel may have printed it in (every possible node,
+  offline ones included; the node folders) and kept only when its own entry is the row's smallest
+  (the local distance); a row that fits none leaves that node's distances unknown.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from gpunuma.adapters.procfs import parse_cpulist, parse_cpumask, parse_idlist, parse_int, read_text, read_value
+from gpunuma.adapters.sysfs_cpus import node_links, numbered
+from gpunuma.core.cpuset import BLANK, CpuSet
+from gpunuma.core.model import NumaNode
+from gpunuma.errors import SysfsFormatError, TopologyUnavailableError
+
+#: The kernel's LOCAL_DISTANCE: a node's distance to itself.
+LOCAL_DISTANCE = 10
+
+
+def read_nodes(root: Path, online: CpuSet, notes: list[str]) -> tuple[NumaNode, ...]:
+    """Every online node with its online CPUs, memory and distances; unknowns noted, never guessed."""
+    node_dir = root / "sys/devices/system/node"
+    if not os.path.isdir(node_dir):
+        notes.append(f"{node_dir} missing (kernel without NUMA): one node 0 holding every online CPU")
+        memory_mb = _memtotal_mb(root / "proc/meminfo", "MemTotal:", notes)
+        return (NumaNode(id=0, cpus=online, has_memory=True, distances={0: LOCAL_DISTANCE}, memory_mb=memory_mb),)
+    folders = numbered(node_dir, "node")
+    ids = _online_nodes(node_dir, folders, notes)
+    with_memory = _id_list(node_dir / "has_memory", notes, "memory judged from each node's meminfo")
+    cpus_of = {node_id: _node_cpus(f"{node_dir}/node{node_id}/", online) for node_id in ids}
+    if any(cpus is None for cpus in cpus_of.values()):
+        _settle_unknown_cpus(root, node_dir, cpus_of, online, notes)
+    orders = _orders(node_dir, ids, folders)
+    nodes = []
+    for node_id in ids:
+        folder = f"{node_dir}/node{node_id}/"
+        cpus = cpus_of[node_id] or CpuSet()
+        memory_mb = _memtotal_mb(folder + "meminfo", f"Node {node_id} MemTotal:", notes)
+        if with_memory is not None:
+            has_memory = node_id in with_memory
+        elif memory_mb is not None:
+            has_memory = memory_mb > 0
+        else:
+            has_memory = bool(cpus)
+            notes.append(
+                f"node {node_id}: has_memory and meminfo missing: assumed {'with' if has_memory else 'without'} "
+                f"memory, as nodes {'with' if has_memory else 'without'} CPUs usually are"
+            )
+        distances = _distances(folder + "distance", node_id, ids, orders, notes)
+        nodes.append(NumaNode(id=node_id, cpus=cpus, has_memory=has_memory, distances=distances, memory_mb=memory_mb))
+    return tuple(nodes)
+
+
+def _online_nodes(node_dir: Path, folders: list[int], notes: list[str]) -> tuple[int, ...]:
+    path = node_dir / "online"
+    text = read_value(path)
+    if text is not None:
+        return tuple(sorted(parse_idlist(path, text)))
+    notes.append(f"{path} missing or empty: every nodeN folder taken as online")
+    return tuple(folders)
+
+
+def _id_list(path: Path, notes: list[str], instead: str) -> frozenset[int] | None:
+    text = read_value(path)
+    if text is None:
+        notes.append(f"{path} missing or empty: {instead}")
+        return None
+    return parse_idlist(path, text)
+
+
+def _node_cpus(folder: str, online: CpuSet) -> CpuSet | None:
+    """A node's online CPUs from ``cpulist``, else ``cpumap``; None when neither is there.
+
+    Both can be legitimately empty (a CPU-less node), so blank text is a value here. Old kernels'
+    ``cpumap`` also listed offline CPUs: only online ones are kept.
+    """
+    for name, mask in (("cpulist", False), ("cpumap", True)):
+        path = folder + name
+        text = read_text(path)
+        if text is None:
+            continue
+        if mask and not text.strip(BLANK):
+            continue  # a mask is never empty (an empty node prints zero words): an unread copy
+        return (parse_cpumask(path, text) if mask else parse_cpulist(path, text)) & online
+    return None
+
+
+def _settle_unknown_cpus(
+    root: Path, node_dir: Path, cpus_of: dict[int, CpuSet | None], online: CpuSet, notes: list[str]
+) -> None:
+    """Fill in the nodes whose CPU files are missing, from ``has_cpu``, the CPU links, or elimination."""
+    with_cpus = _id_list(node_dir / "has_cpu", [], "")
+    unknown = [node for node, cpus in cpus_of.items() if cpus is None]
+    if with_cpus is not None:
+        for node in unknown:
+            if node not in with_cpus:
+                cpus_of[node] = CpuSet()
+        unknown = [node for node in unknown if node in with_cpus]
+    known = CpuSet()
+    for cpus in cpus_of.values():
+        if cpus is not None:
+            known = known | cpus
+    orphans = online - known
+    links = node_links(root / "sys/devices/system/cpu", orphans)
+    listed = ", ".join(str(node) for node in unknown)
+    if unknown and orphans and len(links) == len(orphans):
+        for node in unknown:
+            cpus_of[node] = CpuSet.of(cpu for cpu, linked in links.items() if linked == node)
+        notes.append(f"nodes {listed}: no cpulist or cpumap; their CPUs taken from the cpuN/nodeM links")
+    elif len(unknown) == 1 or (unknown and not orphans):
+        for node in unknown:
+            cpus_of[node] = orphans if len(unknown) == 1 else CpuSet()
+        notes.append(
+            f"nodes {listed}: no cpulist or cpumap; their CPUs are the online CPUs no other node lists "
+            f"({orphans.to_list() or 'none'})"
+        )
+    elif unknown:
+        raise TopologyUnavailableError(
+            f"{node_dir}: nodes {listed} have neither cpulist nor cpumap, and CPUs {orphans.to_list()} "
+            "could belong to any of them (no cpuN/nodeM links in the tree)"
+        )
+
+
+def _orders(node_dir: Path, ids: tuple[int, ...], folders: list[int]) -> tuple[tuple[int, ...], ...]:
+    """The node orders a distance row may follow, the kernel's own (online ids) first."""
+    orders = [ids]
+    path = node_dir / "possible"
+    text = read_value(path)
+    if text is not None:
+        orders.append(tuple(sorted(parse_idlist(path, text))))
+    orders.append(tuple(folders))
+    return tuple(dict.fromkeys(orders))
+
+
+def _distances(
+    path: str, node_id: int, ids: tuple[int, ...], orders: Sequence[tuple[int, ...]], notes: list[str]
+) -> dict[int, int]:
+    text = read_value(path)
+    if text is None:
+        notes.append(f"{path} missing: node {node_id} knows only its own distance")
+        return {node_id: LOCAL_DISTANCE}
+    values = [parse_int(path, field) for field in text.strip(BLANK).split()]
+    if any(value < 0 for value in values):
+        raise SysfsFormatError(path, text, "a negative distance")
+    if len(values) == len(ids):
+        return dict(zip(ids, values, strict=True))
+    # Another length: match the other orders a kernel may have printed the row in.
+    for order in orders[1:]:
+        if len(order) != len(values) or node_id not in order:
+            continue
+        row = dict(zip(order, values, strict=True))
+        if row[node_id] != min(values):
+            continue  # its own entry must be the local, smallest distance
+        kept = {other: row[other] for other in ids if other in row}
+        if len(kept) < len(ids):
+            notes.append(f"{path}: no entry for online nodes {_missing(ids, kept)}: those distances are unknown")
+        return kept
+    notes.append(
+        f"{path}: {len(values)} distances for {len(ids)} online nodes, in no order a kernel prints: "
+        f"node {node_id}'s distances to other nodes are unknown"
+    )
+    return {node_id: LOCAL_DISTANCE}
+
+
+def _missing(ids: tuple[int, ...], kept: dict[int, int]) -> str:
+    return CpuSet.of(node for node in ids if node not in kept).to_list()
+
+
+def _memtotal_mb(path: str | Path, prefix: str, notes: list[str]) -> int | None:
+    text = read_value(path)
+    if text is None:
+        notes.append(f"{path} missing: memory size unknown")
+        return None
+    for line in text.strip(BLANK).splitlines():
+        if line.startswith(prefix):
+            value = line[len(prefix) :].split()
+            if len(value) != 2 or value[1] != "kB" or not value[0].isdigit():
+                raise SysfsFormatError(path, line, "not 'MemTotal: <n> kB'")
+            return int(value[0]) // 1024
+    raise SysfsFormatError(path, text, f"no {prefix!r} line")
