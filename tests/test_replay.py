@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from gpunuma.api import plan_for
+from gpunuma.api import bind_to_gpu, plan_for
 from gpunuma.core.plan import BindingPlan
 from gpunuma_fakes.snapshot import Snapshot, load_snapshot
 
@@ -36,11 +36,11 @@ CASES = [pytest.param(archive, plan, id=plan.stem) for archive in ARCHIVES for p
 def replay(host: Snapshot, recorded: dict[str, Any]) -> BindingPlan:
     """The plan for what the recorded plan asked: its physical GPUs, else its node, else nothing."""
     if recorded["gpus"]:
-        source = host.source("sysfs" if "error" in host.record else "auto")
+        source = host.source(kind="sysfs" if "error" in host.record else "auto")
         return plan_for(list(recorded["gpus"]), source=source, env={})
     if recorded["binds"]:
-        return plan_for(node=int(recorded["numa_node"]), source=host.source("sysfs"), env={})
-    return plan_for(source=host.source("auto"), env={})
+        return plan_for(node=int(recorded["numa_node"]), source=host.source(kind="sysfs"), env={})
+    return plan_for(source=host.source(kind="auto"), env={})
 
 
 @pytest.mark.parametrize(("archive", "recorded"), CASES)
@@ -64,7 +64,7 @@ def test_the_two_gpu_kvm_guest_reports_no_locality_and_binds_its_one_node(tmp_pa
     """h200x2: both GPUs say numa_node -1 and NVML's NUMA id is NotSupported; one node holds every CPU."""
     host = load_snapshot(DATA / "h200x2.tar.gz", into=tmp_path)
 
-    topology = host.source("auto").read()
+    topology = host.source(kind="auto").read()
 
     assert [(g.pci_bus_id, g.numa_node, g.memory_node) for g in topology.gpus] == [
         ("0000:00:06.0", None, None),
@@ -72,3 +72,11 @@ def test_the_two_gpu_kvm_guest_reports_no_locality_and_binds_its_one_node(tmp_pa
     ]
     assert all("nvmlDeviceGetNumaNodeId: NotSupported" in g.notes for g in topology.gpus)
     assert [(n.id, n.cpus.to_list()) for n in topology.nodes] == [(0, "0-31")]
+
+
+@pytest.mark.simulated_machine(str(DATA / "h200x2.tar.gz"))
+def test_a_captured_host_is_a_simulated_machine_for_the_pytest_plugin(simulated_source, simulated_kernel):
+    report = bind_to_gpu(1, source=simulated_source, binder=simulated_kernel, env={})
+
+    assert report.bound and report.plan.nodes == (0,) and report.cpus.to_list() == "0-31"
+    assert simulated_kernel.applied == [report.plan]

@@ -56,7 +56,7 @@ def test_a_snapshot_replays_the_machine_and_its_nvml_as_they_were(name, rendered
 
     assert _relative(host.topology(), host.root) == _relative(SysfsTopology(root=root).read(), root)
     assert host.allowed() == SysfsTopology(root=root).allowed()
-    replayed = host.source("auto").read()
+    replayed = host.source(kind="auto").read()
     assert _relative(replayed, host.root) == _relative(AutoTopology(nvml=FakeNvml(spec), root=str(root)).read(), root)
 
 
@@ -128,7 +128,7 @@ def test_nvml_that_does_not_start_is_recorded_and_replayed(failure, error, rende
     host = load_snapshot(summary.path, into=tmp_path / "s")
 
     assert summary.nvml_error == f"NVMLError_{error}: " + summary.nvml_error.split(": ", 1)[1]
-    topology = host.source("auto").read()
+    topology = host.source(kind="auto").read()
     assert topology.source == "auto(sysfs)" and any(error in note for note in topology.notes)
 
 
@@ -137,7 +137,7 @@ def test_a_refused_answer_replays_as_the_same_error(rendered, tmp_path):
     nvml = FakeNvml(spec, failures={"nvmlDeviceGetMemoryAffinity": NVML_ERROR_NO_PERMISSION})
     write_snapshot(tmp_path / "s.tar.gz", root=rendered("dgx-h100"), nvml=nvml)
 
-    replayed = load_snapshot(tmp_path / "s.tar.gz", into=tmp_path / "s").source("nvml").read()
+    replayed = load_snapshot(tmp_path / "s.tar.gz", into=tmp_path / "s").source(kind="nvml").read()
     original = AutoTopology(nvml=FakeNvml(spec, failures=nvml.failures), root=str(rendered("dgx-h100"))).read()
 
     assert [g.notes for g in replayed.gpus] == [g.notes for g in original.gpus]

@@ -16,7 +16,8 @@ real ``auto`` adapter over its rendered tree and a fake NVML; the tree is render
 and shared, so read it, never change it), ``simulated_kernel`` (its
 :class:`~gpunuma_fakes.kernel.SimulatedKernel`, fresh per test) and ``simulated_ray_cluster`` (a local
 Ray cluster with one Ray node per simulated machine, module-scoped; see :class:`SimulatedRayCluster`).
-A marker or parameter may name a catalogue machine or be a ``Machine`` itself (``split_host(2)``).
+A marker or parameter may name a catalogue machine, be a ``Machine`` itself (``split_host(2)``), or
+name a captured host (a ``gpunuma snapshot`` path, or :func:`~gpunuma_fakes.snapshot.load_snapshot`'s result).
 """
 
 from __future__ import annotations
@@ -51,13 +52,17 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _as_machine(spec: object) -> Machine:
     from gpunuma_fakes.catalogue import machine
+    from gpunuma_fakes.snapshot import Snapshot, load_snapshot
+    from gpunuma_fakes.source import is_captured
     from gpunuma_fakes.spec import Machine
 
-    if isinstance(spec, Machine):
-        return spec
+    if isinstance(spec, (Machine, Snapshot)):
+        return spec  # type: ignore[return-value]  # a captured host answers as a Machine does
     if isinstance(spec, str):
-        return machine(spec)
-    raise pytest.UsageError(f"a simulated machine is a catalogue name or a gpunuma_fakes Machine, not {spec!r}")
+        return load_snapshot(spec) if is_captured(spec) else machine(spec)  # type: ignore[return-value]
+    raise pytest.UsageError(
+        f"a simulated machine is a catalogue name, a snapshot path or a gpunuma_fakes Machine, not {spec!r}"
+    )
 
 
 def _chosen(request: pytest.FixtureRequest, marker: str) -> tuple[object, ...]:
@@ -82,6 +87,10 @@ def simulated_trees(tmp_path_factory: pytest.TempPathFactory) -> Any:
     roots: dict[str, Path] = {}
 
     def tree(simulated: Machine) -> Path:
+        from gpunuma_fakes.snapshot import Snapshot
+
+        if isinstance(simulated, Snapshot):
+            return simulated.root  # a captured host is unpacked already
         key = fingerprint(simulated)
         if key not in roots:
             roots[key] = ensure_rendered(simulated, tmp_path_factory.mktemp(simulated.name))

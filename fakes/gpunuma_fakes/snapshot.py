@@ -34,7 +34,7 @@ from gpunuma_fakes.nvml import (
 from gpunuma_fakes.spec import GpuSpec
 
 if TYPE_CHECKING:
-    from gpunuma.core.model import Topology
+    from gpunuma.core.model import Gpu, Topology
     from gpunuma.core.plan import Allowed
     from gpunuma.core.ports import TopologySource
     from gpunuma_fakes.kernel import SimulatedKernel
@@ -99,22 +99,31 @@ class Snapshot:
 
         return SimulatedKernel(self.topology(), self.allowed(), **options)
 
-    def source(self, kind: str = "auto") -> TopologySource:
-        """A topology source over the tree: ``sysfs``, or ``nvml``/``auto`` with the recorded NVML."""
+    @property
+    def gpus(self) -> tuple[Gpu, ...]:
+        """The GPUs the kernel's files show (what a Ray node simulating this host offers)."""
+        return self.topology().gpus
+
+    def source(self, workdir: str | Path | None = None, kind: str = "auto", **nvml_options: Any) -> TopologySource:
+        """The real ``kind`` adapter (``auto``, ``sysfs`` or ``nvml``) over the tree and the recorded NVML.
+
+        The same call as :meth:`Machine.source <gpunuma_fakes.spec.Machine.source>`; ``workdir`` is
+        unused (the tree is unpacked already). ``nvml_options`` go to :class:`RecordedNvml`. Picklable.
+        """
         from gpunuma.adapters.sysfs import SysfsTopology
 
-        sysfs = SysfsTopology(root=self.root)
+        sysfs = SysfsTopology(root=str(self.root))
         if kind == "sysfs":
             return sysfs
         if kind == "nvml":
             from gpunuma.adapters.nvml import NvmlTopology
 
-            return NvmlTopology(nvml=self.nvml(), sysfs=sysfs)
+            return NvmlTopology(nvml=self.nvml(**nvml_options), sysfs=sysfs)
         if kind == "auto":
             from gpunuma.adapters.auto import AutoTopology
 
-            return AutoTopology(nvml=self.nvml(), sysfs=sysfs)
-        raise ValueError(f"unknown source {kind!r}; known: auto, nvml, sysfs")
+            return AutoTopology(nvml=self.nvml(**nvml_options), sysfs=sysfs)
+        raise ValueError(f"unknown source kind {kind!r}; known: auto, nvml, sysfs")
 
 
 def load_snapshot(path: str | Path, into: str | Path | None = None) -> Snapshot:

@@ -67,7 +67,7 @@ class SimulatedTopology:
 
     def _load_captured(self, path: str) -> tuple[Topology, Allowed]:
         with tempfile.TemporaryDirectory(prefix="gpunuma-host-") as tmp:
-            source = load_snapshot(path, into=tmp).source(self.kind)
+            source = load_snapshot(path, into=tmp).source(kind=self.kind)
             return source.read(), source.allowed()
 
     def read(self) -> Topology:
