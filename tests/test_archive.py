@@ -119,12 +119,14 @@ def test_a_file_that_is_no_archive_is_a_clear_error(tmp_path):
         unpack(path, tmp_path / "out")
 
 
-def test_a_truncated_archive_is_a_clear_error(workstation, tmp_path):
-    whole = _archive(tmp_path / "host.tar.gz", _tree_members(workstation, "host")).read_bytes()
-    cut = tmp_path / "cut.tar.gz"
-    cut.write_bytes(whole[: len(whole) // 2])
+@pytest.mark.parametrize("mode", ["w:gz", "w:bz2", "w:xz"])
+@pytest.mark.parametrize("kept", [0.1, 0.3, 0.5, 0.7, 0.9, 0.99])
+def test_a_truncated_archive_is_a_clear_error_wherever_it_is_cut(workstation, tmp_path, mode, kept):
+    whole = _archive(tmp_path / "host.tar", _tree_members(workstation, "host"), mode).read_bytes()
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(whole[: int(len(whole) * kept)])
 
-    with pytest.raises(SnapshotError, match="not a readable tar archive"):
+    with pytest.raises(SnapshotError, match="not a readable tar archive|truncated"):
         unpack(cut, tmp_path / "out")
 
 

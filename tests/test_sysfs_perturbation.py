@@ -86,7 +86,8 @@ Perturb = Callable[[Case, Journal, st.DataObject], set[str]]
 
 def pad(case: Case, journal: Journal, data: st.DataObject) -> set[str]:
     """Trailing blanks, NUL padding, CRLF on any files."""
-    for relative in data.draw(st.lists(st.sampled_from(case.files), min_size=1, max_size=40, unique=True)):
+    present = case.existing(case.files)
+    for relative in data.draw(st.lists(st.sampled_from(present), min_size=1, max_size=40, unique=True)):
         tail = data.draw(st.sampled_from(TAILS))
         text = journal.read(relative)
         journal.write(relative, text.replace("\n", "\r\n") if tail == "\r\n" else text.rstrip("\n") + tail)

@@ -10,7 +10,10 @@ written through a link, and the member count and sizes are bounded.
 
 from __future__ import annotations
 
+import bz2
 import contextlib
+import gzip
+import io
 import lzma
 import os
 import tarfile
@@ -215,12 +218,41 @@ class _Extractor:
         self._folder(parts, name)
 
 
-def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo, origin: Path) -> bytes:
     handle = tar.extractfile(member)
     if handle is None:
         return b""
     with handle:
-        return handle.read(member.size)
+        data = handle.read(member.size)
+    if len(data) != member.size:
+        raise SnapshotError(f"{origin}: member {member.name!r} is cut short: the archive is truncated")
+    return data
+
+
+def _drain(stream: io.BufferedIOBase, total: int, origin: Path) -> None:
+    """Read past the end-of-archive blocks to the end of the compressed stream, so a missing trailer
+    (a download cut in its last bytes) is an error too; bounded like the members."""
+    while chunk := stream.read(1 << 16):
+        total += len(chunk)
+        if total > MAX_BYTES:
+            raise SnapshotError(f"{origin}: unpacks to more than {MAX_BYTES >> 20} MiB; not a machine tree")
+
+
+def _decompressed(origin: Path) -> io.BufferedIOBase:
+    """The archive's tar stream, the compression told by its first bytes.
+
+    The gzip, bz2 and lzma readers check that the compressed stream ends where it should, so a
+    truncated download is an error, not a tree with files missing.
+    """
+    with open(origin, "rb") as probe:
+        magic = probe.read(6)
+    if magic.startswith(b"\x1f\x8b"):
+        return gzip.open(origin, "rb")
+    if magic.startswith(b"BZh"):
+        return bz2.open(origin, "rb")
+    if magic.startswith(b"\xfd7zXZ\x00"):
+        return lzma.open(origin, "rb")
+    return open(origin, "rb")
 
 
 def _extract(origin: Path, into: Path) -> tuple[str, ...]:
@@ -228,7 +260,7 @@ def _extract(origin: Path, into: Path) -> tuple[str, ...]:
     members = 0
     total = 0
     try:
-        with tarfile.open(origin, mode="r|*") as tar:
+        with _decompressed(origin) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
             for member in tar:
                 members += 1
                 total += max(member.size, 0)
@@ -244,7 +276,7 @@ def _extract(origin: Path, into: Path) -> tuple[str, ...]:
                         raise SnapshotError(
                             f"{origin}: member {member.name!r} is {member.size} bytes, over {MAX_FILE_BYTES >> 20} MiB"
                         )
-                    extractor.file(parts, _read_member(tar, member), member.name)
+                    extractor.file(parts, _read_member(tar, member, origin), member.name)
                 elif member.isdir():
                     extractor.folder(parts, member.name)
                 elif member.issym():
@@ -253,6 +285,7 @@ def _extract(origin: Path, into: Path) -> tuple[str, ...]:
                     _hard_link(extractor, parts, member, origin)
                 else:
                     extractor.skip("a device, FIFO or other special file", member.name)
+            _drain(stream, total, origin)
     except SnapshotError:
         raise
     except _CORRUPT as err:
