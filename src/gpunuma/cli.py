@@ -8,21 +8,21 @@ against a captured host (``gpunuma snapshot``). ``--root PATH`` reads a captured
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import json
-import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from typing import Any
 
-from gpunuma import compose
+from gpunuma import compose, logs
 from gpunuma.compose import Options, make_source
 from gpunuma.core.policy import CpuScope, Fallback, MemoryPolicy, Policy
-from gpunuma.core.value import replace
+from gpunuma.core.value import Value, replace
 from gpunuma.errors import GpunumaError
 from gpunuma.registry import SOURCE_NAMES, simulated_source_class
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # gpunuma exec parses its own options: argparse, json and logging load only when used
+    import argparse
+    from collections.abc import Callable, Sequence
+    from typing import Any
 
 _SOURCE_HELP = "where the topology comes from (default: GPUNUMA_SOURCE, else auto = NVML + sysfs)"
 _ROOT_HELP = (
@@ -106,11 +106,17 @@ def _print_report(report: Any) -> None:
 
 
 # -- commands --------------------------------------------------------------------------------
+def _print_json(data: object) -> None:
+    import json
+
+    print(json.dumps(data, indent=2))
+
+
 def cmd_topo(args: argparse.Namespace) -> int:
     options = _options(args)
     topology = make_source(_source(args, options), root=options.root).read()
     if args.json:
-        print(json.dumps(topology.to_dict(), indent=2))
+        _print_json(topology.to_dict())
     else:
         _print_topology(topology)
     return 0
@@ -120,7 +126,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     options = _options(args)
     plan = _plan(args, replace(options, source=_source(args, options)))
     if args.json:
-        print(json.dumps(plan.to_dict(), indent=2))
+        _print_json(plan.to_dict())
     else:
         _print_plan(plan)
     return 0
@@ -170,7 +176,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     options = _options(args)
     result = check_process(args.pid, source=options.source, root=options.root)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        _print_json(result.to_dict())
     else:
         print(result.render())
     return 0 if result.ok else 1
@@ -190,50 +196,135 @@ def cmd_machines(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- parser -----------------------------------------------------------------------------------
-def _add_source(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", choices=SOURCE_NAMES, help=_SOURCE_HELP)
-    parser.add_argument("--simulate", metavar="NAME|PATH",
-                        help="use a simulated machine (see `gpunuma machines`) or a captured host: a `gpunuma "
-                             "snapshot` archive or tree, with its recorded NVML answers")
-    parser.add_argument("--root", default="/", help=_ROOT_HELP)
-    parser.add_argument("--json", action="store_true", help="print the stable JSON shape")
+# -- options -----------------------------------------------------------------------------------
+class _Option(Value):
+    """One ``--option`` of a command: what ``argparse`` is told, and what :func:`_exec_args` reads without it."""
+
+    flag: str
+    help: str
+    kind: str = "text"  # text, int, switch (no value) or append (repeatable text)
+    choices: tuple[str, ...] = ()
+    default: object = None
+    metavar: str | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.flag[2:].replace("-", "_")
+
+    def add_to(self, parser: argparse.ArgumentParser) -> None:
+        extra: dict[str, Any] = {"help": self.help}
+        if self.kind == "switch":
+            extra["action"] = "store_true"
+        elif self.kind == "append":
+            extra["action"] = "append"
+        elif self.kind == "int":
+            extra["type"] = int
+        if self.choices:
+            extra["choices"] = self.choices
+        if self.default is not None:
+            extra["default"] = self.default
+        if self.metavar is not None:
+            extra["metavar"] = self.metavar
+        parser.add_argument(self.flag, **extra)
 
 
-def _add_policy(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--gpu", action="append", metavar="GPU",
-                        help="local GPU index (cuda:N), UUID or bus id; repeat for several; "
-                             "default: from Ray or CUDA_VISIBLE_DEVICES")
-    parser.add_argument("--node", type=int, help="bind to this NUMA node explicitly")
-    parser.add_argument("--scope", choices=[s.value for s in CpuScope], help="CPU scope (default node)")
-    parser.add_argument("--memory", choices=[m.value for m in MemoryPolicy], help="memory policy (default preferred)")
-    parser.add_argument("--on-disallowed", choices=[f.value for f in Fallback],
-                        help="when the cgroup allows none of the node: nearest allowed node, or none")
-    parser.add_argument("--override-affinity", action="store_true",
-                        help="rebind even if the CPU affinity was already narrowed (taskset, numactl, Slurm)")
-    parser.add_argument("--spread-unknown", action="store_true",
-                        help="when GPUs report no locality, spread them over all nodes by rank")
+_SOURCE_OPTIONS = (
+    _Option("--source", _SOURCE_HELP, choices=SOURCE_NAMES),
+    _Option("--simulate", "use a simulated machine (see `gpunuma machines`) or a captured host: a `gpunuma "
+            "snapshot` archive or tree, with its recorded NVML answers", metavar="NAME|PATH"),
+    _Option("--root", _ROOT_HELP, default="/"),
+    _Option("--json", "print the stable JSON shape", kind="switch"),
+)
+_POLICY_OPTIONS = (
+    _Option("--gpu", "local GPU index (cuda:N), UUID or bus id; repeat for several; default: from Ray or "
+            "CUDA_VISIBLE_DEVICES", kind="append", metavar="GPU"),
+    _Option("--node", "bind to this NUMA node explicitly", kind="int"),
+    _Option("--scope", "CPU scope (default node)", choices=tuple(s.value for s in CpuScope)),
+    _Option("--memory", "memory policy (default preferred)", choices=tuple(m.value for m in MemoryPolicy)),
+    _Option("--on-disallowed", "when the cgroup allows none of the node: nearest allowed node, or none",
+            choices=tuple(f.value for f in Fallback)),
+    _Option("--override-affinity", "rebind even if the CPU affinity was already narrowed (taskset, numactl, Slurm)",
+            kind="switch"),
+    _Option("--spread-unknown", "when GPUs report no locality, spread them over all nodes by rank", kind="switch"),
+)
+_EXEC_OPTIONS = (
+    *_SOURCE_OPTIONS,
+    *_POLICY_OPTIONS,
+    _Option("--dry-run", "print the plan, run nothing", kind="switch"),
+    _Option("--strict", "fail instead of running unbound", kind="switch"),
+)
+
+
+def _exec_args(argv: Sequence[str]) -> Any | None:
+    """``exec [OPTIONS] [--] CMD...`` read straight from :data:`_EXEC_OPTIONS`, or None for argparse to read.
+
+    ``gpunuma exec`` runs before every program it starts; building the argparse parser (and importing
+    argparse's gettext and re) would cost it more than the binding. Anything this reader does not
+    take plainly (help, abbreviations, a bad value, a missing command) goes to argparse, which parses
+    the same options from the same table and reports errors its own way.
+    """
+    if not argv or argv[0] != "exec":
+        return None
+    by_flag = {option.flag: option for option in _EXEC_OPTIONS}
+    values: dict[str, Any] = {option.dest: False if option.kind == "switch" else option.default
+                              for option in _EXEC_OPTIONS}
+    position = 1
+    while position < len(argv) and argv[position].startswith("--") and argv[position] != "--":
+        flag, equals, text = argv[position].partition("=")
+        option = by_flag.get(flag)
+        if option is None:
+            return None
+        position += 1
+        if option.kind == "switch":
+            if equals:
+                return None
+            values[option.dest] = True
+            continue
+        if not equals:
+            if position >= len(argv):
+                return None
+            text = argv[position]
+            position += 1
+        if option.choices and text not in option.choices:
+            return None
+        if option.kind == "int":
+            if not text.lstrip("-").isdigit():
+                return None
+            values[option.dest] = int(text)
+        elif option.kind == "append":
+            values[option.dest] = [*(values[option.dest] or []), text]
+        else:
+            values[option.dest] = text
+    command = list(argv[position:])
+    if not command or command == ["--"] or (command[0].startswith("-") and command[0] != "--"):
+        return None
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**values, command=command, verbose=False, command_name="exec", func=cmd_exec)
+
+
+def _add(parser: argparse.ArgumentParser, options: tuple[_Option, ...]) -> None:
+    for option in options:
+        option.add_to(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(prog="gpunuma", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log what gpunuma does")
     sub = parser.add_subparsers(dest="command_name", required=True)
 
     topo = sub.add_parser("topo", help="print NUMA nodes, CPUs and GPUs with their locality")
-    _add_source(topo)
+    _add(topo, _SOURCE_OPTIONS)
     topo.set_defaults(func=cmd_topo)
 
     plan = sub.add_parser("plan", help="print the binding plan for a GPU, with its reasons")
-    _add_source(plan)
-    _add_policy(plan)
+    _add(plan, (*_SOURCE_OPTIONS, *_POLICY_OPTIONS))
     plan.set_defaults(func=cmd_plan)
 
     run = sub.add_parser("exec", help="bind this process to the GPU's node, then exec the command")
-    _add_source(run)
-    _add_policy(run)
-    run.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
-    run.add_argument("--strict", action="store_true", help="fail instead of running unbound")
+    _add(run, _EXEC_OPTIONS)
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     run.set_defaults(func=cmd_exec)
 
@@ -256,28 +347,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@contextlib.contextmanager
-def _opened_root(args: argparse.Namespace) -> Iterator[None]:
-    """``--root PATH`` other than ``/``: the captured tree, an archive unpacked for the command's time."""
+def _run(args: Any) -> int:
+    """The command; ``--root PATH`` other than ``/`` is a captured tree, an archive unpacked for the command's time."""
+    command: Callable[[Any], int] = args.func
     root = getattr(args, "root", "/")
     if root == "/":
-        yield
-        return
+        return int(command(args))
     with compose.open_captured_tree(root) as tree:
         for note in tree.notes:
-            logging.getLogger("gpunuma").info("gpunuma: %s: %s", root, note)
+            logs.info("gpunuma: %s: %s", root, note)
         args.root = str(tree.root)
         args.captured = root
-        yield
+        return int(command(args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = _exec_args(words) or build_parser().parse_args(words)
+    if args.verbose:
+        import logging
+
+        # Without -v nothing is configured: warnings still print, message only, through logging's last resort.
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        with _opened_root(args):
-            return int(args.func(args))
+        return _run(args)
     except GpunumaError as err:
         print(f"gpunuma: error: {err}", file=sys.stderr)
         return 2
