@@ -38,7 +38,7 @@ def _gpus(chassis: str, placed: list[tuple[str, int]], **fields: Any) -> tuple[G
 _DGX_H100_BUSES = ["1b", "43", "52", "61", "9d", "c3", "d1", "df"]
 
 
-def _dgx_h100(name: str, description: str, **extra: object) -> Machine:
+def _dgx_h100(name: str, description: str, more_sources: tuple[str, ...] = (), **extra: object) -> Machine:
     rows = distance_rows((0, 1), lambda a, b: 21)
     nodes = (
         NodeSpec(0, core_cpus(2, 56, 2, 0, 0, 56), 1_031_820, rows[0]),
@@ -56,6 +56,7 @@ def _dgx_h100(name: str, description: str, **extra: object) -> Machine:
             "CPU and node layout: numa-nvml-facts F, DGX H100 row (2x Xeon 8480C, 56 cores, SNC off)",
             "GPU bus ids 1b,43,52,61 / 9d,c3,d1,df: 8x H200 HGX `nvidia-smi topo -m` capture and DGX H100 BDF mock",
             "distances 10/21: typical two-socket Intel (not checked on a DGX)",
+            *more_sources,
         ),
         sockets=2,
         cores_per_socket=56,
@@ -265,7 +266,9 @@ def _workstation() -> Machine:
     )
 
 
-def _mi300x() -> Machine:
+def _mi300x(
+    name: str = "mi300x", description: str | None = None, more_sources: tuple[str, ...] = (), **extra: object
+) -> Machine:
     rows = distance_rows((0, 1), lambda a, b: 32)
     nodes = (
         NodeSpec(0, core_cpus(2, 96, 2, 0, 0, 96), 1_547_740, rows[0]),
@@ -273,24 +276,64 @@ def _mi300x() -> Machine:
     )
     buses = ["05", "26", "46", "65", "85", "a6", "c6", "e5"]
     gpus = _gpus(
-        "mi300x",
+        name,
         [(f"0000:{bus}:00.0", 0 if i < 4 else 1) for i, bus in enumerate(buses)],
         name="AMD Instinct MI300X",
         vendor="amd",
     )
+    fields: dict[str, object] = {"expected_nodes": {i: 0 if i < 4 else 1 for i in range(8)}, **extra}
     return Machine(
-        name="mi300x",
-        description="2x EPYC 9654 (96 cores, SMT) NPS1 with 8 MI300X: AMD GPUs, sysfs only (no NVML)",
+        name=name,
+        description=description or "2x EPYC 9654 (96 cores, SMT) NPS1 with 8 MI300X: AMD GPUs, sysfs only (no NVML)",
         sources=(
             "GPUs 0-3 -> node 0, 4-7 -> node 1, distances 10/32: ROCm/legacy-rocm-build#4740",
             "CPU numbering 0-95,192-287 / 96-191,288-383: egandro/proxmox-cpu-affinity#58 (computed)",
+            *more_sources,
         ),
         sockets=2,
         cores_per_socket=96,
         threads_per_core=2,
         nodes=nodes,
         gpus=gpus,
-        expected_nodes={i: 0 if i < 4 else 1 for i in range(8)},
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+_CONTAINER_SOURCE = (
+    "the NVIDIA runtime mounts a tmpfs over /proc/driver/nvidia and binds in only the container's "
+    "gpus/<bus id> entries and /dev/nvidiaN nodes: NVIDIA/libnvidia-container src/nvc_mount.c "
+    "(mount_procfs, mount_procfs_gpu, mount_device); sysfs is not namespaced and still lists every GPU"
+)
+
+
+def _server_amd_vga() -> Machine:
+    rows = distance_rows((0, 1), lambda a, b: 21)
+    placed = [("0000:04:00.0", 0), ("0000:84:00.0", 1)]
+    vga = GpuSpec(
+        bus_id="0000:08:00.0",
+        uuid=_uuid("server-amd-vga", "0000:08:00.0"),
+        sysfs_numa_node=0,
+        name="AMD ES1000",
+        vendor="amd",
+        pci_class=0x030000,
+        compute=False,
+    )
+    return Machine(
+        name="server-amd-vga",
+        description="2x 16-core Xeon, 2 L40S on nodes 0 and 1, and an onboard AMD ES1000 VGA on a bus between them",
+        sources=(
+            "onboard ATI ES1000 (1002:515e, VGA class) as the server VGA: lspci of HP ProLiant G6/G7-era boards",
+            "CUDA numbers NVIDIA GPUs only, so Ray's GPU 1 is the second L40S whatever sits between them",
+        ),
+        sockets=2,
+        cores_per_socket=16,
+        threads_per_core=2,
+        nodes=(
+            NodeSpec(0, core_cpus(2, 16, 2, 0, 0, 16), 257_612, rows[0]),
+            NodeSpec(1, core_cpus(2, 16, 2, 1, 0, 16), 257_980, rows[1]),
+        ),
+        gpus=(*_gpus("server-amd-vga", placed, name="NVIDIA L40S"), vga),
+        expected_nodes={0: 0, 1: 1},
     )
 
 
@@ -355,6 +398,27 @@ def _build() -> Mapping[str, Machine]:
         _mi300x(),
         _no_numa(),
         _smt_off(),
+        _server_amd_vga(),
+        _dgx_h100(
+            "docker-dgx-h100",
+            "a container the NVIDIA runtime gave DGX H100 GPU 5 (bus c3, node 1): NVIDIA_VISIBLE_DEVICES=5, "
+            "no CUDA_VISIBLE_DEVICES; sysfs still lists all eight",
+            more_sources=(_CONTAINER_SOURCE,),
+            expected_nodes={0: 1},
+            exposed_gpus=("0000:c3:00.0",),
+            cgroup_path="/system.slice/docker-3f9a1c.scope",
+        ),
+        _mi300x(
+            "docker-mi300x",
+            "a container given MI300X GPU 6 (bus c6, node 1) by docker --device /dev/kfd --device /dev/dri/renderD134",
+            more_sources=(
+                "docker --device puts only the named /dev/dri/renderD* and /dev/kfd in the container; "
+                "sysfs (and /sys/class/kfd) still show every GPU",
+            ),
+            expected_nodes={0: 1},
+            exposed_gpus=("0000:c6:00.0",),
+            cgroup_path="/system.slice/docker-8b2e4d.scope",
+        ),
     ]
     return MappingProxyType({m.name: m for m in machines})
 

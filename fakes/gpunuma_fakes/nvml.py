@@ -181,7 +181,8 @@ class FakeNvml:
         self.failure = failure
         self.failures = dict(failures or {})
         self.bytes_strings = bytes_strings
-        self.devices: tuple[GpuSpec, ...] = tuple(g for g in machine.sorted_gpus() if g.vendor == "nvidia")
+        # NVML in a container enumerates only the GPUs the runtime gave it.
+        self.devices: tuple[GpuSpec, ...] = tuple(g for g in machine.visible_gpus() if g.vendor == "nvidia")
         #: Successful ``nvmlInit`` calls, ``nvmlShutdown`` calls, and every call by name.
         self.init_count = 0
         self.shutdown_count = 0

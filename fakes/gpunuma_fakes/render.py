@@ -32,6 +32,7 @@ _DEVICE_IDS = {
     "NVIDIA GeForce RTX 4090": 0x2684,
     "NVIDIA RTX A2000": 0x2531,
     "AMD Instinct MI300X": 0x74A1,
+    "AMD ES1000": 0x515E,
 }
 
 
@@ -51,6 +52,8 @@ class _Tree:
 
 
 def _gpu_class(gpu: GpuSpec) -> int:
+    if gpu.pci_class is not None:
+        return gpu.pci_class
     if gpu.vendor == "amd":
         return 0x120000  # MI300-series: "Processing accelerators"
     if "GeForce" in gpu.name or "RTX" in gpu.name:
@@ -67,6 +70,7 @@ def render_sysfs(machine: Machine, root: Path) -> Path:
     _render_cpus(machine, root, out)
     _render_pci(machine, root, out)
     _render_nvidia_proc(machine, root, out)
+    _render_dev(machine, root, out)
     _render_process(machine, root, out)
     (root / MARK).write_text(fingerprint(machine))
     return root
@@ -186,6 +190,10 @@ def _render_pci(machine: Machine, root: Path, out: _Tree) -> None:
         out.write(folder / "local_cpus", local.to_mask(nbits=machine.cpu_count))
         if gpu.vendor == "amd":
             out.write(folder / "product_name", gpu.name)  # amdgpu's FRU attribute
+            # The DRM nodes the driver registered for this function (not namespaced: the host's view).
+            render = machine.render_minor(gpu)
+            out.write(folder / "drm" / f"card{render - 128}" / "dev", f"226:{render - 128}")
+            out.write(folder / "drm" / f"renderD{render}" / "dev", f"226:{render}")
         if _gpu_class(gpu) == 0x030000:
             # The HDMI audio function of a VGA board: NVIDIA vendor, not a GPU.
             audio = gpu.bus_id[:-1] + "1"
@@ -206,9 +214,12 @@ def _render_pci(machine: Machine, root: Path, out: _Tree) -> None:
 
 
 def _render_nvidia_proc(machine: Machine, root: Path, out: _Tree) -> None:
-    for minor, gpu in enumerate(machine.sorted_gpus()):
-        if gpu.vendor != "nvidia":
+    # The NVIDIA runtime mounts a tmpfs over /proc/driver/nvidia holding only the container's GPUs
+    # (libnvidia-container, nvc_mount.c: mount_procfs, mount_procfs_gpu); CDI leaves the host's listing.
+    for gpu in machine.sorted_gpus():
+        if gpu.vendor != "nvidia" or not (machine.cdi or machine.is_exposed(gpu)):
             continue
+        minor = machine.nvidia_minor(gpu)
         out.write(
             root / "proc/driver/nvidia/gpus" / gpu.bus_id / "information",
             f"Model: \t\t {gpu.name}\n"
@@ -222,6 +233,25 @@ def _render_nvidia_proc(machine: Machine, root: Path, out: _Tree) -> None:
             f"Device Minor: \t {minor}\n"
             "GPU Excluded:\t No",
         )
+
+
+def _render_dev(machine: Machine, root: Path, out: _Tree) -> None:
+    """Device nodes as empty files: the names are what counts. A container holds only its GPUs' nodes."""
+    dev = root / "dev"
+    out.write(dev / "null", "")
+    nvidia = [g for g in machine.sorted_gpus() if g.vendor == "nvidia" and machine.is_exposed(g)]
+    if nvidia:
+        out.write(dev / "nvidiactl", "")
+        out.write(dev / "nvidia-uvm", "")
+    for gpu in nvidia:
+        out.write(dev / f"nvidia{machine.nvidia_minor(gpu)}", "")
+    for gpu in machine.sorted_gpus():
+        if gpu.vendor == "amd" and machine.is_exposed(gpu):
+            render = machine.render_minor(gpu)
+            out.write(dev / "dri" / f"card{render - 128}", "")
+            out.write(dev / "dri" / f"renderD{render}", "")
+    if machine.has_kfd():
+        out.write(dev / "kfd", "")
 
 
 def _status(machine: Machine, tid: int, name: str) -> str:

@@ -59,6 +59,10 @@ class GpuSpec:
     nvml_cpu_affinity: str | None = None
     nvml_memory_affinity: tuple[int, ...] | None = None
     mig_uuids: tuple[str, ...] = ()
+    #: The PCI class code (None: as the board implies: 3D controller, VGA for GeForce/RTX, accelerator for AMD).
+    pci_class: int | None = None
+    #: False for a display-only chip (an onboard AMD ES1000 under the radeon driver): no ROCm compute.
+    compute: bool = True
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,11 @@ class Machine:
     cgroup_version: int = 2
     #: Render no ``/sys/devices/system/node`` directory (a kernel without NUMA).
     no_numa_dir: bool = False
+    #: A container's GPUs, by bus id (None: a host process, every GPU). The NVIDIA runtime lists only
+    #: these under ``/proc/driver/nvidia/gpus`` and ``/dev``; ``docker --device`` gives AMD render nodes.
+    exposed_gpus: tuple[str, ...] | None = None
+    #: NVIDIA GPUs injected by CDI: only ``/dev/nvidiaN`` is narrowed, ``/proc/driver/nvidia`` lists every GPU.
+    cdi: bool = False
 
     # -- CPU layout -----------------------------------------------------------------
     @property
@@ -176,10 +185,10 @@ class Machine:
                 mig_devices=tuple(MigDevice(uuid=u, parent_index=index) for u in gpu.mig_uuids),
                 name=gpu.name,
             )
-            for index, gpu in enumerate(self.sorted_gpus())
+            for index, gpu in enumerate(self.visible_gpus())
         )
         if nvml:
-            gpus = tuple(self._with_nvml(gpu, spec, nodes) for gpu, spec in zip(gpus, self.sorted_gpus(), strict=True))
+            gpus = tuple(self._with_nvml(gpu, spec, nodes) for gpu, spec in zip(gpus, self.visible_gpus(), strict=True))
         return Topology(nodes=nodes, cpus=tuple(cpus), gpus=gpus, source="sysfs")
 
     def _with_nvml(self, gpu: Gpu, spec: GpuSpec, nodes: tuple[NumaNode, ...]) -> Gpu:
@@ -199,8 +208,42 @@ class Machine:
         return replace(gpu, **changes)  # type: ignore[arg-type]
 
     def sorted_gpus(self) -> tuple[GpuSpec, ...]:
-        """GPUs in PCI bus order: the index order of NVML and of the topology."""
+        """Every GPU of the host in PCI bus order (what ``/sys/bus/pci`` shows, container or not)."""
         return tuple(sorted(self.gpus, key=lambda g: g.bus_id))
+
+    def nvidia_minor(self, gpu: GpuSpec) -> int:
+        """The driver's ``Device Minor`` (``/dev/nvidiaN``): the host's NVIDIA GPUs numbered in bus order."""
+        return [g.bus_id for g in self.sorted_gpus() if g.vendor == "nvidia"].index(gpu.bus_id)
+
+    def render_minor(self, gpu: GpuSpec) -> int:
+        """N of ``/dev/dri/renderDN`` for an AMD GPU: 128 onwards over the host's AMD GPUs in bus order."""
+        return 128 + [g.bus_id for g in self.sorted_gpus() if g.vendor == "amd"].index(gpu.bus_id)
+
+    def is_exposed(self, gpu: GpuSpec) -> bool:
+        """Whether the process may open ``gpu`` (a host process may open every GPU)."""
+        return self.exposed_gpus is None or gpu.bus_id in self.exposed_gpus
+
+    def visible_gpus(self) -> tuple[GpuSpec, ...]:
+        """The GPUs the process can use, in index order: CUDA numbers NVIDIA GPUs only and ROCm AMD
+        ones only, each in bus order; the NVIDIA ones come first. Without ``/dev/kfd`` (no AMD GPU
+        that computes) ROCm sees no AMD GPU at all."""
+        exposed = [g for g in self.sorted_gpus() if self.is_exposed(g)]
+        nvidia = [g for g in exposed if g.vendor == "nvidia"]
+        amd = [g for g in exposed if g.vendor == "amd"] if self.has_kfd() else []
+        return (*nvidia, *amd)
+
+    def has_kfd(self) -> bool:
+        """Whether ``/dev/kfd`` (ROCm's compute device) exists: an exposed AMD GPU that computes."""
+        return any(g.vendor == "amd" and g.compute and self.is_exposed(g) for g in self.gpus)
+
+    def environment(self) -> dict[str, str]:
+        """The variables the container runtime sets for the process (empty on a host)."""
+        if self.exposed_gpus is None:
+            return {}
+        if self.cdi:
+            return {"NVIDIA_VISIBLE_DEVICES": "void"}
+        minors = [str(self.nvidia_minor(g)) for g in self.sorted_gpus() if g.vendor == "nvidia" and self.is_exposed(g)]
+        return {"NVIDIA_VISIBLE_DEVICES": ",".join(minors)} if minors else {}
 
     def allowed(self) -> Allowed:
         """What a process on this machine is allowed: cgroup cpuset, memory nodes, affinity."""

@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from gpunuma.adapters.devices import device_minor, read_device_access, render_nodes
 from gpunuma.adapters.procfs import parse_cpulist, parse_cpumask, parse_int, read_allowed, read_text, read_value
 from gpunuma.adapters.sysfs_cpus import read_cpus, read_online
 from gpunuma.adapters.sysfs_nodes import read_nodes
 from gpunuma.core.cpuset import BLANK, CpuSet
+from gpunuma.core.exposure import DeviceIds, usable_gpus
 from gpunuma.core.model import Gpu, Topology
 from gpunuma.core.plan import Allowed
 from gpunuma.core.reasons import Reason
@@ -49,13 +51,21 @@ def _bus_key(bdf: str) -> tuple[int, ...]:
 
 
 class SysfsTopology:
-    """Reads the topology from sysfs and the process's cpuset from procfs/cgroupfs under ``root``."""
+    """Reads the topology from sysfs and the process's cpuset from procfs/cgroupfs under ``root``.
+
+    GPUs are the ones this process can open (``root``'s ``/proc/driver/nvidia``, ``/dev``; see
+    :mod:`gpunuma.core.exposure`), not every GPU on the PCI bus. ``nvidia_visible_devices`` is the
+    ``NVIDIA_VISIBLE_DEVICES`` value, read only when neither of those files says anything.
+    """
 
     name = "sysfs"
 
-    def __init__(self, root: str | Path = "/", pid: int | str = "self") -> None:
+    def __init__(
+        self, root: str | Path = "/", pid: int | str = "self", *, nvidia_visible_devices: str | None = None
+    ) -> None:
         self.root = Path(root)
         self.pid = pid
+        self.nvidia_visible_devices = nvidia_visible_devices
 
     def __repr__(self) -> str:
         return f"SysfsTopology(root={str(self.root)!r}, pid={self.pid!r})"
@@ -104,13 +114,19 @@ class SysfsTopology:
         except FileNotFoundError:
             notes.append(f"{pci_dir} missing: no GPUs")
             return ()
-        gpus: list[Gpu] = []
+        found: list[Gpu] = []
+        ids: dict[str, DeviceIds] = {}
         for bdf in entries:
             folder = f"{pci_dir}/{bdf}/"
             vendor = self._gpu_vendor(folder)
             if vendor is not None:
-                gpus.append(self._gpu(folder, bdf, len(gpus), vendor))
-        return tuple(gpus)
+                gpu, ids[bdf] = self._gpu(folder, bdf, len(found), vendor)
+                found.append(gpu)
+        if not found:
+            return ()
+        gpus, left_out = usable_gpus(found, read_device_access(self.root, self.nvidia_visible_devices), ids)
+        notes.extend(left_out)
+        return gpus
 
     @staticmethod
     def _gpu_vendor(folder: str) -> str | None:
@@ -131,7 +147,8 @@ class SysfsTopology:
             return None
         return vendor
 
-    def _gpu(self, folder: str, bdf: str, index: int, vendor: str) -> Gpu:
+    def _gpu(self, folder: str, bdf: str, index: int, vendor: str) -> tuple[Gpu, DeviceIds]:
+        """The GPU at ``bdf`` (``index`` is provisional: :func:`usable_gpus` numbers) and its driver names."""
         notes: list[str] = []
         node_path = folder + "numa_node"
         node_text = read_value(node_path)
@@ -145,19 +162,22 @@ class SysfsTopology:
             numa_node = None if value == -1 else value
         local_cpus = self._local_cpus(folder, notes)
         uuid = name = None
+        ids = DeviceIds()
         if vendor == "nvidia":
             info_path = f"{self.root}/proc/driver/nvidia/gpus/{bdf}/information"
             info = read_text(info_path)
             if info is None:
                 notes.append(f"{info_path} missing: UUID unknown to sysfs")
             else:
-                fields = _info_fields(info, ("GPU UUID", "Model"))
+                fields = _info_fields(info, ("GPU UUID", "Model", "Device Minor"))
                 uuid = fields.get("GPU UUID") or None
                 name = fields.get("Model") or None
+                ids = DeviceIds(minor=device_minor(fields.get("Device Minor")))
         else:
             product = read_text(folder + "product_name")  # amdgpu's board name
             name = (product.strip(BLANK) or None) if product is not None else None
-        return Gpu(
+            ids = DeviceIds(render_nodes=render_nodes(folder))
+        gpu = Gpu(
             index=index,
             pci_bus_id=bdf,
             uuid=uuid,
@@ -167,6 +187,7 @@ class SysfsTopology:
             name=name,
             notes=tuple(notes),
         )
+        return gpu, ids
 
     @staticmethod
     def _local_cpus(folder: str, notes: list[str]) -> CpuSet | None:

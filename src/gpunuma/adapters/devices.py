@@ -1,0 +1,52 @@
+"""Read what a container gave this process: the NVIDIA driver's ``/proc`` listing, ``/dev`` nodes, DRM nodes.
+
+Every path is under the filesystem ``root`` (``/`` on a live system, a rendered tree in tests). A
+directory that is missing or unreadable (EACCES under AppArmor, ELOOP, ENOTDIR) is "no evidence",
+never an error: the decision in :mod:`gpunuma.core.exposure` then narrows nothing on its account.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from gpunuma.core.exposure import DeviceAccess
+
+
+def _names(folder: str | Path) -> frozenset[str] | None:
+    """The entry names of ``folder``, or None when it is not a readable directory."""
+    try:
+        return frozenset(os.listdir(folder))
+    except (OSError, ValueError):
+        return None
+
+
+def read_device_access(root: str | Path = "/", nvidia_visible_devices: str | None = None) -> DeviceAccess:
+    """The GPU evidence under ``root``: ``proc/driver/nvidia/gpus``, ``dev`` and ``dev/dri``.
+
+    ``nvidia_visible_devices`` is the ``NVIDIA_VISIBLE_DEVICES`` value the composition root read.
+    """
+    base = Path(root)
+    dev = _names(base / "dev")
+    if dev is not None:
+        dri = _names(base / "dev/dri") or frozenset()
+        dev = dev | {f"dri/{name}" for name in dri}
+    return DeviceAccess(
+        nvidia_listed=_names(base / "proc/driver/nvidia/gpus"),
+        dev_nodes=dev,
+        nvidia_visible_devices=nvidia_visible_devices,
+    )
+
+
+def render_nodes(pci_folder: str | Path) -> tuple[str, ...]:
+    """The DRM render nodes (``renderD128``) the driver registered for one PCI function, sorted."""
+    names = _names(Path(pci_folder) / "drm") or frozenset()
+    return tuple(sorted(name for name in names if name.startswith("renderD")))
+
+
+def device_minor(text: str | None) -> int | None:
+    """The ``Device Minor`` value of the NVIDIA driver's ``information`` text (ASCII digits), else None."""
+    if not text:
+        return None
+    value = text.strip()
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 9 else None

@@ -1,0 +1,153 @@
+"""Which of the host's GPUs this process can open, numbered as its runtime numbers them (pure: no I/O).
+
+sysfs is not namespaced: inside a container ``/sys/bus/pci`` still lists every GPU of the host.
+What the process may use is what the container runtime put into its own filesystem:
+
+* NVIDIA: the runtime mounts a tmpfs over ``/proc/driver/nvidia`` and binds in only the
+  container's ``gpus/<bus id>`` entries, plus only their ``/dev/nvidiaN`` nodes
+  (libnvidia-container, ``nvc_mount.c``). CDI injection narrows only the device nodes, and sets
+  ``NVIDIA_VISIBLE_DEVICES=void``. With neither file evidence, ``NVIDIA_VISIBLE_DEVICES`` (host
+  indices or UUIDs, ``all``, ``none``) is read.
+* AMD: ROCm needs ``/dev/kfd`` and opens a GPU through its ``/dev/dri/renderDN`` node; ``docker
+  --device`` passes only the nodes named.
+
+CUDA numbers NVIDIA GPUs only and ROCm AMD GPUs only, each in PCI bus order, so a GPU of another
+vendor between two NVIDIA GPUs never shifts their numbers: the NVIDIA GPUs this process can open
+are numbered 0, 1, ... in bus order, and the AMD ones after them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from gpunuma.core.identity import normalize_bus_id
+from gpunuma.core.model import Gpu
+
+#: The NVIDIA container runtime's variable: which host GPUs the container was given.
+NVIDIA_VISIBLE_DEVICES = "NVIDIA_VISIBLE_DEVICES"
+
+#: Values of NVIDIA_VISIBLE_DEVICES that name no particular GPUs (``void``/empty: not a GPU container
+#: as far as the runtime goes; ``all``: every GPU).
+_NO_FILTER = frozenset({"", "all", "void"})
+#: A host index (``3``) or a MIG index pair (``3:1``, the GPU before the colon): ASCII digits only.
+_INDEX = re.compile(r"^([0-9]+)(?::[0-9]+)?$")
+
+
+@dataclass(frozen=True)
+class DeviceAccess:
+    """What this process's own filesystem and environment show about the GPUs it may open.
+
+    None means "no evidence either way" (the file is not there or could not be read): such a
+    field never narrows anything.
+    """
+
+    #: Bus ids listed under ``/proc/driver/nvidia/gpus`` (None: no such directory).
+    nvidia_listed: frozenset[str] | None = None
+    #: Names in ``/dev``, with ``/dev/dri`` entries as ``dri/renderD128`` (None: no ``/dev``).
+    dev_nodes: frozenset[str] | None = None
+    #: The value of ``NVIDIA_VISIBLE_DEVICES`` (None: unset).
+    nvidia_visible_devices: str | None = None
+
+
+@dataclass(frozen=True)
+class DeviceIds:
+    """The driver's names for one GPU: NVIDIA's ``Device Minor`` and the DRM render nodes (AMD)."""
+
+    minor: int | None = None
+    render_nodes: tuple[str, ...] = ()
+
+
+def usable_gpus(
+    gpus: Sequence[Gpu], access: DeviceAccess, ids: Mapping[str, DeviceIds] | None = None
+) -> tuple[tuple[Gpu, ...], tuple[str, ...]]:
+    """The GPUs this process can open, renumbered (NVIDIA in bus order, then AMD), and a note per GPU left out.
+
+    ``gpus`` are the host's GPUs as the PCI bus shows them; ``ids`` maps a bus id to its driver
+    names. Other vendors' functions never appear in ``gpus`` (the sysfs adapter leaves them out).
+    """
+    ids = ids or {}
+    by_bus = sorted(gpus, key=lambda g: _bus(g.pci_bus_id))
+    nvidia = [g for g in by_bus if g.vendor == "nvidia"]
+    kept: list[Gpu] = []
+    left_out: dict[tuple[str, str], list[str]] = {}  # (vendor, why) -> bus ids, in first-seen order
+    for host_index, gpu in enumerate(nvidia):
+        why = _nvidia_refusal(gpu, host_index, access, ids.get(gpu.pci_bus_id, DeviceIds()))
+        _sort(gpu, why, kept, left_out)
+    for gpu in by_bus:
+        if gpu.vendor != "nvidia":
+            _sort(gpu, _amd_refusal(access, ids.get(gpu.pci_bus_id, DeviceIds())), kept, left_out)
+    numbered = tuple(replace(gpu, index=index) if gpu.index != index else gpu for index, gpu in enumerate(kept))
+    notes = tuple(
+        f"{vendor.upper()} GPU{'s' if len(buses) > 1 else ''} {', '.join(buses)} left out: {why}"
+        for (vendor, why), buses in left_out.items()
+    )
+    return numbered, notes
+
+
+def _sort(gpu: Gpu, why: str | None, kept: list[Gpu], left_out: dict[tuple[str, str], list[str]]) -> None:
+    if why is None:
+        kept.append(gpu)
+    else:
+        left_out.setdefault((gpu.vendor, why), []).append(gpu.pci_bus_id)
+
+
+def _bus(bus_id: str) -> str:
+    try:
+        return normalize_bus_id(bus_id)
+    except ValueError:
+        return bus_id
+
+
+def _nvidia_refusal(gpu: Gpu, host_index: int, access: DeviceAccess, ids: DeviceIds) -> str | None:
+    """Why this process cannot open ``gpu`` (None: it can, or nothing says it cannot)."""
+    listed = access.nvidia_listed
+    if listed is not None and _bus(gpu.pci_bus_id) not in {_bus(b) for b in listed}:
+        return "/proc/driver/nvidia/gpus does not list it (the container runtime did not give it to this process)"
+    dev = access.dev_nodes
+    if dev is not None and "nvidiactl" in dev:
+        if ids.minor is not None and f"nvidia{ids.minor}" not in dev:
+            return f"/dev/nvidia{ids.minor} is not here (the container runtime did not give it to this process)"
+        return None
+    if dev is not None and listed is not None:
+        # The driver is loaded but its control node is absent: a container without the NVIDIA runtime.
+        return "/dev/nvidiactl is not here: this process cannot open any NVIDIA GPU"
+    if listed is not None:
+        return None
+    return _visible_devices_refusal(gpu, host_index, access.nvidia_visible_devices)
+
+
+def _visible_devices_refusal(gpu: Gpu, host_index: int, value: str | None) -> str | None:
+    """NVIDIA_VISIBLE_DEVICES, read only when neither ``/proc/driver/nvidia`` nor ``/dev`` says anything."""
+    if value is None or value.strip().lower() in _NO_FILTER:
+        return None
+    text = value.strip()
+    if text.lower() == "none":
+        return f"{NVIDIA_VISIBLE_DEVICES}=none"
+    for entry in (e.strip() for e in text.split(",")):
+        match = _INDEX.match(entry)
+        if match:
+            # Compared as text: a 5000-digit index names no GPU, and int() would refuse to parse it.
+            if (match.group(1).lstrip("0") or "0") == str(host_index):
+                return None
+        elif entry.upper().startswith("GPU-") and gpu.uuid is not None:
+            if gpu.uuid.lower().startswith(entry.lower()):
+                return None
+        else:
+            # A MIG UUID, or a UUID without the driver's information file: it cannot be matched
+            # here, and a guess must not drop GPUs, so the variable narrows nothing.
+            return None
+    return f"{NVIDIA_VISIBLE_DEVICES}={text[:80]!r} does not name it (host GPU {host_index})"
+
+
+def _amd_refusal(access: DeviceAccess, ids: DeviceIds) -> str | None:
+    dev = access.dev_nodes
+    if dev is None:
+        return None
+    if "kfd" not in dev:
+        return "/dev/kfd is not here: ROCm can open no AMD GPU"
+    if ids.render_nodes and not any(f"dri/{node}" in dev for node in ids.render_nodes):
+        nodes = ", ".join(f"/dev/dri/{node}" for node in ids.render_nodes)
+        return f"{nodes} is not here (the container was not given it)"
+    return None
