@@ -11,10 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from gpunuma import compose
 from gpunuma.adapters.auto import AutoTopology
 from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.api import bind_to_gpu
+from gpunuma.compose import Options
 from gpunuma.core.exposure import DeviceAccess, DeviceIds, usable_gpus
+from gpunuma.core.identity import GpuEnvironment
 from gpunuma.core.model import Gpu
 from gpunuma_fakes import Machine, machine
 from gpunuma_fakes.kernel import SimulatedKernel
@@ -117,6 +120,16 @@ def test_nvidia_visible_devices_decides_only_when_the_files_say_nothing(bare_doc
     buses = [g.pci_bus_id for g in gpus]
     assert buses == (sorted(g.bus_id for g in DOCKER.gpus) if expected == "every" else expected)
     assert [g.index for g in gpus] == list(range(len(gpus)))
+
+
+@pytest.mark.parametrize("source", ["sysfs", "auto"])
+def test_the_composition_root_hands_the_variable_to_the_sysfs_reader(bare_docker, source):
+    options = Options(source=source, root=bare_docker)
+    environment = GpuEnvironment.from_mapping({"NVIDIA_VISIBLE_DEVICES": "5"})
+
+    planned = compose.plan(options, environment=environment)
+
+    assert planned.gpu_labels == ("GPU 0 (0000:c3:00.0)",) and planned.nodes == (1,)
 
 
 def test_the_files_win_over_the_variable(rendered):

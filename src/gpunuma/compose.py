@@ -101,13 +101,19 @@ class Options(Value):
 
 # -- adapters ------------------------------------------------------------------------------------
 def make_source(
-    source: str | TopologySource | None = None, *, root: str | Path = "/", simulate: str | None = None
+    source: str | TopologySource | None = None,
+    *,
+    root: str | Path = "/",
+    simulate: str | None = None,
+    nvidia_visible_devices: str | None = None,
 ) -> TopologySource:
     """A topology source: an instance passes through, a name (``auto``/``nvml``/``sysfs``) is built.
 
     ``simulate`` names a catalogue machine (``gpunuma machines``) or a captured host (a snapshot):
     the named source then reads that simulated machine instead of this one. A ``root`` other than
     ``/`` is a captured tree: its kernel files only, since this machine's NVML does not describe it.
+    ``nvidia_visible_devices`` (the container runtime's variable) reaches the sysfs reader, which
+    uses it only when ``/proc`` and ``/dev`` say nothing.
     """
     if source is None:
         source = "auto"
@@ -116,6 +122,7 @@ def make_source(
     if simulate is not None:
         return simulated_source_class()(simulate, source)
     cls = topology_source_class(source)
+    sysfs = topology_source_class("sysfs")(root=root, nvidia_visible_devices=nvidia_visible_devices)
     if source in ("auto", "nvml") and os.path.realpath(root) != "/":
         why = (
             "this machine's NVML does not describe a captured tree "
@@ -123,11 +130,10 @@ def make_source(
         )
         if source == "nvml":
             raise SnapshotError(f"source 'nvml' cannot read {root}: {why}; use sysfs or auto")
-        return cls(root=root, without_nvml=why)
-    if source == "nvml":
-        sysfs_cls = topology_source_class("sysfs")
-        return cls(sysfs=sysfs_cls(root=root))
-    return cls(root=root)
+        return cls(sysfs=sysfs, without_nvml=why)
+    if source == "sysfs":
+        return sysfs
+    return cls(sysfs=sysfs)
 
 
 def make_binder(binder: str | Binder | None = None) -> Binder:
@@ -203,7 +209,8 @@ def plan(
     if node is not None and gpus is None and chosen in ("auto", "nvml"):
         # An explicit node needs no GPU data: sysfs alone spares loading pynvml and nvmlInit.
         chosen = "sysfs"
-    src = make_source(chosen, root=options.root)
+    environment = environment or GpuEnvironment()
+    src = make_source(chosen, root=options.root, nvidia_visible_devices=environment.nvidia_visible_devices)
     topology = src.read()
     if allowed is None:
         allowed = src.allowed()
@@ -211,7 +218,7 @@ def plan(
     if node is not None and gpus is None:
         physical: tuple[int, ...] = ()
     else:
-        resolution = describe_resolution(topology, gpus=gpus, env=environment or GpuEnvironment())
+        resolution = describe_resolution(topology, gpus=gpus, env=environment)
         physical = resolution.gpus
         resolution_reasons = (*resolution.reasons, *resolution.warnings)
     if not physical and node is None:

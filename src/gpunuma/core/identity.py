@@ -93,6 +93,8 @@ class GpuEnvironment(Value):
     ray_noset_visible_devices: bool = False
     #: ``ray.get_gpu_ids()`` in this worker: physical ids (ints or UUID strings).
     ray_gpu_ids: tuple[int | str, ...] = ()
+    #: ``NVIDIA_VISIBLE_DEVICES``: the host GPUs a container was given (read only when its files say nothing).
+    nvidia_visible_devices: str | None = None
 
     @classmethod
     def from_mapping(cls, env: Mapping[str, str], ray_gpu_ids: Sequence[int | str] = ()) -> GpuEnvironment:
@@ -104,6 +106,7 @@ class GpuEnvironment(Value):
             cuda_device_order=env.get(CUDA_DEVICE_ORDER),
             ray_noset_visible_devices=env.get(RAY_NOSET_CVD, "") == "1",
             ray_gpu_ids=tuple(ray_gpu_ids),
+            nvidia_visible_devices=env.get("NVIDIA_VISIBLE_DEVICES"),
         )
 
     def get(self, variable: str) -> str | None:
