@@ -28,7 +28,8 @@ ALLOWED = re.compile(
     r"|proc/driver/nvidia/gpus/[^/]+/information"
     r"|sys/devices/system/node/[^/]+|sys/devices/system/node/node\d+/(cpulist|cpumap|distance|meminfo)"
     r"|sys/devices/system/cpu/[^/]+|sys/devices/system/cpu/cpu\d+/(online|topology/[^/]+|cache/index\d+/[^/]+)"
-    r"|sys/bus/pci/devices/[^/]+/[^/]+"
+    r"|sys/bus/pci/devices/[^/]+/[^/]+|sys/bus/pci/devices/[^/]+/drm/(card|renderD)\d+/dev"
+    r"|dev/(nvidiactl|nvidia\d+|kfd|dri/(card|renderD)\d+)"
     r"|sys/fs/cgroup(/[^/]+)*/cpuset\.[a-z_.]+"
     r")$"
 )

@@ -89,6 +89,10 @@ class Snapshot:
         """NVML's GPUs in its index order, as :class:`~gpunuma_fakes.nvml.FakeNvml` enumerates them."""
         return tuple(spec for spec, _ in self._devices)
 
+    def visible_gpus(self) -> tuple[GpuSpec, ...]:
+        """The GPUs the capturing process could open: the ones its NVML enumerated."""
+        return self.sorted_gpus()
+
     def nvml(self, **options: Any) -> RecordedNvml:
         """A fake ``pynvml`` answering what this host's NVML answered (``FakeNvml`` options apply)."""
         return RecordedNvml(self, **options)

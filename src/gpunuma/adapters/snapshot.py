@@ -11,6 +11,9 @@ What it holds, and nothing else (no environment, no other process, no command li
 * ``proc/self/{status,cgroup}`` and each thread's ``status`` of the ``gpunuma snapshot`` process
   itself, ``proc/meminfo``, and the cpuset files of its cgroups under ``sys/fs/cgroup``;
 * ``proc/driver/nvidia/gpus/*/information`` and ``proc/driver/nvidia/version``;
+* the names of the GPU device nodes the process can open (``dev/nvidiactl``, ``dev/nvidiaN``,
+  ``dev/kfd``, ``dev/dri/renderDN``, as empty files: a container holds only its own) and each
+  PCI function's ``drm/renderDN/dev``;
 * ``nvml.json``: per GPU, what NVML answered (index, UUID, bus id, NUMA node id or its error,
   CPU and memory affinity, MIG devices), or why NVML did not start;
 * ``gpunuma.json``: the format version, the gpunuma version, the kernel release, unreadable files.
@@ -63,6 +66,9 @@ _CGROUP_FILES = (
     "cpuset.effective_mems",
 )
 _NUMBERED = re.compile(r"^(cpu|node|index)\d+$")
+#: The device nodes that say which GPUs the process can open (recorded by name, never opened).
+_GPU_NODES = re.compile(r"^(nvidiactl|nvidia\d+|kfd|dri/(card|renderD)\d+)$")
+_DRM_NODE = re.compile(r"^(card|renderD)\d+$")
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,8 @@ def write_snapshot(
             files[relative] = data
     record = record_nvml(nvml, cpu_words=_words(base, "sys/devices/system/cpu/possible"),
                          node_words=_words(base, "sys/devices/system/node/possible"))
+    for node in _device_nodes(base):
+        files[f"dev/{node}"] = b""
     files[NVML_RECORD] = _json(record)
     files[META] = _json(_meta(base, unreadable))
     partial = target.with_name(target.name + ".partial")
@@ -216,11 +224,19 @@ def _wanted(base: Path) -> list[str]:
     pci = "sys/bus/pci/devices"
     for device in _names(base / pci):
         wanted += _existing(base, [f"{pci}/{device}/{name}" for name in _PCI_FILES])
+        drm = f"{pci}/{device}/drm"
+        wanted += _existing(base, [f"{drm}/{name}/dev" for name in _names(base / drm) if _DRM_NODE.match(name)])
     wanted += _existing(base, ["proc/meminfo", "proc/driver/nvidia/version"])
     gpus = "proc/driver/nvidia/gpus"
     wanted += _existing(base, [f"{gpus}/{bdf}/information" for bdf in _names(base / gpus)])
     wanted += _process_files(base)
     return wanted
+
+
+def _device_nodes(base: Path) -> list[str]:
+    """The GPU device node names under ``base/dev`` (``nvidia0``, ``dri/renderD128``...), never opened."""
+    names = [*_names(base / "dev"), *(f"dri/{name}" for name in _names(base / "dev/dri"))]
+    return [name for name in names if _GPU_NODES.match(name)]
 
 
 def _process_files(base: Path) -> list[str]:
