@@ -311,7 +311,7 @@ def _server_amd_vga() -> Machine:
     placed = [("0000:04:00.0", 0), ("0000:84:00.0", 1)]
     vga = GpuSpec(
         bus_id="0000:08:00.0",
-        uuid=_uuid("server-amd-vga", "0000:08:00.0"),
+        uuid=gpu_uuid("server-amd-vga", "0000:08:00.0"),
         sysfs_numa_node=0,
         name="AMD ES1000",
         vendor="amd",
