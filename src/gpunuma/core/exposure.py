@@ -18,12 +18,14 @@ are numbered 0, 1, ... in bus order, and the AMD ones after them.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-
 from gpunuma.core.identity import normalize_bus_id
-from gpunuma.core.model import Gpu
+from gpunuma.core.value import Value, replace
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from gpunuma.core.model import Gpu
 
 #: The NVIDIA container runtime's variable: which host GPUs the container was given.
 NVIDIA_VISIBLE_DEVICES = "NVIDIA_VISIBLE_DEVICES"
@@ -31,12 +33,22 @@ NVIDIA_VISIBLE_DEVICES = "NVIDIA_VISIBLE_DEVICES"
 #: Values of NVIDIA_VISIBLE_DEVICES that name no particular GPUs (``void``/empty: not a GPU container
 #: as far as the runtime goes; ``all``: every GPU).
 _NO_FILTER = frozenset({"", "all", "void"})
-#: A host index (``3``) or a MIG index pair (``3:1``, the GPU before the colon): ASCII digits only.
-_INDEX = re.compile(r"^([0-9]+)(?::[0-9]+)?$")
 
 
-@dataclass(frozen=True)
-class DeviceAccess:
+def _host_index(entry: str) -> str | None:
+    """The GPU index of a host index (``3``) or MIG index pair (``3:1``), as ASCII digits; else None."""
+    first, colon, second = entry.partition(":")
+    if _digits(first) and (not colon or _digits(second)):
+        return first.lstrip("0") or "0"
+    return None
+
+
+def _digits(text: str) -> bool:
+    # isdigit alone accepts non-ASCII digits such as U+0665; the runtime reads ASCII only.
+    return text.isascii() and text.isdigit()
+
+
+class DeviceAccess(Value):
     """What this process's own filesystem and environment show about the GPUs it may open.
 
     None means "no evidence either way" (the file is not there or could not be read): such a
@@ -51,8 +63,7 @@ class DeviceAccess:
     nvidia_visible_devices: str | None = None
 
 
-@dataclass(frozen=True)
-class DeviceIds:
+class DeviceIds(Value):
     """The driver's names for one GPU: NVIDIA's ``Device Minor`` and the DRM render nodes (AMD)."""
 
     minor: int | None = None
@@ -126,10 +137,10 @@ def _visible_devices_refusal(gpu: Gpu, host_index: int, value: str | None) -> st
     if text.lower() == "none":
         return f"{NVIDIA_VISIBLE_DEVICES}=none"
     for entry in (e.strip() for e in text.split(",")):
-        match = _INDEX.match(entry)
-        if match:
+        index = _host_index(entry)
+        if index is not None:
             # Compared as text: a 5000-digit index names no GPU, and int() would refuse to parse it.
-            if (match.group(1).lstrip("0") or "0") == str(host_index):
+            if index == str(host_index):
                 return None
         elif entry.upper().startswith("GPU-") and gpu.uuid is not None:
             if gpu.uuid.lower().startswith(entry.lower()):
