@@ -165,7 +165,9 @@ def stale_offline_cpus(case: Case, journal: Journal, data: st.DataObject) -> set
 
 def upper_hex(case: Case, journal: Journal, data: st.DataObject) -> set[str]:
     """Hex in capitals (masks, PCI ids), as some tools rewrite it."""
-    hexes = [f for f in case.files if f.endswith(("cpumap", "local_cpus", "/class", "/vendor", "/device"))]
+    # Only files still there: an earlier perturbation of the same example may have deleted some.
+    suffixes = ("cpumap", "local_cpus", "/class", "/vendor", "/device")
+    hexes = case.existing([f for f in case.files if f.endswith(suffixes)])
     for relative in data.draw(st.lists(st.sampled_from(hexes), max_size=20, unique=True)) if hexes else []:
         journal.write(relative, journal.read(relative).upper())
     return set()
