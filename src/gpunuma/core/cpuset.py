@@ -26,6 +26,10 @@ BLANK = " \t\n\r\v\f\x00"
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 #: Decimal digits of the largest id below LIMIT: longer numbers are beyond it (and never reach int()).
 _MAX_DIGITS = len(str(LIMIT - 1))
+#: Text up to this long takes the one-pass path for lists of single ids.
+_SHORT = 4096
+#: An entry up to this long (``NNNNN-NNNNN``) is parsed inline; longer ones go through :func:`_entry`.
+_SHORT_RANGE = 2 * _MAX_DIGITS + 1
 #: Bound once: set algebra and parsing build many sets, and the attribute look-ups cost as much as the build.
 _new = object.__new__
 _setattr = object.__setattr__
@@ -47,49 +51,50 @@ def parse_ids(text: str) -> frozenset[int]:
     raise :class:`CpuSetParseError`: the work is bounded by the text's length plus ``LIMIT``.
     """
     stripped = text.strip(BLANK)
+    # Sysfs reads parse ~100 sibling lists per topology: keep the common forms on short paths.
+    if len(stripped) <= _SHORT and stripped.isascii() and stripped.replace(",", "").isdigit():
+        # Single ids only (SMT sibling lists, one-node lists): nothing to expand, one pass in C.
+        # Short text keeps int() fast (quadratic before 3.11); "1,,2" fails int() and is named below.
+        try:
+            single = frozenset(map(int, stripped.split(",")))
+        except ValueError:
+            pass
+        else:
+            if max(single) < LIMIT:
+                return single
     if not stripped:
         return frozenset()
-    if stripped.isascii() and stripped.replace(",", "").isdigit():
-        # Single ids only (SMT sibling lists, one-node lists): nothing to expand, one pass in C.
-        # Long numbers never reach int() (quadratic before 3.11); an empty entry ("1,,2") fails
-        # int(); the strict loop below names either.
-        parts = stripped.split(",")
-        if len(stripped) <= _MAX_DIGITS or max(map(len, parts)) <= _MAX_DIGITS:
-            try:
-                single = frozenset(map(int, parts))
-            except ValueError:
-                pass
-            else:
-                if max(single) < LIMIT:
-                    return single
     if not stripped.isascii():
         raise CpuSetParseError(text, "characters other than ASCII digits, '-' and ','")
     ids: set[int] = set()
     budget = LIMIT
     for part in stripped.split(","):
         first, dash, last = part.partition("-")
-        if not (first.isdigit() and (last.isdigit() or not dash)):
-            first, dash, last = part.strip(BLANK).partition("-")
-            if not (first.isdigit() and (last.isdigit() or not dash)):
-                raise CpuSetParseError(text, f"{part!r} is not N or N-M")
-        if len(first) > _MAX_DIGITS or len(last) > _MAX_DIGITS:
-            raise CpuSetParseError(text, f"{part!r} names an id beyond {LIMIT - 1}")
-        low = int(first)
-        if not dash:
-            if low >= LIMIT:
-                raise CpuSetParseError(text, f"{part!r} names an id beyond {LIMIT - 1}")
-            ids.add(low)
-            continue
-        high = int(last)
-        if high < low:
-            raise CpuSetParseError(text, f"range {part!r} runs backwards")
-        if high >= LIMIT:
-            raise CpuSetParseError(text, f"{part!r} names an id beyond {LIMIT - 1}")
+        if first.isdigit() and (last.isdigit() or not dash) and len(part) <= _SHORT_RANGE:
+            low = int(first)
+            high = int(last) if dash else low
+        else:
+            low, high = _entry(text, part)
+        if not low <= high < LIMIT:
+            raise CpuSetParseError(
+                text, f"range {part!r} runs backwards" if high < low else f"{part!r} names an id beyond {LIMIT - 1}"
+            )
         budget -= high - low + 1
         if budget < 0:
             raise CpuSetParseError(text, f"ranges span more than {LIMIT} ids")
         ids.update(range(low, high + 1))
     return frozenset(ids)
+
+
+def _entry(text: str, part: str) -> tuple[int, int]:
+    """One cpulist entry that is not plain ``N``/``N-M``: blanks around it are fine, anything else is named."""
+    first, dash, last = part.strip(BLANK).partition("-")
+    if not (first.isdigit() and (last.isdigit() or not dash)):
+        raise CpuSetParseError(text, f"{part!r} is not N or N-M")
+    if len(first) > _MAX_DIGITS or len(last) > _MAX_DIGITS:
+        raise CpuSetParseError(text, f"{part!r} names an id beyond {LIMIT - 1}")
+    low = int(first)
+    return low, int(last) if dash else low
 
 
 class CpuSet(Value):
