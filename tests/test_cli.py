@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from gpunuma.cli import main
+from gpunuma.cli import ExitCode, main
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -68,10 +68,16 @@ def test_plan_policy_options_are_applied(capsys):
     assert plan["cpus"] == "14-27,126-139"  # rank 1 of 4 GPUs on node 0: cores 14-27 and their siblings
 
 
-def test_exec_on_a_simulated_machine_reports_what_it_would_do(capsys):
-    code, out, _ = run(capsys, "exec", "--simulate", "gb200", "--gpu", "3", "--", "python", "-c", "pass")
-    assert code == 0
+def test_exec_on_a_simulated_machine_reports_what_it_would_do_and_fails_a_ci_step(capsys):
+    code, out, err = run(capsys, "exec", "--simulate", "gb200", "--gpu", "3", "--", "python", "-c", "pass")
+    assert code == ExitCode.NOT_RUN
     assert "nothing executed" in out and "NUMA node 1, CPUs 72-143" in out
+    assert "NOT run" in err and "--dry-run" in err
+
+
+def test_exec_on_a_simulated_machine_with_dry_run_asks_for_only_the_plan(capsys):
+    code, out, err = run(capsys, "exec", "--simulate", "gb200", "--gpu", "3", "--dry-run", "--", "true")
+    assert code == ExitCode.OK and "nothing executed" in out and err == ""
 
 
 def test_exec_runs_the_command_bound_on_this_machine():
@@ -100,7 +106,8 @@ def test_exec_strict_without_a_gpu_fails_with_the_reason(capsys):
 
 def test_check_prints_this_process(capsys):
     code, out, _ = run(capsys, "check", "--source", "sysfs", "--json")
-    assert code == 0 and json.loads(out)["threads"]
+    # No CUDA_VISIBLE_DEVICES here: its GPU is unknown, so whether it is bound right cannot be told.
+    assert code == ExitCode.CANNOT_TELL and json.loads(out)["threads"]
 
 
 def test_machines_lists_the_catalogue(capsys):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gpunuma.cli import main
+from gpunuma.cli import ExitCode, main
 
 DATA = Path(__file__).parent / "data"
 H200X2 = str(DATA / "h200x2.tar.gz")
@@ -59,12 +59,14 @@ def test_plan_on_a_captured_host(capsys, where):
     code, out, _ = run(capsys, "plan", where, H200X2, "--gpu", "1", "--json")
 
     plan = json.loads(out)
-    assert code == 0 and (plan["gpus"], plan["numa_nodes"], plan["cpus"]) == ([1], [0], "0-31")
+    # Its one node holds every CPU and all memory: binding to it would change nothing (planner rule 9).
+    assert code == 0 and (plan["gpus"], plan["binds"], plan["cpus"]) == ([1], False, "")
+    assert plan["reason_details"][-1]["code"] == "spans_everything"
 
 
 def test_exec_on_a_captured_host_shows_the_plan_and_runs_nothing(capsys, tmp_path):
     marker = tmp_path / "ran"
-    code, out, _ = run(capsys, "exec", "--root", H200X2, "--gpu", "0", "--", "touch", str(marker))
+    code, out, _ = run(capsys, "exec", "--root", H200X2, "--node", "0", "--dry-run", "--", "touch", str(marker))
 
     assert code == 0 and "nothing executed" in out and "NUMA node 0" in out
     assert not marker.exists()
@@ -77,7 +79,7 @@ def test_check_reads_the_process_a_snapshot_holds(capsys, tmp_path):
     code, out, _ = run(capsys, "check", "--root", archive, "--json")
 
     result = json.loads(out)
-    assert code == 0 and result["threads"] and result["plan"] is None
+    assert code == ExitCode.CANNOT_TELL and result["threads"] and result["plan"] is None
 
 
 @pytest.mark.parametrize(

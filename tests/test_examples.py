@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -24,3 +25,21 @@ def test_ray_scheduler_example_starts_eight_bound_actors_on_a_simulated_dgx():
     assert {int(g): (int(n), cpus) for _, g, n, cpus in lines} == {
         g: (0, "0-55,112-167") if g < 4 else (1, "56-111,168-223") for g in range(8)
     }
+
+
+@pytest.mark.ray
+def test_sglang_style_launcher_binds_one_scheduler_actor_per_gpu_of_a_simulated_gb200():
+    pytest.importorskip("ray")
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "sglang_style_launcher.py"), "--simulate", "gb200"],
+        capture_output=True, text=True, check=True, timeout=300, env={**os.environ, "RAY_DEDUP_LOGS": "0"},
+    )
+    lines = re.findall(r"^TP(\d): GPU (\d) -> NUMA node (\d), CPUs (\S+) \((\w+)\)$", done.stdout, flags=re.M)
+
+    # GPU0,1 hang off Grace node 0, GPU2,3 off node 1 (their HBM nodes are 2, 10, 18, 26).
+    assert sorted((int(g), int(n), cpus, how) for _, g, n, cpus, how in lines) == [
+        (0, 0, "0-71", "simulated"), (1, 0, "0-71", "simulated"),
+        (2, 1, "72-143", "simulated"), (3, 1, "72-143", "simulated"),
+    ]
+    # Each actor's own INFO line reaches this console through Ray's default log forwarding.
+    assert re.search(r"gpunuma: \[TP\d\] bound to NUMA node \d", done.stderr), done.stderr[-2000:]

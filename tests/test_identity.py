@@ -20,6 +20,7 @@ from gpunuma.core.identity import (
     visible_gpus,
 )
 from gpunuma.core.model import MigDevice, Topology
+from gpunuma.core.reasons import codes
 from gpunuma.errors import GpuResolutionError
 from gpunuma.settings import read_gpu_environment
 from gpunuma_fakes import machine
@@ -35,6 +36,14 @@ MIG_B = "MIG-8a2b3c4d-1e2f-5a6b-8c9d-0e1f2a3b4c5d"
 def ray_gives(mocker: MockerFixture) -> Callable[[Sequence[int | str]], Any]:
     """``ray_gives([3])``: Ray's API as a worker sees it, whose ``get_gpu_ids()`` answers ``[3]``."""
     return lambda ids: mocker.Mock(spec=["get_gpu_ids"], **{"get_gpu_ids.return_value": list(ids)})
+
+
+def ray_module(ids: Sequence[int | str], *, mode: int = 1) -> types.SimpleNamespace:
+    """An initialised ``ray`` module in a worker (``mode=1``, WORKER_MODE) or the driver (0)."""
+    context = types.SimpleNamespace(worker=types.SimpleNamespace(mode=mode))
+    return types.SimpleNamespace(
+        is_initialized=lambda: True, get_gpu_ids=lambda: list(ids), get_runtime_context=lambda: context, WORKER_MODE=1
+    )
 
 
 def with_migs(topology: Topology, index: int, uuids: tuple[str, ...]) -> Topology:
@@ -201,8 +210,17 @@ def test_ray_ids_stay_physical_when_ray_leaves_cvd_unset(ray_gives: Any) -> None
     assert resolution.reasons[0].values == {"gpu": "GPU 6 (0000:d1:00.0)", "ids": "['6', '2']"}
 
 
-def test_ray_with_no_gpus_assigned_defers_to_the_variable(ray_gives: Any) -> None:
-    assert resolve_gpus(DGX, env=read_gpu_environment({CVD: "5"}, ray_gives([]))) == (5,)
+def test_a_ray_worker_with_no_gpu_owns_none_whatever_the_variable_says(ray_gives: Any) -> None:
+    # num_gpus=0: Ray gives no ids; CUDA_VISIBLE_DEVICES may be unset (all GPUs) or left from the node.
+    for env in ({}, {CVD: "5"}):
+        resolution = describe_resolution(DGX, env=read_gpu_environment(env, ray_gives([])))
+        assert resolution.gpus == () and codes(resolution.reasons) == ("ray_worker_without_gpu",)
+
+
+def test_the_ray_driver_takes_its_gpus_from_its_own_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    driver = ray_module([], mode=0)  # SCRIPT_MODE: the process that called ray.init()
+    monkeypatch.setitem(sys.modules, "ray", driver)
+    assert resolve_gpus(DGX, env=read_gpu_environment({CVD: "5"})) == (5,)
 
 
 def test_ray_id_beyond_the_machine_is_an_error(ray_gives: Any) -> None:
@@ -217,7 +235,7 @@ def test_ray_not_imported_is_never_imported(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_an_initialised_ray_in_this_process_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = types.SimpleNamespace(is_initialized=lambda: True, get_gpu_ids=lambda: [4])
+    fake = ray_module([4])
     monkeypatch.setitem(sys.modules, "ray", fake)
     assert resolve_gpus(DGX, env=read_gpu_environment({CVD: "1"})) == (4,)
     fake.is_initialized = lambda: False
@@ -318,3 +336,64 @@ def test_bus_ids_normalise_to_the_sysfs_form(raw: str | bytes, normal: str) -> N
 def test_garbage_is_not_a_bus_id() -> None:
     with pytest.raises(ValueError):
         normalize_bus_id("GPU-1234")
+
+
+# -- physical ids (NVML / nvidia-smi numbering) ------------------------------------------------
+def test_a_physical_id_ignores_a_permuted_visible_list() -> None:
+    # NeMo RL under RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES: CUDA_VISIBLE_DEVICES lists the node's GPUs.
+    resolution = describe_resolution(DGX, physical=7, env={CVD: "7,6,5,4,3,2,1,0"})
+    assert resolution.gpus == (7,) and resolution.source == "physical"
+    assert codes(resolution.reasons) == ("gpu_physical",)
+    # The local form reads 7 as cuda:7, which this list maps to physical 0.
+    assert resolve_gpus(DGX, gpus=7, env={CVD: "7,6,5,4,3,2,1,0"}) == (0,)
+
+
+def test_physical_ids_as_decimal_strings_and_several() -> None:
+    assert resolve_gpus(DGX, physical=["6", 2], env={}) == (6, 2)
+
+
+@pytest.mark.parametrize("bad", [8, -1, "GPU-1", True])
+def test_a_physical_id_the_machine_lacks_is_an_error(bad: object) -> None:
+    with pytest.raises(GpuResolutionError) as caught:
+        resolve_gpus(DGX, physical=bad, env={})  # type: ignore[arg-type]
+    assert caught.value.variable == "physical"
+
+
+def test_physical_and_local_together_is_an_error() -> None:
+    with pytest.raises(GpuResolutionError, match="not both"):
+        resolve_gpus(DGX, gpus=1, physical=1, env={})
+
+
+# -- LOCAL_RANK (torchrun) ---------------------------------------------------------------------
+def test_local_rank_picks_the_gpu_when_the_process_sees_every_gpu() -> None:
+    resolution = describe_resolution(DGX, env={"LOCAL_RANK": "5", "LOCAL_WORLD_SIZE": "8"})
+    assert resolution.gpus == (5,) and resolution.source == "LOCAL_RANK"
+    assert codes(resolution.reasons) == ("gpu_from_local_rank",)
+
+
+def test_local_rank_is_a_local_ordinal_through_a_visible_list() -> None:
+    assert resolve_gpus(DGX, env={CVD: "4,5,6,7", "LOCAL_RANK": "1"}) == (5,)
+
+
+def test_a_single_visible_gpu_wins_over_local_rank() -> None:
+    # A launcher that gives each worker one GPU (Slurm, Ray) may leave LOCAL_RANK at the job's rank.
+    assert resolve_gpus(DGX, env={CVD: "3", "LOCAL_RANK": "3"}) == (3,)
+
+
+@pytest.mark.parametrize(
+    ("env", "code"),
+    [
+        ({"LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1"}, "local_rank_single_worker"),
+        ({"LOCAL_RANK": "9"}, "local_rank_out_of_range"),
+        ({"LOCAL_RANK": "x"}, "local_rank_not_an_index"),
+    ],
+)
+def test_local_rank_that_picks_no_gpu_leaves_every_visible_gpu_and_says_why(env: dict[str, str], code: str) -> None:
+    resolution = describe_resolution(DGX, env=env)
+    assert resolution.gpus == tuple(range(8))
+    assert codes(resolution.warnings) == (code,)
+
+
+def test_ray_wins_over_local_rank(ray_gives: Any) -> None:
+    env = read_gpu_environment({"LOCAL_RANK": "5"}, ray_gives([2]))
+    assert resolve_gpus(DGX, env=env) == (2,)

@@ -154,3 +154,25 @@ def test_the_apply_path_takes_gpunuma_bind_0_over_a_binder_passed_in_code() -> N
 
     assert not dry.bound and dry.method == "noop" and dry.plan == wanted
     assert bound.bound and kernel.applied == [wanted]  # only the second call reached the binder
+
+
+def put_report(queue: multiprocessing.Queue, numa: object) -> None:  # type: ignore[type-arg]
+    """A spawned worker's target that asked for its binding report."""
+    from gpunuma.api import last_report
+
+    queue.put((numa, last_report() == numa))
+
+
+def test_start_bound_process_hands_the_report_to_a_target_that_asks() -> None:
+    dgx = machine("dgx-h100")
+    wanted = BindingPlan(gpus=(5,), nodes=(1,), cpus=CpuSet.parse_list("56-111,168-223"),
+                         memory_policy=MemoryPolicy.PREFERRED, memory_nodes=(1,), reasons=("GPU 5 is on node 1",))
+    queue = multiprocessing.get_context("spawn").Queue()
+
+    process = start_bound_process(wanted, put_report, args=(queue,), binder=dgx.kernel(), report_kwarg="numa")
+    report, kept = queue.get(timeout=120)
+    process.join(timeout=60)
+
+    assert process.exitcode == 0 and kept, "the child's gpunuma.last_report() is the report it was handed"
+    assert report.bound and report.method == "simulated" and report.plan == wanted
+    assert report.kernel.pid == process.pid, "the simulated kernel bound the child's own threads"

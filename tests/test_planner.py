@@ -325,7 +325,7 @@ class TestMemory:
         )
 
     def test_no_allowed_memory_at_all_leaves_the_policy_alone(self) -> None:
-        plan = plan_binding(GH200.topology(nvml=True), [0], allow(GH200, "0-71", ""), Policy(memory=MemoryPolicy.BIND))
+        plan = plan_binding(DGX.topology(), [0], allow(DGX, "0-223", ""), Policy(memory=MemoryPolicy.BIND))
         assert plan.binds
         assert (plan.memory_policy, plan.memory_nodes) == (MemoryPolicy.NONE, ())
         assert data(plan.reasons)[-1] == R("memory_no_usable_node", nodes="0", mems="none")
@@ -334,14 +334,14 @@ class TestMemory:
 class TestSeveralGpus:
     """Rule 4: a process owning GPUs on different nodes binds to the union."""
 
-    def test_gpus_on_both_sockets_bind_to_both_nodes(self) -> None:
-        topology = DGX.topology()
-        plan = plan_binding(topology, [4, 0], DGX.allowed())
-        assert plan.gpus == (0, 4)
-        assert plan.nodes == (0, 1)
-        assert plan.cpus == topology.all_cpus
-        assert plan.memory_nodes == (0, 1)
-        assert R("gpus_union", gpus="0, 4", nodes="0-1", what="nodes") in data(plan.reasons)
+    def test_gpus_on_two_nodes_bind_to_both_nodes(self) -> None:
+        topology = A100.topology()  # GPU 0 on node 3, GPU 2 on node 1 (of 8)
+        plan = plan_binding(topology, [2, 0], A100.allowed())
+        assert plan.gpus == (0, 2)
+        assert plan.nodes == (1, 3)
+        assert plan.cpus.to_list() == "16-31,48-63,144-159,176-191"
+        assert plan.memory_nodes == (1, 3)
+        assert R("gpus_union", gpus="0, 2", nodes="1,3", what="nodes") in data(plan.reasons)
 
     def test_exclusive_takes_the_union_of_the_shares(self) -> None:
         plan = plan_binding(DGX.topology(), [1, 5], DGX.allowed(), EXCLUSIVE)

@@ -12,6 +12,7 @@ from gpunuma.core.model import Topology
 from gpunuma.core.plan import Allowed
 from gpunuma.core.planner import gpu_placements, plan_binding
 from gpunuma.core.policy import CpuScope, Fallback, MemoryPolicy, Policy
+from gpunuma.core.reasons import codes
 from gpunuma.errors import InvalidNodeError, PlanError
 from gpunuma_fakes import Machine, NodeSpec, gpu
 from gpunuma_fakes.builder import distance_rows
@@ -184,7 +185,13 @@ def test_exclusive_shares_are_disjoint_cover_the_node_and_keep_siblings_together
         group = sorted(index for index, placement in placements.items() if placement.node == node.id)
         if not group:
             continue
-        shares = [plan_binding(topology, [index], allowed, policy).cpus for index in group]
+        plans = [plan_binding(topology, [index], allowed, policy) for index in group]
+        if any(codes(p.reasons)[-1:] == ("spans_everything",) for p in plans):
+            # Rule 9: a share that is the whole machine (a lone GPU, or overlapping shares of one core)
+            # is not a binding.
+            assert not any(p.binds and p.cpus >= topology.all_cpus for p in plans)
+            continue
+        shares = [p.cpus for p in plans]
         node_allowed = node.cpus & allowed.cpus
         cores = {(cpu.siblings & node.cpus) for cpu in topology.cpus if cpu.id in node_allowed}
         for share in shares:

@@ -75,6 +75,18 @@ class OwnActor:
         return self.report, self.lines, [int(g) for g in ray.get_gpu_ids()]
 
 
+class UnmodifiedServer:
+    """A server's scheduler actor as it ships: binds with no arguments, no test hooks in its code."""
+
+    def __init__(self) -> None:
+        self.report = bind_this_process(label="TP0")
+
+    def result(self) -> tuple[object, list[int], list[tuple[str, bool]]]:
+        handlers = [(type(h).__name__, getattr(h, "stream", None) is sys.stderr)
+                    for h in logging.getLogger("gpunuma").handlers]
+        return self.report, sorted(read_thread_affinities()), handlers
+
+
 @pytest.fixture(scope="module")
 def cluster(simulated_ray_cluster):
     return simulated_ray_cluster
@@ -245,8 +257,8 @@ def test_existing_actor_binds_itself_and_logs_one_line(cluster, simulated_trees,
     node = 0 if gpu < 4 else 1
     cpus = "0-55,112-167" if node == 0 else "56-111,168-223"
     assert report.plan.gpus == (gpu,)
-    assert [line for line in lines if line.startswith("[TP3] ")] == [
-        f"[TP3] bound to NUMA node {node} (CPUs {cpus}), memory preferred {node} for GPU {gpu}"
+    assert [line for line in lines if line.startswith("gpunuma: [TP3] ")] == [
+        f"gpunuma: [TP3] bound to NUMA node {node} (CPUs {cpus}), memory preferred {node} for GPU {gpu}"
     ]
 
 
@@ -297,3 +309,28 @@ def test_split_host_actors_bind_every_real_thread_with_the_real_binder(cluster, 
         assert len(now) > 1, "a Ray actor runs several threads"
         assert set(now.values()) == {planned}, "every real thread of the actor, read from /proc, is on its CPUs"
         assert {t.cpus for t in report.kernel.threads} == {planned}, "and every thread the binder read back"
+
+
+def test_an_actor_with_num_gpus_0_is_not_bound_and_says_it_holds_no_gpu(cluster, simulated_trees, actors):
+    actors.append(
+        start_bound_actor(TinyModel, num_gpus=0, actor_options=cluster.on("dgx-h100"),
+                          **adapters(simulated_trees, "dgx-h100"))
+    )
+    (report,) = reports_of(actors)
+
+    assert not report.bound and report.plan.gpus == ()
+    assert report.reason_codes == ("ray_worker_without_gpu",)
+
+
+def test_gpunuma_simulate_in_runtime_env_binds_an_unmodified_server(cluster, actors):
+    options = cluster.on("dgx-h100", runtime_env={"env_vars": {"GPUNUMA_SIMULATE": "dgx-h100"}})
+    actor = ray.remote(num_gpus=1, **options)(UnmodifiedServer).remote()
+    actors.append(actor)
+    report, threads, handlers = ray.get(actor.result.remote())
+
+    (gpu,) = report.plan.gpus
+    assert report.bound and report.method == "simulated"
+    assert report.plan.nodes == (machine("dgx-h100").expected_nodes[gpu],)
+    assert {t.tid for t in report.kernel.threads} <= set(threads), "the actor's own threads were simulated"
+    # Nothing configured logging in the worker: gpunuma's lines go to stderr, which Ray shows in the driver.
+    assert handlers == [("StreamHandler", True)]

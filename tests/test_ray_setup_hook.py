@@ -48,7 +48,13 @@ class SimulatedRay:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.gpu_ids: list[int] = []
         self.visibility_calls = 0
-        self.api = types.SimpleNamespace(is_initialized=lambda: True, get_gpu_ids=lambda: list(self.gpu_ids))
+        worker = types.SimpleNamespace(worker=types.SimpleNamespace(mode=1))  # WORKER_MODE, not the driver
+        self.api = types.SimpleNamespace(
+            is_initialized=lambda: True,
+            get_gpu_ids=lambda: list(self.gpu_ids),
+            get_runtime_context=lambda: worker,
+            WORKER_MODE=1,
+        )
         self.utils = types.ModuleType("ray._private.utils")
         self.original = self._set_visible_accelerator_ids
         self.utils.set_visible_accelerator_ids = self.original  # type: ignore[attr-defined]

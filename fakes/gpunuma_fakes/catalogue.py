@@ -262,7 +262,8 @@ def _workstation() -> Machine:
         threads_per_core=2,
         nodes=(NodeSpec(0, "0-15", 64_212, (10,)),),
         gpus=_gpus("workstation", [("0000:01:00.0", 0)], name="NVIDIA GeForce RTX 4090"),
-        expected_nodes={0: 0},
+        # Its one node holds every CPU and all memory: binding to it would change nothing (rule 9).
+        expected_nodes={0: None},
     )
 
 
@@ -347,8 +348,8 @@ def _no_numa() -> Machine:
         threads_per_core=2,
         nodes=(NodeSpec(0, "0-7", 31_842, (10,)),),
         gpus=_gpus("no-numa", [("0000:01:00.0", -1)], name="NVIDIA RTX A2000"),
-        # Its local CPUs (all of them) lie on the one node there is.
-        expected_nodes={0: 0},
+        # Its local CPUs (all of them) lie on the one node there is, which holds every CPU: not a binding.
+        expected_nodes={0: None},
         no_numa_dir=True,
     )
 

@@ -17,6 +17,7 @@ from gpunuma.core.model import Topology
 from gpunuma.core.plan import Allowed
 from gpunuma.registry import topology_source_class
 from gpunuma_fakes.catalogue import machine, names
+from gpunuma_fakes.kernel import SimulatedKernel
 from gpunuma_fakes.nvml import FakeNvml
 from gpunuma_fakes.render import render_sysfs
 from gpunuma_fakes.snapshot import ARCHIVE_SUFFIXES, load_snapshot
@@ -73,6 +74,11 @@ class SimulatedTopology:
     def read(self) -> Topology:
         """The machine's topology as the ``kind`` adapter reads its tree."""
         return self._load()[0]
+
+    def kernel(self) -> SimulatedKernel:
+        """The simulated kernel of this machine (what ``GPUNUMA_SIMULATE`` binds through)."""
+        topology, allowed = self._load()
+        return SimulatedKernel(topology, allowed)
 
     def allowed(self) -> Allowed:
         """What the simulated process may use (its cgroup and affinity)."""

@@ -15,8 +15,8 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a cold b
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from gpunuma.api import apply_plan, bind_to_gpu, bind_to_node, plan_for
-    from gpunuma.check import CheckResult, check_process
+    from gpunuma.api import apply_plan, bind_to_gpu, bind_to_node, last_report, plan_for
+    from gpunuma.check import CheckResult, Verdict, check_process
     from gpunuma.compose import Options
     from gpunuma.core.cpuset import CpuSet
     from gpunuma.core.model import Cpu, Gpu, NumaNode, Topology
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         GpuResolutionError,
         InvalidNodeError,
         LibraryNotFoundError,
+        NotBoundError,
         NvmlError,
         PlanError,
         SettingsError,
@@ -51,8 +52,10 @@ _EXPORTS = {
     "bind_to_node": "gpunuma.api",
     "plan_for": "gpunuma.api",
     "apply_plan": "gpunuma.api",
+    "last_report": "gpunuma.api",
     "check_process": "gpunuma.check",
     "CheckResult": "gpunuma.check",
+    "Verdict": "gpunuma.check",
     "exec_bound": "gpunuma.launch",
     "start_bound_process": "gpunuma.launch",
     "run_bound": "gpunuma.launch",
@@ -91,19 +94,20 @@ _EXPORTS = {
     "LibraryNotFoundError": "gpunuma.errors",
     "SettingsError": "gpunuma.errors",
     "SnapshotError": "gpunuma.errors",
+    "NotBoundError": "gpunuma.errors",
 }
 
 #: The public names (the same as ``_EXPORTS``, which tests/test_imports.py checks), spelled out for linters.
 __all__ = [
     "__version__",
-    "bind_to_gpu", "bind_to_node", "plan_for", "apply_plan", "check_process", "CheckResult",
+    "bind_to_gpu", "bind_to_node", "plan_for", "apply_plan", "last_report", "check_process", "CheckResult", "Verdict",
     "exec_bound", "start_bound_process", "run_bound", "bound_command", "exec_argv",
     "Options", "Settings", "Policy", "CpuScope", "MemoryPolicy", "Fallback",
     "CpuSet", "Topology", "NumaNode", "Cpu", "Gpu", "Allowed", "BindingPlan", "BindingReport", "Reason",
     "plan_binding",
     "GpunumaError", "CpuSetParseError", "TopologyError", "SysfsFormatError", "TopologyUnavailableError", "NvmlError",
     "UnknownSourceError", "GpuResolutionError", "PlanError", "InvalidNodeError", "BindError", "LibraryNotFoundError",
-    "SettingsError", "SnapshotError",
+    "SettingsError", "SnapshotError", "NotBoundError",
 ]
 
 

@@ -21,20 +21,33 @@ if TYPE_CHECKING:  # annotations only: the bind path in every worker imports no 
     from gpunuma.core.ports import Binder, RayLike, TopologySource
     from gpunuma.core.report import BindingReport
 
-__all__ = ["GpuSpec", "apply_plan", "bind_to_gpu", "bind_to_node", "make_binder", "make_source", "plan_for"]
+__all__ = [
+    "GpuSpec",
+    "PhysicalSpec",
+    "apply_plan",
+    "bind_to_gpu",
+    "bind_to_node",
+    "last_report",
+    "make_binder",
+    "make_source",
+    "plan_for",
+]
 
 if TYPE_CHECKING:
     #: A GPU as a caller names it: a local device index (the ``cuda:N`` this process sees),
     #: a ``GPU-``/``MIG-`` UUID or a PCI bus id, or several of these.
     GpuSpec: TypeAlias = int | str | Sequence[int | str] | None
+    #: A GPU by physical index: NVML / ``nvidia-smi`` numbering (PCI bus order), whatever
+    #: ``CUDA_VISIBLE_DEVICES`` says; or several.
+    PhysicalSpec: TypeAlias = int | Sequence[int] | None
 
 
 def __getattr__(name: str) -> object:
-    # GpuSpec at run time (for annotations evaluated by a caller), built on first use: it needs collections.abc.
-    if name == "GpuSpec":
+    # The aliases at run time (for annotations evaluated by a caller), built on first use: they need collections.abc.
+    if name in ("GpuSpec", "PhysicalSpec"):
         from collections.abc import Sequence
 
-        return int | str | Sequence[int | str] | None
+        return int | str | Sequence[int | str] | None if name == "GpuSpec" else int | Sequence[int] | None
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -46,9 +59,26 @@ def _gpu_arg(gpu: GpuSpec) -> Sequence[int | str] | None:
     return list(gpu)
 
 
+def _visible_under_ray() -> None:
+    """In a Ray worker with no logging configured, send gpunuma's lines to stderr, which Ray shows."""
+    from gpunuma.settings import in_ray_worker
+
+    if in_ray_worker():
+        from gpunuma.integrations.ray import show_logs_in_worker
+
+        show_logs_in_worker()
+
+
+def _physical_arg(physical: PhysicalSpec) -> Sequence[int] | None:
+    if physical is None:
+        return None
+    return [physical] if isinstance(physical, int) else list(physical)
+
+
 def plan_for(
     gpu: GpuSpec = None,
     *,
+    physical: PhysicalSpec = None,
     node: int | None = None,
     source: str | TopologySource | None = None,
     policy: Policy | None = None,
@@ -57,11 +87,14 @@ def plan_for(
 ) -> BindingPlan:
     """Resolve this process's GPU(s), read the topology and return the plan; changes nothing.
 
-    With ``node`` and no ``gpu``, plans an explicit node for a CPU-only process.
+    ``physical`` names GPUs by NVML / ``nvidia-smi`` index instead of ``gpu``'s local ``cuda:N``.
+    With ``node`` and no GPU, plans an explicit node for a CPU-only process.
     """
     options = Options.from_env(env, source=source, policy=policy)
-    environment = compose.gpu_environment(gpu, node, env, ray)
-    return compose.plan(options, gpus=_gpu_arg(gpu), node=node, environment=environment)
+    environment = compose.gpu_environment(gpu if physical is None else physical, node, env, ray)
+    return compose.plan(
+        options, gpus=_gpu_arg(gpu), physical=_physical_arg(physical), node=node, environment=environment
+    )
 
 
 def apply_plan(
@@ -79,28 +112,38 @@ def apply_plan(
     "not bound" report and a warning; binders restore the process before raising, so a failure
     never leaves it half bound.
     """
+    _visible_under_ray()
     return compose.apply(Options.from_env(env, binder=binder, strict=strict, label=label), plan)
 
 
 def bind_to_gpu(
     gpu: GpuSpec = None,
     *,
+    physical: PhysicalSpec = None,
     source: str | TopologySource | None = None,
     binder: str | Binder | None = None,
     policy: Policy | None = None,
     strict: bool | None = None,
+    require_bound: bool | None = None,
     env: Mapping[str, str] | None = None,
     ray: RayLike | None = None,
     label: str | None = None,
 ) -> BindingReport:
     """Bind the whole calling process to the NUMA node of its GPU and return the read-back report.
 
-    ``gpu`` is the local device index (``cuda:N``), a UUID or bus id; left out, the GPU is
-    resolved from Ray's assignment or ``CUDA_VISIBLE_DEVICES``. Best-effort by default
-    (``strict=True`` or ``GPUNUMA_STRICT=1`` raises instead); ``GPUNUMA_BIND=0`` makes it a dry run.
+    ``gpu`` is the local device index (``cuda:N``), a UUID or bus id; ``physical`` the NVML /
+    ``nvidia-smi`` index (``bind_to_gpu(physical=7)``: NeMo RL's ``ray.get_gpu_ids()[0]`` under
+    ``RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES``). Left out, the GPU is resolved from Ray's
+    assignment, ``LOCAL_RANK`` or ``CUDA_VISIBLE_DEVICES``. Best-effort by default (``strict=True`` or
+    ``GPUNUMA_STRICT=1`` raises when binding fails); ``require_bound=True`` (``GPUNUMA_REQUIRE=1``) raises
+    :class:`~gpunuma.errors.NotBoundError` whenever nothing gets bound; ``GPUNUMA_BIND=0`` makes it a dry run.
     """
-    options = Options.from_env(env, source=source, binder=binder, policy=policy, strict=strict, label=label)
-    return compose.bind(options, gpus=_gpu_arg(gpu), environment=compose.gpu_environment(gpu, None, env, ray))
+    options = Options.from_env(
+        env, source=source, binder=binder, policy=policy, strict=strict, label=label, require=require_bound
+    )
+    environment = compose.gpu_environment(gpu if physical is None else physical, None, env, ray)
+    _visible_under_ray()
+    return compose.bind(options, gpus=_gpu_arg(gpu), physical=_physical_arg(physical), environment=environment)
 
 
 def bind_to_node(
@@ -110,9 +153,22 @@ def bind_to_node(
     binder: str | Binder | None = None,
     policy: Policy | None = None,
     strict: bool | None = None,
+    require_bound: bool | None = None,
     env: Mapping[str, str] | None = None,
     label: str | None = None,
 ) -> BindingReport:
     """Bind the whole calling process to an explicit NUMA node (CPU-only helpers, tests)."""
-    options = Options.from_env(env, source=source, binder=binder, policy=policy, strict=strict, label=label)
+    options = Options.from_env(
+        env, source=source, binder=binder, policy=policy, strict=strict, label=label, require=require_bound
+    )
+    _visible_under_ray()
     return compose.bind(options, node=node)
+
+
+def last_report() -> BindingReport | None:
+    """The report of the latest binding in this process, bound or not (None before any).
+
+    Kept by every binding path: ``bind_to_gpu``/``bind_to_node``/``apply_plan``, the Ray setup hook and
+    ``bind_this_process``, the child of ``start_bound_process``, ``gpunuma exec`` before it execs.
+    """
+    return compose.last_report()

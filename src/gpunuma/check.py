@@ -6,7 +6,9 @@ what it should hold under its own ``GPUNUMA_*`` settings and lists the differenc
 
 ``/proc/<pid>/environ`` is the environment a process started with. Ray sets a worker's
 ``CUDA_VISIBLE_DEVICES`` later, from inside the worker, so a Ray actor's GPU is unknown here:
-ask the actor for its ``binding_report()`` instead.
+name it (``gpus=``/``physical=``, ``gpunuma check --pid N --physical-gpu G``) or ask the actor for
+its ``binding_report()``. Every result has a :class:`Verdict`: as expected, not as expected, or
+cannot tell (nothing to compare with), which ``gpunuma check`` turns into its exit code.
 """
 
 from __future__ import annotations
@@ -20,16 +22,33 @@ from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import Policy
 from gpunuma.core.ports import TopologySource
 from gpunuma.core.report import KernelView
-from gpunuma.core.value import Value, replace
-from gpunuma.errors import GpunumaError
+from gpunuma.core.value import Choice, Value, replace
+from gpunuma.errors import GpunumaError, GpuResolutionError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+#: The variables that say which GPUs a process sees.
+_VISIBILITY = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES")
 #: Set by Ray's raylet in every worker's environment at start.
 _RAY_WORKER_MARK = "RAY_RAYLET_PID"
 _RAY_WORKER_NOTE = (
     "process {pid} is a Ray worker ({mark} is set): Ray sets its CUDA_VISIBLE_DEVICES after the process "
     "started, so /proc/{pid}/environ lacks it and its GPU is unknown here; ask the actor for its "
-    "binding_report() (gpunuma.integrations.ray) to see how it was bound"
+    "binding_report() (gpunuma.integrations.ray) to see how it was bound, or name its GPU (--physical-gpu)"
 ).replace("{mark}", _RAY_WORKER_MARK)
+
+
+class Verdict(str, Choice):
+    """What a check concluded."""
+
+    #: The kernel holds what the plan expects (or the plan expects no binding).
+    AS_EXPECTED = "as_expected"
+    #: A plan that binds disagrees with what the kernel holds.
+    NOT_AS_EXPECTED = "not_as_expected"
+    #: Nothing to compare with: the process's GPU is unknown, or it runs with ``GPUNUMA_BIND=0``.
+    CANNOT_TELL = "cannot_tell"
 
 
 class CheckResult(Value):
@@ -48,6 +67,15 @@ class CheckResult(Value):
         """True unless a plan that binds disagrees with what the kernel holds."""
         return not self.mismatches
 
+    @property
+    def verdict(self) -> Verdict:
+        """As expected, not as expected, or cannot tell (no plan, or a plan shown but not compared)."""
+        if self.mismatches:
+            return Verdict.NOT_AS_EXPECTED
+        if self.plan is None or not self.compared:
+            return Verdict.CANNOT_TELL
+        return Verdict.AS_EXPECTED
+
     def render(self) -> str:
         view = self.view
         lines = [f"process {view.pid}: CPUs allowed {view.cpus_allowed.to_list()}, "
@@ -63,12 +91,19 @@ class CheckResult(Value):
         if self.plan is not None:
             lines.append(f"expected: {self.plan.summary()}")
             lines.extend(f"  - {reason}" for reason in self.plan.reasons)
+        else:
+            lines.append("expected: unknown (no plan to compare with; see the note)")
         lines.extend(f"note: {note}" for note in self.notes)
-        if self.mismatches:
+        verdict = self.verdict
+        if verdict is Verdict.NOT_AS_EXPECTED:
             lines.append("NOT bound as planned:")
             lines.extend(f"  ! {m}" for m in self.mismatches)
-        elif self.plan is not None and self.plan.binds and self.compared:
+        elif verdict is Verdict.CANNOT_TELL:
+            lines.append("CANNOT TELL whether it is bound right (see the note)")
+        elif self.plan is not None and self.plan.binds:
             lines.append("OK: every thread is bound as planned")
+        else:
+            lines.append("OK: no binding is expected for it")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,6 +120,7 @@ class CheckResult(Value):
             "mismatches": list(self.mismatches),
             "notes": list(self.notes),
             "compared": self.compared,
+            "verdict": self.verdict.value,
         }
 
 
@@ -94,11 +130,16 @@ def check_process(
     source: str | TopologySource = "auto",
     root: str | Path = "/",
     policy: Policy | None = None,
+    gpus: Sequence[int | str] | None = None,
+    physical: Sequence[int | str] | None = None,
 ) -> CheckResult:
     """Read a process's binding back and compare it with the plan for the GPU(s) it uses.
 
-    The plan follows the process's own ``GPUNUMA_*`` settings (``policy`` replaces them); a process
-    running with ``GPUNUMA_BIND=0`` is shown, not judged.
+    The GPU comes from ``gpus`` (local ``cuda:N`` of the process, through its own
+    ``CUDA_VISIBLE_DEVICES`` when readable; UUIDs; bus ids) or ``physical`` (``nvidia-smi`` numbering)
+    when given, else from the process's environment. The plan follows the process's own ``GPUNUMA_*``
+    settings (``policy`` replaces them); a process running with ``GPUNUMA_BIND=0`` is shown, not judged.
+    A GPU named here that the machine lacks raises :class:`~gpunuma.errors.GpuResolutionError`.
     """
     from gpunuma import compose
     from gpunuma.core.readback import compare
@@ -109,26 +150,40 @@ def check_process(
     def without_plan(note: str) -> CheckResult:
         return CheckResult(view=view, gpus=(), plan=None, mismatches=(), notes=(*notes, note))
 
+    named = gpus is not None or physical is not None
     if env is None:
-        return without_plan(f"the environment of process {pid} is unreadable: its GPU is unknown")
-    if not any(key in env for key in ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES")):
+        if not named:
+            return without_plan(f"the environment of process {pid} is unreadable: its GPU is unknown")
+        notes.append(
+            f"the environment of process {pid} is unreadable: its GPUNUMA_* settings are taken as the defaults "
+            "and a local GPU index as the physical one"
+        )
+        env = {}
+    elif not named and not any(key in env for key in _VISIBILITY):
         if _RAY_WORKER_MARK in env:
             return without_plan(_RAY_WORKER_NOTE.format(pid=pid))
-        return without_plan(
-            "the process sets no CUDA_VISIBLE_DEVICES: it may use every GPU, so no single node is expected "
-            "(a Ray worker gets its CUDA_VISIBLE_DEVICES from Ray after it started, which /proc does not "
-            "show: ask the actor for its binding_report())"
-        )
+        if "LOCAL_RANK" not in env:
+            return without_plan(
+                "the process sets no CUDA_VISIBLE_DEVICES: it may use every GPU, so no single node is expected "
+                "(a Ray worker gets its CUDA_VISIBLE_DEVICES from Ray after it started, which /proc does not "
+                "show: name its GPU with --gpu or --physical-gpu, or ask the actor for its binding_report())"
+            )
     try:
         # The target's own switches: it was bound with its GPUNUMA_* policy, not this command's.
         options = compose.Options.from_env(env, source=source, policy=policy, root=root)
         # Its affinity is what we check, so an affinity narrowed by the binding must not stop the plan.
-        options = replace(options, policy=replace(options.policy, override_affinity=True))
+        options = replace(options, policy=replace(options.policy, override_affinity=True), simulate=None)
         plan = compose.plan(
             options,
+            gpus=gpus,
+            physical=physical,
             environment=GpuEnvironment.from_mapping(env),
             allowed=compose.process_allowed(view.pid, root),
         )
+    except GpuResolutionError:
+        if named:  # the caller named a GPU this machine does not have: their mistake, not an unknown
+            raise
+        return without_plan("no plan to compare with: its GPU could not be resolved")
     except GpunumaError as err:
         return without_plan(f"no plan to compare with: {err}")
     if not plan.gpus:

@@ -1,9 +1,9 @@
 """The ``gpunuma`` command: see the topology, the plan, check a running process, exec bound.
 
-``--simulate NAME`` runs the same commands against a machine of the simulated catalogue
-(``gpunuma machines`` lists them), so a laptop shows what would happen on a DGX; ``--simulate PATH``
-against a captured host (``gpunuma snapshot``). ``--root PATH`` reads a captured host's kernel files
-(a folder or an archive) instead of this machine's.
+``--simulate NAME`` (or ``GPUNUMA_SIMULATE=NAME``) runs the same commands against a machine of the
+simulated catalogue (``gpunuma machines`` lists them), so a laptop shows what would happen on a DGX;
+``--simulate PATH`` against a captured host (``gpunuma snapshot``). ``--root PATH`` reads a captured
+host's kernel files (a folder or an archive) instead of this machine's. Exit statuses: :class:`ExitCode`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 from gpunuma import compose, logs
 from gpunuma.compose import Options, make_source
 from gpunuma.core.policy import CpuScope, Fallback, MemoryPolicy, Policy
-from gpunuma.core.value import Value, replace
+from gpunuma.core.value import Choice, Value, replace
 from gpunuma.errors import GpunumaError
 from gpunuma.registry import SOURCE_NAMES, simulated_source_class
 
@@ -23,6 +23,24 @@ if TYPE_CHECKING:  # gpunuma exec parses its own options: argparse, json and log
     import argparse
     from collections.abc import Callable, Sequence
     from typing import Any
+
+class ExitCode(int, Choice):
+    """Every exit status of the ``gpunuma`` command, in one place (the README's "Exit codes" lists them).
+
+    Commands that add a status add it here, with a number not used before.
+    """
+
+    #: Done; ``check``: the process holds what is expected.
+    OK = 0
+    #: ``check``: the process is not bound as expected (each difference is printed).
+    NOT_AS_EXPECTED = 1
+    #: A usage error, a bad ``GPUNUMA_*`` value, a missing process, an error gpunuma raised (one line says which).
+    ERROR = 2
+    #: ``check``: what the process should hold cannot be told (its GPU is unknown, or it runs with GPUNUMA_BIND=0).
+    CANNOT_TELL = 3
+    #: ``exec`` on a simulated or captured machine without ``--dry-run``: the command was shown, not run.
+    NOT_RUN = 4
+
 
 _SOURCE_HELP = "where the topology comes from (default: GPUNUMA_SOURCE, else auto = NVML + sysfs)"
 _ROOT_HELP = (
@@ -37,6 +55,8 @@ def _options(args: argparse.Namespace) -> Options:
     A bad ``GPUNUMA_*`` value is a :class:`~gpunuma.settings.SettingsError` here, before anything runs.
     """
     options = Options.from_env(source=args.source, strict=getattr(args, "strict", False) or None, root=args.root)
+    if getattr(args, "simulate", None) is not None:
+        options = replace(options, simulate=args.simulate)
     if not hasattr(args, "scope"):  # topo and check take no policy flags
         return options
     base = options.policy
@@ -50,16 +70,14 @@ def _options(args: argparse.Namespace) -> Options:
     return replace(options, policy=policy)
 
 
-def _source(args: argparse.Namespace, options: Options) -> Any:
-    """The source the command reads: ``options.source`` (a name) on this machine, or on the ``--simulate`` one."""
-    simulate = getattr(args, "simulate", None)
-    return options.source if simulate is None else make_source(options.source, simulate=simulate)
-
-
 def _gpus(args: argparse.Namespace) -> list[int | str] | None:
     if not args.gpu:
         return None
     return [int(g) if g.isdigit() else g for g in args.gpu]
+
+
+def _physical(args: argparse.Namespace) -> list[int] | None:
+    return list(args.physical_gpu) if args.physical_gpu else None
 
 
 # -- printing -------------------------------------------------------------------------------
@@ -114,7 +132,7 @@ def _print_json(data: object) -> None:
 
 def cmd_topo(args: argparse.Namespace) -> int:
     options = _options(args)
-    topology = make_source(_source(args, options), root=options.root).read()
+    topology = make_source(options.source, root=options.root, simulate=options.simulate).read()
     if args.json:
         _print_json(topology.to_dict())
     else:
@@ -124,7 +142,7 @@ def cmd_topo(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     options = _options(args)
-    plan = _plan(args, replace(options, source=_source(args, options)))
+    plan = _plan(args, options)
     if args.json:
         _print_json(plan.to_dict())
     else:
@@ -133,8 +151,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace, options: Options) -> Any:
-    gpus = _gpus(args)
-    return compose.plan(options, gpus=gpus, node=args.node, environment=compose.gpu_environment(gpus, args.node))
+    gpus, physical = _gpus(args), _physical(args)
+    environment = compose.gpu_environment(gpus if physical is None else physical, args.node)
+    return compose.plan(options, gpus=gpus, physical=physical, node=args.node, environment=environment)
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
@@ -147,9 +166,10 @@ def cmd_exec(args: argparse.Namespace) -> int:
     options = _options(args)
     # A simulated or captured machine is never this one: the command is shown, not run.
     captured = getattr(args, "captured", None)
-    shown = args.simulate is not None or captured is not None or args.dry_run
+    simulated = options.simulate
+    shown = simulated is not None or captured is not None or args.dry_run
     try:
-        plan = _plan(args, replace(options, source=_source(args, options)))
+        plan = _plan(args, options)
     except GpunumaError as err:
         if options.strict or shown:
             raise
@@ -159,27 +179,41 @@ def cmd_exec(args: argparse.Namespace) -> int:
         os.execvp(argv[0], argv)
     if shown:
         where = "this machine"
-        if args.simulate is not None or captured is not None:
-            where = f"simulated {args.simulate}" if args.simulate is not None else f"captured {captured}"
+        if simulated is not None or captured is not None:
+            where = f"simulated {simulated}" if simulated is not None else f"captured {captured}"
         print(f"would run {argv!r} on {where} bound as follows (nothing executed):")
         _print_plan(plan)
-        return 0
+        if args.dry_run:
+            return ExitCode.OK
+        # A CI step built on `exec --simulate` must not pass as if the command had run.
+        print(
+            f"gpunuma exec: {argv[0]!r} was NOT run: {where} is not this machine; "
+            f"add --dry-run to ask for only the plan (exit {int(ExitCode.OK)}), exit {int(ExitCode.NOT_RUN)} otherwise",
+            file=sys.stderr,
+        )
+        return ExitCode.NOT_RUN
     from gpunuma.launch import exec_bound
 
     exec_bound(plan, argv, strict=options.strict)
-    return 0  # exec_bound only returns when exec failed, which raises
+    return ExitCode.OK  # exec_bound only returns when exec failed, which raises
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from gpunuma.check import check_process
+    from gpunuma.check import Verdict, check_process
 
     options = _options(args)
-    result = check_process(args.pid, source=options.source, root=options.root)
+    result = check_process(
+        args.pid, source=options.source, root=options.root, gpus=_gpus(args), physical=_physical(args)
+    )
     if args.json:
         _print_json(result.to_dict())
     else:
         print(result.render())
-    return 0 if result.ok else 1
+    return {
+        Verdict.AS_EXPECTED: ExitCode.OK,
+        Verdict.NOT_AS_EXPECTED: ExitCode.NOT_AS_EXPECTED,
+        Verdict.CANNOT_TELL: ExitCode.CANNOT_TELL,
+    }[result.verdict]
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
@@ -202,7 +236,7 @@ class _Option(Value):
 
     flag: str
     help: str
-    kind: str = "text"  # text, int, switch (no value) or append (repeatable text)
+    kind: str = "text"  # text, int, switch (no value), append (repeatable text) or ints (repeatable int)
     choices: tuple[str, ...] = ()
     default: object = None
     metavar: str | None = None
@@ -217,6 +251,9 @@ class _Option(Value):
             extra["action"] = "store_true"
         elif self.kind == "append":
             extra["action"] = "append"
+        elif self.kind == "ints":
+            extra["action"] = "append"
+            extra["type"] = int
         elif self.kind == "int":
             extra["type"] = int
         if self.choices:
@@ -235,9 +272,14 @@ _SOURCE_OPTIONS = (
     _Option("--root", _ROOT_HELP, default="/"),
     _Option("--json", "print the stable JSON shape", kind="switch"),
 )
+_PHYSICAL_OPTION = _Option(
+    "--physical-gpu", "physical GPU index as nvidia-smi and NVML number them (PCI bus order), whatever "
+    "CUDA_VISIBLE_DEVICES says; repeat for several; not with --gpu", kind="ints", metavar="N",
+)
 _POLICY_OPTIONS = (
-    _Option("--gpu", "local GPU index (cuda:N), UUID or bus id; repeat for several; default: from Ray or "
-            "CUDA_VISIBLE_DEVICES", kind="append", metavar="GPU"),
+    _Option("--gpu", "local GPU index (cuda:N), UUID or bus id; repeat for several; default: from Ray, "
+            "LOCAL_RANK or CUDA_VISIBLE_DEVICES", kind="append", metavar="GPU"),
+    _PHYSICAL_OPTION,
     _Option("--node", "bind to this NUMA node explicitly", kind="int"),
     _Option("--scope", "CPU scope (default node)", choices=tuple(s.value for s in CpuScope)),
     _Option("--memory", "memory policy (default preferred)", choices=tuple(m.value for m in MemoryPolicy)),
@@ -291,6 +333,10 @@ def _exec_args(argv: Sequence[str]) -> Any | None:
             if not text.lstrip("-").isdigit():
                 return None
             values[option.dest] = int(text)
+        elif option.kind == "ints":
+            if not text.isdigit():
+                return None
+            values[option.dest] = [*(values[option.dest] or []), int(text)]
         elif option.kind == "append":
             values[option.dest] = [*(values[option.dest] or []), text]
         else:
@@ -330,6 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="is this process bound right? read the kernel's view of a process")
     check.add_argument("--pid", default="self", help="process id (default: this process)")
+    check.add_argument("--gpu", action="append", metavar="GPU",
+                       help="the GPU it should be bound to: its local cuda:N, a UUID or bus id (default: from its "
+                            "CUDA_VISIBLE_DEVICES or LOCAL_RANK)")
+    _PHYSICAL_OPTION.add_to(check)
     check.add_argument("--source", choices=SOURCE_NAMES, help=_SOURCE_HELP)
     check.add_argument("--root", default="/", help=_ROOT_HELP)
     check.add_argument("--json", action="store_true")
@@ -362,6 +412,7 @@ def _run(args: Any) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; every outcome is an :class:`ExitCode`, every error one line on stderr."""
     words = list(sys.argv[1:] if argv is None else argv)
     args = _exec_args(words) or build_parser().parse_args(words)
     if args.verbose:
@@ -370,13 +421,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Without -v nothing is configured: warnings still print, message only, through logging's last resort.
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        return _run(args)
-    except GpunumaError as err:
+        code = _run(args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader left early (`gpunuma topo | head`): it has complete lines; say nothing more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.OK
+    except (GpunumaError, LookupError) as err:
         print(f"gpunuma: error: {err}", file=sys.stderr)
-        return 2
-    except LookupError as err:
-        print(f"gpunuma: error: {err}", file=sys.stderr)
-        return 2
+        return ExitCode.ERROR
 
 
 if __name__ == "__main__":

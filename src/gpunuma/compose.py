@@ -12,11 +12,11 @@ import os
 
 from gpunuma import logs
 from gpunuma.core.identity import GpuEnvironment
-from gpunuma.core.policy import Policy
+from gpunuma.core.policy import MemoryPolicy, Policy
 from gpunuma.core.reasons import Reason
 from gpunuma.core.report import BindingReport
 from gpunuma.core.value import Value, replace
-from gpunuma.errors import GpunumaError, SnapshotError
+from gpunuma.errors import GpunumaError, NotBoundError, SnapshotError
 from gpunuma.registry import binder_class, simulated_source_class, topology_source_class
 from gpunuma.settings import Settings, read_gpu_environment
 
@@ -39,6 +39,9 @@ class Options(Value):
     ``source``/``binder`` are registry names or adapter instances (``binder=None``: libnuma, else raw
     syscalls). ``enabled=False`` (``GPUNUMA_BIND=0``) swaps in the no-op binder whatever was given.
     ``root`` is the filesystem root sources built by name read (``/`` on a real machine).
+    ``require`` raises :class:`~gpunuma.errors.NotBoundError` when nothing gets bound. ``simulate``
+    names a simulated machine or a captured host: the named adapters are then replaced by its source
+    and its simulated kernel, so nothing on this machine changes.
     """
 
     source: str | TopologySource = "auto"
@@ -48,6 +51,8 @@ class Options(Value):
     enabled: bool = True
     label: str | None = None
     root: str | Path = "/"
+    require: bool = False
+    simulate: str | None = None
 
     @classmethod
     def from_env(
@@ -60,10 +65,12 @@ class Options(Value):
         strict: bool | None = None,
         label: str | None = None,
         root: str | Path = "/",
+        require: bool | None = None,
     ) -> Options:
         """``GPUNUMA_*`` of ``env`` (default ``os.environ``), with every explicit argument winning."""
         return cls.from_settings(
-            Settings.from_env(env), source=source, binder=binder, policy=policy, strict=strict, label=label, root=root
+            Settings.from_env(env),
+            source=source, binder=binder, policy=policy, strict=strict, label=label, root=root, require=require,
         )
 
     @classmethod
@@ -77,6 +84,7 @@ class Options(Value):
         strict: bool | None = None,
         label: str | None = None,
         root: str | Path = "/",
+        require: bool | None = None,
     ) -> Options:
         """``settings`` with every explicit (non-None) argument winning."""
         return cls(
@@ -87,6 +95,8 @@ class Options(Value):
             enabled=settings.enabled,
             label=label,
             root=root,
+            require=settings.require if require is None else require,
+            simulate=settings.simulate,
         )
 
     @property
@@ -189,24 +199,55 @@ def gpu_environment(
 
 
 # -- resolve, plan, apply -----------------------------------------------------------------------
+def simulated(options: Options) -> Options:
+    """``options`` with ``simulate`` resolved: named adapters replaced by the simulated machine's.
+
+    The source (a name) reads the simulated machine or captured host; the binder (a name or the
+    default, not ``noop``) becomes its simulated kernel, so nothing on this machine is changed.
+    Adapter instances passed in code are kept. A name that is neither a catalogue machine nor a
+    readable snapshot is a :class:`~gpunuma.settings.SettingsError`.
+    """
+    if options.simulate is None:
+        return options
+    binder = options.binder
+    replace_binder = binder is None or (isinstance(binder, str) and binder != "noop")
+    if not isinstance(options.source, str) and not replace_binder:
+        return replace(options, simulate=None)  # both adapters were passed in code
+    from gpunuma.settings import SettingsError
+
+    kind = options.source if isinstance(options.source, str) else "auto"
+    try:
+        machine = make_source(kind, simulate=options.simulate)
+        machine.read()
+    except LookupError as err:
+        raise SettingsError(f"GPUNUMA_SIMULATE={options.simulate!r}: {err}") from err
+    source = machine if isinstance(options.source, str) else options.source
+    if replace_binder:
+        binder = machine.kernel()  # type: ignore[attr-defined]
+    return replace(options, source=source, binder=binder, simulate=None)
+
+
 def plan(
     options: Options,
     *,
     gpus: Sequence[int | str] | None = None,
+    physical: Sequence[int | str] | None = None,
     node: int | None = None,
     environment: GpuEnvironment | None = None,
     allowed: Allowed | None = None,
 ) -> BindingPlan:
-    """Read the topology, resolve this process's GPUs (``gpus``, else ``environment``) and plan; changes nothing.
+    """Read the topology, resolve this process's GPUs (``gpus``/``physical``, else ``environment``) and plan.
 
-    With ``node`` and no ``gpus``, plans an explicit node for a CPU-only process. ``allowed`` replaces
-    what the source reports this process may use (checking another process).
+    Changes nothing. With ``node`` and no GPU, plans an explicit node for a CPU-only process.
+    ``allowed`` replaces what the source reports this process may use (checking another process).
     """
     from gpunuma.core.identity import describe_resolution
     from gpunuma.core.planner import plan_binding
 
+    options = simulated(options)
+    named = gpus is not None or physical is not None
     chosen = options.source
-    if node is not None and gpus is None and chosen in ("auto", "nvml"):
+    if node is not None and not named and chosen in ("auto", "nvml"):
         # An explicit node needs no GPU data: sysfs alone spares loading pynvml and nvmlInit.
         chosen = "sysfs"
     environment = environment or GpuEnvironment()
@@ -214,74 +255,99 @@ def plan(
     topology = src.read()
     if allowed is None:
         allowed = src.allowed()
-    resolution_reasons: tuple[str, ...] = ()
-    if node is not None and gpus is None:
-        physical: tuple[int, ...] = ()
+    resolution_reasons: tuple[Reason, ...] = ()
+    if node is not None and not named:
+        owned: tuple[int, ...] = ()
     else:
-        resolution = describe_resolution(topology, gpus=gpus, env=environment)
-        physical = resolution.gpus
+        resolution = describe_resolution(topology, gpus=gpus, physical=physical, env=environment)
+        owned = resolution.gpus
         resolution_reasons = (*resolution.reasons, *resolution.warnings)
-    if not physical and node is None:
-        why = Reason.of("no_gpu_on_machine" if not topology.gpus else "no_gpu_owned")
-        return BindingReport.not_bound(None, "plan", (why,)).plan
-    planned = plan_binding(topology, physical, allowed, options.policy, node=node)
+    if not owned and node is None:
+        if not topology.gpus:
+            why: tuple[Reason, ...] = (Reason.of("no_gpu_on_machine"),)
+        else:
+            why = resolution_reasons or (Reason.of("no_gpu_owned"),)
+        return BindingReport.not_bound(None, "plan", why).plan
+    planned = plan_binding(topology, owned, allowed, options.policy, node=node)
     notes = (*resolution_reasons, *(Reason.of("topology_note", note=note) for note in topology.notes))
     return replace(planned, reasons=(*notes, *planned.reasons)) if notes else planned
 
 
 def apply(options: Options, planned: BindingPlan) -> BindingReport:
-    """Apply ``planned`` with the options' binder: the one apply path, logged.
+    """Apply ``planned`` with the options' binder: the one apply path, logged and kept (:func:`last_report`).
 
     Best effort unless ``options.strict``: a binder that cannot be built or fails gives a "not bound"
     report and a warning; binders restore the process before raising, so it is never half bound.
+    ``options.require`` raises :class:`~gpunuma.errors.NotBoundError` when the outcome is not bound.
     """
+    options = simulated(options)
     method = options.method
     try:
         binder = make_binder("noop" if not options.enabled else options.binder)
     except GpunumaError as err:
         if options.strict:
             raise
-        logs.warning("gpunuma: %snot bound (%s binder cannot be built): %s", _prefix(options.label), method, err)
         why = Reason.of("binder_unavailable", method=method, error=str(err))
-        return BindingReport.not_bound(planned, method, (why,))
+        return _kept(options, BindingReport.not_bound(planned, method, (why,)))
     try:
         report = binder.apply(planned)
     except GpunumaError as err:
         if options.strict:
             raise
-        logs.warning("gpunuma: %snot bound (%s binder): %s", _prefix(options.label), binder.name, err)
-        return BindingReport.not_bound(planned, binder.name, (Reason.of("bind_failed", error=str(err)),))
-    _log(report, options.label)
-    return report
+        why = Reason.of("bind_failed", error=str(err))
+        return _kept(options, BindingReport.not_bound(planned, binder.name, (why,)))
+    return _kept(options, report)
 
 
 def bind(
     options: Options,
     *,
     gpus: Sequence[int | str] | None = None,
+    physical: Sequence[int | str] | None = None,
     node: int | None = None,
     environment: GpuEnvironment | None = None,
 ) -> BindingReport:
     """Plan, then apply: a planning failure is a "not bound" report unless ``options.strict``."""
     try:
-        planned = plan(options, gpus=gpus, node=node, environment=environment)
+        options = simulated(options)
+        planned = plan(options, gpus=gpus, physical=physical, node=node, environment=environment)
     except GpunumaError as err:
         if options.strict:
             raise
-        logs.warning("gpunuma: %snot bound: %s", _prefix(options.label), err)
-        return BindingReport.not_bound(None, options.method, (Reason.of("plan_failed", error=str(err)),))
+        why = Reason.of("plan_failed", error=str(err))
+        return _kept(options, BindingReport.not_bound(None, options.method, (why,)))
     return apply(options, planned)
 
 
-def _prefix(label: str | None) -> str:
-    return f"[{label}] " if label else ""
+#: The report of the latest binding in this process (see :func:`last_report`).
+_LAST: list[BindingReport] = []
 
 
-def _log(report: BindingReport, label: str | None) -> None:
-    prefix = _prefix(label)
+def last_report() -> BindingReport | None:
+    """The report of the latest binding this process made (``bind_to_*``, ``apply_plan``, the Ray setup
+    hook, ``start_bound_process``, ``gpunuma exec``), bound or not; None before any."""
+    return _LAST[-1] if _LAST else None
+
+
+def _kept(options: Options, report: BindingReport) -> BindingReport:
+    """Log ``report``, keep it as the last report, and raise when binding was required and did not happen."""
+    _log(report, options)
+    _LAST[:] = [report]
+    if options.require and options.enabled and not report.bound:
+        raise NotBoundError(report)
+    return report
+
+
+def _log(report: BindingReport, options: Options) -> None:
+    """One line per binding: INFO when bound (or a dry run, GPUNUMA_BIND=0), WARNING when not bound or
+    when the kernel refused part of it; every read-back mismatch as a WARNING."""
+    prefix = f"gpunuma: [{options.label}] " if options.label else "gpunuma: "
     gpus = ",".join(str(g) for g in report.plan.gpus)
     suffix = f" for GPU {gpus}" if gpus else ""
-    logs.info("%s%s%s", prefix, report.summary(), suffix)
+    refused = report.bound and report.memory_policy is None and report.plan.memory_policy is not MemoryPolicy.NONE
+    if (report.bound and not refused) or not options.enabled:
+        logs.info("%s%s%s", prefix, report.summary(), suffix)
+    else:
+        logs.warning("%s%s%s", prefix, report.summary(), suffix)
     for mismatch in report.mismatches:
         logs.warning("%sread-back differs from the plan: %s", prefix, mismatch)
-

@@ -85,3 +85,16 @@ class BindError(GpunumaError, OSError):
 
 class LibraryNotFoundError(BindError):
     """A shared library (libnuma, libc) or a program (numactl) the binder needs is missing."""
+
+
+class NotBoundError(GpunumaError, RuntimeError):
+    """Binding was required (``require_bound=True``, ``GPUNUMA_REQUIRE=1``) and nothing got bound.
+
+    ``report`` is the "not bound" report: the process is as it was, and its reasons say why.
+    """
+
+    def __init__(self, report: object) -> None:
+        self.report = report
+        reasons = getattr(report, "reasons", ())
+        why = reasons[-1] if reasons else "no reason recorded"
+        super().__init__(f"binding is required (GPUNUMA_REQUIRE=1 / require_bound=True) and nothing was bound: {why}")

@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # gpunuma exec imports this module to exec: multiprocessing a
     from typing import Any, NoReturn
 
     from gpunuma.core.ports import Binder, Launcher
+    from gpunuma.core.report import BindingReport
 
 
 def exec_bound(
@@ -50,17 +51,19 @@ def _bound_trampoline(
     target: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: Mapping[str, Any],
+    report_kwarg: str | None = None,
 ) -> None:
-    """Runs in the child: bind first, then call the target."""
-    _apply(plan, binder, strict)
-    target(*args, **kwargs)
+    """Runs in the child: bind first, then call the target (with the report, when asked)."""
+    report = _apply(plan, binder, strict)
+    extra = {report_kwarg: report} if report_kwarg else {}
+    target(*args, **kwargs, **extra)
 
 
-def _apply(plan: BindingPlan, binder: str | Binder | None, strict: bool | None) -> None:
+def _apply(plan: BindingPlan, binder: str | Binder | None, strict: bool | None) -> BindingReport:
     """The one apply path (``GPUNUMA_*`` switches of this process, best effort, logging) of the root."""
     from gpunuma import compose
 
-    compose.apply(compose.Options.from_env(binder=binder, strict=strict), plan)
+    return compose.apply(compose.Options.from_env(binder=binder, strict=strict), plan)
 
 
 def start_bound_process(
@@ -72,11 +75,14 @@ def start_bound_process(
     *,
     strict: bool | None = None,
     context: str = "spawn",
+    report_kwarg: str | None = None,
 ) -> multiprocessing.process.BaseProcess:
     """Start a ``spawn`` (or ``forkserver``) child that binds itself first thing, then runs ``target``.
 
     ``target``, its arguments and ``binder`` must be picklable; the started process is returned.
-    The child reads ``GPUNUMA_BIND``/``GPUNUMA_STRICT`` from its own environment (``strict=None``).
+    The child reads ``GPUNUMA_BIND``/``GPUNUMA_STRICT``/``GPUNUMA_REQUIRE`` from its own environment
+    (``strict=None``). ``report_kwarg="numa"`` passes the child's binding report to the target as
+    ``numa=report``; it is also ``gpunuma.last_report()`` in the child.
     """
     import multiprocessing
     from typing import cast
@@ -85,7 +91,7 @@ def start_bound_process(
     ctx = cast("SpawnContext | ForkServerContext | ForkContext", multiprocessing.get_context(context))
     process = ctx.Process(
         target=_bound_trampoline,
-        args=(plan, binder, strict, target, tuple(args), dict(kwargs or {})),
+        args=(plan, binder, strict, target, tuple(args), dict(kwargs or {}), report_kwarg),
     )
     process.start()
     return process

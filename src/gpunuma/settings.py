@@ -17,6 +17,11 @@ variable               meaning                                     default
 ``GPUNUMA_OVERRIDE``   ``1`` rebinds an already narrowed affinity   ``0``
 ``GPUNUMA_SPREAD``     ``1`` spreads GPUs that report no locality   ``0``
                        over every node by rank (else: not bound)
+``GPUNUMA_REQUIRE``    ``1`` raises ``NotBoundError`` when nothing  ``0``
+                       gets bound, whatever the reason
+``GPUNUMA_SIMULATE``   a catalogue machine (``gpunuma machines``)   unset (this machine)
+                       or a snapshot path: read it and bind
+                       through its simulated kernel (CI)
 =====================  ==========================================  =================
 """
 
@@ -57,7 +62,7 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name}={raw!r}: expected one of 1/0, true/false, yes/no, on/off")
 
 
-__all__ = ["Settings", "SettingsError", "read_gpu_environment"]
+__all__ = ["Settings", "SettingsError", "in_ray_worker", "is_ray_worker", "read_gpu_environment"]
 
 
 def _choice(env: Mapping[str, str], name: str, enum: type[_E], default: str) -> _E:
@@ -76,6 +81,10 @@ class Settings(Value):
     strict: bool = False
     source: str = "auto"
     policy: Policy = Policy()
+    #: Raise when nothing gets bound (``GPUNUMA_REQUIRE``).
+    require: bool = False
+    #: The simulated machine or captured host to run on instead of this one (``GPUNUMA_SIMULATE``).
+    simulate: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -95,6 +104,8 @@ class Settings(Value):
             strict=_flag(env, "GPUNUMA_STRICT", False),
             source=source,
             policy=policy,
+            require=_flag(env, "GPUNUMA_REQUIRE", False),
+            simulate=env.get("GPUNUMA_SIMULATE", "").strip() or None,
         )
 
 
@@ -109,15 +120,39 @@ def _ray_in_this_process() -> Any | None:
         return None
 
 
+def is_ray_worker(ray: Any) -> bool:
+    """Whether this process is a Ray worker (a task or an actor), not the driver that started Ray.
+
+    A driver's GPUs come from its own environment; a worker's are exactly those Ray assigned it.
+    """
+    try:
+        return bool(ray.get_runtime_context().worker.mode == ray.WORKER_MODE)
+    except AttributeError:  # a Ray without the worker mode on its runtime context: cannot tell, say driver
+        return False
+
+
+def in_ray_worker() -> bool:
+    """Whether this process is a Ray worker that already imported and initialised Ray (never imports it)."""
+    found = _ray_in_this_process()
+    return found is not None and is_ray_worker(found)
+
+
 def read_gpu_environment(
     env: Mapping[str, str] | None = None, ray: RayLike | None = None, *, ask_ray: bool = True
 ) -> GpuEnvironment:
-    """The GPU visibility variables of ``env`` (default ``os.environ``) and the GPUs Ray assigned.
+    """The GPU visibility variables of ``env`` (default ``os.environ``), ``LOCAL_RANK``, and the GPUs Ray assigned.
 
-    ``ray`` defaults to the Ray this process initialised, if any; ``ask_ray=False`` (a caller that
-    names its GPUs explicitly) leaves Ray unasked.
+    ``ray`` is the Ray API of a Ray worker (its ``get_gpu_ids()`` are the worker's whole assignment);
+    left out, the Ray this process initialised counts when this process is a Ray worker. ``ask_ray=False``
+    (a caller that names its GPUs explicitly) leaves Ray unasked.
     """
     environ = os.environ if env is None else env
-    api = (ray if ray is not None else _ray_in_this_process()) if ask_ray else None
-    ids = tuple(api.get_gpu_ids()) if api is not None else ()
-    return GpuEnvironment.from_mapping(environ, ids)
+    if not ask_ray:
+        return GpuEnvironment.from_mapping(environ)
+    api: Any = ray
+    if api is None:
+        found = _ray_in_this_process()
+        api = found if found is not None and is_ray_worker(found) else None
+    if api is None:
+        return GpuEnvironment.from_mapping(environ)
+    return GpuEnvironment.from_mapping(environ, tuple(api.get_gpu_ids()), ray_worker=True)

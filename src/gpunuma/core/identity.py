@@ -1,7 +1,10 @@
-"""Which physical GPUs this process owns, from explicit ids, Ray, or the visibility variables.
+"""Which physical GPUs this process owns, from explicit ids, Ray, a launcher's rank, or the visibility variables.
 
-Physical ids are :attr:`gpunuma.core.model.Gpu.index` values (NVML / ``nvidia-smi`` order).
-Local ids are the ``cuda:N`` ordinals the process sees after ``CUDA_VISIBLE_DEVICES``.
+Physical ids are :attr:`gpunuma.core.model.Gpu.index` values (NVML / ``nvidia-smi`` numbering, which
+lists GPUs in PCI bus order). Local ids are the ``cuda:N`` ordinals the process sees after
+``CUDA_VISIBLE_DEVICES``. In order: explicit physical ids, explicit local ids / UUIDs / bus ids, Ray's
+assignment (a Ray worker that Ray gave no GPU owns none), ``LOCAL_RANK`` when the process sees several
+GPUs (torchrun's convention: worker ``LOCAL_RANK`` drives ``cuda:LOCAL_RANK``), then every visible GPU.
 
 CUDA device order: with ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` CUDA numbers GPUs by ascending PCI bus
 id. The default, ``FASTEST_FIRST``, is a heuristic; on a machine whose GPUs are all the same
@@ -26,6 +29,8 @@ CUDA_DEVICE_ORDER = "CUDA_DEVICE_ORDER"
 ROCR_VISIBLE_DEVICES = "ROCR_VISIBLE_DEVICES"
 HIP_VISIBLE_DEVICES = "HIP_VISIBLE_DEVICES"
 RAY_NOSET_CVD = "RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES"
+LOCAL_RANK = "LOCAL_RANK"
+LOCAL_WORLD_SIZE = "LOCAL_WORLD_SIZE"
 
 #: Values that mean "no GPU" rather than a mistake (Slurm writes ``NoDevFiles``).
 _NO_GPU_VALUES = frozenset({"-1", "nodevfiles"})
@@ -81,8 +86,9 @@ def _warn(reason: Reason) -> None:
 class GpuEnvironment(Value):
     """What the process environment says about GPU ownership, read at the edge and passed in as a value.
 
-    The visibility variables as set (None: unset) and the GPU ids Ray assigned to this worker (empty:
-    no Ray, or Ray gave none). :func:`gpunuma.settings.read_gpu_environment` builds it from the process.
+    The visibility variables as set (None: unset), the GPU ids Ray assigned to this worker, whether
+    the process is a Ray worker at all, and the launcher's ``LOCAL_RANK``/``LOCAL_WORLD_SIZE``.
+    :func:`gpunuma.settings.read_gpu_environment` builds it from the process.
     """
 
     cuda_visible_devices: str | None = None
@@ -95,9 +101,17 @@ class GpuEnvironment(Value):
     ray_gpu_ids: tuple[int | str, ...] = ()
     #: ``NVIDIA_VISIBLE_DEVICES``: the host GPUs a container was given (read only when its files say nothing).
     nvidia_visible_devices: str | None = None
+    #: The process is a Ray worker (a task or an actor): its GPUs are exactly ``ray_gpu_ids``, so
+    #: none means it holds none (``num_gpus=0``), whatever ``CUDA_VISIBLE_DEVICES`` says.
+    ray_worker: bool = False
+    #: ``LOCAL_RANK`` and ``LOCAL_WORLD_SIZE`` as a launcher (torchrun) set them; None when unset.
+    local_rank: str | None = None
+    local_world_size: str | None = None
 
     @classmethod
-    def from_mapping(cls, env: Mapping[str, str], ray_gpu_ids: Sequence[int | str] = ()) -> GpuEnvironment:
+    def from_mapping(
+        cls, env: Mapping[str, str], ray_gpu_ids: Sequence[int | str] = (), *, ray_worker: bool = False
+    ) -> GpuEnvironment:
         """The GPU variables of an environment mapping (``os.environ``, ``/proc/<pid>/environ``, a test dict)."""
         return cls(
             cuda_visible_devices=env.get(CUDA_VISIBLE_DEVICES),
@@ -107,6 +121,9 @@ class GpuEnvironment(Value):
             ray_noset_visible_devices=env.get(RAY_NOSET_CVD, "") == "1",
             ray_gpu_ids=tuple(ray_gpu_ids),
             nvidia_visible_devices=env.get("NVIDIA_VISIBLE_DEVICES"),
+            ray_worker=ray_worker or bool(ray_gpu_ids),
+            local_rank=env.get(LOCAL_RANK),
+            local_world_size=env.get(LOCAL_WORLD_SIZE),
         )
 
     def get(self, variable: str) -> str | None:
@@ -346,34 +363,85 @@ def describe_resolution(
     topology: Topology,
     *,
     gpus: int | str | Sequence[int | str] | None = None,
+    physical: int | str | Sequence[int | str] | None = None,
     env: EnvironmentLike,
 ) -> Resolution:
-    """Resolve this process's GPUs and say why: explicit ``gpus``, then Ray, then the variables.
+    """Resolve this process's GPUs and say why (the order is in the module docstring).
 
-    Ints in ``gpus`` (and decimal strings such as ``"3"``, and ``"cuda:N"``) are local ordinals
-    mapped through the visibility list; other strings are UUIDs or PCI bus ids. Ray's ids
-    (``env.ray_gpu_ids``) are physical ids.
+    ``physical`` holds physical ids (NVML / ``nvidia-smi`` numbering: ``ray.get_gpu_ids()`` under
+    ``RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES``, NeMo RL's ``bind_to_gpu_numa(gpu_id)``). Ints in
+    ``gpus`` (and decimal strings such as ``"3"``, and ``"cuda:N"``) are local ordinals mapped through
+    the visibility list; other strings are UUIDs or PCI bus ids. Ray's ids (``env.ray_gpu_ids``) are
+    physical ids. Nothing owned gives an empty ``gpus`` whose ``reasons`` say why, when it is known.
     """
     environ = _environment(env)
+    if physical is not None:
+        if gpus is not None:
+            raise GpuResolutionError(
+                f"gpus={gpus!r} and physical={physical!r}: name the GPU one way, not both", variable="physical"
+            )
+        return _physical(topology, _as_list(physical))
     if gpus is not None:
         return _explicit(topology, _as_list(gpus), environ)
     if environ.ray_gpu_ids:
         return _from_ray(topology, list(environ.ray_gpu_ids), environ)
+    if environ.ray_worker:
+        return Resolution((), "ray", (Reason.of("ray_worker_without_gpu"),))
     visible = visible_gpus(topology, environ)
+    ignored: tuple[Reason, ...] = ()
+    if environ.local_rank is not None and len(visible.gpus) > 1:
+        ranked, ignored = _from_local_rank(topology, visible, environ)
+        if ranked is not None:
+            return ranked
     reasons = tuple(
         Reason.of("gpu_from_visibility", gpu=_label(topology, i), origin=visible.origin) for i in visible.gpus
     )
-    return Resolution(visible.gpus, visible.source, reasons, visible.warnings)
+    return Resolution(visible.gpus, visible.source, reasons, (*visible.warnings, *ignored))
 
 
 def resolve_gpus(
     topology: Topology,
     *,
     gpus: int | str | Sequence[int | str] | None = None,
+    physical: int | str | Sequence[int | str] | None = None,
     env: EnvironmentLike,
 ) -> tuple[int, ...]:
     """The physical GPU indices this process owns (see :func:`describe_resolution`)."""
-    return describe_resolution(topology, gpus=gpus, env=env).gpus
+    return describe_resolution(topology, gpus=gpus, physical=physical, env=env).gpus
+
+
+def _from_local_rank(
+    topology: Topology, visible: Visibility, env: GpuEnvironment
+) -> tuple[Resolution | None, tuple[Reason, ...]]:
+    """The GPU ``cuda:LOCAL_RANK`` names, or None and why ``LOCAL_RANK`` is not used."""
+    rank = (env.local_rank or "").strip()
+    if (env.local_world_size or "").strip() == "1":
+        return None, (Reason.of("local_rank_single_worker", rank=rank),)
+    if not _is_decimal(rank) or int(rank) < 0:
+        return None, (Reason.of("local_rank_not_an_index", rank=rank),)
+    if int(rank) >= len(visible.gpus):
+        return None, (Reason.of("local_rank_out_of_range", rank=rank, count=len(visible.gpus), origin=visible.origin),)
+    gpu = visible.gpus[int(rank)]
+    reason = Reason.of("gpu_from_local_rank", gpu=_label(topology, gpu), rank=rank, origin=visible.origin)
+    return Resolution((gpu,), LOCAL_RANK, (reason,), visible.warnings), ()
+
+
+def _physical(topology: Topology, items: list[int | str]) -> Resolution:
+    """Physical ids as NVML and ``nvidia-smi`` number GPUs (PCI bus order), whatever is visible."""
+    chosen: list[int] = []
+    reasons: list[Reason] = []
+    for item in items:
+        text = str(item).strip()
+        if isinstance(item, bool) or not _is_decimal(text):
+            raise GpuResolutionError(
+                f"physical={item!r} is not a physical GPU index (nvidia-smi numbering)", variable="physical",
+                value=str(item),
+            )
+        gpu = _physical_gpu(topology, int(text), "physical", text)
+        if gpu.index not in chosen:
+            chosen.append(gpu.index)
+            reasons.append(Reason.of("gpu_physical", gpu=gpu.label, item=item))
+    return Resolution(tuple(chosen), "physical", tuple(reasons))
 
 
 def _label(topology: Topology, index: int) -> str:

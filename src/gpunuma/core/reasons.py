@@ -32,6 +32,20 @@ TEMPLATES: Mapping[str, str] = {
         "CUDA_DEVICE_ORDER={order} (the CUDA default) on GPUs of different models ({models}): CUDA may number "
         "them unlike PCI bus order; gpunuma assumes bus order. Set CUDA_DEVICE_ORDER=PCI_BUS_ID to be sure."
     ),
+    "gpu_physical": "{gpu} from physical={item!r} (NVML / nvidia-smi numbering: PCI bus order)",
+    "gpu_from_local_rank": (
+        "{gpu} from LOCAL_RANK={rank}: a torchrun worker owns cuda:LOCAL_RANK ({origin})"
+    ),
+    "local_rank_single_worker": (
+        "LOCAL_RANK={rank} does not pick a GPU: LOCAL_WORLD_SIZE=1, a single worker per node may use every GPU"
+    ),
+    "local_rank_not_an_index": "LOCAL_RANK={rank} does not pick a GPU: it is not a GPU index",
+    "local_rank_out_of_range": (
+        "LOCAL_RANK={rank} does not pick a GPU: the process sees only {count} GPU(s) ({origin})"
+    ),
+    "ray_worker_without_gpu": (
+        "this Ray worker holds no GPU (ray.get_gpu_ids() is empty: num_gpus=0): nothing to bind"
+    ),
     "visible_list_truncated": (
         "{variable}={value!r}: {problem}; the runtime ignores it and every entry after it ({ignored})"
     ),
@@ -79,6 +93,10 @@ TEMPLATES: Mapping[str, str] = {
     "affinity_overridden": _NARROWED + "; override_affinity=True rebinds within this cgroup's CPUs {cpus}",
     "explicit_node": "node {node} was requested explicitly",
     "explicit_node_over_gpus": "node {node} was requested explicitly; it overrides the GPUs' own node(s)",
+    "spans_everything": (
+        "the plan spans node(s) {nodes} with every CPU ({cpus}) and every memory node: binding would change "
+        "nothing, so this is not a binding (bind to a node explicitly to bind anyway)"
+    ),
     "no_gpu_placeable": "none of GPUs {gpus} has a node this process can bind to",
     "gpu_left_out": "{gpu} is left out; binding to the node(s) of GPU(s) {placed}",
     "gpus_union": "GPUs {gpus} are on nodes {nodes}; binding to the union of their {what}",

@@ -71,6 +71,10 @@ class BindingReport(Value):
         """The code of each reason, in order (``note`` for text an adapter gave without one)."""
         return codes(self.reasons)
 
+    def __bool__(self) -> bool:
+        """A report is true when the process was bound: ``if not gpunuma.bind_to_gpu(): ...``."""
+        return self.bound
+
     @property
     def ok(self) -> bool:
         return self.bound and not self.mismatches

@@ -38,7 +38,9 @@ def _ray() -> Any:
 
 
 def _in_ray_worker(ray: Any) -> bool:
-    return bool(ray.is_initialized())
+    from gpunuma.settings import is_ray_worker
+
+    return bool(ray.is_initialized()) and is_ray_worker(ray)
 
 
 def bind_this_process(
@@ -60,11 +62,33 @@ def bind_this_process(
     return _bind_worker(Options.from_env(source=source, binder=binder, policy=policy, strict=strict, label=label))
 
 
+def show_logs_in_worker() -> None:
+    """Make gpunuma's lines reach the driver's console when nothing in this worker configured logging.
+
+    Ray forwards a worker's stderr to the driver, but Python drops INFO records that no handler takes,
+    so the "bound" line would be lost. With no handler on the ``gpunuma`` logger or its ancestors, this
+    adds one that writes INFO and above to stderr; a worker that configured logging keeps its own.
+    """
+    import logging  # a Ray worker has it loaded already
+    import sys
+
+    log = logging.getLogger(logs.NAME)
+    if log.hasHandlers():
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    if log.level == logging.NOTSET:
+        log.setLevel(logging.INFO)
+
+
 def _bind_worker(options: Options) -> BindingReport:
     """Bind through the composition root, the GPU coming from Ray's assignment (else the variables)."""
     from gpunuma import compose
 
     ray = _ray()
+    if _in_ray_worker(ray):
+        show_logs_in_worker()  # before binding, so the one line it logs is shown
     environment = compose.gpu_environment(None, None, ray=ray if _in_ray_worker(ray) else None)
     return compose.bind(options, environment=environment)
 

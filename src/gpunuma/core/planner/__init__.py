@@ -33,6 +33,9 @@ Rules:
 7. **Narrowed affinity** (taskset, numactl, a batch scheduler): no binding unless
    ``policy.override_affinity``, which rebinds within the cgroup's CPUs.
 8. No GPU and no node: :class:`~gpunuma.errors.PlanError`.
+9. **A plan that narrows nothing** (every CPU of the machine, and memory on every node that has memory
+   or left alone: a one-node VM, all eight GPUs of a DGX) is not a binding: no binding, with the reason
+   ``spans_everything``. An explicit ``node=`` is bound even then: the caller asked for exactly that.
 """
 
 from __future__ import annotations
@@ -123,6 +126,8 @@ def plan_binding(
         cpus, nodes = _node_scope(topology, targets, allowed, reasons)
 
     memory = plan_memory(topology, nodes, allowed, policy.memory)
+    if explicit is None and _changes_nothing(topology, cpus, memory.policy, memory.nodes):
+        return no_binding(Reason.of("spans_everything", nodes=node_list(nodes), cpus=str(cpus)))
     return BindingPlan(
         gpus=tuple(gpu.index for gpu in owned),
         nodes=nodes,
@@ -133,6 +138,15 @@ def plan_binding(
         policy=policy,
         gpu_labels=tuple(gpu.label for gpu in owned),
     )
+
+
+def _changes_nothing(
+    topology: Topology, cpus: CpuSet, memory: MemoryPolicy, memory_nodes: tuple[int, ...]
+) -> bool:
+    """Rule 9: every CPU of the machine and every node with memory (or memory left alone) binds nothing."""
+    every_memory_node = {node.id for node in topology.nodes if node.has_memory}
+    covers_memory = memory is MemoryPolicy.NONE or set(memory_nodes) >= every_memory_node
+    return cpus >= topology.all_cpus and covers_memory
 
 
 def _indices(gpus: Sequence[Gpu]) -> str:
