@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from gpunuma.api import bind_to_gpu, plan_for
+from gpunuma.api import bind_to_gpu, bind_to_node, plan_for
 from gpunuma.core.plan import BindingPlan
 from gpunuma_fakes.snapshot import Snapshot, load_snapshot
 
@@ -76,7 +76,11 @@ def test_the_two_gpu_kvm_guest_reports_no_locality_and_binds_its_one_node(tmp_pa
 
 @pytest.mark.simulated_machine(str(DATA / "h200x2.tar.gz"))
 def test_a_captured_host_is_a_simulated_machine_for_the_pytest_plugin(simulated_source, simulated_kernel):
+    # Its one node holds every CPU and all memory: the GPU's plan narrows nothing (planner rule 9) ...
     report = bind_to_gpu(1, source=simulated_source, binder=simulated_kernel, env={})
+    assert not report.bound and report.reason_codes[-1] == "spans_everything" and simulated_kernel.applied == []
 
-    assert report.bound and report.plan.nodes == (0,) and report.cpus.to_list() == "0-31"
-    assert simulated_kernel.applied == [report.plan]
+    # ... while the node asked for by name binds, through the captured host's simulated kernel.
+    node = bind_to_node(0, source=simulated_source, binder=simulated_kernel, env={})
+    assert node.bound and node.plan.nodes == (0,) and node.cpus.to_list() == "0-31"
+    assert simulated_kernel.applied == [node.plan]
