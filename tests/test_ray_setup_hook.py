@@ -163,3 +163,14 @@ def test_a_worker_that_already_holds_a_gpu_binds_at_install(ray_worker, kernel):
     install_binding_hook(source=KernelBackedSource(kernel), binder=kernel, strict=True)
     assert [plan.gpus for plan in kernel.applied] == [(7,)]
     assert kernel.view().cpus_allowed == NODE1
+
+
+def test_the_hook_keeps_its_report_as_the_last_report(ray_worker, kernel):
+    from gpunuma.api import last_report
+
+    install_binding_hook(source=KernelBackedSource(kernel), binder=kernel, strict=True)
+    ray_worker.assign(5)
+
+    report = last_report()
+    assert report is not None and report.bound and report.plan.gpus == (5,)
+    assert kernel.applied[-1] == report.plan
