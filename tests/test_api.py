@@ -135,3 +135,15 @@ def test_gpus_without_locality_are_spread_by_rank_only_when_asked(rendered):
     assert not plan_for(3, source=source, env={}).binds  # default: not guessing
     nodes = [plan_for(gpu, source=source, env={"GPUNUMA_SPREAD": "1"}).nodes for gpu in range(4)]
     assert nodes == [(0,), (0,), (1,), (1,)]  # contiguous blocks in bus order, never all on node 0
+
+
+@pytest.mark.parametrize("scope, layout", [("node", False), ("socket", True), ("exclusive", True)])
+def test_the_root_reads_each_cpus_core_and_socket_only_for_the_scopes_that_use_them(rendered, mocker, scope, layout):
+    from gpunuma import compose
+    from gpunuma.adapters import sysfs
+
+    spy = mocker.spy(sysfs, "read_cpus")
+    options = compose.Options(source="sysfs", root=str(rendered("dgx-h100")), policy=Policy(cpu_scope=scope))
+    plan = compose.plan(options, gpus=[5])
+    assert plan.nodes == (1,)
+    assert spy.called is layout

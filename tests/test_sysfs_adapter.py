@@ -242,3 +242,40 @@ def test_a_numeric_pid_reads_the_same_process_as_self(rendered):
     root = rendered("workstation")
 
     assert SysfsTopology(root=root, pid=PID).allowed() == SysfsTopology(root=root).allowed()
+
+
+def _opened(mocker, read) -> list[str]:
+    """The files ``read()`` opens, in order."""
+    import os
+
+    spy = mocker.patch("gpunuma.adapters.procfs.os.open", side_effect=os.open)
+    read()
+    return [str(call.args[0]) for call in spy.call_args_list]
+
+
+def _node_view(topology):
+    return [(node.id, node.cpus, node.has_memory, node.distances) for node in topology.nodes]
+
+
+def test_a_node_scope_read_gives_the_same_nodes_and_gpus_without_opening_a_cpu_or_meminfo_file(rendered, mocker):
+    root = rendered("dgx-h100")
+    full = SysfsTopology(root=root)
+    light = SysfsTopology(root=root, layout=False)
+    expected = full.read()
+
+    topology = light.read()
+    assert _node_view(topology) == _node_view(expected) and topology.gpus == expected.gpus
+    assert topology.cpus == () and {node.memory_mb for node in topology.nodes} == {None}
+    opened = _opened(mocker, light.read)
+    assert not [path for path in opened if "/topology/" in path or path.endswith("meminfo")]
+    assert len(opened) < len(_opened(mocker, full.read)) / 3
+
+
+def test_a_node_scope_read_still_reads_meminfo_when_has_memory_is_missing(render, mocker):
+    import os
+
+    root = render(machine("dgx-h100"))
+    os.remove(root / "sys/devices/system/node/has_memory")
+    topology = SysfsTopology(root=root, layout=False).read()
+    assert [node.has_memory for node in topology.nodes] == [True, True]
+    assert [path for path in _opened(mocker, SysfsTopology(root=root, layout=False).read) if path.endswith("meminfo")]

@@ -193,10 +193,13 @@ print(",".join(sorted(m for m in {heavy!r} if m in sys.modules)))
 """
 
 #: Modules a cold bind must not import (each costs milliseconds of CPU in every worker).
-HEAVY = ("dataclasses", "typing", "inspect", "logging", "platform", "ast", "tokenize", "ray", "pynvml")
+HEAVY = (
+    "dataclasses", "typing", "inspect", "logging", "platform", "ast", "tokenize", "pathlib", "re", "enum",
+    "functools", "collections", "importlib", "warnings", "json", "argparse", "ray", "pynvml",
+)
 
 
-def test_a_cold_bind_imports_no_dataclasses_typing_logging_or_inspect():
+def test_a_cold_bind_imports_no_dataclasses_typing_enum_re_pathlib_logging_or_functools():
     import gpunuma
 
     paths = [str(__import__("pathlib").Path(gpunuma.__file__).parent.parent)]

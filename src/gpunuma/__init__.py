@@ -7,7 +7,7 @@ the ``TYPE_CHECKING`` imports.
 
 from __future__ import annotations
 
-import importlib
+import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a cold bind never does)
 
@@ -115,7 +115,8 @@ def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'gpunuma' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    __import__(module)  # importlib.import_module without importing importlib (and warnings) into a cold bind
+    return getattr(sys.modules[module], name)
 
 
 def __dir__() -> list[str]:

@@ -11,8 +11,7 @@ from __future__ import annotations
 import os
 
 from gpunuma import logs
-from gpunuma.core.identity import GpuEnvironment
-from gpunuma.core.policy import MemoryPolicy, Policy
+from gpunuma.core.policy import CpuScope, MemoryPolicy, Policy
 from gpunuma.core.reasons import Reason
 from gpunuma.core.report import BindingReport
 from gpunuma.core.value import Value, replace
@@ -28,6 +27,7 @@ if TYPE_CHECKING:  # annotations only: the bind path in every worker skips build
 
     from gpunuma.adapters.archive import CapturedTree
     from gpunuma.adapters.snapshot import SnapshotSummary
+    from gpunuma.core.identity import GpuEnvironment
     from gpunuma.core.plan import Allowed, BindingPlan
     from gpunuma.core.ports import Binder, RayLike, TopologySource
     from gpunuma.core.report import KernelView
@@ -116,6 +116,7 @@ def make_source(
     root: str | Path = "/",
     simulate: str | None = None,
     nvidia_visible_devices: str | None = None,
+    layout: bool = True,
 ) -> TopologySource:
     """A topology source: an instance passes through, a name (``auto``/``nvml``/``sysfs``) is built.
 
@@ -123,7 +124,8 @@ def make_source(
     the named source then reads that simulated machine instead of this one. A ``root`` other than
     ``/`` is a captured tree: its kernel files only, since this machine's NVML does not describe it.
     ``nvidia_visible_devices`` (the container runtime's variable) reaches the sysfs reader, which
-    uses it only when ``/proc`` and ``/dev`` say nothing.
+    uses it only when ``/proc`` and ``/dev`` say nothing. ``layout=False``: the sysfs reader skips each
+    CPU's core and socket (a node-scope plan needs neither).
     """
     if source is None:
         source = "auto"
@@ -132,7 +134,7 @@ def make_source(
     if simulate is not None:
         return simulated_source_class()(simulate, source)
     cls = topology_source_class(source)
-    sysfs = topology_source_class("sysfs")(root=root, nvidia_visible_devices=nvidia_visible_devices)
+    sysfs = topology_source_class("sysfs")(root=root, nvidia_visible_devices=nvidia_visible_devices, layout=layout)
     if source in ("auto", "nvml") and os.path.realpath(root) != "/":
         why = (
             "this machine's NVML does not describe a captured tree "
@@ -194,6 +196,8 @@ def gpu_environment(
     An explicit node with no GPU resolves nothing; named GPUs leave Ray unasked (they win over it).
     """
     if node is not None and gpus is None:
+        from gpunuma.core.identity import GpuEnvironment
+
         return GpuEnvironment()
     return read_gpu_environment(env, ray, ask_ray=gpus is None)
 
@@ -241,7 +245,6 @@ def plan(
     Changes nothing. With ``node`` and no GPU, plans an explicit node for a CPU-only process.
     ``allowed`` replaces what the source reports this process may use (checking another process).
     """
-    from gpunuma.core.identity import describe_resolution
     from gpunuma.core.planner import plan_binding
 
     options = simulated(options)
@@ -250,8 +253,13 @@ def plan(
     if node is not None and not named and chosen in ("auto", "nvml"):
         # An explicit node needs no GPU data: sysfs alone spares loading pynvml and nvmlInit.
         chosen = "sysfs"
-    environment = environment or GpuEnvironment()
-    src = make_source(chosen, root=options.root, nvidia_visible_devices=environment.nvidia_visible_devices)
+    # Only the socket and exclusive scopes look at each CPU's socket and core.
+    src = make_source(
+        chosen,
+        root=options.root,
+        nvidia_visible_devices=environment.nvidia_visible_devices if environment is not None else None,
+        layout=options.policy.cpu_scope is not CpuScope.NODE,
+    )
     topology = src.read()
     if allowed is None:
         allowed = src.allowed()
@@ -259,7 +267,10 @@ def plan(
     if node is not None and not named:
         owned: tuple[int, ...] = ()
     else:
-        resolution = describe_resolution(topology, gpus=gpus, physical=physical, env=environment)
+        # Imported only where GPUs are resolved: a cold bind to an explicit node never loads it.
+        from gpunuma.core.identity import GpuEnvironment, describe_resolution
+
+        resolution = describe_resolution(topology, gpus=gpus, physical=physical, env=environment or GpuEnvironment())
         owned = resolution.gpus
         resolution_reasons = (*resolution.reasons, *resolution.warnings)
     if not owned and node is None:

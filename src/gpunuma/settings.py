@@ -30,7 +30,6 @@ from __future__ import annotations
 import os
 import sys
 
-from gpunuma.core.identity import GpuEnvironment
 from gpunuma.core.policy import CpuScope, MemoryPolicy, Policy
 from gpunuma.core.value import Value
 from gpunuma.errors import SettingsError
@@ -42,6 +41,7 @@ if TYPE_CHECKING:
     from enum import Enum
     from typing import Any, TypeVar
 
+    from gpunuma.core.identity import GpuEnvironment
     from gpunuma.core.ports import RayLike
 
     _E = TypeVar("_E", bound=Enum)
@@ -146,6 +146,8 @@ def read_gpu_environment(
     left out, the Ray this process initialised counts when this process is a Ray worker. ``ask_ray=False``
     (a caller that names its GPUs explicitly) leaves Ray unasked.
     """
+    from gpunuma.core.identity import GpuEnvironment
+
     environ = os.environ if env is None else env
     if not ask_ray:
         return GpuEnvironment.from_mapping(environ)

@@ -8,9 +8,12 @@ never an error: the decision in :mod:`gpunuma.core.exposure` then narrows nothin
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from gpunuma.core.exposure import DeviceAccess
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def _names(folder: str | Path) -> frozenset[str] | None:
@@ -26,13 +29,12 @@ def read_device_access(root: str | Path = "/", nvidia_visible_devices: str | Non
 
     ``nvidia_visible_devices`` is the ``NVIDIA_VISIBLE_DEVICES`` value the composition root read.
     """
-    base = Path(root)
-    dev = _names(base / "dev")
+    dev = _names(os.path.join(root, "dev"))
     if dev is not None:
-        dri = _names(base / "dev/dri") or frozenset()
+        dri = _names(os.path.join(root, "dev/dri")) or frozenset()
         dev = dev | {f"dri/{name}" for name in dri}
     return DeviceAccess(
-        nvidia_listed=_names(base / "proc/driver/nvidia/gpus"),
+        nvidia_listed=_names(os.path.join(root, "proc/driver/nvidia/gpus")),
         dev_nodes=dev,
         nvidia_visible_devices=nvidia_visible_devices,
     )
@@ -40,7 +42,7 @@ def read_device_access(root: str | Path = "/", nvidia_visible_devices: str | Non
 
 def render_nodes(pci_folder: str | Path) -> tuple[str, ...]:
     """The DRM render nodes (``renderD128``) the driver registered for one PCI function, sorted."""
-    names = _names(Path(pci_folder) / "drm") or frozenset()
+    names = _names(os.path.join(pci_folder, "drm")) or frozenset()
     return tuple(sorted(name for name in names if name.startswith("renderD")))
 
 

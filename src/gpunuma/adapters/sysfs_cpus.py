@@ -11,12 +11,15 @@ than given a guessed one.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from gpunuma.adapters.procfs import parse_cpulist, parse_cpumask, parse_idlist, parse_int, read_value
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.model import Cpu
 from gpunuma.errors import TopologyUnavailableError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 #: Where a CPU's core siblings and package members are, newest name first; True marks a hex mask.
 _CORE_FILES = (
@@ -44,9 +47,9 @@ def numbered(folder: str | Path, prefix: str) -> list[int]:
         return sorted(int(e.name[cut:]) for e in entries if e.name[:cut] == prefix and e.name[cut:].isdigit())
 
 
-def read_online(cpu_dir: Path, notes: list[str]) -> CpuSet:
+def read_online(cpu_dir: str, notes: list[str]) -> CpuSet:
     """The online CPUs: the ``online`` list, else each ``cpuN/online`` flag, else ``present``/``possible``."""
-    path = cpu_dir / "online"
+    path = os.path.join(cpu_dir, "online")
     text = read_value(path)
     if text is not None:
         return parse_cpulist(path, text)
@@ -61,7 +64,7 @@ def read_online(cpu_dir: Path, notes: list[str]) -> CpuSet:
         notes.append(f"{path} missing or empty: online CPUs are the cpuN folders whose online flag is not 0")
         return CpuSet.of(online)
     for name in ("present", "possible"):
-        other = cpu_dir / name
+        other = os.path.join(cpu_dir, name)
         text = read_value(other)
         if text is not None:
             notes.append(f"{path} and the cpuN folders missing: every CPU of {name!r} assumed online")
@@ -84,7 +87,7 @@ def _unlabelled(first_cpu: int) -> int:
     return -2 - first_cpu
 
 
-def read_cpus(cpu_dir: Path, online: CpuSet, notes: list[str]) -> tuple[Cpu, ...]:
+def read_cpus(cpu_dir: str, online: CpuSet, notes: list[str]) -> tuple[Cpu, ...]:
     """Each online CPU's socket (package), core and SMT siblings; CPUs no file describes are left out."""
     # One read of core_cpus_list per core (siblings share it) and one package_cpus_list per
     # package: a 224-CPU machine costs ~115 small reads, not ~900. The kernel's core_id is not
@@ -95,7 +98,7 @@ def read_cpus(cpu_dir: Path, online: CpuSet, notes: list[str]) -> tuple[Cpu, ...
     package_of: dict[int, int] = {}
     cores_in: dict[int, int] = {}  # package -> cores numbered so far
     unlabelled: list[int] = []
-    base = str(cpu_dir)
+    base = cpu_dir
     online_ids = online.ids
     for cpu in sorted(online_ids):
         if cpu in result:
@@ -146,7 +149,7 @@ def _read_package(
     return True
 
 
-def node_links(cpu_dir: Path, cpus: CpuSet) -> dict[int, int]:
+def node_links(cpu_dir: str, cpus: CpuSet) -> dict[int, int]:
     """CPU -> node from the kernel's ``cpuN/nodeM`` links (hwloc-gather keeps them), for the CPUs that have one."""
     found: dict[int, int] = {}
     for cpu in cpus:

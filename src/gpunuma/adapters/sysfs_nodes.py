@@ -16,8 +16,6 @@ gathering tools work:
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from pathlib import Path
 
 from gpunuma.adapters.procfs import parse_cpulist, parse_cpumask, parse_idlist, parse_int, read_text, read_value
 from gpunuma.adapters.sysfs_cpus import node_links, numbered
@@ -25,20 +23,29 @@ from gpunuma.core.cpuset import BLANK, CpuSet
 from gpunuma.core.model import NumaNode
 from gpunuma.errors import SysfsFormatError, TopologyUnavailableError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
 #: The kernel's LOCAL_DISTANCE: a node's distance to itself.
 LOCAL_DISTANCE = 10
 
 
-def read_nodes(root: Path, online: CpuSet, notes: list[str]) -> tuple[NumaNode, ...]:
-    """Every online node with its online CPUs, memory and distances; unknowns noted, never guessed."""
-    node_dir = root / "sys/devices/system/node"
+def read_nodes(root: str | Path, online: CpuSet, notes: list[str], *, sizes: bool = True) -> tuple[NumaNode, ...]:
+    """Every online node with its online CPUs, memory and distances; unknowns noted, never guessed.
+
+    ``sizes=False`` leaves each node's ``memory_mb`` unknown and reads no ``meminfo`` where ``has_memory``
+    says which nodes have memory (a plan never needs the sizes; each meminfo is a large kernel-made file).
+    """
+    node_dir = os.path.join(root, "sys/devices/system/node")
     if not os.path.isdir(node_dir):
         notes.append(f"{node_dir} missing (kernel without NUMA): one node 0 holding every online CPU")
-        memory_mb = _memtotal_mb(root / "proc/meminfo", "MemTotal:", notes)
+        memory_mb = _memtotal_mb(os.path.join(root, "proc/meminfo"), "MemTotal:", notes) if sizes else None
         return (NumaNode(id=0, cpus=online, has_memory=True, distances={0: LOCAL_DISTANCE}, memory_mb=memory_mb),)
     folders = numbered(node_dir, "node")
     ids = _online_nodes(node_dir, folders, notes)
-    with_memory = _id_list(node_dir / "has_memory", notes, "memory judged from each node's meminfo")
+    with_memory = _id_list(os.path.join(node_dir, "has_memory"), notes, "memory judged from each node's meminfo")
     cpus_of = {node_id: _node_cpus(f"{node_dir}/node{node_id}/", online) for node_id in ids}
     if any(cpus is None for cpus in cpus_of.values()):
         _settle_unknown_cpus(root, node_dir, cpus_of, online, notes)
@@ -47,7 +54,11 @@ def read_nodes(root: Path, online: CpuSet, notes: list[str]) -> tuple[NumaNode, 
     for node_id in ids:
         folder = f"{node_dir}/node{node_id}/"
         cpus = cpus_of[node_id] or CpuSet()
-        memory_mb = _memtotal_mb(folder + "meminfo", f"Node {node_id} MemTotal:", notes)
+        memory_mb = (
+            _memtotal_mb(folder + "meminfo", f"Node {node_id} MemTotal:", notes)
+            if sizes or with_memory is None
+            else None
+        )
         if with_memory is not None:
             has_memory = node_id in with_memory
         elif memory_mb is not None:
@@ -63,8 +74,8 @@ def read_nodes(root: Path, online: CpuSet, notes: list[str]) -> tuple[NumaNode, 
     return tuple(nodes)
 
 
-def _online_nodes(node_dir: Path, folders: list[int], notes: list[str]) -> tuple[int, ...]:
-    path = node_dir / "online"
+def _online_nodes(node_dir: str, folders: list[int], notes: list[str]) -> tuple[int, ...]:
+    path = os.path.join(node_dir, "online")
     text = read_value(path)
     if text is not None:
         return tuple(sorted(parse_idlist(path, text)))
@@ -72,7 +83,7 @@ def _online_nodes(node_dir: Path, folders: list[int], notes: list[str]) -> tuple
     return tuple(folders)
 
 
-def _id_list(path: Path, notes: list[str], instead: str) -> frozenset[int] | None:
+def _id_list(path: str, notes: list[str], instead: str) -> frozenset[int] | None:
     text = read_value(path)
     if text is None:
         notes.append(f"{path} missing or empty: {instead}")
@@ -98,10 +109,10 @@ def _node_cpus(folder: str, online: CpuSet) -> CpuSet | None:
 
 
 def _settle_unknown_cpus(
-    root: Path, node_dir: Path, cpus_of: dict[int, CpuSet | None], online: CpuSet, notes: list[str]
+    root: str | Path, node_dir: str, cpus_of: dict[int, CpuSet | None], online: CpuSet, notes: list[str]
 ) -> None:
     """Fill in the nodes whose CPU files are missing, from ``has_cpu``, the CPU links, or elimination."""
-    with_cpus = _id_list(node_dir / "has_cpu", [], "")
+    with_cpus = _id_list(os.path.join(node_dir, "has_cpu"), [], "")
     unknown = [node for node, cpus in cpus_of.items() if cpus is None]
     if with_cpus is not None:
         for node in unknown:
@@ -113,7 +124,7 @@ def _settle_unknown_cpus(
         if cpus is not None:
             known = known | cpus
     orphans = online - known
-    links = node_links(root / "sys/devices/system/cpu", orphans)
+    links = node_links(os.path.join(root, "sys/devices/system/cpu"), orphans)
     listed = ", ".join(str(node) for node in unknown)
     if unknown and orphans and len(links) == len(orphans):
         for node in unknown:
@@ -133,10 +144,10 @@ def _settle_unknown_cpus(
         )
 
 
-def _orders(node_dir: Path, ids: tuple[int, ...], folders: list[int]) -> tuple[tuple[int, ...], ...]:
+def _orders(node_dir: str, ids: tuple[int, ...], folders: list[int]) -> tuple[tuple[int, ...], ...]:
     """The node orders a distance row may follow, the kernel's own (online ids) first."""
     orders = [ids]
-    path = node_dir / "possible"
+    path = os.path.join(node_dir, "possible")
     text = read_value(path)
     if text is not None:
         orders.append(tuple(sorted(parse_idlist(path, text))))

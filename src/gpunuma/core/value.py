@@ -97,6 +97,8 @@ class Value:
     _defaults: ClassVar[dict[str, object]] = {}
     _factories: ClassVar[dict[str, Callable[[], object]]] = {}
     _post_init: ClassVar[Callable[[Any], None] | None] = None
+    #: Positional-only calls by argument count -> the defaults of the fields after them (no factory among them).
+    _tails: ClassVar[dict[int, dict[str, object]]] = {}
     __dataclass_fields__ = _DataclassFields()
 
     def __init_subclass__(cls, **kwargs: object) -> None:
@@ -129,9 +131,25 @@ class Value:
         cls._factories = factories
         setattr(cls, "__match_args__", cls._fields)  # noqa: B010 - a name mypy types as final
         cls._post_init = getattr(cls, "__post_init__", None)
+        cls._tails = {}
+        for count in range(len(names), -1, -1):
+            rest = names[count:]
+            if any(name not in defaults for name in rest):
+                break
+            cls._tails[count] = {name: defaults[name] for name in rest}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         cls = type(self)
+        if not kwargs:
+            # The common call (sysfs builds hundreds of CPUs so): positional, the rest plain defaults.
+            tail = cls._tails.get(len(args))
+            if tail is not None:
+                state = self.__dict__
+                state.update(zip(cls._fields, args, strict=False))
+                state.update(tail)
+                if cls._post_init is not None:
+                    cls._post_init(self)
+                return
         names = cls._fields
         if len(args) > len(names):
             raise TypeError(f"{cls.__qualname__}() takes {len(names)} arguments but {len(args)} were given")
