@@ -117,3 +117,73 @@ def test_allowed_is_the_kernel_view(tmp_path: Path) -> None:
     source, _ = auto(m, tmp_path)
     assert source.allowed() == m.allowed()
     assert source.name == "auto"
+
+
+def needed(m: Machine, root: Path, **fake: object) -> tuple[AutoTopology, FakeNvml]:
+    """The auto source as the composition root builds it for a plan: NVML only where sysfs cannot answer."""
+    render_sysfs(m, root)
+    nvml = FakeNvml(m, **fake)  # type: ignore[arg-type]
+    return AutoTopology(nvml=nvml, sysfs=SysfsTopology(root=root), nvml_when="needed"), nvml
+
+
+@pytest.mark.parametrize("name", ["dgx-h100", "gh200", "mi300x", "snc"])
+def test_a_machine_sysfs_fully_describes_is_read_without_asking_nvml(name: str, tmp_path: Path) -> None:
+    source, nvml = needed(machine(name), tmp_path)
+    topo = source.read()
+    assert nvml.calls["nvmlInit"] == 0
+    assert topo.source == "auto(sysfs)"
+    assert topo.gpus == SysfsTopology(root=tmp_path).read().gpus
+
+
+def test_numa_node_minus_one_asks_nvml_which_may_know_better(tmp_path: Path) -> None:
+    m = replace_gpu(machine("cloud-vm"), 2, nvml_cpu_affinity=machine("cloud-vm").nodes[1].cpus)
+    source, nvml = needed(m, tmp_path)
+    topo = source.read()
+    assert nvml.calls["nvmlInit"] == 1
+    assert [g.numa_node for g in topo.gpus] == [None, None, 1, None]
+
+
+def test_without_the_drivers_proc_listing_nvml_maps_uuids_to_bus_ids(tmp_path: Path) -> None:
+    source, nvml = needed(machine("dgx-h100"), tmp_path)
+    (tmp_path / "proc/driver/nvidia/gpus/0000:1b:00.0/information").unlink()
+    topo = source.read()
+    assert nvml.calls["nvmlInit"] == 1 and topo.source == "auto(nvml+sysfs)"
+    assert all(gpu.uuid is not None for gpu in topo.gpus)
+
+
+def test_a_plan_naming_a_mig_instance_asks_nvml_and_others_do_not(mocker) -> None:
+    from gpunuma import compose
+    from gpunuma.core.identity import GpuEnvironment
+
+    spy = mocker.spy(compose, "make_source")
+    mocker.patch.object(AutoTopology, "read", side_effect=RuntimeError("stop after building the source"))
+    mig = "MIG-11111111-2222-5333-8444-555555555555"
+    for gpus, env in [([0], {}), ([mig], {}), (None, {"CUDA_VISIBLE_DEVICES": mig}), (None, {})]:
+        with pytest.raises(RuntimeError, match="stop after"):
+            compose.plan(compose.Options(), gpus=gpus, environment=GpuEnvironment.from_mapping(env))
+    assert [call.kwargs["nvml_when"] for call in spy.call_args_list] == ["needed", "always", "always", "needed"]
+
+
+_PROBE = """
+import sys
+sys.path[:0] = {paths!r}
+from gpunuma.adapters.auto import AutoTopology
+from gpunuma.adapters.sysfs import SysfsTopology
+topology = AutoTopology(sysfs=SysfsTopology(root={root!r}, layout=False), nvml_when="needed").read()
+assert len(topology.gpus) == 8 and topology.source == "auto(sysfs)", topology
+print(sorted(m for m in ("pynvml", "gpunuma.adapters.nvml") if m in sys.modules))
+"""
+
+
+def test_a_worker_whose_gpus_sysfs_fully_describes_never_imports_pynvml(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    import gpunuma
+
+    render_sysfs(machine("dgx-h100"), tmp_path)
+    paths = [os.path.dirname(os.path.dirname(gpunuma.__file__))]
+    out = subprocess.run([sys.executable, "-S", "-c", _PROBE.format(paths=paths, root=str(tmp_path))],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

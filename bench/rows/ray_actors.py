@@ -1,7 +1,7 @@
 """Eight Ray GPU actors created with in-actor binding against the same eight without, alternated.
 
-A local Ray (8 fake GPUs) on the simulated dgx-h100: each bound actor reads the real sysfs and
-NVML adapters over the rendered tree and a fake pynvml, and binds through a simulated kernel.
+A local Ray (8 fake GPUs) on the simulated dgx-h100: each bound actor reads the real auto source over
+the rendered tree (as the composition root builds it by name) and binds through a simulated kernel.
 """
 
 from __future__ import annotations
@@ -59,13 +59,22 @@ def _wait_for_gpus(ray: object, count: int, timeout_s: float = 60.0) -> None:
 
 
 def _adapters(simulated: Any, root: Path) -> tuple[Any, Any]:
-    """The real auto source over the rendered tree with a fake NVML, and the simulated kernel."""
-    if hasattr(simulated, "source"):  # gpunuma_fakes with Machine.source/kernel
-        return simulated.source(root), simulated.kernel()
-    from gpunuma_fakes.kernel import SimulatedKernel  # an older tree's fakes (--compare)
-    from gpunuma_fakes.nvml import FakeNvml
+    """The auto source as the composition root builds it by name, over the rendered tree, and the simulated kernel.
 
-    return load("AutoTopology")(nvml=FakeNvml(simulated), root=str(root)), SimulatedKernel.for_machine(simulated)
+    By name the root asks NVML only where sysfs cannot answer; the rendered DGX tree answers everything,
+    so no NVML is given (a real worker would not import pynvml either). An older tree always asks NVML:
+    it gets a fake one, which answers at once (a real ``nvmlInit`` costs 25-60 ms on the GPU hosts).
+    """
+    from gpunuma_fakes.kernel import SimulatedKernel
+
+    binder = simulated.kernel() if hasattr(simulated, "kernel") else SimulatedKernel.for_machine(simulated)
+    try:
+        sysfs = load("SysfsTopology")(root=str(root), layout=False)
+        return load("AutoTopology")(sysfs=sysfs, nvml_when="needed"), binder
+    except TypeError:  # a tree from before nvml_when and layout (--compare)
+        from gpunuma_fakes.nvml import FakeNvml
+
+        return load("AutoTopology")(nvml=FakeNvml(simulated), root=str(root)), binder
 
 
 def sample(budget: Budget, workdir: Path) -> Samples:

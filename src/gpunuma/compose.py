@@ -117,6 +117,7 @@ def make_source(
     simulate: str | None = None,
     nvidia_visible_devices: str | None = None,
     layout: bool = True,
+    nvml_when: str = "always",
 ) -> TopologySource:
     """A topology source: an instance passes through, a name (``auto``/``nvml``/``sysfs``) is built.
 
@@ -125,7 +126,8 @@ def make_source(
     ``/`` is a captured tree: its kernel files only, since this machine's NVML does not describe it.
     ``nvidia_visible_devices`` (the container runtime's variable) reaches the sysfs reader, which
     uses it only when ``/proc`` and ``/dev`` say nothing. ``layout=False``: the sysfs reader skips each
-    CPU's core and socket (a node-scope plan needs neither).
+    CPU's core and socket (a node-scope plan needs neither). ``nvml_when="needed"``: the auto source
+    asks NVML only for what sysfs cannot answer (:func:`gpunuma.adapters.auto.nvml_needs`).
     """
     if source is None:
         source = "auto"
@@ -145,6 +147,8 @@ def make_source(
         return cls(sysfs=sysfs, without_nvml=why)
     if source == "sysfs":
         return sysfs
+    if source == "auto":
+        return cls(sysfs=sysfs, nvml_when=nvml_when)
     return cls(sysfs=sysfs)
 
 
@@ -259,6 +263,7 @@ def plan(
         root=options.root,
         nvidia_visible_devices=environment.nvidia_visible_devices if environment is not None else None,
         layout=options.policy.cpu_scope is not CpuScope.NODE,
+        nvml_when="always" if _names_mig(gpus, physical, environment) else "needed",
     )
     topology = src.read()
     if allowed is None:
@@ -282,6 +287,16 @@ def plan(
     planned = plan_binding(topology, owned, allowed, options.policy, node=node)
     notes = (*resolution_reasons, *(Reason.of("topology_note", note=note) for note in topology.notes))
     return replace(planned, reasons=(*notes, *planned.reasons)) if notes else planned
+
+
+def _names_mig(
+    gpus: Sequence[int | str] | None, physical: Sequence[int | str] | None, environment: GpuEnvironment | None
+) -> bool:
+    """Whether the request names a MIG instance: only NVML can say which GPU holds it."""
+    named = [str(item) for item in (*(gpus or ()), *(physical or ()))]
+    return any(item.upper().startswith("MIG-") for item in named) or (
+        environment is not None and environment.names_mig
+    )
 
 
 def apply(options: Options, planned: BindingPlan) -> BindingReport:

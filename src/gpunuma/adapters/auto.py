@@ -1,5 +1,11 @@
 """The default topology source: the kernel's sysfs view, enriched by NVML when NVML starts.
 
+With ``nvml_when="needed"`` (what the composition root builds for a plan) NVML is asked only for what
+sysfs and the NVIDIA driver's ``/proc`` cannot answer: a GPU whose ``numa_node`` is -1 (NVML's memory
+node and affinity may know better), a GPU without a UUID in ``/proc/driver/nvidia`` (UUID to bus id),
+no NVIDIA GPU in sysfs at all, or MIG (the caller says a MIG UUID is asked for). A worker whose GPUs
+sysfs fully describes then never imports pynvml nor pays ``nvmlInit`` (25-60 ms on GPU hosts).
+
 Which source wins each field:
 
 * nodes, CPUs, PCI ``numa_node`` and ``local_cpus``: sysfs (the kernel allocates by them);
@@ -13,7 +19,6 @@ warning on the ``gpunuma`` logger and added to :attr:`Topology.notes`.
 from __future__ import annotations
 
 from gpunuma import logs
-from gpunuma.adapters.nvml import NvmlTopology
 from gpunuma.core.identity import normalize_bus_id
 from gpunuma.core.model import Gpu, MigDevice, Topology
 from gpunuma.core.value import replace
@@ -33,6 +38,8 @@ class AutoTopology:
     ``nvml`` is passed to :class:`NvmlTopology` (None: import ``pynvml``); ``sysfs`` is the
     kernel source (None: ``SysfsTopology(root=root)``). ``without_nvml`` says why NVML must not be
     asked (a captured tree: this machine's NVML does not describe it); the note carries it.
+    ``nvml_when`` is ``always`` (whenever NVML starts: ``gpunuma topo``, the default) or ``needed``
+    (only for what sysfs cannot answer, see :func:`nvml_needs`).
     """
 
     name = "auto"
@@ -43,11 +50,15 @@ class AutoTopology:
         root: str = "/",
         sysfs: TopologySource | None = None,
         without_nvml: str | None = None,
+        nvml_when: str = "always",
     ) -> None:
+        if nvml_when not in NVML_WHEN:
+            raise ValueError(f"nvml_when={nvml_when!r}: expected one of {', '.join(NVML_WHEN)}")
         self._root = root
         self._sysfs = sysfs
         self._nvml = nvml
         self._without_nvml = without_nvml
+        self._nvml_when = nvml_when
 
     @property
     def sysfs(self) -> TopologySource:
@@ -68,6 +79,10 @@ class AutoTopology:
         if self._without_nvml is not None:
             note = f"NVML not used: {self._without_nvml}"
             return replace(base, source="auto(sysfs)", notes=(*base.notes, note))
+        if self._nvml_when == "needed" and not nvml_needs(base):
+            return replace(base, source="auto(sysfs)")
+        from gpunuma.adapters.nvml import NvmlTopology
+
         try:
             found = NvmlTopology(nvml=self._nvml, sysfs=self.sysfs).read_gpus(base)
         except NvmlError as err:
@@ -81,6 +96,25 @@ class AutoTopology:
             source="auto(nvml+sysfs)",
             notes=(*base.notes, *found.notes, *notes),
         )
+
+
+#: When :class:`AutoTopology` asks NVML: whenever it starts, or only where sysfs cannot answer.
+NVML_WHEN = ("always", "needed")
+
+
+def nvml_needs(kernel: Topology) -> tuple[str, ...]:
+    """What sysfs and the NVIDIA driver's ``/proc`` could not say about ``kernel``'s NVIDIA GPUs, and NVML may.
+
+    Empty when they describe every NVIDIA GPU: a known ``numa_node`` and a UUID (so ``GPU-`` names map
+    to bus ids without NVML). MIG instances are known to NVML alone: a caller that names one asks with
+    ``nvml_when="always"``.
+    """
+    nvidia = [gpu for gpu in kernel.gpus if gpu.vendor == "nvidia"]
+    if not nvidia and not any(gpu.vendor != "nvidia" for gpu in kernel.gpus):
+        return ("sysfs lists no GPU",)
+    needs = [f"{gpu.label}: numa_node -1" for gpu in nvidia if gpu.numa_node is None]
+    needs += [f"{gpu.label}: no UUID in /proc/driver/nvidia" for gpu in nvidia if gpu.uuid is None]
+    return tuple(needs)
 
 
 def merge_gpus(kernel: tuple[Gpu, ...], nvml: tuple[Gpu, ...]) -> tuple[tuple[Gpu, ...], tuple[str, ...]]:

@@ -126,6 +126,12 @@ class GpuEnvironment(Value):
             local_world_size=env.get(LOCAL_WORLD_SIZE),
         )
 
+    @property
+    def names_mig(self) -> bool:
+        """Whether a visibility variable or Ray's ids name a MIG instance (``MIG-...``): only NVML knows those."""
+        texts = (self.cuda_visible_devices, self.nvidia_visible_devices, *map(str, self.ray_gpu_ids))
+        return any(text is not None and "MIG-" in text.upper() for text in texts)
+
     def get(self, variable: str) -> str | None:
         """The value of one visibility variable (``CUDA_VISIBLE_DEVICES``...), None when unset."""
         return {
