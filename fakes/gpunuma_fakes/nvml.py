@@ -1,14 +1,16 @@
 """A fake ``pynvml`` for a simulated :class:`~gpunuma_fakes.spec.Machine`.
 
 :class:`FakeNvml` exposes the names of the real ``pynvml`` module that gpunuma uses, with
-the same return shapes (str UUIDs, a PCI info object with ``busId``/``busIdLegacy``, lists
-of unsigned 64-bit words) and the same error behaviour (``NVMLError(value)`` yields the
+the same return shapes (str UUIDs, a PCI info object with ``busId``/``busIdLegacy``, ctypes
+arrays of unsigned 64-bit affinity words, which index but have no ``__iter__``) and the same
+error behaviour (``NVMLError(value)`` yields the
 matching ``NVMLError_*`` subclass). It records init/shutdown and call counts so tests can
 assert on them. It is picklable, so it can travel into a Ray actor.
 """
 
 from __future__ import annotations
 
+import ctypes
 import re
 import types
 from collections import Counter
@@ -325,18 +327,22 @@ class FakeNvml:
         return self.machine.gpu_nvml_nodes(gpu)
 
     @staticmethod
-    def _words(bits: CpuSet, size: int, scope: int) -> list[int]:
+    def _words(bits: CpuSet, size: int, scope: int) -> ctypes.Array[ctypes.c_ulong]:
+        """The words as pynvml returns them: a ctypes array of ``size`` unsigned longs."""
         scopes = (NVML_AFFINITY_SCOPE_NODE, NVML_AFFINITY_SCOPE_SOCKET)
         if not isinstance(size, int) or size <= 0 or scope not in scopes:
             raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
         # NVML fills only the words the caller made room for.
-        return CpuSet.of(b for b in bits if b < 64 * size).to_nvml_words(size)
+        words = CpuSet.of(b for b in bits if b < 64 * size).to_nvml_words(size)
+        return (ctypes.c_ulong * size)(*words)
 
     def _socket_cpus(self, cpus: CpuSet) -> CpuSet:
         packages = {self.machine.cpu_layout(cpu)[0] for cpu in cpus}
         return CpuSet.of(c for c in self.machine.all_cpus() if self.machine.cpu_layout(c)[0] in packages)
 
-    def nvmlDeviceGetCpuAffinityWithinScope(self, handle: FakeHandle, size: int, scope: int) -> list[int]:  # noqa: N802
+    def nvmlDeviceGetCpuAffinityWithinScope(  # noqa: N802
+        self, handle: FakeHandle, size: int, scope: int
+    ) -> ctypes.Array[ctypes.c_ulong]:
         self._enter("nvmlDeviceGetCpuAffinityWithinScope")
         if self.failure == "no_scope_affinity":
             raise NVMLError(NVML_ERROR_FUNCTION_NOT_FOUND)
@@ -345,13 +351,13 @@ class FakeNvml:
             cpus = self._socket_cpus(cpus)
         return self._words(cpus, size, scope)
 
-    def nvmlDeviceGetCpuAffinity(self, handle: FakeHandle, size: int) -> list[int]:  # noqa: N802
+    def nvmlDeviceGetCpuAffinity(self, handle: FakeHandle, size: int) -> ctypes.Array[ctypes.c_ulong]:  # noqa: N802
         """Node-scope CPU affinity, the call that predates the scoped variant."""
         self._enter("nvmlDeviceGetCpuAffinity")
         cpus = self._cpu_affinity(self._physical(handle))
         return self._words(cpus, size, NVML_AFFINITY_SCOPE_NODE)
 
-    def nvmlDeviceGetMemoryAffinity(self, handle: FakeHandle, size: int, scope: int) -> list[int]:  # noqa: N802
+    def nvmlDeviceGetMemoryAffinity(self, handle: FakeHandle, size: int, scope: int) -> ctypes.Array[ctypes.c_ulong]:  # noqa: N802
         self._enter("nvmlDeviceGetMemoryAffinity")
         gpu = self._physical(handle)
         nodes = self._memory_affinity(gpu)

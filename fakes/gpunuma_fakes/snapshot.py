@@ -9,6 +9,7 @@ with their NVML codes) and the simulated kernel over the host's topology and cgr
 from __future__ import annotations
 
 import atexit
+import ctypes
 import json
 import shutil
 import tempfile
@@ -243,18 +244,20 @@ class RecordedNvml(FakeNvml):
         self._enter("nvmlDeviceGetNumaNodeId")
         return int(self._answer(handle, "numa_node_id"))
 
-    def nvmlDeviceGetCpuAffinityWithinScope(self, handle: FakeHandle, size: int, scope: int) -> list[int]:  # noqa: N802
+    def nvmlDeviceGetCpuAffinityWithinScope(  # noqa: N802
+        self, handle: FakeHandle, size: int, scope: int
+    ) -> ctypes.Array[ctypes.c_ulong]:
         self._enter("nvmlDeviceGetCpuAffinityWithinScope")
         if self.failure == "no_scope_affinity":
             raise NVMLError(NVML_ERROR_FUNCTION_NOT_FOUND)
         key = "cpu_affinity_socket" if scope == NVML_AFFINITY_SCOPE_SOCKET else "cpu_affinity"
         return self._words(self._recorded_cpus(handle, key), size, scope)
 
-    def nvmlDeviceGetCpuAffinity(self, handle: FakeHandle, size: int) -> list[int]:  # noqa: N802
+    def nvmlDeviceGetCpuAffinity(self, handle: FakeHandle, size: int) -> ctypes.Array[ctypes.c_ulong]:  # noqa: N802
         self._enter("nvmlDeviceGetCpuAffinity")
         return self._words(self._recorded_cpus(handle, "cpu_affinity_unscoped", "cpu_affinity"), size, 0)
 
-    def nvmlDeviceGetMemoryAffinity(self, handle: FakeHandle, size: int, scope: int) -> list[int]:  # noqa: N802
+    def nvmlDeviceGetMemoryAffinity(self, handle: FakeHandle, size: int, scope: int) -> ctypes.Array[ctypes.c_ulong]:  # noqa: N802
         self._enter("nvmlDeviceGetMemoryAffinity")
         key = "memory_affinity_socket" if scope == NVML_AFFINITY_SCOPE_SOCKET else "memory_affinity_node"
         return self._words(self._recorded_cpus(handle, key), size, scope)

@@ -356,7 +356,11 @@ def _ask(nvml: Any, into: dict[str, Any], key: str, function: str, *args: Any, k
         return None
     if not keep:
         return value
-    if not isinstance(value, (str, bytes, int, float)) and hasattr(value, "__iter__"):
-        value = [int(word) for word in value]  # ctypes arrays of affinity words, MIG mode pairs
+    if value is not None and not isinstance(value, (str, bytes, int, float)):
+        # pynvml's affinity answers are ctypes arrays (iterable by index, with no __iter__), MIG modes lists.
+        try:
+            value = [int(word) for word in value]
+        except TypeError:
+            value = str(value)
     into[key] = _text(value)
     return into[key]
