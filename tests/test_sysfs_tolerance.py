@@ -288,6 +288,24 @@ def test_without_a_package_id_sockets_are_told_apart_by_their_members(tmp_path, 
     assert any("their sockets are told apart by package_cpus_list" in note for note in topology.notes)
 
 
+def test_a_socket_named_by_one_cpu_and_listed_by_another_is_one_socket(tmp_path):
+    # Two cores per socket: CPU 1's files give its id but no members; CPU 3's give members but no id.
+    files = base_tree()
+    for cpu in range(4):
+        topology = f"{CPU}/cpu{cpu}/topology"
+        files[f"{topology}/core_cpus_list"] = files[f"{topology}/thread_siblings_list"] = f"{cpu}\n"
+        files.pop(f"{topology}/core_cpus")
+        files.pop(f"{topology}/thread_siblings")
+    files = {p: t for p, t in files.items() if not (p.startswith(f"{CPU}/cpu1/topology/") and "package_cpus" in p
+                                                    or p.startswith(f"{CPU}/cpu1/topology/core_siblings"))}
+    files.pop(f"{CPU}/cpu3/topology/physical_package_id")
+
+    topology = read(tmp_path, files)
+
+    assert topology.cpu(1).package == topology.cpu(3).package == 1
+    assert topology.cpu(0).package == topology.cpu(2).package == 0
+
+
 def test_a_core_no_file_describes_is_left_out_of_the_layout_not_guessed(tmp_path, clean):
     files = {p: t for p, t in base_tree().items() if not ("cpu1/topology" in p or "cpu3/topology" in p)}
 

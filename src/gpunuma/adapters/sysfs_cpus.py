@@ -142,10 +142,12 @@ def _read_package(
     if package < 0:  # -1: the platform gives no package id
         if members is None:
             return False
-        package = _unlabelled(min(group))
+        # A member placed already (its own id read) names the socket; else the first CPU labels it.
+        known = sorted({package_of[member] for member in group if member in package_of})
+        package = known[-1] if known else _unlabelled(min(group))
         unlabelled.append(cpu)
     for member in group:
-        package_of[member] = package
+        package_of.setdefault(member, package)
     return True
 
 
