@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import os
 
-from gpunuma.adapters.devices import device_minor, read_device_access, render_nodes
 from gpunuma.adapters.procfs import parse_cpulist, parse_cpumask, parse_int, read_allowed, read_text, read_value
 from gpunuma.adapters.sysfs_cpus import read_cpus, read_online
 from gpunuma.adapters.sysfs_nodes import read_nodes
 from gpunuma.core.cpuset import BLANK, CpuSet
-from gpunuma.core.exposure import DeviceIds, usable_gpus
 from gpunuma.core.model import Gpu, Topology
 from gpunuma.core.plan import Allowed
 from gpunuma.core.reasons import Reason
@@ -24,6 +22,8 @@ from gpunuma.errors import SysfsFormatError, TopologyUnavailableError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from gpunuma.core.exposure import DeviceIds
 
 _VENDORS = {0x10DE: "nvidia", 0x1002: "amd"}
 #: PCI base class + subclass of a GPU: VGA, 3D controller, other display controller.
@@ -143,6 +143,10 @@ class SysfsTopology:
                 found.append(gpu)
         if not found:
             return ()
+        # Which GPUs this process may open: read only on a machine that has GPUs.
+        from gpunuma.adapters.devices import read_device_access
+        from gpunuma.core.exposure import usable_gpus
+
         gpus, left_out = usable_gpus(found, read_device_access(self.root, self.nvidia_visible_devices), ids)
         notes.extend(left_out)
         return gpus
@@ -168,6 +172,9 @@ class SysfsTopology:
 
     def _gpu(self, folder: str, bdf: str, index: int, vendor: str) -> tuple[Gpu, DeviceIds]:
         """The GPU at ``bdf`` (``index`` is provisional: :func:`usable_gpus` numbers) and its driver names."""
+        from gpunuma.adapters.devices import device_minor, render_nodes
+        from gpunuma.core.exposure import DeviceIds
+
         notes: list[str] = []
         node_path = folder + "numa_node"
         node_text = read_value(node_path)

@@ -19,7 +19,7 @@ are numbered 0, 1, ... in bus order, and the AMD ones after them.
 from __future__ import annotations
 
 from gpunuma.core.identity import normalize_bus_id
-from gpunuma.core.value import Value, replace
+from gpunuma.core.value import Value, cached, replace
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -61,6 +61,11 @@ class DeviceAccess(Value):
     dev_nodes: frozenset[str] | None = None
     #: The value of ``NVIDIA_VISIBLE_DEVICES`` (None: unset).
     nvidia_visible_devices: str | None = None
+
+    @cached
+    def nvidia_buses(self) -> frozenset[str]:
+        """``nvidia_listed`` in sysfs form (``0000:1b:00.0``), normalized once for every GPU checked."""
+        return frozenset(_bus(bus) for bus in self.nvidia_listed or ())
 
 
 class DeviceIds(Value):
@@ -114,7 +119,7 @@ def _bus(bus_id: str) -> str:
 def _nvidia_refusal(gpu: Gpu, host_index: int, access: DeviceAccess, ids: DeviceIds) -> str | None:
     """Why this process cannot open ``gpu`` (None: it can, or nothing says it cannot)."""
     listed = access.nvidia_listed
-    if listed is not None and _bus(gpu.pci_bus_id) not in {_bus(b) for b in listed}:
+    if listed is not None and _bus(gpu.pci_bus_id) not in access.nvidia_buses:
         return "/proc/driver/nvidia/gpus does not list it (the container runtime did not give it to this process)"
     dev = access.dev_nodes
     if dev is not None and "nvidiactl" in dev:

@@ -36,6 +36,7 @@ LOCAL_WORLD_SIZE = "LOCAL_WORLD_SIZE"
 _NO_GPU_VALUES = frozenset({"-1", "nodevfiles"})
 
 _HEX = frozenset("0123456789abcdefABCDEF")
+_LOWER_HEX = frozenset("0123456789abcdef")
 _UUID_CHARS = _HEX | {"-"}
 
 
@@ -154,6 +155,9 @@ def _environment(env: EnvironmentLike) -> GpuEnvironment:
 def normalize_bus_id(bus_id: str | bytes) -> str:
     """``00000000:1B:00.0`` / ``0000:1b:00.0`` / ``1b:00.0`` / bytes -> ``0000:1b:00.0`` (sysfs form)."""
     text = bus_id.decode() if isinstance(bus_id, bytes) else bus_id
+    if len(text) == 12 and text[4] == ":" and text[7] == ":" and text[10] == "." and text[11] in "01234567":
+        if _LOWER_HEX.issuperset(text[:4] + text[5:7] + text[8:10]):
+            return text  # already the sysfs form, as every sysfs path gives it
     fields = _bus_fields(text.strip().rstrip("\x00"))
     if fields is None:
         raise ValueError(f"{bus_id!r} is not a PCI bus id")

@@ -34,6 +34,7 @@ else:
 
 
 _MISSING = object()
+_CLASS_VAR = ("ClassVar", "typing.ClassVar")
 
 if not TYPE_CHECKING:
 
@@ -102,41 +103,49 @@ class Value:
     __dataclass_fields__ = _DataclassFields()
 
     def __init_subclass__(cls, **kwargs: object) -> None:
+        # Runs once per value type at import: kept lean, as every worker that binds creates ~25 of them.
         super().__init_subclass__(**kwargs)
+        namespace = cls.__dict__
         names = list(cls._fields)
         defaults = dict(cls._defaults)
         factories = dict(cls._factories)
-        own = cls.__dict__.get("__annotations__", {})
-        for name, annotation in own.items():
-            if str(annotation).startswith(("ClassVar", "typing.ClassVar")):
+        for name, annotation in namespace.get("__annotations__", {}).items():
+            if (annotation if isinstance(annotation, str) else repr(annotation)).startswith(_CLASS_VAR):
                 continue
             if name not in names:
                 names.append(name)
-            default = cls.__dict__.get(name, _MISSING)
-            if isinstance(default, _Factory):
+            default = namespace.get(name, _MISSING)
+            if default is _MISSING:
+                if name in defaults or name in factories:
+                    raise TypeError(f"{cls.__qualname__}: field {name!r} redeclared without its default")
+            elif default.__class__ is _Factory:
                 factories[name] = default.make
                 delattr(cls, name)  # as dataclasses does: the class has no attribute for it
-            elif default is not _MISSING:
+            else:
                 defaults[name] = default
-            elif name in defaults or name in factories:
-                raise TypeError(f"{cls.__qualname__}: field {name!r} redeclared without its default")
-        optional = False
-        for name in names:
-            has_default = name in defaults or name in factories
-            if optional and not has_default:
-                raise TypeError(f"non-default argument {name!r} follows default argument")
-            optional = optional or has_default
-        cls._fields = tuple(names)
+        # Positional calls by argument count -> the plain defaults of the fields after them.
+        tails: dict[int, dict[str, object]] = {len(names): {}}
+        tail: dict[str, object] | None = {}
+        required_after: str | None = None
+        for count in range(len(names) - 1, -1, -1):
+            name = names[count]
+            if name not in defaults and name not in factories:
+                required_after = name
+                tail = None
+                continue
+            if required_after is not None:
+                raise TypeError(f"non-default argument {required_after!r} follows default argument")
+            if tail is not None and name in defaults:
+                tail = {name: defaults[name], **tail}
+                tails[count] = tail
+            else:
+                tail = None
+        cls._fields = fields = tuple(names)
         cls._defaults = defaults
         cls._factories = factories
-        setattr(cls, "__match_args__", cls._fields)  # noqa: B010 - a name mypy types as final
+        cls._tails = tails
         cls._post_init = getattr(cls, "__post_init__", None)
-        cls._tails = {}
-        for count in range(len(names), -1, -1):
-            rest = names[count:]
-            if any(name not in defaults for name in rest):
-                break
-            cls._tails[count] = {name: defaults[name] for name in rest}
+        setattr(cls, "__match_args__", fields)  # noqa: B010 - a name mypy types as final
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         cls = type(self)
