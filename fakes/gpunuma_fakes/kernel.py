@@ -57,7 +57,8 @@ class SimulatedKernel:
 
     The threads are those listed in ``<proc_root>/self/task`` when it is asked (the process's real
     threads by default; a rendered tree's ``proc`` gives that tree's threads). A thread it has not
-    changed holds the process's starting affinity (``allowed.affinity``) and the default policy.
+    changed holds the process's starting affinity (``allowed.affinity``) and policy (``allowed.mempolicy``,
+    else the default).
     ``fail="cpu"`` makes ``sched_setaffinity`` fail with EINVAL on the last thread (after the others
     were changed); ``fail="mempolicy_eperm"`` makes ``set_mempolicy`` fail with EPERM.
     :attr:`applied` holds every plan that changed state; :attr:`rejected` every refused one, with why.
@@ -108,12 +109,14 @@ class SimulatedKernel:
     def threads(self) -> tuple[SimulatedThread, ...]:
         """Every thread of the process now, by TID, with its simulated state."""
         start = self.allowed.affinity or self.allowed.cpus
+        held = self.allowed.mempolicy  # a policy the process already holds (numactl --membind...)
+        word, nodes = (held.word, held.nodes) if held is not None else ("default", ())
         state = self._state()
         try:
             listed = read_threads(f"{self.proc_root}/self/task")
         except OSError as err:
             raise BindError(f"cannot list the threads of this process: {err}") from err
-        return tuple(state.get(t.tid) or SimulatedThread(t.tid, t.name, start) for t in listed)
+        return tuple(state.get(t.tid) or SimulatedThread(t.tid, t.name, start, word, nodes) for t in listed)
 
     def _calling_tid(self, threads: tuple[SimulatedThread, ...]) -> int:
         """The calling thread's TID, or the first thread's when the threads are a rendered tree's."""

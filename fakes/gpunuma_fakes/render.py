@@ -287,6 +287,10 @@ def _render_process(machine: Machine, root: Path, out: _Tree) -> None:
     out.write(proc / "status", _status(machine, PID, "python3"))
     for tid in TIDS:
         out.write(proc / "task" / str(tid) / "status", _status(machine, tid, "python3" if tid == PID else "worker"))
+    if machine.mempolicy is not None:
+        # numa_maps' first mapping has no policy of its own, so it shows the task's (see kernel_view).
+        line = f"00400000 {machine.mempolicy} file=/usr/bin/python3.12 mapped=2 N0=2 kernelpagesize_kB=4"
+        out.write(proc / "numa_maps", line)
     self_link = root / "proc/self"
     if not self_link.exists():
         self_link.symlink_to(str(PID))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.kernel_policy import NUMA_MAPS_MODES, Mempolicy
 from gpunuma.core.model import Cpu, Gpu, MigDevice, NumaNode, Topology
 from gpunuma.core.plan import Allowed
 
@@ -98,6 +99,9 @@ class Machine:
     exposed_gpus: tuple[str, ...] | None = None
     #: NVIDIA GPUs injected by CDI: only ``/dev/nvidiaN`` is narrowed, ``/proc/driver/nvidia`` lists every GPU.
     cdi: bool = False
+    #: A memory policy the process already holds, as ``numa_maps`` writes it (``bind:0``, ``interleave:0-1``):
+    #: what ``numactl --membind``/``--interleave`` leaves (None: the default policy).
+    mempolicy: str | None = None
 
     # -- CPU layout -----------------------------------------------------------------
     @property
@@ -253,7 +257,14 @@ class Machine:
         else:
             mems = frozenset(node.id for node in self.nodes if node.memory_mb > 0)
         affinity = CpuSet.parse_list(self.affinity) if self.affinity is not None else cpus
-        return Allowed(cpus=cpus, mems=mems, affinity=affinity)
+        return Allowed(cpus=cpus, mems=mems, affinity=affinity, mempolicy=self.held_mempolicy())
+
+    def held_mempolicy(self) -> Mempolicy | None:
+        """:attr:`mempolicy` as the kernel's value (None: the default policy)."""
+        if self.mempolicy is None:
+            return None
+        word, _, nodes = self.mempolicy.partition(":")
+        return Mempolicy(NUMA_MAPS_MODES[word], tuple(CpuSet.parse_list(nodes)))
 
     # -- the adapters, in one call ------------------------------------------------------
     def source(self, workdir: str | Path, kind: str = "auto", **nvml_options: object) -> TopologySource:

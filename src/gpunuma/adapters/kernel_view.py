@@ -11,7 +11,7 @@ import os
 
 from gpunuma.adapters.procfs import parse_cpulist, parse_idlist, parse_status, read_text, read_threads
 from gpunuma.core.cpuset import CpuSet
-from gpunuma.core.kernel_policy import NUMA_MAPS_MODES
+from gpunuma.core.kernel_policy import NUMA_MAPS_MODES, Mempolicy
 from gpunuma.core.report import KernelView, ThreadState
 from gpunuma.errors import BindError, SysfsFormatError, TopologyUnavailableError
 
@@ -49,21 +49,30 @@ def _threads(task_dir: str) -> tuple[ThreadState, ...]:
         return ()
 
 
-def _numa_maps_policy(path: Path) -> tuple[str | None, tuple[int, ...]]:
+def numa_maps_policy(path: str | Path) -> Mempolicy | None:
+    """The policy the first line of a ``numa_maps`` file shows (None: unreadable or not understood).
+
+    A mapping without its own policy shows the policy of the task whose entry is read, so the first
+    line of ``/proc/<pid>/numa_maps`` gives that task's policy. A node list no kernel writes is a
+    :class:`~gpunuma.errors.SysfsFormatError`.
+    """
     import re
 
-    # A mapping without its own policy shows the policy of the task whose entry is read,
-    # so the first line of /proc/<pid>/numa_maps gives the main thread's policy.
     try:
-        with path.open() as handle:
+        with open(path) as handle:
             first = handle.readline()
-    except OSError:
-        return None, ()
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
     match = re.match(_NUMA_MAPS_POLICY, first)
     if not match:
-        return None, ()
+        return None
     nodes = parse_idlist(path, match.group(2)) if match.group(2) else frozenset()
-    return NUMA_MAPS_MODES[match.group(1)].word, tuple(sorted(nodes))
+    return Mempolicy(NUMA_MAPS_MODES[match.group(1)], tuple(sorted(nodes)))
+
+
+def _numa_maps_policy(path: Path) -> tuple[str | None, tuple[int, ...]]:
+    policy = numa_maps_policy(path)
+    return (None, ()) if policy is None else (policy.word, policy.nodes)
 
 
 def _own_mempolicy(syscalls: MempolicySyscalls | None) -> tuple[str | None, tuple[int, ...]]:

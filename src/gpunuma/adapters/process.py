@@ -11,6 +11,8 @@ import errno
 import os
 
 from gpunuma import logs
+from gpunuma.adapters import own_binding
+from gpunuma.adapters.guard import BindGuard
 from gpunuma.adapters.kernel_view import read_kernel_view
 from gpunuma.adapters.mempolicy import MempolicySyscalls, known_nodes
 from gpunuma.adapters.threads import ThreadBindError, bind_threads, restore_threads
@@ -27,6 +29,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # for type checkers only: the bind path builds no Protocol class
     from pathlib import Path
     from typing import Protocol
+
+    from gpunuma.adapters.threads import AffinitySetter
 
     class MemorySetter(Protocol):
         """Sets the calling thread's memory policy; raises ``OSError`` with the kernel's errno.
@@ -134,7 +138,12 @@ class ProcessBinder:
     Memory policy is per thread: threads created afterwards and exec'd children inherit it, threads
     that already existed keep theirs, and pages already touched stay where they are unless
     ``migrate_pages=True``. ``notes`` are added to every report; ``proc_root``/``sys_root`` are where
-    threads are listed and existing nodes read. It pickles (its setter reloads its library in the child).
+    threads are listed and existing nodes read; ``setaffinity`` sets one thread's CPUs (tests inject
+    one that interrupts). It pickles (its setter reloads its library in the child).
+
+    A bind is atomic from the caller's view: one at a time per process, no Python signal handler in
+    the middle of it (:class:`~gpunuma.adapters.guard.BindGuard`), threads born during it bound too,
+    and every exit that is not a report restores every thread and the memory policy.
     """
 
     def __init__(
@@ -145,6 +154,7 @@ class ProcessBinder:
         proc_root: str = "/proc",
         sys_root: str = "/sys",
         notes: tuple[str, ...] = (),
+        setaffinity: AffinitySetter = os.sched_setaffinity,
     ) -> None:
         self.memory = memory
         self.name = memory.name
@@ -152,6 +162,7 @@ class ProcessBinder:
         self.proc_root = proc_root
         self.sys_root = sys_root
         self.notes = tuple(notes)
+        self.setaffinity = setaffinity
 
     def apply(self, plan: BindingPlan) -> BindingReport:
         """Bind every thread's CPUs and the calling thread's memory policy per ``plan``, then read back.
@@ -160,17 +171,22 @@ class ProcessBinder:
         ``sys_root``), restores every thread's affinity and the memory policy and raises
         :class:`~gpunuma.errors.BindError`. A policy the kernel refuses for nodes that exist (EPERM/EACCES
         under seccomp without CAP_SYS_NICE, EINVAL when ``cpuset.mems`` excludes the node) keeps the CPUs
-        bound and says so.
+        bound and says so. A signal that comes meanwhile is handled when the bind is over.
         """
-        notes = self.notes
         if not plan.binds:
-            return BindingReport.not_bound(plan, self.name, notes)
+            return BindingReport.not_bound(plan, self.name, self.notes)
+        with BindGuard():
+            return self._apply(plan)
+
+    def _apply(self, plan: BindingPlan) -> BindingReport:
+        notes = self.notes
         syscalls = self.memory.syscalls
         try:
             saved_memory = syscalls.get()
         except OSError as err:
             saved_memory = None
             notes = (*notes, f"get_mempolicy refused ({errno_word(err.errno)}): memory policy left alone")
+        affinity_before = CpuSet.of(os.sched_getaffinity(0))
         try:
             # Only migrate_pages needs the cpuset's nodes from before; a read-back costs ~1 ms at 20 threads.
             before_mems = (
@@ -178,7 +194,7 @@ class ProcessBinder:
                 if self.migrate_pages
                 else frozenset()
             )
-            previous = bind_threads(plan.cpus, self.proc_root)
+            previous = bind_threads(plan.cpus, self.proc_root, setaffinity=self.setaffinity)
         except ThreadBindError as err:
             raise BindError(
                 f"cannot bind thread {err.tid} to CPUs {plan.cpus.to_list()}: {err.strerror} "
@@ -193,6 +209,7 @@ class ProcessBinder:
         reasons = list(notes)
         memory_word: str | None = None
         memory_nodes: tuple[int, ...] = ()
+        held: Mempolicy | None = None
         try:
             wanted, narrowed = _planned_policy(plan) if saved_memory is not None else (None, None)
             if narrowed:
@@ -209,6 +226,7 @@ class ProcessBinder:
                     reasons.append(refused)
                     effective = replace(plan, memory_policy=MemoryPolicy.NONE)
                 else:
+                    held = wanted
                     memory_word, memory_nodes = wanted.word, wanted.nodes
                     effective = replace(plan, memory_nodes=wanted.nodes)
                     if self.migrate_pages:
@@ -219,11 +237,19 @@ class ProcessBinder:
             if saved_memory is not None:
                 _restore_memory(syscalls, saved_memory)
             raise
+        main_before = previous.get(os.getpid())
+        bound_cpus = CpuSet.of(os.sched_getaffinity(0))
+        own_binding.remember(
+            CpuSet.of(main_before) if main_before is not None else affinity_before,
+            saved_memory,
+            bound_cpus,
+            held,
+        )
         return BindingReport(
             plan=plan,
             bound=True,
             method=self.name,
-            cpus=CpuSet.of(os.sched_getaffinity(0)),
+            cpus=bound_cpus,
             memory_policy=memory_word,
             memory_nodes=memory_nodes,
             reasons=(*plan.reasons, *reasons),

@@ -9,6 +9,7 @@ import os
 
 from gpunuma.core.cpuset import BLANK, CpuSet, parse_ids
 from gpunuma.core.plan import Allowed
+from gpunuma.core.rebind import as_before
 from gpunuma.core.report import ThreadState
 from gpunuma.core.value import Value
 from gpunuma.errors import CpuSetParseError, SysfsFormatError, TopologyUnavailableError
@@ -16,6 +17,9 @@ from gpunuma.errors import CpuSetParseError, SysfsFormatError, TopologyUnavailab
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from gpunuma.core.kernel_policy import Mempolicy
+    from gpunuma.core.rebind import OwnBinding
 
 _CHUNK = 65536
 
@@ -270,13 +274,26 @@ def read_cgroup_cpuset(root: str | Path = "/", pid: int | str = "self") -> Cgrou
     return CgroupCpuset(cpus=cpus, mems=mems, version=version, cpus_file=Path(cpus_file), mems_file=Path(mems_file))
 
 
-def read_allowed(root: str | Path = "/", pid: int | str = "self") -> Allowed:
-    """What the process may use: the cgroup cpuset (else its status lists) and its current affinity."""
+def read_allowed(
+    root: str | Path = "/",
+    pid: int | str = "self",
+    *,
+    mempolicy: Mempolicy | None = None,
+    own: OwnBinding | None = None,
+) -> Allowed:
+    """What the process may use: the cgroup cpuset (else its status lists) and its current affinity.
+
+    ``mempolicy`` is the memory policy someone set (None: the default). ``own`` is gpunuma's own
+    earlier binding of this process: while the process still holds it, the result is what the
+    process held before it (:func:`gpunuma.core.rebind.as_before`).
+    """
     path = os.path.join(_proc(root, pid), "status")
     status = read_status(root, pid)
     affinity = status_cpus(status, path)
     found = _cgroup_files(root, pid)
     if found is None:
-        return Allowed(cpus=affinity, mems=status_mems(status, path), affinity=affinity)
-    cpus, mems = _read_pair(found[0], found[1])
-    return Allowed(cpus=cpus, mems=mems, affinity=affinity)
+        allowed = Allowed(cpus=affinity, mems=status_mems(status, path), affinity=affinity, mempolicy=mempolicy)
+    else:
+        cpus, mems = _read_pair(found[0], found[1])
+        allowed = Allowed(cpus=cpus, mems=mems, affinity=affinity, mempolicy=mempolicy)
+    return as_before(allowed, own, cpuset_from_affinity=found is None)

@@ -17,7 +17,11 @@ from gpunuma.core.cpuset import BLANK, CpuSet
 from gpunuma.core.model import Gpu, Topology
 from gpunuma.core.plan import Allowed
 from gpunuma.core.reasons import Reason
-from gpunuma.errors import SysfsFormatError, TopologyUnavailableError
+from gpunuma.errors import GpunumaError, SysfsFormatError, TopologyUnavailableError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from gpunuma.core.kernel_policy import Mempolicy
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -41,6 +45,17 @@ def _info_fields(text: str, keys: tuple[str, ...]) -> dict[str, str]:
         if key in keys:
             fields[key] = value.strip(BLANK)
     return fields
+
+
+def _own_mempolicy() -> Mempolicy | None:
+    """The calling thread's memory policy when someone set one (None: the default, or unreadable)."""
+    from gpunuma.adapters.mempolicy import MempolicySyscalls
+    from gpunuma.adapters.own_binding import user_set
+
+    try:
+        return user_set(MempolicySyscalls().get())
+    except (OSError, GpunumaError):
+        return None
 
 
 def _bus_key(bdf: str) -> tuple[int, ...]:
@@ -115,7 +130,20 @@ class SysfsTopology:
             nodes = read_nodes(self.root, online, notes, sizes=False)
             mems = frozenset(node.id for node in nodes if node.has_memory)
             return Allowed(cpus=online, mems=mems, affinity=online)
-        return read_allowed(self.root, self.pid)
+        if self._live():
+            # This very process: its calling thread's policy, and gpunuma's own earlier binding seen through.
+            from gpunuma.adapters import own_binding
+
+            return read_allowed(self.root, self.pid, mempolicy=_own_mempolicy(), own=own_binding.current())
+        from gpunuma.adapters.kernel_view import numa_maps_policy
+        from gpunuma.adapters.own_binding import user_set
+
+        policy = numa_maps_policy(os.path.join(self.root, "proc", str(self.pid), "numa_maps"))
+        return read_allowed(self.root, self.pid, mempolicy=user_set(policy))
+
+    def _live(self) -> bool:
+        """Whether this source reads the calling process itself on this machine."""
+        return str(self.pid) in ("self", str(os.getpid())) and os.path.realpath(self.root) == "/"
 
     def _without_process(self) -> bool:
         """A captured tree (not this machine's ``/``) without the capturing process's status."""

@@ -29,41 +29,58 @@ class ThreadBindError(BindError):
         self.tid = tid
 
 
+#: Passes over the task list before a process whose threads keep multiplying is given up on.
+MAX_PASSES = 64
+
+
 def bind_threads(
-    cpus: CpuSet, proc_root: str | Path = "/proc", *, setaffinity: AffinitySetter = os.sched_setaffinity
+    cpus: CpuSet,
+    proc_root: str | Path = "/proc",
+    *,
+    setaffinity: AffinitySetter = os.sched_setaffinity,
+    max_passes: int = MAX_PASSES,
 ) -> dict[int, frozenset[int]]:
     """Set the affinity of every thread to ``cpus``; returns each changed thread's previous affinity.
 
-    Threads that exit meanwhile are skipped; the task list is read again once to catch threads
-    born during the loop (a thread inherits its creator's affinity). On a failure every thread
-    already changed is restored and :class:`ThreadBindError` (a thread refused) or
-    :class:`BindError` (the task list is unreadable) is raised. ``setaffinity`` sets one
-    thread's affinity; tests inject a failing one.
+    The task list is read again until a whole pass finds no thread left to bind: a thread born
+    during the loop from a thread not yet bound inherits the old affinity, and is caught by the next
+    pass. Threads that exit meanwhile are skipped. On any exit that is not a return (a thread
+    refuses, the task list is unreadable, threads still appear after ``max_passes`` passes, or an
+    exception from anywhere, ``KeyboardInterrupt`` included) every thread already changed is restored
+    before the error propagates: :class:`ThreadBindError` (a thread refused) or :class:`BindError`.
+    ``setaffinity`` sets one thread's affinity; tests inject a failing or interrupting one.
     """
     target = set(cpus)
     task_dir = f"{proc_root}/self/task"
     previous: dict[int, frozenset[int]] = {}
-    for _ in range(2):
-        try:
-            tids = list_tids(task_dir)
-        except OSError as err:
-            restore_threads(previous)
-            raise BindError(
-                f"cannot list the threads of this process ({task_dir}): {err}; every thread was restored"
-            ) from err
-        for tid in tids:
-            if tid in previous:
-                continue
+    gone: set[int] = set()
+    try:
+        for _ in range(max_passes):
             try:
-                before = frozenset(os.sched_getaffinity(tid))
-                setaffinity(tid, target)
-            except ProcessLookupError:
-                continue
+                tids = list_tids(task_dir)
             except OSError as err:
-                restore_threads(previous)
-                raise ThreadBindError(tid, err) from err
-            previous[tid] = before
-    return previous
+                raise BindError(
+                    f"cannot list the threads of this process ({task_dir}): {err}; every thread was restored"
+                ) from err
+            new = [tid for tid in tids if tid not in previous and tid not in gone]
+            if not new:
+                return previous
+            for tid in new:
+                try:
+                    # Recorded before the change, so an interruption right after it still restores it.
+                    previous[tid] = frozenset(os.sched_getaffinity(tid))
+                    setaffinity(tid, target)
+                except ProcessLookupError:
+                    previous.pop(tid, None)
+                    gone.add(tid)
+                except OSError as err:
+                    raise ThreadBindError(tid, err) from err
+        raise BindError(
+            f"threads kept appearing through {max_passes} passes over {task_dir}; every thread was restored"
+        )
+    except BaseException:
+        restore_threads(previous)
+        raise
 
 
 def restore_threads(previous: Mapping[int, frozenset[int]]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gpunuma.core.cpuset import CpuSet, node_list
+from gpunuma.core.kernel_policy import Mempolicy
 from gpunuma.core.policy import MemoryPolicy, Policy
 from gpunuma.core.reasons import Reason, codes
 from gpunuma.core.value import Value
@@ -17,11 +18,14 @@ class Allowed(Value):
 
     ``cpus``/``mems`` are the cgroup cpuset (``cpuset.cpus.effective``, ``Mems_allowed``);
     ``affinity`` is the process's current CPU affinity, which may be narrower (taskset, numactl).
+    ``mempolicy`` is a memory policy someone already set (``numactl --membind``, ``--interleave``,
+    ``--localalloc``); None when the policy is the default or unknown.
     """
 
     cpus: CpuSet
     mems: frozenset[int]
     affinity: CpuSet
+    mempolicy: Mempolicy | None = None
 
     @property
     def affinity_narrowed(self) -> bool:

@@ -115,6 +115,11 @@ TEMPLATES: Mapping[str, str] = {
     "memory_left_alone": "memory policy left alone (memory=none)",
     "memory_on_nodes": "memory {policy} on node(s) {nodes}",
     "memory_no_usable_node": _NO_MEMORY + "; memory policy left alone",
+    "memory_policy_set": (
+        "memory policy {held} was already set (numactl --membind/--interleave/--localalloc or the program); "
+        "leaving it alone (override_affinity=True replaces it)"
+    ),
+    "memory_policy_overridden": "memory policy {held} was already set; override_affinity=True replaces it",
     "memory_nearest": (
         _NO_MEMORY + "; memory {policy} on node {node}, the nearest allowed node with memory ({distance})"
     ),

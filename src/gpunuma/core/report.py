@@ -80,9 +80,15 @@ class BindingReport(Value):
         return self.bound and not self.mismatches
 
     def summary(self) -> str:
-        """One line for logs: ``bound to NUMA node 0 (CPUs 0-55,112-167), memory preferred 0``."""
+        """One line for logs: ``bound to NUMA node 0 (CPUs 0-55,112-167), memory preferred 0``.
+
+        A read-back that differs from the plan (a thread left on other CPUs) never reads as bound.
+        """
         if not self.bound:
             return "not bound: " + (self.reasons[-1] if self.reasons else "no reason recorded")
+        if self.mismatches:
+            more = f" (and {len(self.mismatches) - 1} more)" if len(self.mismatches) > 1 else ""
+            return f"not bound as planned: {self.mismatches[0]}{more}"
         nodes = node_list(self.plan.nodes) or "?"
         memory = self.memory_policy or "unchanged"
         if self.memory_nodes and self.memory_policy not in (None, "none", "default"):

@@ -23,7 +23,9 @@ Rules:
    With more GPUs than cores, rank ``r`` gets core ``r % cores`` and the shares overlap.
 3. **Memory** (``policy.memory``): ``bind``/``preferred`` use the chosen CPU nodes that have memory
    and are in the allowed memory nodes; if none, the nearest allowed node with memory; if none at all,
-   the memory policy is left alone. ``none`` leaves memory alone.
+   the memory policy is left alone. ``none`` leaves memory alone. A memory policy someone already set
+   (``allowed.mempolicy``: ``numactl --membind``/``--interleave`` with no CPU option) is left alone
+   like a narrowed affinity (rule 7), unless ``policy.override_affinity``.
 4. **Several GPUs** on different nodes: the union of their nodes (``exclusive``: of their shares).
 5. **Cgroup**: planned CPUs are always allowed CPUs. A node partly allowed is bound to its allowed
    part. A node with no allowed CPU: ``on_disallowed=nearest`` moves to the nearest node with allowed
@@ -125,7 +127,7 @@ def plan_binding(
     else:
         cpus, nodes = _node_scope(topology, targets, allowed, reasons)
 
-    memory = plan_memory(topology, nodes, allowed, policy.memory)
+    memory = plan_memory(topology, nodes, allowed, policy.memory, override=policy.override_affinity)
     if explicit is None and _changes_nothing(topology, cpus, memory.policy, memory.nodes):
         return no_binding(Reason.of("spans_everything", nodes=node_list(nodes), cpus=str(cpus)))
     return BindingPlan(

@@ -23,10 +23,26 @@ class MemoryChoice(Value):
     reasons: tuple[str, ...]
 
 
-def plan_memory(topology: Topology, cpu_nodes: Sequence[int], allowed: Allowed, wanted: MemoryPolicy) -> MemoryChoice:
-    """Memory on the chosen CPU nodes that have memory and are allowed, else the nearest allowed one."""
+def plan_memory(
+    topology: Topology, cpu_nodes: Sequence[int], allowed: Allowed, wanted: MemoryPolicy, *, override: bool = False
+) -> MemoryChoice:
+    """Memory on the chosen CPU nodes that have memory and are allowed, else the nearest allowed one.
+
+    A memory policy someone already set (``allowed.mempolicy``: ``numactl --membind``...) is left
+    alone like a narrowed affinity, unless ``override`` (the same switch that rebinds an affinity).
+    """
     if wanted is MemoryPolicy.NONE:
         return MemoryChoice(MemoryPolicy.NONE, (), (Reason.of("memory_left_alone"),))
+    if allowed.mempolicy is not None and not override:
+        return MemoryChoice(MemoryPolicy.NONE, (), (Reason.of("memory_policy_set", held=str(allowed.mempolicy)),))
+    choice = _plan_memory(topology, cpu_nodes, allowed, wanted)
+    if allowed.mempolicy is not None and choice.policy is not MemoryPolicy.NONE:
+        overridden = Reason.of("memory_policy_overridden", held=str(allowed.mempolicy))
+        return MemoryChoice(choice.policy, choice.nodes, (overridden, *choice.reasons))
+    return choice
+
+
+def _plan_memory(topology: Topology, cpu_nodes: Sequence[int], allowed: Allowed, wanted: MemoryPolicy) -> MemoryChoice:
 
     def usable(node: NumaNode) -> bool:
         return node.has_memory and node.id in allowed.mems

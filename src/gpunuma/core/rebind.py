@@ -1,0 +1,78 @@
+"""gpunuma's own earlier binding, told apart from a user's or a scheduler's narrowing (pure: no I/O).
+
+A process that gpunuma bound reads back a narrowed affinity and a memory policy: without knowing its
+own work, gpunuma would take them for a ``taskset``/``numactl`` choice and leave the process alone, or,
+with no cgroup cpuset file to read, take its own CPUs for the cgroup's limit. A Ray worker reused for
+another GPU would then stay on the old node. The binder records what it set and what was there before
+(:class:`OwnBinding`); while the process still holds exactly what gpunuma set, planning sees the
+process as it was before gpunuma's first binding. Anything else (a narrower ``taskset`` run since,
+another policy) is someone else's choice and is left alone as usual.
+"""
+
+from __future__ import annotations
+
+from gpunuma.core.value import Value, replace
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from gpunuma.core.cpuset import CpuSet
+    from gpunuma.core.kernel_policy import Mempolicy
+    from gpunuma.core.plan import Allowed
+
+
+class OwnBinding(Value):
+    """What gpunuma set in this process and what the process held before gpunuma's first binding."""
+
+    #: The main thread's CPU affinity before gpunuma first bound the process.
+    affinity_before: CpuSet
+    #: The memory policy before gpunuma first set one (None: the default).
+    mempolicy_before: Mempolicy | None
+    #: The CPUs gpunuma set on every thread last time.
+    cpus: CpuSet
+    #: The memory policy gpunuma set last time (None: it left the policy alone).
+    mempolicy: Mempolicy | None
+
+
+def holds_own(allowed: Allowed, own: OwnBinding | None) -> bool:
+    """Whether the process still holds the CPUs gpunuma set (so nobody narrowed it since)."""
+    return own is not None and allowed.affinity == own.cpus
+
+
+def as_before(allowed: Allowed, own: OwnBinding | None, *, cpuset_from_affinity: bool) -> Allowed:
+    """``allowed`` as it read before gpunuma's own binding, where the process still holds that binding.
+
+    ``cpuset_from_affinity`` says the reader found no cgroup cpuset and took the affinity as the limit:
+    gpunuma's own CPUs must not become that limit.
+    """
+    if own is None:
+        return allowed
+    changes: dict[str, object] = {}
+    if holds_own(allowed, own):
+        changes["affinity"] = own.affinity_before
+        if cpuset_from_affinity:
+            changes["cpus"] = own.affinity_before
+    if own.mempolicy is not None and allowed.mempolicy == own.mempolicy:
+        changes["mempolicy"] = own.mempolicy_before
+    return replace(allowed, **changes) if changes else allowed
+
+
+def next_record(
+    own: OwnBinding | None,
+    affinity_before: CpuSet,
+    mempolicy_before: Mempolicy | None,
+    cpus: CpuSet,
+    mempolicy: Mempolicy | None,
+) -> OwnBinding:
+    """The record after a binding that set ``cpus``/``mempolicy`` over ``*_before``.
+
+    When what was there before is gpunuma's own earlier binding, the original state is kept: a
+    third binding still sees the process as it was before the first. A binding that left the memory
+    policy alone (``mempolicy`` None) keeps what the record said of it.
+    """
+    if own is not None and affinity_before == own.cpus:
+        affinity_before = own.affinity_before
+    if own is not None and mempolicy is None:
+        mempolicy_before, mempolicy = own.mempolicy_before, own.mempolicy
+    elif own is not None and own.mempolicy is not None and mempolicy_before == own.mempolicy:
+        mempolicy_before = own.mempolicy_before
+    return OwnBinding(affinity_before, mempolicy_before, cpus, mempolicy)
