@@ -51,9 +51,10 @@ class BindGuard:
         self._pending.append(signum)
 
     def _defer(self) -> None:
-        import signal
+        # _signal, the C module behind ``signal``: the same calls on plain ints, without ``enum``.
+        import _signal as signal
 
-        for signum in signal.valid_signals():
+        for signum in sorted(signal.valid_signals()):
             try:
                 handler = signal.getsignal(signum)
             except (OSError, ValueError):
@@ -71,10 +72,10 @@ class BindGuard:
     def _restore(self) -> None:
         if not self._saved:
             return
-        import signal
+        import _signal as signal
 
         for signum, handler in reversed(self._saved):
-            signal.signal(signum, handler)  # type: ignore[arg-type]
+            signal.signal(signum, handler)
         self._saved.clear()
         while self._pending:
             # The original handler runs as the signal is raised, in this thread: it may raise here.
