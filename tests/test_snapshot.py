@@ -30,6 +30,10 @@ ALLOWED = re.compile(
     r"|sys/devices/system/cpu/[^/]+|sys/devices/system/cpu/cpu\d+/(online|topology/[^/]+|cache/index\d+/[^/]+)"
     r"|sys/bus/pci/devices/[^/]+/[^/]+|sys/bus/pci/devices/[^/]+/drm/(card|renderD)\d+/dev"
     r"|dev/(nvidiactl|nvidia\d+|kfd|dri/(card|renderD)\d+)"
+    r"|sys/devices/pci[^/]+(/[^/]+)*/(class|vendor|device|numa_node|local_cpulist|local_cpus|product_name)"
+    r"|sys/devices/pci[^/]+(/[^/]+)*/drm/(card|renderD)\d+/dev"
+    r"|sys/devices/pci[^/]+(/[^/]+)*/infiniband/[^/]+/ports/\d+/(link_layer|state)"
+    r"|sys/devices/pci[^/]+(/[^/]+)*/net/[^/]+/type"
     r"|sys/fs/cgroup(/[^/]+)*/cpuset\.[a-z_.]+"
     r")$"
 )

@@ -7,13 +7,14 @@ Every machine renders a sysfs/procfs tree (``render.py``) and a fake ``pynvml`` 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.errors import GpunumaError
 from gpunuma_fakes.builder import core_cpus, distance_rows, gpu, gpu_uuid
-from gpunuma_fakes.spec import GpuSpec, Machine, NodeSpec
+from gpunuma_fakes.spec import GpuSpec, Machine, NicSpec, NodeSpec
 
 
 class UnknownMachineError(GpunumaError, LookupError):
@@ -36,6 +37,25 @@ def _gpus(chassis: str, placed: list[tuple[str, int]], **fields: Any) -> tuple[G
 # -- the machines ----------------------------------------------------------------------
 
 _DGX_H100_BUSES = ["1b", "43", "52", "61", "9d", "c3", "d1", "df"]
+#: GPU i's compute ConnectX-7 (DGX H100 user guide, table "Network Modules"): RDMA name and bus.
+_DGX_H100_COMPUTE = [("mlx5_0", "18"), ("mlx5_3", "40"), ("mlx5_4", "4f"), ("mlx5_5", "5e"),
+                     ("mlx5_6", "9a"), ("mlx5_9", "c0"), ("mlx5_10", "ce"), ("mlx5_11", "dc")]  # fmt: skip
+
+
+def _dgx_h100_nics() -> tuple[NicSpec, ...]:
+    compute = tuple(
+        NicSpec(name, f"0000:{bus}:00.0", 0 if i < 4 else 1, f"ibp{int(bus, 16)}s0", switches=(f"gpu{i}",))
+        for i, (name, bus) in enumerate(_DGX_H100_COMPUTE)
+    )
+    # The two dual-port storage ConnectX-7 (slots 1 and 2): port 1 InfiniBand, port 2 Ethernet.
+    storage = tuple(
+        NicSpec(name, f"0000:{bus}:00.{fn}", node, netdev, link_layer=link)
+        for bus, node, pairs in (("29", 0, ("mlx5_1", "mlx5_2")), ("aa", 1, ("mlx5_7", "mlx5_8")))
+        for fn, (name, netdev, link) in enumerate(
+            [(pairs[0], f"ibp{int(bus, 16)}s0f0", "InfiniBand"), (pairs[1], f"enp{int(bus, 16)}s0f1np1", "Ethernet")]
+        )
+    )
+    return compute + storage
 
 
 def _dgx_h100(name: str, description: str, more_sources: tuple[str, ...] = (), **extra: object) -> Machine:
@@ -44,10 +64,15 @@ def _dgx_h100(name: str, description: str, more_sources: tuple[str, ...] = (), *
         NodeSpec(0, core_cpus(2, 56, 2, 0, 0, 56), 1_031_820, rows[0]),
         NodeSpec(1, core_cpus(2, 56, 2, 1, 0, 56), 1_032_166, rows[1]),
     )
-    gpus = _gpus(
-        name,
-        [(f"0000:{bus}:00.0", 0 if i < 4 else 1) for i, bus in enumerate(_DGX_H100_BUSES)],
-        name="NVIDIA H100 80GB HBM3",
+    gpus = tuple(
+        replace(gpu, switches=(f"gpu{i}",))  # each GPU shares a PCIe switch with its compute NIC
+        for i, gpu in enumerate(
+            _gpus(
+                name,
+                [(f"0000:{bus}:00.0", 0 if i < 4 else 1) for i, bus in enumerate(_DGX_H100_BUSES)],
+                name="NVIDIA H100 80GB HBM3",
+            )
+        )
     )
     return Machine(
         name=name,
@@ -56,6 +81,13 @@ def _dgx_h100(name: str, description: str, more_sources: tuple[str, ...] = (), *
             "CPU and node layout: numa-nvml-facts F, DGX H100 row (2x Xeon 8480C, 56 cores, SNC off)",
             "GPU bus ids 1b,43,52,61 / 9d,c3,d1,df: 8x H200 HGX `nvidia-smi topo -m` capture and DGX H100 BDF mock",
             "distances 10/21: typical two-socket Intel (not checked on a DGX)",
+            "compute NICs, one ConnectX-7 per GPU (GPU0 mlx5_0 ibp24s0 ... GPU7 mlx5_11 ibp220s0): DGX H100 user "
+            "guide, table 'Network Modules'; their bus ids 18,40,4f,5e,9a,c0,ce,dc: DGX BasePOD deployment guide "
+            "(mlxconfig loop); each behind its GPU's PCIe switch: the same table pairs each CX with one GPU",
+            "storage NICs mlx5_1,2 / mlx5_7,8 (dual-port ConnectX-7 in slots 1, 2; port 2 Ethernet): the names the "
+            "user guide's table leaves free and the BasePOD guide's port roles; buses 29 and aa are chosen inside "
+            "the ranges that RDMA numbering implies (not checked)",
+            "one L3 per socket (SNC off)",
             *more_sources,
         ),
         sockets=2,
@@ -63,6 +95,7 @@ def _dgx_h100(name: str, description: str, more_sources: tuple[str, ...] = (), *
         threads_per_core=2,
         nodes=nodes,
         gpus=gpus,
+        nics=_dgx_h100_nics(),
         **extra,  # type: ignore[arg-type]
     )
 
@@ -73,6 +106,26 @@ def _dgx_a100() -> Machine:
     rows = distance_rows(ids, lambda a, b: 12 if a // 4 == b // 4 else 32)
     nodes = tuple(NodeSpec(k, core_cpus(2, 64, 2, k // 4, 16 * (k % 4), 16), 128_764, rows[k]) for k in ids)
     placed = [("07", 3), ("0f", 3), ("47", 1), ("4e", 1), ("87", 7), ("90", 7), ("b7", 5), ("bd", 5)]
+    # Each GPU pair and its two compute HCAs hang off one PCIe switch; each GPU behind a switch of its own.
+    gpus = tuple(
+        replace(gpu, switches=(f"pair{i // 2}", f"gpu{i}"))
+        for i, gpu in enumerate(
+            _gpus("dgx-a100", [(f"0000:{bus}:00.0", node) for bus, node in placed], name="NVIDIA A100-SXM4-80GB")
+        )
+    )
+    compute = [("mlx5_0", "0c"), ("mlx5_1", "12"), ("mlx5_2", "4b"), ("mlx5_3", "54"),
+               ("mlx5_6", "8d"), ("mlx5_7", "94"), ("mlx5_8", "ba"), ("mlx5_9", "cc")]  # fmt: skip
+    nics = tuple(
+        NicSpec(name, f"0000:{bus}:00.0", placed[i][1], f"ibp{int(bus, 16)}s0", model="ConnectX-6",
+                switches=(f"pair{i // 2}",))  # fmt: skip
+        for i, (name, bus) in enumerate(compute)
+    ) + tuple(
+        NicSpec(
+            name, f"0000:{bus}:00.{fn}", node, f"enp{int(bus, 16)}s0f{fn}", link_layer="Ethernet", model="ConnectX-6"
+        )
+        for bus, node, names in (("61", 0, ("mlx5_4", "mlx5_5")), ("e1", 4, ("mlx5_10", "mlx5_11")))
+        for fn, name in enumerate(names)
+    )
     return Machine(
         name="dgx-a100",
         description="DGX A100: 2x EPYC 7742 (64 cores, SMT) in NPS4, 8 nodes, 8 A100 SXM4",
@@ -80,13 +133,20 @@ def _dgx_a100() -> Machine:
             "node layout and GPU->node map GPU0,1->3, GPU2,3->1, GPU4,5->7: NVIDIA/nccl#1505",
             "GPU6,7->5: inferred from the same capture (numa-nvml-facts F)",
             "distances 10/12/32: numa-nvml-facts F, DGX A100 row",
+            "mlx5_0 at 0c behind the PCIe switch of GPU0 (07), storage mlx5_4/mlx5_5 at 61 on node 0: "
+            "NVIDIA/nccl#1505 topology dump",
+            "the other compute HCAs (ibp18s0, ibp75s0, ibp84s0, ibp141s0, ibp148s0, ibp186s0, ibp204s0) and the "
+            "second storage card (enp225s0f*, node 4 assumed): DGX A100 user guide's port names, not checked here",
+            "EPYC 7742: 16 CCXs of 4 cores per socket, one L3 each",
         ),
         sockets=2,
         cores_per_socket=64,
         threads_per_core=2,
         nodes=nodes,
-        gpus=_gpus("dgx-a100", [(f"0000:{bus}:00.0", node) for bus, node in placed], name="NVIDIA A100-SXM4-80GB"),
+        gpus=gpus,
         expected_nodes={i: node for i, (_, node) in enumerate(placed)},
+        l3_cores=4,
+        nics=nics,
     )
 
 
@@ -159,6 +219,9 @@ def _gb200() -> Machine:
         sources=(
             "nodes, HBM sizes and distances: NVIDIA/TensorRT-LLM blog8 (Scaling Expert Parallelism part 2)",
             "GPU0,1 local to node 0, GPU2,3 to node 1: ishandhanani/srt-slurm#164",
+            "NICs (OSFP ConnectX-7 mlx5_0,1,4,5 at 0000/0002/0010/0012:03:00.0; BlueField-3 mlx5_2,3 / mlx5_6,7 at "
+            "0006/0016:03:00.*, Ethernet for storage): NVIDIA Mission Control GB200 north-south network guide, "
+            "compute tray table; nodes by PCI domain (0000-0006 Grace 0, 0010-0016 Grace 1)",
         ),
         sockets=2,
         cores_per_socket=72,
@@ -166,6 +229,16 @@ def _gb200() -> Machine:
         nodes=nodes,
         gpus=gpus,
         expected_nodes={0: 0, 1: 0, 2: 1, 3: 1},
+        nics=(
+            NicSpec("mlx5_0", "0000:03:00.0", 0, "ibP0p3s0"),
+            NicSpec("mlx5_1", "0002:03:00.0", 0, "ibP2p3s0"),
+            NicSpec("mlx5_2", "0006:03:00.0", 0, "enP6p3s0f0np0", link_layer="Ethernet", model="BlueField-3"),
+            NicSpec("mlx5_3", "0006:03:00.1", 0, "enP6p3s0f1np1", link_layer="Ethernet", model="BlueField-3"),
+            NicSpec("mlx5_4", "0010:03:00.0", 1, "ibP16p3s0"),
+            NicSpec("mlx5_5", "0012:03:00.0", 1, "ibP18p3s0"),
+            NicSpec("mlx5_6", "0016:03:00.0", 1, "enP22p3s0f0np0", link_layer="Ethernet", model="BlueField-3"),
+            NicSpec("mlx5_7", "0016:03:00.1", 1, "enP22p3s0f1np1", link_layer="Ethernet", model="BlueField-3"),
+        ),
     )
 
 
@@ -220,6 +293,7 @@ def _snc() -> Machine:
         nodes=_snc_nodes(),
         gpus=_gpus("snc", _SNC_PLACED),
         expected_nodes={i: node for i, (_, node) in enumerate(_SNC_PLACED)},
+        l3_cores=24,  # one L3 per SNC domain, as the Intel layouts state
     )
 
 
@@ -256,7 +330,10 @@ def _workstation() -> Machine:
     return Machine(
         name="workstation",
         description="desktop: one 8-core SMT CPU, one node, one GeForce (VGA class, with its HDMI audio function)",
-        sources=("a single-socket desktop; the GeForce VGA + audio function pair as lspci shows it",),
+        sources=(
+            "a single-socket desktop; the GeForce VGA + audio function pair as lspci shows it",
+            "Intel integrated graphics at 00:02.0 on the root bus, the place Intel's iGPU always takes",
+        ),
         sockets=1,
         cores_per_socket=8,
         threads_per_core=2,
@@ -264,6 +341,7 @@ def _workstation() -> Machine:
         gpus=_gpus("workstation", [("0000:01:00.0", 0)], name="NVIDIA GeForce RTX 4090"),
         # Its one node holds every CPU and all memory: binding to it would change nothing (rule 9).
         expected_nodes={0: None},
+        decoys=(("0000:00:02.0", 0x8086, 0x030000),),  # the CPU's integrated graphics: not a GPU to bind to
     )
 
 
@@ -289,6 +367,7 @@ def _mi300x(
         sources=(
             "GPUs 0-3 -> node 0, 4-7 -> node 1, distances 10/32: ROCm/legacy-rocm-build#4740",
             "CPU numbering 0-95,192-287 / 96-191,288-383: egandro/proxmox-cpu-affinity#58 (computed)",
+            "EPYC 9654: 12 CCDs of 8 cores per socket, one L3 each",
             *more_sources,
         ),
         sockets=2,
@@ -296,7 +375,33 @@ def _mi300x(
         threads_per_core=2,
         nodes=nodes,
         gpus=gpus,
+        l3_cores=8,
         **fields,  # type: ignore[arg-type]
+    )
+
+
+def _intel_max() -> Machine:
+    rows = distance_rows((0, 1), lambda a, b: 21)
+    nodes = (
+        NodeSpec(0, core_cpus(2, 52, 2, 0, 0, 52), 515_496, rows[0]),
+        NodeSpec(1, core_cpus(2, 52, 2, 1, 0, 52), 516_012, rows[1]),
+    )
+    buses = ["18", "42", "6c", "9a", "c2", "ec"]
+    return Machine(
+        name="intel-max",
+        description="2x Xeon CPU Max 9470C (52 cores, SMT), 6 Intel Data Center GPU Max 1550: Intel GPUs, sysfs only",
+        sources=(
+            "2 packages, 208 CPUs, GPUs 0-2 on package 0 and 3-5 on package 1: geopm/geopm#3593 (an Aurora-class node)",
+            "GPU bus ids: illustrative, three per socket in bus order",
+            "one L3 per socket",
+        ),
+        sockets=2,
+        cores_per_socket=52,
+        threads_per_core=2,
+        nodes=nodes,
+        gpus=_gpus("intel-max", [(f"0000:{bus}:00.0", 0 if i < 3 else 1) for i, bus in enumerate(buses)],
+                   name="Intel Data Center GPU Max 1550", vendor="intel"),  # fmt: skip
+        expected_nodes={i: 0 if i < 3 else 1 for i in range(6)},
     )
 
 
@@ -397,6 +502,7 @@ def _build() -> Mapping[str, Machine]:
             cgroup_path="/kubepods.slice/kubepods-pod7c1e.slice/cri-containerd-5f2c9a.scope",
         ),
         _mi300x(),
+        _intel_max(),
         _no_numa(),
         _smt_off(),
         _server_amd_vga(),

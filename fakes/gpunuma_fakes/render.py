@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 
 from gpunuma.core.cpuset import CpuSet, node_list
-from gpunuma_fakes.spec import GpuSpec, Machine
+from gpunuma_fakes.pcie import HDMI_AUDIO, pcie_layout
+from gpunuma_fakes.spec import GpuSpec, Machine, NicSpec
 
 #: The simulated process and two of its threads.
 PID = 4242
@@ -21,7 +22,8 @@ MARK = ".gpunuma-machine"
 #: MAX_NUMNODES of distro kernels (CONFIG_NODES_SHIFT=10): the width of ``Mems_allowed``.
 NODEMASK_BITS = 1024
 
-_VENDOR_IDS = {"nvidia": 0x10DE, "amd": 0x1002}
+_VENDOR_IDS = {"nvidia": 0x10DE, "amd": 0x1002, "intel": 0x8086}
+_NIC_DEVICE_IDS = {"ConnectX-6": 0x101B, "ConnectX-7": 0x1021, "BlueField-3": 0xA2DC}
 _DEVICE_IDS = {
     "NVIDIA H100 80GB HBM3": 0x2330,
     "NVIDIA A100-SXM4-80GB": 0x20B2,
@@ -32,6 +34,7 @@ _DEVICE_IDS = {
     "NVIDIA GeForce RTX 4090": 0x2684,
     "NVIDIA RTX A2000": 0x2531,
     "AMD Instinct MI300X": 0x74A1,
+    "Intel Data Center GPU Max 1550": 0x0BD5,
     "AMD ES1000": 0x515E,
 }
 
@@ -54,6 +57,8 @@ class _Tree:
 def _gpu_class(gpu: GpuSpec) -> int:
     if gpu.pci_class is not None:
         return gpu.pci_class
+    if gpu.vendor == "intel":
+        return 0x038000  # Data Center GPU Max: "Display controller"
     if gpu.vendor == "amd":
         return 0x120000  # MI300-series: "Processing accelerators"
     if "GeForce" in gpu.name or "RTX" in gpu.name:
@@ -134,6 +139,8 @@ def _render_cpus(machine: Machine, root: Path, out: _Tree) -> None:
     for cpu in online:
         members.setdefault(machine.cpu_layout(cpu)[0], set()).add(cpu)
     packages = {package: CpuSet.of(cpus).to_list() for package, cpus in members.items()}
+    # The kernel keeps only online CPUs in a cache's shared_cpu_list.
+    l3_of = {cpu: (domain & online).to_list() for domain in machine.l3_domains() for cpu in domain}
     for cpu in everything:
         folder = base / f"cpu{cpu}"
         if cpu:  # the boot CPU of x86 cannot be unplugged and has no ``online`` file
@@ -152,65 +159,88 @@ def _render_cpus(machine: Machine, root: Path, out: _Tree) -> None:
         out.write(topology / "thread_siblings_list", siblings.to_list())
         out.write(topology / "package_cpus_list", packages[package])
         out.write(topology / "core_siblings_list", packages[package])
+        _render_caches(folder / "cache", l3_of[cpu], out)
 
 
-def _free_buses(used: set[tuple[str, int]], count: int) -> list[str]:
-    """``count`` bus ids in domain 0000 on buses no GPU uses."""
-    free: list[str] = []
-    bus = 0x02
-    while len(free) < count:
-        if ("0000", bus) not in used:
-            free.append(f"0000:{bus:02x}:00.0")
-        bus += 1
-    return free
+def _render_caches(folder: Path, l3: str, out: _Tree) -> None:
+    """``index2`` (L2, its level only) and ``index3`` (L3); L1 and the other cache attributes are left
+    out to keep trees small (a DGX tree costs a second more to write per extra file per CPU)."""
+    out.write(folder / "index2/level", "2")
+    out.write(folder / "index3/level", "3")
+    out.write(folder / "index3/shared_cpu_list", l3)
 
 
-def _pci_device(
-    machine: Machine, root: Path, out: _Tree, bdf: str, vendor: int, device: int, klass: int, node: int
-) -> None:
-    folder = root / "sys/bus/pci/devices" / bdf
-    local = machine.all_cpus() if node < 0 else machine.node_cpus(node)
-    out.write(folder / "vendor", f"0x{vendor:04x}")
-    out.write(folder / "device", f"0x{device:04x}")
-    out.write(folder / "class", f"0x{klass:06x}")
-    out.write(folder / "numa_node", str(node))
-    out.write(folder / "local_cpulist", local.to_list())
-    out.write(folder / "local_cpus", local.to_mask(nbits=machine.cpu_count))
+class _Pci:
+    """Writes PCI functions where Linux shows them: under ``sys/devices/pci*/...``, linked from the bus."""
+
+    def __init__(self, machine: Machine, root: Path, out: _Tree) -> None:
+        self.machine = machine
+        self.root = root
+        self.out = out
+        layout = pcie_layout(machine)
+        self.paths = dict(layout.paths)
+        self.functions = layout.functions
+
+    def function(self, bdf: str, ids: tuple[int, int, int], node: int, local: CpuSet | None = None) -> Path:
+        """Write one function's identity and locality files; returns its directory."""
+        folder = self.root.joinpath("sys/devices", *self.paths[bdf])
+        vendor, device, klass = ids
+        if local is None:
+            local = self.machine.all_cpus() if node < 0 else self.machine.node_cpus(node)
+        self.out.write(folder / "vendor", f"0x{vendor:04x}")
+        self.out.write(folder / "device", f"0x{device:04x}")
+        self.out.write(folder / "class", f"0x{klass:06x}")
+        self.out.write(folder / "numa_node", str(node))
+        self.out.write(folder / "local_cpulist", local.to_list())
+        self.out.write(folder / "local_cpus", local.to_mask(nbits=self.machine.cpu_count))
+        self.link(self.root / "sys/bus/pci/devices" / bdf, folder)
+        return folder
+
+    @staticmethod
+    def link(link: Path, target: Path) -> None:
+        """A relative symlink as sysfs makes them: up to the target's parent, then down by name
+        (``device -> ../../../0000:18:00.0``, never ``../..``)."""
+        os.makedirs(link.parent, exist_ok=True)
+        if not link.is_symlink():
+            link.symlink_to(os.path.join(os.path.relpath(target.parent, link.parent), target.name))
 
 
 def _render_pci(machine: Machine, root: Path, out: _Tree) -> None:
+    pci = _Pci(machine, root, out)
     for gpu in machine.gpus:
-        folder = root / "sys/bus/pci/devices" / gpu.bus_id
-        local = machine.gpu_local_cpus(gpu)
-        out.write(folder / "vendor", f"0x{_VENDOR_IDS[gpu.vendor]:04x}")
-        out.write(folder / "device", f"0x{_DEVICE_IDS.get(gpu.name, 0x2330):04x}")
-        out.write(folder / "class", f"0x{_gpu_class(gpu):06x}")
-        out.write(folder / "numa_node", str(gpu.sysfs_numa_node))
-        out.write(folder / "local_cpulist", local.to_list())
-        out.write(folder / "local_cpus", local.to_mask(nbits=machine.cpu_count))
+        ids = (_VENDOR_IDS[gpu.vendor], _DEVICE_IDS.get(gpu.name, 0x2330), _gpu_class(gpu))
+        folder = pci.function(gpu.bus_id, ids, gpu.sysfs_numa_node, machine.gpu_local_cpus(gpu))
         if gpu.vendor == "amd":
             out.write(folder / "product_name", gpu.name)  # amdgpu's FRU attribute
+        if gpu.vendor in ("amd", "intel"):
             # The DRM nodes the driver registered for this function (not namespaced: the host's view).
             render = machine.render_minor(gpu)
             out.write(folder / "drm" / f"card{render - 128}" / "dev", f"226:{render - 128}")
             out.write(folder / "drm" / f"renderD{render}" / "dev", f"226:{render}")
-        if _gpu_class(gpu) == 0x030000:
-            # The HDMI audio function of a VGA board: NVIDIA vendor, not a GPU.
+        if _gpu_class(gpu) == 0x030000 and gpu.vendor == "nvidia":
+            # The HDMI audio function of a VGA board: NVIDIA vendor, not a GPU; beside the GPU on its port.
             audio = gpu.bus_id[:-1] + "1"
-            _pci_device(machine, root, out, audio, 0x10DE, 0x22BA, 0x040300, gpu.sysfs_numa_node)
-    # Decoys every server has: a host bridge, the BMC's VGA (a VGA class of another vendor), a NIC,
-    # and on NVIDIA multi-GPU boards NVSwitches (NVIDIA vendor, bridge class).
-    used = {(g.bus_id.split(":")[0], int(g.bus_id.split(":")[1], 16)) for g in machine.gpus}
-    first_node = -1 if machine.no_numa_dir else min(n.id for n in machine.nodes if n.cpus)
-    bridge, bmc, nic, *switches = _free_buses(used, 5)
-    _pci_device(machine, root, out, "0000:00:00.0", 0x8086, 0x09A2, 0x060000, first_node)
-    _pci_device(machine, root, out, bmc, 0x1A03, 0x2000, 0x030000, first_node)
-    _pci_device(machine, root, out, nic, 0x15B3, 0x1021, 0x020000, first_node)
-    _pci_device(machine, root, out, bridge, 0x8086, 0x352A, 0x060400, first_node)
-    nvidia = [g for g in machine.gpus if g.vendor == "nvidia"]
-    if len(nvidia) > 1:
-        for bdf in switches:
-            _pci_device(machine, root, out, bdf, 0x10DE, 0x22A3, 0x068000, first_node)
+            pci.paths[audio] = (*pci.paths[gpu.bus_id][:-1], audio)
+            pci.function(audio, HDMI_AUDIO, gpu.sysfs_numa_node)
+    # Bridges and switch ports, and the decoys every server has: a host bridge, the BMC's VGA (a VGA
+    # class of another vendor), an Ethernet NIC, NVSwitches on NVIDIA multi-GPU boards (NVIDIA vendor,
+    # bridge class).
+    for function in pci.functions:
+        pci.function(function.bdf, function.ids, function.node)
+    for nic in machine.nics:
+        _render_nic(pci, nic)
+
+
+def _render_nic(pci: _Pci, nic: NicSpec) -> None:
+    """An RDMA device: its PCI function, ``infiniband/<name>`` with a port, its net interface, the class link."""
+    klass = 0x020700 if nic.link_layer == "InfiniBand" else 0x020000
+    folder = pci.function(nic.bus_id, (0x15B3, _NIC_DEVICE_IDS[nic.model], klass), nic.numa_node)
+    device = folder / "infiniband" / nic.name
+    pci.out.write(device / "ports/1/link_layer", nic.link_layer)
+    pci.out.write(device / "ports/1/state", "4: ACTIVE")
+    pci.link(device / "device", folder)
+    pci.out.write(folder / "net" / nic.netdev / "type", "32" if nic.link_layer == "InfiniBand" else "1")
+    pci.link(pci.root / "sys/class/infiniband" / nic.name, device)
 
 
 def _render_nvidia_proc(machine: Machine, root: Path, out: _Tree) -> None:
@@ -246,7 +276,7 @@ def _render_dev(machine: Machine, root: Path, out: _Tree) -> None:
     for gpu in nvidia:
         out.write(dev / f"nvidia{machine.nvidia_minor(gpu)}", "")
     for gpu in machine.sorted_gpus():
-        if gpu.vendor == "amd" and machine.is_exposed(gpu):
+        if gpu.vendor in ("amd", "intel") and machine.is_exposed(gpu):
             render = machine.render_minor(gpu)
             out.write(dev / "dri" / f"card{render - 128}", "")
             out.write(dev / "dri" / f"renderD{render}", "")

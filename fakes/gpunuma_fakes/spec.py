@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.kernel_policy import NUMA_MAPS_MODES, Mempolicy
-from gpunuma.core.model import Cpu, Gpu, MigDevice, NumaNode, Topology
+from gpunuma.core.model import CacheDomain, Cpu, Gpu, MigDevice, Nic, NumaNode, Topology
 from gpunuma.core.plan import Allowed
 
 if TYPE_CHECKING:
@@ -64,6 +64,26 @@ class GpuSpec:
     pci_class: int | None = None
     #: False for a display-only chip (an onboard AMD ES1000 under the radeon driver): no ROCm compute.
     compute: bool = True
+    #: The PCIe switches above the GPU, outermost first; devices naming the same switch share it.
+    #: Empty: the GPU sits alone on a root port (or on the root bus when its bus is 0).
+    switches: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NicSpec:
+    """An RDMA NIC function: its RDMA device name, PCI function, node and one network interface.
+
+    ``switches`` places it in the PCIe tree like :attr:`GpuSpec.switches`. ``model`` picks the PCI
+    device id (``ConnectX-6``, ``ConnectX-7``, ``BlueField-3``).
+    """
+
+    name: str
+    bus_id: str
+    numa_node: int
+    netdev: str
+    link_layer: str = "InfiniBand"
+    model: str = "ConnectX-7"
+    switches: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,6 +122,12 @@ class Machine:
     #: A memory policy the process already holds, as ``numa_maps`` writes it (``bind:0``, ``interleave:0-1``):
     #: what ``numactl --membind``/``--interleave`` leaves (None: the default policy).
     mempolicy: str | None = None
+    #: Cores sharing one L3 within a socket (an EPYC CCD); None: one L3 per socket.
+    l3_cores: int | None = None
+    #: RDMA NICs (``/sys/class/infiniband``).
+    nics: tuple[NicSpec, ...] = ()
+    #: Functions that are not GPUs however they look (Intel integrated graphics): (bus id, vendor, class).
+    decoys: tuple[tuple[str, int, int], ...] = ()
 
     # -- CPU layout -----------------------------------------------------------------
     @property
@@ -152,6 +178,15 @@ class Machine:
             return CpuSet.of([gpu.sysfs_numa_node])
         return CpuSet.of(node.id for node in self.nodes if node.memory_mb > 0)
 
+    def l3_domains(self) -> tuple[CpuSet, ...]:
+        """Every CPU's last-level cache domain (all threads of ``l3_cores`` consecutive cores), by lowest CPU."""
+        per_l3 = self.l3_cores or self.cores_per_socket
+        domains: dict[tuple[int, int], set[int]] = {}
+        for cpu in range(self.cpu_count):
+            package, core, _ = self.cpu_layout(cpu)
+            domains.setdefault((package, core // per_l3), set()).add(cpu)
+        return tuple(sorted((CpuSet.of(ids) for ids in domains.values()), key=lambda d: min(d.ids)))
+
     def online_node_ids(self) -> tuple[int, ...]:
         return tuple(sorted(node.id for node in self.nodes))
 
@@ -178,6 +213,9 @@ class Machine:
         for cpu_id in sorted(online):
             package, core, siblings = self.cpu_layout(cpu_id)
             cpus.append(Cpu(id=cpu_id, package=package, core=core, siblings=siblings & online))
+        from gpunuma_fakes.pcie import pcie_layout
+
+        paths = pcie_layout(self).paths
         gpus = tuple(
             Gpu(
                 index=index,
@@ -187,13 +225,27 @@ class Machine:
                 numa_node=None if gpu.sysfs_numa_node < 0 else gpu.sysfs_numa_node,
                 local_cpus=self.gpu_local_cpus(gpu),
                 mig_devices=tuple(MigDevice(uuid=u, parent_index=index) for u in gpu.mig_uuids),
-                name=gpu.name,
+                name=gpu.name if gpu.vendor != "intel" else None,
+                pci_path=paths[gpu.bus_id],
             )
             for index, gpu in enumerate(self.visible_gpus())
         )
         if nvml:
             gpus = tuple(self._with_nvml(gpu, spec, nodes) for gpu, spec in zip(gpus, self.visible_gpus(), strict=True))
-        return Topology(nodes=nodes, cpus=tuple(cpus), gpus=gpus, source="sysfs")
+        caches = tuple(CacheDomain(3, domain & online) for domain in self.l3_domains() if domain & online)
+        nics = tuple(
+            Nic(
+                name=nic.name,
+                pci_bus_id=nic.bus_id,
+                numa_node=nic.numa_node,
+                ports=(1,),
+                netdevs=(nic.netdev,),
+                link_layer=nic.link_layer,
+                pci_path=paths[nic.bus_id],
+            )
+            for nic in sorted(self.nics, key=lambda nic: nic.bus_id)
+        )
+        return Topology(nodes=nodes, cpus=tuple(cpus), gpus=gpus, source="sysfs", caches=caches, nics=nics)
 
     def _with_nvml(self, gpu: Gpu, spec: GpuSpec, nodes: tuple[NumaNode, ...]) -> Gpu:
         """``gpu`` as AutoTopology merges it with NVML's answers for ``spec`` (NVIDIA GPUs only)."""
@@ -220,8 +272,8 @@ class Machine:
         return [g.bus_id for g in self.sorted_gpus() if g.vendor == "nvidia"].index(gpu.bus_id)
 
     def render_minor(self, gpu: GpuSpec) -> int:
-        """N of ``/dev/dri/renderDN`` for an AMD GPU: 128 onwards over the host's AMD GPUs in bus order."""
-        return 128 + [g.bus_id for g in self.sorted_gpus() if g.vendor == "amd"].index(gpu.bus_id)
+        """N of ``/dev/dri/renderDN`` for an AMD or Intel GPU: 128 onwards over those GPUs in bus order."""
+        return 128 + [g.bus_id for g in self.sorted_gpus() if g.vendor in ("amd", "intel")].index(gpu.bus_id)
 
     def is_exposed(self, gpu: GpuSpec) -> bool:
         """Whether the process may open ``gpu`` (a host process may open every GPU)."""
@@ -234,7 +286,8 @@ class Machine:
         exposed = [g for g in self.sorted_gpus() if self.is_exposed(g)]
         nvidia = [g for g in exposed if g.vendor == "nvidia"]
         amd = [g for g in exposed if g.vendor == "amd"] if self.has_kfd() else []
-        return (*nvidia, *amd)
+        intel = [g for g in exposed if g.vendor == "intel"]  # Level Zero opens the render node alone
+        return (*nvidia, *amd, *intel)
 
     def has_kfd(self) -> bool:
         """Whether ``/dev/kfd`` (ROCm's compute device) exists: an exposed AMD GPU that computes."""

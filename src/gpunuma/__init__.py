@@ -19,10 +19,10 @@ if TYPE_CHECKING:
     from gpunuma.check import CheckResult, Verdict, check_process
     from gpunuma.compose import Options
     from gpunuma.core.cpuset import CpuSet
-    from gpunuma.core.model import Cpu, Gpu, NumaNode, Topology
+    from gpunuma.core.model import CacheDomain, Cpu, Gpu, Nic, NumaNode, Topology
     from gpunuma.core.plan import Allowed, BindingPlan
     from gpunuma.core.planner import plan_binding
-    from gpunuma.core.policy import CpuScope, Fallback, MemoryPolicy, Policy
+    from gpunuma.core.policy import CpuScope, Fallback, MemoryPolicy, Policy, Share
     from gpunuma.core.reasons import Reason
     from gpunuma.core.report import BindingReport
     from gpunuma.errors import (
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         NotBoundError,
         NvmlError,
         PlanError,
+        PolicyError,
         SettingsError,
         SnapshotError,
         SysfsFormatError,
@@ -68,12 +69,15 @@ _EXPORTS = {
     "CpuScope": "gpunuma.core.policy",
     "MemoryPolicy": "gpunuma.core.policy",
     "Fallback": "gpunuma.core.policy",
+    "Share": "gpunuma.core.policy",
     # values
     "CpuSet": "gpunuma.core.cpuset",
     "Topology": "gpunuma.core.model",
     "NumaNode": "gpunuma.core.model",
     "Cpu": "gpunuma.core.model",
     "Gpu": "gpunuma.core.model",
+    "Nic": "gpunuma.core.model",
+    "CacheDomain": "gpunuma.core.model",
     "Allowed": "gpunuma.core.plan",
     "BindingPlan": "gpunuma.core.plan",
     "BindingReport": "gpunuma.core.report",
@@ -89,6 +93,7 @@ _EXPORTS = {
     "UnknownSourceError": "gpunuma.errors",
     "GpuResolutionError": "gpunuma.errors",
     "PlanError": "gpunuma.errors",
+    "PolicyError": "gpunuma.errors",
     "InvalidNodeError": "gpunuma.errors",
     "BindError": "gpunuma.errors",
     "LibraryNotFoundError": "gpunuma.errors",
@@ -102,12 +107,13 @@ __all__ = [
     "__version__",
     "bind_to_gpu", "bind_to_node", "plan_for", "apply_plan", "last_report", "check_process", "CheckResult", "Verdict",
     "exec_bound", "start_bound_process", "run_bound", "bound_command", "exec_argv",
-    "Options", "Settings", "Policy", "CpuScope", "MemoryPolicy", "Fallback",
-    "CpuSet", "Topology", "NumaNode", "Cpu", "Gpu", "Allowed", "BindingPlan", "BindingReport", "Reason",
+    "Options", "Settings", "Policy", "CpuScope", "MemoryPolicy", "Fallback", "Share",
+    "CpuSet", "Topology", "NumaNode", "Cpu", "Gpu", "Nic", "CacheDomain", "Allowed", "BindingPlan", "BindingReport",
+    "Reason",
     "plan_binding",
     "GpunumaError", "CpuSetParseError", "TopologyError", "SysfsFormatError", "TopologyUnavailableError", "NvmlError",
-    "UnknownSourceError", "GpuResolutionError", "PlanError", "InvalidNodeError", "BindError", "LibraryNotFoundError",
-    "SettingsError", "SnapshotError", "NotBoundError",
+    "UnknownSourceError", "GpuResolutionError", "PlanError", "PolicyError", "InvalidNodeError", "BindError",
+    "LibraryNotFoundError", "SettingsError", "SnapshotError", "NotBoundError",
 ]
 
 

@@ -257,12 +257,14 @@ def plan(
     if node is not None and not named and chosen in ("auto", "nvml"):
         # An explicit node needs no GPU data: sysfs alone spares loading pynvml and nvmlInit.
         chosen = "sysfs"
-    # Only the socket and exclusive scopes look at each CPU's socket and core.
+    # Only the socket, exclusive and cache scopes, shares and reserved cores look at each CPU's socket,
+    # core and cache.
+    policy = options.policy
     src = make_source(
         chosen,
         root=options.root,
         nvidia_visible_devices=environment.nvidia_visible_devices if environment is not None else None,
-        layout=options.policy.cpu_scope is not CpuScope.NODE,
+        layout=policy.cpu_scope is not CpuScope.NODE or policy.share is not None or policy.reserve > 0,
         nvml_when="always" if _names_mig(gpus, physical, environment) else "needed",
     )
     topology = src.read()

@@ -66,6 +66,10 @@ class SettingsError(GpunumaError, ValueError):
     """A ``GPUNUMA_*`` variable holds a value gpunuma does not understand."""
 
 
+class PolicyError(GpunumaError, ValueError):
+    """A policy value out of range: a share that is not ``0 <= index < count``, a negative reserve."""
+
+
 class PlanError(GpunumaError, ValueError):
     """The binding request cannot be planned (an invalid explicit node, an unknown GPU)."""
 

@@ -89,12 +89,8 @@ class AutoTopology:
             note = f"NVML not used: {err}"
             return replace(base, source="auto(sysfs)", notes=(*base.notes, note))
         gpus, notes = merge_gpus(base.gpus, found.gpus)
-        return Topology(
-            nodes=base.nodes,
-            cpus=base.cpus,
-            gpus=gpus,
-            source="auto(nvml+sysfs)",
-            notes=(*base.notes, *found.notes, *notes),
+        return replace(
+            base, gpus=gpus, source="auto(nvml+sysfs)", notes=(*base.notes, *found.notes, *notes)
         )
 
 

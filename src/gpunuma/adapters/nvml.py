@@ -10,7 +10,7 @@ from gpunuma import logs
 from gpunuma.core.cpuset import CpuSet, node_list
 from gpunuma.core.identity import normalize_bus_id
 from gpunuma.core.model import Gpu, MigDevice, Topology
-from gpunuma.core.value import Value
+from gpunuma.core.value import Value, replace
 from gpunuma.errors import NvmlError
 
 TYPE_CHECKING = False
@@ -102,13 +102,10 @@ class NvmlTopology:
         """Nodes and CPUs from the kernel, NVIDIA GPUs from NVML."""
         base = self.sysfs.read()
         found = self.read_gpus(base)
-        return Topology(
-            nodes=base.nodes,
-            cpus=base.cpus,
-            gpus=found.gpus,
-            source=self.name,
-            notes=(*base.notes, *found.notes),
-        )
+        # NVML knows no PCIe ancestry: the kernel's, matched by bus id, places the GPU among the NICs.
+        paths = {normalize_bus_id(gpu.pci_bus_id): gpu.pci_path for gpu in base.gpus}
+        gpus = tuple(replace(gpu, pci_path=paths.get(gpu.pci_bus_id, ())) for gpu in found.gpus)
+        return replace(base, gpus=gpus, source=self.name, notes=(*base.notes, *found.notes))
 
     def allowed(self) -> Allowed:
         """The kernel's cpuset and affinity for this process (NVML does not know them)."""

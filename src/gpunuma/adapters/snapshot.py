@@ -7,7 +7,10 @@ What it holds, and nothing else (no environment, no other process, no command li
 
 * ``sys/devices/system/node``: the node lists, each node's CPUs, distances and memory size;
 * ``sys/devices/system/cpu``: the CPU lists, each CPU's ``online`` flag, topology and cache files;
-* ``sys/bus/pci/devices/*``: each PCI function's class, ids, NUMA node and local CPUs;
+* ``sys/bus/pci/devices/*``: each PCI function's class, ids, NUMA node and local CPUs, kept where
+  the kernel shows them (``sys/devices/pci*/...``, with the bus's links), so the PCIe tree survives;
+* ``sys/class/infiniband/*``: each RDMA device's link, its ports' link layer and state, its
+  ``device`` link and the names of its network interfaces (``net/*/type``);
 * ``proc/self/{status,cgroup}`` and each thread's ``status`` of the ``gpunuma snapshot`` process
   itself, ``proc/meminfo``, and the cpuset files of its cgroups under ``sys/fs/cgroup``;
 * ``proc/driver/nvidia/gpus/*/information`` and ``proc/driver/nvidia/version``;
@@ -56,6 +59,7 @@ _NODE_FILES = ("cpulist", "cpumap", "distance", "meminfo")
 _CPU_LISTS = ("possible", "present", "online", "offline", "kernel_max")
 _CACHE_FILES = ("level", "type", "shared_cpu_list", "shared_cpu_map", "size", "id")
 _PCI_FILES = ("class", "vendor", "device", "numa_node", "local_cpulist", "local_cpus", "product_name")
+_PORT_FILES = ("link_layer", "state")
 _CGROUP_MOUNTS = ("sys/fs/cgroup", "sys/fs/cgroup/unified", "sys/fs/cgroup/cpuset")
 _CGROUP_FILES = (
     "cpuset.cpus.effective",
@@ -99,7 +103,8 @@ def write_snapshot(
     top = _top_name(target)
     files: dict[str, bytes] = {}
     unreadable: list[str] = []
-    for relative in _wanted(base):
+    links: dict[str, str] = {}
+    for relative in _wanted(base, links):
         data = _read(base / relative)
         if data is None:
             unreadable.append(relative)
@@ -121,6 +126,12 @@ def write_snapshot(
                 info.mtime = now
                 info.mode = 0o644
                 tar.addfile(info, io.BytesIO(files[relative]))
+            for relative, link_target in sorted(links.items()):
+                info = tarfile.TarInfo(f"{top}/{relative}")
+                info.type = tarfile.SYMTYPE
+                info.linkname = link_target
+                info.mtime = now
+                tar.addfile(info)
         os.replace(partial, target)
     except OSError as err:
         partial.unlink(missing_ok=True)
@@ -205,8 +216,19 @@ def _existing(base: Path, relatives: Iterator[str] | list[str]) -> Iterator[str]
             yield relative
 
 
-def _wanted(base: Path) -> list[str]:
-    """Every file the snapshot takes from ``base``, as paths relative to it."""
+def _linked(base: Path, relative: str, links: dict[str, str]) -> str:
+    """Where ``relative`` really is, relative to ``base``; a sysfs link into ``base`` is kept in ``links``."""
+    path = base / relative
+    devices = os.path.realpath(base / "sys/devices")
+    resolved = os.path.realpath(path)
+    if path.is_symlink() and resolved.startswith(devices + os.sep):
+        links[relative] = os.readlink(path)
+        return os.path.relpath(resolved, os.path.realpath(base))
+    return relative
+
+
+def _wanted(base: Path, links: dict[str, str]) -> list[str]:
+    """Every file the snapshot takes from ``base``, relative to it; the sysfs links it keeps go to ``links``."""
     wanted: list[str] = []
     node = "sys/devices/system/node"
     wanted += _existing(base, [f"{node}/{name}" for name in _NODE_LISTS])
@@ -223,9 +245,11 @@ def _wanted(base: Path) -> list[str]:
             wanted += _existing(base, [f"{cache}/{index}/{name}" for name in _CACHE_FILES])
     pci = "sys/bus/pci/devices"
     for device in _names(base / pci):
-        wanted += _existing(base, [f"{pci}/{device}/{name}" for name in _PCI_FILES])
-        drm = f"{pci}/{device}/drm"
+        folder = _linked(base, f"{pci}/{device}", links)
+        wanted += _existing(base, [f"{folder}/{name}" for name in _PCI_FILES])
+        drm = f"{folder}/drm"
         wanted += _existing(base, [f"{drm}/{name}/dev" for name in _names(base / drm) if _DRM_NODE.match(name)])
+    wanted += _rdma_files(base, links)
     wanted += _existing(base, ["proc/meminfo", "proc/driver/nvidia/version"])
     gpus = "proc/driver/nvidia/gpus"
     wanted += _existing(base, [f"{gpus}/{bdf}/information" for bdf in _names(base / gpus)])
@@ -237,6 +261,19 @@ def _device_nodes(base: Path) -> list[str]:
     """The GPU device node names under ``base/dev`` (``nvidia0``, ``dri/renderD128``...), never opened."""
     names = [*_names(base / "dev"), *(f"dri/{name}" for name in _names(base / "dev/dri"))]
     return [name for name in names if _GPU_NODES.match(name)]
+
+
+def _rdma_files(base: Path, links: dict[str, str]) -> list[str]:
+    """Each RDMA device's ports and network interface names, and the links that place it in the PCIe tree."""
+    wanted: list[str] = []
+    rdma = "sys/class/infiniband"
+    for name in _names(base / rdma):
+        folder = _linked(base, f"{rdma}/{name}", links)
+        for port in _names(base / folder / "ports", str.isdigit):
+            wanted += _existing(base, [f"{folder}/ports/{port}/{file}" for file in _PORT_FILES])
+        device = _linked(base, f"{folder}/device", links)
+        wanted += _existing(base, [f"{device}/net/{netdev}/type" for netdev in _names(base / device / "net")])
+    return wanted
 
 
 def _process_files(base: Path) -> list[str]:

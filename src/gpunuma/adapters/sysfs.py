@@ -1,6 +1,6 @@
-"""The sysfs topology adapter: nodes, CPUs and GPUs from ``/sys``, the process's limits from ``/proc``.
+"""The sysfs topology adapter: nodes, CPUs, caches, GPUs and RDMA NICs from ``/sys``, limits from ``/proc``.
 
-Vendor-neutral (NVIDIA and AMD), no library needed. ``root`` points it at a rendered tree in tests or
+Vendor-neutral (NVIDIA, AMD, Intel), no library needed. ``root`` points it at a rendered tree in tests or
 at a captured host's tree (``gpunuma snapshot``, ``hwloc-gather-topology``): CPUs and nodes are read
 as the kernel's own readers read them (:mod:`~gpunuma.adapters.sysfs_cpus`,
 :mod:`~gpunuma.adapters.sysfs_nodes`); a missing optional file becomes a note, never a guess.
@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 
 from gpunuma.adapters.procfs import parse_cpulist, parse_cpumask, parse_int, read_allowed, read_text, read_value
+from gpunuma.adapters.sysfs_caches import read_last_level_caches
 from gpunuma.adapters.sysfs_cpus import read_cpus, read_online
+from gpunuma.adapters.sysfs_nics import pci_path, read_nics
 from gpunuma.adapters.sysfs_nodes import read_nodes
 from gpunuma.core.cpuset import BLANK, CpuSet
 from gpunuma.core.model import Gpu, Topology
@@ -29,11 +31,11 @@ if TYPE_CHECKING:
 
     from gpunuma.core.exposure import DeviceIds
 
-_VENDORS = {0x10DE: "nvidia", 0x1002: "amd"}
+_VENDORS = {0x10DE: "nvidia", 0x1002: "amd", 0x8086: "intel"}
 #: PCI base class + subclass of a GPU: VGA, 3D controller, other display controller.
 _GPU_CLASSES = {0x0300, 0x0302, 0x0380}
-#: MI300-series boards are "processing accelerators"; only AMD's count as GPUs.
-_AMD_ACCELERATOR = 0x1200
+#: MI300-series boards are "processing accelerators"; only AMD's and Intel's count as GPUs.
+_ACCELERATOR = 0x1200
 
 
 def _info_fields(text: str, keys: tuple[str, ...]) -> dict[str, str]:
@@ -75,10 +77,11 @@ class SysfsTopology:
     :mod:`gpunuma.core.exposure`), not every GPU on the PCI bus. ``nvidia_visible_devices`` is the
     ``NVIDIA_VISIBLE_DEVICES`` value, read only when neither of those files says anything.
 
-    ``layout=False`` reads what a node-scope plan needs and no more: nodes (CPUs, memory, distances)
-    and GPUs, but not each CPU's core and socket (``Topology.cpus`` is empty) nor each node's memory
-    size. On a DGX H100 that is ~40 small reads instead of ~170; ``cpu_scope=socket`` and ``exclusive``
-    need the layout, and :mod:`gpunuma.compose` asks for it only then.
+    ``layout=False`` reads what a node-scope plan needs and no more: nodes (CPUs, memory, distances),
+    GPUs and RDMA NICs, but not each CPU's core and socket (``Topology.cpus`` is empty), the cache
+    domains nor each node's memory size. On a DGX H100 that is ~40 small reads (and ~50 for its 12
+    NICs) instead of ~200; the socket, exclusive and cache scopes, shares and reserved cores need the
+    layout, and :mod:`gpunuma.compose` asks for it only then.
     """
 
     name = "sysfs"
@@ -114,9 +117,13 @@ class SysfsTopology:
         cpus = read_cpus(cpu_dir, online, notes) if self.layout else ()
         nodes = read_nodes(self.root, online, notes, sizes=self.layout)
         gpus = self._gpus(notes)
+        caches = read_last_level_caches(cpu_dir, online, notes) if self.layout else ()
+        nics = read_nics(self.root, notes)
         if self._without_process():
             notes.append(Reason.of("no_process_status", path=self._path("proc/self/status")))
-        return Topology(nodes=nodes, cpus=cpus, gpus=gpus, source="sysfs", notes=tuple(notes))
+        return Topology(
+            nodes=nodes, cpus=cpus, gpus=gpus, source="sysfs", notes=tuple(notes), caches=caches, nics=nics
+        )
 
     def allowed(self) -> Allowed:
         """The cgroup cpuset (v2, then v1, then the status lists) and the current affinity.
@@ -166,9 +173,14 @@ class SysfsTopology:
         for bdf in entries:
             folder = f"{pci_dir}/{bdf}/"
             vendor = self._gpu_vendor(folder)
-            if vendor is not None:
-                gpu, ids[bdf] = self._gpu(folder, bdf, len(found), vendor)
-                found.append(gpu)
+            if vendor is None:
+                continue
+            path = pci_path(self.root, f"{pci_dir}/{bdf}")
+            # Intel's integrated graphics sits on a root bus with no PCIe port above it: not a GPU to bind to.
+            if vendor == "intel" and len(path) < 3:
+                continue
+            gpu, ids[bdf] = self._gpu(folder, bdf, len(found), vendor, path)
+            found.append(gpu)
         if not found:
             return ()
         # Which GPUs this process may open: read only on a machine that has GPUs.
@@ -187,18 +199,18 @@ class SysfsTopology:
         if class_text is None:
             return None
         klass = parse_int(class_path, class_text, 16) >> 8
-        if klass not in _GPU_CLASSES and klass != _AMD_ACCELERATOR:
+        if klass not in _GPU_CLASSES and klass != _ACCELERATOR:
             return None
         vendor_path = folder + "vendor"
         vendor_text = read_value(vendor_path)
         if vendor_text is None:
             return None
         vendor = _VENDORS.get(parse_int(vendor_path, vendor_text, 16))
-        if klass == _AMD_ACCELERATOR and vendor != "amd":
+        if klass == _ACCELERATOR and vendor == "nvidia":
             return None
         return vendor
 
-    def _gpu(self, folder: str, bdf: str, index: int, vendor: str) -> tuple[Gpu, DeviceIds]:
+    def _gpu(self, folder: str, bdf: str, index: int, vendor: str, path: tuple[str, ...]) -> tuple[Gpu, DeviceIds]:
         """The GPU at ``bdf`` (``index`` is provisional: :func:`usable_gpus` numbers) and its driver names."""
         from gpunuma.adapters.devices import device_minor, render_nodes
         from gpunuma.core.exposure import DeviceIds
@@ -228,8 +240,9 @@ class SysfsTopology:
                 name = fields.get("Model") or None
                 ids = DeviceIds(minor=device_minor(fields.get("Device Minor")))
         else:
-            product = read_text(folder + "product_name")  # amdgpu's board name
-            name = (product.strip(BLANK) or None) if product is not None else None
+            if vendor == "amd":
+                product = read_text(folder + "product_name")  # amdgpu's board name
+                name = (product.strip(BLANK) or None) if product is not None else None
             ids = DeviceIds(render_nodes=render_nodes(folder))
         gpu = Gpu(
             index=index,
@@ -240,6 +253,7 @@ class SysfsTopology:
             local_cpus=local_cpus,
             name=name,
             notes=tuple(notes),
+            pci_path=path,
         )
         return gpu, ids
 

@@ -9,7 +9,7 @@ What the process may use is what the container runtime put into its own filesyst
   ``NVIDIA_VISIBLE_DEVICES=void``. With neither file evidence, ``NVIDIA_VISIBLE_DEVICES`` (host
   indices or UUIDs, ``all``, ``none``) is read.
 * AMD: ROCm needs ``/dev/kfd`` and opens a GPU through its ``/dev/dri/renderDN`` node; ``docker
-  --device`` passes only the nodes named.
+  --device`` passes only the nodes named. Intel: Level Zero opens the render node alone.
 
 CUDA numbers NVIDIA GPUs only and ROCm AMD GPUs only, each in PCI bus order, so a GPU of another
 vendor between two NVIDIA GPUs never shifts their numbers: the NVIDIA GPUs this process can open
@@ -78,7 +78,7 @@ class DeviceIds(Value):
 def usable_gpus(
     gpus: Sequence[Gpu], access: DeviceAccess, ids: Mapping[str, DeviceIds] | None = None
 ) -> tuple[tuple[Gpu, ...], tuple[str, ...]]:
-    """The GPUs this process can open, renumbered (NVIDIA in bus order, then AMD), and a note per GPU left out.
+    """The GPUs this process can open, renumbered (NVIDIA in bus order, then the others), and a note per GPU left out.
 
     ``gpus`` are the host's GPUs as the PCI bus shows them; ``ids`` maps a bus id to its driver
     names. Other vendors' functions never appear in ``gpus`` (the sysfs adapter leaves them out).
@@ -93,7 +93,9 @@ def usable_gpus(
         _sort(gpu, why, kept, left_out)
     for gpu in by_bus:
         if gpu.vendor != "nvidia":
-            _sort(gpu, _amd_refusal(access, ids.get(gpu.pci_bus_id, DeviceIds())), kept, left_out)
+            gpu_ids = ids.get(gpu.pci_bus_id, DeviceIds())
+            why = _amd_refusal(access, gpu_ids) if gpu.vendor == "amd" else _render_refusal(access, gpu_ids)
+            _sort(gpu, why, kept, left_out)
     numbered = tuple(replace(gpu, index=index) if gpu.index != index else gpu for index, gpu in enumerate(kept))
     notes = tuple(
         f"{vendor.upper()} GPU{'s' if len(buses) > 1 else ''} {', '.join(buses)} left out: {why}"
@@ -163,6 +165,14 @@ def _amd_refusal(access: DeviceAccess, ids: DeviceIds) -> str | None:
         return None
     if "kfd" not in dev:
         return "/dev/kfd is not here: ROCm can open no AMD GPU"
+    return _render_refusal(access, ids)
+
+
+def _render_refusal(access: DeviceAccess, ids: DeviceIds) -> str | None:
+    """Why the GPU's DRM render node cannot be opened (None: it can, or nothing says it cannot)."""
+    dev = access.dev_nodes
+    if dev is None:
+        return None
     if ids.render_nodes and not any(f"dri/{node}" in dev for node in ids.render_nodes):
         nodes = ", ".join(f"/dev/dri/{node}" for node in ids.render_nodes)
         return f"{nodes} is not here (the container was not given it)"

@@ -28,6 +28,7 @@ CUDA_VISIBLE_DEVICES = "CUDA_VISIBLE_DEVICES"
 CUDA_DEVICE_ORDER = "CUDA_DEVICE_ORDER"
 ROCR_VISIBLE_DEVICES = "ROCR_VISIBLE_DEVICES"
 HIP_VISIBLE_DEVICES = "HIP_VISIBLE_DEVICES"
+ZE_AFFINITY_MASK = "ZE_AFFINITY_MASK"
 RAY_NOSET_CVD = "RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES"
 LOCAL_RANK = "LOCAL_RANK"
 LOCAL_WORLD_SIZE = "LOCAL_WORLD_SIZE"
@@ -95,6 +96,7 @@ class GpuEnvironment(Value):
     cuda_visible_devices: str | None = None
     rocr_visible_devices: str | None = None
     hip_visible_devices: str | None = None
+    ze_affinity_mask: str | None = None
     cuda_device_order: str | None = None
     #: ``RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES=1``: Ray leaves ``CUDA_VISIBLE_DEVICES`` alone.
     ray_noset_visible_devices: bool = False
@@ -118,6 +120,7 @@ class GpuEnvironment(Value):
             cuda_visible_devices=env.get(CUDA_VISIBLE_DEVICES),
             rocr_visible_devices=env.get(ROCR_VISIBLE_DEVICES),
             hip_visible_devices=env.get(HIP_VISIBLE_DEVICES),
+            ze_affinity_mask=env.get(ZE_AFFINITY_MASK),
             cuda_device_order=env.get(CUDA_DEVICE_ORDER),
             ray_noset_visible_devices=env.get(RAY_NOSET_CVD, "") == "1",
             ray_gpu_ids=tuple(ray_gpu_ids),
@@ -139,6 +142,7 @@ class GpuEnvironment(Value):
             CUDA_VISIBLE_DEVICES: self.cuda_visible_devices,
             ROCR_VISIBLE_DEVICES: self.rocr_visible_devices,
             HIP_VISIBLE_DEVICES: self.hip_visible_devices,
+            ZE_AFFINITY_MASK: self.ze_affinity_mask,
             CUDA_DEVICE_ORDER: self.cuda_device_order,
         }.get(variable)
 
@@ -197,8 +201,21 @@ def _vendor_gpus(topology: Topology) -> tuple[str, tuple[Gpu, ...]]:
     nvidia = tuple(g for g in topology.gpus if g.vendor == "nvidia")
     if nvidia or not topology.gpus:
         return "nvidia", tuple(sorted(nvidia, key=lambda g: normalize_bus_id(g.pci_bus_id)))
-    amd = tuple(g for g in topology.gpus if g.vendor == "amd")
-    return "amd", tuple(sorted(amd, key=lambda g: normalize_bus_id(g.pci_bus_id)))
+    for vendor in ("amd", "intel"):
+        found = tuple(g for g in topology.gpus if g.vendor == vendor)
+        if found:
+            return vendor, tuple(sorted(found, key=lambda g: normalize_bus_id(g.pci_bus_id)))
+    return "nvidia", ()
+
+
+def _ze_devices(value: str) -> str:
+    """``0.0,0.1,2`` -> ``0,2``: ZE_AFFINITY_MASK names tiles as ``device.tile``; a tile binds like its device."""
+    devices: list[str] = []
+    for entry in value.split(","):
+        device = entry.strip().split(".", 1)[0]
+        if device not in devices:
+            devices.append(device)
+    return ",".join(devices)
 
 
 def _order_warning(gpus: Sequence[Gpu], env: GpuEnvironment) -> Reason | None:
@@ -287,11 +304,19 @@ def visible_gpus(topology: Topology, env: EnvironmentLike) -> Visibility:
 
     NVIDIA: ``CUDA_VISIBLE_DEVICES`` (indices, ``GPU-`` UUIDs and unique prefixes, ``MIG-``
     UUIDs mapped to their parent). AMD: ``ROCR_VISIBLE_DEVICES`` then ``HIP_VISIBLE_DEVICES``
-    (or ``CUDA_VISIBLE_DEVICES``, which HIP also reads) over what ROCR left. Unset: all GPUs.
+    (or ``CUDA_VISIBLE_DEVICES``, which HIP also reads) over what ROCR left. Intel:
+    ``ZE_AFFINITY_MASK`` (device indices in bus order; a ``device.tile`` entry counts as its
+    device). Unset: all GPUs.
     """
     environ = _environment(env)
     vendor, gpus = _vendor_gpus(topology)
     warnings: list[Reason] = []
+    if vendor == "intel":
+        mask = environ.ze_affinity_mask
+        if mask is None:
+            return Visibility(tuple(g.index for g in gpus), "all", f"no {ZE_AFFINITY_MASK}")
+        chosen, extra = _parse_list(_ze_devices(mask), ZE_AFFINITY_MASK, gpus, allow_uuid=False)
+        return Visibility(tuple(g.index for g in chosen), ZE_AFFINITY_MASK, f"{ZE_AFFINITY_MASK}={mask}", extra)
     if vendor == "nvidia":
         order = _order_warning(gpus, environ)
         if order:

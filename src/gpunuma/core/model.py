@@ -49,6 +49,34 @@ class Cpu(Value):
     online: bool = True
 
 
+class CacheDomain(Value):
+    """CPUs that share one cache (sysfs ``cpu*/cache/index*/shared_cpu_list``) of the given ``level``.
+
+    A topology keeps the domains of the last level: one L3 per CCD on AMD EPYC, per socket or SNC
+    domain on Intel Xeon.
+    """
+
+    level: int
+    cpus: CpuSet
+
+
+class Nic(Value):
+    """An RDMA device (``/sys/class/infiniband/<name>``) and the PCI function behind it.
+
+    ``ports`` are its port numbers (``ports/*``), ``netdevs`` the network interfaces on that
+    function (``device/net/*``), ``link_layer`` what its first port speaks (``InfiniBand`` or
+    ``Ethernet``), ``pci_path`` its PCIe ancestry (see :attr:`Gpu.pci_path`).
+    """
+
+    name: str
+    pci_bus_id: str
+    numa_node: int | None = None
+    ports: tuple[int, ...] = ()
+    netdevs: tuple[str, ...] = ()
+    link_layer: str | None = None
+    pci_path: tuple[str, ...] = ()
+
+
 class MigDevice(Value):
     """A MIG instance: its UUID and the physical GPU (by index) it lives on."""
 
@@ -80,6 +108,9 @@ class Gpu(Value):
     name: str | None = None
     #: Why a field is unknown (``"nvmlDeviceGetNumaNodeId: NotSupported"``), for reports.
     notes: tuple[str, ...] = ()
+    #: PCIe ancestry from the resolved sysfs device path, root first: the host bridge
+    #: (``pci0000:15``), then every bridge down to the device's own bus id. Empty when unknown.
+    pci_path: tuple[str, ...] = ()
 
     @cached
     def label(self) -> str:
@@ -96,6 +127,10 @@ class Topology(Value):
     source: str = "unknown"
     #: Adapter warnings (a disagreement between NVML and sysfs, an unreadable file).
     notes: tuple[str, ...] = ()
+    #: The last-level cache domains, ordered by lowest CPU (empty when sysfs has no cache files).
+    caches: tuple[CacheDomain, ...] = ()
+    #: RDMA NICs in PCI bus order.
+    nics: tuple[Nic, ...] = ()
 
     # Lookup indexes, built on first use. cached stores into the instance __dict__
     # directly, so it works on this frozen dataclass; the fields it derives from never change.
@@ -150,6 +185,8 @@ class Topology(Value):
 
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON shape of ``gpunuma topo --json`` (documented in the README)."""
+        from gpunuma.core.pcie import nearest_nics, nic_dict  # pcie builds on this module
+
         return {
             "source": self.source,
             "gpus": [
@@ -164,6 +201,7 @@ class Topology(Value):
                     "local_cpus": gpu.local_cpus.to_list() if gpu.local_cpus is not None else None,
                     "mig_devices": [mig.uuid for mig in gpu.mig_devices],
                     "notes": list(gpu.notes),
+                    "nics": [near.to_dict() for near in nearest_nics(self, gpu)],
                 }
                 for gpu in self.gpus
             ],
@@ -177,5 +215,7 @@ class Topology(Value):
                 }
                 for node in self.nodes
             ],
+            "caches": [{"level": cache.level, "cpus": cache.cpus.to_list()} for cache in self.caches],
+            "nics": [nic_dict(nic) for nic in self.nics],
             "notes": list(self.notes),
         }

@@ -12,6 +12,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from gpunuma.core.model import Nic
+
 
 class Allowed(Value):
     """What the kernel lets this process use.
@@ -48,6 +50,8 @@ class BindingPlan(Value):
     reasons: tuple[str, ...]
     policy: Policy = Policy()
     gpu_labels: tuple[str, ...] = ()
+    #: The RDMA NICs nearest the process's GPU(s) (see :mod:`gpunuma.core.pcie`), for NCCL and UCX.
+    nics: tuple[Nic, ...] = ()
 
     @property
     def binds(self) -> bool:
@@ -76,6 +80,8 @@ class BindingPlan(Value):
 
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON shape of ``gpunuma plan --json`` (documented in the README)."""
+        from gpunuma.core.pcie import nic_dict
+
         return {
             "gpus": list(self.gpus),
             "numa_node": self.numa_node if len(self.nodes) <= 1 else list(self.nodes),
@@ -85,6 +91,15 @@ class BindingPlan(Value):
             "memory_nodes": list(self.memory_nodes),
             "binds": self.binds,
             "cpu_scope": self.policy.cpu_scope.value,
+            "share": str(self.policy.share) if self.policy.share is not None else None,
+            "reserve": self.policy.reserve,
+            "nics": [nic_dict(nic) for nic in self.nics],
             "reasons": list(self.reasons),
             "reason_details": [Reason.coerce(reason).to_dict() for reason in self.reasons],
         }
+
+    def env(self) -> dict[str, str]:
+        """What a child process of this plan should see in its environment (see :func:`child_env`)."""
+        from gpunuma.core.childenv import child_env
+
+        return child_env(self.cpus if self.binds else CpuSet(), self.nodes, self.nics)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gpunuma.core.value import Choice, Value
+from gpunuma.errors import PolicyError
 
 
 class CpuScope(str, Choice):
@@ -14,6 +15,8 @@ class CpuScope(str, Choice):
     """Every allowed CPU of all nodes on the GPU's socket (SNC and NPS4 machines)."""
     EXCLUSIVE = "exclusive"
     """A disjoint share of the node's whole cores, by the GPU's rank among the node's GPUs."""
+    CACHE = "cache"
+    """One last-level cache domain of the node (an EPYC CCD), by the GPU's rank among the node's GPUs."""
 
 
 class MemoryPolicy(str, Choice):
@@ -36,6 +39,36 @@ class Fallback(str, Choice):
     """Do not bind; say why."""
 
 
+class Share(Value):
+    """Part ``index`` (counted from 0) of ``count`` equal, disjoint parts of the planned CPUs.
+
+    For processes that share a GPU (DP-attention ranks, fractional-GPU Ray actors, data loaders):
+    each takes its own part of whole cores, SMT siblings together.
+    """
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        for name in ("index", "count"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise PolicyError(f"share {name} {value!r} is not an int")
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise PolicyError(f"share {self.index}/{self.count}: expected 0 <= index < count")
+
+    @classmethod
+    def parse(cls, text: str) -> Share:
+        """``"1/4"`` -> ``Share(1, 4)``; :class:`~gpunuma.errors.PolicyError` for anything else."""
+        index, slash, count = text.strip().partition("/")
+        if not slash or not index.strip().isdigit() or not count.strip().isdigit():
+            raise PolicyError(f"share {text!r}: expected INDEX/COUNT, e.g. 1/4 (index counts from 0)")
+        return cls(int(index), int(count))
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
 class Policy(Value):
     """A binding policy. The defaults (``node`` + ``preferred``) are the safe choice."""
 
@@ -46,8 +79,19 @@ class Policy(Value):
     override_affinity: bool = False
     #: When a GPU reports no locality at all, spread GPUs over every node by rank instead of not binding.
     spread_unknown: bool = False
+    #: This process's part of the planned CPUs (``(1, 4)`` or ``Share(1, 4)``); None: all of them.
+    share: Share | None = None
+    #: Keep the first ``reserve`` cores of every node out of every plan (for the OS, IRQs, loaders).
+    reserve: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cpu_scope", CpuScope(self.cpu_scope))
         object.__setattr__(self, "memory", MemoryPolicy(self.memory))
         object.__setattr__(self, "on_disallowed", Fallback(self.on_disallowed))
+        share: object = self.share
+        if isinstance(share, str):
+            object.__setattr__(self, "share", Share.parse(share))
+        elif share is not None and not isinstance(share, Share):
+            object.__setattr__(self, "share", Share(*share))  # type: ignore[misc]
+        if not isinstance(self.reserve, int) or isinstance(self.reserve, bool) or self.reserve < 0:
+            raise PolicyError(f"reserve={self.reserve!r}: expected a whole number of cores, 0 or more")

@@ -111,6 +111,33 @@ TEMPLATES: Mapping[str, str] = {
         "cpu_scope=exclusive: node {node} has {cores} core(s) with allowed CPUs for {count} GPUs; "
         "{gpu} (rank {rank}) gets core {first}, so shares overlap"
     ),
+    "cache_domain": (
+        "cpu_scope=cache: {gpu} is rank {rank} of the {count} GPU(s) on node {node}; it gets L{level} domain "
+        "{position} of {domains}: CPUs {cpus}"
+    ),
+    "cache_domain_shared": (
+        "cpu_scope=cache: node {node} has one L{level} domain, shared by its {count} GPU(s); {gpu} gets it: CPUs {cpus}"
+    ),
+    "cache_domain_overlap": (
+        "cpu_scope=cache: node {node} has {domains} L{level} domains for {count} GPUs, so GPUs share them; "
+        "{gpu} (rank {rank}) gets domain {position}: CPUs {cpus}"
+    ),
+    "cache_no_gpu_on_node": "cpu_scope=cache: no GPU of this process is on node {node}; using its allowed CPUs {cpus}",
+    "cache_unknown": (
+        "cpu_scope=cache: the topology names no cache domains for node {node}; using its allowed CPUs {cpus}"
+    ),
+    # -- shares and reserved cores (core.planner) ----------------------------------------------
+    "reserved_cores": (
+        "reserve={reserve}: the first {reserve} core(s) of every node stay out of every plan (CPUs {cpus})"
+    ),
+    "share_part": (
+        "share {index}/{count}: part {index} of {count} of the planned {cores} core(s) is cores {first}-{last}: "
+        "CPUs {cpus}"
+    ),
+    "share_overlap": (
+        "share {index}/{count}: the plan has {cores} core(s) for {count} parts; part {index} gets core {first}, "
+        "so parts overlap: CPUs {cpus}"
+    ),
     # -- rule 3: memory (core.planner.memory) --------------------------------------------------
     "memory_left_alone": "memory policy left alone (memory=none)",
     "memory_on_nodes": "memory {policy} on node(s) {nodes}",

@@ -95,6 +95,16 @@ class BindingReport(Value):
             memory += " " + node_list(self.memory_nodes)
         return f"bound to NUMA node {nodes} (CPUs {self.cpus.to_list()}), memory {memory}"
 
+    def env(self) -> dict[str, str]:
+        """What a child of this process should see: the bound CPUs and nodes, the plan's nearest NICs.
+
+        Not bound: the NIC variables only. ``gpunuma exec`` and ``start_bound_process`` add these to
+        the child's environment without overwriting a variable that is already set.
+        """
+        from gpunuma.core.childenv import child_env
+
+        return child_env(self.cpus if self.bound else CpuSet(), self.plan.nodes, self.plan.nics)
+
     def to_dict(self) -> dict[str, Any]:
         kernel = None
         if self.kernel is not None:

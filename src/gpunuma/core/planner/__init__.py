@@ -20,7 +20,10 @@ Rules:
    allowed CPUs of every node on the node's socket(s); ``exclusive`` splits the node's physical cores
    that have an allowed CPU (SMT siblings together, ordered by lowest CPU) into contiguous disjoint
    shares among the GPUs on that node, ranked by index (share sizes differ by at most one core).
-   With more GPUs than cores, rank ``r`` gets core ``r % cores`` and the shares overlap.
+   With more GPUs than cores, rank ``r`` gets core ``r % cores`` and the shares overlap. ``cache``
+   gives each GPU one last-level cache domain of its node (an EPYC CCD; on Intel one L3 spans the node
+   or socket): rank ``r`` of ``n`` GPUs takes domain ``r * d // n`` of ``d``, distinct while ``n <= d``
+   (:mod:`gpunuma.core.planner.caches`); without cache domains in the topology it is ``node``.
 3. **Memory** (``policy.memory``): ``bind``/``preferred`` use the chosen CPU nodes that have memory
    and are in the allowed memory nodes; if none, the nearest allowed node with memory; if none at all,
    the memory policy is left alone. ``none`` leaves memory alone. A memory policy someone already set
@@ -38,6 +41,12 @@ Rules:
 9. **A plan that narrows nothing** (every CPU of the machine, and memory on every node that has memory
    or left alone: a one-node VM, all eight GPUs of a DGX) is not a binding: no binding, with the reason
    ``spans_everything``. An explicit ``node=`` is bound even then: the caller asked for exactly that.
+10. **Reserve** (``policy.reserve=K``): the first ``K`` cores (by lowest CPU) of every node leave the
+    allowed CPUs before anything else, so no scope, share or fallback ever plans them (``reserved_cores``).
+11. **Share** (``policy.share=(i, n)``): after the scope, the planned CPUs split into ``n`` contiguous
+    blocks of whole cores (SMT siblings together, sizes differing by at most one core); the plan keeps
+    block ``i`` and the nodes it lies on. More parts than cores overlap, one core each (``share_overlap``).
+12. **NICs**: the plan carries the RDMA NICs nearest its GPUs (:mod:`gpunuma.core.pcie`).
 """
 
 from __future__ import annotations
@@ -56,6 +65,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+    from gpunuma.core.model import Nic
+    from gpunuma.core.policy import Share
+
 __all__ = ["Locality", "NodeChoice", "Placement", "gpu_nodes", "gpu_placements", "plan_binding"]
 
 
@@ -64,7 +76,52 @@ def gpu_placements(topology: Topology, allowed: Allowed, policy: Policy = Policy
 
     Exclusive shares rank GPUs within these nodes, so every rank of a job agrees on them.
     """
+    allowed, _ = _without_reserved(topology, allowed, policy)
     return place_gpus(topology, gpu_nodes(topology, policy), allowed, policy)
+
+
+def _without_reserved(topology: Topology, allowed: Allowed, policy: Policy) -> tuple[Allowed, tuple[str, ...]]:
+    """``allowed`` less the reserved cores (``policy.reserve``), and the reason saying which they are."""
+    if not policy.reserve:
+        return allowed, ()
+    from gpunuma.core.planner.cores import reserved_cpus
+
+    reserved = reserved_cpus(topology, policy.reserve)
+    reason = Reason.of("reserved_cores", reserve=policy.reserve, cpus=reserved.to_list() or "none")
+    kept = Allowed(cpus=allowed.cpus - reserved, mems=allowed.mems, affinity=allowed.affinity - reserved)
+    return kept, (reason,)
+
+
+def _plan_nics(topology: Topology, owned: Sequence[Gpu]) -> tuple[Nic, ...]:
+    """The nearest NICs of the process's GPUs, GPU by GPU, each NIC once."""
+    if not topology.nics:
+        return ()
+    from gpunuma.core.pcie import nearest_nics
+
+    chosen: list[Nic] = []
+    for gpu in owned:
+        for near in nearest_nics(topology, gpu):
+            if near.nic not in chosen:
+                chosen.append(near.nic)
+    return tuple(chosen)
+
+
+def _share(
+    topology: Topology, cpus: CpuSet, nodes: tuple[int, ...], share: Share, reasons: list[str]
+) -> tuple[CpuSet, tuple[int, ...]]:
+    """This process's part of the planned CPUs: whole cores, SMT siblings together, by lowest CPU."""
+    from gpunuma.core.planner.cores import block_of, physical_cores
+
+    cores = physical_cores(topology, cpus, cpus)
+    block = block_of(cores, share.index, share.count, cpus)
+    values = {"index": share.index, "count": share.count, "cores": block.cores, "first": block.first,
+              "cpus": block.cpus.to_list()}  # fmt: skip
+    if block.overlapping:
+        reasons.append(Reason.of("share_overlap", **values))
+    else:
+        reasons.append(Reason.of("share_part", **values, last=block.last))
+    kept = tuple(node_id for node_id in nodes if not _node(topology, node_id).cpus.isdisjoint(block.cpus))
+    return block.cpus, kept
 
 
 def plan_binding(
@@ -83,13 +140,16 @@ def plan_binding(
     owned = _owned_gpus(topology, gpus)
     if not owned and node is None:
         raise PlanError("nothing to bind to: no GPU and no node given")
-    explicit = _explicit_node(topology, node, allowed) if node is not None else None
+    narrowed_affinity = allowed.affinity_narrowed  # judged before reserved cores leave the sets
+    allowed, reserve_reasons = _without_reserved(topology, allowed, policy)
+    explicit = _explicit_node(topology, node, allowed, policy) if node is not None else None
 
-    # Exclusive shares rank every GPU on a node; the other scopes need only this process's GPUs.
-    every_gpu = policy.cpu_scope is CpuScope.EXCLUSIVE
+    # Exclusive and cache scopes rank every GPU on a node; the others need only this process's GPUs.
+    every_gpu = policy.cpu_scope in (CpuScope.EXCLUSIVE, CpuScope.CACHE)
     choices = gpu_nodes(topology, policy, None if every_gpu else [gpu.index for gpu in owned])
     placements = place_gpus(topology, choices, allowed, policy)
-    reasons: list[str] = []
+    reasons: list[str] = list(reserve_reasons)
+    nics = _plan_nics(topology, owned)
     for gpu in owned:
         source = choices[gpu.index] if explicit is not None else placements[gpu.index]
         reasons.extend(source.reasons)
@@ -104,9 +164,10 @@ def plan_binding(
             reasons=(*reasons, why) if why else tuple(reasons),
             policy=policy,
             gpu_labels=tuple(gpu.label for gpu in owned),
+            nics=nics,
         )
 
-    if allowed.affinity_narrowed:
+    if narrowed_affinity:
         affinity = allowed.affinity.to_list()
         if not policy.override_affinity:
             return no_binding(Reason.of("affinity_narrowed", affinity=affinity))
@@ -124,8 +185,14 @@ def plan_binding(
         cpus, nodes = _socket_scope(topology, targets, allowed, reasons)
     elif policy.cpu_scope is CpuScope.EXCLUSIVE:
         cpus, nodes = _exclusive_scope(topology, targets, owned, placements, allowed, reasons)
+    elif policy.cpu_scope is CpuScope.CACHE:
+        from gpunuma.core.planner.caches import cache_scope
+
+        cpus, nodes = cache_scope(topology, targets, owned, placements, allowed, reasons)
     else:
         cpus, nodes = _node_scope(topology, targets, allowed, reasons)
+    if policy.share is not None and cpus:
+        cpus, nodes = _share(topology, cpus, nodes, policy.share, reasons)
 
     memory = plan_memory(topology, nodes, allowed, policy.memory, override=policy.override_affinity)
     if explicit is None and _changes_nothing(topology, cpus, memory.policy, memory.nodes):
@@ -139,6 +206,7 @@ def plan_binding(
         reasons=(*reasons, *memory.reasons),
         policy=policy,
         gpu_labels=tuple(gpu.label for gpu in owned),
+        nics=nics,
     )
 
 
@@ -167,7 +235,7 @@ def _owned_gpus(topology: Topology, gpus: Sequence[int]) -> tuple[Gpu, ...]:
     return tuple(owned)
 
 
-def _explicit_node(topology: Topology, node_id: int, allowed: Allowed) -> NumaNode:
+def _explicit_node(topology: Topology, node_id: int, allowed: Allowed, policy: Policy) -> NumaNode:
     """Rule 6: the requested node, or InvalidNodeError saying what is wrong with it."""
     node = topology.node(node_id)
     if node is None:
@@ -182,6 +250,10 @@ def _explicit_node(topology: Topology, node_id: int, allowed: Allowed) -> NumaNo
             kind = ""
         raise InvalidNodeError(node_id, f"node {node_id} has no CPUs{kind}")
     if node.cpus.isdisjoint(allowed.cpus):
+        from gpunuma.core.planner.cores import physical_cores  # core splitting loads only when used
+
+        if policy.reserve and len(physical_cores(topology, node.cpus, node.cpus)) <= policy.reserve:
+            raise InvalidNodeError(node_id, f"reserve={policy.reserve} keeps every core of node {node_id}")
         raise InvalidNodeError(node_id, disallowed_reason(node, allowed))
     return node
 
@@ -264,8 +336,8 @@ def _exclusive_scope(
     allowed: Allowed,
     reasons: list[str],
 ) -> tuple[CpuSet, tuple[int, ...]]:
-    # Only this scope splits cores: importing it here spares the other scopes a dataclass build.
-    from gpunuma.core.planner.cores import physical_cores, share_of
+    # Only this scope and shares split cores: importing here spares the other scopes a dataclass build.
+    from gpunuma.core.planner.cores import block_of, physical_cores
 
     cpus = CpuSet()
     for node_id in targets:
@@ -280,7 +352,7 @@ def _exclusive_scope(
         cores = physical_cores(topology, node.cpus, allowed.cpus)
         for gpu in mine:
             rank = group.index(gpu.index)
-            share = share_of(cores, rank, len(group), allowed.cpus)
+            share = block_of(cores, rank, len(group), allowed.cpus)
             share_of_gpu = {"gpu": gpu.label, "rank": rank, "count": len(group), "node": node_id,
                             "first": share.first, "cores": share.cores}
             if share.overlapping:

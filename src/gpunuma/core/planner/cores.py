@@ -1,4 +1,4 @@
-"""Rule 2's exclusive scope: a node's physical cores, split into contiguous disjoint shares."""
+"""Whole cores: split into contiguous disjoint blocks (exclusive scope, shares) or kept back (reserve)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from gpunuma.core.model import Topology
 from gpunuma.core.value import Value
 
 
-class Share(Value):
-    """One rank's cores: the CPUs of cores ``first``..``last`` (by position), and whether shares overlap."""
+class CoreBlock(Value):
+    """One rank's cores: the CPUs of cores ``first``..``last`` (by position), and whether blocks overlap."""
 
     cpus: CpuSet
     first: int
@@ -32,18 +32,29 @@ def physical_cores(topology: Topology, cpus: CpuSet, allowed: CpuSet) -> list[Cp
     return sorted(cores, key=lambda core: min(core.ids))
 
 
-def share_of(cores: list[CpuSet], rank: int, count: int, allowed: CpuSet) -> Share:
+def block_of(cores: list[CpuSet], rank: int, count: int, allowed: CpuSet) -> CoreBlock:
     """Rank ``rank`` of ``count``'s contiguous block of ``cores`` (sizes differ by at most one core).
 
-    With more ranks than cores, rank ``r`` gets core ``r % len(cores)`` and the shares overlap.
+    With more ranks than cores, rank ``r`` gets core ``r % len(cores)`` and the blocks overlap.
     """
     total = len(cores)
     if count > total:
         position = rank % total
-        return Share(cores[position] & allowed, position, position, total, overlapping=True)
+        return CoreBlock(cores[position] & allowed, position, position, total, overlapping=True)
     first = rank * total // count
     end = (rank + 1) * total // count
     cpus = CpuSet()
     for core in cores[first:end]:
         cpus = cpus | core
-    return Share(cpus & allowed, first, end - 1, total, overlapping=False)
+    return CoreBlock(cpus & allowed, first, end - 1, total, overlapping=False)
+
+
+def reserved_cpus(topology: Topology, count: int) -> CpuSet:
+    """The CPUs of the first ``count`` cores (by lowest CPU) of every node with CPUs."""
+    reserved = CpuSet()
+    if count <= 0:
+        return reserved
+    for node in topology.cpu_nodes:
+        for core in physical_cores(topology, node.cpus, node.cpus)[:count]:
+            reserved = reserved | core
+    return reserved
