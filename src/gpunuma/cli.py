@@ -13,7 +13,7 @@ import sys
 
 from gpunuma import compose, logs
 from gpunuma.compose import Options, make_source
-from gpunuma.core.policy import CpuScope, Fallback, MemoryPolicy, Policy
+from gpunuma.core.policy import CpuScope, Fallback, MemoryPolicy, Policy, Share
 from gpunuma.core.value import Choice, Value, replace
 from gpunuma.errors import GpunumaError
 from gpunuma.registry import SOURCE_NAMES, simulated_source_class
@@ -66,6 +66,8 @@ def _options(args: argparse.Namespace) -> Options:
         on_disallowed=args.on_disallowed or base.on_disallowed,
         override_affinity=args.override_affinity or base.override_affinity,
         spread_unknown=args.spread_unknown or base.spread_unknown,
+        share=Share.parse(args.share) if args.share is not None else base.share,
+        reserve=args.reserve if args.reserve is not None else base.reserve,
     )
     return replace(options, policy=policy)
 
@@ -81,7 +83,14 @@ def _physical(args: argparse.Namespace) -> list[int] | None:
 
 
 # -- printing -------------------------------------------------------------------------------
+def _netdevs(nic: Any) -> str:
+    return ", ".join(nic.netdevs) or "no net interface"
+
+
 def _print_topology(topology: Any) -> None:
+    from gpunuma.core.pcie import nearest_nics
+
+    gpu_nics = {gpu.index: nearest_nics(topology, gpu) for gpu in topology.gpus}
     print(f"Topology (source: {topology.source})")
     print(f"NUMA nodes: {len(topology.nodes)}")
     for node in topology.nodes:
@@ -101,9 +110,21 @@ def _print_topology(topology: Any) -> None:
         if gpu.mig_devices:
             extra += f", {len(gpu.mig_devices)} MIG devices"
         print(f"  GPU {gpu.index}  {gpu.pci_bus_id}  {gpu.uuid or '-'}  node {node}  local CPUs {local}{extra}")
+        nearest = gpu_nics.get(gpu.index, ())
+        if nearest:
+            names = ", ".join(f"{near.nic.name} ({_netdevs(near.nic)})" for near in nearest)
+            print(f"      nearest NICs ({nearest[0].distance.value}): {names}")
         if gpu.numa_node is None:  # the notes say why the node is unknown
             for note in gpu.notes:
                 print(f"      note: {note}")
+    if topology.caches:
+        sizes = sorted({len(cache.cpus) for cache in topology.caches})
+        print(f"L{topology.caches[0].level} caches: {len(topology.caches)}, {'/'.join(map(str, sizes))} CPUs each")
+    if topology.nics:
+        print(f"RDMA NICs: {len(topology.nics)}")
+        for nic in topology.nics:
+            node = "unknown" if nic.numa_node is None else str(nic.numa_node)
+            print(f"  {nic.name}  {nic.pci_bus_id}  {_netdevs(nic)}  node {node}  {nic.link_layer or '-'}")
     for note in topology.notes:
         print(f"note: {note}")
 
@@ -111,6 +132,8 @@ def _print_topology(topology: Any) -> None:
 def _print_plan(plan: Any) -> None:
     gpus = ", ".join(plan.gpu_labels) or ", ".join(f"GPU {g}" for g in plan.gpus) or "no GPU"
     print(f"Plan for {gpus}: {plan.summary()}")
+    if plan.nics:
+        print(f"  nearest NICs: {', '.join(f'{nic.name} ({_netdevs(nic)})' for nic in plan.nics)}")
     for reason in plan.reasons:
         print(f"  - {reason}")
 
@@ -143,11 +166,24 @@ def cmd_topo(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     options = _options(args)
     plan = _plan(args, options)
-    if args.json:
+    if args.env:
+        _print_env(plan.env(), args.json)
+    elif args.json:
         _print_json(plan.to_dict())
     else:
         _print_plan(plan)
     return 0
+
+
+def _print_env(env: dict[str, str], as_json: bool) -> None:
+    """``NAME=value`` lines quoted for a shell (``eval "$(gpunuma plan --env)"``), or a JSON object."""
+    if as_json:
+        _print_json(env)
+        return
+    import shlex
+
+    for name, value in env.items():
+        print(f"export {name}={shlex.quote(value)}")
 
 
 def _plan(args: argparse.Namespace, options: Options) -> Any:
@@ -288,6 +324,10 @@ _POLICY_OPTIONS = (
     _Option("--override-affinity", "rebind even if the CPU affinity was already narrowed (taskset, numactl, Slurm)",
             kind="switch"),
     _Option("--spread-unknown", "when GPUs report no locality, spread them over all nodes by rank", kind="switch"),
+    _Option("--share", "take part I (from 0) of N equal parts of the planned CPUs, whole cores (default: "
+            "GPUNUMA_SHARE, else all of them)", metavar="I/N"),
+    _Option("--reserve", "keep the first K cores of every node out of the plan (default: GPUNUMA_RESERVE, else 0)",
+            kind="int", metavar="K"),
 )
 _EXEC_OPTIONS = (
     *_SOURCE_OPTIONS,
@@ -367,6 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     plan = sub.add_parser("plan", help="print the binding plan for a GPU, with its reasons")
     _add(plan, (*_SOURCE_OPTIONS, *_POLICY_OPTIONS))
+    plan.add_argument("--env", action="store_true",
+                      help="print the environment a child of the bound process gets (OMP_*, GPUNUMA_NODE/CPUS, "
+                           "NCCL_IB_HCA, UCX_NET_DEVICES) as shell exports, or JSON with --json")
     plan.set_defaults(func=cmd_plan)
 
     run = sub.add_parser("exec", help="bind this process to the GPU's node, then exec the command")

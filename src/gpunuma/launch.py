@@ -35,10 +35,13 @@ def exec_bound(
 
     A failed bind raises :class:`~gpunuma.errors.BindError` when ``strict`` (``None``: ``GPUNUMA_STRICT``),
     else runs ``argv`` unbound with a warning; ``GPUNUMA_BIND=0`` runs it unbound on purpose.
+    ``argv`` starts with the report's environment (:meth:`~gpunuma.core.report.BindingReport.env`:
+    ``OMP_*``, ``GPUNUMA_NODE``/``GPUNUMA_CPUS``, ``NCCL_IB_HCA``/``UCX_NET_DEVICES``) added to this
+    process's, a variable already set keeping its value.
     """
     if not argv:
         raise ValueError("exec_bound needs a command to run")
-    _apply(plan, binder, strict)
+    _hand_down(_apply(plan, binder, strict))
     sys.stdout.flush()
     sys.stderr.flush()
     os.execvp(argv[0], list(argv))
@@ -53,8 +56,9 @@ def _bound_trampoline(
     kwargs: Mapping[str, Any],
     report_kwarg: str | None = None,
 ) -> None:
-    """Runs in the child: bind first, then call the target (with the report, when asked)."""
+    """Runs in the child: bind first, hand the binding's environment down, then call the target."""
     report = _apply(plan, binder, strict)
+    _hand_down(report)
     extra = {report_kwarg: report} if report_kwarg else {}
     target(*args, **kwargs, **extra)
 
@@ -64,6 +68,13 @@ def _apply(plan: BindingPlan, binder: str | Binder | None, strict: bool | None) 
     from gpunuma import compose
 
     return compose.apply(compose.Options.from_env(binder=binder, strict=strict), plan)
+
+
+def _hand_down(report: BindingReport) -> None:
+    """Add the report's environment for children to this process's, never overwriting a set variable."""
+    from gpunuma.core.childenv import fill_in
+
+    os.environ.update(fill_in(os.environ, report.env()))
 
 
 def start_bound_process(
@@ -81,7 +92,8 @@ def start_bound_process(
 
     ``target``, its arguments and ``binder`` must be picklable; the started process is returned.
     The child reads ``GPUNUMA_BIND``/``GPUNUMA_STRICT``/``GPUNUMA_REQUIRE`` from its own environment
-    (``strict=None``). ``report_kwarg="numa"`` passes the child's binding report to the target as
+    (``strict=None``), and gets the binding's environment (as :func:`exec_bound` hands it down) before
+    ``target`` runs. ``report_kwarg="numa"`` passes the child's binding report to the target as
     ``numa=report``; it is also ``gpunuma.last_report()`` in the child.
     """
     import multiprocessing

@@ -11,7 +11,8 @@ variable               meaning                                     default
                        (a no-op binder records the plan)
 ``GPUNUMA_STRICT``     ``1`` raises when binding fails; else a      ``0`` (best-effort)
                        warning and a "not bound" report
-``GPUNUMA_CPU_SCOPE``  ``node``, ``socket`` or ``exclusive``        ``node``
+``GPUNUMA_CPU_SCOPE``  ``node``, ``socket``, ``exclusive`` or      ``node``
+                       ``cache``
 ``GPUNUMA_MEMORY``     ``preferred``, ``bind`` or ``none``          ``preferred``
 ``GPUNUMA_SOURCE``     ``auto``, ``nvml`` or ``sysfs``              ``auto``
 ``GPUNUMA_OVERRIDE``   ``1`` rebinds an already narrowed affinity   ``0``
@@ -19,6 +20,10 @@ variable               meaning                                     default
                        over every node by rank (else: not bound)
 ``GPUNUMA_REQUIRE``    ``1`` raises ``NotBoundError`` when nothing  ``0``
                        gets bound, whatever the reason
+``GPUNUMA_SHARE``      ``i/n``: part ``i`` (from 0) of ``n`` equal    unset (all of it)
+                       parts of the planned CPUs, whole cores
+``GPUNUMA_RESERVE``    ``K``: the first K cores of every node stay  ``0``
+                       out of every plan
 ``GPUNUMA_SIMULATE``   a catalogue machine (``gpunuma machines``)   unset (this machine)
                        or a snapshot path: read it and bind
                        through its simulated kernel (CI)
@@ -30,7 +35,7 @@ from __future__ import annotations
 import os
 import sys
 
-from gpunuma.core.policy import CpuScope, MemoryPolicy, Policy
+from gpunuma.core.policy import CpuScope, MemoryPolicy, Policy, Share
 from gpunuma.core.value import Value
 from gpunuma.errors import SettingsError
 from gpunuma.registry import SOURCE_NAMES
@@ -74,6 +79,25 @@ def _choice(env: Mapping[str, str], name: str, enum: type[_E], default: str) -> 
         raise SettingsError(f"{name}={raw!r}: expected one of {allowed}") from None
 
 
+def _share(env: Mapping[str, str]) -> Share | None:
+    raw = env.get("GPUNUMA_SHARE", "").strip()
+    if not raw:
+        return None
+    try:
+        return Share.parse(raw)
+    except ValueError as err:  # PolicyError: the text or the numbers
+        raise SettingsError(f"GPUNUMA_SHARE={raw!r}: {err}") from None
+
+
+def _reserve(env: Mapping[str, str]) -> int:
+    raw = env.get("GPUNUMA_RESERVE", "").strip()
+    if not raw:
+        return 0
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6:
+        raise SettingsError(f"GPUNUMA_RESERVE={raw!r}: expected a whole number of cores, 0 or more")
+    return int(raw)
+
+
 class Settings(Value):
     """The binding settings that ``GPUNUMA_*`` variables give, with the library's defaults."""
 
@@ -98,6 +122,8 @@ class Settings(Value):
             memory=_choice(env, "GPUNUMA_MEMORY", MemoryPolicy, "preferred"),
             override_affinity=_flag(env, "GPUNUMA_OVERRIDE", False),
             spread_unknown=_flag(env, "GPUNUMA_SPREAD", False),
+            share=_share(env),
+            reserve=_reserve(env),
         )
         return cls(
             enabled=_flag(env, "GPUNUMA_BIND", True),
