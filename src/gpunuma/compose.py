@@ -243,11 +243,13 @@ def plan(
     node: int | None = None,
     environment: GpuEnvironment | None = None,
     allowed: Allowed | None = None,
+    reasons: tuple[Reason, ...] = (),
 ) -> BindingPlan:
     """Read the topology, resolve this process's GPUs (``gpus``/``physical``, else ``environment``) and plan.
 
     Changes nothing. With ``node`` and no GPU, plans an explicit node for a CPU-only process.
     ``allowed`` replaces what the source reports this process may use (checking another process).
+    ``reasons`` are what the caller decided before planning (a share derived from Ray); they lead the plan's.
     """
     from gpunuma.core.planner import plan_binding
 
@@ -287,7 +289,7 @@ def plan(
             why = resolution_reasons or (Reason.of("no_gpu_owned"),)
         return BindingReport.not_bound(None, "plan", why).plan
     planned = plan_binding(topology, owned, allowed, options.policy, node=node)
-    notes = (*resolution_reasons, *(Reason.of("topology_note", note=note) for note in topology.notes))
+    notes = (*reasons, *resolution_reasons, *(Reason.of("topology_note", note=note) for note in topology.notes))
     return replace(planned, reasons=(*notes, *planned.reasons)) if notes else planned
 
 
@@ -334,11 +336,12 @@ def bind(
     physical: Sequence[int | str] | None = None,
     node: int | None = None,
     environment: GpuEnvironment | None = None,
+    reasons: tuple[Reason, ...] = (),
 ) -> BindingReport:
     """Plan, then apply: a planning failure is a "not bound" report unless ``options.strict``."""
     try:
         options = simulated(options)
-        planned = plan(options, gpus=gpus, physical=physical, node=node, environment=environment)
+        planned = plan(options, gpus=gpus, physical=physical, node=node, environment=environment, reasons=reasons)
     except GpunumaError as err:
         if options.strict:
             raise

@@ -134,6 +134,10 @@ TEMPLATES: Mapping[str, str] = {
         "share {index}/{count}: part {index} of {count} of the planned {cores} core(s) is cores {first}-{last}: "
         "CPUs {cpus}"
     ),
+    "share_from_ray": (
+        "share {index}/{count} from Ray: this worker holds GPU {fraction} of GPU {gpu}, so {count} workers share "
+        "it; slot {index} was free on this host"
+    ),
     "share_overlap": (
         "share {index}/{count}: the plan has {cores} core(s) for {count} parts; part {index} gets core {first}, "
         "so parts overlap: CPUs {cpus}"

@@ -14,18 +14,20 @@ Environment switches (``GPUNUMA_BIND``, ``GPUNUMA_STRICT``, ``GPUNUMA_CPU_SCOPE`
 from __future__ import annotations
 
 from gpunuma import logs
-from gpunuma.errors import BindError, TopologyUnavailableError
+from gpunuma.errors import BindError, GpunumaError, TopologyUnavailableError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: a worker loads what the bind path needs, when it binds
     from collections.abc import Callable, Mapping, Sequence
     from typing import Any
 
+    from gpunuma.adapters.share_slots import ShareSlots
     from gpunuma.compose import Options
     from gpunuma.core.model import Topology
     from gpunuma.core.plan import Allowed, BindingPlan
-    from gpunuma.core.policy import Policy
+    from gpunuma.core.policy import Policy, Share
     from gpunuma.core.ports import Binder, TopologySource
+    from gpunuma.core.reasons import Reason
     from gpunuma.core.report import BindingReport
 
 
@@ -83,14 +85,66 @@ def show_logs_in_worker() -> None:
 
 
 def _bind_worker(options: Options) -> BindingReport:
-    """Bind through the composition root, the GPU coming from Ray's assignment (else the variables)."""
+    """Bind through the composition root, the GPU coming from Ray's assignment (else the variables).
+
+    A worker holding a fraction of one GPU (``num_gpus=0.25``) and no share of its own (``share=``,
+    ``GPUNUMA_SHARE``) takes a share derived from Ray: see :func:`share_from_ray`.
+    """
     from gpunuma import compose
+    from gpunuma.core.value import replace
 
     ray = _ray()
-    if _in_ray_worker(ray):
+    in_worker = _in_ray_worker(ray)
+    if in_worker:
         show_logs_in_worker()  # before binding, so the one line it logs is shown
-    environment = compose.gpu_environment(None, None, ray=ray if _in_ray_worker(ray) else None)
-    return compose.bind(options, environment=environment)
+    environment = compose.gpu_environment(None, None, ray=ray if in_worker else None)
+    reasons: tuple[Reason, ...] = ()
+    if in_worker and options.policy.share is None:
+        try:
+            derived = share_from_ray(ray)
+        except GpunumaError as err:  # the slot folder cannot be used: bind the whole plan, or fail when strict
+            if options.strict:
+                raise
+            logs.warning("gpunuma: no share of the GPU for this worker: %s", err)
+            derived = None
+        if derived is not None:
+            share, reason = derived
+            options = replace(options, policy=replace(options.policy, share=share))
+            reasons = (reason,)
+    return compose.bind(options, environment=environment, reasons=reasons)
+
+
+def share_from_ray(ray: Any, slots: ShareSlots | None = None) -> tuple[Share, Reason] | None:
+    """This worker's share of its GPU, from what Ray knows: ``n`` from its fractional assignment
+    (``GPU: 0.25`` -> 4 parts), ``i`` the lowest slot no other process on this host holds for that GPU.
+
+    Ray places at most ``n`` such workers on one GPU, so they take distinct parts without anyone
+    counting; a slot is held until the process exits (:class:`~gpunuma.adapters.share_slots.ShareSlots`).
+    None when the worker holds whole GPUs, several GPUs, or every slot is taken.
+    """
+    from gpunuma.core.policy import Share
+    from gpunuma.core.reasons import Reason
+
+    context = ray.get_runtime_context()
+    fraction = float(context.get_assigned_resources().get("GPU", 0) or 0)
+    gpus = [str(gpu) for gpu in ray.get_gpu_ids()]
+    if not 0 < fraction < 1 or len(gpus) != 1:
+        return None
+    count = int(1 / fraction + 1e-9)
+    if count < 2:
+        return None
+    if slots is None:
+        from gpunuma.adapters.share_slots import ShareSlots
+
+        slots = ShareSlots()
+    key = f"ray-{context.get_node_id()}-gpu{gpus[0]}"
+    index = slots.claim(key, count)
+    if index is None:
+        logs.warning("gpunuma: all %d shares of GPU %s on this host are taken; binding without a share", count,
+                     gpus[0])
+        return None
+    reason = Reason.of("share_from_ray", index=index, count=count, fraction=fraction, gpu=gpus[0])
+    return Share(index, count), reason
 
 
 class GpuBoundActor:
