@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # annotations only: the bind path in every worker skips build
     from pathlib import Path
 
     from gpunuma.adapters.archive import CapturedTree
+    from gpunuma.adapters.share_slots import ShareSlots as ShareSlots
     from gpunuma.adapters.snapshot import SnapshotSummary
     from gpunuma.core.identity import GpuEnvironment
     from gpunuma.core.plan import Allowed, BindingPlan
@@ -382,3 +383,10 @@ def _log(report: BindingReport, options: Options) -> None:
         logs.warning("%s%s%s", prefix, report.summary(), suffix)
     for mismatch in report.mismatches:
         logs.warning("%sread-back differs from the plan: %s", prefix, mismatch)
+
+
+def share_slots() -> ShareSlots:
+    """The host-local slots (one ``flock`` file each) from which processes sharing a GPU claim distinct parts."""
+    from gpunuma.adapters.share_slots import ShareSlots
+
+    return ShareSlots()

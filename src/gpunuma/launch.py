@@ -72,9 +72,9 @@ def _apply(plan: BindingPlan, binder: str | Binder | None, strict: bool | None) 
 
 def _hand_down(report: BindingReport) -> None:
     """Add the report's environment for children to this process's, never overwriting a set variable."""
-    from gpunuma.core.childenv import fill_in
+    from gpunuma.settings import hand_down
 
-    os.environ.update(fill_in(os.environ, report.env()))
+    hand_down(report.env())
 
 
 def start_bound_process(

@@ -67,7 +67,7 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name}={raw!r}: expected one of 1/0, true/false, yes/no, on/off")
 
 
-__all__ = ["Settings", "SettingsError", "in_ray_worker", "is_ray_worker", "read_gpu_environment"]
+__all__ = ["Settings", "SettingsError", "hand_down", "in_ray_worker", "is_ray_worker", "read_gpu_environment"]
 
 
 def _choice(env: Mapping[str, str], name: str, enum: type[_E], default: str) -> _E:
@@ -184,3 +184,10 @@ def read_gpu_environment(
     if api is None:
         return GpuEnvironment.from_mapping(environ)
     return GpuEnvironment.from_mapping(environ, tuple(api.get_gpu_ids()), ray_worker=True)
+
+
+def hand_down(variables: Mapping[str, str]) -> None:
+    """Add ``variables`` to this process's environment for its children, never overwriting one already set."""
+    from gpunuma.core.childenv import fill_in
+
+    os.environ.update(fill_in(os.environ, variables))

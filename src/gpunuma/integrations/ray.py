@@ -21,8 +21,7 @@ if TYPE_CHECKING:  # annotations only: a worker loads what the bind path needs, 
     from collections.abc import Callable, Mapping, Sequence
     from typing import Any
 
-    from gpunuma.adapters.share_slots import ShareSlots
-    from gpunuma.compose import Options
+    from gpunuma.compose import Options, ShareSlots
     from gpunuma.core.model import Topology
     from gpunuma.core.plan import Allowed, BindingPlan
     from gpunuma.core.policy import Policy, Share
@@ -134,9 +133,9 @@ def share_from_ray(ray: Any, slots: ShareSlots | None = None) -> tuple[Share, Re
     if count < 2:
         return None
     if slots is None:
-        from gpunuma.adapters.share_slots import ShareSlots
+        from gpunuma import compose
 
-        slots = ShareSlots()
+        slots = compose.share_slots()
     key = f"ray-{context.get_node_id()}-gpu{gpus[0]}"
     index = slots.claim(key, count)
     if index is None:
