@@ -113,9 +113,9 @@ __all__ = [
     "CpuSet", "Topology", "NumaNode", "Cpu", "Gpu", "Nic", "CacheDomain", "Allowed", "BindingPlan", "BindingReport",
     "Reason",
     "plan_binding",
-    "GpunumaError", "CpuSetParseError", "TopologyError", "SysfsFormatError", "TopologyUnavailableError", "NvmlError",
-    "UnknownSourceError", "GpuResolutionError", "PlanError", "PolicyError", "InvalidNodeError", "BindError",
-    "LibraryNotFoundError", "SettingsError", "SnapshotError", "NotBoundError",
+    "GpunumaError", "CpuSetParseError", "TopologyError", "SysfsFormatError", "SysfsReadError",
+    "TopologyUnavailableError", "NvmlError", "UnknownSourceError", "GpuResolutionError", "PlanError", "PolicyError",
+    "InvalidNodeError", "BindError", "LibraryNotFoundError", "SettingsError", "SnapshotError", "NotBoundError",
 ]
 
 
