@@ -57,6 +57,13 @@ def test_every_error_class_is_public():
     assert {"GpunumaError", "BindError", "PlanError", "GpuResolutionError", "SettingsError"} <= errors
 
 
+def test_every_public_error_has_a_row_in_the_readme_errors_table():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("### Errors", 1)[1].split("\n## ", 1)[0]
+    public = {name for name in gpunuma.__all__ if name.endswith("Error")}
+    assert {name for name in public if f"| `{name}` |" not in table} == set()
+
+
 def test_the_version_is_stated_once_in_the_package():
     pyproject = (Path(inspect.getfile(gpunuma)).parents[2] / "pyproject.toml").read_text()
     assert 'dynamic = ["version"]' in pyproject and '\nversion = "' not in pyproject

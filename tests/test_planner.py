@@ -60,6 +60,10 @@ def R(code: str, **values: object) -> dict[str, object]:
     return {"code": code, "values": values}
 
 
+#: What a GPU's numa_node -1 says, inside rule 1c's reasons.
+_NO_NODE = R("said_no_node")
+
+
 def data(reasons: tuple[str, ...]) -> list[dict[str, object]]:
     """The reasons of a plan as data, to compare with ``R(...)``."""
     return [Reason.coerce(reason).to_dict() for reason in reasons]
@@ -162,12 +166,23 @@ class TestCpuLessAndGpuMemoryNodes:
 class TestUnknownNode:
     """Rule 1c: numa_node -1 uses local CPUs or NVML memory affinity, spreads, or refuses to guess."""
 
+    def test_a_node_that_does_not_exist_is_named_not_called_minus_one(self) -> None:
+        """numa_node 7 on a 4-node machine: the reason names node 7 as reported, and the local CPUs decide."""
+        simulated = with_gpus(SNC, {"sysfs_numa_node": 7, "local_cpus": "48-71,144-167"})
+        plan = plan_binding(simulated.topology(), [0], simulated.allowed())
+        assert plan.nodes == (2,)
+        assert data(plan.reasons)[:2] == [
+            R("gpu_node_not_listed", gpu="GPU 0 (0000:18:00.0)", reported=7),
+            R("gpu_single_candidate", said=R("said_node_not_listed", reported=7), gpu="GPU 0 (0000:18:00.0)",
+              node=2, evidence=R("evidence_local_cpus", cpus="48-71,144-167")),
+        ]
+
     def test_local_cpus_on_a_single_node_give_that_node(self) -> None:
         simulated = with_gpus(SNC, {"sysfs_numa_node": -1, "local_cpus": "48-71,144-167"})
         plan = plan_binding(simulated.topology(), [0], simulated.allowed())
         assert plan.nodes == (2,)
         assert data(plan.reasons)[0] == R(
-            "gpu_single_candidate", gpu="GPU 0 (0000:18:00.0)", node=2,
+            "gpu_single_candidate", said=_NO_NODE, gpu="GPU 0 (0000:18:00.0)", node=2,
             evidence=R("evidence_local_cpus", cpus="48-71,144-167"),
         )
 
@@ -176,7 +191,7 @@ class TestUnknownNode:
         plan = plan_binding(topology, [0], CLOUD.allowed())
         assert plan.nodes == (1,)
         assert data(plan.reasons)[0] == R(
-            "gpu_single_candidate", gpu=plan.gpu_labels[0], node=1, evidence=R("evidence_nvml_affinity")
+            "gpu_single_candidate", said=_NO_NODE, gpu=plan.gpu_labels[0], node=1, evidence=R("evidence_nvml_affinity")
         )
 
     @pytest.mark.parametrize(("index", "node"), [(0, 0), (1, 1), (2, 2), (3, 3)])
@@ -187,7 +202,7 @@ class TestUnknownNode:
         assert plan.cpus == topology.node(node).cpus  # type: ignore[union-attr]
         socket_cpus = topology.gpus[index].local_cpus.to_list()  # type: ignore[union-attr]
         assert data(plan.reasons)[0] == R(
-            "gpu_spread", gpu=plan.gpu_labels[0], evidence=R("evidence_local_cpus", cpus=socket_cpus),
+            "gpu_spread", said=_NO_NODE, gpu=plan.gpu_labels[0], evidence=R("evidence_local_cpus", cpus=socket_cpus),
             nodes="0-1" if index < 2 else "2-3", count=2, rank=index % 2, node=node,
         )
 
@@ -200,7 +215,8 @@ class TestUnknownNode:
     def test_vm_gpu_whose_local_cpus_are_every_cpu_is_not_bound(self) -> None:
         plan = plan_binding(CLOUD.topology(), [0], CLOUD.allowed())
         assert_no_binding(
-            plan, R("gpu_locality_unknown", gpu="GPU 0 (0000:00:06.0)", evidence=R("evidence_local_cpus_all"))
+            plan,
+            R("gpu_locality_unknown", said=_NO_NODE, gpu="GPU 0 (0000:00:06.0)", evidence=R("evidence_local_cpus_all")),
         )
         assert plan.summary().startswith("no binding: GPU 0 (0000:00:06.0) reports no NUMA locality")
 
@@ -211,7 +227,8 @@ class TestUnknownNode:
         assert [p.nodes for p in plans] == [(0,), (1,)]
         assert [p.cpus.to_list() for p in plans] == ["0-3,8-11", "4-7,12-15"]
         assert data(plans[1].reasons)[0] == R(
-            "gpu_spread_unknown", gpu=plans[1].gpu_labels[0], evidence=R("evidence_local_cpus_all"), count=2, rank=1,
+            "gpu_spread_unknown", said=_NO_NODE, gpu=plans[1].gpu_labels[0], evidence=R("evidence_local_cpus_all"),
+            count=2, rank=1,
             node=1,
         )
 
@@ -219,7 +236,7 @@ class TestUnknownNode:
         topology = unknown_locality(with_gpus(CLOUD, {}).topology())
         assert_no_binding(
             plan_binding(topology, [0], CLOUD.allowed()),
-            R("gpu_locality_unknown", gpu="GPU 0 (0000:00:06.0)", evidence=R("evidence_none")),
+            R("gpu_locality_unknown", said=_NO_NODE, gpu="GPU 0 (0000:00:06.0)", evidence=R("evidence_none")),
         )
 
     def test_memory_affinity_naming_every_node_is_not_guessed_from(self) -> None:
@@ -228,7 +245,7 @@ class TestUnknownNode:
         plan = plan_binding(topology, [0], CLOUD.allowed())
         assert not plan.binds
         assert data(plan.reasons)[-1] == R(
-            "gpu_locality_unknown", gpu=plan.gpu_labels[0], evidence=R("evidence_nvml_affinity_all")
+            "gpu_locality_unknown", said=_NO_NODE, gpu=plan.gpu_labels[0], evidence=R("evidence_nvml_affinity_all")
         )
 
     def test_a_reported_node_missing_from_the_topology_falls_back_to_local_cpus(self) -> None:

@@ -35,6 +35,20 @@ def test_a_rendered_dgx_as_the_host_splits_into_four_contiguous_runs(rendered):
     assert [g.numa_node for g in topology.gpus] == [0, 0, 1, 1, 2, 2, 3, 3]
 
 
+def test_the_source_answers_from_the_tree_so_a_narrowed_process_is_modelled_by_its_affinity(rendered, tmp_path):
+    """The source reads the rendered tree, not the live process: a test that taskset-narrows its runner does
+    not change what the source allows. A narrowed process is ``replace(host, affinity=...)``, as on every
+    catalogue machine, and then the plan leaves it alone."""
+    from gpunuma.api import plan_for
+
+    host = split_host(2, gpus_per_node=1, root=str(rendered("dgx-h100")))
+    assert plan_for(0, source=host.source(tmp_path / "whole"), env={}).nodes == (0,)
+
+    narrowed = replace(host, affinity="1")
+    plan = plan_for(0, source=narrowed.source(tmp_path / "narrowed"), env={})
+    assert plan.nodes == () and "affinity_narrowed" in plan.reason_codes
+
+
 def test_cpus_outside_the_cgroup_stay_in_the_tree_but_out_of_the_split(rendered):
     # The container may use 0-47,112-159 of the DGX: only those are shared out.
     two = split_host(2, root=str(rendered("container-dgx-h100")))

@@ -4,11 +4,16 @@ a missing sysfs raises TopologyUnavailableError."""
 from __future__ import annotations
 
 import dataclasses
+import errno
+import os
 
 import pytest
 
+import gpunuma
 from gpunuma.adapters.sysfs import SysfsTopology
-from gpunuma.errors import SysfsFormatError, TopologyError, TopologyUnavailableError
+from gpunuma.cli import main
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.errors import CpuSetParseError, SysfsFormatError, SysfsReadError, TopologyError, TopologyUnavailableError
 from gpunuma_fakes import machine
 from gpunuma_fakes.render import PID
 
@@ -113,3 +118,91 @@ def test_a_distance_row_that_fits_no_node_order_leaves_distances_unknown_and_say
 
     assert topology.nodes[0].distances == {0: 10}
     assert any("2 distances for 1 online nodes" in note for note in topology.notes)
+
+
+# -- a file that exists but cannot be read ---------------------------------------------------------------
+def _directory(path):
+    path.unlink()
+    path.mkdir()
+
+
+def _symlink_loop(path):
+    path.unlink()
+    path.symlink_to(path.name)
+
+
+def _unreadable(path):
+    path.chmod(0)
+
+
+_UNREADABLE = [
+    pytest.param(_directory, id="a directory"),
+    pytest.param(_symlink_loop, id="a symlink loop"),
+]
+_GPU_FILES = ["sys/bus/pci/devices/0000:00:07.0/numa_node", "sys/bus/pci/devices/0000:00:07.0/local_cpulist",
+              "sys/devices/system/node/node1/cpulist", "proc/self/status"]
+
+
+@pytest.mark.parametrize("spoil", _UNREADABLE)
+@pytest.mark.parametrize("relative", _GPU_FILES)
+def test_a_file_that_cannot_be_read_is_a_read_error_naming_it(cloud, relative, spoil):
+    spoil(cloud / relative)
+
+    with pytest.raises(SysfsReadError) as caught:
+        source = SysfsTopology(root=cloud)
+        source.read()
+        source.allowed()
+
+    error = caught.value
+    assert str(error.path).endswith(relative) and relative in str(error)
+    assert isinstance(error, TopologyError) and isinstance(error, OSError)
+    assert error.errno in (errno.EISDIR, errno.ELOOP) and isinstance(error.__cause__, OSError)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a mode-0 file")
+def test_a_file_without_read_permission_is_a_read_error(cloud):
+    _unreadable(cloud / "sys/bus/pci/devices/0000:00:07.0/numa_node")
+
+    with pytest.raises(SysfsReadError) as caught:
+        SysfsTopology(root=cloud).read()
+    assert caught.value.errno == errno.EACCES
+
+
+@pytest.mark.parametrize("spoil", _UNREADABLE)
+def test_best_effort_binding_over_an_unreadable_file_is_not_bound(cloud, spoil):
+    spoil(cloud / "sys/bus/pci/devices/0000:00:07.0/numa_node")
+    kernel = machine("cloud-vm").kernel()
+
+    report = gpunuma.bind_to_gpu(1, source=SysfsTopology(root=cloud), binder=kernel, env={})
+
+    assert not report.bound and kernel.applied == []
+    with pytest.raises(SysfsReadError):
+        gpunuma.bind_to_gpu(1, source=SysfsTopology(root=cloud), binder=kernel, env={}, strict=True)
+
+
+@pytest.mark.parametrize("spoil", _UNREADABLE)
+def test_the_cli_reports_an_unreadable_file_in_one_line(cloud, capsys, spoil):
+    spoil(cloud / "sys/bus/pci/devices/0000:00:07.0/numa_node")
+
+    assert main(["plan", "--root", str(cloud), "--gpu", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "numa_node" in err and "Traceback" not in err
+
+
+# -- bad content is quoted, not dumped --------------------------------------------------------------------
+def test_a_huge_malformed_file_is_quoted_cut_short(cloud):
+    device = cloud / "sys/bus/pci/devices/0000:00:06.0"
+    (device / "local_cpulist").unlink()
+    _damage(cloud, "sys/bus/pci/devices/0000:00:06.0/local_cpus", ",".join(["ffffffff"] * 5000) + "\n")
+
+    with pytest.raises(SysfsFormatError) as caught:
+        SysfsTopology(root=cloud).read()
+
+    assert len(caught.value.text) >= 45_000  # the whole text stays on the error for a debugger
+    assert len(str(caught.value)) < 300 and "..." in str(caught.value)
+
+
+def test_a_huge_cpulist_is_quoted_cut_short():
+    with pytest.raises(CpuSetParseError) as caught:
+        CpuSet.parse_list("x" * 10_000)
+    assert len(str(caught.value)) < 300

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         SettingsError,
         SnapshotError,
         SysfsFormatError,
+        SysfsReadError,
         TopologyError,
         TopologyUnavailableError,
         UnknownSourceError,
@@ -88,6 +89,7 @@ _EXPORTS = {
     "CpuSetParseError": "gpunuma.errors",
     "TopologyError": "gpunuma.errors",
     "SysfsFormatError": "gpunuma.errors",
+    "SysfsReadError": "gpunuma.errors",
     "TopologyUnavailableError": "gpunuma.errors",
     "NvmlError": "gpunuma.errors",
     "UnknownSourceError": "gpunuma.errors",
@@ -111,9 +113,9 @@ __all__ = [
     "CpuSet", "Topology", "NumaNode", "Cpu", "Gpu", "Nic", "CacheDomain", "Allowed", "BindingPlan", "BindingReport",
     "Reason",
     "plan_binding",
-    "GpunumaError", "CpuSetParseError", "TopologyError", "SysfsFormatError", "TopologyUnavailableError", "NvmlError",
-    "UnknownSourceError", "GpuResolutionError", "PlanError", "PolicyError", "InvalidNodeError", "BindError",
-    "LibraryNotFoundError", "SettingsError", "SnapshotError", "NotBoundError",
+    "GpunumaError", "CpuSetParseError", "TopologyError", "SysfsFormatError", "SysfsReadError",
+    "TopologyUnavailableError", "NvmlError", "UnknownSourceError", "GpuResolutionError", "PlanError", "PolicyError",
+    "InvalidNodeError", "BindError", "LibraryNotFoundError", "SettingsError", "SnapshotError", "NotBoundError",
 ]
 
 

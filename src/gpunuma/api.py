@@ -14,7 +14,7 @@ from gpunuma.compose import Options, make_binder, make_source
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: the bind path in every worker imports no typing machinery
     from collections.abc import Mapping, Sequence
-    from typing import TypeAlias
+    from typing import Any, TypeAlias
 
     from gpunuma.core.plan import BindingPlan
     from gpunuma.core.policy import Policy
@@ -51,12 +51,18 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _gpu_arg(gpu: GpuSpec) -> Sequence[int | str] | None:
-    if gpu is None:
+def _ids(given: object) -> list[Any] | None:
+    """One id or several as a list. Anything else (``1.0``, ``b"5"``) is one id, which resolution
+    refuses by name: iterating ``b"5"`` would give GPU 53, and a float would raise a bare TypeError."""
+    if given is None:
         return None
-    if isinstance(gpu, (int, str)):
-        return [gpu]
-    return list(gpu)
+    if isinstance(given, (str, bytes)) or not hasattr(given, "__iter__"):
+        return [given]
+    return list(given)
+
+
+def _gpu_arg(gpu: GpuSpec) -> Sequence[int | str] | None:
+    return _ids(gpu)
 
 
 def _visible_under_ray() -> None:
@@ -70,9 +76,7 @@ def _visible_under_ray() -> None:
 
 
 def _physical_arg(physical: PhysicalSpec) -> Sequence[int] | None:
-    if physical is None:
-        return None
-    return [physical] if isinstance(physical, int) else list(physical)
+    return _ids(physical)
 
 
 def plan_for(

@@ -13,6 +13,7 @@ import sys
 
 from gpunuma import compose, logs
 from gpunuma.compose import Options, make_source
+from gpunuma.core.numbers import decimal, integer, natural
 from gpunuma.core.policy import CpuScope, Fallback, MemoryPolicy, Policy, Share
 from gpunuma.core.value import Choice, Value, replace
 from gpunuma.errors import GpunumaError
@@ -75,7 +76,7 @@ def _options(args: argparse.Namespace) -> Options:
 def _gpus(args: argparse.Namespace) -> list[int | str] | None:
     if not args.gpu:
         return None
-    return [int(g) if g.isdigit() else g for g in args.gpu]
+    return [number if (number := decimal(g)) is not None else g for g in args.gpu]
 
 
 def _physical(args: argparse.Namespace) -> list[int] | None:
@@ -289,9 +290,9 @@ class _Option(Value):
             extra["action"] = "append"
         elif self.kind == "ints":
             extra["action"] = "append"
-            extra["type"] = int
+            extra["type"] = natural
         elif self.kind == "int":
-            extra["type"] = int
+            extra["type"] = integer
         if self.choices:
             extra["choices"] = self.choices
         if self.default is not None:
@@ -370,13 +371,15 @@ def _exec_args(argv: Sequence[str]) -> Any | None:
         if option.choices and text not in option.choices:
             return None
         if option.kind == "int":
-            if not text.lstrip("-").isdigit():
+            number = decimal(text, signed=True)
+            if number is None:
                 return None
-            values[option.dest] = int(text)
+            values[option.dest] = number
         elif option.kind == "ints":
-            if not text.isdigit():
+            number = decimal(text)
+            if number is None:
                 return None
-            values[option.dest] = [*(values[option.dest] or []), int(text)]
+            values[option.dest] = [*(values[option.dest] or []), number]
         elif option.kind == "append":
             values[option.dest] = [*(values[option.dest] or []), text]
         else:

@@ -11,13 +11,23 @@ class GpunumaError(Exception):
     """Base class of every error raised by gpunuma."""
 
 
+#: Bad content is quoted up to this many characters: a 45 kB line must not flood every worker's log.
+QUOTE_LIMIT = 100
+
+
+def quoted(text: object) -> str:
+    """``repr(text)``, cut to :data:`QUOTE_LIMIT` characters with ``...`` when longer."""
+    shown = repr(text[: QUOTE_LIMIT + 1] if isinstance(text, (str, bytes)) else text)
+    return shown if len(shown) <= QUOTE_LIMIT else shown[:QUOTE_LIMIT] + "..."
+
+
 class CpuSetParseError(GpunumaError, ValueError):
     """Text that should be a cpulist, a hex CPU mask or NVML words is malformed."""
 
     def __init__(self, text: object, why: str) -> None:
         self.text = text
         self.why = why
-        super().__init__(f"cannot parse CPU set {text!r}: {why}")
+        super().__init__(f"cannot parse CPU set {quoted(text)}: {why}")
 
 
 class TopologyError(GpunumaError, RuntimeError):
@@ -30,7 +40,19 @@ class SysfsFormatError(TopologyError, ValueError):
     def __init__(self, path: object, text: str, why: str) -> None:
         self.path = path
         self.text = text
-        super().__init__(f"{path}: unexpected content {text!r}: {why}")
+        super().__init__(f"{path}: unexpected content {quoted(text)}: {why}")
+
+
+class SysfsReadError(TopologyError, OSError):
+    """A sysfs (or procfs) file exists but cannot be read: a directory or a symlink loop in its place, EACCES, EIO."""
+
+    def __init__(self, path: object, err: OSError) -> None:
+        super().__init__(f"{path}: cannot read it: {err.strerror or err}")
+        self.path = path
+        self.errno, self.strerror, self.filename = err.errno, err.strerror, str(path)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class TopologyUnavailableError(TopologyError):
@@ -77,10 +99,10 @@ class PlanError(GpunumaError, ValueError):
 class InvalidNodeError(PlanError):
     """An explicitly requested NUMA node does not exist, has no CPUs or is not allowed."""
 
-    def __init__(self, node: int, why: str) -> None:
+    def __init__(self, node: object, why: str) -> None:
         self.node = node
         self.why = why
-        super().__init__(f"NUMA node {node} cannot be used: {why}")
+        super().__init__(f"NUMA node {quoted(node)} cannot be used: {why}")
 
 
 class BindError(GpunumaError, OSError):

@@ -27,8 +27,9 @@ from pathlib import Path
 from gpunuma.errors import SnapshotError
 
 #: Bounds on what one archive may unpack: a DGX snapshot is ~5,000 members and a few MB; an
-#: ``hwloc-gather-topology --io`` archive of a large host ~100,000 members.
-MAX_MEMBERS = 400_000
+#: ``hwloc-gather-topology --io`` archive of a large host ~100,000 members. Each member costs ~0.2 ms
+#: and ~0.8 kB of memory to unpack, so the member cap bounds a hostile archive to ~30 s.
+MAX_MEMBERS = 150_000
 MAX_BYTES = 512 << 20
 MAX_FILE_BYTES = 16 << 20
 #: Deeper than any sysfs path (~20 components under /sys/devices).

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from gpunuma.core.exposure import DeviceAccess
+from gpunuma.core.numbers import decimal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -50,5 +51,4 @@ def device_minor(text: str | None) -> int | None:
     """The ``Device Minor`` value of the NVIDIA driver's ``information`` text (ASCII digits), else None."""
     if not text:
         return None
-    value = text.strip()
-    return int(value) if value.isascii() and value.isdigit() and len(value) <= 9 else None
+    return decimal(text.strip())

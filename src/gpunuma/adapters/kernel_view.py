@@ -12,6 +12,7 @@ import os
 from gpunuma.adapters.procfs import parse_cpulist, parse_idlist, parse_status, read_text, read_threads
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.kernel_policy import NUMA_MAPS_MODES, Mempolicy
+from gpunuma.core.numbers import decimal
 from gpunuma.core.report import KernelView, ThreadState
 from gpunuma.errors import BindError, SysfsFormatError, TopologyUnavailableError
 
@@ -100,7 +101,7 @@ def read_kernel_view(
     base = os.path.join(proc_root, str(pid))
     status_path = os.path.join(base, "status")
     fields = _read_status(status_path)
-    real_pid = int(fields.get("Tgid") or fields.get("Pid") or 0)
+    real_pid = decimal(fields.get("Tgid") or fields.get("Pid") or "0") or 0
     if real_pid == os.getpid():
         mempolicy, nodes = _own_mempolicy(syscalls)
     else:

@@ -60,7 +60,7 @@ def kernel_at_least(version: tuple[int, int], release: str | None = None) -> boo
     text = release if release is not None else os.uname().release
     parts = []
     for piece in text.split(".")[:2]:
-        digits = "".join(ch for ch in piece if ch.isdigit()) or "0"
+        digits = "".join(ch for ch in piece if ch in "0123456789") or "0"
         parts.append(int(digits))
     return tuple(parts) >= version
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 import os
 
 from gpunuma.core.cpuset import BLANK, CpuSet, parse_ids
+from gpunuma.core.numbers import decimal, digits, hexadecimal
 from gpunuma.core.plan import Allowed
 from gpunuma.core.rebind import as_before
 from gpunuma.core.report import ThreadState
 from gpunuma.core.value import Value
-from gpunuma.errors import CpuSetParseError, SysfsFormatError, TopologyUnavailableError
+from gpunuma.errors import CpuSetParseError, SysfsFormatError, SysfsReadError, TopologyUnavailableError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -27,12 +28,17 @@ _CHUNK = 65536
 def read_text(path: str | Path) -> str | None:
     """The content of a small kernel file, or None when it does not exist.
 
+    Any other failure (a directory or a symlink loop in its place, EACCES, EIO) is a
+    :class:`SysfsReadError` naming the file.
+
     Uses raw ``os`` calls: sysfs reads are many and tiny, and the buffered-text layer costs more than the read.
     """
     try:
         fd = os.open(path, os.O_RDONLY)
-    except (FileNotFoundError, NotADirectoryError):
+    except (FileNotFoundError, NotADirectoryError, ProcessLookupError):
         return None
+    except OSError as err:
+        raise SysfsReadError(path, err) from err
     try:
         data = os.read(fd, _CHUNK)
         if len(data) == _CHUNK:
@@ -40,6 +46,11 @@ def read_text(path: str | Path) -> str | None:
             while chunk := os.read(fd, _CHUNK):
                 parts.append(chunk)
             data = b"".join(parts)
+    except ProcessLookupError:
+        # The process exited between open and read (ESRCH): its files no longer exist.
+        return None
+    except OSError as err:
+        raise SysfsReadError(path, err) from err
     finally:
         os.close(fd)
     return data.decode("utf-8", "replace")
@@ -55,11 +66,15 @@ def read_value(path: str | Path) -> str | None:
 
 
 def parse_int(path: str | Path, text: str, base: int = 10) -> int:
-    """A number in a kernel file (``0x10de`` with ``base=16``), blanks and NUL padding around it ignored."""
-    try:
-        return int(text.strip(BLANK), base)
-    except ValueError as err:
-        raise SysfsFormatError(path, text, "not an integer") from err
+    """A number in a kernel file (``0x10de`` with ``base=16``), blanks and NUL padding around it ignored.
+
+    ASCII only, as the kernel prints it (:mod:`gpunuma.core.numbers`): ``１``, ``+1`` or ``1_0`` are malformed.
+    """
+    stripped = text.strip(BLANK)
+    value = hexadecimal(stripped) if base == 16 else decimal(stripped, signed=True)
+    if value is None:
+        raise SysfsFormatError(path, text, "not an integer in ASCII digits")
+    return value
 
 
 # The adapters' one entry to the parser in gpunuma.core.cpuset: it adds the file to the error.
@@ -146,7 +161,7 @@ def status_mems(status: dict[str, str], path: Path | str = "status") -> frozense
 
 def list_tids(task_dir: str | Path) -> tuple[int, ...]:
     """The thread ids listed in a ``/proc/<pid>/task`` directory, ascending; raises ``OSError`` when unreadable."""
-    return tuple(sorted(int(name) for name in os.listdir(task_dir) if name.isdigit()))
+    return tuple(sorted(int(name) for name in os.listdir(task_dir) if digits(name)))
 
 
 def read_threads(task_dir: str | Path) -> tuple[ThreadState, ...]:

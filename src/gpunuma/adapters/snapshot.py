@@ -69,10 +69,10 @@ _CGROUP_FILES = (
     "cpuset.effective_cpus",
     "cpuset.effective_mems",
 )
-_NUMBERED = re.compile(r"^(cpu|node|index)\d+$")
+_NUMBERED = re.compile(r"^(cpu|node|index)[0-9]+$")
 #: The device nodes that say which GPUs the process can open (recorded by name, never opened).
-_GPU_NODES = re.compile(r"^(nvidiactl|nvidia\d+|kfd|dri/(card|renderD)\d+)$")
-_DRM_NODE = re.compile(r"^(card|renderD)\d+$")
+_GPU_NODES = re.compile(r"^(nvidiactl|nvidia[0-9]+|kfd|dri/(card|renderD)[0-9]+)$")
+_DRM_NODE = re.compile(r"^(card|renderD)[0-9]+$")
 
 
 @dataclass(frozen=True)

@@ -157,7 +157,8 @@ class SysfsTopology:
         return (
             self.pid == "self"
             and os.path.realpath(self.root) != "/"
-            and not os.path.exists(self._path("proc/self/status"))
+            # lexists: a symlink loop or a directory in its place is a broken status, not a missing one.
+            and not os.path.lexists(self._path("proc/self/status"))
         )
 
     # -- GPUs ----------------------------------------------------------------------------

@@ -15,7 +15,8 @@ import os
 from gpunuma.adapters.procfs import parse_cpulist, parse_cpumask, parse_idlist, parse_int, read_value
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.model import Cpu
-from gpunuma.errors import TopologyUnavailableError
+from gpunuma.core.numbers import digits
+from gpunuma.errors import SysfsReadError, TopologyUnavailableError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -42,9 +43,11 @@ def numbered(folder: str | Path, prefix: str) -> list[int]:
         entries = os.scandir(folder)
     except (FileNotFoundError, NotADirectoryError):
         return []
+    except OSError as err:
+        raise SysfsReadError(folder, err) from err
     with entries:
         cut = len(prefix)
-        return sorted(int(e.name[cut:]) for e in entries if e.name[:cut] == prefix and e.name[cut:].isdigit())
+        return sorted(int(e.name[cut:]) for e in entries if e.name[:cut] == prefix and digits(e.name[cut:]))
 
 
 def read_online(cpu_dir: str, notes: list[str]) -> CpuSet:

@@ -12,6 +12,7 @@ import os
 from gpunuma.adapters.procfs import parse_int, read_value
 from gpunuma.core.cpuset import BLANK
 from gpunuma.core.model import Nic
+from gpunuma.core.numbers import digits
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ def read_nics(root: str | PathLike[str], notes: list[str]) -> tuple[Nic, ...]:
             notes.append(f"{device} does not lead to a PCI device: RDMA device {name} left out")
             continue
         ports_dir = f"{class_dir}/{name}/ports"
-        ports = tuple(sorted(int(port) for port in _entries(ports_dir) if port.isdigit()))
+        ports = tuple(sorted(int(port) for port in _entries(ports_dir) if digits(port)))
         link = read_value(f"{ports_dir}/{ports[0]}/link_layer") if ports else None
         nics.append(
             Nic(

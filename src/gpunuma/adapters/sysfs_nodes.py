@@ -21,6 +21,7 @@ from gpunuma.adapters.procfs import parse_cpulist, parse_cpumask, parse_idlist, 
 from gpunuma.adapters.sysfs_cpus import node_links, numbered
 from gpunuma.core.cpuset import BLANK, CpuSet
 from gpunuma.core.model import NumaNode
+from gpunuma.core.numbers import decimal
 from gpunuma.errors import SysfsFormatError, TopologyUnavailableError
 
 TYPE_CHECKING = False
@@ -197,7 +198,7 @@ def _memtotal_mb(path: str | Path, prefix: str, notes: list[str]) -> int | None:
     for line in text.strip(BLANK).splitlines():
         if line.startswith(prefix):
             value = line[len(prefix) :].split()
-            if len(value) != 2 or value[1] != "kB" or not value[0].isdigit():
+            if len(value) != 2 or value[1] != "kB" or decimal(value[0]) is None:
                 raise SysfsFormatError(path, line, "not 'MemTotal: <n> kB'")
             return int(value[0]) // 1024
     raise SysfsFormatError(path, text, f"no {prefix!r} line")

@@ -13,7 +13,7 @@ Ids are below :data:`LIMIT` (65536): no kernel configures more than 8192 CPUs (`
 from __future__ import annotations
 
 from gpunuma.core.value import Value
-from gpunuma.errors import CpuSetParseError
+from gpunuma.errors import CpuSetParseError, quoted
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -76,8 +76,9 @@ def parse_ids(text: str) -> frozenset[int]:
         else:
             low, high = _entry(text, part)
         if not low <= high < LIMIT:
+            shown = quoted(part)
             raise CpuSetParseError(
-                text, f"range {part!r} runs backwards" if high < low else f"{part!r} names an id beyond {LIMIT - 1}"
+                text, f"range {shown} runs backwards" if high < low else f"{shown} names an id beyond {LIMIT - 1}"
             )
         budget -= high - low + 1
         if budget < 0:
@@ -90,9 +91,9 @@ def _entry(text: str, part: str) -> tuple[int, int]:
     """One cpulist entry that is not plain ``N``/``N-M``: blanks around it are fine, anything else is named."""
     first, dash, last = part.strip(BLANK).partition("-")
     if not (first.isdigit() and (last.isdigit() or not dash)):
-        raise CpuSetParseError(text, f"{part!r} is not N or N-M")
+        raise CpuSetParseError(text, f"{quoted(part)} is not N or N-M")
     if len(first) > _MAX_DIGITS or len(last) > _MAX_DIGITS:
-        raise CpuSetParseError(text, f"{part!r} names an id beyond {LIMIT - 1}")
+        raise CpuSetParseError(text, f"{quoted(part)} names an id beyond {LIMIT - 1}")
     low = int(first)
     return low, int(last) if dash else low
 
@@ -159,7 +160,7 @@ class CpuSet(Value):
         found: list[int] = []
         for position, word in enumerate(reversed(words)):
             if not 0 < len(word) <= 8 or not _HEX_DIGITS.issuperset(word):
-                raise CpuSetParseError(text, f"{word!r} is not a 32-bit hex word")
+                raise CpuSetParseError(text, f"{quoted(word)} is not a 32-bit hex word")
             _set_bits(int(word, 16), 32 * position, found)
         return cls._trusted(frozenset(found))
 
@@ -176,7 +177,7 @@ class CpuSet(Value):
         for position, word in enumerate(words):
             if not isinstance(word, int) or word < 0 or word > top:
                 raise CpuSetParseError(
-                    list(words), f"word {position} ({word!r}) is not an unsigned {width}-bit int"
+                    list(words), f"word {position} ({quoted(word)}) is not an unsigned {width}-bit int"
                 )
             _set_bits(word, width * position, found)
         return cls._trusted(frozenset(found))

@@ -19,6 +19,7 @@ are numbered 0, 1, ... in bus order, and the AMD ones after them.
 from __future__ import annotations
 
 from gpunuma.core.identity import normalize_bus_id
+from gpunuma.core.numbers import digits
 from gpunuma.core.value import Value, cached, replace
 
 TYPE_CHECKING = False
@@ -38,14 +39,9 @@ _NO_FILTER = frozenset({"", "all", "void"})
 def _host_index(entry: str) -> str | None:
     """The GPU index of a host index (``3``) or MIG index pair (``3:1``), as ASCII digits; else None."""
     first, colon, second = entry.partition(":")
-    if _digits(first) and (not colon or _digits(second)):
+    if digits(first) and (not colon or digits(second)):
         return first.lstrip("0") or "0"
     return None
-
-
-def _digits(text: str) -> bool:
-    # isdigit alone accepts non-ASCII digits such as U+0665; the runtime reads ASCII only.
-    return text.isascii() and text.isdigit()
 
 
 class DeviceAccess(Value):

@@ -15,6 +15,7 @@ and the order is not ``PCI_BUS_ID``, gpunuma still uses bus order and logs a war
 from __future__ import annotations
 
 from gpunuma.core.model import Gpu, Topology
+from gpunuma.core.numbers import decimal
 from gpunuma.core.reasons import Reason
 from gpunuma.core.value import Value
 from gpunuma.errors import GpuResolutionError
@@ -64,8 +65,8 @@ def _bus_fields(text: str) -> tuple[int, int, int, str] | None:
 
 
 def _is_decimal(text: str) -> bool:
-    """An optionally signed decimal integer such as ``3`` or ``-1``."""
-    return (text[1:] if text[:1] in ("+", "-") else text).isdecimal()
+    """An ASCII decimal integer such as ``3`` or ``-1`` (what the runtime's ``strtol`` reads as an index)."""
+    return decimal(text, signed=True) is not None
 
 
 def _legacy_mig_parent(entry: str) -> str | None:
@@ -73,7 +74,7 @@ def _legacy_mig_parent(entry: str) -> str | None:
     if not entry.startswith("MIG-GPU-"):
         return None
     parent, *numbers = entry[4:].split("/")
-    if len(numbers) != 2 or not all(number.isdecimal() for number in numbers):
+    if len(numbers) != 2 or not all(decimal(number) is not None for number in numbers):
         return None
     return parent if len(parent) > 4 and _UUID_CHARS.issuperset(parent[4:]) else None
 
@@ -492,7 +493,7 @@ def _local_ordinal(item: int | str) -> int | None:
     # A decimal string is an index, never a UUID prefix: bind_to_gpu(os.environ["LOCAL_RANK"]) must work.
     if _is_decimal(text):
         return int(text)
-    if text.startswith("cuda:") and text[5:].isdecimal():
+    if text.startswith("cuda:") and decimal(text[5:]) is not None:
         return int(text[5:])
     return None
 
@@ -502,8 +503,11 @@ def _explicit(topology: Topology, items: list[int | str], env: GpuEnvironment) -
     reasons: list[Reason] = []
     warnings: tuple[Reason, ...] = ()
     for item in items:
-        if isinstance(item, bool):
-            raise GpuResolutionError(f"gpus={item!r} is not a GPU id", variable="gpus", value=str(item))
+        if isinstance(item, bool) or not isinstance(item, (int, str)) or not str(item).strip():
+            raise GpuResolutionError(
+                f"gpus={item!r} is not a GPU id: expected a local index, or a str index, UUID or bus id",
+                variable="gpus", value=str(item),
+            )
         local = _local_ordinal(item)
         if local is not None:
             visible = visible_gpus(topology, env)

@@ -61,16 +61,20 @@ TEMPLATES: Mapping[str, str] = {
         "{gpu} reports numa_node -1; its GPU memory is node {memory_node} (nvmlDeviceGetNumaNodeId); "
         "using node {node}, the nearest node with CPUs ({distance})"
     ),
-    "gpu_single_candidate": "{gpu} reports numa_node -1 and {evidence} node {node} only; it is on node {node}",
+    "gpu_single_candidate": "{gpu} reports {said} and {evidence} node {node} only; it is on node {node}",
     "gpu_spread": (
-        "{gpu} reports numa_node -1 and {evidence} nodes {nodes}; spreading the {count} GPU(s) that share them "
+        "{gpu} reports {said} and {evidence} nodes {nodes}; spreading the {count} GPU(s) that share them "
         "by rank: rank {rank} of {count} -> node {node}"
     ),
     "gpu_spread_unknown": (
-        "{gpu} reports no NUMA locality: numa_node -1 and {evidence}; spreading the {count} such GPU(s) over "
+        "{gpu} reports no NUMA locality: {said} and {evidence}; spreading the {count} such GPU(s) over "
         "every node by rank (spread_unknown=True): rank {rank} of {count} -> node {node}"
     ),
-    "gpu_locality_unknown": "{gpu} reports no NUMA locality: numa_node -1 and {evidence}; not guessing",
+    "gpu_locality_unknown": "{gpu} reports no NUMA locality: {said} and {evidence}; not guessing",
+    # what the GPU's numa_node said, rendered inside the rule 1c reasons above
+    "said_no_node": "numa_node -1",
+    "said_node_not_listed": "node {reported}, which does not exist",
+    "said_node_cpuless": "node {reported}, which has no CPUs",
     # evidence for rule 1c, rendered inside the reasons above
     "evidence_local_cpus": "its local CPUs {cpus} lie on",
     "evidence_nvml_affinity": "its NVML memory affinity names",

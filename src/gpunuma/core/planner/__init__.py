@@ -237,6 +237,9 @@ def _owned_gpus(topology: Topology, gpus: Sequence[int]) -> tuple[Gpu, ...]:
 
 def _explicit_node(topology: Topology, node_id: int, allowed: Allowed, policy: Policy) -> NumaNode:
     """Rule 6: the requested node, or InvalidNodeError saying what is wrong with it."""
+    if isinstance(node_id, bool) or not isinstance(node_id, int):
+        # "1" or 1.0 would never equal a node id: say so rather than "node 1 does not exist".
+        raise InvalidNodeError(node_id, f"a node id is an int, not {type(node_id).__name__}")
     node = topology.node(node_id)
     if node is None:
         known = node_list(n.id for n in topology.nodes) or "none"

@@ -51,6 +51,8 @@ class _Candidates(Value):
     source: Reason | None
     #: The same evidence, worded for when it names every node.
     every: Reason
+    #: What the GPU's numa_node said: -1, or a node that does not exist or has no CPUs.
+    said: Reason
 
 
 def gpu_nodes(
@@ -80,12 +82,13 @@ def gpu_nodes(
         spread_over, unknown = _spread_set(candidates, every_node, policy)
         if len(candidates.nodes) == 1:
             node = candidates.nodes[0]
-            reason = Reason.of("gpu_single_candidate", gpu=gpu.label, evidence=candidates.source, node=node)
+            reason = Reason.of("gpu_single_candidate", gpu=gpu.label, said=candidates.said, evidence=candidates.source,
+                               node=node)
             choices[index] = NodeChoice(index, gpu.label, node, Locality.SINGLE, (*notes, reason))
         elif spread_over:
             groups.setdefault((spread_over, unknown), []).append(index)
         else:
-            reason = Reason.of("gpu_locality_unknown", gpu=gpu.label, evidence=candidates.every)
+            reason = Reason.of("gpu_locality_unknown", gpu=gpu.label, said=candidates.said, evidence=candidates.every)
             choices[index] = NodeChoice(index, gpu.label, None, Locality.UNKNOWN, (*notes, reason))
 
     for (nodes, unknown), members in groups.items():
@@ -95,11 +98,11 @@ def gpu_nodes(
             candidates, notes = pending[index]
             node = nodes[rank * len(nodes) // count]
             if not unknown:
-                reason = Reason.of("gpu_spread", gpu=gpu.label, evidence=candidates.source, nodes=node_list(nodes),
-                                   count=count, rank=rank, node=node)
+                reason = Reason.of("gpu_spread", gpu=gpu.label, said=candidates.said, evidence=candidates.source,
+                                   nodes=node_list(nodes), count=count, rank=rank, node=node)
             else:
-                reason = Reason.of("gpu_spread_unknown", gpu=gpu.label, evidence=candidates.every, count=count,
-                                   rank=rank, node=node)
+                reason = Reason.of("gpu_spread_unknown", gpu=gpu.label, said=candidates.said,
+                                   evidence=candidates.every, count=count, rank=rank, node=node)
             choices[index] = NodeChoice(index, gpu.label, node, Locality.SPREAD, (*notes, reason))
     return {index: choice for index, choice in sorted(choices.items()) if wanted is None or index in wanted}
 
@@ -156,6 +159,7 @@ def _nearest_with_cpus(topology: Topology, gpu: Gpu, node: NumaNode, code: str, 
 def _candidates(topology: Topology, gpu: Gpu) -> _Candidates:
     """Rule 1c: CPU nodes meeting the GPU's local CPUs, or else named by NVML's memory affinity."""
     cpu_nodes = topology.cpu_nodes
+    said = _said(topology, gpu)
     if gpu.local_cpus:
         nodes = tuple(node.id for node in cpu_nodes if not node.cpus.isdisjoint(gpu.local_cpus))
         if nodes:
@@ -165,12 +169,21 @@ def _candidates(topology: Topology, gpu: Gpu) -> _Candidates:
                 if topology.all_cpus <= gpu.local_cpus
                 else Reason.of("evidence_local_cpus_span", cpus=gpu.local_cpus.to_list())
             )
-            return _Candidates(nodes, Reason.of("evidence_local_cpus", cpus=gpu.local_cpus.to_list()), every)
+            return _Candidates(nodes, Reason.of("evidence_local_cpus", cpus=gpu.local_cpus.to_list()), every, said)
     cpu_ids = {node.id for node in cpu_nodes}
     affinity = tuple(sorted(set(gpu.affinity_nodes) & cpu_ids))
     if affinity:
-        return _Candidates(affinity, Reason.of("evidence_nvml_affinity"), Reason.of("evidence_nvml_affinity_all"))
-    return _Candidates((), None, Reason.of("evidence_none"))
+        return _Candidates(affinity, Reason.of("evidence_nvml_affinity"), Reason.of("evidence_nvml_affinity_all"), said)
+    return _Candidates((), None, Reason.of("evidence_none"), said)
+
+
+def _said(topology: Topology, gpu: Gpu) -> Reason:
+    """What ``gpu``'s numa_node said, for rule 1c's reasons: -1, or a node that does not exist or has no CPUs."""
+    if gpu.numa_node is None:
+        return Reason.of("said_no_node")
+    if topology.node(gpu.numa_node) is None:
+        return Reason.of("said_node_not_listed", reported=gpu.numa_node)
+    return Reason.of("said_node_cpuless", reported=gpu.numa_node)
 
 
 def _spread_set(
