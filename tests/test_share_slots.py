@@ -7,11 +7,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from gpunuma.adapters.share_slots import ShareSlots
+from gpunuma.core.policy import Share
+from gpunuma.core.reasons import Reason
 from gpunuma.errors import BindError
+from gpunuma.integrations.ray import share_from_ray
 
 
 def hold(directory: Path, key: str, count: int, slot: int) -> int:
@@ -62,3 +66,29 @@ def test_a_folder_that_cannot_be_made_is_a_bind_error(tmp_path):
 
     with pytest.raises(BindError):
         ShareSlots(str(blocker / "slots")).claim("gpu0", 2)
+
+
+def ray_stub(gpu_fraction: float, gpu_ids: list[int]) -> SimpleNamespace:
+    """The two calls :func:`share_from_ray` makes of Ray, answering as a worker with that assignment."""
+    context = SimpleNamespace(get_assigned_resources=lambda: {"GPU": gpu_fraction, "CPU": 1.0},
+                              get_node_id=lambda: "node-a")
+    return SimpleNamespace(get_runtime_context=lambda: context, get_gpu_ids=lambda: gpu_ids)
+
+
+def test_a_quarter_gpu_worker_derives_a_share_of_four(tmp_path):
+    slots = ShareSlots(str(tmp_path))
+    held = hold(tmp_path, "ray-node-a-gpu3", 4, 0)  # another actor on that GPU holds part 0
+    try:
+        share, reason = share_from_ray(ray_stub(0.25, [3]), slots)
+    finally:
+        os.close(held)
+
+    assert share == Share(1, 4)
+    assert Reason.coerce(reason).to_dict() == {
+        "code": "share_from_ray", "values": {"index": 1, "count": 4, "fraction": 0.25, "gpu": "3"}
+    }
+
+
+@pytest.mark.parametrize(("fraction", "gpus"), [(1.0, [0]), (2.0, [0, 1]), (0.6, [0]), (0.0, [])])
+def test_whole_gpus_several_gpus_or_more_than_half_take_no_share(tmp_path, fraction, gpus):
+    assert share_from_ray(ray_stub(fraction, gpus), ShareSlots(str(tmp_path))) is None

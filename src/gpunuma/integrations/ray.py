@@ -125,7 +125,10 @@ def share_from_ray(ray: Any, slots: ShareSlots | None = None) -> tuple[Share, Re
     from gpunuma.core.reasons import Reason
 
     context = ray.get_runtime_context()
-    fraction = float(context.get_assigned_resources().get("GPU", 0) or 0)
+    assigned = getattr(context, "get_assigned_resources", None)  # Ray 2.x; older versions: no derived share
+    if assigned is None:
+        return None
+    fraction = float(assigned().get("GPU", 0) or 0)
     gpus = [str(gpu) for gpu in ray.get_gpu_ids()]
     if not 0 < fraction < 1 or len(gpus) != 1:
         return None
