@@ -157,3 +157,15 @@ def test_a_physical_id_that_is_not_an_int_is_a_resolution_error(dgx_static, phys
     with pytest.raises(GpuResolutionError) as caught:
         plan_for(physical=physical, source=dgx_static, env={})
     assert caught.value.variable == "physical"
+
+
+# -- GPUNUMA_* integers ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("env", [{"GPUNUMA_RESERVE": "\u0661"}, {"GPUNUMA_RESERVE": "1_0"},
+                                 {"GPUNUMA_SHARE": "\u0661/\u0664"}, {"GPUNUMA_SHARE": "+1/4"},
+                                 {"GPUNUMA_SHARE": "1/" + "4" * 5000}])
+def test_a_gpunuma_integer_in_other_than_ascii_digits_is_a_settings_error(env):
+    from gpunuma.errors import SettingsError
+    from gpunuma.settings import Settings
+
+    with pytest.raises(SettingsError):
+        Settings.from_env(env)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import os
 import sys
 
+from gpunuma.core.numbers import decimal
 from gpunuma.core.policy import CpuScope, MemoryPolicy, Policy, Share
 from gpunuma.core.value import Value
 from gpunuma.errors import SettingsError
@@ -93,9 +94,10 @@ def _reserve(env: Mapping[str, str]) -> int:
     raw = env.get("GPUNUMA_RESERVE", "").strip()
     if not raw:
         return 0
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6:
+    cores = decimal(raw) if len(raw) <= 6 else None
+    if cores is None:
         raise SettingsError(f"GPUNUMA_RESERVE={raw!r}: expected a whole number of cores, 0 or more")
-    return int(raw)
+    return cores
 
 
 class Settings(Value):

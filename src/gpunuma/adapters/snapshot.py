@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 from gpunuma.adapters.archive import NVML_RECORD
 from gpunuma.adapters.procfs import parse_cpulist, read_text
+from gpunuma.core.numbers import digits
 from gpunuma.errors import SnapshotError
 
 #: Version of the archive layout and of ``nvml.json``; readers accept this and older.
@@ -269,7 +270,7 @@ def _rdma_files(base: Path, links: dict[str, str]) -> list[str]:
     rdma = "sys/class/infiniband"
     for name in _names(base / rdma):
         folder = _linked(base, f"{rdma}/{name}", links)
-        for port in _names(base / folder / "ports", str.isdigit):
+        for port in _names(base / folder / "ports", digits):
             wanted += _existing(base, [f"{folder}/ports/{port}/{file}" for file in _PORT_FILES])
         device = _linked(base, f"{folder}/device", links)
         wanted += _existing(base, [f"{device}/net/{netdev}/type" for netdev in _names(base / device / "net")])
@@ -280,7 +281,7 @@ def _process_files(base: Path) -> list[str]:
     """This process's status, its threads' status, its cgroup file and its cgroups' cpuset files."""
     wanted = list(_existing(base, ["proc/self/status", "proc/self/cgroup"]))
     tasks = base / "proc/self/task"
-    wanted += _existing(base, [f"proc/self/task/{tid}/status" for tid in _names(tasks, str.isdigit)])
+    wanted += _existing(base, [f"proc/self/task/{tid}/status" for tid in _names(tasks, digits)])
     text = read_text(base / "proc/self/cgroup") or ""
     groups = {line.split(":", 2)[2] for line in text.splitlines() if line.count(":") >= 2}
     folders: set[str] = set()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from gpunuma.core.numbers import decimal
 from gpunuma.core.value import Choice, Value
-from gpunuma.errors import PolicyError
+from gpunuma.errors import PolicyError, quoted
 
 
 class CpuScope(str, Choice):
@@ -61,9 +62,10 @@ class Share(Value):
     def parse(cls, text: str) -> Share:
         """``"1/4"`` -> ``Share(1, 4)``; :class:`~gpunuma.errors.PolicyError` for anything else."""
         index, slash, count = text.strip().partition("/")
-        if not slash or not index.strip().isdigit() or not count.strip().isdigit():
-            raise PolicyError(f"share {text!r}: expected INDEX/COUNT, e.g. 1/4 (index counts from 0)")
-        return cls(int(index), int(count))
+        number, parts = decimal(index.strip()), decimal(count.strip())
+        if not slash or number is None or parts is None:
+            raise PolicyError(f"share {quoted(text)}: expected INDEX/COUNT, e.g. 1/4 (index counts from 0)")
+        return cls(number, parts)
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
