@@ -92,6 +92,10 @@ def test_quick_ray_row_times_both_sides_and_binds_like_the_dgx_layout(tmp_path):
 
     (row,) = payload["rows"]
     assert_row_shape(row)
-    assert [s["label"] for s in row["series"]] == ["with binding (GpuBoundActor)", "without (plain actor)"]
+    assert [s["label"] for s in row["series"]] == [
+        "with binding (GpuBoundActor)", "without (plain actor)",
+        "one worker: unpickle + __init__, bound (CPU)", "one worker: unpickle + __init__, plain (CPU)",
+    ]
     assert isinstance(row["derived"]["added_fraction"], float)
+    assert row["derived"]["worker_bind_cpu_ns"] > 0, "binding costs a worker something"
     assert_table_lists(stdout, payload["rows"])

@@ -7,6 +7,7 @@ the rendered tree (as the composition root builds it by name) and binds through 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,6 +38,9 @@ LIMIT = 0.03
 ACTORS = 8
 BOUND = "with binding (GpuBoundActor)"
 PLAIN = "without (plain actor)"
+WORKER_BOUND = "one worker: unpickle + __init__, bound (CPU)"
+WORKER_PLAIN = "one worker: unpickle + __init__, plain (CPU)"
+CHILD = Path(__file__).resolve().parent.parent / "child_worker.py"
 
 
 class PlainActor:
@@ -84,7 +88,7 @@ def sample(budget: Budget, workdir: Path) -> Samples:
         return {"series": {}, "info": {"skipped": "ray not installed"}}
     gpu_bound_actor = load("GpuBoundActor")
 
-    actors_per_round = budget.reps(ACTORS, 2)
+    actors_per_round = 2 if budget.quick else ACTORS  # a share of the rounds, never of the actors
     simulated, root = rendered("dgx-h100", workdir)
     source, binder = _adapters(simulated, root)
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -115,6 +119,8 @@ def sample(budget: Budget, workdir: Path) -> Samples:
             ray.kill(actor)
         return elapsed
 
+    worker = _worker_costs(ray, budget, workdir, (gpu_bound_actor, (dict,), {"source": source, "binder": binder,
+                                                                            "strict": True}))
     # Ray's workers inherit the driver's environment: give them a bytecode cache, as an installed
     # wheel has, or each bound worker would recompile gpunuma (~0.5 s of CPU) and time the compiler.
     saved_env = dict(os.environ)
@@ -124,7 +130,7 @@ def sample(budget: Budget, workdir: Path) -> Samples:
     try:
         samples = alternate(
             {BOUND: lambda: create(True), PLAIN: lambda: create(False)},
-            rounds=budget.reps(6, 1),
+            rounds=budget.reps(10, 1),
         )
     finally:
         ray.shutdown()
@@ -134,7 +140,30 @@ def sample(budget: Budget, workdir: Path) -> Samples:
     expected = [(gpu, 0 if gpu < 4 else 1) for gpu in range(actors_per_round)]
     if bound_nodes != expected or not all(r.bound for r in reports):  # type: ignore[attr-defined]
         raise RuntimeError(f"the bound actors did not bind as the dgx-h100 layout says: {bound_nodes}")
-    return {"series": samples, "info": {"actors": actors_per_round}}
+    return {"series": {**samples, **worker}, "info": {"actors": actors_per_round}}
+
+
+def _worker_costs(ray: Any, budget: Budget, workdir: Path, bound: tuple[Any, ...]) -> dict[str, list[int]]:
+    """CPU time of one actor's construction in a process that has imported ray, bound against plain.
+
+    What binding adds to each worker, free of the cluster's scheduling noise: on a host with fewer
+    cores than actors the workers queue, and the added creation time is about actors x this / cores.
+    """
+    payloads = {}
+    for label, value in ((WORKER_BOUND, bound), (WORKER_PLAIN, (PlainActor, (), {}))):
+        path = workdir / f"actor-{len(payloads)}.pickle"
+        path.write_bytes(ray.cloudpickle.dumps(value))
+        payloads[label] = path
+    env = {**child_env(workdir), "CUDA_VISIBLE_DEVICES": "3"}  # one GPU, as Ray gives a num_gpus=1 actor
+
+    def one(label: str) -> int:
+        done = subprocess.run([sys.executable, str(CHILD), str(payloads[label])], env=env, capture_output=True,
+                              text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"worker child ({label}) exited {done.returncode}: {done.stderr[-2000:]}")
+        return int(done.stdout.strip().splitlines()[-1])
+
+    return alternate({label: (lambda label=label: one(label)) for label in payloads}, rounds=budget.reps(12, 2))
 
 
 def run(ctx: Context) -> list[RowResult]:
@@ -145,17 +174,22 @@ def _result(tree: str, samples: Samples) -> RowResult:
     info = samples["info"]
     if "skipped" in info:
         return skipped(KEY, WHAT, TARGET, info["skipped"], tree=tree)
-    stats = {label: Stats.of(samples["series"][label]) for label in (BOUND, PLAIN)}
+    stats = {label: Stats.of(samples["series"][label]) for label in (BOUND, PLAIN, WORKER_BOUND, WORKER_PLAIN)}
     with_binding, without = stats[BOUND].median_ns, stats[PLAIN].median_ns
     added = with_binding / without - 1
+    per_worker = stats[WORKER_BOUND].median_ns - stats[WORKER_PLAIN].median_ns
     return RowResult(
         key=KEY,
         what=WHAT,
         target=TARGET,
         series=tuple(stats.items()),
-        headline=f"{added * 100:+.1f}% ({fmt_ns(with_binding - without)} per {info['actors']} actors)",
+        headline=(
+            f"{added * 100:+.1f}% ({fmt_ns(with_binding - without)} per {info['actors']} actors); "
+            f"binding costs each worker {fmt_ns(per_worker)} of CPU"
+        ),
         verdict=verdict(added < LIMIT),
-        derived={"added_fraction": added, "added_ns": with_binding - without, "actors": info["actors"]},
+        derived={"added_fraction": added, "added_ns": with_binding - without, "actors": info["actors"],
+                 "worker_bind_cpu_ns": per_worker},
         notes=(
             "each round waits until Ray has released the previous round's GPUs before timing starts",
             "workers get a bytecode cache (as an installed wheel does)",
