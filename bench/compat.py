@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
 from typing import Any
 
 #: Name -> the modules that may define it, the current layout first.
@@ -22,11 +24,19 @@ _HOMES: dict[str, tuple[str, ...]] = {
 
 
 def load(name: str) -> Any:
-    """The object ``name`` from whichever of its homes this tree has."""
+    """The object ``name`` from whichever of its homes this tree has.
+
+    Only modules of the tree ``gpunuma`` itself was imported from count: an editable install of another
+    checkout in the bench's interpreter would otherwise answer for a module this tree lacks.
+    """
+    import gpunuma
+
+    tree = os.path.dirname(os.path.abspath(gpunuma.__file__)) + os.sep
     for module in _HOMES[name]:
         try:
+            spec = importlib.util.find_spec(module)
+        except ModuleNotFoundError:
+            continue  # its package is not in this tree either
+        if spec is not None and os.path.abspath(spec.origin or "").startswith(tree):
             return getattr(importlib.import_module(module), name)
-        except ModuleNotFoundError as err:
-            if err.name is None or not module.startswith(err.name):
-                raise  # a module that exists failed to import something else
-    raise ImportError(f"no home of {name} in this tree: {', '.join(_HOMES[name])}")
+    raise ImportError(f"no home of {name} in the tree at {tree}: {', '.join(_HOMES[name])}")

@@ -25,6 +25,13 @@ LIMIT = 2.0
 BARE = "python -c pass"
 BIND = "python -c 'import gpunuma; gpunuma.bind_to_node(0)'"
 CODE = "import gpunuma; gpunuma.bind_to_node(0)"
+FLOOR = "floor: python -c 'import ctypes; sched_setaffinity; set_mempolicy'"
+#: The floor of any Python binder: the interpreter, ctypes (set_mempolicy has no os wrapper) and the calls.
+FLOOR_CODE = (
+    "import ctypes, os; os.sched_setaffinity(0, os.sched_getaffinity(0)); "
+    "libc = ctypes.CDLL(None, use_errno=True); mask = (ctypes.c_ulong * 16)(1); "
+    "libc.syscall({'x86_64': 238, 'aarch64': 237}[os.uname().machine], 1, mask, 1024)"  # MPOL_PREFERRED, node 0
+)
 
 
 def _check(tree: Tree) -> None:
@@ -38,7 +45,10 @@ def _check(tree: Tree) -> None:
 def run(ctx: Context) -> list[RowResult]:
     for tree in ctx.trees:
         _check(tree)
-    sides: dict[str, tuple[list[str], dict[str, str]]] = {BARE: ([ctx.current.python, "-c", "pass"], ctx.current.env())}
+    sides: dict[str, tuple[list[str], dict[str, str]]] = {
+        BARE: ([ctx.current.python, "-c", "pass"], ctx.current.env()),
+        FLOOR: ([ctx.current.python, "-c", FLOOR_CODE], ctx.current.env()),
+    }
     for tree in ctx.trees:
         sides[f"{BIND} [{tree.label}]"] = ([tree.python, "-c", CODE], tree.env())
     samples = alternate_processes(sides, rounds=ctx.budget.reps(40, 4))
@@ -46,21 +56,30 @@ def run(ctx: Context) -> list[RowResult]:
 
 
 def _result(tree: Tree, samples: dict[str, list[ProcessTimes]]) -> RowResult:
-    bare, bind = samples[BARE], samples[f"{BIND} [{tree.label}]"]
+    bare, bind, floor = samples[BARE], samples[f"{BIND} [{tree.label}]"], samples[FLOOR]
     ratio = paired_ratio(bind, bare)
-    bare_cpu, bind_cpu = cpu_stats(bare), cpu_stats(bind)
+    bare_cpu, bind_cpu, floor_cpu = cpu_stats(bare), cpu_stats(bind), cpu_stats(floor)
     return RowResult(
         key=KEY,
         what=WHAT,
         target=TARGET,
-        series=((f"{BARE} (CPU)", bare_cpu), (f"{BIND} (CPU)", bind_cpu), (f"{BIND} (wall)", wall_stats(bind))),
-        headline=f"{ratio:.2f}x bare python (CPU, paired); +{fmt_ns(bind_cpu.median_ns - bare_cpu.median_ns)}",
+        series=(
+            (f"{BARE} (CPU)", bare_cpu),
+            (f"{FLOOR} (CPU)", floor_cpu),
+            (f"{BIND} (CPU)", bind_cpu),
+            (f"{BIND} (wall)", wall_stats(bind)),
+        ),
+        headline=(
+            f"{ratio:.2f}x bare python (CPU, paired); +{fmt_ns(bind_cpu.median_ns - bare_cpu.median_ns)}; "
+            f"floor {paired_ratio(floor, bare):.2f}x"
+        ),
         verdict=verdict(ratio <= LIMIT),
         derived={
             "ratio_cpu_paired": ratio,
             "added_cpu_ns": bind_cpu.median_ns - bare_cpu.median_ns,
             "bare_cpu_ns": bare_cpu.median_ns,
             "bare_wall_ns": wall_stats(bare).median_ns,
+            "floor_ratio_cpu_paired": paired_ratio(floor, bare),
         },
         notes=("CPU time (user + system) from wait4; the ratio is the median of the per-round ratios",),
         tree=tree.label,
