@@ -95,6 +95,7 @@ class Value:
     """Base of gpunuma's immutable values (see the module docstring); fields are the class's annotations."""
 
     _fields: ClassVar[tuple[str, ...]] = ()
+    _field_set: ClassVar[frozenset[str]] = frozenset()
     _defaults: ClassVar[dict[str, object]] = {}
     _factories: ClassVar[dict[str, Callable[[], object]]] = {}
     _post_init: ClassVar[Callable[[Any], None] | None] = None
@@ -141,6 +142,7 @@ class Value:
             else:
                 tail = None
         cls._fields = fields = tuple(names)
+        cls._field_set = frozenset(names)
         cls._defaults = defaults
         cls._factories = factories
         cls._tails = tails
@@ -163,21 +165,25 @@ class Value:
         if len(args) > len(names):
             raise TypeError(f"{cls.__qualname__}() takes {len(names)} arguments but {len(args)} were given")
         state = self.__dict__
-        state.update(zip(names, args, strict=False))
-        if kwargs or len(args) < len(names):
-            for name in names[len(args) :]:
-                if name in kwargs:
-                    state[name] = kwargs.pop(name)
-                elif name in cls._defaults:
-                    state[name] = cls._defaults[name]
-                elif name in cls._factories:
-                    state[name] = cls._factories[name]()
-                else:
-                    raise TypeError(f"{cls.__qualname__}() missing required argument: {name!r}")
-            if kwargs:
-                name = next(iter(kwargs))
-                why = "multiple values for argument" if name in names else "an unexpected keyword argument"
-                raise TypeError(f"{cls.__qualname__}() got {why} {name!r}")
+        if args:
+            state.update(zip(names, args, strict=False))
+        if kwargs:
+            if not cls._field_set.issuperset(kwargs):
+                unknown = next(name for name in kwargs if name not in cls._field_set)
+                raise TypeError(f"{cls.__qualname__}() got an unexpected keyword argument {unknown!r}")
+            if args and not state.keys().isdisjoint(kwargs):
+                twice = next(name for name in kwargs if name in state)
+                raise TypeError(f"{cls.__qualname__}() got multiple values for argument {twice!r}")
+            state.update(kwargs)
+        if len(state) < len(names):
+            for name in names:
+                if name not in state:
+                    if name in cls._defaults:
+                        state[name] = cls._defaults[name]
+                    elif name in cls._factories:
+                        state[name] = cls._factories[name]()
+                    else:
+                        raise TypeError(f"{cls.__qualname__}() missing required argument: {name!r}")
         if cls._post_init is not None:
             cls._post_init(self)
 
