@@ -58,3 +58,27 @@ def test_plan_for_each_gpu_binds_or_says_why(nvml_topology):
             assert plan.cpus <= nvml_topology.all_cpus
         else:
             assert plan.reasons, plan
+
+
+_BIND_PROBE = """
+import json, sys
+import gpunuma
+plan = gpunuma.plan_for(0)
+print(json.dumps({"pynvml": "pynvml" in sys.modules, "nodes": list(plan.nodes)}))
+"""
+
+
+def test_a_plan_asks_nvml_only_when_sysfs_cannot_answer(sysfs_topology, nvml_topology, child_env):
+    # A fresh process plans GPU 0 as a worker would: pynvml is imported only if sysfs and the driver's
+    # /proc leave something NVML must answer (numa_node -1, no UUID), and the plan is NVML's.
+    import subprocess
+    import sys
+
+    from gpunuma.adapters.auto import nvml_needs
+    from gpunuma.api import plan_for
+
+    env = {k: v for k, v in child_env.items() if k != "CUDA_VISIBLE_DEVICES"}
+    out = subprocess.run([sys.executable, "-c", _BIND_PROBE], env=env, capture_output=True, text=True, check=True)
+    child = json.loads(out.stdout.strip().splitlines()[-1])
+    assert child["pynvml"] is bool(nvml_needs(sysfs_topology))
+    assert child["nodes"] == list(plan_for(0, source="nvml", env={}).nodes)
