@@ -281,3 +281,34 @@ def test_a_node_scope_read_still_reads_meminfo_when_has_memory_is_missing(render
     topology = SysfsTopology(root=root, layout=False).read()
     assert [node.has_memory for node in topology.nodes] == [True, True]
     assert [path for path in _opened(mocker, SysfsTopology(root=root, layout=False).read) if path.endswith("meminfo")]
+
+
+def _realpath_ancestry(root, device):
+    import os
+
+    devices = os.path.realpath(os.path.join(root, "sys/devices"))
+    resolved = os.path.realpath(device)
+    if not resolved.startswith(devices + os.sep):
+        return ()
+    parts = tuple(resolved[len(devices) + 1 :].split(os.sep))
+    return parts if parts[0].startswith("pci") else ()
+
+
+def test_pcie_ancestries_resolve_as_realpath_does_even_under_a_linked_root(rendered, tmp_path, mocker):
+    import os
+
+    from gpunuma.adapters.sysfs_nics import PciPaths
+
+    tree = rendered("dgx-h100")
+    (tmp_path / "linked").symlink_to(tree)  # the root through a symlink, as /tmp is on some systems
+    for root in (tree, tmp_path / "linked"):
+        devices = [*sorted((root / "sys/bus/pci/devices").iterdir()), *(root / "sys/class/infiniband").glob("*/device")]
+        lstat = mocker.spy(os, "lstat")
+        expected = [_realpath_ancestry(root, device) for device in devices]
+        mocker.stop(lstat)
+        readlink = mocker.spy(os, "readlink")
+        paths = PciPaths(root)
+        assert [paths.of(device) for device in devices] == expected and any(expected)
+        # Each directory once: realpath checks every component of every path again.
+        assert readlink.call_count < lstat.call_count / 2
+        mocker.stop(readlink)

@@ -13,7 +13,7 @@ import os
 from gpunuma.adapters.procfs import parse_cpulist, parse_cpumask, parse_int, read_allowed, read_text, read_value
 from gpunuma.adapters.sysfs_caches import read_last_level_caches
 from gpunuma.adapters.sysfs_cpus import read_cpus, read_online
-from gpunuma.adapters.sysfs_nics import pci_path, read_nics
+from gpunuma.adapters.sysfs_nics import PciPaths, read_nics
 from gpunuma.adapters.sysfs_nodes import read_nodes
 from gpunuma.core.cpuset import BLANK, CpuSet
 from gpunuma.core.model import Gpu, Topology
@@ -116,9 +116,10 @@ class SysfsTopology:
         online = read_online(cpu_dir, notes)
         cpus = read_cpus(cpu_dir, online, notes) if self.layout else ()
         nodes = read_nodes(self.root, online, notes, sizes=self.layout)
-        gpus = self._gpus(notes)
+        paths = PciPaths(self.root)
+        gpus = self._gpus(notes, paths)
         caches = read_last_level_caches(cpu_dir, online, notes) if self.layout else ()
-        nics = read_nics(self.root, notes)
+        nics = read_nics(self.root, notes, paths)
         if self._without_process():
             notes.append(Reason.of("no_process_status", path=self._path("proc/self/status")))
         return Topology(
@@ -162,7 +163,7 @@ class SysfsTopology:
         )
 
     # -- GPUs ----------------------------------------------------------------------------
-    def _gpus(self, notes: list[str]) -> tuple[Gpu, ...]:
+    def _gpus(self, notes: list[str], paths: PciPaths) -> tuple[Gpu, ...]:
         pci_dir = self._path("sys/bus/pci/devices")
         try:
             entries = sorted((entry.name for entry in os.scandir(pci_dir)), key=_bus_key)
@@ -176,7 +177,7 @@ class SysfsTopology:
             vendor = self._gpu_vendor(folder)
             if vendor is None:
                 continue
-            path = pci_path(self.root, f"{pci_dir}/{bdf}")
+            path = paths.of(f"{pci_dir}/{bdf}")
             # Intel's integrated graphics sits on a root bus with no PCIe port above it: not a GPU to bind to.
             if vendor == "intel" and len(path) < 3:
                 continue
