@@ -90,16 +90,31 @@ def test_the_dgx_h100_has_eight_compute_and_four_storage_rdma_devices(rendered):
     assert [nic.pci_bus_id for nic in nics][:3] == ["0000:18:00.0", "0000:29:00.0", "0000:29:00.1"]
 
 
-def test_an_rdma_device_that_leads_to_no_pci_function_is_left_out_with_a_note(render):
+def test_a_software_rdma_device_without_a_pci_function_is_left_out_with_a_note(render):
+    # Soft-RoCE (rxe) lives under /sys/devices/virtual and has no PCI function to rank.
     root = render(machine("gb200"))
-    device = root / "sys/class/infiniband/mlx5_0/device"
-    device.unlink()
-    device.symlink_to("/nonexistent")
+    virtual = root / "sys/devices/virtual/infiniband/rxe0"
+    (virtual / "ports/1").mkdir(parents=True)
+    (virtual / "ports/1/link_layer").write_text("Ethernet\n")
+    (root / "sys/class/infiniband/rxe0").symlink_to("../../devices/virtual/infiniband/rxe0")
 
     topology = SysfsTopology(root=root).read()
 
-    assert "mlx5_0" not in {nic.name for nic in topology.nics} and len(topology.nics) == 7
-    assert any("RDMA device mlx5_0 left out" in note for note in topology.notes)
+    assert "rxe0" not in {nic.name for nic in topology.nics} and len(topology.nics) == 8
+    assert any("RDMA device rxe0 left out" in note for note in topology.notes)
+
+
+def test_a_class_link_the_kernel_would_not_write_is_resolved_through_the_device_link(render):
+    root = render(machine("gb200"))
+    link = root / "sys/class/infiniband/mlx5_4"
+    real = link.resolve()
+    link.unlink()
+    (root / "elsewhere").symlink_to(real)
+    link.symlink_to(root / "elsewhere")  # absolute, through another link
+
+    nic = next(nic for nic in SysfsTopology(root=root).read().nics if nic.name == "mlx5_4")
+
+    assert nic.pci_path == ("pci0010:02", "0010:02:01.0", "0010:03:00.0")
 
 
 def test_machines_without_rdma_devices_have_no_nics_and_no_notes(rendered):
