@@ -262,6 +262,10 @@ def sample_trees(
     """
     if not ctx.comparing:
         return {ctx.current.label: sample(ctx.budget, ctx.workdir)}
+    # Every tree reads the same files: the simulated machines rendered here, by this checkout's fakes.
+    prepare = getattr(sys.modules[sample.__module__], "prepare", None)
+    if prepare is not None:
+        prepare(ctx.workdir)
     share = Budget(quick=ctx.budget.quick, share=chunks)
     merged: dict[str, Samples] = {tree.label: {"series": {}, "info": {}} for tree in ctx.trees}
     for _ in range(chunks):

@@ -15,6 +15,11 @@ TARGET = "< 100 µs"
 LIMIT_NS = 100_000
 
 
+def prepare(workdir: Path) -> None:
+    """Render the simulated trees this row reads (``--compare``: once, by this checkout, for every tree)."""
+    rendered("dgx-h100", workdir)
+
+
 def sample(budget: Budget, workdir: Path) -> Samples:
     _, root = rendered("dgx-h100", workdir)
     plan_binding = load("plan_binding")

@@ -81,6 +81,11 @@ def _adapters(simulated: Any, root: Path) -> tuple[Any, Any]:
         return load("AutoTopology")(nvml=FakeNvml(simulated), root=str(root)), binder
 
 
+def prepare(workdir: Path) -> None:
+    """Render the simulated trees this row reads (``--compare``: once, by this checkout, for every tree)."""
+    rendered("dgx-h100", workdir)
+
+
 def sample(budget: Budget, workdir: Path) -> Samples:
     try:
         import ray

@@ -20,6 +20,11 @@ FULL = "read(), full (each CPU's core and socket too)"
 WITH_ALLOWED = "full read() + allowed()"
 
 
+def prepare(workdir: Path) -> None:
+    """Render the simulated trees this row reads (``--compare``: once, by this checkout, for every tree)."""
+    rendered("dgx-h100", workdir)
+
+
 def sample(budget: Budget, workdir: Path) -> Samples:
     simulated, root = rendered("dgx-h100", workdir)
     sysfs = load("SysfsTopology")

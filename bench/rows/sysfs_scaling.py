@@ -33,6 +33,12 @@ def _label(cpus: int) -> str:
     return f"{cpus} CPUs, {cpus // 64} nodes, {cpus // 64} GPUs"
 
 
+def prepare(workdir: Path) -> None:
+    """Render the simulated trees this row reads (``--compare``: once, by this checkout, for every tree)."""
+    for sockets in SOCKETS:
+        rendered(generated(sockets), workdir)
+
+
 def sample(budget: Budget, workdir: Path) -> Samples:
     sources = {}
     for sockets in SOCKETS:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 
 from gpunuma.adapters.procfs import parse_cpulist, parse_cpumask, parse_int, read_allowed, read_text, read_value
-from gpunuma.adapters.sysfs_caches import read_last_level_caches
 from gpunuma.adapters.sysfs_cpus import read_cpus, read_online
 from gpunuma.adapters.sysfs_nics import PciPaths, read_nics
 from gpunuma.adapters.sysfs_nodes import read_nodes
@@ -23,13 +22,11 @@ from gpunuma.errors import GpunumaError, SysfsFormatError, TopologyUnavailableEr
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from gpunuma.core.kernel_policy import Mempolicy
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
     from pathlib import Path
 
     from gpunuma.core.exposure import DeviceIds
+    from gpunuma.core.kernel_policy import Mempolicy
+    from gpunuma.core.model import CacheDomain
 
 _VENDORS = {0x10DE: "nvidia", 0x1002: "amd", 0x8086: "intel"}
 #: PCI base class + subclass of a GPU: VGA, 3D controller, other display controller.
@@ -118,7 +115,7 @@ class SysfsTopology:
         nodes = read_nodes(self.root, online, notes, sizes=self.layout)
         paths = PciPaths(self.root)
         gpus = self._gpus(notes, paths)
-        caches = read_last_level_caches(cpu_dir, online, notes) if self.layout else ()
+        caches = self._caches(cpu_dir, online, notes) if self.layout else ()
         nics = read_nics(self.root, notes, paths)
         if self._without_process():
             notes.append(Reason.of("no_process_status", path=self._path("proc/self/status")))
@@ -161,6 +158,14 @@ class SysfsTopology:
             # lexists: a symlink loop or a directory in its place is a broken status, not a missing one.
             and not os.path.lexists(self._path("proc/self/status"))
         )
+
+    # -- caches --------------------------------------------------------------------------
+    @staticmethod
+    def _caches(cpu_dir: str, online: CpuSet, notes: list[str]) -> tuple[CacheDomain, ...]:
+        # Only the layout reads caches (the cache scope needs it): a node-scope bind never imports the reader.
+        from gpunuma.adapters.sysfs_caches import read_last_level_caches
+
+        return read_last_level_caches(cpu_dir, online, notes)
 
     # -- GPUs ----------------------------------------------------------------------------
     def _gpus(self, notes: list[str], paths: PciPaths) -> tuple[Gpu, ...]:
