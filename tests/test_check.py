@@ -119,12 +119,20 @@ def test_a_worker_told_not_to_bind_is_shown_not_judged(render):
     assert result.to_dict()["compared"] is False
 
 
-def test_a_target_with_an_invalid_setting_has_no_plan_and_says_why(render):
+def test_a_target_with_an_invalid_setting_is_checked_against_the_default_it_ran_with(render):
     root = render(machine("dgx-h100"))
     _with_environ(root, CUDA_VISIBLE_DEVICES="5", GPUNUMA_MEMORY="lots")
     result = check_process(PID, source="sysfs", root=root)
-    assert result.plan is None and result.ok
-    assert "GPUNUMA_MEMORY='lots'" in result.notes[0]
+    assert result.plan is not None and result.plan.memory_policy.value == "preferred"  # best-effort: the default
+    assert "GPUNUMA_MEMORY='lots'" in result.notes[0] and "it ran with the default" in result.notes[0]
+
+
+def test_a_strict_target_with_an_invalid_setting_has_no_plan_and_says_why(render):
+    root = render(machine("dgx-h100"))
+    _with_environ(root, CUDA_VISIBLE_DEVICES="5", GPUNUMA_MEMORY="lots", GPUNUMA_STRICT="1")
+    result = check_process(PID, source="sysfs", root=root)
+    assert result.plan is None
+    assert "GPUNUMA_MEMORY='lots'" in result.notes[-1]
 
 
 def test_a_ray_worker_without_cuda_visible_devices_points_to_its_binding_report(render):

@@ -136,21 +136,46 @@ def test_commands_work_on_this_real_machine(capsys, command):
         ("check",),
     ],
 )
-def test_an_invalid_gpunuma_source_is_a_settings_error_in_every_command(capsys, monkeypatch, argv):
+def test_an_invalid_gpunuma_source_is_a_settings_error_in_every_command_in_strict_mode(capsys, monkeypatch, argv):
     monkeypatch.setenv("GPUNUMA_SOURCE", "nvm")
+    monkeypatch.setenv("GPUNUMA_STRICT", "1")
     code, out, err = run(capsys, *argv)
     assert code == 2 and out == ""
     assert "gpunuma: error: GPUNUMA_SOURCE='nvm': expected one of auto, nvml, sysfs" in err
 
 
-def test_best_effort_exec_does_not_run_unbound_on_an_invalid_gpunuma_source():
+def test_strict_exec_does_not_run_on_an_invalid_gpunuma_source():
     # A subprocess: were the command run, it would replace the process that runs it.
     proc = subprocess.run(
-        [sys.executable, "-m", "gpunuma", "exec", "--gpu", "0", "--", sys.executable, "-c", "print('ran')"],
+        [sys.executable, "-m", "gpunuma", "exec", "--strict", "--gpu", "0", "--", sys.executable, "-c", "print('ran')"],
         capture_output=True, text=True, env={**os.environ, "GPUNUMA_SOURCE": "nvm"},
     )
     assert proc.returncode == 2 and "ran" not in proc.stdout
     assert "GPUNUMA_SOURCE='nvm'" in proc.stderr
+
+
+def test_best_effort_commands_warn_about_an_invalid_variable_and_use_its_default(capsys, monkeypatch, caplog):
+    monkeypatch.setenv("GPUNUMA_SOURCE", "nvm")
+    code, out, _ = run(capsys, "topo", "--simulate", "dgx-h100")
+    assert code == 0 and out.splitlines()[0] == "Topology (source: auto(nvml+sysfs))"
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "GPUNUMA_SOURCE='nvm'" in warnings[0] and "using the default" in warnings[0]
+
+
+def test_a_flag_wins_over_its_variable_even_a_bad_one(capsys, monkeypatch):
+    monkeypatch.setenv("GPUNUMA_MEMORY", "banana")
+    monkeypatch.setenv("GPUNUMA_STRICT", "1")
+    code, out, err = run(capsys, "plan", "--simulate", "dgx-h100", "--gpu", "5", "--memory", "bind", "--json")
+    assert code == 0 and err == ""
+    assert json.loads(out)["memory_policy"] == "bind"
+
+
+def test_topo_reads_no_policy_variable(capsys, monkeypatch):
+    for name in ("GPUNUMA_CPU_SCOPE", "GPUNUMA_MEMORY", "GPUNUMA_OVERRIDE", "GPUNUMA_SPREAD"):
+        monkeypatch.setenv(name, "banana")
+    monkeypatch.setenv("GPUNUMA_STRICT", "1")
+    code, _, err = run(capsys, "topo", "--simulate", "dgx-h100")
+    assert code == 0 and err == ""
 
 
 def test_gpunuma_source_is_the_default_and_source_overrides_it(capsys, monkeypatch):

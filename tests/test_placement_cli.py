@@ -55,10 +55,14 @@ def test_gpunuma_share_and_reserve_come_from_the_environment_and_flags_win(capsy
     ("variable", "value"), [("GPUNUMA_SHARE", "4/4"), ("GPUNUMA_SHARE", "half"), ("GPUNUMA_RESERVE", "-1"),
                             ("GPUNUMA_RESERVE", "two")],
 )
-def test_a_bad_share_or_reserve_in_the_environment_is_a_settings_error(capsys, monkeypatch, variable, value):
+def test_a_bad_share_or_reserve_in_the_environment_is_a_settings_error_in_strict_mode(
+    capsys, monkeypatch, variable, value
+):
     with pytest.raises(SettingsError):
-        Settings.from_env({variable: value})
+        Settings.from_env({variable: value}, strict=True)
+    assert variable in Settings.from_env({variable: value}, warn=False).problems[0]  # best-effort: the default
     monkeypatch.setenv(variable, value)
+    monkeypatch.setenv("GPUNUMA_STRICT", "1")
 
     code, _, err = run(capsys, "plan", "--simulate", "dgx-h100", "--gpu", "5")
 

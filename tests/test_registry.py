@@ -30,7 +30,7 @@ def test_every_command_offers_exactly_the_registered_sources(command):
 def test_gpunuma_source_accepts_every_registered_name_and_nothing_else():
     assert [Settings.from_env({"GPUNUMA_SOURCE": name}).source for name in SOURCE_NAMES] == list(SOURCE_NAMES)
     with pytest.raises(SettingsError, match="expected one of auto, nvml, sysfs"):
-        Settings.from_env({"GPUNUMA_SOURCE": "simulated"})
+        Settings.from_env({"GPUNUMA_SOURCE": "simulated"}, strict=True)
 
 
 def test_every_registered_name_builds_its_adapter():

@@ -12,7 +12,7 @@ import os
 import sys
 
 from gpunuma import compose, logs
-from gpunuma.compose import Options, make_source
+from gpunuma.compose import POLICY_VARIABLES, Options, make_source
 from gpunuma.core.numbers import decimal, integer, natural
 from gpunuma.core.policy import CpuScope, Fallback, MemoryPolicy, Policy, Share
 from gpunuma.core.value import Choice, Value, replace
@@ -53,9 +53,26 @@ _ROOT_HELP = (
 def _options(args: argparse.Namespace) -> Options:
     """The command's options, built once: ``GPUNUMA_*`` with the command-line flags winning.
 
-    A bad ``GPUNUMA_*`` value is a :class:`~gpunuma.settings.SettingsError` here, before anything runs.
+    A bad ``GPUNUMA_*`` value is a :class:`~gpunuma.settings.SettingsError` here in strict mode, before
+    anything runs; in best-effort mode a warning, and the default stands.
     """
-    options = Options.from_env(source=args.source, strict=getattr(args, "strict", False) or None, root=args.root)
+    takes_policy = hasattr(args, "scope")
+    given = {
+        "GPUNUMA_CPU_SCOPE": getattr(args, "scope", None),
+        "GPUNUMA_MEMORY": getattr(args, "memory", None),
+        "GPUNUMA_OVERRIDE": getattr(args, "override_affinity", False),
+        "GPUNUMA_SPREAD": getattr(args, "spread_unknown", False),
+        "GPUNUMA_SHARE": getattr(args, "share", None),
+        "GPUNUMA_RESERVE": getattr(args, "reserve", None) is not None,
+        "GPUNUMA_SIMULATE": getattr(args, "simulate", None),
+    }
+    # A flag wins over its variable, which is then not read; topo and check take no policy at all.
+    ignore = {name for name, value in given.items() if value}
+    if not takes_policy:
+        ignore.update(POLICY_VARIABLES)
+    options = Options.from_env(
+        source=args.source, strict=getattr(args, "strict", False) or None, root=args.root, ignore=ignore
+    )
     if getattr(args, "simulate", None) is not None:
         options = replace(options, simulate=args.simulate)
     if not hasattr(args, "scope"):  # topo and check take no policy flags

@@ -21,7 +21,7 @@ from gpunuma.settings import Settings, read_gpu_environment
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: the bind path in every worker skips building the Protocols
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Collection, Mapping, Sequence
     from contextlib import AbstractContextManager
     from pathlib import Path
 
@@ -32,6 +32,12 @@ if TYPE_CHECKING:  # annotations only: the bind path in every worker skips build
     from gpunuma.core.plan import Allowed, BindingPlan
     from gpunuma.core.ports import Binder, RayLike, TopologySource
     from gpunuma.core.report import KernelView
+
+
+#: The variables that make up a :class:`Policy`: a caller's own policy replaces them all.
+POLICY_VARIABLES = (
+    "GPUNUMA_CPU_SCOPE", "GPUNUMA_MEMORY", "GPUNUMA_OVERRIDE", "GPUNUMA_SPREAD", "GPUNUMA_SHARE", "GPUNUMA_RESERVE",
+)
 
 
 class Options(Value):
@@ -67,10 +73,24 @@ class Options(Value):
         label: str | None = None,
         root: str | Path = "/",
         require: bool | None = None,
+        ignore: Collection[str] = (),
+        warn: bool = True,
     ) -> Options:
-        """``GPUNUMA_*`` of ``env`` (default ``os.environ``), with every explicit argument winning."""
+        """``GPUNUMA_*`` of ``env`` (default ``os.environ``), with every explicit argument winning.
+
+        A variable an explicit argument replaces is not read at all (a bad value there is no mistake);
+        ``ignore`` names more such variables (the command line's flags). Other bad values: see
+        :meth:`Settings.from_env <gpunuma.settings.Settings.from_env>`.
+        """
+        skipped = {*ignore, *(POLICY_VARIABLES if policy is not None else ())}
+        if source is not None:
+            skipped.add("GPUNUMA_SOURCE")
+        if strict is not None:
+            skipped.add("GPUNUMA_STRICT")
+        if require is not None:
+            skipped.add("GPUNUMA_REQUIRE")
         return cls.from_settings(
-            Settings.from_env(env),
+            Settings.from_env(env, strict=strict, ignore=skipped, warn=warn),
             source=source, binder=binder, policy=policy, strict=strict, label=label, root=root, require=require,
         )
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 import os
 import sys
 
+from gpunuma import logs
 from gpunuma.core.numbers import decimal
 from gpunuma.core.policy import CpuScope, MemoryPolicy, Policy, Share
 from gpunuma.core.value import Value
@@ -43,9 +44,11 @@ from gpunuma.registry import SOURCE_NAMES
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Collection, Mapping
     from enum import Enum
     from typing import Any, TypeVar
+
+    _T = TypeVar("_T")
 
     from gpunuma.core.identity import GpuEnvironment
     from gpunuma.core.ports import RayLike
@@ -65,7 +68,7 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise SettingsError(f"{name}={raw!r}: expected one of 1/0, true/false, yes/no, on/off")
+    raise SettingsError(f"{name}={_shown(raw)}: expected one of 1/0, true/false, yes/no, on/off")
 
 
 __all__ = ["Settings", "SettingsError", "hand_down", "in_ray_worker", "is_ray_worker", "read_gpu_environment"]
@@ -77,7 +80,7 @@ def _choice(env: Mapping[str, str], name: str, enum: type[_E], default: str) -> 
         return enum(raw)
     except ValueError:
         allowed = ", ".join(str(member.value) for member in enum)
-        raise SettingsError(f"{name}={raw!r}: expected one of {allowed}") from None
+        raise SettingsError(f"{name}={_shown(raw)}: expected one of {allowed}") from None
 
 
 def _share(env: Mapping[str, str]) -> Share | None:
@@ -87,7 +90,7 @@ def _share(env: Mapping[str, str]) -> Share | None:
     try:
         return Share.parse(raw)
     except ValueError as err:  # PolicyError: the text or the numbers
-        raise SettingsError(f"GPUNUMA_SHARE={raw!r}: {err}") from None
+        raise SettingsError(f"GPUNUMA_SHARE={_shown(raw)}: {err}") from None
 
 
 def _reserve(env: Mapping[str, str]) -> int:
@@ -96,7 +99,7 @@ def _reserve(env: Mapping[str, str]) -> int:
         return 0
     cores = decimal(raw) if len(raw) <= 6 else None
     if cores is None:
-        raise SettingsError(f"GPUNUMA_RESERVE={raw!r}: expected a whole number of cores, 0 or more")
+        raise SettingsError(f"GPUNUMA_RESERVE={_shown(raw)}: expected a whole number of cores, 0 or more")
     return cores
 
 
@@ -111,30 +114,75 @@ class Settings(Value):
     require: bool = False
     #: The simulated machine or captured host to run on instead of this one (``GPUNUMA_SIMULATE``).
     simulate: str | None = None
+    #: Values not understood, each replaced by its default (best-effort mode), in words.
+    problems: tuple[str, ...] = ()
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read the ``GPUNUMA_*`` variables once (``env`` defaults to ``os.environ``)."""
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        strict: bool | None = None,
+        ignore: Collection[str] = (),
+        warn: bool = True,
+    ) -> Settings:
+        """Read the ``GPUNUMA_*`` variables once (``env`` defaults to ``os.environ``).
+
+        A value gpunuma does not understand raises :class:`SettingsError` in strict mode (``strict``,
+        else ``GPUNUMA_STRICT``); in best-effort mode it logs a warning and the default stands.
+        ``ignore`` names variables not to read at all: a caller's own argument (a command-line flag)
+        wins over them, so a bad value there is no mistake. ``warn=False`` (another process's
+        environment, read by ``gpunuma check``) logs nothing: :attr:`problems` still says what was replaced.
+        """
         env = os.environ if env is None else env
-        source = env.get("GPUNUMA_SOURCE", "").strip().lower() or "auto"
-        if source not in SOURCE_NAMES:
-            raise SettingsError(f"GPUNUMA_SOURCE={source!r}: expected one of {', '.join(SOURCE_NAMES)}")
+        problems: list[str] = []
+
+        def read(name: str, parse: Callable[[], _T], default: _T) -> _T:
+            if name in ignore:
+                return default
+            try:
+                return parse()
+            except SettingsError as err:
+                problems.append(str(err))
+                return default
+
         policy = Policy(
-            cpu_scope=_choice(env, "GPUNUMA_CPU_SCOPE", CpuScope, "node"),
-            memory=_choice(env, "GPUNUMA_MEMORY", MemoryPolicy, "preferred"),
-            override_affinity=_flag(env, "GPUNUMA_OVERRIDE", False),
-            spread_unknown=_flag(env, "GPUNUMA_SPREAD", False),
-            share=_share(env),
-            reserve=_reserve(env),
+            cpu_scope=read("GPUNUMA_CPU_SCOPE", lambda: _choice(env, "GPUNUMA_CPU_SCOPE", CpuScope, "node"),
+                           CpuScope.NODE),
+            memory=read("GPUNUMA_MEMORY", lambda: _choice(env, "GPUNUMA_MEMORY", MemoryPolicy, "preferred"),
+                        MemoryPolicy.PREFERRED),
+            override_affinity=read("GPUNUMA_OVERRIDE", lambda: _flag(env, "GPUNUMA_OVERRIDE", False), False),
+            spread_unknown=read("GPUNUMA_SPREAD", lambda: _flag(env, "GPUNUMA_SPREAD", False), False),
+            share=read("GPUNUMA_SHARE", lambda: _share(env), None),
+            reserve=read("GPUNUMA_RESERVE", lambda: _reserve(env), 0),
         )
-        return cls(
-            enabled=_flag(env, "GPUNUMA_BIND", True),
-            strict=_flag(env, "GPUNUMA_STRICT", False),
-            source=source,
+        settings = cls(
+            enabled=read("GPUNUMA_BIND", lambda: _flag(env, "GPUNUMA_BIND", True), True),
+            strict=read("GPUNUMA_STRICT", lambda: _flag(env, "GPUNUMA_STRICT", False), False),
+            source=read("GPUNUMA_SOURCE", lambda: _source(env), "auto"),
             policy=policy,
-            require=_flag(env, "GPUNUMA_REQUIRE", False),
-            simulate=env.get("GPUNUMA_SIMULATE", "").strip() or None,
+            require=read("GPUNUMA_REQUIRE", lambda: _flag(env, "GPUNUMA_REQUIRE", False), False),
+            simulate=None if "GPUNUMA_SIMULATE" in ignore else (env.get("GPUNUMA_SIMULATE", "").strip() or None),
+            problems=tuple(problems),
         )
+        if problems:
+            if settings.strict if strict is None else strict:
+                raise SettingsError("; ".join(problems))
+            for problem in problems if warn else ():
+                logs.warning("gpunuma: %s; using the default (best-effort mode)", problem)
+        return settings
+
+
+def _source(env: Mapping[str, str]) -> str:
+    source = env.get("GPUNUMA_SOURCE", "").strip().lower() or "auto"
+    if source not in SOURCE_NAMES:
+        raise SettingsError(f"GPUNUMA_SOURCE={_shown(source)}: expected one of {', '.join(SOURCE_NAMES)}")
+    return source
+
+
+def _shown(raw: str) -> str:
+    """A variable's value for a message: quoted, and cut short when it is huge."""
+    return repr(raw if len(raw) <= 60 else raw[:60] + "...")
 
 
 def _ray_in_this_process() -> Any | None:

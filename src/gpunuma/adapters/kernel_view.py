@@ -101,7 +101,10 @@ def read_kernel_view(
     base = os.path.join(proc_root, str(pid))
     status_path = os.path.join(base, "status")
     fields = _read_status(status_path)
-    real_pid = decimal(fields.get("Tgid") or fields.get("Pid") or "0") or 0
+    tgid = fields.get("Tgid") or fields.get("Pid") or "0"
+    real_pid = decimal(tgid)
+    if real_pid is None:
+        raise SysfsFormatError(status_path, tgid[:100], "Tgid is not a process id")
     if real_pid == os.getpid():
         mempolicy, nodes = _own_mempolicy(syscalls)
     else:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 from gpunuma.core.cpuset import BLANK, CpuSet, parse_ids
-from gpunuma.core.numbers import decimal, digits, hexadecimal
+from gpunuma.core.numbers import decimal, hexadecimal
 from gpunuma.core.plan import Allowed
 from gpunuma.core.rebind import as_before
 from gpunuma.core.report import ThreadState
@@ -23,13 +23,16 @@ if TYPE_CHECKING:
     from gpunuma.core.rebind import OwnBinding
 
 _CHUNK = 65536
+#: The largest file a reader takes: the kernel files gpunuma reads are a page or two.
+MAX_FILE_BYTES = 1 << 20
 
 
 def read_text(path: str | Path) -> str | None:
     """The content of a small kernel file, or None when it does not exist.
 
     Any other failure (a directory or a symlink loop in its place, EACCES, EIO) is a
-    :class:`SysfsReadError` naming the file.
+    :class:`SysfsReadError` naming the file; a file larger than any kernel file (a link to
+    ``/dev/zero``) a :class:`SysfsFormatError`, read no further than :data:`MAX_FILE_BYTES`.
 
     Uses raw ``os`` calls: sysfs reads are many and tiny, and the buffered-text layer costs more than the read.
     """
@@ -43,8 +46,12 @@ def read_text(path: str | Path) -> str | None:
         data = os.read(fd, _CHUNK)
         if len(data) == _CHUNK:
             parts = [data]
+            total = len(data)
             while chunk := os.read(fd, _CHUNK):
                 parts.append(chunk)
+                total += len(chunk)
+                if total > MAX_FILE_BYTES:
+                    raise SysfsFormatError(path, "", f"larger than {MAX_FILE_BYTES >> 20} MiB: not a kernel file")
             data = b"".join(parts)
     except ProcessLookupError:
         # The process exited between open and read (ESRCH): its files no longer exist.
@@ -54,6 +61,16 @@ def read_text(path: str | Path) -> str | None:
     finally:
         os.close(fd)
     return data.decode("utf-8", "replace")
+
+
+def list_dir(path: str | Path) -> list[str] | None:
+    """The entry names of a kernel folder, None when it does not exist; other failures: :class:`SysfsReadError`."""
+    try:
+        return os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as err:
+        raise SysfsReadError(path, err) from err
 
 
 def read_value(path: str | Path) -> str | None:
@@ -161,7 +178,7 @@ def status_mems(status: dict[str, str], path: Path | str = "status") -> frozense
 
 def list_tids(task_dir: str | Path) -> tuple[int, ...]:
     """The thread ids listed in a ``/proc/<pid>/task`` directory, ascending; raises ``OSError`` when unreadable."""
-    return tuple(sorted(int(name) for name in os.listdir(task_dir) if digits(name)))
+    return tuple(sorted(tid for name in os.listdir(task_dir) if (tid := decimal(name)) is not None))
 
 
 def read_threads(task_dir: str | Path) -> tuple[ThreadState, ...]:

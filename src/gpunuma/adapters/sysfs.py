@@ -10,7 +10,15 @@ from __future__ import annotations
 
 import os
 
-from gpunuma.adapters.procfs import parse_cpulist, parse_cpumask, parse_int, read_allowed, read_text, read_value
+from gpunuma.adapters.procfs import (
+    list_dir,
+    parse_cpulist,
+    parse_cpumask,
+    parse_int,
+    read_allowed,
+    read_text,
+    read_value,
+)
 from gpunuma.adapters.sysfs_cpus import read_cpus, read_online
 from gpunuma.adapters.sysfs_nics import PciPaths, read_nics
 from gpunuma.adapters.sysfs_nodes import read_nodes
@@ -170,11 +178,11 @@ class SysfsTopology:
     # -- GPUs ----------------------------------------------------------------------------
     def _gpus(self, notes: list[str], paths: PciPaths) -> tuple[Gpu, ...]:
         pci_dir = self._path("sys/bus/pci/devices")
-        try:
-            entries = sorted((entry.name for entry in os.scandir(pci_dir)), key=_bus_key)
-        except FileNotFoundError:
+        names = list_dir(pci_dir)
+        if names is None:
             notes.append(f"{pci_dir} missing: no GPUs")
             return ()
+        entries = sorted(names, key=_bus_key)
         found: list[Gpu] = []
         ids: dict[str, DeviceIds] = {}
         for bdf in entries:

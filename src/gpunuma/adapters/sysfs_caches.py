@@ -7,19 +7,17 @@ EPYC host with 24 CCDs costs about 30 reads.
 
 from __future__ import annotations
 
-import os
-
-from gpunuma.adapters.procfs import parse_cpulist, parse_int, read_value
+from gpunuma.adapters.procfs import list_dir, parse_cpulist, parse_int, read_value
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.model import CacheDomain
 
 
 def _last_level_index(cache_dir: str) -> tuple[str, int] | None:
     """``("index3", 3)``: the cache index directory of the highest level under ``cache_dir``."""
-    try:
-        names = [entry.name for entry in os.scandir(cache_dir) if entry.name.startswith("index")]
-    except (FileNotFoundError, NotADirectoryError):
+    listed = list_dir(cache_dir)
+    if listed is None:
         return None
+    names = [name for name in listed if name.startswith("index")]
     best: tuple[str, int] | None = None
     for name in sorted(names):
         path = f"{cache_dir}/{name}/level"

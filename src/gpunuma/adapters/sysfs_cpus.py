@@ -15,7 +15,7 @@ import os
 from gpunuma.adapters.procfs import parse_cpulist, parse_cpumask, parse_idlist, parse_int, read_value
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.model import Cpu
-from gpunuma.core.numbers import digits
+from gpunuma.core.numbers import decimal
 from gpunuma.errors import SysfsReadError, TopologyUnavailableError
 
 TYPE_CHECKING = False
@@ -47,7 +47,8 @@ def numbered(folder: str | Path, prefix: str) -> list[int]:
         raise SysfsReadError(folder, err) from err
     with entries:
         cut = len(prefix)
-        return sorted(int(e.name[cut:]) for e in entries if e.name[:cut] == prefix and digits(e.name[cut:]))
+        # decimal() is bounded: a crafted "cpu" + 5000 digits is no CPU, not a ValueError from int().
+        return sorted(n for e in entries if e.name[:cut] == prefix and (n := decimal(e.name[cut:])) is not None)
 
 
 def read_online(cpu_dir: str, notes: list[str]) -> CpuSet:

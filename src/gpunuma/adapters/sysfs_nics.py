@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 
-from gpunuma.adapters.procfs import parse_int, read_value
+from gpunuma.adapters.procfs import list_dir, parse_int, read_value
 from gpunuma.core.cpuset import BLANK
 from gpunuma.core.model import Nic
-from gpunuma.core.numbers import digits
+from gpunuma.core.numbers import decimal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -79,10 +79,7 @@ def _numa_node(path: str) -> int | None:
 
 
 def _entries(folder: str) -> list[str]:
-    try:
-        return sorted(entry.name for entry in os.scandir(folder))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
+    return sorted(list_dir(folder) or [])
 
 
 def read_nics(root: str | PathLike[str], notes: list[str], paths: PciPaths | None = None) -> tuple[Nic, ...]:
@@ -101,7 +98,7 @@ def read_nics(root: str | PathLike[str], notes: list[str], paths: PciPaths | Non
             notes.append(f"{device} does not lead to a PCI device: RDMA device {name} left out")
             continue
         ports_dir = f"{class_dir}/{name}/ports"
-        ports = tuple(sorted(int(port) for port in _entries(ports_dir) if digits(port)))
+        ports = tuple(sorted(n for port in _entries(ports_dir) if (n := decimal(port)) is not None))
         link = read_value(f"{ports_dir}/{ports[0]}/link_layer") if ports else None
         nics.append(
             Nic(

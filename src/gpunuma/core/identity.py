@@ -64,6 +64,12 @@ def _bus_fields(text: str) -> tuple[int, int, int, str] | None:
     return int(domain, 16), int(bus, 16), int(device, 16), function
 
 
+def _cut(value: object, most: int = 80) -> str:
+    """A value for a message: a huge environment string is cut short, so one bad variable cannot flood a log."""
+    text = str(value)
+    return text if len(text) <= most else f"{text[:most]}... ({len(text)} characters)"
+
+
 def _is_decimal(text: str) -> bool:
     """An ASCII decimal integer such as ``3`` or ``-1`` (what the runtime's ``strtol`` reads as an index)."""
     return decimal(text, signed=True) is not None
@@ -235,7 +241,7 @@ def _match_uuid(entry: str, gpus: Sequence[Gpu], variable: str, value: str) -> G
     """A ``GPU-`` UUID or unique prefix, or a ``MIG-`` UUID (current or legacy form) -> its GPU."""
     if any(g.uuid is None for g in gpus):
         raise GpuResolutionError(
-            f"{variable}={value!r} names GPUs by UUID, but this topology has no UUIDs for every GPU "
+            f"{variable}={_cut(value)!r} names GPUs by UUID, but this topology has no UUIDs for every GPU "
             "(read it with the nvml or auto source, or install the NVIDIA driver's procfs)",
             variable=variable,
             value=value,
@@ -255,12 +261,12 @@ def _match_uuid(entry: str, gpus: Sequence[Gpu], variable: str, value: str) -> G
     if len(hits) > 1:
         labels = ", ".join(g.label for g in hits)
         raise GpuResolutionError(
-            f"{variable}={value!r}: {what} prefix {entry!r} is ambiguous ({labels})",
+            f"{variable}={_cut(value)!r}: {what} prefix {_cut(entry)!r} is ambiguous ({labels})",
             variable=variable,
             value=value,
         )
     if not hits:
-        raise _Unmatched(f"unknown {what} {entry!r}")
+        raise _Unmatched(f"unknown {what} {_cut(entry)!r}")
     return hits[0]
 
 
@@ -283,16 +289,16 @@ def _parse_list(
             elif allow_uuid and entry.upper().startswith(("GPU-", "MIG-")):
                 gpu = _match_uuid(entry, candidates, variable, value)
             else:
-                raise _Unmatched(f"{entry!r} is neither an index nor a GPU-/MIG- UUID")
+                raise _Unmatched(f"{_cut(entry)!r} is neither an index nor a GPU-/MIG- UUID")
             if gpu in chosen:
                 raise _Unmatched(f"{gpu.label} is listed twice")
         except _Unmatched as err:
             if not chosen:
                 raise GpuResolutionError(
-                    f"{variable}={value!r} names no GPU of this machine: {err}", variable=variable, value=value
+                    f"{variable}={_cut(value)!r} names no GPU of this machine: {err}", variable=variable, value=value
                 ) from None
-            ignored = ",".join(entries[position:])
-            warning = Reason.of("visible_list_truncated", variable=variable, value=value, problem=str(err),
+            ignored = _cut(",".join(entries[position:]))
+            warning = Reason.of("visible_list_truncated", variable=variable, value=_cut(value), problem=str(err),
                                 ignored=ignored)
             _warn(warning)
             return tuple(chosen), (warning,)
@@ -369,14 +375,14 @@ def _by_string(topology: Topology, text: str, what: str) -> Gpu:
         for gpu in topology.gpus:
             if normalize_bus_id(gpu.pci_bus_id) == wanted:
                 return gpu
-        raise GpuResolutionError(f"{what}: no GPU at PCI bus id {entry!r}", variable=what, value=text)
+        raise GpuResolutionError(f"{what}: no GPU at PCI bus id {_cut(entry)!r}", variable=what, value=text)
     candidates = topology.gpus
     if not entry.upper().startswith(("GPU-", "MIG-")):
         entry = "GPU-" + entry  # torch's device UUID has no prefix
     try:
         return _match_uuid(entry, candidates, what, text)
     except _Unmatched as err:
-        raise GpuResolutionError(f"{what}={text!r}: {err}", variable=what, value=text) from None
+        raise GpuResolutionError(f"{what}={_cut(text)!r}: {err}", variable=what, value=text) from None
 
 
 def _physical_gpu(topology: Topology, physical: int, what: str, value: str) -> Gpu:
@@ -384,7 +390,7 @@ def _physical_gpu(topology: Topology, physical: int, what: str, value: str) -> G
     if gpu is None:
         known = ",".join(str(g.index) for g in topology.gpus)
         raise GpuResolutionError(
-            f"{what}={value!r}: no physical GPU {physical} (GPUs: {known})", variable=what, value=value
+            f"{what}={_cut(value)!r}: no physical GPU {physical} (GPUs: {known})", variable=what, value=value
         )
     return gpu
 
@@ -452,9 +458,9 @@ def _from_local_rank(
     """The GPU ``cuda:LOCAL_RANK`` names, or None and why ``LOCAL_RANK`` is not used."""
     rank = (env.local_rank or "").strip()
     if (env.local_world_size or "").strip() == "1":
-        return None, (Reason.of("local_rank_single_worker", rank=rank),)
+        return None, (Reason.of("local_rank_single_worker", rank=_cut(rank)),)
     if not _is_decimal(rank) or int(rank) < 0:
-        return None, (Reason.of("local_rank_not_an_index", rank=rank),)
+        return None, (Reason.of("local_rank_not_an_index", rank=_cut(rank)),)
     if int(rank) >= len(visible.gpus):
         return None, (Reason.of("local_rank_out_of_range", rank=rank, count=len(visible.gpus), origin=visible.origin),)
     gpu = visible.gpus[int(rank)]
@@ -470,7 +476,7 @@ def _physical(topology: Topology, items: list[int | str]) -> Resolution:
         text = str(item).strip()
         if isinstance(item, bool) or not _is_decimal(text):
             raise GpuResolutionError(
-                f"physical={item!r} is not a physical GPU index (nvidia-smi numbering)", variable="physical",
+                f"physical={_cut(item)!r} is not a physical GPU index (nvidia-smi numbering)", variable="physical",
                 value=str(item),
             )
         gpu = _physical_gpu(topology, int(text), "physical", text)
@@ -505,7 +511,7 @@ def _explicit(topology: Topology, items: list[int | str], env: GpuEnvironment) -
     for item in items:
         if isinstance(item, bool) or not isinstance(item, (int, str)) or not str(item).strip():
             raise GpuResolutionError(
-                f"gpus={item!r} is not a GPU id: expected a local index, or a str index, UUID or bus id",
+                f"gpus={_cut(item)!r} is not a GPU id: expected a local index, or a str index, UUID or bus id",
                 variable="gpus", value=str(item),
             )
         local = _local_ordinal(item)
@@ -514,7 +520,7 @@ def _explicit(topology: Topology, items: list[int | str], env: GpuEnvironment) -
             warnings = visible.warnings
             if not 0 <= local < len(visible.gpus):
                 raise GpuResolutionError(
-                    f"gpus={item!r}: local GPU {local} does not exist; the process sees "
+                    f"gpus={_cut(item)!r}: local GPU {local} does not exist; the process sees "
                     f"{len(visible.gpus)} GPU(s) ({visible.origin})",
                     variable="gpus" if visible.source == "all" else visible.source,
                     value=str(item) if visible.source == "all" else env.get(visible.source),
