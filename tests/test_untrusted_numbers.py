@@ -163,9 +163,19 @@ def test_a_physical_id_that_is_not_an_int_is_a_resolution_error(dgx_static, phys
 @pytest.mark.parametrize("env", [{"GPUNUMA_RESERVE": "\u0661"}, {"GPUNUMA_RESERVE": "1_0"},
                                  {"GPUNUMA_SHARE": "\u0661/\u0664"}, {"GPUNUMA_SHARE": "+1/4"},
                                  {"GPUNUMA_SHARE": "1/" + "4" * 5000}])
-def test_a_gpunuma_integer_in_other_than_ascii_digits_is_a_settings_error(env):
+def test_a_gpunuma_integer_in_other_than_ascii_digits_is_a_settings_error_in_strict_mode(env):
     from gpunuma.errors import SettingsError
     from gpunuma.settings import Settings
 
     with pytest.raises(SettingsError):
-        Settings.from_env(env)
+        Settings.from_env({**env, "GPUNUMA_STRICT": "1"})
+
+
+@pytest.mark.parametrize("env", [{"GPUNUMA_RESERVE": "\u0661"}, {"GPUNUMA_SHARE": "1/" + "4" * 5000}])
+def test_a_gpunuma_integer_in_other_than_ascii_digits_keeps_the_default_in_best_effort_mode(env, caplog):
+    from gpunuma.settings import Settings
+
+    settings = Settings.from_env(env)
+    assert settings.policy == Settings.from_env({}).policy
+    assert [name for name in env if any(problem.startswith(name) for problem in settings.problems)] == list(env)
+    assert any(record.levelname == "WARNING" for record in caplog.records)
