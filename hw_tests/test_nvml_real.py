@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from gpunuma.core.identity import normalize_bus_id
+from gpunuma.core.pci import normalize_bus_id
 
 
 def test_nvml_lists_every_gpu_with_uuid_and_bus_id(nvml_topology, results_dir):

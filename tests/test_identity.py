@@ -15,7 +15,6 @@ from pytest_mock import MockerFixture
 from gpunuma.core.identity import (
     describe_resolution,
     local_to_physical,
-    normalize_bus_id,
     resolve_gpus,
     visible_gpus,
 )
@@ -316,26 +315,6 @@ def test_explicit_wins_over_ray(ray_gives: Any) -> None:
 def test_visible_gpus_reports_its_origin() -> None:
     visible = visible_gpus(DGX, {CVD: "4,5"})
     assert visible.gpus == (4, 5) and visible.origin == "CUDA_VISIBLE_DEVICES=4,5"
-
-
-# -- bus ids -----------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "raw, normal",
-    [
-        ("00000000:1B:00.0", "0000:1b:00.0"),
-        ("0000:1b:00.0", "0000:1b:00.0"),
-        (b"00000009:01:00.0", "0009:01:00.0"),
-        ("1b:00.0", "0000:1b:00.0"),
-        ("00010000:0A:1F.3", "10000:0a:1f.3"),
-    ],
-)
-def test_bus_ids_normalise_to_the_sysfs_form(raw: str | bytes, normal: str) -> None:
-    assert normalize_bus_id(raw) == normal
-
-
-def test_garbage_is_not_a_bus_id() -> None:
-    with pytest.raises(ValueError):
-        normalize_bus_id("GPU-1234")
 
 
 # -- physical ids (NVML / nvidia-smi numbering) ------------------------------------------------

@@ -11,7 +11,6 @@ assert on them. It is picklable, so it can travel into a Ray actor.
 from __future__ import annotations
 
 import ctypes
-import re
 import types
 from collections import Counter
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.pci import BusId, parse_bus_id
 from gpunuma_fakes.spec import GpuSpec, Machine
 
 # -- constants and errors, named and numbered as in pynvml -------------------------------
@@ -126,9 +126,6 @@ FAILURES = ("library_not_found", "driver_not_loaded", "no_numa_id", "no_scope_af
 #: Slots a MIG-enabled fake GPU offers (H100/A100 allow up to 7 instances).
 MAX_MIG_DEVICES = 7
 
-_BUS_ID = re.compile(r"^(?:([0-9a-fA-F]{1,8}):)?([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])$")
-
-
 @dataclass(frozen=True)
 class FakeHandle:
     """An opaque device handle: a physical GPU (``mig`` None) or one of its MIG devices."""
@@ -146,14 +143,6 @@ class FakePciInfo:
     domain: int
     bus: int
     device: int
-
-
-def _parse_bus_id(text: str) -> tuple[int, int, int, int] | None:
-    match = _BUS_ID.match(text.strip())
-    if not match:
-        return None
-    domain = int(match.group(1), 16) if match.group(1) else 0
-    return domain, int(match.group(2), 16), int(match.group(3), 16), int(match.group(4))
 
 
 class FakeNvml:
@@ -276,11 +265,11 @@ class FakeNvml:
     def nvmlDeviceGetHandleByPciBusId(self, bus_id: str | bytes) -> FakeHandle:  # noqa: N802
         """Accepts the 8- or 4-digit-domain form in either case."""
         self._enter("nvmlDeviceGetHandleByPciBusId")
-        wanted = _parse_bus_id(bus_id.decode() if isinstance(bus_id, bytes) else bus_id)
+        wanted = BusId.parse(bus_id)
         if wanted is None:
             raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
         for index, gpu in enumerate(self.devices):
-            if _parse_bus_id(gpu.bus_id) == wanted:
+            if BusId.parse(gpu.bus_id) == wanted:
                 return FakeHandle(index)
         raise NVMLError(NVML_ERROR_NOT_FOUND)
 
@@ -300,15 +289,13 @@ class FakeNvml:
     def nvmlDeviceGetPciInfo(self, handle: FakeHandle) -> FakePciInfo:  # noqa: N802
         self._enter("nvmlDeviceGetPciInfo")
         gpu = self._physical(handle)
-        parsed = _parse_bus_id(gpu.bus_id)
-        assert parsed is not None, gpu.bus_id
-        domain, bus, device, function = parsed
+        bus = parse_bus_id(gpu.bus_id)
         return FakePciInfo(
-            busId=self._text(f"{domain:08X}:{bus:02X}:{device:02X}.{function:X}"),
-            busIdLegacy=self._text(f"{domain:04X}:{bus:02X}:{device:02X}.{function:X}"),
-            domain=domain,
-            bus=bus,
-            device=device,
+            busId=self._text(bus.nvml),
+            busIdLegacy=self._text(bus.legacy),
+            domain=bus.domain,
+            bus=bus.bus,
+            device=bus.device,
         )
 
     # -- locality ---------------------------------------------------------------------

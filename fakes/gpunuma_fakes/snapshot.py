@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from gpunuma.adapters.archive import NVML_RECORD, find_root, unpack
 from gpunuma.core.cpuset import CpuSet
-from gpunuma.core.identity import normalize_bus_id
+from gpunuma.core.pci import normalize_bus_id
 from gpunuma.errors import CpuSetParseError, SnapshotError
 from gpunuma_fakes.nvml import (
     NVML_AFFINITY_SCOPE_SOCKET,

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from gpunuma.core.report import BindingReport
     from gpunuma.errors import (
         BindError,
+        BusIdError,
         CpuSetParseError,
         GpunumaError,
         GpuResolutionError,
@@ -87,6 +88,7 @@ _EXPORTS = {
     # errors
     "GpunumaError": "gpunuma.errors",
     "CpuSetParseError": "gpunuma.errors",
+    "BusIdError": "gpunuma.errors",
     "TopologyError": "gpunuma.errors",
     "SysfsFormatError": "gpunuma.errors",
     "SysfsReadError": "gpunuma.errors",
@@ -113,7 +115,7 @@ __all__ = [
     "CpuSet", "Topology", "NumaNode", "Cpu", "Gpu", "Nic", "CacheDomain", "Allowed", "BindingPlan", "BindingReport",
     "Reason",
     "plan_binding",
-    "GpunumaError", "CpuSetParseError", "TopologyError", "SysfsFormatError", "SysfsReadError",
+    "GpunumaError", "CpuSetParseError", "BusIdError", "TopologyError", "SysfsFormatError", "SysfsReadError",
     "TopologyUnavailableError", "NvmlError", "UnknownSourceError", "GpuResolutionError", "PlanError", "PolicyError",
     "InvalidNodeError", "BindError", "LibraryNotFoundError", "SettingsError", "SnapshotError", "NotBoundError",
 ]

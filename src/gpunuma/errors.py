@@ -30,6 +30,14 @@ class CpuSetParseError(GpunumaError, ValueError):
         super().__init__(f"cannot parse CPU set {quoted(text)}: {why}")
 
 
+class BusIdError(GpunumaError, ValueError):
+    """Text that should be a PCI bus id (``0000:c3:00.0``, ``00000000:C3:00.0``, ``c3:00.0``) is not one."""
+
+    def __init__(self, text: object) -> None:
+        self.text = text
+        super().__init__(f"{quoted(text)} is not a PCI bus id ([DOMAIN:]BUS:DEVICE.FUNCTION in hex)")
+
+
 class TopologyError(GpunumaError, RuntimeError):
     """The machine's topology could not be read or is inconsistent."""
 

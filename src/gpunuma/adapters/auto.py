@@ -19,8 +19,8 @@ warning on the ``gpunuma`` logger and added to :attr:`Topology.notes`.
 from __future__ import annotations
 
 from gpunuma import logs
-from gpunuma.core.identity import normalize_bus_id
 from gpunuma.core.model import Gpu, MigDevice, Topology
+from gpunuma.core.pci import normalize_bus_id
 from gpunuma.core.value import replace
 from gpunuma.errors import NvmlError
 

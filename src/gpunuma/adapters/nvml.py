@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from gpunuma import logs
 from gpunuma.core.cpuset import CpuSet, node_list
-from gpunuma.core.identity import normalize_bus_id
 from gpunuma.core.model import Gpu, MigDevice, Topology
+from gpunuma.core.pci import BusId, normalize_bus_id
 from gpunuma.core.value import Value, replace
-from gpunuma.errors import NvmlError
+from gpunuma.errors import NvmlError, quoted
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -144,11 +144,16 @@ class NvmlTopology:
             if pci is None:
                 top_notes.append(f"NVML GPU {index} skipped: " + "; ".join(notes))
                 continue
-            gpus.append(self._read_device(session, base, index, handle, pci, notes))
+            text = _text(pci.busId) or _text(pci.busIdLegacy) or ""
+            bus = BusId.parse(text)
+            if bus is None:
+                top_notes.append(f"NVML GPU {index} skipped: its bus id {quoted(text)} is not a PCI bus id")
+                continue
+            gpus.append(self._read_device(session, base, index, handle, bus, notes))
         return NvmlGpus(tuple(gpus), tuple(top_notes))
 
     def _read_device(
-        self, session: _Session, base: Topology, index: int, handle: Any, pci: Any, notes: list[str]
+        self, session: _Session, base: Topology, index: int, handle: Any, bus: BusId, notes: list[str]
     ) -> Gpu:
         nvml = session.nvml
         uuid = _text(session.call(notes, "nvmlDeviceGetUUID", handle))
@@ -164,7 +169,7 @@ class NvmlTopology:
         numa_node = _cpu_node(base, local, notes)
         return Gpu(
             index=index,
-            pci_bus_id=normalize_bus_id(_text(pci.busId) or _text(pci.busIdLegacy) or ""),
+            pci_bus_id=bus.sysfs,
             uuid=uuid,
             vendor="nvidia",
             numa_node=numa_node,

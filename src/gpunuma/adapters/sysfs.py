@@ -24,6 +24,7 @@ from gpunuma.adapters.sysfs_nics import PciPaths, read_nics
 from gpunuma.adapters.sysfs_nodes import read_nodes
 from gpunuma.core.cpuset import BLANK, CpuSet
 from gpunuma.core.model import Gpu, Topology
+from gpunuma.core.pci import bus_order
 from gpunuma.core.plan import Allowed
 from gpunuma.core.reasons import Reason
 from gpunuma.errors import GpunumaError, SysfsFormatError, TopologyUnavailableError
@@ -63,16 +64,6 @@ def _own_mempolicy() -> Mempolicy | None:
         return user_set(MempolicySyscalls().get())
     except (OSError, GpunumaError):
         return None
-
-
-def _bus_key(bdf: str) -> tuple[int, ...]:
-    """``0000:1b:00.0`` -> (0, 0x1b, 0, 0), so domains wider than 4 digits sort right."""
-    try:
-        domain, bus, rest = bdf.split(":")
-        device, function = rest.split(".")
-        return (int(domain, 16), int(bus, 16), int(device, 16), int(function, 16))
-    except ValueError:
-        return (1 << 32, 0, 0, 0)
 
 
 class SysfsTopology:
@@ -182,7 +173,7 @@ class SysfsTopology:
         if names is None:
             notes.append(f"{pci_dir} missing: no GPUs")
             return ()
-        entries = sorted(names, key=_bus_key)
+        entries = sorted(names, key=bus_order)
         found: list[Gpu] = []
         ids: dict[str, DeviceIds] = {}
         for bdf in entries:

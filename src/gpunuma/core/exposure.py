@@ -18,8 +18,8 @@ are numbered 0, 1, ... in bus order, and the AMD ones after them.
 
 from __future__ import annotations
 
-from gpunuma.core.identity import normalize_bus_id
 from gpunuma.core.numbers import digits
+from gpunuma.core.pci import BusId
 from gpunuma.core.value import Value, cached, replace
 
 TYPE_CHECKING = False
@@ -108,10 +108,9 @@ def _sort(gpu: Gpu, why: str | None, kept: list[Gpu], left_out: dict[tuple[str, 
 
 
 def _bus(bus_id: str) -> str:
-    try:
-        return normalize_bus_id(bus_id)
-    except ValueError:
-        return bus_id
+    """``bus_id`` in sysfs form; a name that is no bus id stays as it is (it then matches no GPU)."""
+    parsed = BusId.parse(bus_id)
+    return bus_id if parsed is None else parsed.sysfs
 
 
 def _nvidia_refusal(gpu: Gpu, host_index: int, access: DeviceAccess, ids: DeviceIds) -> str | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from gpunuma.core.model import Gpu, Topology
 from gpunuma.core.numbers import decimal
+from gpunuma.core.pci import BusId, bus_order
 from gpunuma.core.reasons import Reason
 from gpunuma.core.value import Value
 from gpunuma.errors import GpuResolutionError
@@ -37,31 +38,9 @@ LOCAL_WORLD_SIZE = "LOCAL_WORLD_SIZE"
 #: Values that mean "no GPU" rather than a mistake (Slurm writes ``NoDevFiles``).
 _NO_GPU_VALUES = frozenset({"-1", "nodevfiles"})
 
-_HEX = frozenset("0123456789abcdefABCDEF")
-_LOWER_HEX = frozenset("0123456789abcdef")
-_UUID_CHARS = _HEX | {"-"}
-
-
 # Text matching by str methods, not regular expressions: ``re`` (and the ``enum`` it imports) would cost
-# every bound worker ~6 ms of CPU at import. ``isdecimal`` is what ``\d`` matches.
-def _is_hex(text: str, most: int) -> bool:
-    return 0 < len(text) <= most and _HEX.issuperset(text)
-
-
-def _bus_fields(text: str) -> tuple[int, int, int, str] | None:
-    """(domain, bus, device, function) of ``[DOMAIN:]BUS:DEVICE.FUNCTION`` (hex, function 0-7), else None."""
-    head, dot, function = text.rpartition(".")
-    if not dot or len(function) != 1 or function not in "01234567":
-        return None
-    parts = head.split(":")
-    if len(parts) == 2:
-        parts.insert(0, "0")
-    if len(parts) != 3:
-        return None
-    domain, bus, device = parts
-    if not (_is_hex(domain, 8) and _is_hex(bus, 2) and _is_hex(device, 2)):
-        return None
-    return int(domain, 16), int(bus, 16), int(device, 16), function
+# every bound worker ~6 ms of CPU at import.
+_UUID_CHARS = frozenset("0123456789abcdefABCDEF-")
 
 
 def _cut(value: object, most: int = 80) -> str:
@@ -163,24 +142,6 @@ def _environment(env: EnvironmentLike) -> GpuEnvironment:
     return env if isinstance(env, GpuEnvironment) else GpuEnvironment.from_mapping(env)
 
 
-def normalize_bus_id(bus_id: str | bytes) -> str:
-    """``00000000:1B:00.0`` / ``0000:1b:00.0`` / ``1b:00.0`` / bytes -> ``0000:1b:00.0`` (sysfs form)."""
-    text = bus_id.decode() if isinstance(bus_id, bytes) else bus_id
-    if len(text) == 12 and text[4] == ":" and text[7] == ":" and text[10] == "." and text[11] in "01234567":
-        if _LOWER_HEX.issuperset(text[:4] + text[5:7] + text[8:10]):
-            return text  # already the sysfs form, as every sysfs path gives it
-    fields = _bus_fields(text.strip().rstrip("\x00"))
-    if fields is None:
-        raise ValueError(f"{bus_id!r} is not a PCI bus id")
-    domain, bus, device, function = fields
-    return f"{domain:04x}:{bus:02x}:{device:02x}.{function}"
-
-
-def is_bus_id(text: str) -> bool:
-    """Whether ``text`` reads as a PCI bus id in any NVML or sysfs form."""
-    return _bus_fields(text.strip()) is not None
-
-
 class Resolution(Value):
     """The physical GPUs this process owns, where that came from, and what was odd on the way.
 
@@ -207,11 +168,11 @@ class Visibility(Value):
 def _vendor_gpus(topology: Topology) -> tuple[str, tuple[Gpu, ...]]:
     nvidia = tuple(g for g in topology.gpus if g.vendor == "nvidia")
     if nvidia or not topology.gpus:
-        return "nvidia", tuple(sorted(nvidia, key=lambda g: normalize_bus_id(g.pci_bus_id)))
+        return "nvidia", tuple(sorted(nvidia, key=lambda g: bus_order(g.pci_bus_id)))
     for vendor in ("amd", "intel"):
         found = tuple(g for g in topology.gpus if g.vendor == vendor)
         if found:
-            return vendor, tuple(sorted(found, key=lambda g: normalize_bus_id(g.pci_bus_id)))
+            return vendor, tuple(sorted(found, key=lambda g: bus_order(g.pci_bus_id)))
     return "nvidia", ()
 
 
@@ -370,10 +331,10 @@ def local_to_physical(topology: Topology, local_index: int, env: EnvironmentLike
 def _by_string(topology: Topology, text: str, what: str) -> Gpu:
     """A GPU named by UUID (``GPU-``/``MIG-``, full or unique prefix; torch's bare form too) or bus id."""
     entry = text.strip()
-    if is_bus_id(entry):
-        wanted = normalize_bus_id(entry)
+    wanted = BusId.parse(entry)
+    if wanted is not None:
         for gpu in topology.gpus:
-            if normalize_bus_id(gpu.pci_bus_id) == wanted:
+            if BusId.parse(gpu.pci_bus_id) == wanted:
                 return gpu
         raise GpuResolutionError(f"{what}: no GPU at PCI bus id {_cut(entry)!r}", variable=what, value=text)
     candidates = topology.gpus
