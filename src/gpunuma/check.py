@@ -24,7 +24,6 @@ from gpunuma.core.ports import TopologySource
 from gpunuma.core.report import KernelView
 from gpunuma.core.value import Choice, Value, replace
 from gpunuma.errors import GpunumaError, GpuResolutionError
-from gpunuma.settings import Settings
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -171,10 +170,8 @@ def check_process(
             )
     try:
         # The target's own switches: it was bound with its GPUNUMA_* policy, not this command's.
-        replaced = {*(compose.POLICY_VARIABLES if policy is not None else ()), *(("GPUNUMA_SOURCE",) if source else ())}
-        settings = Settings.from_env(env, warn=False, ignore=replaced)
-        notes.extend(f"the process's {problem}: it ran with the default" for problem in settings.problems)
-        options = compose.Options.from_settings(settings, source=source, policy=policy, root=root)
+        options = compose.Options.from_env(env, source=source, policy=policy, root=root, warn=False)
+        notes.extend(f"the process's {problem}: it ran with the default" for problem in options.problems)
         # Its affinity is what we check, so an affinity narrowed by the binding must not stop the plan.
         options = replace(options, policy=replace(options.policy, override_affinity=True), simulate=None)
         plan = compose.plan(

@@ -48,7 +48,8 @@ class Options(Value):
     ``root`` is the filesystem root sources built by name read (``/`` on a real machine).
     ``require`` raises :class:`~gpunuma.errors.NotBoundError` when nothing gets bound. ``simulate``
     names a simulated machine or a captured host: the named adapters are then replaced by its source
-    and its simulated kernel, so nothing on this machine changes.
+    and its simulated kernel, so nothing on this machine changes. ``problems`` names the ``GPUNUMA_*``
+    values that were malformed and replaced by their defaults (best-effort mode).
     """
 
     source: str | TopologySource = "auto"
@@ -60,6 +61,7 @@ class Options(Value):
     root: str | Path = "/"
     require: bool = False
     simulate: str | None = None
+    problems: tuple[str, ...] = ()
 
     @classmethod
     def from_env(
@@ -89,25 +91,7 @@ class Options(Value):
             skipped.add("GPUNUMA_STRICT")
         if require is not None:
             skipped.add("GPUNUMA_REQUIRE")
-        return cls.from_settings(
-            Settings.from_env(env, strict=strict, ignore=skipped, warn=warn),
-            source=source, binder=binder, policy=policy, strict=strict, label=label, root=root, require=require,
-        )
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        source: str | TopologySource | None = None,
-        binder: str | Binder | None = None,
-        policy: Policy | None = None,
-        strict: bool | None = None,
-        label: str | None = None,
-        root: str | Path = "/",
-        require: bool | None = None,
-    ) -> Options:
-        """``settings`` with every explicit (non-None) argument winning."""
+        settings = Settings.from_env(env, strict=strict, ignore=skipped, warn=warn)
         return cls(
             source=settings.source if source is None else source,
             binder=binder,
@@ -118,6 +102,7 @@ class Options(Value):
             root=root,
             require=settings.require if require is None else require,
             simulate=settings.simulate,
+            problems=settings.problems,
         )
 
     @property

@@ -181,12 +181,17 @@ class _Extractor:
             return False
         return True
 
-    def file(self, parts: tuple[str, ...], data: bytes, name: str) -> None:
+    def _place(self, parts: tuple[str, ...], name: str) -> Path | None:
+        """Where member ``parts`` goes, its folder made and an earlier member of that name removed; None: skipped."""
         folder = self._folder(parts[:-1], name)
         if folder is None:
-            return
+            return None
         path = folder / parts[-1]
-        if not self._clear(parts, path, name):
+        return path if self._clear(parts, path, name) else None
+
+    def file(self, parts: tuple[str, ...], data: bytes, name: str) -> None:
+        path = self._place(parts, name)
+        if path is None:
             return
         self.written += len(data)
         if self.written > MAX_BYTES:
@@ -203,11 +208,8 @@ class _Extractor:
         if checked is None:
             self.skip("a link whose target is absolute or leaves the archive", name)
             return
-        folder = self._folder(parts[:-1], name)
-        if folder is None:
-            return
-        path = folder / parts[-1]
-        if not self._clear(parts, path, name):
+        path = self._place(parts, name)
+        if path is None:
             return
         os.symlink(checked, path)
         self.links.add(parts)
