@@ -5,6 +5,7 @@ Every binding runs in a spawned child so the test runner itself is never changed
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
 import pickle
@@ -242,3 +243,27 @@ def test_migrate_pages_reports_pages_not_moved() -> None:
 
     assert report.bound
     assert any(r.startswith("migrate_pages moved existing pages to node 0; ") for r in report.reasons)
+
+
+# -- libnuma says nothing on stderr ---------------------------------------------------------------------
+@pytest.mark.parametrize("mode", [Mode.BIND, Mode.PREFERRED])
+def test_libnuma_refusing_a_node_prints_nothing_and_its_words_become_the_error(capfd, mode) -> None:
+    from gpunuma.adapters.libnuma import LibnumaMemory
+
+    memory = LibnumaMemory()
+    before = memory.syscalls.get()
+    with pytest.raises(OSError) as caught:
+        memory.set(mode, (max(64, os.cpu_count() or 1),))  # a node no kernel of this machine has
+
+    assert caught.value.errno == errno.EINVAL and "set_mempolicy" in str(caught.value)
+    assert capfd.readouterr().err == ""
+    assert memory.syscalls.get() == before
+
+
+def test_what_another_thread_writes_while_libnuma_runs_still_reaches_stderr(capfd) -> None:
+    from gpunuma.adapters.libnuma import quietly
+
+    result, printed = quietly(lambda: os.write(2, b"another thread's line\n"))
+
+    assert (result, printed) == (len(b"another thread's line\n"), "")
+    assert capfd.readouterr().err == "another thread's line\n"

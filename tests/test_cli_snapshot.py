@@ -96,4 +96,4 @@ def test_bad_captured_hosts_are_clear_errors(capsys, tmp_path, monkeypatch, argv
     monkeypatch.chdir(tmp_path)
     code, _, err = run(capsys, *argv)
 
-    assert code == 2 and words in err and "Traceback" not in err
+    assert code == ExitCode.ERROR and words in err and "Traceback" not in err

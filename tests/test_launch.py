@@ -15,6 +15,7 @@ import pytest
 from gpunuma.adapters.numactl import NumactlLauncher
 from gpunuma.adapters.syscall import SyscallBinder
 from gpunuma.api import apply_plan
+from gpunuma.cli import ExitCode
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import MemoryPolicy
@@ -112,8 +113,8 @@ def test_gpunuma_strict_1_stops_the_launch_when_binding_fails() -> None:
     best_effort = subprocess.run(exec_argv(failing_plan(), REPORT_SELF), capture_output=True, text=True,
                                  env=child_env())
 
-    assert strict.returncode != 0 and strict.stdout == ""
-    assert "BindError" in strict.stderr and "999" in strict.stderr
+    assert strict.returncode == ExitCode.ERROR and strict.stdout == ""
+    assert strict.stderr.count("\n") == 1 and "999" in strict.stderr and "Traceback" not in strict.stderr
     assert best_effort.returncode == 0 and best_effort.stdout.strip() == f"{sorted(ALLOWED)} default"
     assert "not bound" in best_effort.stderr
 

@@ -66,7 +66,7 @@ def test_a_bad_share_or_reserve_in_the_environment_is_a_settings_error_in_strict
 
     code, _, err = run(capsys, "plan", "--simulate", "dgx-h100", "--gpu", "5")
 
-    assert code == ExitCode.ERROR and variable in err
+    assert code == ExitCode.USAGE and variable in err
 
 
 def test_a_bad_share_flag_is_an_error_line(capsys):

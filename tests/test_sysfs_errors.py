@@ -11,7 +11,7 @@ import pytest
 
 import gpunuma
 from gpunuma.adapters.sysfs import SysfsTopology
-from gpunuma.cli import main
+from gpunuma.cli import ExitCode, main
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.errors import CpuSetParseError, SysfsFormatError, SysfsReadError, TopologyError, TopologyUnavailableError
 from gpunuma_fakes import machine
@@ -184,7 +184,7 @@ def test_best_effort_binding_over_an_unreadable_file_is_not_bound(cloud, spoil):
 def test_the_cli_reports_an_unreadable_file_in_one_line(cloud, capsys, spoil):
     spoil(cloud / "sys/bus/pci/devices/0000:00:07.0/numa_node")
 
-    assert main(["plan", "--root", str(cloud), "--gpu", "1"]) == 2
+    assert main(["plan", "--root", str(cloud), "--gpu", "1"]) == ExitCode.ERROR
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "numa_node" in err and "Traceback" not in err
 

@@ -12,12 +12,12 @@ from types import MappingProxyType
 from typing import Any
 
 from gpunuma.core.cpuset import CpuSet
-from gpunuma.errors import GpunumaError
+from gpunuma.errors import UnknownSourceError
 from gpunuma_fakes.builder import core_cpus, distance_rows, gpu, gpu_uuid
 from gpunuma_fakes.spec import GpuSpec, Machine, NicSpec, NodeSpec
 
 
-class UnknownMachineError(GpunumaError, LookupError):
+class UnknownMachineError(UnknownSourceError):
     """A simulated machine name that the catalogue does not hold; ``known`` lists the names."""
 
     def __init__(self, name: str, known: tuple[str, ...]) -> None:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from gpunuma.errors import (
         BindError,
         BusIdError,
+        CommandError,
         CpuSetParseError,
         GpunumaError,
         GpuResolutionError,
@@ -104,6 +105,7 @@ _EXPORTS = {
     "SettingsError": "gpunuma.errors",
     "SnapshotError": "gpunuma.errors",
     "NotBoundError": "gpunuma.errors",
+    "CommandError": "gpunuma.errors",
 }
 
 #: The public names (the same as ``_EXPORTS``, which tests/test_imports.py checks), spelled out for linters.
@@ -118,6 +120,7 @@ __all__ = [
     "GpunumaError", "CpuSetParseError", "BusIdError", "TopologyError", "SysfsFormatError", "SysfsReadError",
     "TopologyUnavailableError", "NvmlError", "UnknownSourceError", "GpuResolutionError", "PlanError", "PolicyError",
     "InvalidNodeError", "BindError", "LibraryNotFoundError", "SettingsError", "SnapshotError", "NotBoundError",
+    "CommandError",
 ]
 
 

@@ -23,7 +23,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # gpunuma exec parses its own options: argparse, json and logging load only when used
     import argparse
     from collections.abc import Callable, Sequence
-    from typing import Any
+    from typing import Any, NoReturn
 
 class ExitCode(int, Choice):
     """Every exit status of the ``gpunuma`` command, in one place (the README's "Exit codes" lists them).
@@ -33,14 +33,42 @@ class ExitCode(int, Choice):
 
     #: Done; ``check``: the process holds what is expected.
     OK = 0
-    #: ``check``: the process is not bound as expected (each difference is printed).
+    #: ``check``: the process is not bound as expected (each difference is printed); ``exec --strict``
+    #: (``GPUNUMA_STRICT=1``): the command would run unbound, so it was not run.
     NOT_AS_EXPECTED = 1
-    #: A usage error, a bad ``GPUNUMA_*`` value, a missing process, an error gpunuma raised (one line says which).
-    ERROR = 2
+    #: A usage error: an unknown option or a bad value, on the command line or in a ``GPUNUMA_*`` variable.
+    USAGE = 2
     #: ``check``: what the process should hold cannot be told (its GPU is unknown, or it runs with GPUNUMA_BIND=0).
     CANNOT_TELL = 3
     #: ``exec`` on a simulated or captured machine without ``--dry-run``: the command was shown, not run.
     NOT_RUN = 4
+    #: An error gpunuma raised: a GPU the machine lacks, a missing process, unreadable kernel files, a failed bind.
+    ERROR = 5
+    #: ``exec``: the command exists but cannot be executed (a directory, no execute permission), as in a shell.
+    NOT_EXECUTABLE = 126
+    #: ``exec``: the command was not found, as in a shell.
+    NOT_FOUND = 127
+
+
+def exit_code_for(err: Exception) -> ExitCode:
+    """The exit status an error ends the command with (one table for ``gpunuma`` and ``gpunuma.launch``)."""
+    from gpunuma.errors import CommandError, CpuSetParseError, NotBoundError, SettingsError, UnknownSourceError
+
+    if isinstance(err, CommandError):
+        return ExitCode.NOT_FOUND if err.not_found else ExitCode.NOT_EXECUTABLE
+    if isinstance(err, NotBoundError):
+        return ExitCode.NOT_AS_EXPECTED
+    if isinstance(err, (SettingsError, UnknownSourceError, CpuSetParseError, _UsageError)):
+        return ExitCode.USAGE
+    return ExitCode.ERROR
+
+
+class _UsageError(Exception):
+    """argparse's error, raised instead of printed, so ``main`` reports it like every other error."""
+
+    def __init__(self, message: str, usage: str) -> None:
+        super().__init__(message)
+        self.usage = usage
 
 
 _SOURCE_HELP = "where the topology comes from (default: GPUNUMA_SOURCE, else auto = NVML + sysfs)"
@@ -171,6 +199,11 @@ def _print_json(data: object) -> None:
     print(json.dumps(data, indent=2))
 
 
+def _error_json(err: Exception, code: ExitCode) -> dict[str, object]:
+    """The JSON an error prints under ``--json``: ``{"error": {"type", "message", "exit_code"}}``."""
+    return {"error": {"type": type(err).__name__, "message": str(err), "exit_code": int(code)}}
+
+
 def cmd_topo(args: argparse.Namespace) -> int:
     options = _options(args)
     topology = make_source(options.source, root=options.root, simulate=options.simulate).read()
@@ -222,6 +255,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
     captured = getattr(args, "captured", None)
     simulated = options.simulate
     shown = simulated is not None or captured is not None or args.dry_run
+    from gpunuma.launch import exec_bound, exec_command
+
     try:
         plan = _plan(args, options)
     except GpunumaError as err:
@@ -229,8 +264,13 @@ def cmd_exec(args: argparse.Namespace) -> int:
             raise
         # Best-effort, like the library: the command still runs, unbound, and says why.
         print(f"gpunuma exec: not binding: {err}; running {argv[0]!r} unbound", file=sys.stderr)
-        sys.stdout.flush()
-        os.execvp(argv[0], argv)
+        exec_command(argv)
+    if options.strict and options.enabled and not plan.binds:
+        # Strict means never run unbound: a plan that binds nothing stops here, shown or not.
+        from gpunuma.core.report import BindingReport
+        from gpunuma.errors import NotBoundError
+
+        raise NotBoundError(BindingReport.not_bound(plan, "exec", ()))
     if shown:
         where = "this machine"
         if simulated is not None or captured is not None:
@@ -246,8 +286,6 @@ def cmd_exec(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return ExitCode.NOT_RUN
-    from gpunuma.launch import exec_bound
-
     exec_bound(plan, argv, strict=options.strict)
     return ExitCode.OK  # exec_bound only returns when exec failed, which raises
 
@@ -414,10 +452,24 @@ def _add(parser: argparse.ArgumentParser, options: tuple[_Option, ...]) -> None:
         option.add_to(parser)
 
 
+def _pid(text: str) -> str:
+    """``check --pid``: ``self`` or a positive decimal process id, never a path under ``/proc``."""
+    number = decimal(text)
+    if text != "self" and (number is None or number < 1):
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"expected a process id (a positive whole number) or self, got {text!r}")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="gpunuma", description=__doc__.splitlines()[0])
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            raise _UsageError(message, self.format_usage())
+
+    parser = Parser(prog="gpunuma", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log what gpunuma does")
     sub = parser.add_subparsers(dest="command_name", required=True)
 
@@ -438,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_exec)
 
     check = sub.add_parser("check", help="is this process bound right? read the kernel's view of a process")
-    check.add_argument("--pid", default="self", help="process id (default: this process)")
+    check.add_argument("--pid", default="self", type=_pid, help="process id (default: this process)")
     check.add_argument("--gpu", action="append", metavar="GPU",
                        help="the GPU it should be bound to: its local cuda:N, a UUID or bus id (default: from its "
                             "CUDA_VISIBLE_DEVICES or LOCAL_RANK)")
@@ -475,9 +527,17 @@ def _run(args: Any) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; every outcome is an :class:`ExitCode`, every error one line on stderr."""
+    """Run one command; every outcome is an :class:`ExitCode`, every error one line on stderr.
+
+    Under ``--json`` an error is also a JSON object on stdout (:func:`_error_json`), so a script
+    piping into ``jq`` gets the reason.
+    """
     words = list(sys.argv[1:] if argv is None else argv)
-    args = _exec_args(words) or build_parser().parse_args(words)
+    as_json = "--json" in words[: words.index("--") if "--" in words else len(words)]
+    try:
+        args = _exec_args(words) or build_parser().parse_args(words)
+    except _UsageError as err:
+        return _fail(err, f"{err.usage}gpunuma: error: {err}", as_json)
     if args.verbose:
         import logging
 
@@ -492,8 +552,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return ExitCode.OK
     except (GpunumaError, LookupError) as err:
-        print(f"gpunuma: error: {err}", file=sys.stderr)
-        return ExitCode.ERROR
+        from gpunuma.errors import CommandError
+
+        prefix = "gpunuma exec" if isinstance(err, CommandError) else "gpunuma: error"
+        return _fail(err, f"{prefix}: {err}", bool(getattr(args, "json", False)))
+
+
+def _fail(err: Exception, line: str, as_json: bool) -> int:
+    """Say why on stderr (and as JSON on stdout under ``--json``); the exit status that fits ``err``."""
+    code = exit_code_for(err)
+    if as_json:
+        try:
+            _print_json(_error_json(err, code))
+            sys.stdout.flush()
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    print(line, file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -234,7 +234,7 @@ def simulated(options: Options) -> Options:
         machine = make_source(kind, simulate=options.simulate)
         machine.read()
     except LookupError as err:
-        raise SettingsError(f"GPUNUMA_SIMULATE={options.simulate!r}: {err}") from err
+        raise SettingsError(f"simulate={options.simulate!r}: {err}") from err
     source = machine if isinstance(options.source, str) else options.source
     if replace_binder:
         binder = machine.kernel()  # type: ignore[attr-defined]
@@ -370,7 +370,8 @@ def _kept(options: Options, report: BindingReport) -> BindingReport:
     """Log ``report``, keep it as the last report, and raise when binding was required and did not happen."""
     _log(report, options)
     _LAST[:] = [report]
-    if options.require and options.enabled and not report.bound:
+    # Strict means "never run unbound": a plan that binds nothing fails like a syscall that fails.
+    if (options.require or options.strict) and options.enabled and not report.bound:
         raise NotBoundError(report)
     return report
 

@@ -80,7 +80,7 @@ class SnapshotError(GpunumaError, ValueError):
 
 
 class UnknownSourceError(GpunumaError, LookupError):
-    """A topology source or binder name that gpunuma does not know."""
+    """A topology source, binder or simulated machine name that gpunuma does not know."""
 
 
 class GpuResolutionError(GpunumaError, LookupError):
@@ -122,7 +122,8 @@ class LibraryNotFoundError(BindError):
 
 
 class NotBoundError(GpunumaError, RuntimeError):
-    """Binding was required (``require_bound=True``, ``GPUNUMA_REQUIRE=1``) and nothing got bound.
+    """Binding was required (``strict``, ``GPUNUMA_STRICT=1``, ``require_bound=True``, ``GPUNUMA_REQUIRE=1``)
+    and nothing got bound.
 
     ``report`` is the "not bound" report: the process is as it was, and its reasons say why.
     """
@@ -131,4 +132,17 @@ class NotBoundError(GpunumaError, RuntimeError):
         self.report = report
         reasons = getattr(report, "reasons", ())
         why = reasons[-1] if reasons else "no reason recorded"
-        super().__init__(f"binding is required (GPUNUMA_REQUIRE=1 / require_bound=True) and nothing was bound: {why}")
+        super().__init__(f"binding is required (strict or require_bound) and nothing was bound: {why}")
+
+
+class CommandError(GpunumaError, OSError):
+    """The command to run bound could not be started (``gpunuma exec``, ``python -m gpunuma.launch``).
+
+    ``not_found`` tells "no such program" (the shell's exit 127) from "not executable" (126).
+    """
+
+    def __init__(self, command: str, why: str, *, not_found: bool) -> None:
+        self.command = command
+        self.why = why
+        self.not_found = not_found
+        super().__init__(f"cannot run {quoted(command)}: {why}")

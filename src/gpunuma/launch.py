@@ -7,6 +7,7 @@ anywhere (a ``noexec`` /tmp cannot break it).
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -42,9 +43,29 @@ def exec_bound(
     if not argv:
         raise ValueError("exec_bound needs a command to run")
     _hand_down(_apply(plan, binder, strict))
+    exec_command(argv)
+
+
+def exec_command(argv: Sequence[str]) -> NoReturn:
+    """Replace this process with ``argv`` (searched on ``PATH``), or raise :class:`CommandError` saying why not.
+
+    A missing program (or an empty name) is ``not_found`` (the shell's 127); a directory, a file
+    without execute permission or a bad binary is not (126), as ``env`` and ``numactl`` tell them apart.
+    """
+    from gpunuma.errors import CommandError
+
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execvp(argv[0], list(argv))
+    name = argv[0] if argv else ""
+    if not name:
+        raise CommandError(name, "the command name is empty", not_found=True)
+    try:
+        os.execvp(name, list(argv))
+    except ValueError as err:  # a NUL byte in an argument
+        raise CommandError(name, str(err), not_found=False) from err
+    except OSError as err:
+        not_found = err.errno in (errno.ENOENT, errno.ENOTDIR)
+        raise CommandError(name, err.strerror or str(err), not_found=not_found) from err
 
 
 def _bound_trampoline(
@@ -153,8 +174,14 @@ def _plan_from_args(args: argparse.Namespace) -> BindingPlan:
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
-    """``python -m gpunuma.launch --cpus=... --memory=... -- CMD``: bind, then exec CMD."""
+    """``python -m gpunuma.launch --cpus=... --memory=... -- CMD``: bind, then exec CMD.
+
+    Misuse is argparse's usage error (exit 2); a gpunuma error or a command that cannot run ends
+    with one line on stderr and the exit status ``gpunuma exec`` gives it (:class:`~gpunuma.cli.ExitCode`).
+    """
     import argparse
+
+    from gpunuma.errors import GpunumaError
 
     parser = argparse.ArgumentParser(prog="python -m gpunuma.launch")
     parser.add_argument("--cpus", required=True)
@@ -167,7 +194,17 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("give the command after --")
-    exec_bound(_plan_from_args(args), command, strict=True if args.strict else None)
+    try:
+        plan = _plan_from_args(args)
+    except GpunumaError as err:  # a malformed --cpus/--nodes list
+        parser.error(str(err))
+    try:
+        exec_bound(plan, command, strict=True if args.strict else None)
+    except GpunumaError as err:
+        from gpunuma.cli import exit_code_for
+
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        sys.exit(int(exit_code_for(err)))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import os
 
 from gpunuma.adapters.mempolicy import MempolicySyscalls
 from gpunuma.adapters.process import ProcessBinder, errno_word
@@ -15,7 +16,10 @@ from gpunuma.errors import BindError, LibraryNotFoundError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from collections.abc import Callable
+    from typing import Any, TypeVar
+
+    _R = TypeVar("_R")
 
     from gpunuma.core.ports import Binder
 
@@ -42,10 +46,46 @@ _SIGNATURES: dict[str, tuple[Any, tuple[Any, ...]]] = {
 }
 
 
+def quietly(call: Callable[[], _R]) -> tuple[_R, str]:
+    """Run a libnuma ``call`` with file descriptor 2 pointed at a private buffer; its result and what it printed.
+
+    libnuma reports errors by printing them (``numa_error``/``numa_warn`` write ``set_mempolicy: Invalid
+    argument`` to stderr) and a library must not write on its user's stderr. The window is the call
+    itself, under the bind lock; what another thread writes in it is written back after a call that
+    printed nothing of its own (errno 0), so nothing is lost.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all: nothing to protect
+        return call(), ""
+    try:
+        sink = os.memfd_create("gpunuma-libnuma", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):
+        os.close(saved)
+        return call(), ""
+    try:
+        os.dup2(sink, 2)
+        try:
+            ctypes.set_errno(0)
+            result = call()
+            failed = ctypes.get_errno() != 0
+        finally:
+            os.dup2(saved, 2)
+        size = os.lseek(sink, 0, os.SEEK_END)
+        printed = os.pread(sink, min(size, 1 << 16), 0) if size else b""
+    finally:
+        os.close(sink)
+        os.close(saved)
+    if printed and not failed:
+        os.write(2, printed)
+        printed = b""
+    return result, printed.decode("utf-8", "replace").strip()
+
+
 def load_libnuma(library: str) -> ctypes.CDLL:
     """Load ``library`` with every used function's signature declared; checks ``numa_available()``."""
     try:
-        lib = ctypes.CDLL(library, use_errno=True)
+        lib, _ = quietly(lambda: ctypes.CDLL(library, use_errno=True))  # its constructor may warn
     except OSError as err:
         raise LibraryNotFoundError(f"cannot load {library} ({err}); install it: {_INSTALL_HINT}") from err
     for name, (restype, argtypes) in _SIGNATURES.items():
@@ -55,7 +95,8 @@ def load_libnuma(library: str) -> ctypes.CDLL:
             raise LibraryNotFoundError(f"{library} lacks {name}(); install libnuma 2.0+: {_INSTALL_HINT}") from err
         function.restype = restype
         function.argtypes = argtypes
-    if lib.numa_available() < 0:
+    available, _ = quietly(lib.numa_available)
+    if available < 0:
         raise BindError(
             f"{library} says NUMA is unavailable (numa_available() = -1): get_mempolicy is refused "
             "(ENOSYS, or EPERM under a seccomp profile without CAP_SYS_NICE)"
@@ -84,29 +125,35 @@ class LibnumaMemory:
         if mode is Mode.PREFERRED_MANY:
             self.syscalls.set(Mempolicy(mode, nodes))
             return
-        # libnuma's void setters report failure only through errno (and perror on stderr).
-        ctypes.set_errno(0)
+        # libnuma's void setters report failure only through errno (and a line on stderr, caught by quietly).
         if mode is Mode.BIND:
-            mask = self._lib.numa_allocate_nodemask()
-            if not mask:
-                raise OSError(errno.ENOMEM, "numa_allocate_nodemask returned NULL")
-            try:
-                for node in nodes:
-                    self._lib.numa_bitmask_setbit(mask, node)
-                self._lib.numa_set_membind(mask)
-            finally:
-                code = ctypes.get_errno()
-                self._lib.numa_bitmask_free(mask)
+            code, printed = quietly(lambda: self._set_membind(nodes))
         elif mode is Mode.PREFERRED:
-            self._lib.numa_set_preferred(nodes[0])
-            code = ctypes.get_errno()
+            code, printed = quietly(lambda: self._set_preferred(nodes[0]))
         else:
             raise OSError(errno.EINVAL, f"libnuma binder does not set {mode.word}")
         if code:
             # errno may be left over from an internal call that did not matter: the read-back decides.
             held = self.syscalls.get()
             if held.mode != mode or held.nodes != tuple(nodes):
-                raise OSError(code, f"libnuma: {errno_word(code)}")
+                said = f" ({printed.splitlines()[-1][:200]})" if printed else ""
+                raise OSError(code, f"libnuma: {errno_word(code)}{said}")
+
+    def _set_membind(self, nodes: tuple[int, ...]) -> int:
+        mask = self._lib.numa_allocate_nodemask()
+        if not mask:
+            raise OSError(errno.ENOMEM, "numa_allocate_nodemask returned NULL")
+        try:
+            for node in nodes:
+                self._lib.numa_bitmask_setbit(mask, node)
+            self._lib.numa_set_membind(mask)
+            return ctypes.get_errno()
+        finally:
+            self._lib.numa_bitmask_free(mask)
+
+    def _set_preferred(self, node: int) -> int:
+        self._lib.numa_set_preferred(node)
+        return ctypes.get_errno()
 
 
 class LibnumaBinder(ProcessBinder):

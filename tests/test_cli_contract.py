@@ -1,0 +1,172 @@
+"""The command's contract at the edge: one exit status per outcome, one line per error, JSON on every outcome.
+
+Each test names a class of outcome (a command that cannot run, a strict run that would be unbound, a
+bad flag value, an error under ``--json``) and asserts the exit status and the structured output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from gpunuma.cli import ExitCode, main
+
+RAN = "print('ran')"
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GPUNUMA_", "CUDA_", "LOCAL_RANK"))}
+    return {**env, **extra}
+
+
+def gpunuma(*argv: str, module: str = "gpunuma", **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", module, *argv], capture_output=True, text=True,
+                          env=clean_env(**env), timeout=120)
+
+
+def one_line(stderr: str) -> bool:
+    return stderr.count("\n") == 1 and "Traceback" not in stderr
+
+
+# -- exit statuses ------------------------------------------------------------------------------------------
+def test_every_exit_status_is_distinct_and_the_shell_s_for_commands_that_cannot_run():
+    codes = [int(code) for code in ExitCode]
+    assert len(codes) == len(set(codes))
+    assert (ExitCode.USAGE, ExitCode.NOT_EXECUTABLE, ExitCode.NOT_FOUND) == (2, 126, 127)
+
+
+# -- a command that cannot run ------------------------------------------------------------------------------
+def _not_executable_file(tmp_path):
+    script = tmp_path / "script.sh"
+    script.write_text("#!/bin/sh\necho ran\n")
+    script.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    return str(script)
+
+
+@pytest.mark.parametrize(
+    ("command", "code"),
+    [
+        (lambda tmp: "/nonexistent/tool", ExitCode.NOT_FOUND),
+        (lambda tmp: "gpunuma-no-such-command-on-path", ExitCode.NOT_FOUND),
+        (lambda tmp: "", ExitCode.NOT_FOUND),
+        (lambda tmp: "-x", ExitCode.NOT_FOUND),
+        (lambda tmp: str(tmp), ExitCode.NOT_EXECUTABLE),  # a directory
+        (_not_executable_file, ExitCode.NOT_EXECUTABLE),
+    ],
+    ids=["missing path", "missing on PATH", "empty name", "dash name", "directory", "no execute bit"],
+)
+@pytest.mark.parametrize("bound", [True, False], ids=["bound", "unbound (no GPU, best effort)"])
+def test_exec_of_a_command_that_cannot_run_is_one_line_and_the_shell_s_status(tmp_path, command, code, bound):
+    target = command(tmp_path)
+    where = ["--node", "0"] if bound else ["--gpu", "0", "--source", "sysfs"]
+
+    done = gpunuma("exec", *where, "--", target, CUDA_VISIBLE_DEVICES="")
+
+    assert done.returncode == code
+    assert done.stderr.splitlines()[-1].startswith(f"gpunuma exec: cannot run {target!r}: ")
+    assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("command", "code"), [("/nonexistent/tool", ExitCode.NOT_FOUND), ("/", ExitCode.NOT_EXECUTABLE)]
+)
+def test_the_launch_module_reports_a_command_that_cannot_run_like_exec(command, code):
+    done = gpunuma("--cpus=0", "--nodes=0", "--", command, module="gpunuma.launch")
+
+    assert done.returncode == code and one_line(done.stderr)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["--cpus=0"], ["--cpus=0", "--"], ["--cpus=abc", "--", "true"], ["--cpus=0", "--memory=lots", "--", "true"]],
+    ids=["nothing", "no command", "empty command", "bad cpulist", "bad memory"],
+)
+def test_misusing_the_launch_module_is_a_usage_error_without_a_traceback(argv):
+    done = gpunuma(*argv, module="gpunuma.launch")
+
+    assert done.returncode == ExitCode.USAGE and "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1].startswith("python -m gpunuma.launch: error: ")
+
+
+# -- strict: never run unbound ------------------------------------------------------------------------------
+@pytest.mark.parametrize("strict", [["--strict"], []], ids=["--strict", "GPUNUMA_STRICT=1"])
+def test_strict_exec_does_not_run_where_nothing_would_be_bound(strict):
+    # The cloud VM's GPUs report no NUMA locality: the plan binds nothing.
+    done = gpunuma("exec", *strict, "--simulate", "cloud-vm", "--dry-run", "--gpu", "0", "--", "true",
+                   **({} if strict else {"GPUNUMA_STRICT": "1"}))
+
+    assert done.returncode == ExitCode.NOT_AS_EXPECTED and one_line(done.stderr)
+    assert "no NUMA locality" in done.stderr and done.stdout == ""
+
+
+def test_best_effort_exec_shows_the_unbound_plan_where_nothing_would_be_bound(capsys):
+    code = main(["exec", "--simulate", "cloud-vm", "--dry-run", "--gpu", "0", "--", "true"])
+
+    assert code == ExitCode.OK and "no binding" in capsys.readouterr().out
+
+
+def test_strict_binding_in_the_library_raises_where_nothing_would_be_bound(tmp_path):
+    from gpunuma import NotBoundError, bind_to_gpu
+    from gpunuma_fakes import machine
+
+    cloud = machine("cloud-vm")
+    with pytest.raises(NotBoundError) as caught:
+        bind_to_gpu(0, source=cloud.source(tmp_path), binder=cloud.kernel(), strict=True, env={})
+    assert not caught.value.report.bound
+    assert caught.value.report.reasons[-1].code == "gpu_locality_unknown"
+    assert not bind_to_gpu(0, source=cloud.source(tmp_path), binder=cloud.kernel(), env={}).bound
+
+
+# -- usage errors -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("pid", ["abc", "0", "-1", "../tmp", "1/../..", "\u0661", "12" * 200])
+def test_check_takes_only_a_positive_process_id(capsys, pid):
+    assert main(["check", f"--pid={pid}"]) == ExitCode.USAGE
+    assert "--pid" in capsys.readouterr().err
+
+
+def test_check_takes_this_process_by_its_id(capsys):
+    assert main(["check", "--pid", str(os.getpid()), "--source", "sysfs"]) == ExitCode.CANNOT_TELL
+
+
+# -- JSON on every outcome ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("argv", "code", "kind"),
+    [
+        (["plan", "--simulate", "dgx-h100", "--gpu", "99", "--json"], ExitCode.ERROR, "GpuResolutionError"),
+        (["check", "--pid", "999999999", "--json"], ExitCode.ERROR, "TopologyUnavailableError"),
+        (["topo", "--simulate", "dgx-9000", "--json"], ExitCode.USAGE, "UnknownMachineError"),
+        (["plan", "--json", "--bogus"], ExitCode.USAGE, "_UsageError"),
+        (["check", "--json", "--pid", "abc"], ExitCode.USAGE, "_UsageError"),
+        (["exec", "--json", "--strict", "--simulate", "cloud-vm", "--gpu", "0", "--", "true"],
+         ExitCode.NOT_AS_EXPECTED, "NotBoundError"),
+    ],
+    ids=["unknown GPU", "no such process", "unknown machine", "unknown flag", "bad pid", "strict unbound"],
+)
+def test_an_error_under_json_is_a_json_object_on_stdout_with_its_status(capsys, argv, code, kind):
+    assert main(argv) == code
+    out, err = capsys.readouterr()
+
+    error = json.loads(out)["error"]
+    assert error["exit_code"] == code and error["type"] == kind and error["message"]
+    assert err.splitlines()[-1].startswith("gpunuma: error: ")
+
+
+@pytest.mark.parametrize("argv", [["topo", "--simulate", "gb200", "--json"],
+                                  ["plan", "--simulate", "dgx-a100", "--gpu", "0", "--json"],
+                                  ["plan", "--simulate", "dgx-h100", "--gpu", "99", "--json"]],
+                         ids=["topo", "plan", "error"])
+def test_json_into_a_pipe_closed_early_ends_quietly(argv):
+    child = subprocess.Popen([sys.executable, "-m", "gpunuma", *argv], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=clean_env())
+    assert child.stdout is not None and child.stderr is not None
+    child.stdout.close()  # the reader left before the first byte, as `| head -0` would
+    stderr = child.stderr.read().decode()
+    child.wait(timeout=120)
+
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr
+    assert child.returncode in (ExitCode.OK, ExitCode.ERROR)
