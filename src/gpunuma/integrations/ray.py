@@ -219,10 +219,48 @@ class _BindOnAssignment:
     def after_assignment(self, ray: Any) -> None:
         gpus = tuple(sorted(str(g) for g in ray.get_gpu_ids()))
         if gpus and gpus != self._bound_for:
-            report = self._bind(self._bound_before)
+            try:
+                report = self._bind(self._bound_before)
+            except GpunumaError as err:  # strict: this task must not run unbound
+                fail_this_task(ray, err)
+                return
             self._bound_for = gpus
             # A failed rebind is undone, so the process still holds this watcher's earlier binding.
             self._bound_before = self._bound_before or report.bound
+
+
+def fail_this_task(ray: Any, err: GpunumaError) -> None:
+    """Make the task (or actor creation) Ray is about to run fail with ``err``, so its caller gets the reason.
+
+    Ray calls the assignment hook outside the code that turns a task's exceptions into its result: an
+    exception raised there kills the worker, and the caller sees a bare ``WorkerCrashedError`` after
+    the retries. Instead, the next function Ray looks up on this worker becomes one that raises ``err``
+    inside that code (Ray's function manager, a private API: where it is missing, ``err`` is raised
+    here and the worker dies with it, its message in Ray's log and an actor's death cause).
+    """
+    try:
+        manager = ray._private.worker.global_worker.function_actor_manager
+        cached: dict[Any, Any] = manager.execution_infos
+        original = manager.get_execution_info
+    except AttributeError:
+        raise err from None
+
+    def get_execution_info(job_id: Any, function_descriptor: Any) -> Any:
+        del manager.get_execution_info  # once: back to the class's method
+        info = original(job_id, function_descriptor)
+
+        def refuse(*_args: Any, **_kwargs: Any) -> None:
+            if cached.get(function_descriptor) is failing:
+                del cached[function_descriptor]
+            raise err
+
+        failing = info._replace(function=refuse)
+        return failing
+
+    logs.warning("gpunuma: %s; the task fails instead of running unbound (strict)", err)
+    # Ray looks the function up in this per-worker cache first: without an entry it asks the manager.
+    cached.clear()
+    manager.get_execution_info = get_execution_info
 
 
 # Ray sets CUDA_VISIBLE_DEVICES for each task or actor creation through this function, after the
