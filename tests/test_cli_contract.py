@@ -170,3 +170,41 @@ def test_json_into_a_pipe_closed_early_ends_quietly(argv):
 
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr
     assert child.returncode in (ExitCode.OK, ExitCode.ERROR)
+
+
+# -- messages name the right thing --------------------------------------------------------------------------
+@pytest.mark.parametrize("variable", ["ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES"])
+def test_an_amd_variable_s_error_gives_amd_advice(variable):
+    from gpunuma import GpuResolutionError, plan_for
+
+    mi300x = machine_source("mi300x")
+    with pytest.raises(GpuResolutionError) as caught:
+        plan_for(source=mi300x, env={variable: "GPU-0123456789abcdef"})
+
+    assert caught.value.variable == variable
+    assert "rocm-smi" in str(caught.value) and "nvml" not in str(caught.value).lower()
+
+
+def test_a_numa_node_that_does_not_exist_is_named_as_reported_not_as_minus_one(tmp_path):
+    from gpunuma import plan_for
+    from gpunuma.adapters.sysfs import SysfsTopology
+    from gpunuma_fakes import machine, render_sysfs
+
+    root = tmp_path / "dgx"
+    render_sysfs(machine("dgx-h100"), root)
+    (root / "sys/bus/pci/devices/0000:c3:00.0/numa_node").write_text("999\n")
+
+    plan = plan_for(5, source=SysfsTopology(root=root), env={})
+
+    (located,) = [reason for reason in plan.reasons if reason.code == "gpu_single_candidate"]
+    assert located.values["said"].code == "said_node_not_listed" and located.values["said"].values["reported"] == 999
+    assert "node 999 (" in located and "numa_node -1" not in located
+    assert plan.nodes == (1,)
+
+
+def machine_source(name: str):
+    from gpunuma.adapters.static import StaticTopology
+    from gpunuma_fakes import machine
+
+    simulated = machine(name)
+    return StaticTopology(simulated.topology(), simulated.allowed())

@@ -201,9 +201,13 @@ class _Unmatched(Exception):
 def _match_uuid(entry: str, gpus: Sequence[Gpu], variable: str, value: str) -> Gpu:
     """A ``GPU-`` UUID or unique prefix, or a ``MIG-`` UUID (current or legacy form) -> its GPU."""
     if any(g.uuid is None for g in gpus):
+        advice = (
+            "name AMD GPUs by index, as rocm-smi numbers them: gpunuma reads no AMD GPU UUIDs"
+            if variable in (ROCR_VISIBLE_DEVICES, HIP_VISIBLE_DEVICES)
+            else "read it with the nvml or auto source, or install the NVIDIA driver's procfs"
+        )
         raise GpuResolutionError(
-            f"{variable}={_cut(value)!r} names GPUs by UUID, but this topology has no UUIDs for every GPU "
-            "(read it with the nvml or auto source, or install the NVIDIA driver's procfs)",
+            f"{variable}={_cut(value)!r} names GPUs by UUID, but this topology has no UUIDs for every GPU ({advice})",
             variable=variable,
             value=value,
         )

@@ -73,8 +73,8 @@ TEMPLATES: Mapping[str, str] = {
     "gpu_locality_unknown": "{gpu} reports no NUMA locality: {said} and {evidence}; not guessing",
     # what the GPU's numa_node said, rendered inside the rule 1c reasons above
     "said_no_node": "numa_node -1",
-    "said_node_not_listed": "node {reported}, which does not exist",
-    "said_node_cpuless": "node {reported}, which has no CPUs",
+    "said_node_not_listed": "node {reported} (a node that does not exist)",
+    "said_node_cpuless": "node {reported} (a node without CPUs)",
     # evidence for rule 1c, rendered inside the reasons above
     "evidence_local_cpus": "its local CPUs {cpus} lie on",
     "evidence_nvml_affinity": "its NVML memory affinity names",
