@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gpunuma.adapters.sysfs import SysfsTopology
-from gpunuma.check import check_process
+from gpunuma.check import Verdict, check_process
 from gpunuma.core.cpuset import CpuSet
 from gpunuma_fakes import machine
 from gpunuma_fakes.render import PID
@@ -52,7 +52,7 @@ def test_an_unbound_worker_is_reported_thread_by_thread(render):
 def test_a_process_whose_environment_is_unreadable_is_shown_without_a_verdict(render):
     root = render(machine("dgx-h100"))
     result = check_process(PID, source="sysfs", root=root)
-    assert result.plan is None and result.ok
+    assert result.plan is None and result.verdict is Verdict.CANNOT_TELL and not result.ok
     assert "unreadable" in result.notes[0]
     assert f"process {PID}" in result.render()
 
@@ -112,7 +112,8 @@ def test_a_worker_told_not_to_bind_is_shown_not_judged(render):
     _with_environ(root, CUDA_VISIBLE_DEVICES="5", GPUNUMA_BIND="0")
     result = check_process(PID, source="sysfs", root=root)
     text = result.render()
-    assert result.ok and result.mismatches == () and not result.compared
+    assert result.mismatches == () and not result.compared
+    assert result.verdict is Verdict.CANNOT_TELL and not result.ok
     assert result.plan is not None and result.plan.nodes == (1,), "the plan is still shown"
     assert "GPUNUMA_BIND=0" in result.notes[0] and "not compared" in result.notes[0]
     assert "NOT bound" not in text and "OK:" not in text
@@ -150,3 +151,32 @@ def test_a_process_without_cuda_visible_devices_mentions_ray_workers(render):
     root = render(machine("dgx-h100"))
     _with_environ(root, PATH="/usr/bin")
     assert "binding_report()" in check_process(PID, source="sysfs", root=root).render()
+
+
+def test_a_worker_started_with_a_share_checks_against_that_share(render):
+    from gpunuma.core.policy import Share
+
+    root = render(machine("dgx-h100"))
+    _with_environ(root, CUDA_VISIBLE_DEVICES="5")  # --share was a flag: its environment does not say it
+    # Part 1 of 2 of node 1's 56 cores (with their SMT siblings): cores 84-111.
+    _set_thread_cpus(root, "84-111,196-223")
+
+    assert not check_process(PID, source="sysfs", root=root).ok
+    result = check_process(PID, source="sysfs", root=root, share=Share(1, 2))
+    assert result.ok, result.mismatches
+    assert result.plan is not None and result.plan.cpus.to_list() == "84-111,196-223"
+
+
+def test_the_check_command_takes_share_and_reserve_flags_over_the_process_s_variables(render, capsys):
+    import json
+
+    from gpunuma.cli import ExitCode, main
+
+    root = render(machine("dgx-h100"))
+    _with_environ(root, CUDA_VISIBLE_DEVICES="5", GPUNUMA_SHARE="0/2")
+    _set_thread_cpus(root, "84-111,196-223")
+
+    assert main(["check", "--pid", str(PID), "--root", str(root), "--source", "sysfs", "--share", "1/2",
+                 "--json"]) == ExitCode.OK
+    assert json.loads(capsys.readouterr().out)["plan"]["share"] == "1/2"
+    assert main(["check", "--pid", str(PID), "--root", str(root), "--share", "2/2"]) == ExitCode.USAGE

@@ -19,7 +19,7 @@ from typing import Any
 from gpunuma.core.cpuset import node_list
 from gpunuma.core.identity import GpuEnvironment
 from gpunuma.core.plan import BindingPlan
-from gpunuma.core.policy import Policy
+from gpunuma.core.policy import Policy, Share
 from gpunuma.core.ports import TopologySource
 from gpunuma.core.report import KernelView
 from gpunuma.core.value import Choice, Value, replace
@@ -64,8 +64,8 @@ class CheckResult(Value):
 
     @property
     def ok(self) -> bool:
-        """True unless a plan that binds disagrees with what the kernel holds."""
-        return not self.mismatches
+        """True only when the kernel holds what the plan expects: never for a process that cannot be judged."""
+        return self.verdict is Verdict.AS_EXPECTED
 
     @property
     def verdict(self) -> Verdict:
@@ -132,13 +132,16 @@ def check_process(
     policy: Policy | None = None,
     gpus: Sequence[int | str] | None = None,
     physical: Sequence[int | str] | None = None,
+    share: Share | None = None,
+    reserve: int | None = None,
 ) -> CheckResult:
     """Read a process's binding back and compare it with the plan for the GPU(s) it uses.
 
     The GPU comes from ``gpus`` (local ``cuda:N`` of the process, through its own
     ``CUDA_VISIBLE_DEVICES`` when readable; UUIDs; bus ids) or ``physical`` (``nvidia-smi`` numbering)
     when given, else from the process's environment. The plan follows the process's own ``GPUNUMA_*``
-    settings (``policy`` replaces them); a process running with ``GPUNUMA_BIND=0`` is shown, not judged.
+    settings (``policy`` replaces them; ``share``/``reserve`` replace only its ``GPUNUMA_SHARE``/``GPUNUMA_RESERVE``,
+    for a process started with ``--share``); a process running with ``GPUNUMA_BIND=0`` is shown, not judged.
     A GPU named here that the machine lacks raises :class:`~gpunuma.errors.GpuResolutionError`.
     """
     from gpunuma import compose
@@ -170,8 +173,19 @@ def check_process(
             )
     try:
         # The target's own switches: it was bound with its GPUNUMA_* policy, not this command's.
-        options = compose.Options.from_env(env, source=source, policy=policy, root=root, warn=False)
+        overridden = {
+            *(("GPUNUMA_SHARE",) if share is not None else ()),
+            *(("GPUNUMA_RESERVE",) if reserve is not None else ()),
+        }
+        options = compose.Options.from_env(
+            env, source=source, policy=policy, root=root, ignore=overridden, warn=False
+        )
         notes.extend(f"the process's {problem}: it ran with the default" for problem in options.problems)
+        if share is not None or reserve is not None:
+            base = options.policy
+            options = replace(options, policy=replace(
+                base, share=base.share if share is None else share, reserve=base.reserve if reserve is None else reserve
+            ))
         # Its affinity is what we check, so an affinity narrowed by the binding must not stop the plan.
         options = replace(options, policy=replace(options.policy, override_affinity=True), simulate=None)
         plan = compose.plan(

@@ -52,13 +52,20 @@ class ExitCode(int, Choice):
 
 def exit_code_for(err: Exception) -> ExitCode:
     """The exit status an error ends the command with (one table for ``gpunuma`` and ``gpunuma.launch``)."""
-    from gpunuma.errors import CommandError, CpuSetParseError, NotBoundError, SettingsError, UnknownSourceError
+    from gpunuma.errors import (
+        CommandError,
+        CpuSetParseError,
+        NotBoundError,
+        PolicyError,
+        SettingsError,
+        UnknownSourceError,
+    )
 
     if isinstance(err, CommandError):
         return ExitCode.NOT_FOUND if err.not_found else ExitCode.NOT_EXECUTABLE
     if isinstance(err, NotBoundError):
         return ExitCode.NOT_AS_EXPECTED
-    if isinstance(err, (SettingsError, UnknownSourceError, CpuSetParseError, _UsageError)):
+    if isinstance(err, (SettingsError, PolicyError, UnknownSourceError, CpuSetParseError, _UsageError)):
         return ExitCode.USAGE
     return ExitCode.ERROR
 
@@ -295,7 +302,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     options = _options(args)
     result = check_process(
-        args.pid, source=options.source, root=options.root, gpus=_gpus(args), physical=_physical(args)
+        args.pid, source=options.source, root=options.root, gpus=_gpus(args), physical=_physical(args),
+        share=Share.parse(args.share) if args.share is not None else None, reserve=args.reserve,
     )
     if args.json:
         _print_json(result.to_dict())
@@ -495,6 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the GPU it should be bound to: its local cuda:N, a UUID or bus id (default: from its "
                             "CUDA_VISIBLE_DEVICES or LOCAL_RANK)")
     _PHYSICAL_OPTION.add_to(check)
+    for option in _POLICY_OPTIONS:
+        if option.flag in ("--share", "--reserve"):  # what the process was started with, when not in its environment
+            option.add_to(check)
     check.add_argument("--source", choices=SOURCE_NAMES, help=_SOURCE_HELP)
     check.add_argument("--root", default="/", help=_ROOT_HELP)
     check.add_argument("--json", action="store_true")
