@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import shutil
 
+import pytest
+
 from gpunuma.adapters.procfs import read_cgroup_cpuset, read_status, read_thread_affinities
 from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.core.cpuset import CpuSet
@@ -294,10 +296,14 @@ def _realpath_ancestry(root, device):
     return parts if parts[0].startswith("pci") else ()
 
 
-def test_pcie_ancestries_resolve_as_realpath_does_even_under_a_linked_root(rendered, tmp_path, mocker):
+@pytest.mark.parametrize("kernel", [True, False], ids=["kernel-named", "followed-here"])
+def test_pcie_ancestries_resolve_as_realpath_does_even_under_a_linked_root(rendered, tmp_path, mocker, kernel):
     import os
 
     from gpunuma.adapters.sysfs_nics import PciPaths
+
+    if not kernel:  # no /proc/self/fd (or a path the kernel cannot name): links followed one directory at a time
+        mocker.patch("gpunuma.adapters.sysfs_nics._kernel_path", return_value=None)
 
     tree = rendered("dgx-h100")
     (tmp_path / "linked").symlink_to(tree)  # the root through a symlink, as /tmp is on some systems

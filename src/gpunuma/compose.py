@@ -123,6 +123,7 @@ def make_source(
     simulate: str | None = None,
     nvidia_visible_devices: str | None = None,
     layout: bool = True,
+    gpus: bool = True,
     nvml_when: str = "always",
 ) -> TopologySource:
     """A topology source: an instance passes through, a name (``auto``/``nvml``/``sysfs``) is built.
@@ -132,7 +133,8 @@ def make_source(
     ``/`` is a captured tree: its kernel files only, since this machine's NVML does not describe it.
     ``nvidia_visible_devices`` (the container runtime's variable) reaches the sysfs reader, which
     uses it only when ``/proc`` and ``/dev`` say nothing. ``layout=False``: the sysfs reader skips each
-    CPU's core and socket (a node-scope plan needs neither). ``nvml_when="needed"``: the auto source
+    CPU's core and socket (a node-scope plan needs neither); ``gpus=False``: it skips the PCI bus (no GPU,
+    no NIC: a plan for an explicit node and no GPU needs neither). ``nvml_when="needed"``: the auto source
     asks NVML only for what sysfs cannot answer (:func:`gpunuma.adapters.auto.nvml_needs`).
     """
     if source is None:
@@ -142,7 +144,9 @@ def make_source(
     if simulate is not None:
         return simulated_source_class()(simulate, source)
     cls = topology_source_class(source)
-    sysfs = topology_source_class("sysfs")(root=root, nvidia_visible_devices=nvidia_visible_devices, layout=layout)
+    sysfs = topology_source_class("sysfs")(
+        root=root, nvidia_visible_devices=nvidia_visible_devices, layout=layout, gpus=gpus
+    )
     if source in ("auto", "nvml") and os.path.realpath(root) != "/":
         why = (
             "this machine's NVML does not describe a captured tree "
@@ -261,9 +265,11 @@ def plan(
 
     options = simulated(options)
     named = gpus is not None or physical is not None
+    node_only = node is not None and not named
     chosen = options.source
-    if node is not None and not named and chosen in ("auto", "nvml"):
-        # An explicit node needs no GPU data: sysfs alone spares loading pynvml and nvmlInit.
+    if node_only and chosen in ("auto", "nvml"):
+        # An explicit node needs no GPU data: sysfs alone spares loading pynvml and nvmlInit, and the
+        # PCI bus (GPUs, NICs) is not read at all.
         chosen = "sysfs"
     # Only the socket, exclusive and cache scopes, shares and reserved cores look at each CPU's socket,
     # core and cache.
@@ -273,13 +279,14 @@ def plan(
         root=options.root,
         nvidia_visible_devices=environment.nvidia_visible_devices if environment is not None else None,
         layout=policy.cpu_scope is not CpuScope.NODE or policy.share is not None or policy.reserve > 0,
+        gpus=not node_only,
         nvml_when="always" if _names_mig(gpus, physical, environment) else "needed",
     )
     topology = src.read()
     if allowed is None:
         allowed = src.allowed()
     resolution_reasons: tuple[Reason, ...] = ()
-    if node is not None and not named:
+    if node_only:
         owned: tuple[int, ...] = ()
     else:
         # Imported only where GPUs are resolved: a cold bind to an explicit node never loads it.

@@ -20,11 +20,9 @@ from gpunuma.adapters.procfs import (
     read_value,
 )
 from gpunuma.adapters.sysfs_cpus import read_cpus, read_online
-from gpunuma.adapters.sysfs_nics import PciPaths, read_nics
 from gpunuma.adapters.sysfs_nodes import read_nodes
 from gpunuma.core.cpuset import BLANK, CpuSet
 from gpunuma.core.model import Gpu, Topology
-from gpunuma.core.pci import bus_order
 from gpunuma.core.plan import Allowed
 from gpunuma.core.reasons import Reason
 from gpunuma.errors import GpunumaError, SysfsFormatError, TopologyUnavailableError
@@ -33,9 +31,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from gpunuma.adapters.sysfs_nics import PciPaths
     from gpunuma.core.exposure import DeviceIds
     from gpunuma.core.kernel_policy import Mempolicy
-    from gpunuma.core.model import CacheDomain
+    from gpunuma.core.model import CacheDomain, Nic
 
 _VENDORS = {0x10DE: "nvidia", 0x1002: "amd", 0x8086: "intel"}
 #: PCI base class + subclass of a GPU: VGA, 3D controller, other display controller.
@@ -66,6 +65,19 @@ def _own_mempolicy() -> Mempolicy | None:
         return None
 
 
+def _pci_paths(root: str) -> PciPaths:
+    # The PCI bus is read only for plans that use GPUs: a bind to an explicit node never imports its reader.
+    from gpunuma.adapters.sysfs_nics import PciPaths
+
+    return PciPaths(root)
+
+
+def _nics(root: str, notes: list[str], paths: PciPaths) -> tuple[Nic, ...]:
+    from gpunuma.adapters.sysfs_nics import read_nics
+
+    return read_nics(root, notes, paths)
+
+
 class SysfsTopology:
     """Reads the topology from sysfs and the process's cpuset from procfs/cgroupfs under ``root``.
 
@@ -78,6 +90,9 @@ class SysfsTopology:
     domains nor each node's memory size. On a DGX H100 that is ~40 small reads (and ~50 for its 12
     NICs) instead of ~200; the socket, exclusive and cache scopes, shares and reserved cores need the
     layout, and :mod:`gpunuma.compose` asks for it only then.
+
+    ``gpus=False`` skips the PCI bus altogether (no GPU, no NIC, no PCIe ancestry: ~100 of the ~150 reads of a
+    DGX H100's node-scope read): a plan for an explicit node and no GPU (``bind_to_node``) uses none of them.
     """
 
     name = "sysfs"
@@ -89,15 +104,17 @@ class SysfsTopology:
         *,
         nvidia_visible_devices: str | None = None,
         layout: bool = True,
+        gpus: bool = True,
     ) -> None:
         # Plain string paths: pathlib costs a cold bind ~5 ms of CPU to import, and more per join than a read.
         self.root = os.fspath(root)
         self.pid = pid
         self.nvidia_visible_devices = nvidia_visible_devices
         self.layout = layout
+        self.gpus = gpus
 
     def __repr__(self) -> str:
-        return f"SysfsTopology(root={self.root!r}, pid={self.pid!r}, layout={self.layout!r})"
+        return f"SysfsTopology(root={self.root!r}, pid={self.pid!r}, layout={self.layout!r}, gpus={self.gpus!r})"
 
     def _path(self, relative: str) -> str:
         return os.path.join(self.root, relative)
@@ -112,10 +129,10 @@ class SysfsTopology:
         online = read_online(cpu_dir, notes)
         cpus = read_cpus(cpu_dir, online, notes) if self.layout else ()
         nodes = read_nodes(self.root, online, notes, sizes=self.layout)
-        paths = PciPaths(self.root)
-        gpus = self._gpus(notes, paths)
+        paths = _pci_paths(self.root) if self.gpus else None
+        gpus = self._gpus(notes, paths) if paths is not None else ()
         caches = self._caches(cpu_dir, online, notes) if self.layout else ()
-        nics = read_nics(self.root, notes, paths)
+        nics = _nics(self.root, notes, paths) if paths is not None else ()
         if self._without_process():
             notes.append(Reason.of("no_process_status", path=self._path("proc/self/status")))
         return Topology(
@@ -173,6 +190,8 @@ class SysfsTopology:
         if names is None:
             notes.append(f"{pci_dir} missing: no GPUs")
             return ()
+        from gpunuma.core.pci import bus_order  # only a read of the PCI bus loads it
+
         entries = sorted(names, key=bus_order)
         found: list[Gpu] = []
         ids: dict[str, DeviceIds] = {}

@@ -19,24 +19,46 @@ if TYPE_CHECKING:
     from os import PathLike
 
 
+def _kernel_path(path: str) -> str | None:
+    """The path the kernel resolved ``path`` to (``/proc/self/fd`` of an ``O_PATH`` open), None when it cannot say.
+
+    Three system calls whatever the depth, where following links one component at a time costs one
+    ``readlink`` per directory; None for a path that does not resolve (a broken link, a loop) or without ``/proc``.
+    """
+    try:
+        fd = os.open(path, os.O_PATH)
+    except OSError:
+        return None
+    try:
+        resolved = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    # The kernel marks a path it cannot name from here (deleted, another mount namespace): not a path to use.
+    return resolved if resolved.startswith("/") and not resolved.endswith(" (deleted)") else None
+
+
 class PciPaths:
     """PCIe ancestries of the devices under one ``root``, for one read.
 
-    Symlinks are followed as :func:`os.path.realpath` follows them, but each directory is resolved once:
-    ``realpath`` checks every component of every path (~400 ``lstat`` calls for a DGX's GPUs and NICs, most of
-    them the same leading directories), which made it most of a node-scope read.
+    Paths resolve as :func:`os.path.realpath` resolves them: the kernel names the directory an existing path leads
+    to; a path it cannot resolve has its symlinks followed here, each directory once (``realpath`` checks every
+    component of every path: ~400 ``lstat`` calls for a DGX's GPUs and NICs).
     """
 
     def __init__(self, root: str | PathLike[str]) -> None:
         self._real: dict[str, str] = {}
-        self._devices = self._resolve(os.path.join(os.path.abspath(root), "sys/devices"))
+        devices = os.path.join(os.path.abspath(root), "sys/devices")
+        self._devices = _kernel_path(devices) or self._resolve(devices)
 
     def of(self, device: str | PathLike[str]) -> tuple[str, ...]:
         """The components of ``device``'s resolved path below ``root/sys/devices``, host bridge first.
 
         ``()`` when the path does not resolve into ``sys/devices/pci*`` (a flat tree, a virtual device).
         """
-        resolved = self._resolve(os.path.abspath(device))
+        path = os.path.abspath(device)
+        resolved = _kernel_path(path) or self._resolve(path)
         if not resolved.startswith(self._devices + os.sep):
             return ()
         parts = tuple(resolved[len(self._devices) + 1 :].split(os.sep))

@@ -36,10 +36,13 @@ class PcieDistance(str, Choice):
 
     @property
     def rank(self) -> int:
-        return _ORDER.index(self)
+        return _RANK[self]
 
 
 _ORDER = (PcieDistance.SWITCH, PcieDistance.HOST_BRIDGE, PcieDistance.NODE, PcieDistance.SYSTEM)
+_RANK = {distance: rank for rank, distance in enumerate(_ORDER)}
+#: The link count that sorts after every measured one (no common PCIe tree).
+_FAR = 1 << 16
 
 
 class NearNic(Value):
@@ -51,12 +54,7 @@ class NearNic(Value):
 
     def key(self) -> tuple[int, int, int, str]:
         """Nearest first: class, links, InfiniBand before Ethernet, then bus id."""
-        return (
-            self.distance.rank,
-            self.hops if self.hops is not None else 1 << 16,
-            0 if self.nic.link_layer in (None, INFINIBAND) else 1,
-            self.nic.pci_bus_id,
-        )
+        return _key(self.nic, self.distance, self.hops)
 
     def to_dict(self) -> dict[str, Any]:
         """``{"name", "pci_bus_id", "numa_node", "ports", "netdevs", "link_layer", "distance", "hops"}``."""
@@ -96,18 +94,41 @@ def pcie_distance(
     return PcieDistance.SYSTEM, None
 
 
+def _key(nic: Nic, distance: PcieDistance, hops: int | None) -> tuple[int, int, int, str]:
+    return (
+        _RANK[distance],
+        hops if hops is not None else _FAR,
+        0 if nic.link_layer in (None, INFINIBAND) else 1,
+        nic.pci_bus_id,
+    )
+
+
+def _scored(nics: Sequence[Nic], gpu: Gpu) -> list[tuple[tuple[int, int, int, str], Nic, PcieDistance, int | None]]:
+    """Each of ``nics`` with its sort key, class and link count as seen from ``gpu``, nearest first."""
+    scored = []
+    for nic in nics:
+        distance, hops = pcie_distance(gpu.pci_path, gpu.numa_node, nic.pci_path, nic.numa_node)
+        scored.append((_key(nic, distance, hops), nic, distance, hops))
+    scored.sort(key=lambda entry: entry[0])
+    return scored
+
+
 def ranked_nics(topology: Topology, gpu: Gpu) -> tuple[NearNic, ...]:
     """Every NIC of ``topology``, nearest to ``gpu`` first."""
-    near = [
-        NearNic(nic, *pcie_distance(gpu.pci_path, gpu.numa_node, nic.pci_path, nic.numa_node)) for nic in topology.nics
-    ]
-    return tuple(sorted(near, key=NearNic.key))
+    return tuple(NearNic(nic, distance, hops) for _, nic, distance, hops in _scored(topology.nics, gpu))
 
 
 def nearest_nics(topology: Topology, gpu: Gpu) -> tuple[NearNic, ...]:
-    """The NICs tied for nearest to ``gpu`` (same class, link count and link layer), by bus id."""
-    ranked = ranked_nics(topology, gpu)
-    if not ranked:
+    """The NICs tied for nearest to ``gpu`` (same class, link count and link layer), by bus id.
+
+    Only those become :class:`NearNic` values: a plan ranks the NICs for each of its GPUs. A NIC under the GPU's
+    own host bridge (``switch`` or ``host-bridge``) is nearer than any other, so when there are some only they
+    are ranked.
+    """
+    bridge = gpu.pci_path[0] if gpu.pci_path else None
+    local = [nic for nic in topology.nics if nic.pci_path and nic.pci_path[0] == bridge] if bridge else []
+    scored = _scored(local or topology.nics, gpu)
+    if not scored:
         return ()
-    best = ranked[0].key()[:3]
-    return tuple(near for near in ranked if near.key()[:3] == best)
+    best = scored[0][0][:3]
+    return tuple(NearNic(nic, distance, hops) for key, nic, distance, hops in scored if key[:3] == best)

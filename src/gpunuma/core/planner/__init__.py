@@ -54,9 +54,7 @@ from __future__ import annotations
 from gpunuma.core.cpuset import CpuSet, node_list
 from gpunuma.core.model import Gpu, NumaNode, Topology
 from gpunuma.core.plan import Allowed, BindingPlan
-from gpunuma.core.planner.locality import Locality, NodeChoice, gpu_nodes
 from gpunuma.core.planner.memory import plan_memory
-from gpunuma.core.planner.placement import Placement, disallowed_reason, place_gpus
 from gpunuma.core.policy import CpuScope, MemoryPolicy, Policy
 from gpunuma.core.reasons import Reason
 from gpunuma.errors import InvalidNodeError, PlanError
@@ -66,9 +64,30 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from gpunuma.core.model import Nic
+    from gpunuma.core.planner.locality import Locality, NodeChoice, gpu_nodes
+    from gpunuma.core.planner.placement import Placement
     from gpunuma.core.policy import Share
 
 __all__ = ["Locality", "NodeChoice", "Placement", "gpu_nodes", "gpu_placements", "plan_binding"]
+
+#: Names re-exported from the GPU-placement modules, loaded on first use: a plan for an explicit node and
+#: no GPU (``bind_to_node``) never places a GPU, so a cold bind does not import them.
+_LAZY = {
+    "Locality": "gpunuma.core.planner.locality",
+    "NodeChoice": "gpunuma.core.planner.locality",
+    "gpu_nodes": "gpunuma.core.planner.locality",
+    "Placement": "gpunuma.core.planner.placement",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import sys
+
+    __import__(module)
+    return getattr(sys.modules[module], name)
 
 
 def gpu_placements(topology: Topology, allowed: Allowed, policy: Policy = Policy()) -> dict[int, Placement]:
@@ -76,6 +95,9 @@ def gpu_placements(topology: Topology, allowed: Allowed, policy: Policy = Policy
 
     Exclusive shares rank GPUs within these nodes, so every rank of a job agrees on them.
     """
+    from gpunuma.core.planner.locality import gpu_nodes
+    from gpunuma.core.planner.placement import place_gpus
+
     allowed, _ = _without_reserved(topology, allowed, policy)
     return place_gpus(topology, gpu_nodes(topology, policy), allowed, policy)
 
@@ -104,6 +126,21 @@ def _plan_nics(topology: Topology, owned: Sequence[Gpu]) -> tuple[Nic, ...]:
             if near.nic not in chosen:
                 chosen.append(near.nic)
     return tuple(chosen)
+
+
+def _placed(
+    topology: Topology, owned: Sequence[Gpu], allowed: Allowed, policy: Policy
+) -> tuple[Mapping[int, NodeChoice], Mapping[int, Placement]]:
+    """Rules 1 and 5 for the GPUs the plan ranks: none without a GPU of its own (an explicit node only)."""
+    if not owned:
+        return {}, {}
+    from gpunuma.core.planner.locality import gpu_nodes
+    from gpunuma.core.planner.placement import place_gpus
+
+    # Exclusive and cache scopes rank every GPU on a node; the others need only this process's GPUs.
+    every_gpu = policy.cpu_scope in (CpuScope.EXCLUSIVE, CpuScope.CACHE)
+    choices = gpu_nodes(topology, policy, None if every_gpu else [gpu.index for gpu in owned])
+    return choices, place_gpus(topology, choices, allowed, policy)
 
 
 def _share(
@@ -144,10 +181,7 @@ def plan_binding(
     allowed, reserve_reasons = _without_reserved(topology, allowed, policy)
     explicit = _explicit_node(topology, node, allowed, policy) if node is not None else None
 
-    # Exclusive and cache scopes rank every GPU on a node; the others need only this process's GPUs.
-    every_gpu = policy.cpu_scope in (CpuScope.EXCLUSIVE, CpuScope.CACHE)
-    choices = gpu_nodes(topology, policy, None if every_gpu else [gpu.index for gpu in owned])
-    placements = place_gpus(topology, choices, allowed, policy)
+    choices, placements = _placed(topology, owned, allowed, policy)
     reasons: list[str] = list(reserve_reasons)
     nics = _plan_nics(topology, owned)
     for gpu in owned:
@@ -257,6 +291,8 @@ def _explicit_node(topology: Topology, node_id: int, allowed: Allowed, policy: P
 
         if policy.reserve and len(physical_cores(topology, node.cpus, node.cpus)) <= policy.reserve:
             raise InvalidNodeError(node_id, f"reserve={policy.reserve} keeps every core of node {node_id}")
+        from gpunuma.core.planner.placement import disallowed_reason
+
         raise InvalidNodeError(node_id, disallowed_reason(node, allowed))
     return node
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from gpunuma.core.cpuset import node_list
 from gpunuma.core.model import NumaNode, Topology
 from gpunuma.core.plan import Allowed
-from gpunuma.core.planner.distance import nearest_node
 from gpunuma.core.policy import MemoryPolicy
 from gpunuma.core.reasons import Reason
 from gpunuma.core.value import Value
@@ -52,6 +51,8 @@ def _plan_memory(topology: Topology, cpu_nodes: Sequence[int], allowed: Allowed,
     if chosen:
         reason = Reason.of("memory_on_nodes", policy=wanted.value, nodes=node_list(chosen))
         return MemoryChoice(wanted, chosen, (reason,))
+
+    from gpunuma.core.planner.distance import nearest_node  # only this fallback searches distances
 
     why = {"nodes": node_list(cpu_nodes), "mems": node_list(allowed.mems) or "none"}
     found = [nearest for origin in origins if (nearest := nearest_node(topology, origin, usable)) is not None]
