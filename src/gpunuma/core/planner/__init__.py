@@ -84,10 +84,7 @@ def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import sys
-
-    __import__(module)
-    return getattr(sys.modules[module], name)
+    return getattr(__import__(module, fromlist=[name]), name)
 
 
 def gpu_placements(topology: Topology, allowed: Allowed, policy: Policy = Policy()) -> dict[int, Placement]:
