@@ -12,8 +12,9 @@ from gpunuma.adapters.auto import AutoTopology
 from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.model import Gpu, MigDevice
+from gpunuma.core.reasons import TEMPLATES, codes, with_code
 from gpunuma_fakes import MACHINES, machine, render_sysfs
-from gpunuma_fakes.nvml import FakeNvml
+from gpunuma_fakes.nvml import FAILURES, FakeNvml
 from gpunuma_fakes.spec import Machine
 
 
@@ -55,7 +56,8 @@ def test_without_nvml_library_auto_is_sysfs_and_says_why(tmp_path: Path) -> None
     topo = source.read()
     assert topo.source == "auto(sysfs)"
     assert topo.gpus == SysfsTopology(root=str(tmp_path)).read().gpus
-    assert any(n.startswith("NVML not used: nvmlInit failed: LibraryNotFound (code 12)") for n in topo.notes)
+    [why] = with_code(topo.notes, "nvml_not_used")
+    assert why.values["error"].startswith("nvmlInit failed: LibraryNotFound (code 12)")
     assert nvml.refcount == 0
 
 
@@ -64,7 +66,7 @@ def test_driver_not_loaded_falls_back_to_sysfs(tmp_path: Path) -> None:
     topo = source.read()
     assert topo.source == "auto(sysfs)"
     assert [g.numa_node for g in topo.gpus] == [0, 1]
-    assert any("DriverNotLoaded" in n for n in topo.notes)
+    assert ["DriverNotLoaded" in n.values["error"] for n in with_code(topo.notes, "nvml_not_used")] == [True]
 
 
 def test_kernel_node_wins_a_disagreement_with_a_warning_and_a_note(
@@ -109,7 +111,7 @@ def test_nvidia_gpus_nvml_cannot_see_are_left_out_with_a_note(tmp_path: Path) ->
     source, _ = auto(machine("smt-off"), tmp_path, failures={"nvmlDeviceGetHandleByIndex": 4})
     topo = source.read()
     assert topo.gpus == ()
-    assert "GPU 0 (0000:3b:00.0): in sysfs but not visible to NVML; left out" in topo.notes
+    assert {"gpu": "GPU 0 (0000:3b:00.0)"} in [n.values for n in with_code(topo.notes, "gpu_not_seen_by_nvml")]
 
 
 def test_allowed_is_the_kernel_view(tmp_path: Path) -> None:
@@ -187,3 +189,11 @@ def test_a_worker_whose_gpus_sysfs_fully_describes_never_imports_pynvml(tmp_path
     out = subprocess.run([sys.executable, "-S", "-c", _PROBE.format(paths=paths, root=str(tmp_path))],
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+def test_every_note_nvml_and_auto_give_under_each_failure_has_its_own_code(tmp_path: Path, failure: str) -> None:
+    source, _ = auto(machine("dgx-h100"), tmp_path, failure=failure)
+    topo = source.read()
+    every = [*topo.notes, *(note for gpu in topo.gpus for note in gpu.notes)]
+    assert every and {code for code in codes(every) if code == "note" or code not in TEMPLATES} == set()

@@ -19,6 +19,7 @@ from gpunuma.compose import Options
 from gpunuma.core.exposure import DeviceAccess, DeviceIds, usable_gpus
 from gpunuma.core.identity import GpuEnvironment
 from gpunuma.core.model import Gpu
+from gpunuma.core.reasons import with_code
 from gpunuma_fakes import Machine, machine
 from gpunuma_fakes.kernel import SimulatedKernel
 from gpunuma_fakes.nvml import FakeNvml
@@ -86,7 +87,8 @@ def test_a_container_without_the_nvidia_runtime_can_open_no_gpu(render):
     report = _bind(machine("dgx-h100"), SysfsTopology(root=root), env={})
 
     assert topology.gpus == ()
-    assert [n.count(":00.0") for n in topology.notes if "/dev/nvidiactl is not here" in n] == [8]
+    refused = with_code(topology.notes, "gpus_not_openable")
+    assert [(n.values["why"].code, n.values["buses"].count(":00.0")) for n in refused] == [("nvidiactl_missing", 8)]
     assert not report.bound
 
 
@@ -172,7 +174,8 @@ def test_without_dev_kfd_rocm_can_open_no_amd_gpu(render):
     topology = SysfsTopology(root=root).read()
 
     assert topology.gpus == ()
-    assert [n.count(":00.0") for n in topology.notes if "/dev/kfd is not here" in n] == [8]
+    refused = with_code(topology.notes, "gpus_not_openable")
+    assert [(n.values["why"].code, n.values["buses"].count(":00.0")) for n in refused] == [("kfd_missing", 8)]
 
 
 # -- one vendor's numbering ----------------------------------------------------------------------
@@ -220,8 +223,10 @@ def test_a_minor_without_its_device_node_is_left_out() -> None:
     gpus, notes = usable_gpus(found, access, ids)
 
     assert [(g.index, g.pci_bus_id) for g in gpus] == [(0, "0000:43:00.0")]
-    assert notes == ("NVIDIA GPU 0000:1b:00.0 left out: /dev/nvidia0 is not here "
-                     "(the container runtime did not give it to this process)",)  # fmt: skip
+    assert [(n.code, n.values["vendor"], n.values["buses"]) for n in notes] == [
+        ("gpus_not_openable", "NVIDIA", "0000:1b:00.0")]
+    assert [(n.values["why"].code, n.values["why"].values) for n in notes] == [
+        ("nvidia_device_node_missing", {"minor": 0})]
 
 
 def test_an_eight_digit_domain_in_the_driver_listing_matches_the_sysfs_bus_id() -> None:

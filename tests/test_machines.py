@@ -12,6 +12,7 @@ import pytest
 from gpunuma.adapters.static import StaticTopology
 from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.core.planner import plan_binding
+from gpunuma.core.reasons import with_code
 from gpunuma_fakes import MACHINES, UnknownMachineError, build, machine, names, static_topology
 
 ALL = names()
@@ -30,12 +31,12 @@ def test_notes_name_only_a_missing_node_directory_and_the_gpus_left_out(rendered
     spec = machine(name)
     notes = SysfsTopology(root=rendered(name)).read().notes
 
-    node_notes = [n for n in notes if "sys/devices/system/node missing" in n]
+    node_notes = with_code(notes, "sysfs_no_numa")
     assert len(node_notes) == (1 if spec.no_numa_dir else 0)
     # The host GPUs this process cannot open (a container's others, a display-only AMD VGA), each named once.
     left_out = {g.bus_id for g in spec.gpus} - {g.bus_id for g in spec.visible_gpus()}
-    gpu_notes = [n for n in notes if " left out: " in n]
-    named = [bus for n in gpu_notes for bus in re.findall(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]", n)]
+    gpu_notes = with_code(notes, "gpus_not_openable")
+    named = [bus for n in gpu_notes for bus in n.values["buses"].split(", ")]
     assert sorted(named) == sorted(left_out)
     assert len(notes) == len(node_notes) + len(gpu_notes)
 

@@ -11,6 +11,7 @@ from gpunuma.adapters.nvml import NvmlTopology
 from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.core.identity import resolve_gpus
 from gpunuma.core.pci import BusId, bus_order, is_bus_id, normalize_bus_id, parse_bus_id
+from gpunuma.core.reasons import codes
 from gpunuma.errors import BusIdError, GpunumaError
 from gpunuma_fakes import machine, render_sysfs
 from gpunuma_fakes.nvml import FakeNvml
@@ -117,4 +118,4 @@ def test_nvml_skips_a_gpu_whose_bus_id_is_garbage_with_a_note(tmp_path: Path, mo
         busId=b"\xff" * 40, busIdLegacy="", domain=info(h).domain))
     found = NvmlTopology(nvml=fake, sysfs=SysfsTopology(root=str(tmp_path))).read_gpus(
         SysfsTopology(root=str(tmp_path)).read())
-    assert found.gpus == () and len(found.notes) == 1
+    assert found.gpus == () and codes(found.notes) == ("nvml_bus_id_malformed",)

@@ -45,7 +45,8 @@ def test_a_reason_is_its_text_and_survives_pickling_and_json():
         "code": "distance", "values": {"distance": 80}}
 
 
-def test_plain_text_from_an_adapter_reads_as_an_uncoded_note():
+def test_plain_text_from_outside_gpunuma_reads_as_an_uncoded_note():
+    # An injected StaticTopology's notes, or a caller's own text: gpunuma's adapters give coded reasons.
     assert codes(("libnuma not used (missing); bound through raw syscalls",)) == ("note",)
 
 

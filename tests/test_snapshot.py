@@ -15,6 +15,7 @@ from gpunuma.adapters.auto import AutoTopology
 from gpunuma.adapters.snapshot import record_nvml, write_snapshot
 from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.core.model import Topology
+from gpunuma.core.reasons import with_code
 from gpunuma.errors import SnapshotError
 from gpunuma_fakes import MACHINES, machine
 from gpunuma_fakes.nvml import NVML_ERROR_NO_PERMISSION, FakeNvml
@@ -134,7 +135,8 @@ def test_nvml_that_does_not_start_is_recorded_and_replayed(failure, error, rende
 
     assert summary.nvml_error == f"NVMLError_{error}: " + summary.nvml_error.split(": ", 1)[1]
     topology = host.source(kind="auto").read()
-    assert topology.source == "auto(sysfs)" and any(error in note for note in topology.notes)
+    assert topology.source == "auto(sysfs)"
+    assert [error in note.values["error"] for note in with_code(topology.notes, "nvml_not_used")] == [True]
 
 
 def test_a_refused_answer_replays_as_the_same_error(rendered, tmp_path):

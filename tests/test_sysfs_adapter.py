@@ -12,6 +12,7 @@ from gpunuma.adapters.procfs import read_cgroup_cpuset, read_status, read_thread
 from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.ports import TopologySource
+from gpunuma.core.reasons import codes, with_code
 from gpunuma_fakes import GpuSpec, Machine, NodeSpec, machine
 from gpunuma_fakes.render import PID, TIDS
 
@@ -162,10 +163,11 @@ def test_missing_optional_files_become_notes_not_failures(render):
 
     topology = SysfsTopology(root=root).read()
 
-    assert topology.gpu(0).numa_node is None and "numa_node missing" in topology.gpu(0).notes[0]
-    assert all(gpu.uuid is None and any("UUID unknown" in n for n in gpu.notes) for gpu in topology.gpus)
+    assert topology.gpu(0).numa_node is None and codes(topology.gpu(0).notes)[0] == "sysfs_gpu_node_unknown"
+    assert all(gpu.uuid is None and with_code(gpu.notes, "sysfs_gpu_uuid_unknown") for gpu in topology.gpus)
     assert topology.node(1).memory_mb is None and topology.node(1).has_memory  # has_memory still lists it
-    assert any("node1/meminfo missing" in note for note in topology.notes)
+    [meminfo] = with_code(topology.notes, "sysfs_meminfo_missing")
+    assert meminfo.values["path"].endswith("node1/meminfo")
 
 
 def test_cgroup_v2_cpuset_limits_the_container(rendered):

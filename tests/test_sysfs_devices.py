@@ -10,6 +10,7 @@ import pytest
 from gpunuma.adapters.auto import AutoTopology
 from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.reasons import with_code
 from gpunuma.errors import SysfsFormatError
 from gpunuma_fakes import machine
 from gpunuma_fakes.nvml import FakeNvml
@@ -45,7 +46,7 @@ def test_without_cache_files_the_domains_are_unknown_and_a_note_says_so(render):
     topology = SysfsTopology(root=root).read()
 
     assert topology.caches == ()
-    assert any("cache domains unknown" in note for note in topology.notes)
+    assert with_code(topology.notes, "sysfs_no_cache_levels")
 
 
 def test_a_cpu_without_its_last_level_files_is_left_out_with_a_note(render):
@@ -57,7 +58,7 @@ def test_a_cpu_without_its_last_level_files_is_left_out_with_a_note(render):
     topology = SysfsTopology(root=root).read()
 
     assert [cache.cpus for cache in topology.caches] == [CpuSet.parse_list("0-2,4-10,12-15")]
-    assert any("CPUs 3,11" in note for note in topology.notes)
+    assert [note.values["cpus"] for note in with_code(topology.notes, "sysfs_cache_files_missing")] == ["3,11"]
 
 
 def test_a_cache_level_the_kernel_never_writes_is_a_format_error(render):
@@ -101,7 +102,7 @@ def test_a_software_rdma_device_without_a_pci_function_is_left_out_with_a_note(r
     topology = SysfsTopology(root=root).read()
 
     assert "rxe0" not in {nic.name for nic in topology.nics} and len(topology.nics) == 8
-    assert any("RDMA device rxe0 left out" in note for note in topology.notes)
+    assert [note.values["name"] for note in with_code(topology.notes, "sysfs_rdma_without_pci")] == ["rxe0"]
 
 
 def test_a_class_link_the_kernel_would_not_write_is_resolved_through_the_device_link(render):

@@ -13,6 +13,7 @@ import gpunuma
 from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.cli import ExitCode, main
 from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.reasons import with_code
 from gpunuma.errors import CpuSetParseError, SysfsFormatError, SysfsReadError, TopologyError, TopologyUnavailableError
 from gpunuma_fakes import machine
 from gpunuma_fakes.render import PID
@@ -117,7 +118,8 @@ def test_a_distance_row_that_fits_no_node_order_leaves_distances_unknown_and_say
     topology = SysfsTopology(root=root).read()
 
     assert topology.nodes[0].distances == {0: 10}
-    assert any("2 distances for 1 online nodes" in note for note in topology.notes)
+    assert [(n.values["count"], n.values["online"]) for n in with_code(topology.notes, "sysfs_distance_unordered")] == [
+        (2, 1)]
 
 
 # -- a file that exists but cannot be read ---------------------------------------------------------------

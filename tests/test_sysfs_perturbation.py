@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.core.model import Topology
+from gpunuma.core.reasons import TEMPLATES, Reason, codes
 from gpunuma.errors import GpunumaError, SysfsFormatError, TopologyUnavailableError
 from gpunuma_fakes import MACHINES, machine, render_sysfs
 
@@ -206,12 +207,15 @@ def without_notes(topology: Topology) -> Topology:
 
 def assert_same_or_noted(got: Topology, truth: Topology) -> None:
     noted = bool(got.notes)
+    every = [*got.notes, *(note for gpu in got.gpus for note in gpu.notes)]
+    assert {code for code in codes(every) if code == "note" or code not in TEMPLATES} == set()
     assert [n.id for n in got.nodes] == [n.id for n in truth.nodes]
     assert got.all_cpus == truth.all_cpus
     for mine, real in zip(got.nodes, truth.nodes, strict=True):
         assert mine.cpus == real.cpus, f"node {real.id}"
         if mine.has_memory != real.has_memory:
-            assert any(f"node {real.id}: has_memory and meminfo missing" in n for n in got.notes)
+            assumed = ("sysfs_node_memory_assumed", "sysfs_node_no_memory_assumed")
+            assert any(n.code in assumed and n.values["node"] == real.id for n in map(Reason.coerce, got.notes))
         assert mine.memory_mb in (real.memory_mb, None)
         assert set(mine.distances.items()) <= set(real.distances.items()), f"node {real.id} distances"
         assert mine.distances == real.distances or noted

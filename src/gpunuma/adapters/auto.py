@@ -21,6 +21,7 @@ from __future__ import annotations
 from gpunuma import logs
 from gpunuma.core.model import Gpu, MigDevice, Topology
 from gpunuma.core.pci import normalize_bus_id
+from gpunuma.core.reasons import Reason
 from gpunuma.core.value import replace
 from gpunuma.errors import NvmlError
 
@@ -77,7 +78,7 @@ class AutoTopology:
         """sysfs alone when NVML cannot start (with a note saying why), else both combined."""
         base = self.sysfs.read()
         if self._without_nvml is not None:
-            note = f"NVML not used: {self._without_nvml}"
+            note = Reason.of("nvml_not_used", error=str(self._without_nvml))
             return replace(base, source="auto(sysfs)", notes=(*base.notes, note))
         if self._nvml_when == "needed" and not nvml_needs(base):
             return replace(base, source="auto(sysfs)")
@@ -86,7 +87,7 @@ class AutoTopology:
         try:
             found = NvmlTopology(nvml=self._nvml, sysfs=self.sysfs).read_gpus(base)
         except NvmlError as err:
-            note = f"NVML not used: {err}"
+            note = Reason.of("nvml_not_used", error=str(err))
             return replace(base, source="auto(sysfs)", notes=(*base.notes, note))
         gpus, notes = merge_gpus(base.gpus, found.gpus)
         return replace(
@@ -130,7 +131,7 @@ def merge_gpus(kernel: tuple[Gpu, ...], nvml: tuple[Gpu, ...]) -> tuple[tuple[Gp
         found = by_bus.get(bus)
         if found is None:
             if gpu.vendor == "nvidia":
-                notes.append(f"{gpu.label}: in sysfs but not visible to NVML; left out")
+                notes.append(Reason.of("gpu_not_seen_by_nvml", gpu=gpu.label))
             else:
                 others.append(gpu)
             continue
@@ -141,7 +142,7 @@ def merge_gpus(kernel: tuple[Gpu, ...], nvml: tuple[Gpu, ...]) -> tuple[tuple[Gp
             notes.append(note)
     for bus, gpu in by_bus.items():
         if bus not in seen:
-            notes.append(f"{gpu.label}: seen by NVML only; its locality is NVML's")
+            notes.append(Reason.of("gpu_seen_by_nvml_only", gpu=gpu.label))
             merged.append(gpu)
     merged.sort(key=lambda g: g.index)
     first_other = max((g.index for g in merged), default=-1) + 1
@@ -158,9 +159,8 @@ def _merge_one(kernel: Gpu, nvml: Gpu) -> tuple[Gpu, str | None]:
         numa_node = nvml.numa_node
         local_cpus = nvml.local_cpus
     elif kernel.numa_node is not None and nvml.numa_node is not None and kernel.numa_node != nvml.numa_node:
-        note = (
-            f"{kernel.label}: sysfs numa_node {kernel.numa_node} but NVML CPU affinity says node "
-            f"{nvml.numa_node}; using the kernel's {kernel.numa_node}"
+        note = Reason.of(
+            "gpu_nodes_disagree", gpu=kernel.label, kernel_node=kernel.numa_node, nvml_node=nvml.numa_node
         )
         logs.warning(note)
     migs = tuple(MigDevice(uuid=m.uuid, parent_index=nvml.index, gi=m.gi, ci=m.ci) for m in nvml.mig_devices)

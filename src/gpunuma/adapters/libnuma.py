@@ -12,6 +12,7 @@ import os
 from gpunuma.adapters.mempolicy import MempolicySyscalls
 from gpunuma.adapters.process import ProcessBinder, errno_word
 from gpunuma.core.kernel_policy import Mempolicy, Mode
+from gpunuma.core.reasons import Reason
 from gpunuma.errors import BindError, LibraryNotFoundError
 
 TYPE_CHECKING = False
@@ -190,5 +191,5 @@ def default_binder(
             migrate_pages=migrate_pages,
             proc_root=proc_root,
             sys_root=sys_root,
-            notes=(f"libnuma not used ({err}); bound through raw syscalls",),
+            notes=(Reason.of("libnuma_not_used", error=str(err)),),
         )

@@ -10,6 +10,7 @@ from gpunuma import logs
 from gpunuma.core.cpuset import CpuSet, node_list
 from gpunuma.core.model import Gpu, MigDevice, Topology
 from gpunuma.core.pci import BusId, normalize_bus_id
+from gpunuma.core.reasons import Reason
 from gpunuma.core.value import Value, replace
 from gpunuma.errors import NvmlError, quoted
 
@@ -58,7 +59,7 @@ class _Session:
             return getattr(self.nvml, function)(*args)
         except self.nvml.NVMLError as err:
             if getattr(err, "value", None) in self.field_codes:
-                notes.append(f"{function}: {_error_name(err)}")
+                notes.append(Reason.of("nvml_field_failed", function=function, error=_error_name(err)))
                 return default
             raise NvmlError(f"NVML {function} failed: {_error_name(err)} ({err})", code=err.value) from err
 
@@ -142,12 +143,12 @@ class NvmlTopology:
             handle = session.call(notes, "nvmlDeviceGetHandleByIndex", index)
             pci = session.call(notes, "nvmlDeviceGetPciInfo", handle) if handle is not None else None
             if pci is None:
-                top_notes.append(f"NVML GPU {index} skipped: " + "; ".join(notes))
+                top_notes.append(Reason.of("nvml_gpu_skipped", index=index, why="; ".join(notes)))
                 continue
             text = _text(pci.busId) or _text(pci.busIdLegacy) or ""
             bus = BusId.parse(text)
             if bus is None:
-                top_notes.append(f"NVML GPU {index} skipped: its bus id {quoted(text)} is not a PCI bus id")
+                top_notes.append(Reason.of("nvml_bus_id_malformed", index=index, text=quoted(text)))
                 continue
             gpus.append(self._read_device(session, base, index, handle, bus, notes))
         return NvmlGpus(tuple(gpus), tuple(top_notes))
@@ -203,20 +204,20 @@ def _affinity(session: _Session, handle: Any, words: int, notes: list[str]) -> C
 def _cpu_node(base: Topology, local: CpuSet | None, notes: list[str]) -> int | None:
     """The one CPU node that holds every CPU NVML calls local, or None with the reason noted."""
     if local is None:
-        notes.append("no CPU affinity: locality unknown")
+        notes.append(Reason.of("nvml_no_affinity"))
         return None
     every = base.all_cpus
     cpus = local & every
     if not cpus:
-        notes.append(f"CPU affinity {local.to_list()} names no CPU of any node")
+        notes.append(Reason.of("nvml_affinity_off_nodes", cpus=local.to_list()))
         return None
     if every <= cpus:
         # Seen on VMs without ACPI proximity data: NVML then reports every CPU.
-        notes.append("CPU affinity is every CPU: no locality reported")
+        notes.append(Reason.of("nvml_affinity_everything"))
         return None
     touched = [node.id for node in base.cpu_nodes if not node.cpus.isdisjoint(cpus)]
     if len(touched) != 1:
-        notes.append(f"CPU affinity spans nodes {node_list(touched)}")
+        notes.append(Reason.of("nvml_affinity_spans", nodes=node_list(touched)))
         return None
     return touched[0]
 
@@ -234,7 +235,7 @@ def _mig_devices(session: _Session, handle: Any, index: int, notes: list[str]) -
         except nvml.NVMLError as err:
             if err.value == getattr(nvml, "NVML_ERROR_NOT_FOUND", 6):
                 continue  # an empty slot
-            notes.append(f"nvmlDeviceGetMigDeviceHandleByIndex({slot}): {_error_name(err)}")
+            notes.append(Reason.of("nvml_mig_slot_failed", slot=slot, error=_error_name(err)))
             continue
         uuid = _text(session.call(notes, "nvmlDeviceGetUUID", mig))
         if uuid is not None:

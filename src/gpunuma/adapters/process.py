@@ -21,6 +21,7 @@ from gpunuma.core.kernel_policy import Mempolicy, Mode, kernel_policy
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import MemoryPolicy
 from gpunuma.core.readback import compare
+from gpunuma.core.reasons import Reason
 from gpunuma.core.report import BindingReport
 from gpunuma.core.value import replace
 from gpunuma.errors import BindError
@@ -77,11 +78,7 @@ def _planned_policy(plan: BindingPlan) -> tuple[Mempolicy | None, str | None]:
     )
     if wanted is None or wanted.nodes == tuple(sorted(plan.memory_nodes)):
         return wanted, None
-    note = (
-        f"this kernel has no MPOL_PREFERRED_MANY (Linux 5.15+): memory prefers node {node_list(wanted.nodes)} "
-        f"only, not {node_list(plan.memory_nodes)}"
-    )
-    return wanted, note
+    return wanted, Reason.of("no_preferred_many", node=node_list(wanted.nodes), nodes=node_list(plan.memory_nodes))
 
 
 def _set_memory(wanted: Mempolicy, setter: MemorySetter, saved: Mempolicy) -> str | None:
@@ -92,10 +89,10 @@ def _set_memory(wanted: Mempolicy, setter: MemorySetter, saved: Mempolicy) -> st
         held = syscalls.get()
     except OSError as err:
         _restore_memory(syscalls, saved)
-        return f"memory policy refused by the kernel ({errno_word(err.errno)}): bound CPUs only"
+        return Reason.of("memory_policy_refused", errno=errno_word(err.errno))
     if held.mode != wanted.mode or held.nodes != wanted.nodes:
         _restore_memory(syscalls, saved)
-        return f"memory policy not in force after setting it (kernel holds {held}): bound CPUs only"
+        return Reason.of("memory_policy_not_in_force", held=str(held))
     return None
 
 
@@ -128,8 +125,8 @@ def _migrate(syscalls: MempolicySyscalls, old: frozenset[int], new: tuple[int, .
     try:
         left = syscalls.migrate_pages(os.getpid(), sorted(old), new)
     except OSError as err:
-        return f"migrate_pages refused ({errno_word(err.errno)}): existing pages stay where they are"
-    return f"migrate_pages moved existing pages to node {node_list(new)}; {left} page(s) could not be moved"
+        return Reason.of("migrate_pages_refused", errno=errno_word(err.errno))
+    return Reason.of("migrate_pages_moved", nodes=node_list(new), left=left)
 
 
 class ProcessBinder:
@@ -185,7 +182,7 @@ class ProcessBinder:
             saved_memory = syscalls.get()
         except OSError as err:
             saved_memory = None
-            notes = (*notes, f"get_mempolicy refused ({errno_word(err.errno)}): memory policy left alone")
+            notes = (*notes, Reason.of("get_mempolicy_refused", errno=errno_word(err.errno)))
         affinity_before = CpuSet.of(os.sched_getaffinity(0))
         try:
             # Only migrate_pages needs the cpuset's nodes from before; a read-back costs ~1 ms at 20 threads.

@@ -188,7 +188,7 @@ class SysfsTopology:
         pci_dir = self._path("sys/bus/pci/devices")
         names = list_dir(pci_dir)
         if names is None:
-            notes.append(f"{pci_dir} missing: no GPUs")
+            notes.append(Reason.of("sysfs_no_pci_devices", path=pci_dir))
             return ()
         from gpunuma.core.pci import bus_order  # only a read of the PCI bus loads it
 
@@ -244,7 +244,7 @@ class SysfsTopology:
         node_path = folder + "numa_node"
         node_text = read_value(node_path)
         if node_text is None:
-            notes.append(f"{node_path} missing or empty: NUMA node unknown")
+            notes.append(Reason.of("sysfs_gpu_node_unknown", path=node_path))
             numa_node = None
         else:
             value = parse_int(node_path, node_text)
@@ -258,7 +258,7 @@ class SysfsTopology:
             info_path = self._path(f"proc/driver/nvidia/gpus/{bdf}/information")
             info = read_text(info_path)
             if info is None:
-                notes.append(f"{info_path} missing: UUID unknown to sysfs")
+                notes.append(Reason.of("sysfs_gpu_uuid_unknown", path=info_path))
             else:
                 fields = _info_fields(info, ("GPU UUID", "Model", "Device Minor"))
                 uuid = fields.get("GPU UUID") or None
@@ -291,6 +291,6 @@ class SysfsTopology:
         mask_path = folder + "local_cpus"
         mask = read_text(mask_path)
         if mask is None:
-            notes.append(f"{list_path} and local_cpus missing: local CPUs unknown")
+            notes.append(Reason.of("sysfs_local_cpus_unknown", path=list_path))
             return None
         return parse_cpumask(mask_path, mask)

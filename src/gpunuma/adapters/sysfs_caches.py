@@ -10,6 +10,7 @@ from __future__ import annotations
 from gpunuma.adapters.procfs import list_dir, parse_cpulist, parse_int, read_value
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.model import CacheDomain
+from gpunuma.core.reasons import Reason
 
 
 def _last_level_index(cache_dir: str) -> tuple[str, int] | None:
@@ -37,9 +38,7 @@ def read_last_level_caches(cpu_dir: str, online: CpuSet, notes: list[str]) -> tu
     first = min(online.ids)
     found = _last_level_index(f"{cpu_dir}/cpu{first}/cache")
     if found is None:
-        notes.append(
-            f"{cpu_dir}/cpu{first}/cache has no cache levels: cache domains unknown (cpu_scope=cache uses nodes)"
-        )
+        notes.append(Reason.of("sysfs_no_cache_levels", path=f"{cpu_dir}/cpu{first}/cache"))
         return ()
     index, level = found
     covered: set[int] = set()
@@ -58,5 +57,6 @@ def read_last_level_caches(cpu_dir: str, online: CpuSet, notes: list[str]) -> tu
         covered.update(shared.ids)
         domains.append(CacheDomain(level, shared))
     if missing:
-        notes.append(f"no {index} (L{level}) cache files for CPUs {CpuSet.of(missing)}: left out of the cache domains")
+        cpus = CpuSet.of(missing).to_list()
+        notes.append(Reason.of("sysfs_cache_files_missing", index=index, level=level, cpus=cpus))
     return tuple(domains)

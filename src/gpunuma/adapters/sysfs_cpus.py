@@ -16,6 +16,7 @@ from gpunuma.adapters.procfs import parse_cpulist, parse_cpumask, parse_idlist, 
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.model import Cpu
 from gpunuma.core.numbers import decimal
+from gpunuma.core.reasons import Reason
 from gpunuma.errors import SysfsReadError, TopologyUnavailableError
 
 TYPE_CHECKING = False
@@ -65,13 +66,13 @@ def read_online(cpu_dir: str, notes: list[str]) -> CpuSet:
             flag = read_value(flag_path)
             if flag is None or parse_int(flag_path, flag) != 0:
                 online.append(cpu)
-        notes.append(f"{path} missing or empty: online CPUs are the cpuN folders whose online flag is not 0")
+        notes.append(Reason.of("sysfs_online_from_flags", path=path))
         return CpuSet.of(online)
     for name in ("present", "possible"):
         other = os.path.join(cpu_dir, name)
         text = read_value(other)
         if text is not None:
-            notes.append(f"{path} and the cpuN folders missing: every CPU of {name!r} assumed online")
+            notes.append(Reason.of("sysfs_online_assumed", path=path, name=name))
             return parse_cpulist(other, text)
     raise TopologyUnavailableError(f"{cpu_dir}: no online list, cpuN folder, present or possible list: no CPUs known")
 
@@ -121,16 +122,10 @@ def read_cpus(cpu_dir: str, online: CpuSet, notes: list[str]) -> tuple[Cpu, ...]
         for sibling in sibling_ids:
             result[sibling] = Cpu(sibling, package, core, shared)  # positional: ~20% cheaper per CPU
     if unlabelled:
-        notes.append(
-            f"no physical_package_id for CPUs {CpuSet.of(unlabelled).to_list()}: "
-            "their sockets are told apart by package_cpus_list alone"
-        )
+        notes.append(Reason.of("sysfs_sockets_from_package_lists", cpus=CpuSet.of(unlabelled).to_list()))
     missing = online - CpuSet._trusted(frozenset(result))
     if missing:
-        notes.append(
-            f"no core or socket files for CPUs {missing.to_list()}: their cores and sockets are unknown "
-            "(left out of the CPU layout)"
-        )
+        notes.append(Reason.of("sysfs_cpu_layout_unknown", cpus=missing.to_list()))
     return tuple(result[cpu] for cpu in sorted(result))
 
 

@@ -13,6 +13,7 @@ from gpunuma.adapters.procfs import list_dir, parse_int, read_value
 from gpunuma.core.cpuset import BLANK
 from gpunuma.core.model import Nic
 from gpunuma.core.numbers import decimal
+from gpunuma.core.reasons import Reason
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -117,7 +118,7 @@ def read_nics(root: str | PathLike[str], notes: list[str], paths: PciPaths | Non
         device = f"{class_dir}/{name}/device"
         path = paths.of(device)
         if not path:
-            notes.append(f"{device} does not lead to a PCI device: RDMA device {name} left out")
+            notes.append(Reason.of("sysfs_rdma_without_pci", path=device, name=name))
             continue
         ports_dir = f"{class_dir}/{name}/ports"
         ports = tuple(sorted(n for port in _entries(ports_dir) if (n := decimal(port)) is not None))

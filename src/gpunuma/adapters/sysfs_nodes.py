@@ -22,6 +22,7 @@ from gpunuma.adapters.sysfs_cpus import node_links, numbered
 from gpunuma.core.cpuset import BLANK, CpuSet
 from gpunuma.core.model import NumaNode
 from gpunuma.core.numbers import decimal
+from gpunuma.core.reasons import Reason
 from gpunuma.errors import SysfsFormatError, TopologyUnavailableError
 
 TYPE_CHECKING = False
@@ -41,12 +42,15 @@ def read_nodes(root: str | Path, online: CpuSet, notes: list[str], *, sizes: boo
     """
     node_dir = os.path.join(root, "sys/devices/system/node")
     if not os.path.isdir(node_dir):
-        notes.append(f"{node_dir} missing (kernel without NUMA): one node 0 holding every online CPU")
+        notes.append(Reason.of("sysfs_no_numa", path=node_dir))
         memory_mb = _memtotal_mb(os.path.join(root, "proc/meminfo"), "MemTotal:", notes) if sizes else None
         return (NumaNode(id=0, cpus=online, has_memory=True, distances={0: LOCAL_DISTANCE}, memory_mb=memory_mb),)
     folders = numbered(node_dir, "node")
     ids = _online_nodes(node_dir, folders, notes)
-    with_memory = _id_list(os.path.join(node_dir, "has_memory"), notes, "memory judged from each node's meminfo")
+    has_memory_path = os.path.join(node_dir, "has_memory")
+    with_memory = _id_list(has_memory_path)
+    if with_memory is None:
+        notes.append(Reason.of("sysfs_has_memory_missing", path=has_memory_path))
     cpus_of = {node_id: _node_cpus(f"{node_dir}/node{node_id}/", online) for node_id in ids}
     if any(cpus is None for cpus in cpus_of.values()):
         _settle_unknown_cpus(root, node_dir, cpus_of, online, notes)
@@ -66,10 +70,8 @@ def read_nodes(root: str | Path, online: CpuSet, notes: list[str], *, sizes: boo
             has_memory = memory_mb > 0
         else:
             has_memory = bool(cpus)
-            notes.append(
-                f"node {node_id}: has_memory and meminfo missing: assumed {'with' if has_memory else 'without'} "
-                f"memory, as nodes {'with' if has_memory else 'without'} CPUs usually are"
-            )
+            assumed = "sysfs_node_memory_assumed" if has_memory else "sysfs_node_no_memory_assumed"
+            notes.append(Reason.of(assumed, node=node_id))
         distances = _distances(folder + "distance", node_id, ids, orders, notes)
         nodes.append(NumaNode(id=node_id, cpus=cpus, has_memory=has_memory, distances=distances, memory_mb=memory_mb))
     return tuple(nodes)
@@ -80,14 +82,14 @@ def _online_nodes(node_dir: str, folders: list[int], notes: list[str]) -> tuple[
     text = read_value(path)
     if text is not None:
         return tuple(sorted(parse_idlist(path, text)))
-    notes.append(f"{path} missing or empty: every nodeN folder taken as online")
+    notes.append(Reason.of("sysfs_nodes_all_online", path=path))
     return tuple(folders)
 
 
-def _id_list(path: str, notes: list[str], instead: str) -> frozenset[int] | None:
+def _id_list(path: str) -> frozenset[int] | None:
+    """The ids a node-state file (``has_memory``, ``has_cpu``) lists; None when it is missing or empty."""
     text = read_value(path)
     if text is None:
-        notes.append(f"{path} missing or empty: {instead}")
         return None
     return parse_idlist(path, text)
 
@@ -113,7 +115,7 @@ def _settle_unknown_cpus(
     root: str | Path, node_dir: str, cpus_of: dict[int, CpuSet | None], online: CpuSet, notes: list[str]
 ) -> None:
     """Fill in the nodes whose CPU files are missing, from ``has_cpu``, the CPU links, or elimination."""
-    with_cpus = _id_list(os.path.join(node_dir, "has_cpu"), [], "")
+    with_cpus = _id_list(os.path.join(node_dir, "has_cpu"))
     unknown = [node for node, cpus in cpus_of.items() if cpus is None]
     if with_cpus is not None:
         for node in unknown:
@@ -130,14 +132,11 @@ def _settle_unknown_cpus(
     if unknown and orphans and len(links) == len(orphans):
         for node in unknown:
             cpus_of[node] = CpuSet.of(cpu for cpu, linked in links.items() if linked == node)
-        notes.append(f"nodes {listed}: no cpulist or cpumap; their CPUs taken from the cpuN/nodeM links")
+        notes.append(Reason.of("sysfs_node_cpus_from_links", nodes=listed))
     elif len(unknown) == 1 or (unknown and not orphans):
         for node in unknown:
             cpus_of[node] = orphans if len(unknown) == 1 else CpuSet()
-        notes.append(
-            f"nodes {listed}: no cpulist or cpumap; their CPUs are the online CPUs no other node lists "
-            f"({orphans.to_list() or 'none'})"
-        )
+        notes.append(Reason.of("sysfs_node_cpus_unlisted", nodes=listed, cpus=orphans.to_list() or "none"))
     elif unknown:
         raise TopologyUnavailableError(
             f"{node_dir}: nodes {listed} have neither cpulist nor cpumap, and CPUs {orphans.to_list()} "
@@ -161,7 +160,7 @@ def _distances(
 ) -> dict[int, int]:
     text = read_value(path)
     if text is None:
-        notes.append(f"{path} missing: node {node_id} knows only its own distance")
+        notes.append(Reason.of("sysfs_distance_missing", path=path, node=node_id))
         return {node_id: LOCAL_DISTANCE}
     values = [parse_int(path, field) for field in text.strip(BLANK).split()]
     if any(value < 0 for value in values):
@@ -177,12 +176,9 @@ def _distances(
             continue  # its own entry must be the local, smallest distance
         kept = {other: row[other] for other in ids if other in row}
         if len(kept) < len(ids):
-            notes.append(f"{path}: no entry for online nodes {_missing(ids, kept)}: those distances are unknown")
+            notes.append(Reason.of("sysfs_distance_partial", path=path, nodes=_missing(ids, kept)))
         return kept
-    notes.append(
-        f"{path}: {len(values)} distances for {len(ids)} online nodes, in no order a kernel prints: "
-        f"node {node_id}'s distances to other nodes are unknown"
-    )
+    notes.append(Reason.of("sysfs_distance_unordered", path=path, count=len(values), online=len(ids), node=node_id))
     return {node_id: LOCAL_DISTANCE}
 
 
@@ -193,7 +189,7 @@ def _missing(ids: tuple[int, ...], kept: dict[int, int]) -> str:
 def _memtotal_mb(path: str | Path, prefix: str, notes: list[str]) -> int | None:
     text = read_value(path)
     if text is None:
-        notes.append(f"{path} missing: memory size unknown")
+        notes.append(Reason.of("sysfs_meminfo_missing", path=str(path)))
         return None
     for line in text.strip(BLANK).splitlines():
         if line.startswith(prefix):

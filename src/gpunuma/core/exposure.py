@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from gpunuma.core.numbers import digits
 from gpunuma.core.pci import BusId
+from gpunuma.core.reasons import Reason
 from gpunuma.core.value import Value, cached, replace
 
 TYPE_CHECKING = False
@@ -94,7 +95,7 @@ def usable_gpus(
             _sort(gpu, why, kept, left_out)
     numbered = tuple(replace(gpu, index=index) if gpu.index != index else gpu for index, gpu in enumerate(kept))
     notes = tuple(
-        f"{vendor.upper()} GPU{'s' if len(buses) > 1 else ''} {', '.join(buses)} left out: {why}"
+        Reason.of("gpus_not_openable", vendor=vendor.upper(), buses=", ".join(buses), why=why)
         for (vendor, why), buses in left_out.items()
     )
     return numbered, notes
@@ -117,15 +118,15 @@ def _nvidia_refusal(gpu: Gpu, host_index: int, access: DeviceAccess, ids: Device
     """Why this process cannot open ``gpu`` (None: it can, or nothing says it cannot)."""
     listed = access.nvidia_listed
     if listed is not None and _bus(gpu.pci_bus_id) not in access.nvidia_buses:
-        return "/proc/driver/nvidia/gpus does not list it (the container runtime did not give it to this process)"
+        return Reason.of("nvidia_not_listed")
     dev = access.dev_nodes
     if dev is not None and "nvidiactl" in dev:
         if ids.minor is not None and f"nvidia{ids.minor}" not in dev:
-            return f"/dev/nvidia{ids.minor} is not here (the container runtime did not give it to this process)"
+            return Reason.of("nvidia_device_node_missing", minor=ids.minor)
         return None
     if dev is not None and listed is not None:
         # The driver is loaded but its control node is absent: a container without the NVIDIA runtime.
-        return "/dev/nvidiactl is not here: this process cannot open any NVIDIA GPU"
+        return Reason.of("nvidiactl_missing")
     if listed is not None:
         return None
     return _visible_devices_refusal(gpu, host_index, access.nvidia_visible_devices)
@@ -137,7 +138,7 @@ def _visible_devices_refusal(gpu: Gpu, host_index: int, value: str | None) -> st
         return None
     text = value.strip()
     if text.lower() == "none":
-        return f"{NVIDIA_VISIBLE_DEVICES}=none"
+        return Reason.of("nvidia_visible_none")
     for entry in (e.strip() for e in text.split(",")):
         index = _host_index(entry)
         if index is not None:
@@ -151,7 +152,7 @@ def _visible_devices_refusal(gpu: Gpu, host_index: int, value: str | None) -> st
             # A MIG UUID, or a UUID without the driver's information file: it cannot be matched
             # here, and a guess must not drop GPUs, so the variable narrows nothing.
             return None
-    return f"{NVIDIA_VISIBLE_DEVICES}={text[:80]!r} does not name it (host GPU {host_index})"
+    return Reason.of("nvidia_visible_unnamed", value=text[:80], index=host_index)
 
 
 def _amd_refusal(access: DeviceAccess, ids: DeviceIds) -> str | None:
@@ -159,7 +160,7 @@ def _amd_refusal(access: DeviceAccess, ids: DeviceIds) -> str | None:
     if dev is None:
         return None
     if "kfd" not in dev:
-        return "/dev/kfd is not here: ROCm can open no AMD GPU"
+        return Reason.of("kfd_missing")
     return _render_refusal(access, ids)
 
 
@@ -170,5 +171,5 @@ def _render_refusal(access: DeviceAccess, ids: DeviceIds) -> str | None:
         return None
     if ids.render_nodes and not any(f"dri/{node}" in dev for node in ids.render_nodes):
         nodes = ", ".join(f"/dev/dri/{node}" for node in ids.render_nodes)
-        return f"{nodes} is not here (the container was not given it)"
+        return Reason.of("render_node_missing", nodes=nodes)
     return None

@@ -170,7 +170,86 @@ TEMPLATES: Mapping[str, str] = {
     "binder_unavailable": "could not build the {method} binder, nothing changed: {error}",
     "bind_failed": "binding failed and was undone: {error}",
     "launched": "started by gpunuma.launch",
-    # -- text from an adapter that carries no code of its own ----------------------------------
+    # -- the sysfs adapter: files a tree lacks, and what was read instead (adapters.sysfs*) ------
+    "sysfs_no_pci_devices": "{path} missing: no GPUs",
+    "sysfs_gpu_node_unknown": "{path} missing or empty: NUMA node unknown",
+    "sysfs_gpu_uuid_unknown": "{path} missing: UUID unknown to sysfs",
+    "sysfs_local_cpus_unknown": "{path} and local_cpus missing: local CPUs unknown",
+    "sysfs_online_from_flags": (
+        "{path} missing or empty: online CPUs are the cpuN folders whose online flag is not 0"
+    ),
+    "sysfs_online_assumed": "{path} and the cpuN folders missing: every CPU of {name!r} assumed online",
+    "sysfs_sockets_from_package_lists": (
+        "no physical_package_id for CPUs {cpus}: their sockets are told apart by package_cpus_list alone"
+    ),
+    "sysfs_cpu_layout_unknown": (
+        "no core or socket files for CPUs {cpus}: their cores and sockets are unknown (left out of the CPU layout)"
+    ),
+    "sysfs_no_numa": "{path} missing (kernel without NUMA): one node 0 holding every online CPU",
+    "sysfs_nodes_all_online": "{path} missing or empty: every nodeN folder taken as online",
+    "sysfs_has_memory_missing": "{path} missing or empty: memory judged from each node's meminfo",
+    "sysfs_node_memory_assumed": (
+        "node {node}: has_memory and meminfo missing: assumed with memory, as nodes with CPUs usually are"
+    ),
+    "sysfs_node_no_memory_assumed": (
+        "node {node}: has_memory and meminfo missing: assumed without memory, as nodes without CPUs usually are"
+    ),
+    "sysfs_node_cpus_from_links": "nodes {nodes}: no cpulist or cpumap; their CPUs taken from the cpuN/nodeM links",
+    "sysfs_node_cpus_unlisted": (
+        "nodes {nodes}: no cpulist or cpumap; their CPUs are the online CPUs no other node lists ({cpus})"
+    ),
+    "sysfs_distance_missing": "{path} missing: node {node} knows only its own distance",
+    "sysfs_distance_partial": "{path}: no entry for online nodes {nodes}: those distances are unknown",
+    "sysfs_distance_unordered": (
+        "{path}: {count} distances for {online} online nodes, in no order a kernel prints: "
+        "node {node}'s distances to other nodes are unknown"
+    ),
+    "sysfs_meminfo_missing": "{path} missing: memory size unknown",
+    "sysfs_no_cache_levels": "{path} has no cache levels: cache domains unknown (cpu_scope=cache uses nodes)",
+    "sysfs_cache_files_missing": (
+        "no {index} (L{level}) cache files for CPUs {cpus}: left out of the cache domains"
+    ),
+    "sysfs_rdma_without_pci": "{path} does not lead to a PCI device: RDMA device {name} left out",
+    # -- GPUs this process cannot open (core.exposure, from the sysfs adapter's evidence) --------
+    "gpus_not_openable": "{vendor} GPU(s) {buses} left out: {why}",
+    "nvidia_not_listed": (
+        "/proc/driver/nvidia/gpus does not list it (the container runtime did not give it to this process)"
+    ),
+    "nvidia_device_node_missing": (
+        "/dev/nvidia{minor} is not here (the container runtime did not give it to this process)"
+    ),
+    "nvidiactl_missing": "/dev/nvidiactl is not here: this process cannot open any NVIDIA GPU",
+    "nvidia_visible_none": "NVIDIA_VISIBLE_DEVICES=none",
+    "nvidia_visible_unnamed": "NVIDIA_VISIBLE_DEVICES={value!r} does not name it (host GPU {index})",
+    "kfd_missing": "/dev/kfd is not here: ROCm can open no AMD GPU",
+    "render_node_missing": "{nodes} is not here (the container was not given it)",
+    # -- the NVML and auto adapters (adapters.nvml, adapters.auto) -------------------------------
+    "nvml_field_failed": "{function}: {error}",
+    "nvml_gpu_skipped": "NVML GPU {index} skipped: {why}",
+    "nvml_bus_id_malformed": "NVML GPU {index} skipped: its bus id {text} is not a PCI bus id",
+    "nvml_no_affinity": "no CPU affinity: locality unknown",
+    "nvml_affinity_off_nodes": "CPU affinity {cpus} names no CPU of any node",
+    "nvml_affinity_everything": "CPU affinity is every CPU: no locality reported",
+    "nvml_affinity_spans": "CPU affinity spans nodes {nodes}",
+    "nvml_mig_slot_failed": "nvmlDeviceGetMigDeviceHandleByIndex({slot}): {error}",
+    "nvml_not_used": "NVML not used: {error}",
+    "gpu_not_seen_by_nvml": "{gpu}: in sysfs but not visible to NVML; left out",
+    "gpu_seen_by_nvml_only": "{gpu}: seen by NVML only; its locality is NVML's",
+    "gpu_nodes_disagree": (
+        "{gpu}: sysfs numa_node {kernel_node} but NVML CPU affinity says node {nvml_node}; "
+        "using the kernel's {kernel_node}"
+    ),
+    # -- the binders (adapters.process, adapters.libnuma) ----------------------------------------
+    "libnuma_not_used": "libnuma not used ({error}); bound through raw syscalls",
+    "get_mempolicy_refused": "get_mempolicy refused ({errno}): memory policy left alone",
+    "no_preferred_many": (
+        "this kernel has no MPOL_PREFERRED_MANY (Linux 5.15+): memory prefers node {node} only, not {nodes}"
+    ),
+    "memory_policy_refused": "memory policy refused by the kernel ({errno}): bound CPUs only",
+    "memory_policy_not_in_force": "memory policy not in force after setting it (kernel holds {held}): bound CPUs only",
+    "migrate_pages_refused": "migrate_pages refused ({errno}): existing pages stay where they are",
+    "migrate_pages_moved": "migrate_pages moved existing pages to node {nodes}; {left} page(s) could not be moved",
+    # -- text from outside gpunuma that carries no code of its own (an injected topology's notes) --
     "note": "{text}",
 }
 
@@ -178,8 +257,8 @@ TEMPLATES: Mapping[str, str] = {
 class Reason(str):
     """One reason, equal to its English text, that also carries its ``code`` and ``values``.
 
-    Build it with :meth:`Reason.of`; plain strings from adapters read as code ``note``
-    (:meth:`Reason.coerce`).
+    Build it with :meth:`Reason.of`; plain strings from outside gpunuma (an injected topology's
+    notes) read as code ``note`` (:meth:`Reason.coerce`).
     """
 
     code: str
@@ -227,3 +306,8 @@ def _plain(value: Any) -> Any:
 def codes(reasons: Iterable[str]) -> tuple[str, ...]:
     """The code of each reason, in order (``note`` for plain text)."""
     return tuple(Reason.coerce(reason).code for reason in reasons)
+
+
+def with_code(reasons: Iterable[str], code: str) -> tuple[Reason, ...]:
+    """The reasons (or notes) whose code is ``code``, in order: what a test or a tool looks for."""
+    return tuple(reason for reason in map(Reason.coerce, reasons) if reason.code == code)
