@@ -19,7 +19,7 @@ import os
 
 from gpunuma.adapters.procfs import parse_cpulist, parse_cpumask, parse_idlist, parse_int, read_text, read_value
 from gpunuma.adapters.sysfs_cpus import node_links, numbered
-from gpunuma.core.cpuset import BLANK, CpuSet
+from gpunuma.core.cpuset import BLANK, CpuSet, node_list
 from gpunuma.core.model import NumaNode
 from gpunuma.core.numbers import decimal
 from gpunuma.core.reasons import Reason
@@ -128,7 +128,7 @@ def _settle_unknown_cpus(
             known = known | cpus
     orphans = online - known
     links = node_links(os.path.join(root, "sys/devices/system/cpu"), orphans)
-    listed = ", ".join(str(node) for node in unknown)
+    listed = node_list(unknown)
     if unknown and orphans and len(links) == len(orphans):
         for node in unknown:
             cpus_of[node] = CpuSet.of(cpu for cpu, linked in links.items() if linked == node)
