@@ -10,18 +10,25 @@ _BIND_CHILD = """
 import json, os, sys, threading
 from gpunuma.api import bind_to_gpu, bind_to_node
 from gpunuma.adapters.kernel_view import read_kernel_view
+from gpunuma.errors import NotBoundError
 gate = threading.Event()
-workers = [threading.Thread(target=gate.wait, name=f"pre-{i}") for i in range(4)]
+# Daemon threads: an error in the child must end it, not leave it waiting on them.
+workers = [threading.Thread(target=gate.wait, name=f"pre-{i}", daemon=True) for i in range(4)]
 for w in workers: w.start()
-binder, what = sys.argv[1], sys.argv[2]
-if what.startswith("node:"):
-    report = bind_to_node(int(what[5:]), binder=binder, strict=True, env={})
-else:
-    report = bind_to_gpu(what, binder=binder, strict=True, env={})
+binder, what, strict = sys.argv[1], sys.argv[2], sys.argv[3] == "strict"
+try:
+    if what.startswith("node:"):
+        report = bind_to_node(int(what[5:]), binder=binder, strict=strict, env={})
+    else:
+        report = bind_to_gpu(what, binder=binder, strict=strict, env={})
+    refused = None
+except NotBoundError as err:  # strict, and the plan binds nothing: the process is as it was
+    report, refused = err.report, type(err).__name__
 view = read_kernel_view()
 gate.set()
 print(json.dumps({
     "report": report.to_dict(),
+    "refused": refused,
     "threads": {str(t.tid): t.cpus.to_list() for t in view.threads},
     "mempolicy": view.mempolicy,
 }))
@@ -31,7 +38,7 @@ print(json.dumps({
 @pytest.mark.parametrize("binder", ["libnuma", "syscall"])
 def test_child_binds_to_every_cpu_node_and_every_thread_follows(binder, sysfs_topology, child_env):
     for node in sysfs_topology.cpu_nodes:
-        result = run_child(_BIND_CHILD, child_env, binder, f"node:{node.id}")
+        result = run_child(_BIND_CHILD, child_env, binder, f"node:{node.id}", "strict")
         report = result["report"]
         assert report["bound"], report
         assert report["method"] == binder
@@ -44,15 +51,20 @@ def test_child_binds_to_every_cpu_node_and_every_thread_follows(binder, sysfs_to
 @pytest.mark.parametrize("binder", ["libnuma", "syscall"])
 def test_child_binds_to_each_gpus_plan(binder, nvml_topology, child_env):
     for gpu in nvml_topology.gpus:
-        result = run_child(_BIND_CHILD, child_env, binder, gpu.uuid)
+        result = run_child(_BIND_CHILD, child_env, binder, gpu.uuid, "best-effort")
+        strict = run_child(_BIND_CHILD, child_env, binder, gpu.uuid, "strict")
         report = result["report"]
         if report["plan"]["binds"]:
             assert report["bound"] and report["mismatches"] == [], report
             assert set(result["threads"].values()) == {report["cpus"]}
+            assert strict["refused"] is None and strict["report"]["bound"]
         else:
-            # The GPU reports no locality (a VM): nothing changed and the report says why.
+            # The GPU reports no locality, or its node is the whole VM: nothing changed and the report
+            # says why; strict mode refuses to run unbound (NotBoundError) and changes nothing either.
             assert not report["bound"] and report["reasons"], report
             assert len(set(result["threads"].values())) == 1
+            assert strict["refused"] == "NotBoundError" and not strict["report"]["bound"]
+            assert set(strict["threads"].values()) == set(result["threads"].values())
 
 
 _PLACEMENT_CHILD = """
