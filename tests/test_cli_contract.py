@@ -140,8 +140,8 @@ def test_check_takes_this_process_by_its_id(capsys):
         (["plan", "--simulate", "dgx-h100", "--gpu", "99", "--json"], ExitCode.ERROR, "GpuResolutionError"),
         (["check", "--pid", "999999999", "--json"], ExitCode.ERROR, "TopologyUnavailableError"),
         (["topo", "--simulate", "dgx-9000", "--json"], ExitCode.USAGE, "UnknownMachineError"),
-        (["plan", "--json", "--bogus"], ExitCode.USAGE, "_UsageError"),
-        (["check", "--json", "--pid", "abc"], ExitCode.USAGE, "_UsageError"),
+        (["plan", "--json", "--bogus"], ExitCode.USAGE, "UsageError"),
+        (["check", "--json", "--pid", "abc"], ExitCode.USAGE, "UsageError"),
         (["exec", "--json", "--strict", "--simulate", "cloud-vm", "--gpu", "0", "--", "true"],
          ExitCode.NOT_AS_EXPECTED, "NotBoundError"),
     ],
@@ -208,3 +208,100 @@ def machine_source(name: str):
 
     simulated = machine(name)
     return StaticTopology(simulated.topology(), simulated.allowed())
+
+
+# -- output that cannot be written ------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [(["check", "--source", "sysfs"], ExitCode.CANNOT_TELL),
+     (["exec", "--simulate", "dgx-h100", "--gpu", "5", "--", "true"], ExitCode.NOT_RUN),
+     (["plan", "--simulate", "dgx-h100", "--gpu", "99"], ExitCode.ERROR)],
+    ids=["check verdict", "exec not run", "error"],
+)
+def test_a_reader_that_leaves_early_does_not_change_the_exit_status(argv, code):
+    child = subprocess.Popen([sys.executable, "-m", "gpunuma", *argv], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=clean_env())
+    assert child.stdout is not None and child.stderr is not None
+    child.stdout.close()
+    stderr = child.stderr.read().decode()
+    child.wait(timeout=120)
+
+    assert child.returncode == code and "Traceback" not in stderr
+    if code == ExitCode.NOT_RUN:
+        assert "was NOT run" in stderr
+
+
+def test_a_full_disk_is_one_line_and_an_error():
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "gpunuma", "topo", "--simulate", "gb200", "--json"],
+                              stdout=full, stderr=subprocess.PIPE, text=True, env=clean_env(), timeout=120)
+
+    assert done.returncode == ExitCode.ERROR and one_line(done.stderr)
+
+
+def test_a_closed_stdout_is_no_traceback():
+    done = subprocess.run([sys.executable, "-m", "gpunuma", "plan", "--simulate", "dgx-h100", "--gpu", "5"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=clean_env(),
+                          timeout=120, close_fds=True, preexec_fn=lambda: os.close(1))
+
+    assert done.returncode == ExitCode.OK and done.stderr == ""
+
+
+# -- misuse is a usage error, with JSON when asked ----------------------------------------------------------
+@pytest.mark.parametrize(
+    "argv",
+    [["exec", "--json", "--"], ["exec", "--json"], ["plan", "--json", "--simulate", "dgx-h100", "--gpu", ""],
+     ["plan", "--json", "--simulate", "dgx-h100", "--gpu", "5", "--physical-gpu", "5"],
+     ["check", "--json", "--gpu", "0", "--physical-gpu", "0"], ["check", "--json", "--reserve", "-1"],
+     ["snapshot", "-o", "host.zip"], ["snapshot", "-o", ""], ["plan", "--js", "--bogus"]],
+    ids=["exec --", "exec", "empty --gpu", "plan both gpu flags", "check both gpu flags", "negative reserve",
+         "snapshot zip", "snapshot empty", "abbreviated flag"],
+)
+def test_misuse_is_a_usage_error_in_one_line(capsys, argv):
+    assert main(argv) == ExitCode.USAGE
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and err.startswith("gpunuma: error: ")
+    if "--json" in argv:
+        assert json.loads(out)["error"]["exit_code"] == ExitCode.USAGE
+
+
+def test_exec_json_shows_the_plan_it_would_run_as_json(capsys):
+    assert main(["exec", "--simulate", "dgx-h100", "--gpu", "5", "--dry-run", "--json", "--", "true"]) == ExitCode.OK
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["executed"] is False and shown["command"] == ["true"] and shown["plan"]["numa_node"] == 1
+
+
+def test_read_only_commands_read_no_binding_switch_even_in_strict_mode(capsys, monkeypatch):
+    monkeypatch.setenv("GPUNUMA_STRICT", "1")
+    monkeypatch.setenv("GPUNUMA_BIND", "bogus")
+    monkeypatch.setenv("GPUNUMA_REQUIRE", "bogus")
+    assert main(["topo", "--simulate", "dgx-h100"]) == ExitCode.OK
+    assert main(["plan", "--simulate", "dgx-h100", "--gpu", "5"]) == ExitCode.USAGE
+
+
+def test_a_path_through_a_file_is_not_executable_as_in_a_shell(tmp_path):
+    script = tmp_path / "file"
+    script.write_text("")
+    done = gpunuma("exec", "--node", "0", "--", str(script / "x"))
+
+    assert done.returncode == ExitCode.NOT_EXECUTABLE and one_line(done.stderr)
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [(["--cpus=0", "--nodes=abc", "--", "true"], "--nodes"), (["--cpus=", "--", "true"], "--cpus"),
+     (["--cpus=0", "--memory=bind", "--", "true"], "--memory")],
+    ids=["bad node list", "empty cpus", "memory without nodes"],
+)
+def test_the_launch_module_names_the_option_that_is_wrong(argv, option):
+    done = gpunuma(*argv, module="gpunuma.launch")
+
+    assert done.returncode == ExitCode.USAGE and f"argument {option}" in done.stderr.splitlines()[-1]
+
+
+def test_no_gpu_owned_names_the_variable_that_gave_none():
+    from gpunuma import plan_for
+
+    plan = plan_for(source=machine_source("mi300x"), env={"HIP_VISIBLE_DEVICES": "-1"})
+    (why,) = plan.reasons
+    assert why.code == "no_gpu_owned" and why.values["source"] == "HIP_VISIBLE_DEVICES"

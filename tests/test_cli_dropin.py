@@ -66,7 +66,7 @@ def test_exec_under_gpunuma_simulate_runs_nothing_and_says_so(capsys, monkeypatc
 
 def test_gpu_and_physical_gpu_together_are_an_error_in_one_line(capsys):
     code, out, err = run(capsys, "plan", "--simulate", "dgx-h100", "--gpu", "1", "--physical-gpu", "1")
-    assert code == ExitCode.ERROR and out == "" and len(err.splitlines()) == 1
+    assert code == ExitCode.USAGE and out == "" and len(err.splitlines()) == 1
 
 
 # -- check: what is expected, and the exit codes ---------------------------------------------------------

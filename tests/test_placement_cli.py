@@ -72,7 +72,7 @@ def test_a_bad_share_or_reserve_in_the_environment_is_a_settings_error_in_strict
 def test_a_bad_share_flag_is_an_error_line(capsys):
     code, _, err = run(capsys, "plan", "--simulate", "dgx-h100", "--gpu", "5", "--share", "4/4")
 
-    assert code == ExitCode.ERROR and "share 4/4" in err
+    assert code == ExitCode.USAGE and "share 4/4" in err
 
 
 def test_settings_read_share_and_reserve():

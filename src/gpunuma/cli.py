@@ -65,17 +65,13 @@ def exit_code_for(err: Exception) -> ExitCode:
         return ExitCode.NOT_FOUND if err.not_found else ExitCode.NOT_EXECUTABLE
     if isinstance(err, NotBoundError):
         return ExitCode.NOT_AS_EXPECTED
-    if isinstance(err, (SettingsError, PolicyError, UnknownSourceError, CpuSetParseError, _UsageError)):
+    if isinstance(err, (SettingsError, PolicyError, UnknownSourceError, CpuSetParseError, UsageError)):
         return ExitCode.USAGE
     return ExitCode.ERROR
 
 
-class _UsageError(Exception):
-    """argparse's error, raised instead of printed, so ``main`` reports it like every other error."""
-
-    def __init__(self, message: str, usage: str) -> None:
-        super().__init__(message)
-        self.usage = usage
+class UsageError(Exception):
+    """A usage error (argparse's, raised instead of printed, or the command's own): one line, :attr:`ExitCode.USAGE`."""
 
 
 _SOURCE_HELP = "where the topology comes from (default: GPUNUMA_SOURCE, else auto = NVML + sysfs)"
@@ -103,8 +99,8 @@ def _options(args: argparse.Namespace) -> Options:
     }
     # A flag wins over its variable, which is then not read; topo and check take no policy at all.
     ignore = {name for name, value in given.items() if value}
-    if not takes_policy:
-        ignore.update(POLICY_VARIABLES)
+    if not takes_policy:  # topo and check bind nothing: the switches of binding are not theirs
+        ignore.update((*POLICY_VARIABLES, "GPUNUMA_BIND", "GPUNUMA_REQUIRE"))
     options = Options.from_env(
         source=args.source, strict=getattr(args, "strict", False) or None, root=args.root, ignore=ignore
     )
@@ -123,6 +119,14 @@ def _options(args: argparse.Namespace) -> Options:
         reserve=args.reserve if args.reserve is not None else base.reserve,
     )
     return replace(options, policy=policy)
+
+
+def _check_gpu_flags(args: argparse.Namespace) -> None:
+    """Misuse of the GPU flags is a usage error, before anything is read: an empty ``--gpu``, both forms."""
+    if args.gpu and any(not g.strip() for g in args.gpu):
+        raise UsageError("argument --gpu: expected a local index, a UUID or a bus id, got an empty value")
+    if args.gpu and args.physical_gpu:
+        raise UsageError("name the GPU one way: --gpu or --physical-gpu, not both")
 
 
 def _gpus(args: argparse.Namespace) -> list[int | str] | None:
@@ -245,6 +249,7 @@ def _print_env(env: dict[str, str], as_json: bool) -> None:
 
 
 def _plan(args: argparse.Namespace, options: Options) -> Any:
+    _check_gpu_flags(args)
     gpus, physical = _gpus(args), _physical(args)
     environment = compose.gpu_environment(gpus if physical is None else physical, args.node)
     return compose.plan(options, gpus=gpus, physical=physical, node=args.node, environment=environment)
@@ -255,7 +260,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if argv and argv[0] == "--":
         argv = argv[1:]
     if not argv:
-        raise SystemExit("gpunuma exec: give the command after --, e.g. gpunuma exec --gpu 0 -- python app.py")
+        raise UsageError("give the command after --, e.g. gpunuma exec --gpu 0 -- python app.py")
     # A bad GPUNUMA_* value is a mistake to report (exit 2), never a reason to run unbound.
     options = _options(args)
     # A simulated or captured machine is never this one: the command is shown, not run.
@@ -282,8 +287,11 @@ def cmd_exec(args: argparse.Namespace) -> int:
         where = "this machine"
         if simulated is not None or captured is not None:
             where = f"simulated {simulated}" if simulated is not None else f"captured {captured}"
-        print(f"would run {argv!r} on {where} bound as follows (nothing executed):")
-        _print_plan(plan)
+        if args.json:
+            _print_json({"command": argv, "executed": False, "where": where, "plan": plan.to_dict()})
+        else:
+            print(f"would run {argv!r} on {where} bound as follows (nothing executed):")
+            _print_plan(plan)
         if args.dry_run:
             return ExitCode.OK
         # A CI step built on `exec --simulate` must not pass as if the command had run.
@@ -301,6 +309,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from gpunuma.check import Verdict, check_process
 
     options = _options(args)
+    _check_gpu_flags(args)
     result = check_process(
         args.pid, source=options.source, root=options.root, gpus=_gpus(args), physical=_physical(args),
         share=Share.parse(args.share) if args.share is not None else None, reserve=args.reserve,
@@ -317,6 +326,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
+    suffixes = compose.snapshot_suffixes()
+    name = os.path.basename(args.output)
+    if not name.endswith(suffixes) or name in suffixes:
+        names = ", FILE".join(suffixes)
+        raise UsageError(f"argument -o/--output: name the snapshot FILE{names}; got {args.output!r}")
     summary = compose.write_snapshot(args.output)
     nvml = f"NVML: {summary.gpus} GPU(s)" if summary.nvml_error is None else f"NVML: {summary.nvml_error}"
     print(f"wrote {summary.path} ({summary.files} files, {summary.size} bytes; {nvml})")
@@ -336,7 +350,7 @@ class _Option(Value):
 
     flag: str
     help: str
-    kind: str = "text"  # text, int, switch (no value), append (repeatable text) or ints (repeatable int)
+    kind: str = "text"  # text, int, count (int >= 0), switch (no value), append (repeatable text), ints (repeatable)
     choices: tuple[str, ...] = ()
     default: object = None
     metavar: str | None = None
@@ -356,6 +370,8 @@ class _Option(Value):
             extra["type"] = natural
         elif self.kind == "int":
             extra["type"] = integer
+        elif self.kind == "count":
+            extra["type"] = natural
         if self.choices:
             extra["choices"] = self.choices
         if self.default is not None:
@@ -391,7 +407,7 @@ _POLICY_OPTIONS = (
     _Option("--share", "take part I (from 0) of N equal parts of the planned CPUs, whole cores (default: "
             "GPUNUMA_SHARE, else all of them)", metavar="I/N"),
     _Option("--reserve", "keep the first K cores of every node out of the plan (default: GPUNUMA_RESERVE, else 0)",
-            kind="int", metavar="K"),
+            kind="count", metavar="K"),
 )
 _EXEC_OPTIONS = (
     *_SOURCE_OPTIONS,
@@ -443,6 +459,11 @@ def _exec_args(argv: Sequence[str]) -> Any | None:
             if number is None:
                 return None
             values[option.dest] = [*(values[option.dest] or []), number]
+        elif option.kind == "count":
+            number = decimal(text)
+            if number is None:
+                return None
+            values[option.dest] = number
         elif option.kind == "append":
             values[option.dest] = [*(values[option.dest] or []), text]
         else:
@@ -474,8 +495,13 @@ def build_parser() -> argparse.ArgumentParser:
     import argparse
 
     class Parser(argparse.ArgumentParser):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            # No abbreviations (--js for --json): main tells JSON mode from argv before argparse reads it.
+            kwargs.setdefault("allow_abbrev", False)
+            super().__init__(*args, **kwargs)
+
         def error(self, message: str) -> NoReturn:
-            raise _UsageError(message, self.format_usage())
+            raise UsageError(message)
 
     parser = Parser(prog="gpunuma", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log what gpunuma does")
@@ -537,6 +563,48 @@ def _run(args: Any) -> int:
         return int(command(args))
 
 
+class _OutputError(GpunumaError):
+    """The command's output cannot be written (a full disk): one line and :attr:`ExitCode.ERROR`."""
+
+
+class _Output:
+    """This command's stdout: a reader that left early (``| head``) is no error and changes no exit
+    status (later output is dropped); any other failed write (``ENOSPC``) is an :class:`_OutputError`."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.gone = stream is None  # stdout closed (>&-): nowhere to write
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                self.stream.write(text)
+            except BrokenPipeError:
+                self._reader_left()
+            except OSError as err:
+                raise _OutputError(f"cannot write the output: {err.strerror or err}") from err
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._reader_left()
+            except OSError as err:
+                raise _OutputError(f"cannot write the output: {err.strerror or err}") from err
+
+    def _reader_left(self) -> None:
+        self.gone = True
+        try:  # what Python still holds for stdout would fail again at exit: send it nowhere
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every outcome is an :class:`ExitCode`, every error one line on stderr.
 
@@ -545,10 +613,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     words = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in words[: words.index("--") if "--" in words else len(words)]
+    stdout = sys.stdout
+    sys.stdout = _Output(stdout)
+    try:
+        return _main(words, as_json)
+    finally:
+        try:
+            sys.stdout.flush()
+        except _OutputError as err:
+            print(f"gpunuma: error: {err}", file=sys.stderr)
+        sys.stdout = stdout
+
+
+def _main(words: list[str], as_json: bool) -> int:
     try:
         args = _exec_args(words) or build_parser().parse_args(words)
-    except _UsageError as err:
-        return _fail(err, f"{err.usage}gpunuma: error: {err}", as_json)
+    except UsageError as err:
+        return _fail(err, f"gpunuma: error: {err}{_help_hint(words)}", as_json)
     if args.verbose:
         import logging
 
@@ -558,10 +639,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = _run(args)
         sys.stdout.flush()
         return code
-    except BrokenPipeError:
-        # The reader left early (`gpunuma topo | head`): it has complete lines; say nothing more.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return ExitCode.OK
+    except UsageError as err:
+        return _fail(err, f"gpunuma: error: {err}{_help_hint(words)}", as_json)
     except (GpunumaError, LookupError) as err:
         from gpunuma.errors import CommandError
 
@@ -569,15 +648,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(err, f"{prefix}: {err}", bool(getattr(args, "json", False)))
 
 
+def _help_hint(words: Sequence[str]) -> str:
+    command = next((w for w in words if w in _COMMANDS), None)
+    return f" (gpunuma {command} -h for help)" if command else " (gpunuma -h for help)"
+
+
+_COMMANDS = ("topo", "plan", "exec", "check", "snapshot", "machines")
+
+
 def _fail(err: Exception, line: str, as_json: bool) -> int:
-    """Say why on stderr (and as JSON on stdout under ``--json``); the exit status that fits ``err``."""
+    """Say why in one line on stderr (and as JSON on stdout under ``--json``); the exit status that fits ``err``."""
     code = exit_code_for(err)
-    if as_json:
+    if as_json and not isinstance(err, _OutputError):
         try:
             _print_json(_error_json(err, code))
             sys.stdout.flush()
-        except BrokenPipeError:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except _OutputError as output:
+            print(f"gpunuma: error: {output}", file=sys.stderr)
     print(line, file=sys.stderr)
     return code
 

@@ -180,6 +180,13 @@ def open_captured_tree(path: str | os.PathLike[str]) -> AbstractContextManager[C
     return open_tree(path)
 
 
+def snapshot_suffixes() -> tuple[str, ...]:
+    """The names a ``gpunuma snapshot`` archive may end with (``.tar.gz`` ...)."""
+    from gpunuma.adapters.snapshot import SNAPSHOT_SUFFIXES
+
+    return SNAPSHOT_SUFFIXES
+
+
 def write_snapshot(output: str | os.PathLike[str]) -> SnapshotSummary:
     """Write this host's kernel files and NVML answers to ``output`` (``gpunuma snapshot``)."""
     from gpunuma.adapters.snapshot import write_snapshot as write
@@ -238,7 +245,7 @@ def simulated(options: Options) -> Options:
         machine = make_source(kind, simulate=options.simulate)
         machine.read()
     except LookupError as err:
-        raise SettingsError(f"simulate={options.simulate!r}: {err}") from err
+        raise SettingsError(str(err)) from err
     source = machine if isinstance(options.source, str) else options.source
     if replace_binder:
         binder = machine.kernel()  # type: ignore[attr-defined]
@@ -286,6 +293,7 @@ def plan(
     if allowed is None:
         allowed = src.allowed()
     resolution_reasons: tuple[Reason, ...] = ()
+    given = "CUDA_VISIBLE_DEVICES or Ray"
     if node_only:
         owned: tuple[int, ...] = ()
     else:
@@ -294,12 +302,13 @@ def plan(
 
         resolution = describe_resolution(topology, gpus=gpus, physical=physical, env=environment or GpuEnvironment())
         owned = resolution.gpus
+        given = resolution.source or given
         resolution_reasons = (*resolution.reasons, *resolution.warnings)
     if not owned and node is None:
         if not topology.gpus:
             why: tuple[Reason, ...] = (Reason.of("no_gpu_on_machine"),)
         else:
-            why = resolution_reasons or (Reason.of("no_gpu_owned"),)
+            why = resolution_reasons or (Reason.of("no_gpu_owned", source=given),)
         return BindingReport.not_bound(None, "plan", why).plan
     planned = plan_binding(topology, owned, allowed, options.policy, node=node)
     notes = (*reasons, *resolution_reasons, *(Reason.of("topology_note", note=note) for note in topology.notes))

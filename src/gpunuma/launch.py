@@ -64,7 +64,8 @@ def exec_command(argv: Sequence[str]) -> NoReturn:
     except ValueError as err:  # a NUL byte in an argument
         raise CommandError(name, str(err), not_found=False) from err
     except OSError as err:
-        not_found = err.errno in (errno.ENOENT, errno.ENOTDIR)
+        # A path through a file (file/x) is ENOTDIR: the shell's 126; searched on PATH, it means not found.
+        not_found = err.errno == errno.ENOENT or (err.errno == errno.ENOTDIR and "/" not in name)
         raise CommandError(name, err.strerror or str(err), not_found=not_found) from err
 
 
@@ -160,15 +161,29 @@ def run_bound(
 
 
 def _plan_from_args(args: argparse.Namespace) -> BindingPlan:
-    def ids(text: str) -> tuple[int, ...]:
-        return tuple(sorted(CpuSet.parse_list(text).ids))
+    """The plan the options describe; :class:`ValueError` naming the option that is wrong."""
+    from gpunuma.errors import CpuSetParseError
 
+    def parsed(option: str, text: str) -> CpuSet:
+        try:
+            return CpuSet.parse_list(text)
+        except CpuSetParseError as err:
+            raise ValueError(f"argument {option}: {err.why} in {text[:100]!r}") from err
+
+    cpus = parsed("--cpus", args.cpus)
+    nodes = tuple(sorted(parsed("--nodes", args.nodes).ids))
+    memory_nodes = tuple(sorted(parsed("--memory-nodes", args.memory_nodes).ids))
+    if not cpus:
+        raise ValueError("argument --cpus: the CPU list is empty")
+    memory = MemoryPolicy(args.memory)
+    if memory is not MemoryPolicy.NONE and not memory_nodes:
+        raise ValueError(f"argument --memory={memory.value} needs --memory-nodes")
     return BindingPlan(
         gpus=(),
-        nodes=ids(args.nodes),
-        cpus=CpuSet.parse_list(args.cpus),
-        memory_policy=MemoryPolicy(args.memory),
-        memory_nodes=ids(args.memory_nodes),
+        nodes=nodes,
+        cpus=cpus,
+        memory_policy=memory,
+        memory_nodes=memory_nodes,
         reasons=(Reason.of("launched"),),
     )
 
@@ -196,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         parser.error("give the command after --")
     try:
         plan = _plan_from_args(args)
-    except GpunumaError as err:  # a malformed --cpus/--nodes list
+    except ValueError as err:  # a malformed or empty list, a memory policy without nodes
         parser.error(str(err))
     try:
         exec_bound(plan, command, strict=True if args.strict else None)

@@ -147,6 +147,10 @@ def write_snapshot(
     )
 
 
+#: The names a snapshot may end with.
+SNAPSHOT_SUFFIXES = tuple(_COMPRESSION)
+
+
 def _mode(target: Path) -> _Mode:
     for suffix, mode in _COMPRESSION.items():
         if target.name.endswith(suffix):

@@ -160,7 +160,7 @@ TEMPLATES: Mapping[str, str] = {
     ),
     # -- the composition root and the launcher -------------------------------------------------
     "no_gpu_on_machine": "this machine has no GPU that sysfs or NVML can see: nothing to bind",
-    "no_gpu_owned": "this process owns no GPU (CUDA_VISIBLE_DEVICES or Ray gave it none): nothing to bind",
+    "no_gpu_owned": "this process owns no GPU ({source} gave it none): nothing to bind",
     "topology_note": "topology: {note}",
     "no_process_status": (
         "{path} is not in the captured tree: planned as if no cgroup limited the process "
