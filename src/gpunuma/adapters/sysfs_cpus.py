@@ -17,6 +17,7 @@ from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.model import Cpu
 from gpunuma.core.numbers import decimal
 from gpunuma.core.reasons import Reason
+from gpunuma.core.value import unchecked
 from gpunuma.errors import SysfsReadError, TopologyUnavailableError
 
 TYPE_CHECKING = False
@@ -120,13 +121,16 @@ def read_cpus(cpu_dir: str, online: CpuSet, notes: list[str]) -> tuple[Cpu, ...]
         cores_in[package] = core + 1
         shared = CpuSet._trusted(sibling_ids)
         for sibling in sibling_ids:
-            result[sibling] = Cpu(sibling, package, core, shared)  # positional: ~20% cheaper per CPU
+            # Checked values, by the hundred: built without a call through __init__.
+            result[sibling] = unchecked(
+                Cpu, {"id": sibling, "package": package, "core": core, "siblings": shared, "online": True}
+            )
     if unlabelled:
         notes.append(Reason.of("sysfs_sockets_from_package_lists", cpus=CpuSet.of(unlabelled).to_list()))
     missing = online - CpuSet._trusted(frozenset(result))
     if missing:
         notes.append(Reason.of("sysfs_cpu_layout_unknown", cpus=missing.to_list()))
-    return tuple(result[cpu] for cpu in sorted(result))
+    return tuple([result[cpu] for cpu in sorted(result)])
 
 
 def _read_package(

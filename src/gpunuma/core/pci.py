@@ -89,10 +89,17 @@ def normalize_bus_id(text: str | bytes) -> str:
 
     Raises :class:`~gpunuma.errors.BusIdError` (a ``ValueError``) for anything else.
     """
-    if isinstance(text, str) and len(text) == 12 and text[4] == ":" and text[7] == ":" and text[10] == ".":
-        if text[11] in _FUNCTIONS and _LOWER_HEX.issuperset(text[:4] + text[5:7] + text[8:10]):
-            return text  # already the sysfs form, as every sysfs path gives it
+    if _sysfs_form(text):
+        return text  # already the sysfs form, as every sysfs path gives it
     return parse_bus_id(text).sysfs
+
+
+def _sysfs_form(text: str | bytes) -> bool:
+    """Whether ``text`` is already ``0000:c3:00.0``: what every name under ``/sys/bus/pci/devices`` is."""
+    return (
+        isinstance(text, str) and len(text) == 12 and text[4] == ":" and text[7] == ":" and text[10] == "."
+        and text[11] in _FUNCTIONS and _LOWER_HEX.issuperset(text[:4] + text[5:7] + text[8:10])
+    )  # fmt: skip
 
 
 def is_bus_id(text: str) -> bool:
@@ -102,5 +109,7 @@ def is_bus_id(text: str) -> bool:
 
 def bus_order(text: str) -> tuple[int, int, int, int]:
     """A sort key putting ids in PCI bus order (wide domains included) and anything unreadable last."""
+    if _sysfs_form(text):  # a GPU read sorts every PCI function (63 on a DGX H100): no value built for each
+        return (int(text[:4], 16), int(text[5:7], 16), int(text[8:10], 16), int(text[11]))
     parsed = BusId.parse(text)
     return _LAST if parsed is None else parsed.key
