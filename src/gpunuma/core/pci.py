@@ -13,6 +13,10 @@ from __future__ import annotations
 from gpunuma.core.value import Value
 from gpunuma.errors import BusIdError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TypeGuard
+
 #: The longest text read as a bus id before stripping: NVML's buffer is 32 bytes, the longest id 16.
 LONGEST = 64
 
@@ -94,7 +98,7 @@ def normalize_bus_id(text: str | bytes) -> str:
     return parse_bus_id(text).sysfs
 
 
-def _sysfs_form(text: str | bytes) -> bool:
+def _sysfs_form(text: str | bytes) -> TypeGuard[str]:
     """Whether ``text`` is already ``0000:c3:00.0``: what every name under ``/sys/bus/pci/devices`` is."""
     return (
         isinstance(text, str) and len(text) == 12 and text[4] == ":" and text[7] == ":" and text[10] == "."
