@@ -305,3 +305,19 @@ def test_no_gpu_owned_names_the_variable_that_gave_none():
     plan = plan_for(source=machine_source("mi300x"), env={"HIP_VISIBLE_DEVICES": "-1"})
     (why,) = plan.reasons
     assert why.code == "no_gpu_owned" and why.values["source"] == "HIP_VISIBLE_DEVICES"
+
+
+def test_a_missing_numa_node_file_is_named_as_missing_not_as_minus_one(tmp_path):
+    from gpunuma import plan_for
+    from gpunuma.adapters.sysfs import SysfsTopology
+    from gpunuma_fakes import machine, render_sysfs
+
+    root = tmp_path / "dgx"
+    render_sysfs(machine("dgx-h100"), root)
+    (root / "sys/bus/pci/devices/0000:c3:00.0/numa_node").unlink()
+
+    plan = plan_for(5, source=SysfsTopology(root=root), env={})
+
+    (located,) = [reason for reason in plan.reasons if reason.code == "gpu_single_candidate"]
+    assert located.values["said"].code == "said_no_node_file"
+    assert plan.nodes == (1,)

@@ -98,6 +98,9 @@ class TestReserve:
         got = plan("dgx-h100", 0, reserve=56)
 
         assert not got.binds and codes(got.reasons)[0] == "reserved_cores"
+        # The node is lost to the reserve, not to the cgroup (which allows every CPU): the reason says so.
+        (lost,) = [r for r in got.reasons if r.code.startswith("node_disallowed")]
+        assert lost.values["allowed"].startswith("none, once reserve=56")
 
     def test_an_explicit_node_whose_cores_are_all_reserved_is_refused(self) -> None:
         with pytest.raises(InvalidNodeError) as caught:

@@ -73,6 +73,7 @@ TEMPLATES: Mapping[str, str] = {
     "gpu_locality_unknown": "{gpu} reports no NUMA locality: {said} and {evidence}; not guessing",
     # what the GPU's numa_node said, rendered inside the rule 1c reasons above
     "said_no_node": "numa_node -1",
+    "said_no_node_file": "no numa_node (its file is missing or empty)",
     "said_node_not_listed": "node {reported} (a node that does not exist)",
     "said_node_cpuless": "node {reported} (a node without CPUs)",
     # evidence for rule 1c, rendered inside the reasons above

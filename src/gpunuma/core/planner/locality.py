@@ -180,6 +180,9 @@ def _candidates(topology: Topology, gpu: Gpu) -> _Candidates:
 def _said(topology: Topology, gpu: Gpu) -> Reason:
     """What ``gpu``'s numa_node said, for rule 1c's reasons: -1, or a node that does not exist or has no CPUs."""
     if gpu.numa_node is None:
+        # The sysfs reader notes a numa_node file that is missing or empty (a captured tree, an odd kernel).
+        if any(getattr(note, "code", None) == "sysfs_gpu_node_unknown" for note in gpu.notes):
+            return Reason.of("said_no_node_file")
         return Reason.of("said_no_node")
     if topology.node(gpu.numa_node) is None:
         return Reason.of("said_node_not_listed", reported=gpu.numa_node)

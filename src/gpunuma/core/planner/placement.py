@@ -26,9 +26,18 @@ class Placement(Value):
     reasons: tuple[str, ...]
 
 
-def disallowed_reason(node: NumaNode, allowed: Allowed, code: str = "node_disallowed", **more: object) -> Reason:
-    """``none of node 1's CPUs 56-111 are allowed by this cgroup (allowed: 0-55)``, plus what ``code`` adds."""
-    return Reason.of(code, node=node.id, cpus=node.cpus.to_list(), allowed=allowed.cpus.to_list() or "none", **more)
+def disallowed_reason(
+    node: NumaNode, allowed: Allowed, code: str = "node_disallowed", *, reserve: int = 0, **more: object
+) -> Reason:
+    """``none of node 1's CPUs 56-111 are allowed by this cgroup (allowed: 0-55)``, plus what ``code`` adds.
+
+    ``allowed`` is what is left after ``reserve``: the text says so, since the reserve, not the cgroup,
+    may be what took the node's last core.
+    """
+    left = allowed.cpus.to_list() or "none"
+    if reserve:
+        left = f"{left}, once reserve={reserve} keeps the first {reserve} core(s) of every node"
+    return Reason.of(code, node=node.id, cpus=node.cpus.to_list(), allowed=left, **more)
 
 
 def place_gpus(
@@ -43,14 +52,14 @@ def place_gpus(
             continue
         target: int | None = None
         if policy.on_disallowed is Fallback.NONE:
-            why = disallowed_reason(node, allowed, "node_disallowed_not_binding")
+            why = disallowed_reason(node, allowed, "node_disallowed_not_binding", reserve=policy.reserve)
         else:
             found = nearest_node(topology, node, lambda n: not n.cpus.isdisjoint(allowed.cpus))
             if found is None:
-                why = disallowed_reason(node, allowed, "node_disallowed_no_allowed_node")
+                why = disallowed_reason(node, allowed, "node_disallowed_no_allowed_node", reserve=policy.reserve)
             else:
                 target = found.node
-                why = disallowed_reason(node, allowed, "node_disallowed_nearest", target=target,
-                                        distance=found.phrase())
+                why = disallowed_reason(node, allowed, "node_disallowed_nearest", reserve=policy.reserve,
+                                        target=target, distance=found.phrase())
         placements[index] = Placement(index, choice.label, choice.node, target, (*choice.reasons, why))
     return placements
