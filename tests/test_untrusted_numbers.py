@@ -178,3 +178,14 @@ def test_a_gpunuma_integer_in_other_than_ascii_digits_keeps_the_default_in_best_
     assert settings.policy == Settings.from_env({}).policy
     assert [name for name in env if any(problem.startswith(name) for problem in settings.problems)] == list(env)
     assert any(record.levelname == "WARNING" for record in caplog.records)
+
+
+@pytest.mark.parametrize(("variable", "value"), [("GPUNUMA_CPU_SCOPE", "\uff2e\uff2f\uff24\uff25"),
+                                                 ("GPUNUMA_SOURCE", "NVLM"), ("GPUNUMA_MEMORY", "Fast")])
+def test_a_bad_gpunuma_choice_is_quoted_as_it_was_set(variable, value):
+    from gpunuma.errors import SettingsError
+    from gpunuma.settings import Settings
+
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({variable: value}, strict=True)
+    assert f"{variable}={value!r}" in str(caught.value)

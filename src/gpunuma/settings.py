@@ -75,9 +75,9 @@ __all__ = ["Settings", "SettingsError", "hand_down", "in_ray_worker", "is_ray_wo
 
 
 def _choice(env: Mapping[str, str], name: str, enum: type[_E], default: str) -> _E:
-    raw = env.get(name, "").strip().lower() or default
+    raw = env.get(name, "")
     try:
-        return enum(raw)
+        return enum(raw.strip().lower() or default)
     except ValueError:
         allowed = ", ".join(str(member.value) for member in enum)
         raise SettingsError(f"{name}={_shown(raw)}: expected one of {allowed}") from None
@@ -174,9 +174,10 @@ class Settings(Value):
 
 
 def _source(env: Mapping[str, str]) -> str:
-    source = env.get("GPUNUMA_SOURCE", "").strip().lower() or "auto"
-    if source not in SOURCE_NAMES:
-        raise SettingsError(f"GPUNUMA_SOURCE={_shown(source)}: expected one of {', '.join(SOURCE_NAMES)}")
+    raw = env.get("GPUNUMA_SOURCE", "")
+    source = raw.strip().lower() or "auto"
+    if source not in SOURCE_NAMES:  # the message quotes the value as it was set, not as it was lowered
+        raise SettingsError(f"GPUNUMA_SOURCE={_shown(raw)}: expected one of {', '.join(SOURCE_NAMES)}")
     return source
 
 
