@@ -174,3 +174,55 @@ def test_the_hook_keeps_its_report_as_the_last_report(ray_worker, kernel):
     report = last_report()
     assert report is not None and report.bound and report.plan.gpus == (5,)
     assert kernel.applied[-1] == report.plan
+
+
+# -- a strict failure handed to the next function Ray looks up ------------------------------------------
+class FunctionManager:
+    """Ray's per-worker function manager, as the hook uses it: a lookup cache and the lookup itself."""
+
+    Info = __import__("collections").namedtuple("Info", ["function", "function_name", "max_calls"])
+
+    def __init__(self) -> None:
+        self.execution_infos: dict[str, object] = {}
+
+    def get_execution_info(self, job_id: str, descriptor: str) -> object:
+        return self.Info(lambda: f"ran {descriptor}", descriptor, 0)
+
+    def run(self, descriptor: str) -> object:
+        """What Ray's execute_task does: the cache first, else the lookup, then the call."""
+        info = self.execution_infos.get(descriptor)
+        if info is None:
+            info = self.execution_infos[descriptor] = self.get_execution_info("job", descriptor)
+        return info.function()  # type: ignore[attr-defined]
+
+
+def ray_with(manager: FunctionManager) -> types.SimpleNamespace:
+    worker = types.SimpleNamespace(global_worker=types.SimpleNamespace(function_actor_manager=manager))
+    return types.SimpleNamespace(_private=types.SimpleNamespace(worker=worker))
+
+
+def test_a_strict_failure_fails_the_next_task_once_then_the_worker_runs_tasks_again():
+    from gpunuma.errors import NotBoundError
+    from gpunuma.integrations.ray import fail_this_task
+
+    manager = FunctionManager()
+    assert manager.run("warm") == "ran warm"  # cached before the failure: still looked up afresh
+    first, second = NotBoundError(None), NotBoundError(None)
+    fail_this_task(ray_with(manager), first)
+    fail_this_task(ray_with(manager), second)  # twice before a lookup: the last one wins, nothing stacks
+
+    with pytest.raises(NotBoundError) as caught:
+        manager.run("warm")
+    assert caught.value is second
+    assert manager.run("warm") == "ran warm" and manager.run("other") == "ran other"
+    assert "get_execution_info" not in vars(manager)
+
+
+def test_without_ray_s_function_manager_the_strict_failure_is_raised_in_place():
+    from gpunuma.errors import NotBoundError
+    from gpunuma.integrations.ray import fail_this_task
+
+    err = NotBoundError(None)
+    with pytest.raises(NotBoundError) as caught:
+        fail_this_task(types.SimpleNamespace(), err)
+    assert caught.value is err

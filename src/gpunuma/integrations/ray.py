@@ -241,12 +241,13 @@ def fail_this_task(ray: Any, err: GpunumaError) -> None:
     try:
         manager = ray._private.worker.global_worker.function_actor_manager
         cached: dict[Any, Any] = manager.execution_infos
-        original = manager.get_execution_info
+        # The class's method, bound: a second failure before the lookup replaces the first, never stacks on it.
+        original = type(manager).get_execution_info.__get__(manager)
     except AttributeError:
         raise err from None
 
     def get_execution_info(job_id: Any, function_descriptor: Any) -> Any:
-        del manager.get_execution_info  # once: back to the class's method
+        vars(manager).pop("get_execution_info", None)  # once: back to the class's method
         info = original(job_id, function_descriptor)
 
         def refuse(*_args: Any, **_kwargs: Any) -> None:
