@@ -8,7 +8,31 @@ from __future__ import annotations
 
 
 class GpunumaError(Exception):
-    """Base class of every error raised by gpunuma."""
+    """Base class of every error raised by gpunuma.
+
+    Every subclass pickles whatever its ``__init__`` takes (Ray and process pools send errors between
+    processes): the message, the attributes and, for the ``OSError`` ones, ``errno``/``strerror``/``filename``
+    travel as they are, and ``__init__`` is not run again.
+    """
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        fields = (self.errno, self.strerror, self.filename) if isinstance(self, OSError) else None
+        return _rebuilt, (type(self), self.args, dict(vars(self)), fields)
+
+
+def _rebuilt(
+    cls: type[GpunumaError], args: tuple[object, ...], state: dict[str, object], fields: tuple[object, ...] | None
+) -> GpunumaError:
+    """An error unpickled: built without its ``__init__``, from what :meth:`GpunumaError.__reduce__` kept."""
+    # The OSError ones are laid out as OSError: only its __new__ may build them (attribute lookup finds another).
+    err = OSError.__new__(cls, *args) if issubclass(cls, OSError) else cls.__new__(cls, *args)
+    BaseException.__init__(err, *args)
+    # Only the fields that were set: OSError's message shows a filename of None when one is assigned.
+    for name, value in zip(("errno", "strerror", "filename"), fields or (None, None, None), strict=True):
+        if value is not None:
+            setattr(err, name, value)
+    vars(err).update(state)
+    return err
 
 
 #: Bad content is quoted up to this many characters: a 45 kB line must not flood every worker's log.
