@@ -321,3 +321,59 @@ def test_a_missing_numa_node_file_is_named_as_missing_not_as_minus_one(tmp_path)
     (located,) = [reason for reason in plan.reasons if reason.code == "gpu_single_candidate"]
     assert located.values["said"].code == "said_no_node_file"
     assert plan.nodes == (1,)
+
+
+# -- the library's launch helpers -------------------------------------------------------------------------
+def _exec_missing_in_child(command: list[str]) -> dict[str, object]:
+    from gpunuma import CommandError, exec_bound
+    from gpunuma.core.cpuset import CpuSet
+    from gpunuma.core.plan import BindingPlan
+    from gpunuma.core.policy import MemoryPolicy
+
+    before = (sorted(os.sched_getaffinity(0)), dict(os.environ))
+    plan = BindingPlan(gpus=(), nodes=(0,), cpus=CpuSet.of([min(os.sched_getaffinity(0))]),
+                       memory_policy=MemoryPolicy.NONE, memory_nodes=(), reasons=())
+    try:
+        exec_bound(plan, command, binder="syscall")
+    except CommandError as err:
+        return {"not_found": err.not_found, "unchanged": (sorted(os.sched_getaffinity(0)), dict(os.environ)) == before}
+    return {"not_found": None, "unchanged": False}
+
+
+@pytest.mark.parametrize(("command", "not_found"), [(["/nonexistent/prog"], True), ([], True), (["/"], False)],
+                         ids=["missing", "no command", "directory"])
+def test_exec_bound_of_a_command_that_cannot_run_raises_before_changing_the_caller(command, not_found):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        outcome = pool.submit(_exec_missing_in_child, command).result(timeout=120)
+
+    assert outcome == {"not_found": not_found, "unchanged": True}
+
+
+def test_check_process_takes_one_gpu_id_as_the_bind_functions_do(render):
+    from gpunuma import check_process
+    from gpunuma_fakes import machine
+    from gpunuma_fakes.render import PID
+
+    root = render(machine("dgx-h100"))
+    one, listed = (check_process(PID, source="sysfs", root=root, physical=given) for given in (5, [5]))
+
+    assert one.plan == listed.plan and one.gpus == (5,)
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [(lambda g: g.bind_to_gpu(5, policy="exclusive", env={}), "PolicyError"),
+     (lambda g: g.bind_to_gpu(5, source=object(), env={}), "UnknownSourceError"),
+     (lambda g: g.bind_to_node(0, binder=object(), env={}), "UnknownSourceError"),
+     (lambda g: g.apply_plan({"cpus": "1"}, env={}), "PlanError")],
+    ids=["policy as text", "source of no kind", "binder of no kind", "plan as a dict"],
+)
+def test_an_argument_of_the_wrong_kind_is_a_typed_error_naming_it_even_in_best_effort_mode(call, error):
+    import gpunuma
+
+    with pytest.raises(gpunuma.GpunumaError) as caught:
+        call(gpunuma)
+    assert type(caught.value).__name__ == error

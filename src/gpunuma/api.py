@@ -14,7 +14,7 @@ from gpunuma.compose import Options, make_binder, make_source
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: the bind path in every worker imports no typing machinery
     from collections.abc import Mapping, Sequence
-    from typing import Any, TypeAlias
+    from typing import TypeAlias
 
     from gpunuma.core.plan import BindingPlan
     from gpunuma.core.policy import Policy
@@ -51,18 +51,10 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _ids(given: object) -> list[Any] | None:
-    """One id or several as a list. Anything else (``1.0``, ``b"5"``) is one id, which resolution
-    refuses by name: iterating ``b"5"`` would give GPU 53, and a float would raise a bare TypeError."""
-    if given is None:
-        return None
-    if isinstance(given, (str, bytes)) or not hasattr(given, "__iter__"):
-        return [given]
-    return list(given)
-
-
 def _gpu_arg(gpu: GpuSpec) -> Sequence[int | str] | None:
-    return _ids(gpu)
+    from gpunuma.core.identity import id_list
+
+    return id_list(gpu)
 
 
 def _visible_under_ray() -> None:
@@ -76,7 +68,9 @@ def _visible_under_ray() -> None:
 
 
 def _physical_arg(physical: PhysicalSpec) -> Sequence[int] | None:
-    return _ids(physical)
+    from gpunuma.core.identity import id_list
+
+    return id_list(physical)
 
 
 def plan_for(
@@ -117,6 +111,11 @@ def apply_plan(
     never leaves it half bound.
     """
     _visible_under_ray()
+    from gpunuma.core.plan import BindingPlan
+    from gpunuma.errors import PlanError
+
+    if not isinstance(plan, BindingPlan):
+        raise PlanError(f"plan={plan!r:.80}: expected a BindingPlan (from plan_for), not a {type(plan).__name__}")
     return compose.apply(Options.from_env(env, binder=binder, strict=strict, label=label), plan)
 
 

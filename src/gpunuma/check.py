@@ -145,7 +145,10 @@ def check_process(
     A GPU named here that the machine lacks raises :class:`~gpunuma.errors.GpuResolutionError`.
     """
     from gpunuma import compose
+    from gpunuma.core.identity import id_list
     from gpunuma.core.readback import compare
+
+    gpus, physical = id_list(gpus), id_list(physical)  # one id or several, as bind_to_gpu takes them
 
     view, env = compose.process_state(pid, root)
     notes: list[str] = []

@@ -84,6 +84,7 @@ class Options(Value):
         ``ignore`` names more such variables (the command line's flags). Other bad values: see
         :meth:`Settings.from_env <gpunuma.settings.Settings.from_env>`.
         """
+        _check_kinds(source, binder, policy)
         skipped = {*ignore, *(POLICY_VARIABLES if policy is not None else ())}
         if source is not None:
             skipped.add("GPUNUMA_SOURCE")
@@ -116,6 +117,20 @@ class Options(Value):
 
 
 # -- adapters ------------------------------------------------------------------------------------
+def _check_kinds(source: object, binder: object, policy: object) -> None:
+    """A wrong kind of argument is a typed error naming it, before anything reads it (``policy="exclusive"``)."""
+    from gpunuma.errors import PolicyError, UnknownSourceError
+
+    if policy is not None and not isinstance(policy, Policy):
+        raise PolicyError(f"policy={policy!r:.80}: expected a Policy, e.g. Policy(cpu_scope='exclusive')")
+    if source is not None and not isinstance(source, str) and not (
+        callable(getattr(source, "read", None)) and callable(getattr(source, "allowed", None))
+    ):
+        raise UnknownSourceError(f"source={source!r:.80}: expected a name or an object with read() and allowed()")
+    if binder is not None and not isinstance(binder, str) and not callable(getattr(binder, "apply", None)):
+        raise UnknownSourceError(f"binder={binder!r:.80}: expected a binder name or an object with apply(plan)")
+
+
 def make_source(
     source: str | TopologySource | None = None,
     *,

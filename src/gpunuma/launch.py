@@ -40,10 +40,37 @@ def exec_bound(
     ``OMP_*``, ``GPUNUMA_NODE``/``GPUNUMA_CPUS``, ``NCCL_IB_HCA``/``UCX_NET_DEVICES``) added to this
     process's, a variable already set keeping its value.
     """
-    if not argv:
-        raise ValueError("exec_bound needs a command to run")
+    check_runnable(argv)  # before binding: a caller that catches the error is left as it was
     _hand_down(_apply(plan, binder, strict))
     exec_command(argv)
+
+
+def check_runnable(argv: Sequence[str]) -> None:
+    """Raise :class:`CommandError` when ``argv[0]`` cannot be executed: missing, a directory, no execute bit.
+
+    What ``execvp`` would refuse, found before anything is changed; ``exec_command`` still reports a
+    refusal this cannot foresee (a bad binary, a race).
+    """
+    import shutil
+
+    from gpunuma.errors import CommandError
+
+    name = argv[0] if argv else ""
+    if not name:
+        raise CommandError(name, "no command given" if not argv else "the command name is empty", not_found=True)
+    if "/" not in name:
+        if shutil.which(name) is None:
+            raise CommandError(name, "not found on PATH", not_found=True)
+        return
+    if os.path.isdir(name):
+        raise CommandError(name, "Is a directory", not_found=False)
+    if not os.path.exists(name):
+        parent = os.path.dirname(name)
+        through_a_file = bool(parent) and os.path.exists(parent) and not os.path.isdir(parent)
+        raise CommandError(name, "Not a directory" if through_a_file else "No such file or directory",
+                           not_found=not through_a_file)
+    if not os.access(name, os.X_OK):
+        raise CommandError(name, "Permission denied", not_found=False)
 
 
 def exec_command(argv: Sequence[str]) -> NoReturn:

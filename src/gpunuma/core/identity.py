@@ -24,7 +24,7 @@ from gpunuma.errors import GpuResolutionError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
-    from typing import TypeAlias
+    from typing import Any, TypeAlias
 
 CUDA_VISIBLE_DEVICES = "CUDA_VISIBLE_DEVICES"
 CUDA_DEVICE_ORDER = "CUDA_DEVICE_ORDER"
@@ -41,6 +41,16 @@ _NO_GPU_VALUES = frozenset({"-1", "nodevfiles"})
 # Text matching by str methods, not regular expressions: ``re`` (and the ``enum`` it imports) would cost
 # every bound worker ~6 ms of CPU at import.
 _UUID_CHARS = frozenset("0123456789abcdefABCDEF-")
+
+
+def id_list(given: object) -> list[Any] | None:
+    """One GPU id or several, as a list (None stays None). Anything not a sequence (``3``, ``1.0``, ``b"5"``)
+    is one id, which resolution refuses by name: iterating ``b"5"`` would give GPU 53."""
+    if given is None:
+        return None
+    if isinstance(given, (str, bytes)) or not hasattr(given, "__iter__"):
+        return [given]
+    return list(given)
 
 
 def _cut(value: object, most: int = 80) -> str:
