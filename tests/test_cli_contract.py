@@ -377,3 +377,52 @@ def test_an_argument_of_the_wrong_kind_is_a_typed_error_naming_it_even_in_best_e
     with pytest.raises(gpunuma.GpunumaError) as caught:
         call(gpunuma)
     assert type(caught.value).__name__ == error
+
+
+# -- gpunuma's own binding across exec ----------------------------------------------------------------------
+CHILD_BINDS = (
+    "import gpunuma, json; r = gpunuma.bind_to_node(0, source='sysfs', binder='syscall', require_bound=True, env={});"
+    "print(json.dumps([r.bound, list(r.reason_codes)]))"
+)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="a narrowed affinity needs two CPUs to differ")
+def test_a_program_started_bound_by_gpunuma_knows_the_binding_is_gpunuma_s_own():
+    first = min(os.sched_getaffinity(0))
+    done = gpunuma(f"--cpus={first}", "--nodes=0", "--memory=preferred", "--memory-nodes=0", "--",
+                   sys.executable, "-c", CHILD_BINDS, module="gpunuma.launch")
+
+    assert done.returncode == 0, done.stderr
+    bound, codes = json.loads(done.stdout)
+    assert bound and "affinity_narrowed" not in codes
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="a narrowed affinity needs two CPUs to differ")
+def test_a_narrowing_after_gpunuma_s_binding_is_still_someone_else_s():
+    # The record says gpunuma set CPU `first`; the process runs on another CPU: someone narrowed it since.
+    first, other = sorted(os.sched_getaffinity(0))[:2]
+    own = f"cpus={first};before={first}-{other};mem=-;mem_before=-"
+    done = subprocess.run(["taskset", "-c", str(other), sys.executable, "-c", CHILD_BINDS.replace("True", "False")],
+                          capture_output=True, text=True, env=clean_env(GPUNUMA_OWN=own), timeout=120)
+
+    bound, codes = json.loads(done.stdout)
+    assert not bound and "affinity_narrowed" in codes
+
+
+@pytest.mark.parametrize("text", ["", "cpus=0", "cpus=;before=0;mem=-;mem_before=-",
+                                  "cpus=0;before=0;mem=fast:0;mem_before=-", "cpus=0;before=0;mem=bind:x;mem_before=-",
+                                  "x" * 5000])
+def test_a_malformed_own_binding_record_is_ignored(text):
+    from gpunuma.core.rebind import parse_record
+
+    assert parse_record(text) is None
+
+
+def test_the_own_binding_record_reads_back_as_written():
+    from gpunuma.core.cpuset import CpuSet
+    from gpunuma.core.kernel_policy import Mempolicy, Mode
+    from gpunuma.core.rebind import OwnBinding, format_record, parse_record
+
+    own = OwnBinding(CpuSet.parse_list("0-223"), None, CpuSet.parse_list("56-111,168-223"),
+                     Mempolicy(Mode.PREFERRED_MANY, (1, 3)))
+    assert parse_record(format_record(own)) == own

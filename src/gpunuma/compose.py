@@ -195,6 +195,17 @@ def open_captured_tree(path: str | os.PathLike[str]) -> AbstractContextManager[C
     return open_tree(path)
 
 
+def hand_down_own_binding() -> None:
+    """Before an exec: pass gpunuma's own binding of this process to the program (``GPUNUMA_OWN``), so a
+    ``bind_to_*`` there tells it from a ``taskset``/``numactl`` narrowing, as this process would."""
+    from gpunuma.adapters import own_binding
+    from gpunuma.core.rebind import format_record
+    from gpunuma.settings import hand_down_own_binding as hand_down
+
+    own = own_binding.current()
+    hand_down(format_record(own) if own is not None else None)
+
+
 def snapshot_suffixes() -> tuple[str, ...]:
     """The names a ``gpunuma snapshot`` archive may end with (``.tar.gz`` ...)."""
     from gpunuma.adapters.snapshot import SNAPSHOT_SUFFIXES

@@ -42,6 +42,9 @@ def exec_bound(
     """
     check_runnable(argv)  # before binding: a caller that catches the error is left as it was
     _hand_down(_apply(plan, binder, strict))
+    from gpunuma import compose
+
+    compose.hand_down_own_binding()
     exec_command(argv)
 
 

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
     from gpunuma.core.identity import GpuEnvironment
     from gpunuma.core.ports import RayLike
+    from gpunuma.core.rebind import OwnBinding
 
     _E = TypeVar("_E", bound=Enum)
 
@@ -235,6 +236,27 @@ def read_gpu_environment(
     if api is None:
         return GpuEnvironment.from_mapping(environ)
     return GpuEnvironment.from_mapping(environ, tuple(api.get_gpu_ids()), ray_worker=True)
+
+
+#: The binding gpunuma applied before it exec'd this program (:func:`gpunuma.core.rebind.format_record`).
+OWN_BINDING = "GPUNUMA_OWN"
+
+
+def inherited_own_binding(env: Mapping[str, str] | None = None) -> OwnBinding | None:
+    """The record of the binding a gpunuma launcher applied before it exec'd this process; None when there is
+    none or it is malformed (then the inherited affinity reads as anyone else's narrowing)."""
+    from gpunuma.core.rebind import parse_record
+
+    text = (os.environ if env is None else env).get(OWN_BINDING)
+    return parse_record(text) if text else None
+
+
+def hand_down_own_binding(text: str | None) -> None:
+    """Tell a program about to be exec'd which binding is gpunuma's own: set, replaced or removed."""
+    if text is None:
+        os.environ.pop(OWN_BINDING, None)
+    else:
+        os.environ[OWN_BINDING] = text
 
 
 def hand_down(variables: Mapping[str, str]) -> None:

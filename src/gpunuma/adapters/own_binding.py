@@ -2,7 +2,7 @@
 
 Process state by nature: one record per process, written by the in-process binder after a binding
 that held, read when planning for this same process. A forked child inherits it with the affinity it
-describes; an exec'd program starts without it (its inherited affinity then reads as narrowed).
+describes; an exec'd program gets it from the launcher that bound it (``GPUNUMA_OWN``, read once).
 """
 
 from __future__ import annotations
@@ -15,10 +15,20 @@ if TYPE_CHECKING:
     from gpunuma.core.cpuset import CpuSet
 
 _record: OwnBinding | None = None
+_inherited_read = False
 
 
 def current() -> OwnBinding | None:
-    """What gpunuma last bound this process to, and what the process held before (None: never bound)."""
+    """What gpunuma last bound this process to, and what the process held before (None: never bound).
+
+    Before this process binds itself, that is what a gpunuma launcher bound it to before exec, if any.
+    """
+    global _record, _inherited_read
+    if _record is None and not _inherited_read:
+        from gpunuma.settings import inherited_own_binding
+
+        _inherited_read = True
+        _record = inherited_own_binding()
     return _record
 
 
@@ -33,8 +43,9 @@ def remember(
 
 def forget() -> None:
     """Drop the record (a test that restores the process's affinity by hand)."""
-    global _record
+    global _record, _inherited_read
     _record = None
+    _inherited_read = True
 
 
 def user_set(policy: Mempolicy | None) -> Mempolicy | None:

@@ -76,3 +76,47 @@ def next_record(
     elif own is not None and own.mempolicy is not None and mempolicy_before == own.mempolicy:
         mempolicy_before = own.mempolicy_before
     return OwnBinding(affinity_before, mempolicy_before, cpus, mempolicy)
+
+
+def format_record(own: OwnBinding) -> str:
+    """The record as one line an exec'd program reads back (``GPUNUMA_OWN``).
+
+    ``cpus=0-13;before=0-223;mem=preferred:1;mem_before=-`` (``-``: the default policy).
+    """
+
+    def policy(value: Mempolicy | None) -> str:
+        return "-" if value is None else f"{value.mode.word}:{','.join(map(str, value.nodes))}"
+
+    return (f"cpus={own.cpus.to_list()};before={own.affinity_before.to_list()};"
+            f"mem={policy(own.mempolicy)};mem_before={policy(own.mempolicy_before)}")
+
+
+def parse_record(text: str) -> OwnBinding | None:
+    """:func:`format_record`'s line back as a record; None for anything else (it is then ignored)."""
+    from gpunuma.core.cpuset import CpuSet
+    from gpunuma.core.kernel_policy import Mempolicy, Mode
+    from gpunuma.core.numbers import decimal
+    from gpunuma.errors import CpuSetParseError
+
+    if len(text) > 4096:
+        return None
+    fields = dict(part.partition("=")[::2] for part in text.split(";"))
+    if set(fields) != {"cpus", "before", "mem", "mem_before"}:
+        return None
+
+    def policy(word: str) -> Mempolicy | None:
+        if word == "-":
+            return None
+        name, _, nodes = word.partition(":")
+        numbers = [decimal(n) for n in nodes.split(",")] if nodes else []
+        mode = next((mode for mode in Mode if mode.word == name), None)
+        if mode is None or any(n is None for n in numbers):
+            raise ValueError(word)
+        return Mempolicy(mode, tuple(n for n in numbers if n is not None))
+
+    try:
+        cpus, before = CpuSet.parse_list(fields["cpus"]), CpuSet.parse_list(fields["before"])
+        record = OwnBinding(before, policy(fields["mem_before"]), cpus, policy(fields["mem"]))
+    except (CpuSetParseError, ValueError):
+        return None
+    return record if cpus else None
