@@ -426,3 +426,51 @@ def test_the_own_binding_record_reads_back_as_written():
     own = OwnBinding(CpuSet.parse_list("0-223"), None, CpuSet.parse_list("56-111,168-223"),
                      Mempolicy(Mode.PREFERRED_MANY, (1, 3)))
     assert parse_record(format_record(own)) == own
+
+
+# -- a plan the machine cannot hold -------------------------------------------------------------------------
+def _apply_offline_cpus(binder: str) -> dict[str, object]:
+    from gpunuma import BindError
+    from gpunuma.adapters.libnuma import LibnumaBinder
+    from gpunuma.adapters.syscall import SyscallBinder
+    from gpunuma.core.cpuset import CpuSet
+    from gpunuma.core.plan import BindingPlan
+    from gpunuma.core.policy import MemoryPolicy
+
+    before = sorted(os.sched_getaffinity(0))
+    plan = BindingPlan(gpus=(), nodes=(0,), cpus=CpuSet.parse_list(f"{before[0]},60000"),
+                       memory_policy=MemoryPolicy.PREFERRED, memory_nodes=(0,), reasons=())
+    try:
+        (LibnumaBinder if binder == "libnuma" else SyscallBinder)().apply(plan)
+    except BindError as err:
+        return {"error": "60000" in str(err), "unchanged": sorted(os.sched_getaffinity(0)) == before}
+    return {"error": False, "unchanged": sorted(os.sched_getaffinity(0)) == before}
+
+
+@pytest.mark.parametrize("binder", ["syscall", "libnuma"])
+def test_a_plan_naming_cpus_that_are_not_online_is_refused_before_anything_changes(binder):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        assert pool.submit(_apply_offline_cpus, binder).result(timeout=120) == {"error": True, "unchanged": True}
+
+
+def test_a_report_whose_read_back_differs_is_false_and_fails_require(dgx_kernel_report):
+    from gpunuma import NotBoundError
+    from gpunuma.compose import Options, _kept
+    from gpunuma.core.value import replace
+
+    differs = replace(dgx_kernel_report, mismatches=("thread 7 runs on 0-223, planned 56-111,168-223",))
+    assert dgx_kernel_report and not differs
+    with pytest.raises(NotBoundError, match="not bound as planned"):
+        _kept(Options(require=True), differs)
+
+
+@pytest.fixture
+def dgx_kernel_report(tmp_path):
+    from gpunuma import bind_to_gpu
+    from gpunuma_fakes import machine
+
+    dgx = machine("dgx-h100")
+    return bind_to_gpu(5, source=dgx.source(tmp_path), binder=dgx.kernel(), env={})

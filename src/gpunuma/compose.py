@@ -413,7 +413,7 @@ def _kept(options: Options, report: BindingReport) -> BindingReport:
     _log(report, options)
     _LAST[:] = [report]
     # Strict means "never run unbound": a plan that binds nothing fails like a syscall that fails.
-    if (options.require or options.strict) and options.enabled and not report.bound:
+    if (options.require or options.strict) and options.enabled and not report.ok:
         raise NotBoundError(report)
     return report
 

@@ -155,8 +155,12 @@ class NotBoundError(GpunumaError, RuntimeError):
     def __init__(self, report: object) -> None:
         self.report = report
         reasons = getattr(report, "reasons", ())
-        why = reasons[-1] if reasons else "no reason recorded"
-        super().__init__(f"binding is required (strict or require_bound) and nothing was bound: {why}")
+        mismatches = getattr(report, "mismatches", ())
+        if getattr(report, "bound", False) and mismatches:
+            what = f"the process is not bound as planned: {mismatches[0]}"
+        else:
+            what = f"nothing was bound: {reasons[-1] if reasons else 'no reason recorded'}"
+        super().__init__(f"binding is required (strict or require_bound) and {what}")
 
 
 class CommandError(GpunumaError, OSError):

@@ -112,6 +112,28 @@ def _check_nodes_exist(nodes: tuple[int, ...], sys_root: str | Path) -> None:
         )
 
 
+def _check_cpus_online(cpus: CpuSet, sys_root: str | Path) -> None:
+    """Raise BindError, before anything changes, when the plan names CPUs that are not online.
+
+    ``sched_setaffinity`` takes any mask that holds one usable CPU and drops the rest, so a plan for
+    CPUs the machine lacks would bind "successfully" to a part of it. Unreadable: nothing is raised.
+    """
+    from gpunuma.adapters.procfs import parse_cpulist, read_value
+    from gpunuma.errors import GpunumaError
+
+    path = f"{sys_root}/devices/system/cpu/online"
+    try:
+        text = read_value(path)
+        online = parse_cpulist(path, text) if text is not None else None
+    except (OSError, GpunumaError):
+        return
+    missing = cpus - online if online is not None else CpuSet()
+    if missing:
+        raise BindError(
+            f"CPUs {missing.to_list()} are not online on this machine (online: {online}); nothing was changed"
+        )
+
+
 def _restore_memory(syscalls: MempolicySyscalls, saved: Mempolicy) -> None:
     try:
         if syscalls.get() != saved:
@@ -184,6 +206,7 @@ class ProcessBinder:
             saved_memory = None
             notes = (*notes, Reason.of("get_mempolicy_refused", errno=errno_word(err.errno)))
         affinity_before = CpuSet.of(os.sched_getaffinity(0))
+        _check_cpus_online(plan.cpus, self.sys_root)
         try:
             # Only migrate_pages needs the cpuset's nodes from before; a read-back costs ~1 ms at 20 threads.
             before_mems = (

@@ -72,8 +72,11 @@ class BindingReport(Value):
         return codes(self.reasons)
 
     def __bool__(self) -> bool:
-        """A report is true when the process was bound: ``if not gpunuma.bind_to_gpu(): ...``."""
-        return self.bound
+        """A report is true when the process was bound as planned: ``if not gpunuma.bind_to_gpu(): ...``.
+
+        A read-back that differs from the plan (a thread left on other CPUs) is false, as :attr:`ok` is.
+        """
+        return self.ok
 
     @property
     def ok(self) -> bool:
