@@ -58,7 +58,7 @@ def test_failure_raises_bind_error_and_changes_nothing() -> None:
 
     result = in_child(_fail, plan({999}, MemoryPolicy.PREFERRED, nodes=(5,)))
 
-    assert result["error"].startswith("cannot bind thread")
+    assert result["error"].startswith("CPUs 999 are not online")
     assert result["before"] == result["after"]
 
 

@@ -156,11 +156,22 @@ class TestCpuLessAndGpuMemoryNodes:
         assert {i: c.locality for i, c in gpu_nodes(topology).items()} == dict.fromkeys(range(4), Locality.REPORTED)
         assert plan_binding(topology, [3], GB200.allowed()).nodes == (1,)
 
-    def test_distance_ties_go_to_the_lowest_node_id(self) -> None:
+    def test_a_distance_tie_is_no_choice_so_nothing_is_guessed(self) -> None:
         simulated = build(
             sockets=2, cores_per_node=2, cpu_less_nodes=1, distance=lambda a, b: 20, gpus=[gpu("0000:01:00.0", 2)]
         )
-        assert plan_binding(simulated.topology(), [0], simulated.allowed()).nodes == (0,)
+        plan = plan_binding(simulated.topology(), [0], simulated.allowed())
+        assert plan.nodes == () and "gpu_nearest_tie" in plan.reason_codes
+        (tie,) = [r for r in plan.reasons if r.code == "gpu_nearest_tie"]
+        assert (tie.values["nodes"], tie.values["distance"]) == ("0, 1", 20)
+
+    def test_a_distance_tie_leaves_the_choice_to_the_local_cpus(self) -> None:
+        simulated = build(
+            sockets=2, cores_per_node=2, cpu_less_nodes=1, distance=lambda a, b: 20,
+            gpus=[gpu("0000:01:00.0", 2, local_cpus="2-3")],
+        )
+        plan = plan_binding(simulated.topology(), [0], simulated.allowed())
+        assert plan.nodes == (1,) and "gpu_nearest_tie" in plan.reason_codes
 
 
 class TestUnknownNode:

@@ -61,6 +61,10 @@ TEMPLATES: Mapping[str, str] = {
         "{gpu} reports numa_node -1; its GPU memory is node {memory_node} (nvmlDeviceGetNumaNodeId); "
         "using node {node}, the nearest node with CPUs ({distance})"
     ),
+    "gpu_nearest_tie": (
+        "{gpu}'s node {node} has no CPUs and nodes {nodes} are all nearest to it (distance {distance}): "
+        "choosing one would be a guess"
+    ),
     "gpu_single_candidate": "{gpu} reports {said} and {evidence} node {node} only; it is on node {node}",
     "gpu_spread": (
         "{gpu} reports {said} and {evidence} nodes {nodes}; spreading the {count} GPU(s) that share them "

@@ -8,7 +8,8 @@ Rules:
 
    a. ``numa_node`` known and that node has CPUs: that node.
    b. ``numa_node`` known but CPU-less, or else NVML's GPU-memory node (``memory_node``, GH200/GB200)
-      known: the nearest node with CPUs by that node's distance row (ties: lowest id).
+      known: the nearest node with CPUs by that node's distance row (several at that same distance are
+      no choice: rule 1c decides).
    c. ``numa_node`` unknown (the kernel's -1): the candidates are the CPU nodes meeting the GPU's
       local CPUs, or else the nodes of NVML's memory affinity. One candidate: it. Several, but not
       every CPU node: the GPUs sharing that candidate set are ranked by index and split into

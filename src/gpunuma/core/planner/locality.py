@@ -132,25 +132,37 @@ def _direct(topology: Topology, gpu: Gpu) -> tuple[NodeChoice | None, tuple[str,
             reason = Reason.of("gpu_on_node", gpu=gpu.label, node=node.id)
             return NodeChoice(gpu.index, gpu.label, node.id, Locality.REPORTED, (reason,)), ()
         else:
-            choice = _nearest_with_cpus(topology, gpu, node, "gpu_node_cpuless_nearest", reported=node.id)
+            choice = _nearest_with_cpus(topology, gpu, node, "gpu_node_cpuless_nearest", notes, reported=node.id)
             if choice is not None:
                 return choice, ()
-            notes.append(Reason.of("gpu_node_cpuless_no_cpus", gpu=gpu.label, reported=node.id))
+            if not notes:
+                notes.append(Reason.of("gpu_node_cpuless_no_cpus", gpu=gpu.label, reported=node.id))
     elif gpu.memory_node is not None:
         node = topology.node(gpu.memory_node)
         if node is None:
             notes.append(Reason.of("gpu_memory_node_not_listed", gpu=gpu.label, memory_node=gpu.memory_node))
         else:
-            choice = _nearest_with_cpus(topology, gpu, node, "gpu_memory_node_nearest", memory_node=node.id)
+            choice = _nearest_with_cpus(topology, gpu, node, "gpu_memory_node_nearest", notes, memory_node=node.id)
             if choice is not None:
                 return choice, ()
     return None, tuple(notes)
 
 
-def _nearest_with_cpus(topology: Topology, gpu: Gpu, node: NumaNode, code: str, **why: int) -> NodeChoice | None:
-    """Rule 1b: the CPU node nearest ``node`` by its distance row; reason ``code`` says from where."""
+def _nearest_with_cpus(
+    topology: Topology, gpu: Gpu, node: NumaNode, code: str, notes: list[str], **why: int
+) -> NodeChoice | None:
+    """Rule 1b: the CPU node nearest ``node`` by its distance row; reason ``code`` says from where.
+
+    Several CPU nodes at that same distance make the choice a guess: none is made (a note says why),
+    and the other evidence (local CPUs, NVML's affinity) decides.
+    """
     found = nearest_node(topology, node, lambda n: n.has_cpus)
     if found is None:
+        return None
+    tied = [n.id for n in topology.cpu_nodes if n.id != found.node and node.distance_to(n.id) == found.distance]
+    if tied and found.distance is not None:
+        nodes = ", ".join(str(n) for n in sorted((found.node, *tied)))
+        notes.append(Reason.of("gpu_nearest_tie", gpu=gpu.label, node=node.id, nodes=nodes, distance=found.distance))
         return None
     reason = Reason.of(code, gpu=gpu.label, node=found.node, distance=found.phrase(), **why)
     return NodeChoice(gpu.index, gpu.label, found.node, Locality.NEAREST, (reason,))
