@@ -125,3 +125,9 @@ def test_the_real_binder_moves_every_real_thread_to_the_gpus_simulated_node(bind
         assert report.memory_policy == "preferred" and report.memory_nodes == (0,)
         assert len(threads) >= 3 and set(threads.values()) == {planned}, "every real thread, read from /proc"
         assert {t.tid for t in report.kernel.threads} <= set(threads)
+
+
+@pytest.mark.parametrize("arguments", [{"nodes": "2"}, {"nodes": 2.0}, {"gpus_per_node": True}])
+def test_an_argument_that_is_no_int_is_named(arguments):
+    with pytest.raises(TypeError, match=next(iter(arguments))):
+        split_host(**arguments)

@@ -44,6 +44,9 @@ def split_host(nodes: int = 2, *, gpus_per_node: int = 1, root: str = "/") -> Ma
     """
     from gpunuma.adapters.sysfs import SysfsTopology
 
+    for name, value in (("nodes", nodes), ("gpus_per_node", gpus_per_node)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"split_host({name}=...) takes an int, got {value!r}")
     if nodes < 1 or gpus_per_node < 0:
         raise ValueError(f"split_host needs nodes >= 1 and gpus_per_node >= 0, got {nodes}, {gpus_per_node}")
     reader = SysfsTopology(root=root)
