@@ -54,17 +54,18 @@ def check_runnable(argv: Sequence[str]) -> None:
     What ``execvp`` would refuse, found before anything is changed; ``exec_command`` still reports a
     refusal this cannot foresee (a bad binary, a race).
     """
-    import shutil
-
     from gpunuma.errors import CommandError
 
     name = argv[0] if argv else ""
     if not name:
         raise CommandError(name, "no command given" if not argv else "the command name is empty", not_found=True)
     if "/" not in name:
-        if shutil.which(name) is None:
-            raise CommandError(name, "not found on PATH", not_found=True)
-        return
+        # The folders execvp searches (shutil.which would cost the exec path ~2 ms of imports).
+        for folder in os.get_exec_path():
+            candidate = os.path.join(folder, name)
+            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                return
+        raise CommandError(name, "not found on PATH", not_found=True)
     if os.path.isdir(name):
         raise CommandError(name, "Is a directory", not_found=False)
     if not os.path.exists(name):
