@@ -10,7 +10,7 @@ from pytest_mock import MockerFixture
 from gpunuma.adapters.nvml import NvmlTopology
 from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.core.identity import resolve_gpus
-from gpunuma.core.pci import BusId, bus_order, is_bus_id, normalize_bus_id, parse_bus_id
+from gpunuma.core.pci import BusId, bus_order, in_bus_order, is_bus_id, normalize_bus_id, parse_bus_id
 from gpunuma.core.reasons import codes
 from gpunuma.errors import BusIdError, GpunumaError
 from gpunuma_fakes import machine, render_sysfs
@@ -119,3 +119,18 @@ def test_nvml_skips_a_gpu_whose_bus_id_is_garbage_with_a_note(tmp_path: Path, mo
     found = NvmlTopology(nvml=fake, sysfs=SysfsTopology(root=str(tmp_path))).read_gpus(
         SysfsTopology(root=str(tmp_path)).read())
     assert found.gpus == () and codes(found.notes) == ("nvml_bus_id_malformed",)
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ["0000:c3:00.0", "0000:1b:00.0", "0000:1b:00.1", "0001:00:00.0", "0000:9a:00.0"],
+        # Wider domains (VMD puts functions in 10000:...) and upper case: sorted by value, not as text.
+        ["10000:01:00.0", "0000:c3:00.0", "0000:1B:00.0", "0001:00:00.0", "1b:00.1"],
+        # A name that is no bus id sorts after every function.
+        ["0000:c3:00.0", "not-a-bus", "0000:1b:00.0"],
+        [],
+    ],
+)
+def test_in_bus_order_sorts_as_bus_order_does(names: list[str]) -> None:
+    assert in_bus_order(names) == sorted(names, key=bus_order)

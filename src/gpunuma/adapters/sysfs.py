@@ -190,9 +190,9 @@ class SysfsTopology:
         if names is None:
             notes.append(Reason.of("sysfs_no_pci_devices", path=pci_dir))
             return ()
-        from gpunuma.core.pci import bus_order  # only a read of the PCI bus loads it
+        from gpunuma.core.pci import in_bus_order  # only a read of the PCI bus loads it
 
-        entries = sorted(names, key=bus_order)
+        entries = in_bus_order(names)
         found: list[Gpu] = []
         ids: dict[str, DeviceIds] = {}
         for bdf in entries:

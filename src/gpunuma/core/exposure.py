@@ -19,7 +19,7 @@ are numbered 0, 1, ... in bus order, and the AMD ones after them.
 from __future__ import annotations
 
 from gpunuma.core.numbers import digits
-from gpunuma.core.pci import BusId
+from gpunuma.core.pci import BusId, is_sysfs_form
 from gpunuma.core.reasons import Reason
 from gpunuma.core.value import Value, cached, replace
 
@@ -110,6 +110,8 @@ def _sort(gpu: Gpu, why: str | None, kept: list[Gpu], left_out: dict[tuple[str, 
 
 def _bus(bus_id: str) -> str:
     """``bus_id`` in sysfs form; a name that is no bus id stays as it is (it then matches no GPU)."""
+    if is_sysfs_form(bus_id):  # what sysfs and the driver's listing give: no value built for each
+        return bus_id
     parsed = BusId.parse(bus_id)
     return bus_id if parsed is None else parsed.sysfs
 

@@ -15,6 +15,7 @@ from gpunuma.errors import BusIdError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import TypeGuard
 
 #: The longest text read as a bus id before stripping: NVML's buffer is 32 bytes, the longest id 16.
@@ -93,12 +94,12 @@ def normalize_bus_id(text: str | bytes) -> str:
 
     Raises :class:`~gpunuma.errors.BusIdError` (a ``ValueError``) for anything else.
     """
-    if _sysfs_form(text):
+    if is_sysfs_form(text):
         return text  # already the sysfs form, as every sysfs path gives it
     return parse_bus_id(text).sysfs
 
 
-def _sysfs_form(text: str | bytes) -> TypeGuard[str]:
+def is_sysfs_form(text: str | bytes) -> TypeGuard[str]:
     """Whether ``text`` is already ``0000:c3:00.0``: what every name under ``/sys/bus/pci/devices`` is."""
     return (
         isinstance(text, str) and len(text) == 12 and text[4] == ":" and text[7] == ":" and text[10] == "."
@@ -111,9 +112,17 @@ def is_bus_id(text: str) -> bool:
     return BusId.parse(text) is not None
 
 
+def in_bus_order(names: Iterable[str]) -> list[str]:
+    """``names`` sorted by :func:`bus_order`: as text when every one is in sysfs form (equal widths, lower case)."""
+    listed = list(names)
+    if all(map(is_sysfs_form, listed)):
+        return sorted(listed)
+    return sorted(listed, key=bus_order)
+
+
 def bus_order(text: str) -> tuple[int, int, int, int]:
     """A sort key putting ids in PCI bus order (wide domains included) and anything unreadable last."""
-    if _sysfs_form(text):  # a GPU read sorts every PCI function (63 on a DGX H100): no value built for each
+    if is_sysfs_form(text):  # a GPU read sorts every PCI function (63 on a DGX H100): no value built for each
         return (int(text[:4], 16), int(text[5:7], 16), int(text[8:10], 16), int(text[11]))
     parsed = BusId.parse(text)
     return _LAST if parsed is None else parsed.key
