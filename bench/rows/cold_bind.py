@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 from harness import (
     Context,
@@ -34,6 +35,32 @@ FLOOR_CODE = (
 )
 
 
+#: The layout's share of the floor: as many modules as the bind imports, each empty but for its future import.
+MODULES = "floor + {count} empty modules (as many as the bind imports)"
+
+
+def _module_count(tree: Tree) -> int:
+    """How many of the tree's own modules a cold ``bind_to_node(0)`` imports."""
+    code = "import sys, gpunuma; gpunuma.bind_to_node(0); print(sum(n.split('.')[0] == 'gpunuma' for n in sys.modules))"
+    done = subprocess.run([tree.python, "-c", code], capture_output=True, text=True, env=tree.env(), check=True)
+    return int(done.stdout.split()[-1])
+
+
+def _empty_modules(tree: Tree, count: int, workdir: Path) -> tuple[list[str], dict[str, str]]:
+    """A command importing ``count`` empty modules of one package after the floor's work, byte-compiled first."""
+    folder = workdir / f"empty-modules-{tree.label}"
+    package = folder / "emptypkg"
+    package.mkdir(parents=True, exist_ok=True)
+    (package / "__init__.py").write_text("from __future__ import annotations\n")
+    for number in range(1, count):
+        (package / f"m{number}.py").write_text("from __future__ import annotations\n")
+    subprocess.run([tree.python, "-m", "compileall", "-q", str(folder)], check=True, env=tree.env())
+    names = ", ".join(f"emptypkg.m{number}" for number in range(1, count)) or "emptypkg"
+    env = tree.env()
+    env["PYTHONPATH"] = str(folder)
+    return [tree.python, "-c", f"{FLOOR_CODE}; import {names}"], env
+
+
 def _check(tree: Tree) -> None:
     """The timed command really binds on this host (strict: a failure raises in the child)."""
     code = "import gpunuma; report = gpunuma.bind_to_node(0, strict=True); assert report.bound, report.summary()"
@@ -49,14 +76,17 @@ def run(ctx: Context) -> list[RowResult]:
         BARE: ([ctx.current.python, "-c", "pass"], ctx.current.env()),
         FLOOR: ([ctx.current.python, "-c", FLOOR_CODE], ctx.current.env()),
     }
+    counts = {tree.label: _module_count(tree) for tree in ctx.trees}
     for tree in ctx.trees:
         sides[f"{BIND} [{tree.label}]"] = ([tree.python, "-c", CODE], tree.env())
+        sides[f"{MODULES} [{tree.label}]"] = _empty_modules(tree, counts[tree.label], ctx.workdir)
     samples = alternate_processes(sides, rounds=ctx.budget.reps(40, 4))
-    return [_result(tree, samples) for tree in ctx.trees]
+    return [_result(tree, samples, counts[tree.label]) for tree in ctx.trees]
 
 
-def _result(tree: Tree, samples: dict[str, list[ProcessTimes]]) -> RowResult:
+def _result(tree: Tree, samples: dict[str, list[ProcessTimes]], count: int) -> RowResult:
     bare, bind, floor = samples[BARE], samples[f"{BIND} [{tree.label}]"], samples[FLOOR]
+    modules = samples[f"{MODULES} [{tree.label}]"]
     ratio = paired_ratio(bind, bare)
     bare_cpu, bind_cpu, floor_cpu = cpu_stats(bare), cpu_stats(bind), cpu_stats(floor)
     return RowResult(
@@ -66,12 +96,13 @@ def _result(tree: Tree, samples: dict[str, list[ProcessTimes]]) -> RowResult:
         series=(
             (f"{BARE} (CPU)", bare_cpu),
             (f"{FLOOR} (CPU)", floor_cpu),
+            (f"{MODULES.format(count=count)} (CPU)", cpu_stats(modules)),
             (f"{BIND} (CPU)", bind_cpu),
             (f"{BIND} (wall)", wall_stats(bind)),
         ),
         headline=(
             f"{ratio:.2f}x bare python (CPU, paired); +{fmt_ns(bind_cpu.median_ns - bare_cpu.median_ns)}; "
-            f"floor {paired_ratio(floor, bare):.2f}x"
+            f"floor {paired_ratio(floor, bare):.2f}x, with {count} empty modules {paired_ratio(modules, bare):.2f}x"
         ),
         verdict=verdict(ratio <= LIMIT),
         derived={
@@ -80,6 +111,8 @@ def _result(tree: Tree, samples: dict[str, list[ProcessTimes]]) -> RowResult:
             "bare_cpu_ns": bare_cpu.median_ns,
             "bare_wall_ns": wall_stats(bare).median_ns,
             "floor_ratio_cpu_paired": paired_ratio(floor, bare),
+            "modules_imported": count,
+            "empty_modules_ratio_cpu_paired": paired_ratio(modules, bare),
         },
         notes=("CPU time (user + system) from wait4; the ratio is the median of the per-round ratios",),
         tree=tree.label,
