@@ -9,9 +9,9 @@ imports only the modules those need, not the whole catalogue.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+import sys
 
+TYPE_CHECKING = False  # typing's, without importing typing into every worker that unpickles a fake
 if TYPE_CHECKING:
     from gpunuma.adapters.static import StaticTopology
     from gpunuma_fakes.spec import Machine
@@ -42,11 +42,12 @@ def static_topology(simulated: Machine) -> StaticTopology:
     return StaticTopology(simulated.topology(), simulated.allowed())
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'gpunuma_fakes' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    __import__(module)  # importlib.import_module without importing importlib into the worker
+    return getattr(sys.modules[module], name)
 
 
 def __dir__() -> list[str]:

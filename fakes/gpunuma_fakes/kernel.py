@@ -16,9 +16,6 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from gpunuma.adapters.procfs import read_threads
 from gpunuma.core.cpuset import CpuSet, node_list
@@ -28,9 +25,14 @@ from gpunuma.core.plan import Allowed, BindingPlan
 from gpunuma.core.policy import MemoryPolicy
 from gpunuma.core.readback import compare
 from gpunuma.core.report import BindingReport, KernelView, ThreadState
+from gpunuma.core.value import Value, replace
 from gpunuma.errors import BindError
 
+# Not typing's: a Ray worker that unpickles this kernel imports neither typing, dataclasses nor pathlib.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from gpunuma_fakes.spec import Machine
 
 #: Failure injections ``fail=`` accepts.
@@ -41,8 +43,7 @@ def _words(code: int) -> str:
     return f"{os.strerror(code)} ({errno.errorcode[code]})"
 
 
-@dataclass(frozen=True)
-class SimulatedThread:
+class SimulatedThread(Value):
     """One real thread of the process, with its simulated CPU affinity and memory policy."""
 
     tid: int
@@ -103,7 +104,7 @@ class SimulatedKernel:
     @property
     def pid(self) -> int:
         """The process whose threads this kernel simulates: the one it runs in (or the tree's)."""
-        return int(Path(self.proc_root, "self").resolve().name)
+        return int(os.path.basename(os.path.realpath(os.path.join(self.proc_root, "self"))))
 
     @property
     def threads(self) -> tuple[SimulatedThread, ...]:

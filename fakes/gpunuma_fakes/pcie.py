@@ -57,7 +57,7 @@ class _Buses:
         self.roots: set[tuple[str, int]] = set()
 
     def below(self, domain: str, bus: int, count: int) -> list[int]:
-        found = []
+        found: list[int] = []
         candidate = bus - 1
         while len(found) < count:
             if candidate < 0:
