@@ -31,3 +31,15 @@ def render(tmp_path: Path) -> Callable[[Machine], Path]:
         return render_sysfs(simulated, tmp_path / f"{simulated.name}-{next(count)}")
 
     return _render
+
+
+@pytest.fixture(autouse=True)
+def own_binding_record_stays_in_its_test():
+    """A test that binds this process leaves ``GPUNUMA_OWN`` set (children must inherit it): undo it after."""
+    import os
+
+    saved = os.environ.pop("GPUNUMA_OWN", None)
+    yield
+    os.environ.pop("GPUNUMA_OWN", None)
+    if saved is not None:
+        os.environ["GPUNUMA_OWN"] = saved

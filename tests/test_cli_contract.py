@@ -409,6 +409,55 @@ def test_a_narrowing_after_gpunuma_s_binding_is_still_someone_else_s():
     assert not bound and "affinity_narrowed" in codes
 
 
+#: A parent that binds itself in-process to one CPU (as a bind_to_gpu would), then starts a worker for another
+#: GPU with multiprocessing's "spawn" (a fresh interpreter, as vLLM, SGLang and torch.multiprocessing start
+#: ranks): the worker's own bind must see the inherited affinity as gpunuma's and bind, not leave it alone.
+SPAWNING_PARENT = """
+import json, multiprocessing, os, sys
+import gpunuma
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.plan import BindingPlan
+from gpunuma.core.policy import MemoryPolicy
+
+
+def worker(queue):
+    r = gpunuma.bind_to_node(0, source="sysfs", binder="syscall", env={})
+    queue.put([r.bound, list(r.reason_codes), sorted(os.sched_getaffinity(0))])
+
+
+if __name__ == "__main__":
+    cpu = int(sys.argv[1])
+    plan = BindingPlan(gpus=(), nodes=(0,), cpus=CpuSet.of([cpu]), memory_policy=MemoryPolicy.NONE,
+                       memory_nodes=(), reasons=())
+    assert gpunuma.apply_plan(plan, binder="syscall", strict=True, env={}).bound
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=worker, args=(queue,))
+    child.start()
+    print(json.dumps(queue.get(timeout=60)))
+    child.join()
+"""
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="a narrowed affinity needs two CPUs to differ")
+@pytest.mark.parametrize("launched", [False, True], ids=["bound in-process", "rebound in a launched program"])
+def test_a_worker_spawned_by_a_bound_process_rebinds_for_its_own_gpu(tmp_path, launched):
+    # Launched: `gpunuma.launch --cpus=first` handed GPUNUMA_OWN for `first`; the program then rebinds to
+    # `other` in-process, so the record it hands its workers must say `other`, not the launcher's `first`.
+    first, other = sorted(os.sched_getaffinity(0))[:2]
+    script = tmp_path / "parent.py"
+    script.write_text(SPAWNING_PARENT)
+    command = [sys.executable, str(script), str(other)]
+    if launched:
+        command = [sys.executable, "-m", "gpunuma.launch", f"--cpus={first}", "--nodes=0", "--", *command]
+    done = subprocess.run(command, capture_output=True, text=True, env=clean_env(), timeout=120)
+
+    assert done.returncode == 0, done.stderr
+    bound, codes, affinity = json.loads(done.stdout)
+    assert bound and "affinity_narrowed" not in codes
+    assert affinity == sorted(os.sched_getaffinity(0))  # node 0: every CPU of this one-node host
+
+
 @pytest.mark.parametrize("text", ["", "cpus=0", "cpus=;before=0;mem=-;mem_before=-",
                                   "cpus=0;before=0;mem=fast:0;mem_before=-", "cpus=0;before=0;mem=bind:x;mem_before=-",
                                   "x" * 5000])

@@ -195,15 +195,20 @@ def open_captured_tree(path: str | os.PathLike[str]) -> AbstractContextManager[C
     return open_tree(path)
 
 
-def hand_down_own_binding() -> None:
-    """Before an exec: pass gpunuma's own binding of this process to the program (``GPUNUMA_OWN``), so a
-    ``bind_to_*`` there tells it from a ``taskset``/``numactl`` narrowing, as this process would."""
+def hand_down_own_binding(*, only_set: bool = False) -> None:
+    """Pass gpunuma's own binding of this process to the programs it starts (``GPUNUMA_OWN``), so a
+    ``bind_to_*`` there tells it from a ``taskset``/``numactl`` narrowing, as this process would.
+
+    Written after every binding that held and before an exec; ``only_set`` leaves the variable alone when
+    there is no record (a binder that keeps none, such as a simulated kernel).
+    """
     from gpunuma.adapters import own_binding
     from gpunuma.core.rebind import format_record
     from gpunuma.settings import hand_down_own_binding as hand_down
 
     own = own_binding.current()
-    hand_down(format_record(own) if own is not None else None)
+    if own is not None or not only_set:
+        hand_down(format_record(own) if own is not None else None)
 
 
 def snapshot_suffixes() -> tuple[str, ...]:
@@ -374,6 +379,10 @@ def apply(options: Options, planned: BindingPlan) -> BindingReport:
             raise
         why = Reason.of("bind_failed", error=str(err))
         return _kept(options, BindingReport.not_bound(planned, binder.name, (why,)))
+    if report.bound:
+        # Children inherit the affinity (fork, spawn, subprocess, exec): with the record beside it, their own
+        # bind_to_* knows it is gpunuma's, not a taskset narrowing to leave alone, and rebinds for its GPU.
+        hand_down_own_binding(only_set=True)
     return _kept(options, report)
 
 

@@ -37,7 +37,9 @@ def remember(
 ) -> OwnBinding:
     """Record a binding that set ``cpus`` and ``mempolicy`` over what the process held before."""
     global _record
-    _record = next_record(_record, affinity_before, user_set(mempolicy_before), cpus, user_set(mempolicy))
+    # current(), not _record: a program a gpunuma launcher started holds the launcher's record until it first
+    # asks, and its own rebinding must keep what the process held before the launcher bound it.
+    _record = next_record(current(), affinity_before, user_set(mempolicy_before), cpus, user_set(mempolicy))
     return _record
 
 
