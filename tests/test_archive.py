@@ -11,6 +11,7 @@ import pytest
 from gpunuma.adapters import archive
 from gpunuma.adapters.archive import open_tree, unpack
 from gpunuma.adapters.sysfs import SysfsTopology
+from gpunuma.core.reasons import with_code
 from gpunuma.errors import SnapshotError
 from gpunuma_fakes import machine, render_sysfs
 
@@ -55,6 +56,14 @@ def _tree_members(tree: Path, top: str) -> list[tuple[tarfile.TarInfo, bytes]]:
 
 def _outside(scratch: Path) -> set[Path]:
     return set(scratch.parent.iterdir())
+
+
+def _skipped(tree: archive.CapturedTree) -> dict[str, tuple[int, str]]:
+    """Why members were left out, by code: how many, and the first one's name."""
+    return {
+        note.values["why"].code: (note.values["count"], note.values["example"])
+        for note in with_code(tree.notes, "archive_members_skipped")
+    }
 
 
 @pytest.fixture
@@ -158,7 +167,7 @@ def test_a_link_whose_target_leaves_the_folder_is_skipped_and_noted(tmp_path, ta
     tree = unpack(path, tmp_path / "out")
 
     assert not (tree.root / "sys/escape").is_symlink()
-    assert any("leaves the archive" in note for note in tree.notes)
+    assert _skipped(tree) == {"archive_link_leaves": (1, "host/sys/escape")}
 
 
 def test_nothing_is_written_through_a_link_even_one_that_points_inside(tmp_path):
@@ -178,7 +187,7 @@ def test_nothing_is_written_through_a_link_even_one_that_points_inside(tmp_path)
 
     assert (tree.root / "l").is_symlink()
     assert not any(p.name in ("l2", "written-through") for p in tmp_path.rglob("*"))
-    assert any("runs through a link" in note for note in tree.notes)
+    assert _skipped(tree)["archive_path_through_link"] == (1, "host/l/written-through")
 
 
 def test_a_link_to_an_ancestor_folder_is_skipped(tmp_path):
@@ -187,7 +196,7 @@ def test_a_link_to_an_ancestor_folder_is_skipped(tmp_path):
     tree = unpack(path, tmp_path / "out")
 
     assert not (tree.root / "sys/up").is_symlink()
-    assert any("leaves the archive" in note for note in tree.notes)
+    assert _skipped(tree) == {"archive_link_leaves": (1, "host/sys/up")}
 
 
 def test_a_sysfs_style_link_inside_the_tree_is_kept_and_followed(tmp_path):
@@ -219,7 +228,7 @@ def test_a_hard_link_copies_an_unpacked_file_and_is_skipped_otherwise(tmp_path):
 
     assert (tree.root / "sys/b").read_text() == "10 21\n"
     assert not (tree.root / "sys/c").exists()
-    assert any("hard link" in note for note in tree.notes)
+    assert _skipped(tree) == {"archive_hard_link_dangling": (1, "host/sys/c")}
 
 
 @pytest.mark.parametrize("kind", [tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE])
@@ -228,7 +237,40 @@ def test_device_files_and_fifos_are_skipped(tmp_path, kind):
     tree = unpack(_archive(tmp_path / "host.tar.gz", members), tmp_path / "out")
 
     assert not (tree.root / "sys/dev").exists()
-    assert any("special file" in note for note in tree.notes)
+    assert _skipped(tree) == {"archive_special_file": (1, "host/sys/dev")}
+
+
+def test_a_member_below_a_file_is_skipped(tmp_path):
+    members = [_file("host/sys/x", b"kept\n"), _file("host/sys/x/below")]
+    tree = unpack(_archive(tmp_path / "host.tar.gz", members), tmp_path / "out")
+
+    assert (tree.root / "sys/x").read_text() == "kept\n"
+    assert _skipped(tree) == {"archive_path_through_file": (1, "host/sys/x/below")}
+
+
+def test_a_file_or_link_named_like_a_folder_already_unpacked_is_skipped(tmp_path):
+    members = [_file("host/sys/d/x"), _file("host/sys/d"), _link("host/sys/d", "x")]
+    tree = unpack(_archive(tmp_path / "host.tar.gz", members), tmp_path / "out")
+
+    assert (tree.root / "sys/d").is_dir() and not (tree.root / "sys/d").is_symlink()
+    assert _skipped(tree) == {"archive_folder_in_the_way": (2, "host/sys/d")}
+
+
+def test_a_folder_named_like_a_file_already_unpacked_is_skipped(tmp_path):
+    members = [_file("host/sys/f", b"kept\n"), _special("host/sys/f", tarfile.DIRTYPE)]
+    tree = unpack(_archive(tmp_path / "host.tar.gz", members), tmp_path / "out")
+
+    assert (tree.root / "sys/f").read_text() == "kept\n"
+    assert _skipped(tree) == {"archive_folder_over_member": (1, "host/sys/f")}
+
+
+def test_each_reason_is_one_note_counting_its_members_and_naming_the_first(tmp_path):
+    members = [_file("host/sys/x"), _special("host/sys/fifo", tarfile.FIFOTYPE), _link("host/sys/up", "..")]
+    members += [_special(f"host/sys/dev{i}", tarfile.CHRTYPE) for i in range(3)]
+    tree = unpack(_archive(tmp_path / "host.tar.gz", members), tmp_path / "out")
+
+    assert tuple(note.code for note in tree.notes) == ("archive_members_skipped",) * 2
+    assert _skipped(tree) == {"archive_special_file": (4, "host/sys/fifo"), "archive_link_leaves": (1, "host/sys/up")}
 
 
 @pytest.mark.parametrize(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.check import Verdict, check_process
 from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.reasons import Reason
 from gpunuma_fakes import machine
 from gpunuma_fakes.render import PID
 
@@ -49,19 +52,49 @@ def test_an_unbound_worker_is_reported_thread_by_thread(render):
     assert "NOT bound as planned" in result.render()
 
 
+def _notes(result) -> list[tuple[str, dict]]:
+    """Each note of a check as its code and values."""
+    return [(note.code, note.values) for note in result.notes]
+
+
 def test_a_process_whose_environment_is_unreadable_is_shown_without_a_verdict(render):
     root = render(machine("dgx-h100"))
     result = check_process(PID, source="sysfs", root=root)
     assert result.plan is None and result.verdict is Verdict.CANNOT_TELL and not result.ok
-    assert "unreadable" in result.notes[0]
+    assert _notes(result) == [("check_environment_unreadable", {"pid": PID})]
     assert f"process {PID}" in result.render()
+
+
+def test_a_named_gpu_of_a_process_whose_environment_is_unreadable_is_planned_with_the_defaults(render):
+    root = render(machine("dgx-h100"))
+    result = check_process(PID, source="sysfs", root=root, physical=5)
+    assert result.plan is not None and result.plan.nodes == (1,) and result.plan.memory_policy.value == "preferred"
+    assert _notes(result) == [("check_environment_unreadable_named", {"pid": PID})]
 
 
 def test_a_process_without_cuda_visible_devices_has_no_single_expected_node(render):
     root = render(machine("dgx-h100"))
     _with_environ(root, PATH="/usr/bin")
     result = check_process(PID, source="sysfs", root=root)
-    assert result.plan is None and "no CUDA_VISIBLE_DEVICES" in result.notes[0]
+    assert result.plan is None and result.verdict is Verdict.CANNOT_TELL
+    assert _notes(result) == [("check_no_visible_devices", {})]
+
+
+def test_a_process_whose_gpu_the_machine_lacks_has_no_plan_and_says_why(render):
+    root = render(machine("dgx-h100"))
+    _with_environ(root, CUDA_VISIBLE_DEVICES="99")  # eight GPUs: index 99 resolves to none of them
+    result = check_process(PID, source="sysfs", root=root)
+    assert result.plan is None and result.verdict is Verdict.CANNOT_TELL
+    assert _notes(result) == [("check_gpu_unresolved", {})]
+
+
+@pytest.mark.parametrize("visible", ["", "-1", "NoDevFiles"])
+def test_a_process_that_sees_no_gpu_has_no_plan_and_says_why(render, visible):
+    root = render(machine("dgx-h100"))
+    _with_environ(root, CUDA_VISIBLE_DEVICES=visible)
+    result = check_process(PID, source="sysfs", root=root)
+    assert result.plan is None and result.gpus == () and result.verdict is Verdict.CANNOT_TELL
+    assert _notes(result) == [("check_no_gpu", {})]
 
 
 def test_this_process_can_be_checked_on_the_real_machine():
@@ -115,7 +148,7 @@ def test_a_worker_told_not_to_bind_is_shown_not_judged(render):
     assert result.mismatches == () and not result.compared
     assert result.verdict is Verdict.CANNOT_TELL and not result.ok
     assert result.plan is not None and result.plan.nodes == (1,), "the plan is still shown"
-    assert "GPUNUMA_BIND=0" in result.notes[0] and "not compared" in result.notes[0]
+    assert _notes(result) == [("check_not_bound_by_choice", {"value": "0"})]
     assert "NOT bound" not in text and "OK:" not in text
     assert result.to_dict()["compared"] is False
 
@@ -125,15 +158,18 @@ def test_a_target_with_an_invalid_setting_is_checked_against_the_default_it_ran_
     _with_environ(root, CUDA_VISIBLE_DEVICES="5", GPUNUMA_MEMORY="lots")
     result = check_process(PID, source="sysfs", root=root)
     assert result.plan is not None and result.plan.memory_policy.value == "preferred"  # best-effort: the default
-    assert "GPUNUMA_MEMORY='lots'" in result.notes[0] and "it ran with the default" in result.notes[0]
+    assert result.note_codes == ("check_setting_defaulted",)
+    setting = result.notes[0].values["setting"]
+    assert (setting.code, setting.values["variable"]) == ("setting_not_understood", "GPUNUMA_MEMORY")
 
 
 def test_a_strict_target_with_an_invalid_setting_has_no_plan_and_says_why(render):
     root = render(machine("dgx-h100"))
     _with_environ(root, CUDA_VISIBLE_DEVICES="5", GPUNUMA_MEMORY="lots", GPUNUMA_STRICT="1")
     result = check_process(PID, source="sysfs", root=root)
-    assert result.plan is None
-    assert "GPUNUMA_MEMORY='lots'" in result.notes[-1]
+    assert result.plan is None and result.verdict is Verdict.CANNOT_TELL
+    assert result.note_codes == ("check_no_plan",)
+    assert result.notes[0].values["error"].startswith("GPUNUMA_MEMORY=")  # the strict settings error, as raised
 
 
 def test_a_ray_worker_without_cuda_visible_devices_points_to_its_binding_report(render):
@@ -141,16 +177,41 @@ def test_a_ray_worker_without_cuda_visible_devices_points_to_its_binding_report(
     _set_thread_cpus(root, NODE1.to_list())
     _with_environ(root, RAY_RAYLET_PID="1234", RAY_JOB_ID="01000000", PATH="/usr/bin")
     result = check_process(PID, source="sysfs", root=root)
-    text = result.render()
     assert result.plan is None and result.gpus == ()
-    assert "Ray worker" in text and f"/proc/{PID}/environ lacks it" in text
-    assert "binding_report()" in text
+    assert _notes(result) == [("check_ray_worker", {"pid": PID, "variable": "RAY_RAYLET_PID"})]
 
 
-def test_a_process_without_cuda_visible_devices_mentions_ray_workers(render):
+@pytest.mark.parametrize(
+    ("env", "code"),
+    [({"PATH": "/usr/bin"}, "check_no_visible_devices"), ({"RAY_RAYLET_PID": "1234"}, "check_ray_worker"),
+     ({"CUDA_VISIBLE_DEVICES": "5", "GPUNUMA_BIND": "0"}, "check_not_bound_by_choice")],
+)
+def test_the_text_output_shows_each_note_rendered_from_its_code(render, env, code):
     root = render(machine("dgx-h100"))
-    _with_environ(root, PATH="/usr/bin")
-    assert "binding_report()" in check_process(PID, source="sysfs", root=root).render()
+    _with_environ(root, **env)
+    result = check_process(PID, source="sysfs", root=root)
+    shown = [line.removeprefix("note: ") for line in result.render().splitlines() if line.startswith("note: ")]
+    assert result.note_codes == (code,) and shown == [Reason.of(code, **result.notes[0].values)]
+
+
+def test_check_json_carries_each_note_as_text_and_as_data_like_the_plan_s_reasons(render, capsys):
+    import json
+
+    from gpunuma.cli import ExitCode, main
+
+    root = render(machine("dgx-h100"))
+    _with_environ(root, CUDA_VISIBLE_DEVICES="5", GPUNUMA_MEMORY="lots", GPUNUMA_BIND="0")
+
+    assert main(["check", "--pid", str(PID), "--root", str(root), "--source", "sysfs", "--json"]) == (
+        ExitCode.CANNOT_TELL)
+    shape = json.loads(capsys.readouterr().out)
+    assert [detail["code"] for detail in shape["note_details"]] == [
+        "check_setting_defaulted", "check_not_bound_by_choice"]
+    assert shape["note_details"][0]["values"]["setting"]["code"] == "setting_not_understood"
+    assert shape["note_details"][0]["values"]["setting"]["values"]["variable"] == "GPUNUMA_MEMORY"
+    assert shape["note_details"][1] == {"code": "check_not_bound_by_choice", "values": {"value": "0"}}
+    assert len(shape["notes"]) == len(shape["note_details"])
+    assert set(shape["plan"]) >= {"reasons", "reason_details"}
 
 
 def test_a_worker_started_with_a_share_checks_against_that_share(render):

@@ -21,6 +21,7 @@ from gpunuma.core.identity import GpuEnvironment
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import Policy, Share
 from gpunuma.core.ports import TopologySource
+from gpunuma.core.reasons import Reason, codes, details
 from gpunuma.core.report import KernelView
 from gpunuma.core.value import Choice, Value, replace
 from gpunuma.errors import GpunumaError, GpuResolutionError
@@ -33,11 +34,6 @@ if TYPE_CHECKING:
 _VISIBILITY = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES")
 #: Set by Ray's raylet in every worker's environment at start.
 _RAY_WORKER_MARK = "RAY_RAYLET_PID"
-_RAY_WORKER_NOTE = (
-    "process {pid} is a Ray worker ({mark} is set): Ray sets its CUDA_VISIBLE_DEVICES after the process "
-    "started, so /proc/{pid}/environ lacks it and its GPU is unknown here; ask the actor for its "
-    "binding_report() (gpunuma.integrations.ray) to see how it was bound, or name its GPU (--physical-gpu)"
-).replace("{mark}", _RAY_WORKER_MARK)
 
 
 class Verdict(str, Choice):
@@ -58,6 +54,8 @@ class CheckResult(Value):
     gpus: tuple[int, ...]
     plan: BindingPlan | None
     mismatches: tuple[str, ...]
+    #: Why there is no verdict, or what the plan assumed: each a :class:`~gpunuma.core.reasons.Reason`
+    #: (codes ``check_*``), its English the text.
     notes: tuple[str, ...]
     #: False when the plan is shown for information only (the process runs with ``GPUNUMA_BIND=0``).
     compared: bool = True
@@ -66,6 +64,11 @@ class CheckResult(Value):
     def ok(self) -> bool:
         """True only when the kernel holds what the plan expects: never for a process that cannot be judged."""
         return self.verdict is Verdict.AS_EXPECTED
+
+    @property
+    def note_codes(self) -> tuple[str, ...]:
+        """The code of each note, in order."""
+        return codes(self.notes)
 
     @property
     def verdict(self) -> Verdict:
@@ -119,6 +122,7 @@ class CheckResult(Value):
             "plan": self.plan.to_dict() if self.plan is not None else None,
             "mismatches": list(self.mismatches),
             "notes": list(self.notes),
+            "note_details": details(self.notes),
             "compared": self.compared,
             "verdict": self.verdict.value,
         }
@@ -151,29 +155,22 @@ def check_process(
     gpus, physical = id_list(gpus), id_list(physical)  # one id or several, as bind_to_gpu takes them
 
     view, env = compose.process_state(pid, root)
-    notes: list[str] = []
+    notes: list[Reason] = []
 
-    def without_plan(note: str) -> CheckResult:
+    def without_plan(note: Reason) -> CheckResult:
         return CheckResult(view=view, gpus=(), plan=None, mismatches=(), notes=(*notes, note))
 
     named = gpus is not None or physical is not None
     if env is None:
         if not named:
-            return without_plan(f"the environment of process {pid} is unreadable: its GPU is unknown")
-        notes.append(
-            f"the environment of process {pid} is unreadable: its GPUNUMA_* settings are taken as the defaults "
-            "and a local GPU index as the physical one"
-        )
+            return without_plan(Reason.of("check_environment_unreadable", pid=pid))
+        notes.append(Reason.of("check_environment_unreadable_named", pid=pid))
         env = {}
     elif not named and not any(key in env for key in _VISIBILITY):
         if _RAY_WORKER_MARK in env:
-            return without_plan(_RAY_WORKER_NOTE.format(pid=pid))
+            return without_plan(Reason.of("check_ray_worker", pid=pid, variable=_RAY_WORKER_MARK))
         if "LOCAL_RANK" not in env:
-            return without_plan(
-                "the process sets no CUDA_VISIBLE_DEVICES: it may use every GPU, so no single node is expected "
-                "(a Ray worker gets its CUDA_VISIBLE_DEVICES from Ray after it started, which /proc does not "
-                "show: name its GPU with --gpu or --physical-gpu, or ask the actor for its binding_report())"
-            )
+            return without_plan(Reason.of("check_no_visible_devices"))
     try:
         # The target's own switches: it was bound with its GPUNUMA_* policy, not this command's.
         overridden = {
@@ -183,7 +180,9 @@ def check_process(
         options = compose.Options.from_env(
             env, source=source, policy=policy, root=root, ignore=overridden, warn=False
         )
-        notes.extend(f"the process's {problem}: it ran with the default" for problem in options.problems)
+        notes.extend(
+            Reason.of("check_setting_defaulted", setting=Reason.coerce(problem)) for problem in options.problems
+        )
         if share is not None or reserve is not None:
             base = options.policy
             options = replace(options, policy=replace(
@@ -201,15 +200,12 @@ def check_process(
     except GpuResolutionError:
         if named:  # the caller named a GPU this machine does not have: their mistake, not an unknown
             raise
-        return without_plan("no plan to compare with: its GPU could not be resolved")
+        return without_plan(Reason.of("check_gpu_unresolved"))
     except GpunumaError as err:
-        return without_plan(f"no plan to compare with: {err}")
+        return without_plan(Reason.of("check_no_plan", error=str(err)))
     if not plan.gpus:
-        return without_plan("the process sees no GPU")
+        return without_plan(Reason.of("check_no_gpu"))
     if not options.enabled:
-        notes.append(
-            f"the process runs with GPUNUMA_BIND={env.get('GPUNUMA_BIND', '').strip()}: gpunuma was told not "
-            "to bind it, so its affinity is not compared with the plan (shown for information)"
-        )
+        notes.append(Reason.of("check_not_bound_by_choice", value=env.get("GPUNUMA_BIND", "").strip()))
         return CheckResult(view=view, gpus=plan.gpus, plan=plan, mismatches=(), notes=tuple(notes), compared=False)
     return CheckResult(view=view, gpus=plan.gpus, plan=plan, mismatches=compare(plan, view), notes=tuple(notes))

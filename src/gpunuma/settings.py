@@ -115,7 +115,8 @@ class Settings(Value):
     require: bool = False
     #: The simulated machine or captured host to run on instead of this one (``GPUNUMA_SIMULATE``).
     simulate: str | None = None
-    #: Values not understood, each replaced by its default (best-effort mode), in words.
+    #: Values not understood, each replaced by its default (best-effort mode): reasons of code
+    #: ``setting_not_understood`` (values ``variable``, ``problem``), whose text is the error's.
     problems: tuple[str, ...] = ()
 
     @classmethod
@@ -144,7 +145,9 @@ class Settings(Value):
             try:
                 return parse()
             except SettingsError as err:
-                problems.append(str(err))
+                from gpunuma.core.reasons import Reason  # only when a value is bad: not on every bind's path
+
+                problems.append(Reason.of("setting_not_understood", variable=name, problem=str(err)))
                 return default
 
         policy = Policy(

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from gpunuma.core.reasons import Reason
 from gpunuma.errors import SnapshotError
 
 #: Bounds on what one archive may unpack: a DGX snapshot is ~5,000 members and a few MB; an
@@ -51,7 +52,8 @@ class CapturedTree:
     #: The path the user gave (a directory or an archive).
     origin: str
     archive: bool
-    #: What unpacking left out and why (links leaving the tree, device files...).
+    #: What unpacking left out and why (links leaving the tree, device files...): reasons of code
+    #: ``archive_members_skipped`` (values ``count``, ``why``: the ``archive_*`` reason, ``example``).
     notes: tuple[str, ...] = ()
 
     @property
@@ -139,18 +141,21 @@ class _Extractor:
         self.into = into
         self.links: set[tuple[str, ...]] = set()
         self.files: set[tuple[str, ...]] = set()
-        self.skipped: Counter[str] = Counter()
-        self.example: dict[str, str] = {}
+        self.skipped: Counter[Reason] = Counter()
+        self.example: dict[Reason, str] = {}
         #: Bytes written, hard-link copies included (their headers say 0).
         self.written = 0
 
-    def skip(self, why: str, name: str) -> None:
+    def skip(self, code: str, name: str) -> None:
+        """Leave member ``name`` out for the reason ``code`` (an ``archive_*`` code of the reasons table)."""
+        why = Reason.of(code)
         self.skipped[why] += 1
         self.example.setdefault(why, name)
 
-    def notes(self) -> tuple[str, ...]:
+    def notes(self) -> tuple[Reason, ...]:
+        """One note per reason members were left out, with how many and the first one's name."""
         return tuple(
-            f"{count} member(s) skipped: {why} (e.g. {self.example[why]!r})"
+            Reason.of("archive_members_skipped", count=count, why=why, example=self.example[why])
             for why, count in sorted(self.skipped.items())
         )
 
@@ -161,10 +166,10 @@ class _Extractor:
             prefix = parts[:depth]
             path = path / prefix[-1]
             if prefix in self.links:
-                self.skip("its path runs through a link", name)
+                self.skip("archive_path_through_link", name)
                 return None
             if prefix in self.files:
-                self.skip("its path runs through a file", name)
+                self.skip("archive_path_through_file", name)
                 return None
             if not os.path.lexists(path):
                 os.mkdir(path, _DIR_MODE)
@@ -177,7 +182,7 @@ class _Extractor:
             self.links.discard(parts)
             self.files.discard(parts)
         elif os.path.lexists(path):
-            self.skip("a folder of the same name exists", name)
+            self.skip("archive_folder_in_the_way", name)
             return False
         return True
 
@@ -206,7 +211,7 @@ class _Extractor:
     def link(self, parts: tuple[str, ...], target: str, name: str) -> None:
         checked = _link_target(parts, target)
         if checked is None:
-            self.skip("a link whose target is absolute or leaves the archive", name)
+            self.skip("archive_link_leaves", name)
             return
         path = self._place(parts, name)
         if path is None:
@@ -216,7 +221,7 @@ class _Extractor:
 
     def folder(self, parts: tuple[str, ...], name: str) -> None:
         if parts in self.links or parts in self.files:
-            self.skip("a folder where a file or link was", name)
+            self.skip("archive_folder_over_member", name)
             return
         self._folder(parts, name)
 
@@ -258,7 +263,7 @@ def _decompressed(origin: Path) -> io.BufferedIOBase:
     return open(origin, "rb")
 
 
-def _extract(origin: Path, into: Path) -> tuple[str, ...]:
+def _extract(origin: Path, into: Path) -> tuple[Reason, ...]:
     extractor = _Extractor(origin, into)
     members = 0
     total = 0
@@ -287,7 +292,7 @@ def _extract(origin: Path, into: Path) -> tuple[str, ...]:
                 elif member.islnk():
                     _hard_link(extractor, parts, member, origin)
                 else:
-                    extractor.skip("a device, FIFO or other special file", member.name)
+                    extractor.skip("archive_special_file", member.name)
             _drain(stream, total, origin)
     except SnapshotError:
         raise
@@ -302,7 +307,7 @@ def _hard_link(extractor: _Extractor, parts: tuple[str, ...], member: tarfile.Ta
     """A hard link becomes a copy of a regular file unpacked before it, as tar itself would link it."""
     source = _member_parts(member.linkname, origin)
     if source not in extractor.files:
-        extractor.skip("a hard link to a member that is not an unpacked file", member.name)
+        extractor.skip("archive_hard_link_dangling", member.name)
         return
     data = (extractor.into.joinpath(*source)).read_bytes()
     extractor.file(parts, data, member.name)

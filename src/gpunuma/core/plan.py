@@ -5,7 +5,7 @@ from __future__ import annotations
 from gpunuma.core.cpuset import CpuSet, node_list
 from gpunuma.core.kernel_policy import Mempolicy
 from gpunuma.core.policy import MemoryPolicy, Policy
-from gpunuma.core.reasons import Reason, codes
+from gpunuma.core.reasons import codes, details
 from gpunuma.core.value import Value
 
 TYPE_CHECKING = False
@@ -95,7 +95,7 @@ class BindingPlan(Value):
             "reserve": self.policy.reserve,
             "nics": [nic_dict(nic) for nic in self.nics],
             "reasons": list(self.reasons),
-            "reason_details": [Reason.coerce(reason).to_dict() for reason in self.reasons],
+            "reason_details": details(self.reasons),
         }
 
     def env(self) -> dict[str, str]:

@@ -254,6 +254,41 @@ TEMPLATES: Mapping[str, str] = {
     "memory_policy_not_in_force": "memory policy not in force after setting it (kernel holds {held}): bound CPUs only",
     "migrate_pages_refused": "migrate_pages refused ({errno}): existing pages stay where they are",
     "migrate_pages_moved": "migrate_pages moved existing pages to node {nodes}; {left} page(s) could not be moved",
+    # -- the settings edge: a GPUNUMA_* value not understood (settings), its text the error's ------
+    "setting_not_understood": "{problem}",
+    # -- gpunuma check: why a process's binding is shown without a verdict, or judged on defaults (check) --
+    "check_environment_unreadable": "the environment of process {pid} is unreadable: its GPU is unknown",
+    "check_environment_unreadable_named": (
+        "the environment of process {pid} is unreadable: its GPUNUMA_* settings are taken as the defaults "
+        "and a local GPU index as the physical one"
+    ),
+    "check_ray_worker": (
+        "process {pid} is a Ray worker ({variable} is set): Ray sets its CUDA_VISIBLE_DEVICES after the process "
+        "started, so /proc/{pid}/environ lacks it and its GPU is unknown here; ask the actor for its "
+        "binding_report() (gpunuma.integrations.ray) to see how it was bound, or name its GPU (--physical-gpu)"
+    ),
+    "check_no_visible_devices": (
+        "the process sets no CUDA_VISIBLE_DEVICES: it may use every GPU, so no single node is expected "
+        "(a Ray worker gets its CUDA_VISIBLE_DEVICES from Ray after it started, which /proc does not "
+        "show: name its GPU with --gpu or --physical-gpu, or ask the actor for its binding_report())"
+    ),
+    "check_setting_defaulted": "the process's {setting}: it ran with the default",
+    "check_gpu_unresolved": "no plan to compare with: its GPU could not be resolved",
+    "check_no_plan": "no plan to compare with: {error}",
+    "check_no_gpu": "the process sees no GPU",
+    "check_not_bound_by_choice": (
+        "the process runs with GPUNUMA_BIND={value}: gpunuma was told not to bind it, so its affinity is not "
+        "compared with the plan (shown for information)"
+    ),
+    # -- unpacking a captured tree (adapters.archive): members left out, and why -----------------
+    "archive_members_skipped": "{count} member(s) skipped: {why} (e.g. {example!r})",
+    "archive_path_through_link": "its path runs through a link",
+    "archive_path_through_file": "its path runs through a file",
+    "archive_folder_in_the_way": "a folder of the same name exists",
+    "archive_link_leaves": "a link whose target is absolute or leaves the archive",
+    "archive_folder_over_member": "a folder where a file or link was",
+    "archive_special_file": "a device, FIFO or other special file",
+    "archive_hard_link_dangling": "a hard link to a member that is not an unpacked file",
     # -- text from outside gpunuma that carries no code of its own (an injected topology's notes) --
     "note": "{text}",
 }
@@ -306,6 +341,11 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (tuple, list, frozenset, set)):
         return [_plain(item) for item in value]
     return str(value)
+
+
+def details(reasons: Iterable[str]) -> list[dict[str, Any]]:
+    """Each reason's ``{"code", "values"}``, in order: the JSON ``reason_details`` beside a ``reasons`` list."""
+    return [Reason.coerce(reason).to_dict() for reason in reasons]
 
 
 def codes(reasons: Iterable[str]) -> tuple[str, ...]:

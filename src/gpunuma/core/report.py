@@ -5,7 +5,7 @@ from __future__ import annotations
 from gpunuma.core.cpuset import CpuSet, node_list
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import MemoryPolicy
-from gpunuma.core.reasons import Reason, codes
+from gpunuma.core.reasons import codes, details
 from gpunuma.core.value import Value
 
 TYPE_CHECKING = False
@@ -128,7 +128,7 @@ class BindingReport(Value):
             "memory_policy": self.memory_policy,
             "memory_nodes": list(self.memory_nodes),
             "reasons": list(self.reasons),
-            "reason_details": [Reason.coerce(reason).to_dict() for reason in self.reasons],
+            "reason_details": details(self.reasons),
             "mismatches": list(self.mismatches),
             "plan": self.plan.to_dict(),
             "kernel": kernel,
