@@ -20,6 +20,7 @@ from gpunuma_fakes.kernel import SimulatedKernel
 
 DGX = machine("dgx-h100")
 GPU5 = "sys/bus/pci/devices/0000:c3:00.0/"
+GPU3 = "sys/bus/pci/devices/0000:61:00.0/"
 HUGE = "9" * 5000  # int() refuses more than 4300 decimal digits with a bare ValueError
 ARABIC_ONE = "\u0661"  # int() reads it as 1; the kernel and CUDA never write it
 #: A file that exists and that even root may not read (procfs sysctl permissions apply to root).
@@ -48,6 +49,10 @@ def damage(root: Path, relative: str, how: str) -> None:
         path.symlink_to(UNREADABLE)
     elif how == "endless":  # a "file" that never ends: read no further than a kernel file could be
         path.symlink_to("/dev/zero")
+    elif how == "fifo":  # a captured tree with a FIFO in a file's place: no reader may block on it
+        os.mkfifo(path)
+    elif how == "dangling":  # a link to nothing (a device removed while the tree was captured)
+        path.symlink_to(path.parent / "gone")
     else:
         path.write_text(how)
 
@@ -62,6 +67,16 @@ FILE_DAMAGE = [
     pytest.param("sys/fs/cgroup/cpuset.cpus.effective", "0-99999999\n", id="cgroup-100M-cpus"),
     pytest.param(GPU5 + "numa_node", HUGE + "\n", id="numa_node-5000-digits"),
     pytest.param(GPU5 + "numa_node", ARABIC_ONE + "\n", id="numa_node-non-ascii-digit"),
+    pytest.param(GPU5 + "numa_node", "99999999999999999999\n", id="numa_node-beyond-any-kernel"),
+    pytest.param(GPU5 + "numa_node", "fifo", id="numa_node-fifo"),
+    pytest.param(GPU5 + "class", "fifo", id="class-fifo"),
+    pytest.param("sys/class/infiniband/mlx5_0/device/numa_node", "4096\n", id="nic-numa_node-beyond-any-kernel"),
+    # A GPU the NVIDIA driver lists that the PCI bus does not show: dropping it would renumber the GPUs after it.
+    pytest.param(GPU5 + "vendor", "", id="vendor-blank-on-this-gpu"),
+    pytest.param(GPU3 + "vendor", "", id="vendor-blank-on-an-earlier-gpu"),
+    pytest.param(GPU3.rstrip("/"), "dangling", id="earlier-gpu-link-dangles"),
+    # Node 1 claiming node 0's CPUs too: a CPU belongs to one node.
+    pytest.param("sys/devices/system/node/node1/cpulist", "0-111,168-223\n", id="node-cpulists-overlap"),
     pytest.param("sys/devices/system/node/node0/meminfo", f"Node 0 MemTotal: {HUGE} kB\n", id="meminfo-5000-digits"),
     pytest.param("sys/devices/system/node/node0/distance", f"10 {HUGE}\n", id="distance-5000-digits"),
 ]

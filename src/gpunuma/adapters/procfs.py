@@ -5,9 +5,11 @@ Every function takes the filesystem ``root`` (``/`` on a live system, a rendered
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 
-from gpunuma.core.cpuset import BLANK, CpuSet, parse_ids
+from gpunuma.core.cpuset import BLANK, NODE_LIMIT, CpuSet, parse_ids
 from gpunuma.core.numbers import decimal, hexadecimal
 from gpunuma.core.plan import Allowed
 from gpunuma.core.rebind import as_before
@@ -37,13 +39,17 @@ def read_text(path: str | Path) -> str | None:
     Uses raw ``os`` calls: sysfs reads are many and tiny, and the buffered-text layer costs more than the read.
     """
     try:
-        fd = os.open(path, os.O_RDONLY)
+        # O_NONBLOCK: a FIFO in a captured tree must not block the reader forever (kernel files ignore it).
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except (FileNotFoundError, NotADirectoryError, ProcessLookupError):
         return None
     except OSError as err:
         raise SysfsReadError(path, err) from err
     try:
         data = os.read(fd, _CHUNK)
+        if not data and not stat.S_ISREG(os.fstat(fd).st_mode):
+            # Kernel files are regular files; a FIFO, socket or device in one's place holds no value.
+            raise SysfsReadError(path, OSError(errno.EINVAL, "not a regular file"))
         if len(data) == _CHUNK:
             parts = [data]
             total = len(data)
@@ -92,6 +98,17 @@ def parse_int(path: str | Path, text: str, base: int = 10) -> int:
     if value is None:
         raise SysfsFormatError(path, text, "not an integer in ASCII digits")
     return value
+
+
+def parse_node_id(path: str | Path, text: str) -> int | None:
+    """A device's ``numa_node``: its node, None for the kernel's -1 (no node); below -1 or beyond any kernel's
+    node ids (:data:`~gpunuma.core.cpuset.NODE_LIMIT`) is a :class:`SysfsFormatError`."""
+    value = parse_int(path, text)
+    if value < -1:
+        raise SysfsFormatError(path, text, "a node id below -1")
+    if value >= NODE_LIMIT:
+        raise SysfsFormatError(path, text, f"a node id beyond {NODE_LIMIT - 1}, the most any kernel has")
+    return None if value == -1 else value
 
 
 # The adapters' one entry to the parser in gpunuma.core.cpuset: it adds the file to the error.

@@ -15,6 +15,7 @@ from gpunuma.adapters.procfs import (
     parse_cpulist,
     parse_cpumask,
     parse_int,
+    parse_node_id,
     read_allowed,
     read_text,
     read_value,
@@ -25,7 +26,7 @@ from gpunuma.core.cpuset import BLANK, CpuSet
 from gpunuma.core.model import Gpu, Topology
 from gpunuma.core.plan import Allowed
 from gpunuma.core.reasons import Reason
-from gpunuma.errors import GpunumaError, SysfsFormatError, TopologyUnavailableError
+from gpunuma.errors import GpunumaError, TopologyUnavailableError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -247,10 +248,7 @@ class SysfsTopology:
             notes.append(Reason.of("sysfs_gpu_node_unknown", path=node_path))
             numa_node = None
         else:
-            value = parse_int(node_path, node_text)
-            if value < -1:
-                raise SysfsFormatError(node_path, node_text, "a node id below -1")
-            numa_node = None if value == -1 else value
+            numa_node = parse_node_id(node_path, node_text)
         local_cpus = self._local_cpus(folder, notes)
         uuid = name = None
         ids = DeviceIds()

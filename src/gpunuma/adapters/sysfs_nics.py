@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from gpunuma.adapters.procfs import list_dir, parse_int, read_value
+from gpunuma.adapters.procfs import list_dir, parse_node_id, read_value
 from gpunuma.core.cpuset import BLANK
 from gpunuma.core.model import Nic
 from gpunuma.core.numbers import decimal
@@ -95,10 +95,7 @@ def pci_path(root: str | PathLike[str], device: str | PathLike[str]) -> tuple[st
 
 def _numa_node(path: str) -> int | None:
     text = read_value(path)
-    if text is None:
-        return None
-    value = parse_int(path, text)
-    return None if value < 0 else value
+    return None if text is None else parse_node_id(path, text)
 
 
 def _entries(folder: str) -> list[str]:

@@ -52,6 +52,7 @@ def read_nodes(root: str | Path, online: CpuSet, notes: list[str], *, sizes: boo
     if with_memory is None:
         notes.append(Reason.of("sysfs_has_memory_missing", path=has_memory_path))
     cpus_of = {node_id: _node_cpus(f"{node_dir}/node{node_id}/", online) for node_id in ids}
+    _check_disjoint(node_dir, cpus_of)
     if any(cpus is None for cpus in cpus_of.values()):
         _settle_unknown_cpus(root, node_dir, cpus_of, online, notes)
     orders = _orders(node_dir, ids, folders)
@@ -75,6 +76,19 @@ def read_nodes(root: str | Path, online: CpuSet, notes: list[str], *, sizes: boo
         distances = _distances(folder + "distance", node_id, ids, orders, notes)
         nodes.append(NumaNode(id=node_id, cpus=cpus, has_memory=has_memory, distances=distances, memory_mb=memory_mb))
     return tuple(nodes)
+
+
+def _check_disjoint(node_dir: str, cpus_of: dict[int, CpuSet | None]) -> None:
+    """A CPU belongs to one node: lists that share one are a tree the kernel never wrote (SysfsFormatError)."""
+    listed = [(node_id, cpus) for node_id, cpus in cpus_of.items() if cpus]
+    if sum(len(cpus.ids) for _, cpus in listed) == len(frozenset().union(*(cpus.ids for _, cpus in listed))):
+        return  # the kernel's case: each CPU counted once
+    for index, (node_id, cpus) in enumerate(listed):
+        for other, theirs in listed[:index]:
+            if not cpus.isdisjoint(theirs):
+                path = f"{node_dir}/node{node_id}/cpulist"
+                shared = (cpus & theirs).to_list()
+                raise SysfsFormatError(path, cpus.to_list(), f"CPUs {shared} are node {other}'s too")
 
 
 def _online_nodes(node_dir: str, folders: list[int], notes: list[str]) -> tuple[int, ...]:

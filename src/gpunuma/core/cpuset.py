@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 #: Every id is below this bound (see the module docstring).
 LIMIT = 1 << 16
+#: Every NUMA node id is below this bound: the kernel's MAX_NUMNODES (``NODES_SHIFT`` is at most 10).
+NODE_LIMIT = 1 << 10
 #: What kernel text may carry around its value: the trailing newline, padding, NUL bytes of a raw buffer.
 BLANK = " \t\n\r\v\f\x00"
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")

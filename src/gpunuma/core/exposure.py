@@ -83,6 +83,7 @@ def usable_gpus(
     ids = ids or {}
     by_bus = sorted(gpus, key=lambda g: _bus(g.pci_bus_id))
     nvidia = [g for g in by_bus if g.vendor == "nvidia"]
+    _check_listed(access, nvidia)
     kept: list[Gpu] = []
     left_out: dict[tuple[str, str], list[str]] = {}  # (vendor, why) -> bus ids, in first-seen order
     for host_index, gpu in enumerate(nvidia):
@@ -99,6 +100,27 @@ def usable_gpus(
         for (vendor, why), buses in left_out.items()
     )
     return numbered, notes
+
+
+def _check_listed(access: DeviceAccess, nvidia: Sequence[Gpu]) -> None:
+    """Every GPU the NVIDIA driver lists must be one the PCI bus shows as NVIDIA's, or the numbering is a guess.
+
+    The listing comes from the driver itself; a listed GPU whose ``class`` or ``vendor`` file is missing,
+    blank or another's would be dropped, and each NVIDIA GPU after it would take the wrong number (CUDA
+    counts it). :class:`~gpunuma.errors.TopologyError`: no plan may name a GPU by a number it does not have.
+    """
+    if access.nvidia_listed is None:
+        return
+    seen = {_bus(gpu.pci_bus_id) for gpu in nvidia}
+    unseen = [bus for bus in access.nvidia_buses - seen if is_sysfs_form(bus)]  # names that are bus ids
+    if unseen:
+        from gpunuma.errors import TopologyError
+
+        raise TopologyError(
+            f"the NVIDIA driver lists {', '.join(sorted(unseen))} (/proc/driver/nvidia/gpus) but the PCI bus in "
+            "sysfs shows no NVIDIA GPU there (its class or vendor file is missing, blank or another's): "
+            "the GPUs cannot be numbered as CUDA numbers them"
+        )
 
 
 def _sort(gpu: Gpu, why: str | None, kept: list[Gpu], left_out: dict[tuple[str, str], list[str]]) -> None:
