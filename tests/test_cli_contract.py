@@ -239,6 +239,23 @@ def test_a_full_disk_is_one_line_and_an_error():
     assert done.returncode == ExitCode.ERROR and one_line(done.stderr)
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["plan", "-h"], ["exec", "-h"]])
+def test_help_into_a_full_disk_is_one_line_and_an_error(argv):
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "gpunuma", *argv], stdout=full, stderr=subprocess.PIPE,
+                              text=True, env=clean_env(), timeout=120)
+
+    assert done.returncode == ExitCode.ERROR and one_line(done.stderr)
+
+
+def test_a_usage_error_keeps_its_status_when_stderr_cannot_take_the_line():
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "gpunuma", "plan", "--bogus"], stdout=subprocess.PIPE,
+                              stderr=full, text=True, env=clean_env(), timeout=120)
+
+    assert done.returncode == ExitCode.USAGE
+
+
 def test_a_closed_stdout_is_no_traceback():
     done = subprocess.run([sys.executable, "-m", "gpunuma", "plan", "--simulate", "dgx-h100", "--gpu", "5"],
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=clean_env(),
@@ -248,6 +265,13 @@ def test_a_closed_stdout_is_no_traceback():
 
 
 # -- misuse is a usage error, with JSON when asked ----------------------------------------------------------
+@pytest.mark.parametrize("verbose", [[], ["-v"]], ids=["fast path", "argparse"])
+@pytest.mark.parametrize("after", [["--", "echo", "hi"], ["--json", "--", "echo"], ["-v", "--", "echo"]])
+def test_exec_takes_no_flag_or_separator_as_a_flag_value(verbose, after):
+    done = gpunuma(*verbose, "exec", "--simulate", "dgx-h100", "--dry-run", "--gpu", *after)
+
+    assert done.returncode == ExitCode.USAGE and "Traceback" not in done.stderr
+
 @pytest.mark.parametrize(
     "argv",
     [["exec", "--json", "--"], ["exec", "--json"], ["plan", "--json", "--simulate", "dgx-h100", "--gpu", ""],

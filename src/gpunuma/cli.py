@@ -446,6 +446,9 @@ def _exec_args(argv: Sequence[str]) -> Any | None:
             if position >= len(argv):
                 return None
             text = argv[position]
+            # As argparse: "--", "--json" or "-v" after a flag is no value for it (a negative number is).
+            if text.startswith("-") and decimal(text, signed=True) is None:
+                return None
             position += 1
         if option.choices and text not in option.choices:
             return None
@@ -621,7 +624,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             sys.stdout.flush()
         except _OutputError as err:
-            print(f"gpunuma: error: {err}", file=sys.stderr)
+            _say(f"gpunuma: error: {err}")
         sys.stdout = stdout
 
 
@@ -630,6 +633,8 @@ def _main(words: list[str], as_json: bool) -> int:
         args = _exec_args(words) or build_parser().parse_args(words)
     except UsageError as err:
         return _fail(err, f"gpunuma: error: {err}{_help_hint(words)}", as_json)
+    except _OutputError as err:  # -h or --version into a full disk or a closed pipe
+        return _fail(err, f"gpunuma: error: {err}", False)
     if args.verbose:
         import logging
 
@@ -664,9 +669,18 @@ def _fail(err: Exception, line: str, as_json: bool) -> int:
             _print_json(_error_json(err, code))
             sys.stdout.flush()
         except _OutputError as output:
-            print(f"gpunuma: error: {output}", file=sys.stderr)
-    print(line, file=sys.stderr)
+            _say(f"gpunuma: error: {output}")
+    _say(line)
     return code
+
+
+def _say(line: str) -> None:
+    """One line on stderr; a stderr that cannot take it (``2>/dev/full``) leaves the exit status to say it."""
+    try:
+        print(line, file=sys.stderr)
+        sys.stderr.flush()
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":
