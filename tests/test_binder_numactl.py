@@ -88,3 +88,51 @@ def test_the_argv_really_runs_a_bound_child() -> None:
     done = subprocess.run(argv, capture_output=True, text=True, check=True)
 
     assert done.stdout.strip() == f"[{cpu}] bind 0"
+
+
+# -- a "preferred" plan over several nodes: --preferred-many only where kernel and numactl take it -------------
+def _numactl_printing(tmp_path, usage: str) -> str:
+    """A stand-in numactl whose usage text (printed for any unknown flag, as numactl does) is ``usage``."""
+    script = tmp_path / "numactl"
+    script.write_text(f"#!/bin/sh\necho '{usage}' >&2\nexit 1\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+TWO_NODES = plan("0-223", MemoryPolicy.PREFERRED, (1, 0))
+
+
+def test_preferred_over_two_nodes_uses_preferred_many_where_it_exists(tmp_path, mocker):
+    mocker.patch("gpunuma.adapters.numactl.release_at_least", return_value=True)
+    numactl = _numactl_printing(tmp_path, "[--preferred= | -p <node>] [--preferred-many= | -P <nodes>]")
+
+    argv = NumactlLauncher(numactl).command(TWO_NODES, ["x"])
+
+    assert argv[2] == "--preferred-many=0-1"
+
+
+@pytest.mark.parametrize(
+    ("kernel_has_it", "usage"),
+    [(True, "[--preferred= | -p <node>]"), (False, "[--preferred= | -p <node>] [--preferred-many= | -P <nodes>]")],
+    ids=["numactl before 2.0.15", "kernel before 5.15"],
+)
+def test_preferred_over_two_nodes_prefers_the_first_planned_node_where_many_is_missing(
+    tmp_path, mocker, caplog, kernel_has_it, usage
+):
+    mocker.patch("gpunuma.adapters.numactl.release_at_least", return_value=kernel_has_it)
+    numactl = _numactl_printing(tmp_path, usage)
+
+    argv = NumactlLauncher(numactl).command(TWO_NODES, ["x"])
+
+    assert argv[2] == "--preferred=1"  # the plan's first node: its GPU's own
+    assert [record.levelname for record in caplog.records if record.name == "gpunuma"] == ["WARNING"]
+
+
+def test_a_numactl_that_cannot_run_counts_as_one_without_preferred_many(tmp_path, mocker):
+    mocker.patch("gpunuma.adapters.numactl.release_at_least", return_value=True)
+    broken = tmp_path / "numactl"
+    broken.write_text("not a program")
+    broken.chmod(0o755)
+
+    assert NumactlLauncher(str(broken))._many() is False
+    assert NumactlLauncher(str(broken), preferred_many=True).command(TWO_NODES, ["x"])[2] == "--preferred-many=0-1"

@@ -6,10 +6,15 @@ Used where the process to bind is started by us; in-process binders cover the re
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 
+from gpunuma import logs
 from gpunuma.core.cpuset import node_list
-from gpunuma.core.kernel_policy import Mode, kernel_policy
+from gpunuma.core.kernel_policy import PREFERRED_MANY_SINCE, Mode, kernel_policy, release_at_least
+from gpunuma.core.policy import MemoryPolicy
+from gpunuma.core.reasons import Reason
 from gpunuma.errors import LibraryNotFoundError
 
 TYPE_CHECKING = False
@@ -23,17 +28,32 @@ if TYPE_CHECKING:
 _MEMORY_OPTIONS = {Mode.BIND: "--membind", Mode.PREFERRED: "--preferred", Mode.PREFERRED_MANY: "--preferred-many"}
 
 
+def _knows(numactl: str, option: str) -> bool:
+    """Whether ``numactl``'s usage text lists ``option`` (it prints it for any unknown flag); False if it cannot run."""
+    try:
+        done = subprocess.run([numactl, "--help"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return option in done.stdout + done.stderr
+
+
 class NumactlLauncher:
     """Builds ``numactl --physcpubind=... --membind=... -- CMD`` argv (a list, never a shell string).
 
     With ``topology``, a plan whose CPUs are exactly its nodes' CPUs uses ``--cpunodebind``.
+    A "preferred" plan over several nodes needs ``--preferred-many`` (Linux 5.15+, numactl 2.0.15+):
+    ``preferred_many=None`` checks both once (the kernel release, numactl's usage text) and otherwise
+    prefers the first planned node with a warning, as the in-process binders do; True or False decides.
     """
 
     name = "numactl"
 
-    def __init__(self, numactl: str = "numactl", *, topology: Topology | None = None) -> None:
+    def __init__(
+        self, numactl: str = "numactl", *, topology: Topology | None = None, preferred_many: bool | None = None
+    ) -> None:
         self.numactl = numactl
         self.topology = topology
+        self.preferred_many = preferred_many
 
     def _cpu_option(self, plan: BindingPlan) -> str:
         if self.topology is not None and plan.nodes:
@@ -44,12 +64,23 @@ class NumactlLauncher:
                     return f"--cpunodebind={node_list(plan.nodes)}"
         return f"--physcpubind={plan.cpus.to_list()}"
 
-    @staticmethod
-    def _memory_option(plan: BindingPlan) -> list[str]:
-        wanted = kernel_policy(plan.memory_policy, plan.memory_nodes)
+    def _memory_option(self, plan: BindingPlan) -> list[str]:
+        many = plan.memory_policy is MemoryPolicy.PREFERRED and len(plan.memory_nodes) > 1
+        wanted = kernel_policy(plan.memory_policy, plan.memory_nodes, preferred_many=not many or self._many())
         if wanted is None:
             return []
+        if many and wanted.mode is not Mode.PREFERRED_MANY:
+            logs.warning("gpunuma: %s", Reason.of("no_preferred_many", node=node_list(wanted.nodes),
+                                                   nodes=node_list(plan.memory_nodes)))
         return [f"{_MEMORY_OPTIONS[wanted.mode]}={node_list(wanted.nodes)}"]
+
+    def _many(self) -> bool:
+        """Whether this kernel and this numactl take ``--preferred-many`` (asked once per launcher)."""
+        if self.preferred_many is None:
+            self.preferred_many = release_at_least(os.uname().release, PREFERRED_MANY_SINCE) and _knows(
+                self.numactl, "--preferred-many"
+            )
+        return self.preferred_many
 
     def command(self, plan: BindingPlan, argv: Sequence[str]) -> list[str]:
         """The argv that runs ``argv`` bound per ``plan``; ``argv`` unchanged when the plan does not bind."""

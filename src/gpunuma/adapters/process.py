@@ -17,7 +17,7 @@ from gpunuma.adapters.kernel_view import read_kernel_view
 from gpunuma.adapters.mempolicy import MempolicySyscalls, known_nodes
 from gpunuma.adapters.threads import ThreadBindError, bind_threads, restore_threads
 from gpunuma.core.cpuset import CpuSet, node_list
-from gpunuma.core.kernel_policy import Mempolicy, Mode, kernel_policy
+from gpunuma.core.kernel_policy import PREFERRED_MANY_SINCE, Mempolicy, Mode, kernel_policy, release_at_least
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import MemoryPolicy
 from gpunuma.core.readback import compare
@@ -47,10 +47,6 @@ if TYPE_CHECKING:  # for type checkers only: the bind path builds no Protocol cl
             ...
 
 
-#: MPOL_PREFERRED_MANY arrived in Linux 5.15.
-_PREFERRED_MANY_SINCE = (5, 15)
-
-
 def errno_word(code: int | None) -> str:
     """``EPERM`` for 1: the name the kernel headers give an errno value."""
     return errno.errorcode.get(code or 0, f"errno {code}")
@@ -58,12 +54,7 @@ def errno_word(code: int | None) -> str:
 
 def kernel_at_least(version: tuple[int, int], release: str | None = None) -> bool:
     """Whether the running kernel (``uname -r``) is at least ``version``."""
-    text = release if release is not None else os.uname().release
-    parts = []
-    for piece in text.split(".")[:2]:
-        digits = "".join(ch for ch in piece if ch in "0123456789") or "0"
-        parts.append(int(digits))
-    return tuple(parts) >= version
+    return release_at_least(release if release is not None else os.uname().release, version)
 
 
 def _planned_policy(plan: BindingPlan) -> tuple[Mempolicy | None, str | None]:
@@ -74,7 +65,7 @@ def _planned_policy(plan: BindingPlan) -> tuple[Mempolicy | None, str | None]:
     wanted = kernel_policy(
         plan.memory_policy,
         plan.memory_nodes,
-        preferred_many=not many or kernel_at_least(_PREFERRED_MANY_SINCE),
+        preferred_many=not many or kernel_at_least(PREFERRED_MANY_SINCE),
     )
     if wanted is None or wanted.nodes == tuple(sorted(plan.memory_nodes)):
         return wanted, None

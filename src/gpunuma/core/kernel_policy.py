@@ -61,6 +61,19 @@ class Mempolicy(Value):
         return f"{self.word} {nodes}" if nodes else self.word
 
 
+#: MPOL_PREFERRED_MANY arrived in Linux 5.15 (numactl's --preferred-many in 2.0.15).
+PREFERRED_MANY_SINCE = (5, 15)
+
+
+def release_at_least(release: str, version: tuple[int, int]) -> bool:
+    """Whether a kernel release (``uname -r``: ``5.15.0-91-generic``) is at least ``version``."""
+    parts = []
+    for piece in release.split(".")[:2]:
+        digits = "".join(ch for ch in piece if ch in "0123456789") or "0"
+        parts.append(int(digits))
+    return tuple(parts) >= version
+
+
 def kernel_policy(memory: MemoryPolicy, nodes: Sequence[int], *, preferred_many: bool = True) -> Mempolicy | None:
     """The kernel policy that carries out ``memory`` on ``nodes``; None leaves the policy alone.
 

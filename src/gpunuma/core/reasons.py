@@ -248,7 +248,8 @@ TEMPLATES: Mapping[str, str] = {
     "libnuma_not_used": "libnuma not used ({error}); bound through raw syscalls",
     "get_mempolicy_refused": "get_mempolicy refused ({errno}): memory policy left alone",
     "no_preferred_many": (
-        "this kernel has no MPOL_PREFERRED_MANY (Linux 5.15+): memory prefers node {node} only, not {nodes}"
+        "no MPOL_PREFERRED_MANY here (Linux 5.15+; numactl 2.0.15+ for a launcher): memory prefers node {node}"
+        " only, not {nodes}"
     ),
     "memory_policy_refused": "memory policy refused by the kernel ({errno}): bound CPUs only",
     "memory_policy_not_in_force": "memory policy not in force after setting it (kernel holds {held}): bound CPUs only",
