@@ -14,7 +14,7 @@ from gpunuma.core.identity import GpuEnvironment
 from gpunuma.core.pcie import PcieDistance, nearest_nics, pcie_distance, ranked_nics
 from gpunuma.core.planner import plan_binding
 from gpunuma.core.policy import CpuScope, Policy, Share
-from gpunuma.core.reasons import Reason, codes
+from gpunuma.core.reasons import Reason, codes, with_code
 from gpunuma.core.report import BindingReport
 from gpunuma.errors import InvalidNodeError, PolicyError
 from gpunuma_fakes import machine
@@ -208,7 +208,7 @@ class TestNearestNics:
 class TestChildEnvironment:
     def test_a_dgx_h100_gpu_5_child_gets_its_node_cpus_and_nic(self) -> None:
         assert plan("dgx-h100", 5).env() == {
-            "OMP_NUM_THREADS": "112",
+            "OMP_NUM_THREADS": "28",  # 112 CPUs local to 4 GPUs: a quarter each
             "OMP_PLACES": "{56}:56,{168}:56",
             "OMP_PROC_BIND": "close",
             "GPUNUMA_NODE": "1",
@@ -265,3 +265,35 @@ class TestTheRootReadsWhatThePolicyNeeds:
         got = compose.plan(options, physical=[5], environment=GpuEnvironment())
 
         assert (got.cpus.to_list(), [nic.name for nic in got.nics]) == ("56-111,168-223", ["mlx5_9"])
+
+
+class TestThreadsForChildren:
+    """OMP_NUM_THREADS: a process's part of CPUs the processes of several GPUs are planned on, one per GPU."""
+
+    @pytest.mark.parametrize(
+        ("name", "gpu", "threads", "local"),
+        [("dgx-h100", 5, 28, 4), ("dgx-a100", 0, 16, 2), ("gb200", 2, 36, 2)],
+    )
+    def test_node_scope_divides_the_node_among_its_gpus(self, name, gpu, threads, local) -> None:
+        got = plan(name, gpu)
+
+        assert got.threads == threads and got.env()["OMP_NUM_THREADS"] == str(threads)
+        (shared,) = with_code(got.reasons, "threads_shared")
+        assert shared.values == {"threads": threads, "cpus": len(got.cpus), "gpus": local, "mine": 1}
+
+    def test_a_process_owning_every_gpu_of_its_cpus_gets_one_thread_per_cpu(self) -> None:
+        got = plan_binding(DGX_TOPOLOGY, [4, 5, 6, 7], DGX.allowed())
+
+        assert got.threads is None and got.env()["OMP_NUM_THREADS"] == "112"
+
+    @pytest.mark.parametrize("options", [{"share": (3, 4)}, {"cpu_scope": CpuScope.EXCLUSIVE}],
+                             ids=["share", "exclusive"])
+    def test_scopes_that_split_the_cpus_already_give_one_thread_per_cpu(self, options) -> None:
+        got = plan("dgx-h100", 5, **options)
+
+        assert got.threads is None and got.env()["OMP_NUM_THREADS"] == str(len(got.cpus))
+
+    def test_a_machine_with_one_gpu_per_node_keeps_every_cpu(self) -> None:
+        got = plan("gh200", 0)
+
+        assert got.threads is None and not with_code(got.reasons, "threads_shared")

@@ -55,7 +55,7 @@ def test_plan_json_carries_each_reason_as_text_and_as_data(rendered):
     shape = plan.to_dict()
     assert shape["reasons"] == list(plan.reasons)
     assert [detail["code"] for detail in shape["reason_details"]] == list(plan.reason_codes)
-    assert plan.reason_codes == ("gpu_local_ordinal", "gpu_on_node", "memory_on_nodes")
+    assert plan.reason_codes == ("gpu_local_ordinal", "gpu_on_node", "threads_shared", "memory_on_nodes")
 
 
 POLICIES = [Policy(), Policy(cpu_scope=CpuScope.SOCKET, memory=MemoryPolicy.BIND),

@@ -35,16 +35,19 @@ def _ports(nic: Nic) -> list[str]:
     return [f"{nic.name}:{port}" for port in nic.ports] or [nic.name]
 
 
-def child_env(cpus: CpuSet, nodes: Sequence[int], nics: Sequence[Nic]) -> dict[str, str]:
+def child_env(
+    cpus: CpuSet, nodes: Sequence[int], nics: Sequence[Nic], threads: int | None = None
+) -> dict[str, str]:
     """The variables for a child bound to ``cpus`` on ``nodes`` whose GPUs are nearest ``nics``.
 
     CPU variables only when there are CPUs (a plan that binds); NIC variables only when there are NICs.
+    ``OMP_NUM_THREADS`` is ``threads`` (this process's part of CPUs other GPUs' processes share), else one per CPU.
     ``NCCL_IB_HCA`` starts with ``=`` so NCCL matches names exactly (``mlx5_1`` is not ``mlx5_10``);
     ``UCX_NET_DEVICES`` names each ``device:port``.
     """
     env: dict[str, str] = {}
     if cpus:
-        env["OMP_NUM_THREADS"] = str(len(cpus))
+        env["OMP_NUM_THREADS"] = str(threads if threads else len(cpus))
         env["OMP_PLACES"] = omp_places(cpus)
         env["OMP_PROC_BIND"] = "close"
         if nodes:

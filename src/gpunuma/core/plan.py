@@ -52,6 +52,9 @@ class BindingPlan(Value):
     gpu_labels: tuple[str, ...] = ()
     #: The RDMA NICs nearest the process's GPU(s) (see :mod:`gpunuma.core.pcie`), for NCCL and UCX.
     nics: tuple[Nic, ...] = ()
+    #: The threads a child should run (``OMP_NUM_THREADS``) when the CPUs are shared with other GPUs' processes
+    #: (node and socket scopes): this process's part of them. None: one per planned CPU.
+    threads: int | None = None
 
     @property
     def binds(self) -> bool:
@@ -94,6 +97,7 @@ class BindingPlan(Value):
             "share": str(self.policy.share) if self.policy.share is not None else None,
             "reserve": self.policy.reserve,
             "nics": [nic_dict(nic) for nic in self.nics],
+            "threads": self.threads if self.binds else None,
             "reasons": list(self.reasons),
             "reason_details": details(self.reasons),
         }
@@ -102,4 +106,4 @@ class BindingPlan(Value):
         """What a child process of this plan should see in its environment (see :func:`child_env`)."""
         from gpunuma.core.childenv import child_env
 
-        return child_env(self.cpus if self.binds else CpuSet(), self.nodes, self.nics)
+        return child_env(self.cpus if self.binds else CpuSet(), self.nodes, self.nics, self.threads)

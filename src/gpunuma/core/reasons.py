@@ -247,6 +247,10 @@ TEMPLATES: Mapping[str, str] = {
     # -- the binders (adapters.process, adapters.libnuma) ----------------------------------------
     "libnuma_not_used": "libnuma not used ({error}); bound through raw syscalls",
     "get_mempolicy_refused": "get_mempolicy refused ({errno}): memory policy left alone",
+    "threads_shared": (
+        "OMP_NUM_THREADS={threads} for children: these {cpus} CPUs are local to {gpus} GPUs, one process each,"
+        " and this process has {mine} of them"
+    ),
     "no_preferred_many": (
         "no MPOL_PREFERRED_MANY here (Linux 5.15+; numactl 2.0.15+ for a launcher): memory prefers node {node}"
         " only, not {nodes}"

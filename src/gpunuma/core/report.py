@@ -106,7 +106,7 @@ class BindingReport(Value):
         """
         from gpunuma.core.childenv import child_env
 
-        return child_env(self.cpus if self.bound else CpuSet(), self.plan.nodes, self.plan.nics)
+        return child_env(self.cpus if self.bound else CpuSet(), self.plan.nodes, self.plan.nics, self.plan.threads)
 
     def to_dict(self) -> dict[str, Any]:
         kernel = None

@@ -229,6 +229,7 @@ def plan_binding(
     memory = plan_memory(topology, nodes, allowed, policy.memory, override=policy.override_affinity)
     if explicit is None and _changes_nothing(topology, cpus, memory.policy, memory.nodes):
         return no_binding(Reason.of("spans_everything", nodes=node_list(nodes), cpus=str(cpus)))
+    threads = _threads(topology, owned, cpus, reasons, policy) if explicit is None else None
     return BindingPlan(
         gpus=tuple(gpu.index for gpu in owned),
         nodes=nodes,
@@ -239,7 +240,34 @@ def plan_binding(
         policy=policy,
         gpu_labels=tuple(gpu.label for gpu in owned),
         nics=nics,
+        threads=threads,
     )
+
+
+def _threads(topology: Topology, owned: Sequence[Gpu], cpus: CpuSet, reasons: list[str], policy: Policy) -> int | None:
+    """This process's part of CPUs that other GPUs' processes are planned on too (node and socket scopes).
+
+    One process per GPU: every GPU local to the planned CPUs (its ``local_cpus`` meet them, or without
+    those its node's CPUs do) gets the same number of threads, so four processes on a 112-CPU node run 28
+    each, not 112 each. Scopes that split the CPUs already (exclusive, cache, a share) give None.
+    """
+    if policy.share is not None or policy.cpu_scope not in (CpuScope.NODE, CpuScope.SOCKET) or not owned:
+        return None
+    local = [gpu for gpu in topology.gpus if _near(topology, gpu, cpus)]
+    mine = sum(1 for gpu in owned if gpu in local) or 1
+    if len(local) <= mine:
+        return None
+    threads = max(1, len(cpus) * mine // len(local))
+    reasons.append(Reason.of("threads_shared", threads=threads, cpus=len(cpus), gpus=len(local), mine=mine))
+    return threads
+
+
+def _near(topology: Topology, gpu: Gpu, cpus: CpuSet) -> bool:
+    """Whether ``gpu`` is local to some of ``cpus``: by its ``local_cpus``, else by its node's CPUs."""
+    if gpu.local_cpus:
+        return not gpu.local_cpus.isdisjoint(cpus)
+    node = topology.node(gpu.numa_node) if gpu.numa_node is not None else None
+    return node is not None and not node.cpus.isdisjoint(cpus)
 
 
 def _changes_nothing(
