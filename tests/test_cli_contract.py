@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -480,6 +481,41 @@ def test_a_worker_spawned_by_a_bound_process_rebinds_for_its_own_gpu(tmp_path, l
     bound, codes, affinity = json.loads(done.stdout)
     assert bound and "affinity_narrowed" not in codes
     assert affinity == sorted(os.sched_getaffinity(0))  # node 0: every CPU of this one-node host
+
+
+#: A parent bound in-process (CPU `cpu`, memory preferred on node 0) that starts a child the way a user pins one
+#: on purpose: numactl on the same CPU with another memory policy. The child inherits GPUNUMA_OWN.
+PINNING_PARENT = """
+import subprocess, sys
+import gpunuma
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.plan import BindingPlan
+from gpunuma.core.policy import MemoryPolicy
+
+cpu = int(sys.argv[1])
+plan = BindingPlan(gpus=(), nodes=(0,), cpus=CpuSet.of([cpu]), memory_policy=MemoryPolicy.PREFERRED,
+                   memory_nodes=(0,), reasons=())
+assert gpunuma.apply_plan(plan, binder="syscall", strict=True, env={}).bound
+child = subprocess.run(["numactl", f"--physcpubind={cpu}", "--membind=0", sys.executable, "-c", sys.argv[2]],
+                       capture_output=True, text=True)
+sys.stdout.write(child.stdout)
+sys.stderr.write(child.stderr)
+"""
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="a narrowed affinity needs two CPUs to differ")
+@pytest.mark.skipif(shutil.which("numactl") is None, reason="numactl is not installed")
+def test_a_child_pinned_by_numactl_inside_a_bound_process_is_left_alone(tmp_path):
+    # Same CPUs as gpunuma's record, another memory policy: the user's choice, not gpunuma's binding.
+    script = tmp_path / "parent.py"
+    script.write_text(PINNING_PARENT)
+    child = CHILD_BINDS.replace("require_bound=True", "require_bound=False")
+    done = subprocess.run([sys.executable, str(script), str(min(os.sched_getaffinity(0))), child],
+                          capture_output=True, text=True, env=clean_env(), timeout=120)
+
+    assert done.returncode == 0, done.stderr
+    bound, codes = json.loads(done.stdout)
+    assert not bound and "affinity_narrowed" in codes
 
 
 @pytest.mark.parametrize("text", ["", "cpus=0", "cpus=;before=0;mem=-;mem_before=-",

@@ -68,7 +68,6 @@ FILE_DAMAGE = [
     pytest.param(GPU5 + "numa_node", HUGE + "\n", id="numa_node-5000-digits"),
     pytest.param(GPU5 + "numa_node", ARABIC_ONE + "\n", id="numa_node-non-ascii-digit"),
     pytest.param(GPU5 + "numa_node", "99999999999999999999\n", id="numa_node-beyond-any-kernel"),
-    pytest.param(GPU5 + "numa_node", "fifo", id="numa_node-fifo"),
     pytest.param(GPU5 + "class", "fifo", id="class-fifo"),
     pytest.param("sys/class/infiniband/mlx5_0/device/numa_node", "4096\n", id="nic-numa_node-beyond-any-kernel"),
     # A GPU the NVIDIA driver lists that the PCI bus does not show: dropping it would renumber the GPUs after it.
@@ -95,6 +94,25 @@ def test_a_damaged_file_is_not_bound_with_the_reason_or_a_typed_error(render, re
     assert not report.bound and codes(report.reasons) == ("plan_failed",)
     assert relative.rstrip("/").split("/")[-1] in str(caught.value)  # the file is named
     assert kernel.applied == []
+
+
+@pytest.mark.parametrize("how", ["fifo", "devnull"])
+def test_a_file_that_gives_nothing_is_no_value_and_never_blocks(render, how):
+    # A FIFO (nothing writes it) or a file masked with /dev/null, as hardened containers mask paths: empty, read
+    # at once, so the GPU's node is unknown (noted) rather than the read blocking forever or failing whole.
+    root = render(DGX)
+    path = root / GPU5 / "numa_node"
+    path.unlink()
+    if how == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/null")
+
+    topology = SysfsTopology(root=root).read()
+
+    gpu5 = topology.gpu(5)
+    assert gpu5 is not None and gpu5.numa_node is None
+    assert codes(gpu5.notes) == ("sysfs_gpu_node_unknown",)
 
 
 def test_a_thread_status_whose_tgid_is_not_a_number_is_a_typed_error(render):

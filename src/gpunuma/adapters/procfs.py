@@ -5,9 +5,7 @@ Every function takes the filesystem ``root`` (``/`` on a live system, a rendered
 
 from __future__ import annotations
 
-import errno
 import os
-import stat
 
 from gpunuma.core.cpuset import BLANK, NODE_LIMIT, CpuSet, parse_ids
 from gpunuma.core.numbers import decimal, hexadecimal
@@ -39,7 +37,8 @@ def read_text(path: str | Path) -> str | None:
     Uses raw ``os`` calls: sysfs reads are many and tiny, and the buffered-text layer costs more than the read.
     """
     try:
-        # O_NONBLOCK: a FIFO in a captured tree must not block the reader forever (kernel files ignore it).
+        # O_NONBLOCK: a FIFO in a captured tree reads as empty (no value, as a file masked with /dev/null)
+        # instead of blocking the reader forever; kernel files ignore the flag.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except (FileNotFoundError, NotADirectoryError, ProcessLookupError):
         return None
@@ -47,9 +46,6 @@ def read_text(path: str | Path) -> str | None:
         raise SysfsReadError(path, err) from err
     try:
         data = os.read(fd, _CHUNK)
-        if not data and not stat.S_ISREG(os.fstat(fd).st_mode):
-            # Kernel files are regular files; a FIFO, socket or device in one's place holds no value.
-            raise SysfsReadError(path, OSError(errno.EINVAL, "not a regular file"))
         if len(data) == _CHUNK:
             parts = [data]
             total = len(data)

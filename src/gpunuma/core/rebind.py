@@ -34,8 +34,15 @@ class OwnBinding(Value):
 
 
 def holds_own(allowed: Allowed, own: OwnBinding | None) -> bool:
-    """Whether the process still holds the CPUs gpunuma set (so nobody narrowed it since)."""
-    return own is not None and allowed.affinity == own.cpus
+    """Whether the process still holds what gpunuma set, CPUs and memory policy both (so nobody narrowed it since).
+
+    The policy matters as much as the CPUs: a child a bound process starts under ``numactl --membind`` on the
+    same CPUs inherits the record, but its CPUs are the user's choice now, made together with that policy.
+    """
+    if own is None or allowed.affinity != own.cpus:
+        return False
+    held = own.mempolicy if own.mempolicy is not None else own.mempolicy_before
+    return allowed.mempolicy == held
 
 
 def as_before(allowed: Allowed, own: OwnBinding | None, *, cpuset_from_affinity: bool) -> Allowed:
