@@ -271,15 +271,35 @@ class TestThreadsForChildren:
     """OMP_NUM_THREADS: a process's part of CPUs the processes of several GPUs are planned on, one per GPU."""
 
     @pytest.mark.parametrize(
-        ("name", "gpu", "threads", "local"),
-        [("dgx-h100", 5, 28, 4), ("dgx-a100", 0, 16, 2), ("gb200", 2, 36, 2)],
+        ("name", "gpu", "policy", "threads", "sharing"),
+        [
+            ("dgx-h100", 5, {}, 28, 4),
+            ("dgx-a100", 0, {}, 16, 2),
+            ("gb200", 2, {}, 36, 2),
+            # The cgroup allows node 0 only: GPUs 4-7 fall back to it too, so eight processes share 96 CPUs.
+            ("container-dgx-h100", 5, {}, 12, 8),
+            # GPUs report socket-wide local CPUs, but two are planned on node 0 itself.
+            ("snc-socket-affinity", 0, {}, 24, 2),
+            # No locality reported: spread two GPUs to a node.
+            ("cloud-vm", 0, {"spread_unknown": True}, 4, 2),
+            ("snc", 3, {"cpu_scope": CpuScope.SOCKET}, 24, 4),
+        ],
     )
-    def test_node_scope_divides_the_node_among_its_gpus(self, name, gpu, threads, local) -> None:
-        got = plan(name, gpu)
+    def test_the_planned_cpus_are_divided_among_the_gpus_planned_on_them(
+        self, name, gpu, policy, threads, sharing
+    ) -> None:
+        got = plan(name, gpu, **policy)
 
         assert got.threads == threads and got.env()["OMP_NUM_THREADS"] == str(threads)
         (shared,) = with_code(got.reasons, "threads_shared")
-        assert shared.values == {"threads": threads, "cpus": len(got.cpus), "gpus": local, "mine": 1}
+        assert shared.values == {"threads": threads, "cpus": len(got.cpus), "gpus": sharing, "mine": 1}
+
+    @pytest.mark.parametrize(("name", "gpu"), [("gh200", 0), ("snc-socket-affinity", 4)])
+    def test_a_process_alone_on_its_cpus_keeps_one_thread_per_cpu(self, name, gpu) -> None:
+        got = plan(name, gpu)
+
+        assert got.threads is None and not with_code(got.reasons, "threads_shared")
+        assert got.env()["OMP_NUM_THREADS"] == str(len(got.cpus))
 
     def test_a_process_owning_every_gpu_of_its_cpus_gets_one_thread_per_cpu(self) -> None:
         got = plan_binding(DGX_TOPOLOGY, [4, 5, 6, 7], DGX.allowed())
@@ -293,7 +313,10 @@ class TestThreadsForChildren:
 
         assert got.threads is None and got.env()["OMP_NUM_THREADS"] == str(len(got.cpus))
 
-    def test_a_machine_with_one_gpu_per_node_keeps_every_cpu(self) -> None:
-        got = plan("gh200", 0)
 
-        assert got.threads is None and not with_code(got.reasons, "threads_shared")
+    def test_a_report_bound_to_fewer_cpus_never_hands_down_more_threads_than_cpus(self) -> None:
+        planned = plan("dgx-h100", 5)  # 28 threads planned
+        fewer = CpuSet.parse_list("56-59")
+        bound = BindingReport(planned, True, "simulated", fewer, "preferred", (1,), ())
+
+        assert planned.threads == 28 and bound.env()["OMP_NUM_THREADS"] == "4"

@@ -47,7 +47,7 @@ def child_env(
     """
     env: dict[str, str] = {}
     if cpus:
-        env["OMP_NUM_THREADS"] = str(threads if threads else len(cpus))
+        env["OMP_NUM_THREADS"] = str(min(threads, len(cpus)) if threads else len(cpus))
         env["OMP_PLACES"] = omp_places(cpus)
         env["OMP_PROC_BIND"] = "close"
         if nodes:

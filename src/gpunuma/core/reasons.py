@@ -248,7 +248,7 @@ TEMPLATES: Mapping[str, str] = {
     "libnuma_not_used": "libnuma not used ({error}); bound through raw syscalls",
     "get_mempolicy_refused": "get_mempolicy refused ({errno}): memory policy left alone",
     "threads_shared": (
-        "OMP_NUM_THREADS={threads} for children: these {cpus} CPUs are local to {gpus} GPUs, one process each,"
+        "OMP_NUM_THREADS={threads} for children: {gpus} GPUs are planned on these {cpus} CPUs, one process each,"
         " and this process has {mine} of them"
     ),
     "no_preferred_many": (

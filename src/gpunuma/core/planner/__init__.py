@@ -135,8 +135,9 @@ def _placed(
     from gpunuma.core.planner.locality import gpu_nodes
     from gpunuma.core.planner.placement import place_gpus
 
-    # Exclusive and cache scopes rank every GPU on a node; the others need only this process's GPUs.
-    every_gpu = policy.cpu_scope in (CpuScope.EXCLUSIVE, CpuScope.CACHE)
+    # Exclusive and cache scopes rank every GPU on a node, and node and socket scopes count the GPUs planned on
+    # the same CPUs (the children's thread count); a share of the CPUs needs only this process's GPUs.
+    every_gpu = policy.share is None or policy.cpu_scope in (CpuScope.EXCLUSIVE, CpuScope.CACHE)
     choices = gpu_nodes(topology, policy, None if every_gpu else [gpu.index for gpu in owned])
     return choices, place_gpus(topology, choices, allowed, policy)
 
@@ -229,7 +230,7 @@ def plan_binding(
     memory = plan_memory(topology, nodes, allowed, policy.memory, override=policy.override_affinity)
     if explicit is None and _changes_nothing(topology, cpus, memory.policy, memory.nodes):
         return no_binding(Reason.of("spans_everything", nodes=node_list(nodes), cpus=str(cpus)))
-    threads = _threads(topology, owned, cpus, reasons, policy) if explicit is None else None
+    threads = _threads(owned, nodes, cpus, placements, reasons, policy) if explicit is None else None
     return BindingPlan(
         gpus=tuple(gpu.index for gpu in owned),
         nodes=nodes,
@@ -244,30 +245,30 @@ def plan_binding(
     )
 
 
-def _threads(topology: Topology, owned: Sequence[Gpu], cpus: CpuSet, reasons: list[str], policy: Policy) -> int | None:
+def _threads(
+    owned: Sequence[Gpu],
+    nodes: tuple[int, ...],
+    cpus: CpuSet,
+    placements: Mapping[int, Placement],
+    reasons: list[str],
+    policy: Policy,
+) -> int | None:
     """This process's part of CPUs that other GPUs' processes are planned on too (node and socket scopes).
 
-    One process per GPU: every GPU local to the planned CPUs (its ``local_cpus`` meet them, or without
-    those its node's CPUs do) gets the same number of threads, so four processes on a 112-CPU node run 28
-    each, not 112 each. Scopes that split the CPUs already (exclusive, cache, a share) give None.
+    One process per GPU: every GPU placed on the planned nodes (rule 5's fallback included) gets the same
+    number of threads, so four processes on a 112-CPU node run 28 each, not 112 each. Scopes that split the
+    CPUs already (exclusive, cache, a share) give None, as does a process alone on its CPUs.
     """
     if policy.share is not None or policy.cpu_scope not in (CpuScope.NODE, CpuScope.SOCKET) or not owned:
         return None
-    local = [gpu for gpu in topology.gpus if _near(topology, gpu, cpus)]
-    mine = sum(1 for gpu in owned if gpu in local) or 1
-    if len(local) <= mine:
+    planned = set(nodes)
+    sharing = sum(1 for place in placements.values() if place.node in planned)
+    mine = sum(1 for gpu in owned if gpu.index in placements and placements[gpu.index].node in planned) or 1
+    if sharing <= mine:
         return None
-    threads = max(1, len(cpus) * mine // len(local))
-    reasons.append(Reason.of("threads_shared", threads=threads, cpus=len(cpus), gpus=len(local), mine=mine))
+    threads = max(1, len(cpus) * mine // sharing)
+    reasons.append(Reason.of("threads_shared", threads=threads, cpus=len(cpus), gpus=sharing, mine=mine))
     return threads
-
-
-def _near(topology: Topology, gpu: Gpu, cpus: CpuSet) -> bool:
-    """Whether ``gpu`` is local to some of ``cpus``: by its ``local_cpus``, else by its node's CPUs."""
-    if gpu.local_cpus:
-        return not gpu.local_cpus.isdisjoint(cpus)
-    node = topology.node(gpu.numa_node) if gpu.numa_node is not None else None
-    return node is not None and not node.cpus.isdisjoint(cpus)
 
 
 def _changes_nothing(
