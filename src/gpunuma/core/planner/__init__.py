@@ -135,9 +135,8 @@ def _placed(
     from gpunuma.core.planner.locality import gpu_nodes
     from gpunuma.core.planner.placement import place_gpus
 
-    # Exclusive and cache scopes rank every GPU on a node, and node and socket scopes count the GPUs planned on
-    # the same CPUs (the children's thread count); a share of the CPUs needs only this process's GPUs.
-    every_gpu = policy.share is None or policy.cpu_scope in (CpuScope.EXCLUSIVE, CpuScope.CACHE)
+    # Exclusive and cache scopes rank every GPU on a node; the others need only this process's GPUs.
+    every_gpu = policy.cpu_scope in (CpuScope.EXCLUSIVE, CpuScope.CACHE)
     choices = gpu_nodes(topology, policy, None if every_gpu else [gpu.index for gpu in owned])
     return choices, place_gpus(topology, choices, allowed, policy)
 
@@ -230,7 +229,7 @@ def plan_binding(
     memory = plan_memory(topology, nodes, allowed, policy.memory, override=policy.override_affinity)
     if explicit is None and _changes_nothing(topology, cpus, memory.policy, memory.nodes):
         return no_binding(Reason.of("spans_everything", nodes=node_list(nodes), cpus=str(cpus)))
-    threads = _threads(owned, nodes, cpus, placements, reasons, policy) if explicit is None else None
+    threads = _threads(topology, owned, nodes, cpus, allowed, placements, reasons, policy) if explicit is None else None
     return BindingPlan(
         gpus=tuple(gpu.index for gpu in owned),
         nodes=nodes,
@@ -246,9 +245,11 @@ def plan_binding(
 
 
 def _threads(
+    topology: Topology,
     owned: Sequence[Gpu],
     nodes: tuple[int, ...],
     cpus: CpuSet,
+    allowed: Allowed,
     placements: Mapping[int, Placement],
     reasons: list[str],
     policy: Policy,
@@ -262,13 +263,41 @@ def _threads(
     if policy.share is not None or policy.cpu_scope not in (CpuScope.NODE, CpuScope.SOCKET) or not owned:
         return None
     planned = set(nodes)
-    sharing = sum(1 for place in placements.values() if place.node in planned)
-    mine = sum(1 for gpu in owned if gpu.index in placements and placements[gpu.index].node in planned) or 1
+    every = _placed_nodes(topology, allowed, placements, policy)
+    sharing = sum(1 for node in every.values() if node in planned)
+    mine = sum(1 for gpu in owned if every.get(gpu.index) in planned) or 1
     if sharing <= mine:
         return None
     threads = max(1, len(cpus) * mine // sharing)
     reasons.append(Reason.of("threads_shared", threads=threads, cpus=len(cpus), gpus=sharing, mine=mine))
     return threads
+
+
+def _placed_nodes(
+    topology: Topology, allowed: Allowed, placements: Mapping[int, Placement], policy: Policy
+) -> dict[int, int | None]:
+    """The node every GPU's process is planned on: ``placements`` where made, else rules 1 and 5 for the rest.
+
+    A GPU on its own allowed node with CPUs (the common case) is settled directly; only the others (unknown,
+    CPU-less or disallowed nodes) go through the full rules, whose reasons this plan does not keep.
+    """
+    found: dict[int, int | None] = {index: place.node for index, place in placements.items()}
+    rest = []
+    for gpu in topology.gpus:
+        if gpu.index in found:
+            continue
+        node = topology.node(gpu.numa_node) if gpu.numa_node is not None else None
+        if node is not None and node.has_cpus and not node.cpus.isdisjoint(allowed.cpus):
+            found[gpu.index] = node.id
+        else:
+            rest.append(gpu.index)
+    if rest:
+        from gpunuma.core.planner.locality import gpu_nodes
+        from gpunuma.core.planner.placement import place_gpus
+
+        choices = gpu_nodes(topology, policy, rest)
+        found.update({index: place.node for index, place in place_gpus(topology, choices, allowed, policy).items()})
+    return found
 
 
 def _changes_nothing(
