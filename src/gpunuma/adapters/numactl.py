@@ -12,9 +12,7 @@ import subprocess
 
 from gpunuma import logs
 from gpunuma.core.cpuset import node_list
-from gpunuma.core.kernel_policy import PREFERRED_MANY_SINCE, Mode, kernel_policy, release_at_least
-from gpunuma.core.policy import MemoryPolicy
-from gpunuma.core.reasons import Reason
+from gpunuma.core.kernel_policy import PREFERRED_MANY_SINCE, Mode, planned_policy, release_at_least
 from gpunuma.errors import LibraryNotFoundError
 
 TYPE_CHECKING = False
@@ -65,13 +63,11 @@ class NumactlLauncher:
         return f"--physcpubind={plan.cpus.to_list()}"
 
     def _memory_option(self, plan: BindingPlan) -> list[str]:
-        many = plan.memory_policy is MemoryPolicy.PREFERRED and len(plan.memory_nodes) > 1
-        wanted = kernel_policy(plan.memory_policy, plan.memory_nodes, preferred_many=not many or self._many())
+        wanted, narrowed = planned_policy(plan.memory_policy, plan.memory_nodes, preferred_many=self._many)
         if wanted is None:
             return []
-        if many and wanted.mode is not Mode.PREFERRED_MANY:
-            logs.warning("gpunuma: %s", Reason.of("no_preferred_many", node=node_list(wanted.nodes),
-                                                   nodes=node_list(plan.memory_nodes)))
+        if narrowed is not None:
+            logs.warning("gpunuma: %s", narrowed)
         return [f"{_MEMORY_OPTIONS[wanted.mode]}={node_list(wanted.nodes)}"]
 
     def _many(self) -> bool:

@@ -17,7 +17,7 @@ from gpunuma.adapters.kernel_view import read_kernel_view
 from gpunuma.adapters.mempolicy import MempolicySyscalls, known_nodes
 from gpunuma.adapters.threads import ThreadBindError, bind_threads, restore_threads
 from gpunuma.core.cpuset import CpuSet, node_list
-from gpunuma.core.kernel_policy import PREFERRED_MANY_SINCE, Mempolicy, Mode, kernel_policy, release_at_least
+from gpunuma.core.kernel_policy import PREFERRED_MANY_SINCE, Mempolicy, Mode, planned_policy, release_at_least
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import MemoryPolicy
 from gpunuma.core.readback import compare
@@ -58,18 +58,12 @@ def kernel_at_least(version: tuple[int, int], release: str | None = None) -> boo
 
 
 def _planned_policy(plan: BindingPlan) -> tuple[Mempolicy | None, str | None]:
-    """The kernel policy to set for ``plan``, and a note when it had to be narrowed."""
-    if plan.memory_policy is MemoryPolicy.NONE or not plan.memory_nodes:
+    """The kernel policy to set for ``plan``, and a note when this kernel made it narrower."""
+    if not plan.memory_nodes:
         return None, None
-    many = plan.memory_policy is MemoryPolicy.PREFERRED and len(plan.memory_nodes) > 1
-    wanted = kernel_policy(
-        plan.memory_policy,
-        plan.memory_nodes,
-        preferred_many=not many or kernel_at_least(PREFERRED_MANY_SINCE),
+    return planned_policy(
+        plan.memory_policy, plan.memory_nodes, preferred_many=lambda: kernel_at_least(PREFERRED_MANY_SINCE)
     )
-    if wanted is None or wanted.nodes == tuple(sorted(plan.memory_nodes)):
-        return wanted, None
-    return wanted, Reason.of("no_preferred_many", node=node_list(wanted.nodes), nodes=node_list(plan.memory_nodes))
 
 
 def _set_memory(wanted: Mempolicy, setter: MemorySetter, saved: Mempolicy) -> str | None:

@@ -13,7 +13,9 @@ from gpunuma.core.value import Choice, Value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
+
+    from gpunuma.core.reasons import Reason
 
 
 class Mode(int, Choice):
@@ -91,6 +93,24 @@ def kernel_policy(memory: MemoryPolicy, nodes: Sequence[int], *, preferred_many:
     if preferred_many:
         return Mempolicy(Mode.PREFERRED_MANY, ordered)
     return Mempolicy(Mode.PREFERRED, (nodes[0],))
+
+
+def planned_policy(
+    memory: MemoryPolicy, nodes: Sequence[int], *, preferred_many: Callable[[], bool]
+) -> tuple[Mempolicy | None, Reason | None]:
+    """The kernel policy that carries out ``memory`` on ``nodes`` here, and the reason when it had to be narrowed.
+
+    ``preferred_many`` says whether this host takes MPOL_PREFERRED_MANY (the kernel for a binder, numactl too for
+    a launcher); it is asked only for a "preferred" plan over several nodes. Where it is False, the first
+    planned node alone is preferred (:func:`kernel_policy`), with a ``no_preferred_many`` reason.
+    """
+    many = memory is MemoryPolicy.PREFERRED and len(nodes) > 1
+    wanted = kernel_policy(memory, nodes, preferred_many=not many or preferred_many())
+    if wanted is None or not many or wanted.mode is Mode.PREFERRED_MANY:
+        return wanted, None
+    from gpunuma.core.reasons import Reason
+
+    return wanted, Reason.of("no_preferred_many", node=node_list(wanted.nodes), nodes=node_list(nodes))
 
 
 def modes_for(memory: MemoryPolicy) -> frozenset[Mode]:
