@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import ctypes
-import json
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gpunuma.adapters.archive import NVML_RECORD, find_root, unpack
+from gpunuma.adapters.nvml_record import MAX_BYTES, parse_record
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.pci import normalize_bus_id
 from gpunuma.errors import CpuSetParseError, SnapshotError
@@ -84,7 +84,7 @@ class Snapshot:
     # -- the simulated machine -----------------------------------------------------------------------
     @cached_property
     def _devices(self) -> tuple[tuple[GpuSpec, Mapping[str, Any]], ...]:
-        return tuple((_spec(self.name, gpu), gpu) for gpu in _gpu_records(self.record, self.root))
+        return tuple((_spec(gpu), gpu) for gpu in _gpu_records(self.record))
 
     def sorted_gpus(self) -> tuple[GpuSpec, ...]:
         """NVML's GPUs in its index order, as :class:`~gpunuma_fakes.nvml.FakeNvml` enumerates them."""
@@ -148,34 +148,29 @@ def load_snapshot(path: str | Path, into: str | Path | None = None) -> Snapshot:
 
 
 def _read_record(root: Path) -> Mapping[str, Any]:
+    """The snapshot's ``nvml.json``, every field checked (:func:`gpunuma.adapters.nvml_record.parse_record`)."""
     path = root / NVML_RECORD
     if not path.is_file():
         return {"error": "NVMLError_LibraryNotFound: the snapshot holds no NVML record"}
     try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise SnapshotError(f"{path}: not a JSON record of NVML's answers: {err}") from err
-    if not isinstance(record, dict):
-        raise SnapshotError(f"{path}: not a JSON object")
-    return record
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_BYTES + 1)
+    except OSError as err:
+        raise SnapshotError(f"{path}: cannot read the record of NVML's answers: {err.strerror or err}") from err
+    return parse_record(data, str(path))
 
 
-def _gpu_records(record: Mapping[str, Any], root: Path) -> list[Mapping[str, Any]]:
+def _gpu_records(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The GPUs NVML gave a handle for, in its index order (the record was checked: each index is 0..N-1, once)."""
     if "error" in record:
         return []
-    gpus = record.get("gpus", [])
-    if not isinstance(gpus, list) or not all(isinstance(gpu, dict) for gpu in gpus):
-        raise SnapshotError(f"{root / NVML_RECORD}: 'gpus' is not a list of objects")
-    return sorted((gpu for gpu in gpus if "handle_error" not in gpu), key=lambda gpu: int(gpu.get("index", 0)))
+    return sorted((gpu for gpu in record.get("gpus", []) if "handle_error" not in gpu), key=lambda gpu: gpu["index"])
 
 
-def _spec(host: str, gpu: Mapping[str, Any]) -> GpuSpec:
+def _spec(gpu: Mapping[str, Any]) -> GpuSpec:
     """The device as FakeNvml enumerates it; its locality answers come from the record (RecordedNvml)."""
-    try:
-        bus = normalize_bus_id(str(gpu["bus_id"])) if "bus_id" in gpu else _NO_BUS
-        migs = tuple(str(uuid) for uuid in gpu.get("mig_devices", ()))
-    except (ValueError, TypeError) as err:
-        raise SnapshotError(f"{host}: GPU record {gpu.get('index')!r} is malformed: {err}") from err
+    bus = normalize_bus_id(gpu["bus_id"]) if "bus_id" in gpu else _NO_BUS
+    migs = tuple(gpu.get("mig_devices", ()))
     return GpuSpec(bus_id=bus, uuid=str(gpu.get("uuid", "")), sysfs_numa_node=-1, name=str(gpu.get("name", "")),
                    mig_uuids=migs)
 

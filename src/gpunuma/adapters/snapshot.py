@@ -18,7 +18,8 @@ What it holds, and nothing else (no environment, no other process, no command li
   ``dev/kfd``, ``dev/dri/renderDN``, as empty files: a container holds only its own) and each
   PCI function's ``drm/renderDN/dev``;
 * ``nvml.json``: per GPU, what NVML answered (index, UUID, bus id, NUMA node id or its error,
-  CPU and memory affinity, MIG devices), or why NVML did not start;
+  CPU and memory affinity, MIG devices), or why NVML did not start (its format, and the check a replay
+  makes of every field: :mod:`gpunuma.adapters.nvml_record`);
 * ``gpunuma.json``: the format version, the gpunuma version, the kernel release, unreadable files.
 
 The layout is that of ``hwloc-gather-topology``: one top folder holding ``sys/`` and ``proc/``.
