@@ -8,7 +8,7 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-#: The downstream test fakes/README.md shows (under ten lines).
+#: The downstream test docs/testing.md shows (under ten lines).
 DOWNSTREAM = """
 import pytest
 from gpunuma import bind_to_gpu

@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # gpunuma exec parses its own options: argparse, json and log
     from typing import Any, NoReturn
 
 class ExitCode(int, Choice):
-    """Every exit status of the ``gpunuma`` command, in one place (the README's "Exit codes" lists them).
+    """Every exit status of the ``gpunuma`` command, in one place (docs/cli.md lists them).
 
     Commands that add a status add it here, with a number not used before.
     """

@@ -184,7 +184,7 @@ class Topology(Value):
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        """The stable JSON shape of ``gpunuma topo --json`` (documented in the README)."""
+        """The stable JSON shape of ``gpunuma topo --json`` (documented in docs/cli.md)."""
         from gpunuma.core.pcie import nearest_nics, nic_dict  # pcie builds on this module
 
         return {

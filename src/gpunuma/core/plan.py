@@ -82,7 +82,7 @@ class BindingPlan(Value):
         return f"NUMA node {nodes}, CPUs {self.cpus.to_list()}, memory {memory}"
 
     def to_dict(self) -> dict[str, Any]:
-        """The stable JSON shape of ``gpunuma plan --json`` (documented in the README)."""
+        """The stable JSON shape of ``gpunuma plan --json`` (documented in docs/cli.md)."""
         from gpunuma.core.pcie import nic_dict
 
         return {
