@@ -22,12 +22,12 @@ from harness import Tree
 #: The packages the wheel ships (``[tool.setuptools.packages.find]`` in pyproject.toml).
 PACKAGES = ("src/gpunuma", "fakes/gpunuma_fakes")
 
-#: pip's console-script template (distlib's ``ScriptMaker``) for ``gpunuma = "gpunuma.cli:main"``.
+#: pip's console-script template (distlib's ``ScriptMaker``) for ``gpunuma = "gpunuma.tools.cli:main"``.
 SCRIPT = """#!{python}
 # -*- coding: utf-8 -*-
 import re
 import sys
-from gpunuma.cli import main
+from gpunuma.tools.cli import main
 if __name__ == '__main__':
     sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])
     sys.exit(main())

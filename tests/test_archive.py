@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from gpunuma.adapters import archive
-from gpunuma.adapters.archive import open_tree, unpack
 from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.core.reasons import with_code
 from gpunuma.errors import SnapshotError
+from gpunuma.tools import archive
+from gpunuma.tools.archive import open_tree, unpack
 from gpunuma_fakes import machine, render_sysfs
 
 

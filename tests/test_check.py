@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from gpunuma.adapters.sysfs import SysfsTopology
-from gpunuma.check import Verdict, check_process
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.reasons import Reason
+from gpunuma.tools.check import Verdict, check_process
 from gpunuma_fakes import machine
 from gpunuma_fakes.render import PID
 
@@ -197,7 +197,7 @@ def test_the_text_output_shows_each_note_rendered_from_its_code(render, env, cod
 def test_check_json_carries_each_note_as_text_and_as_data_like_the_plan_s_reasons(render, capsys):
     import json
 
-    from gpunuma.cli import ExitCode, main
+    from gpunuma.tools.cli import ExitCode, main
 
     root = render(machine("dgx-h100"))
     _with_environ(root, CUDA_VISIBLE_DEVICES="5", GPUNUMA_MEMORY="lots", GPUNUMA_BIND="0")
@@ -231,7 +231,7 @@ def test_a_worker_started_with_a_share_checks_against_that_share(render):
 def test_the_check_command_takes_share_and_reserve_flags_over_the_process_s_variables(render, capsys):
     import json
 
-    from gpunuma.cli import ExitCode, main
+    from gpunuma.tools.cli import ExitCode, main
 
     root = render(machine("dgx-h100"))
     _with_environ(root, CUDA_VISIBLE_DEVICES="5", GPUNUMA_SHARE="0/2")

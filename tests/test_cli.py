@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from gpunuma.cli import ExitCode, main
+from gpunuma.tools.cli import ExitCode, main
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -226,7 +226,7 @@ EXEC_LINES = [
 
 @pytest.mark.parametrize("argv", EXEC_LINES, ids=" ".join)
 def test_exec_reads_its_options_as_argparse_does_without_building_the_parser(argv):
-    from gpunuma.cli import _exec_args, build_parser
+    from gpunuma.tools.cli import _exec_args, build_parser
 
     fast, slow = vars(_exec_args(argv)), vars(build_parser().parse_args(argv))
     assert fast == slow
@@ -239,7 +239,7 @@ def test_exec_reads_its_options_as_argparse_does_without_building_the_parser(arg
     ids=" ".join,
 )
 def test_anything_unusual_goes_to_argparse_for_its_help_and_errors(argv):
-    from gpunuma.cli import _exec_args
+    from gpunuma.tools.cli import _exec_args
 
     assert _exec_args(argv) is None
 
@@ -252,7 +252,7 @@ def test_a_bad_exec_option_is_argparse_s_usage_error(capsys):
 _EXEC_PROBE = """
 import sys
 sys.path[:0] = {paths!r}
-from gpunuma.cli import main
+from gpunuma.tools.cli import main
 main(["exec", "--dry-run", "--node", "0", "--", "true"])
 print(",".join(sorted(m for m in ("argparse", "logging", "json", "typing", "dataclasses") if m in sys.modules)))
 """

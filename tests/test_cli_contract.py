@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from gpunuma.cli import ExitCode, main
+from gpunuma.tools.cli import ExitCode, main
 
 RAN = "print('ran')"
 
@@ -77,7 +77,7 @@ def test_exec_of_a_command_that_cannot_run_is_one_line_and_the_shell_s_status(tm
     ("command", "code"), [("/nonexistent/tool", ExitCode.NOT_FOUND), ("/", ExitCode.NOT_EXECUTABLE)]
 )
 def test_the_launch_module_reports_a_command_that_cannot_run_like_exec(command, code):
-    done = gpunuma("--cpus=0", "--nodes=0", "--", command, module="gpunuma.launch")
+    done = gpunuma("--cpus=0", "--nodes=0", "--", command, module="gpunuma.tools.launch")
 
     assert done.returncode == code and one_line(done.stderr)
 
@@ -88,10 +88,10 @@ def test_the_launch_module_reports_a_command_that_cannot_run_like_exec(command, 
     ids=["nothing", "no command", "empty command", "bad cpulist", "bad memory"],
 )
 def test_misusing_the_launch_module_is_a_usage_error_without_a_traceback(argv):
-    done = gpunuma(*argv, module="gpunuma.launch")
+    done = gpunuma(*argv, module="gpunuma.tools.launch")
 
     assert done.returncode == ExitCode.USAGE and "Traceback" not in done.stderr
-    assert done.stderr.splitlines()[-1].startswith("python -m gpunuma.launch: error: ")
+    assert done.stderr.splitlines()[-1].startswith("python -m gpunuma.tools.launch: error: ")
 
 
 # -- strict: never run unbound ------------------------------------------------------------------------------
@@ -319,7 +319,7 @@ def test_a_path_through_a_file_is_not_executable_as_in_a_shell(tmp_path):
     ids=["bad node list", "empty cpus", "memory without nodes"],
 )
 def test_the_launch_module_names_the_option_that_is_wrong(argv, option):
-    done = gpunuma(*argv, module="gpunuma.launch")
+    done = gpunuma(*argv, module="gpunuma.tools.launch")
 
     assert done.returncode == ExitCode.USAGE and f"argument {option}" in done.stderr.splitlines()[-1]
 
@@ -415,7 +415,7 @@ CHILD_BINDS = (
 def test_a_program_started_bound_by_gpunuma_knows_the_binding_is_gpunuma_s_own():
     first = min(os.sched_getaffinity(0))
     done = gpunuma(f"--cpus={first}", "--nodes=0", "--memory=preferred", "--memory-nodes=0", "--",
-                   sys.executable, "-c", CHILD_BINDS, module="gpunuma.launch")
+                   sys.executable, "-c", CHILD_BINDS, module="gpunuma.tools.launch")
 
     assert done.returncode == 0, done.stderr
     bound, codes = json.loads(done.stdout)
@@ -467,14 +467,14 @@ if __name__ == "__main__":
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="a narrowed affinity needs two CPUs to differ")
 @pytest.mark.parametrize("launched", [False, True], ids=["bound in-process", "rebound in a launched program"])
 def test_a_worker_spawned_by_a_bound_process_rebinds_for_its_own_gpu(tmp_path, launched):
-    # Launched: `gpunuma.launch --cpus=first` handed GPUNUMA_OWN for `first`; the program then rebinds to
+    # Launched: `gpunuma.tools.launch --cpus=first` handed GPUNUMA_OWN for `first`; the program then rebinds to
     # `other` in-process, so the record it hands its workers must say `other`, not the launcher's `first`.
     first, other = sorted(os.sched_getaffinity(0))[:2]
     script = tmp_path / "parent.py"
     script.write_text(SPAWNING_PARENT)
     command = [sys.executable, str(script), str(other)]
     if launched:
-        command = [sys.executable, "-m", "gpunuma.launch", f"--cpus={first}", "--nodes=0", "--", *command]
+        command = [sys.executable, "-m", "gpunuma.tools.launch", f"--cpus={first}", "--nodes=0", "--", *command]
     done = subprocess.run(command, capture_output=True, text=True, env=clean_env(), timeout=120)
 
     assert done.returncode == 0, done.stderr

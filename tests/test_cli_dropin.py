@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from gpunuma.cli import ExitCode, main
+from gpunuma.tools.cli import ExitCode, main
 from gpunuma_fakes import machine, render_sysfs
 from gpunuma_fakes.render import PID
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gpunuma.cli import ExitCode, main
+from gpunuma.tools.cli import ExitCode, main
 
 DATA = Path(__file__).parent / "data"
 H200X2 = str(DATA / "h200x2.tar.gz")

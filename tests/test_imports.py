@@ -6,6 +6,7 @@ import ast
 import importlib.metadata
 import inspect
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ import gpunuma.errors
 
 _PROBE = """
 import json, sys
-import gpunuma, gpunuma.api, gpunuma.cli, gpunuma.integrations.ray, gpunuma_fakes
+import gpunuma, gpunuma.api, gpunuma.tools.cli, gpunuma.integrations.ray, gpunuma_fakes
 [getattr(gpunuma, name) for name in gpunuma.__all__]  # every lazy public name resolves
 print(json.dumps({name: name in sys.modules for name in ("ray", "pynvml")}))
 """
@@ -26,6 +27,17 @@ print(json.dumps({name: name in sys.modules for name in ("ray", "pynvml")}))
 def test_importing_the_library_loads_neither_ray_nor_pynvml():
     out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == {"ray": False, "pynvml": False}
+
+
+def test_binding_loads_none_of_the_tools():
+    # The bind path of every worker: the command, check, snapshots, captured trees and the launch child stay out.
+    probe = (
+        "import json, sys, gpunuma; gpunuma.bind_to_node(0); "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('gpunuma.tools', 'gpunuma_fakes')))))"
+    )
+    env = {key: value for key, value in os.environ.items() if not key.startswith("GPUNUMA_")}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env).stdout
+    assert json.loads(out) == []
 
 
 def test_unknown_attributes_raise_attribute_error():

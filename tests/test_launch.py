@@ -15,12 +15,12 @@ import pytest
 from gpunuma.adapters.numactl import NumactlLauncher
 from gpunuma.adapters.syscall import SyscallBinder
 from gpunuma.api import apply_plan
-from gpunuma.cli import ExitCode
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import MemoryPolicy
 from gpunuma.errors import UnknownSourceError
 from gpunuma.launch import bound_command, exec_argv, run_bound, start_bound_process
+from gpunuma.tools.cli import ExitCode
 from gpunuma_fakes import machine
 
 ALLOWED = frozenset(os.sched_getaffinity(0))
@@ -47,7 +47,7 @@ def test_exec_bound_binds_then_execs_and_the_new_program_inherits_both() -> None
 def test_exec_argv_carries_the_plan_without_a_shell_or_script() -> None:
     argv = exec_argv(plan(MemoryPolicy.PREFERRED), ["python", "app.py", "--flag"])
 
-    assert argv == [sys.executable, "-m", "gpunuma.launch", f"--cpus={CPU}", "--nodes=0", "--memory=preferred",
+    assert argv == [sys.executable, "-m", "gpunuma.tools.launch", f"--cpus={CPU}", "--nodes=0", "--memory=preferred",
                     "--memory-nodes=0", "--", "python", "app.py", "--flag"]
 
 

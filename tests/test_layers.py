@@ -34,8 +34,8 @@ def test_the_core_imports_nothing_that_touches_the_machine():
 
 
 def test_the_core_imports_no_adapter_and_no_entry_point():
-    outward = ("gpunuma.adapters", "gpunuma.api", "gpunuma.cli", "gpunuma.compose", "gpunuma.settings",
-               "gpunuma.launch", "gpunuma.check", "gpunuma.integrations", "gpunuma_fakes")
+    outward = ("gpunuma.adapters", "gpunuma.api", "gpunuma.tools", "gpunuma.compose", "gpunuma.settings",
+               "gpunuma.launch", "gpunuma.integrations", "gpunuma_fakes")
     offenders = []
     for path in (SRC / "core").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -63,7 +63,7 @@ def test_production_code_never_imports_the_fakes():
     assert importers == []  # --simulate reaches them through gpunuma.registry, by name
 
 
-ENTRY_POINTS = ("api.py", "cli.py", "check.py", "launch.py", "integrations/ray.py")
+ENTRY_POINTS = ("api.py", "launch.py", "integrations/ray.py", "tools/cli.py", "tools/check.py", "tools/launch.py")
 
 
 @pytest.mark.parametrize("module", ENTRY_POINTS)
@@ -74,3 +74,28 @@ def test_entry_points_reach_adapters_only_through_the_composition_root(module):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("gpunuma.adapters")
     )
     assert reached == []
+
+
+def test_only_the_tools_import_the_tools():
+    # ``python -m gpunuma`` is the command itself; the package's imports for type checkers run for them alone.
+    importers = sorted(
+        str(path.relative_to(SRC)) for path in SRC.rglob("*.py")
+        if path.parent.name != "tools" and path.name != "__main__.py"
+        and any(name.startswith("gpunuma.tools") for name in _run_time_imports(path))
+    )
+    assert importers == []
+
+
+def _run_time_imports(path: Path) -> set[str]:
+    """Every module ``path`` imports when it runs, by full name; imports for type checkers only are left out."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+            node.body = []
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.update({node.module, *(f"{node.module}.{alias.name}" for alias in node.names)})
+    return names

@@ -11,12 +11,12 @@ import sys
 
 import pytest
 
-from gpunuma.cli import ExitCode, main
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import Share
 from gpunuma.errors import SettingsError
 from gpunuma.launch import exec_argv, start_bound_process
 from gpunuma.settings import Settings
+from gpunuma.tools.cli import ExitCode, main
 from gpunuma_fakes import machine
 
 

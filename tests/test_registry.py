@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from gpunuma.cli import build_parser
 from gpunuma.compose import make_source
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.plan import BindingPlan
@@ -13,6 +12,7 @@ from gpunuma.core.report import BindingReport
 from gpunuma.errors import UnknownSourceError
 from gpunuma.registry import BINDER_NAMES, SOURCE_NAMES, binder_class, topology_source_class
 from gpunuma.settings import Settings, SettingsError
+from gpunuma.tools.cli import build_parser
 from gpunuma_fakes import machine
 from gpunuma_fakes.source import SimulatedTopology
 

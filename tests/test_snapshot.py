@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from gpunuma.adapters.archive import open_tree
 from gpunuma.adapters.auto import AutoTopology
-from gpunuma.adapters.snapshot import record_nvml, write_snapshot
 from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.core.model import Topology
 from gpunuma.core.reasons import with_code
 from gpunuma.errors import SnapshotError
+from gpunuma.tools.archive import open_tree
+from gpunuma.tools.snapshot import record_nvml, write_snapshot
 from gpunuma_fakes import MACHINES, machine
 from gpunuma_fakes.nvml import NVML_ERROR_NO_PERMISSION, FakeNvml
 from gpunuma_fakes.snapshot import load_snapshot

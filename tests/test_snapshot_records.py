@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from gpunuma.adapters.nvml_record import MAX_BYTES, MAX_WORDS
-from gpunuma.adapters.snapshot import write_snapshot
 from gpunuma.api import bind_to_gpu
 from gpunuma.cli import ExitCode, main
 from gpunuma.core.reasons import codes
 from gpunuma.errors import SnapshotError
+from gpunuma.tools.nvml_record import MAX_BYTES, MAX_WORDS
+from gpunuma.tools.snapshot import write_snapshot
 from gpunuma_fakes import machine
 from gpunuma_fakes.nvml import FakeNvml
 from gpunuma_fakes.render import render_sysfs

@@ -11,10 +11,10 @@ import pytest
 
 import gpunuma
 from gpunuma.adapters.sysfs import SysfsTopology
-from gpunuma.cli import ExitCode, main
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.reasons import with_code
 from gpunuma.errors import CpuSetParseError, SysfsFormatError, SysfsReadError, TopologyError, TopologyUnavailableError
+from gpunuma.tools.cli import ExitCode, main
 from gpunuma_fakes import machine
 from gpunuma_fakes.render import PID
 

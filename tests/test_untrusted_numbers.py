@@ -13,10 +13,10 @@ import pytest
 from gpunuma.adapters.static import StaticTopology
 from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.api import bind_to_gpu, bind_to_node, plan_for
-from gpunuma.cli import ExitCode, main
 from gpunuma.core.identity import resolve_gpus, visible_gpus
 from gpunuma.core.numbers import MAX_DIGITS, decimal, hexadecimal
 from gpunuma.errors import GpuResolutionError, InvalidNodeError, SysfsFormatError
+from gpunuma.tools.cli import ExitCode, main
 from gpunuma_fakes import machine
 
 DGX = machine("dgx-h100")

@@ -66,6 +66,6 @@ def _result(tree: Tree, samples: dict[str, list[ProcessTimes]]) -> RowResult:
             "floor_ratio_cpu_paired": floor,
             "over_bare_cpu_ns": stats[EXEC].median_ns - stats[BARE].median_ns,
         },
-        notes=("pip's console script (it imports re) runs `gpunuma.cli:main`, which binds in-process and execs",),
+        notes=("pip's console script (it imports re) runs `gpunuma.tools.cli:main`, which binds in-process and execs",),
         tree=tree.label,
     )

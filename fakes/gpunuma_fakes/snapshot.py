@@ -18,11 +18,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gpunuma.adapters.archive import NVML_RECORD, find_root, unpack
-from gpunuma.adapters.nvml_record import MAX_BYTES, parse_record
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.pci import normalize_bus_id
 from gpunuma.errors import CpuSetParseError, SnapshotError
+from gpunuma.tools.archive import NVML_RECORD, find_root, unpack
+from gpunuma.tools.nvml_record import MAX_BYTES, parse_record
 from gpunuma_fakes.nvml import (
     NVML_AFFINITY_SCOPE_SOCKET,
     NVML_ERROR_FUNCTION_NOT_FOUND,
@@ -148,7 +148,7 @@ def load_snapshot(path: str | Path, into: str | Path | None = None) -> Snapshot:
 
 
 def _read_record(root: Path) -> Mapping[str, Any]:
-    """The snapshot's ``nvml.json``, every field checked (:func:`gpunuma.adapters.nvml_record.parse_record`)."""
+    """The snapshot's ``nvml.json``, every field checked (:func:`gpunuma.tools.nvml_record.parse_record`)."""
     path = root / NVML_RECORD
     if not path.is_file():
         return {"error": "NVMLError_LibraryNotFound: the snapshot holds no NVML record"}

@@ -16,7 +16,6 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from gpunuma.api import apply_plan, bind_to_gpu, bind_to_node, last_report, plan_for
-    from gpunuma.check import CheckResult, Verdict, check_process
     from gpunuma.compose import Options
     from gpunuma.core.cpuset import CpuSet
     from gpunuma.core.model import CacheDomain, Cpu, Gpu, Nic, NumaNode, Topology
@@ -48,6 +47,7 @@ if TYPE_CHECKING:
     )
     from gpunuma.launch import bound_command, exec_argv, exec_bound, run_bound, start_bound_process
     from gpunuma.settings import Settings
+    from gpunuma.tools.check import CheckResult, Verdict, check_process
 
 #: Public name -> module that defines it, imported on first access.
 _EXPORTS = {
@@ -57,9 +57,9 @@ _EXPORTS = {
     "plan_for": "gpunuma.api",
     "apply_plan": "gpunuma.api",
     "last_report": "gpunuma.api",
-    "check_process": "gpunuma.check",
-    "CheckResult": "gpunuma.check",
-    "Verdict": "gpunuma.check",
+    "check_process": "gpunuma.tools.check",
+    "CheckResult": "gpunuma.tools.check",
+    "Verdict": "gpunuma.tools.check",
     "exec_bound": "gpunuma.launch",
     "start_bound_process": "gpunuma.launch",
     "run_bound": "gpunuma.launch",

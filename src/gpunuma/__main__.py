@@ -2,6 +2,6 @@
 
 import sys
 
-from gpunuma.cli import main
+from gpunuma.tools.cli import main
 
 sys.exit(main())

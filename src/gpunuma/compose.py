@@ -22,12 +22,9 @@ from gpunuma.settings import Settings, read_gpu_environment
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: the bind path in every worker skips building the Protocols
     from collections.abc import Collection, Mapping, Sequence
-    from contextlib import AbstractContextManager
     from pathlib import Path
 
-    from gpunuma.adapters.archive import CapturedTree
     from gpunuma.adapters.share_slots import ShareSlots as ShareSlots
-    from gpunuma.adapters.snapshot import SnapshotSummary
     from gpunuma.core.identity import GpuEnvironment
     from gpunuma.core.plan import Allowed, BindingPlan
     from gpunuma.core.ports import Binder, RayLike, TopologySource
@@ -188,13 +185,6 @@ def make_binder(binder: str | Binder | None = None) -> Binder:
     return binder
 
 
-def open_captured_tree(path: str | os.PathLike[str]) -> AbstractContextManager[CapturedTree]:
-    """A captured host's kernel files (a folder, or an archive unpacked while the context lasts)."""
-    from gpunuma.adapters.archive import open_tree
-
-    return open_tree(path)
-
-
 def hand_down_own_binding(*, only_set: bool = False) -> None:
     """Pass gpunuma's own binding of this process to the programs it starts (``GPUNUMA_OWN``), so a
     ``bind_to_*`` there tells it from a ``taskset``/``numactl`` narrowing, as this process would.
@@ -209,20 +199,6 @@ def hand_down_own_binding(*, only_set: bool = False) -> None:
     own = own_binding.current()
     if own is not None or not only_set:
         hand_down(format_record(own) if own is not None else None)
-
-
-def snapshot_suffixes() -> tuple[str, ...]:
-    """The names a ``gpunuma snapshot`` archive may end with (``.tar.gz`` ...)."""
-    from gpunuma.adapters.snapshot import SNAPSHOT_SUFFIXES
-
-    return SNAPSHOT_SUFFIXES
-
-
-def write_snapshot(output: str | os.PathLike[str]) -> SnapshotSummary:
-    """Write this host's kernel files and NVML answers to ``output`` (``gpunuma snapshot``)."""
-    from gpunuma.adapters.snapshot import write_snapshot as write
-
-    return write(output)
 
 
 def process_state(pid: int | str, root: str | Path = "/") -> tuple[KernelView, dict[str, str] | None]:

@@ -164,7 +164,7 @@ class NotBoundError(GpunumaError, RuntimeError):
 
 
 class CommandError(GpunumaError, OSError):
-    """The command to run bound could not be started (``gpunuma exec``, ``python -m gpunuma.launch``).
+    """The command to run bound could not be started (``gpunuma exec``, ``python -m gpunuma.tools.launch``).
 
     ``not_found`` tells "no such program" (the shell's exit 127) from "not executable" (126).
     """

@@ -11,14 +11,11 @@ import errno
 import os
 import sys
 
-from gpunuma.core.cpuset import CpuSet, node_list
+from gpunuma.core.cpuset import node_list
 from gpunuma.core.plan import BindingPlan
-from gpunuma.core.policy import MemoryPolicy
-from gpunuma.core.reasons import Reason
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # gpunuma exec imports this module to exec: multiprocessing and subprocess load where used
-    import argparse
     import multiprocessing
     import subprocess
     from collections.abc import Callable, Mapping, Sequence
@@ -163,14 +160,14 @@ def start_bound_process(
 
 
 def exec_argv(plan: BindingPlan, argv: Sequence[str]) -> list[str]:
-    """``python -m gpunuma.launch ... -- argv``: a child that binds in-process, then execs ``argv``."""
+    """``python -m gpunuma.tools.launch ... -- argv``: a child that binds in-process, then execs ``argv``."""
     options = [
         f"--cpus={plan.cpus.to_list()}",
         f"--nodes={node_list(plan.nodes)}",
         f"--memory={plan.memory_policy.value}",
         f"--memory-nodes={node_list(plan.memory_nodes)}",
     ]
-    return [sys.executable, "-m", "gpunuma.launch", *options, "--", *argv]
+    return [sys.executable, "-m", "gpunuma.tools.launch", *options, "--", *argv]
 
 
 def bound_command(plan: BindingPlan, argv: Sequence[str], launcher: Launcher | None = None) -> list[str]:
@@ -189,69 +186,3 @@ def run_bound(
     import subprocess
 
     return subprocess.run(bound_command(plan, argv, launcher), **run_kwargs)
-
-
-def _plan_from_args(args: argparse.Namespace) -> BindingPlan:
-    """The plan the options describe; :class:`ValueError` naming the option that is wrong."""
-    from gpunuma.errors import CpuSetParseError
-
-    def parsed(option: str, text: str) -> CpuSet:
-        try:
-            return CpuSet.parse_list(text)
-        except CpuSetParseError as err:
-            raise ValueError(f"argument {option}: {err.why} in {text[:100]!r}") from err
-
-    cpus = parsed("--cpus", args.cpus)
-    nodes = tuple(sorted(parsed("--nodes", args.nodes).ids))
-    memory_nodes = tuple(sorted(parsed("--memory-nodes", args.memory_nodes).ids))
-    if not cpus:
-        raise ValueError("argument --cpus: the CPU list is empty")
-    memory = MemoryPolicy(args.memory)
-    if memory is not MemoryPolicy.NONE and not memory_nodes:
-        raise ValueError(f"argument --memory={memory.value} needs --memory-nodes")
-    return BindingPlan(
-        gpus=(),
-        nodes=nodes,
-        cpus=cpus,
-        memory_policy=memory,
-        memory_nodes=memory_nodes,
-        reasons=(Reason.of("launched"),),
-    )
-
-
-def main(argv: Sequence[str] | None = None) -> NoReturn:
-    """``python -m gpunuma.launch --cpus=... --memory=... -- CMD``: bind, then exec CMD.
-
-    Misuse is argparse's usage error (exit 2); a gpunuma error or a command that cannot run ends
-    with one line on stderr and the exit status ``gpunuma exec`` gives it (:class:`~gpunuma.cli.ExitCode`).
-    """
-    import argparse
-
-    from gpunuma.errors import GpunumaError
-
-    parser = argparse.ArgumentParser(prog="python -m gpunuma.launch")
-    parser.add_argument("--cpus", required=True)
-    parser.add_argument("--nodes", default="")
-    parser.add_argument("--memory", choices=[m.value for m in MemoryPolicy], default=MemoryPolicy.NONE.value)
-    parser.add_argument("--memory-nodes", default="")
-    parser.add_argument("--strict", action="store_true", help="fail instead of running unbound (or GPUNUMA_STRICT=1)")
-    parser.add_argument("command", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not command:
-        parser.error("give the command after --")
-    try:
-        plan = _plan_from_args(args)
-    except ValueError as err:  # a malformed or empty list, a memory policy without nodes
-        parser.error(str(err))
-    try:
-        exec_bound(plan, command, strict=True if args.strict else None)
-    except GpunumaError as err:
-        from gpunuma.cli import exit_code_for
-
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
-        sys.exit(int(exit_code_for(err)))
-
-
-if __name__ == "__main__":
-    main()

@@ -285,7 +285,7 @@ TEMPLATES: Mapping[str, str] = {
         "the process runs with GPUNUMA_BIND={value}: gpunuma was told not to bind it, so its affinity is not "
         "compared with the plan (shown for information)"
     ),
-    # -- unpacking a captured tree (adapters.archive): members left out, and why -----------------
+    # -- unpacking a captured tree (tools.archive): members left out, and why -----------------
     "archive_members_skipped": "{count} member(s) skipped: {why} (e.g. {example!r})",
     "archive_path_through_link": "its path runs through a link",
     "archive_path_through_file": "its path runs through a file",

@@ -1,6 +1,6 @@
 """``nvml.json``, a snapshot's record of NVML's answers: its fields, and the check every record read back passes.
 
-``gpunuma snapshot`` writes it (:func:`gpunuma.adapters.snapshot.record_nvml`); ``--simulate PATH`` and
+``gpunuma snapshot`` writes it (:func:`gpunuma.tools.snapshot.record_nvml`); ``--simulate PATH`` and
 ``GPUNUMA_SIMULATE`` replay it. A record comes from a file anyone may have edited, so every field the
 replay uses is checked here before anything reads it: its JSON type (a ``bool`` is no number), its range
 and its size. A record that fails is a :class:`~gpunuma.errors.SnapshotError` naming the file and the field

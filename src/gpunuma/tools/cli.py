@@ -51,7 +51,7 @@ class ExitCode(int, Choice):
 
 
 def exit_code_for(err: Exception) -> ExitCode:
-    """The exit status an error ends the command with (one table for ``gpunuma`` and ``gpunuma.launch``)."""
+    """The exit status an error ends the command with: one table for ``gpunuma`` and its launch child."""
     from gpunuma.errors import (
         CommandError,
         CpuSetParseError,
@@ -306,7 +306,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from gpunuma.check import Verdict, check_process
+    from gpunuma.tools.check import Verdict, check_process
 
     options = _options(args)
     _check_gpu_flags(args)
@@ -326,12 +326,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
-    suffixes = compose.snapshot_suffixes()
+    from gpunuma.tools.snapshot import SNAPSHOT_SUFFIXES as suffixes
+    from gpunuma.tools.snapshot import write_snapshot
+
     name = os.path.basename(args.output)
     if not name.endswith(suffixes) or name in suffixes:
         names = ", FILE".join(suffixes)
         raise UsageError(f"argument -o/--output: name the snapshot FILE{names}; got {args.output!r}")
-    summary = compose.write_snapshot(args.output)
+    summary = write_snapshot(args.output)
     nvml = f"NVML: {summary.gpus} GPU(s)" if summary.nvml_error is None else f"NVML: {summary.nvml_error}"
     print(f"wrote {summary.path} ({summary.files} files, {summary.size} bytes; {nvml})")
     print("attach it to a bug report: `gpunuma plan --root FILE` and `gpunuma plan --simulate FILE` replay it")
@@ -558,7 +560,9 @@ def _run(args: Any) -> int:
     root = getattr(args, "root", "/")
     if root == "/":
         return int(command(args))
-    with compose.open_captured_tree(root) as tree:
+    from gpunuma.tools.archive import open_tree
+
+    with open_tree(root) as tree:
         for note in tree.notes:
             logs.info("gpunuma: %s: %s", root, note)
         args.root = str(tree.root)

@@ -19,7 +19,7 @@ What it holds, and nothing else (no environment, no other process, no command li
   PCI function's ``drm/renderDN/dev``;
 * ``nvml.json``: per GPU, what NVML answered (index, UUID, bus id, NUMA node id or its error,
   CPU and memory affinity, MIG devices), or why NVML did not start (its format, and the check a replay
-  makes of every field: :mod:`gpunuma.adapters.nvml_record`);
+  makes of every field: :mod:`gpunuma.tools.nvml_record`);
 * ``gpunuma.json``: the format version, the gpunuma version, the kernel release, unreadable files.
 
 The layout is that of ``hwloc-gather-topology``: one top folder holding ``sys/`` and ``proc/``.
@@ -38,10 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from gpunuma.adapters.archive import NVML_RECORD
 from gpunuma.adapters.procfs import parse_cpulist, read_text
 from gpunuma.core.numbers import digits
 from gpunuma.errors import SnapshotError
+from gpunuma.tools.archive import NVML_RECORD
 
 #: Version of the archive layout and of ``nvml.json``; readers accept this and older.
 FORMAT = 1
