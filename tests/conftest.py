@@ -34,12 +34,14 @@ def render(tmp_path: Path) -> Callable[[Machine], Path]:
 
 
 @pytest.fixture(autouse=True)
-def own_binding_record_stays_in_its_test():
-    """A test that binds this process leaves ``GPUNUMA_OWN`` set (children must inherit it): undo it after."""
+def handed_down_bindings_stay_in_their_test():
+    """A test that binds this process leaves ``GPUNUMA_OWN`` set, and one that binds through a named
+    machine's simulated kernel ``GPUNUMA_SIMULATED_KERNEL`` (children must inherit them): undo both after."""
     import os
 
-    saved = os.environ.pop("GPUNUMA_OWN", None)
+    names = ("GPUNUMA_OWN", "GPUNUMA_SIMULATED_KERNEL")
+    saved = {name: os.environ.pop(name) for name in names if name in os.environ}
     yield
-    os.environ.pop("GPUNUMA_OWN", None)
-    if saved is not None:
-        os.environ["GPUNUMA_OWN"] = saved
+    for name in names:
+        os.environ.pop(name, None)
+    os.environ.update(saved)

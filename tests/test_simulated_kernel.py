@@ -6,11 +6,16 @@ test sees a process with several threads, as a Ray actor is.
 
 from __future__ import annotations
 
+import _thread
+import ast
+import json
 import multiprocessing
 import os
 import pickle
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +26,7 @@ from gpunuma.core.policy import MemoryPolicy
 from gpunuma.core.ports import Binder
 from gpunuma.errors import BindError
 from gpunuma_fakes import machine, render_sysfs
-from gpunuma_fakes.kernel import SimulatedKernel
+from gpunuma_fakes.kernel import INHERITED, SimulatedKernel
 from gpunuma_fakes.render import PID, TIDS
 
 
@@ -76,19 +81,159 @@ def test_memory_policy_is_the_calling_threads_only(workers: list[int]) -> None:
     assert {policies[tid] for tid in workers} == {("default", ())}
 
 
-def test_a_thread_born_after_binding_shows_the_starting_affinity_until_bound_again() -> None:
+NODE0, NODE1 = CpuSet.parse_list("0-55,112-167"), CpuSet.parse_list("56-111,168-223")
+
+
+def held(sim: SimulatedKernel, tid: int | None) -> tuple[CpuSet, str, tuple[int, ...]]:
+    """What thread ``tid`` of this process holds in ``sim``."""
+    thread = next(t for t in sim.threads if t.tid == tid)
+    return thread.cpus, thread.mempolicy, thread.mempolicy_nodes
+
+
+def run_in_thread(work: Callable[[], object]) -> object:
+    """``work()`` run in a new thread (started the ordinary way), its result returned."""
+    results: list[object] = []
+    thread = threading.Thread(target=lambda: results.append(work()))
+    thread.start()
+    thread.join()
+    return results[0]
+
+
+def test_a_thread_started_after_binding_holds_its_creators_cpus_and_memory_policy() -> None:
     sim = kernel("dgx-h100")
-    sim.apply(plan("0-55", MemoryPolicy.NONE, (0,)))
+    sim.apply(plan(NODE1.to_list(), MemoryPolicy.PREFERRED, (1,)))
+
+    seen = run_in_thread(lambda: held(sim, threading.get_native_id()))
+
+    assert seen == (NODE1, "preferred", (1,)), "Linux: clone() copies the creator's affinity and policy"
+
+
+def test_a_thread_keeps_what_its_creator_held_when_it_was_started() -> None:
+    # The main thread prefers node 0, starts a thread, then rebinds to node 1: CPUs move for every
+    # thread (the binder sets each), the memory policy only for the caller.
+    sim = kernel("dgx-h100")
+    sim.apply(plan(NODE0.to_list(), MemoryPolicy.PREFERRED, (0,)))
     stop = threading.Event()
-    late = threading.Thread(target=stop.wait)
-    late.start()
+    early = threading.Thread(target=stop.wait)
+    early.start()
     try:
-        states = {t.tid: t.cpus for t in sim.threads}
-        assert states[late.native_id] == machine("dgx-h100").allowed().affinity
-        assert sim.apply(plan("0-55", MemoryPolicy.NONE, (0,))).mismatches == ()
+        sim.apply(plan(NODE1.to_list(), MemoryPolicy.BIND, (1,)))
+        assert held(sim, early.native_id) == (NODE1, "preferred", (0,))
+        assert held(sim, threading.get_native_id()) == (NODE1, "bind", (1,))
     finally:
         stop.set()
-        late.join()
+        early.join()
+
+
+def test_a_thread_started_by_an_unbound_thread_holds_the_default_policy(workers: list[int]) -> None:
+    # The main thread binds: every thread gets node 1's CPUs, only the main thread the policy.
+    sim = kernel("dgx-h100")
+    sim.apply(plan(NODE1.to_list(), MemoryPolicy.BIND, (1,)))
+
+    grandchild = run_in_thread(lambda: run_in_thread(lambda: held(sim, threading.get_native_id())))
+
+    assert grandchild == (NODE1, "bind", (1,)), "the chain main -> thread -> thread carries the main's policy"
+    assert held(sim, workers[0]) == (NODE1, "default", ())
+
+
+def test_a_thread_started_outside_threading_counts_as_the_main_threads() -> None:
+    # A worker thread binds (CPUs for all, policy for itself); a C extension's thread it starts is
+    # taken to be the main thread's: bound CPUs, the main thread's default policy.
+    sim = kernel("dgx-h100")
+    run_in_thread(lambda: sim.apply(plan(NODE1.to_list(), MemoryPolicy.BIND, (1,))))
+    stop, tids = threading.Event(), []
+    native = threading.Event()
+
+    def raw() -> None:
+        tids.append(threading.get_native_id())
+        native.set()
+        stop.wait()
+
+    _thread.start_new_thread(raw, ())
+    native.wait()
+    try:
+        assert held(sim, tids[0]) == (NODE1, "default", ())
+    finally:
+        stop.set()
+
+
+def _report_in_fork(sim: SimulatedKernel) -> list[tuple[int, str, str]]:
+    """Fork; the child reports each of its threads (TID, CPUs, policy) through a pipe and exits."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: one thread, the forking one's copy
+        try:
+            payload = repr([(t.tid, t.cpus.to_list(), t.mempolicy) for t in sim.threads])
+            os.write(write, payload.encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        seen = pipe.read()
+    os.waitpid(pid, 0)
+    return [(pid, *rest) for _, *rest in ast.literal_eval(seen)] if seen else []
+
+
+def test_a_forked_child_holds_what_the_forking_thread_held() -> None:
+    # A thread started before the bind forks too: it got the bound CPUs, never the main thread's policy.
+    sim = kernel("dgx-h100")
+    go, from_older = threading.Event(), []
+    older = threading.Thread(target=lambda: (go.wait(), from_older.extend(_report_in_fork(sim))))
+    older.start()
+    sim.apply(plan(NODE1.to_list(), MemoryPolicy.PREFERRED, (1,)))
+
+    from_main = _report_in_fork(sim)
+    go.set()
+    older.join()
+
+    assert [(cpus, policy) for _, cpus, policy in from_main] == [(NODE1.to_list(), "preferred")]
+    assert [(cpus, policy) for _, cpus, policy in from_older] == [(NODE1.to_list(), "default")]
+
+
+CHILD = """
+import json, os
+from gpunuma_fakes import machine
+from gpunuma_fakes.kernel import INHERITED, SimulatedKernel
+sim = SimulatedKernel.for_machine(machine("dgx-h100"), machine="dgx-h100")
+print(json.dumps(sorted({(t.cpus.to_list(), t.mempolicy, t.mempolicy_nodes) for t in sim.threads})))
+"""
+
+
+def test_an_execd_child_of_a_named_machines_kernel_holds_the_binding_it_was_handed() -> None:
+    sim = kernel("dgx-h100", machine="dgx-h100")
+    sim.apply(plan(NODE1.to_list(), MemoryPolicy.PREFERRED, (1,)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+
+    child = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, check=True)
+
+    assert json.loads(child.stdout) == [[NODE1.to_list(), "preferred", [1]]]
+
+
+def test_what_a_process_handed_itself_down_is_not_inherited_by_its_own_kernel() -> None:
+    kernel("dgx-h100", machine="dgx-h100").apply(plan(NODE1.to_list(), MemoryPolicy.PREFERRED, (1,)))
+
+    fresh = kernel("dgx-h100", machine="dgx-h100")
+
+    assert {t.cpus for t in fresh.threads} == {CpuSet.parse_list("0-223")}
+
+
+@pytest.mark.parametrize(
+    ("handed", "holds"),
+    [
+        ("0-55,112-167|bind|0", ("0-47,112-159", "bind", (0,))),  # cut to the container's cpuset 0-47,112-159
+        ("56-111|bind|1", ("0-223", "default", ())),  # nothing of it inside: the cgroup's start instead
+    ],
+    ids=["partly-inside", "wholly-outside"],
+)
+def test_a_handed_down_binding_is_limited_by_the_cpuset(monkeypatch, handed: str, holds: tuple) -> None:
+    monkeypatch.setenv(INHERITED, f"container-dgx-h100|1|{handed}")  # written by process 1, a parent
+    sim = kernel("container-dgx-h100", machine="container-dgx-h100")
+
+    cpus, policy, nodes = held(sim, threading.get_native_id())
+
+    allowed = machine("container-dgx-h100").allowed()
+    start = (allowed.affinity or allowed.cpus).to_list()
+    assert (cpus.to_list(), policy, nodes) == (holds[0].replace("0-223", start), holds[1], holds[2])
 
 
 def test_a_rendered_trees_proc_gives_that_trees_threads(tmp_path: Path) -> None:

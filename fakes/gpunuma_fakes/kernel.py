@@ -1,14 +1,25 @@
 """A simulated kernel binder: validates plans as Linux would and keeps per-thread state, for CI.
 
-Its threads are the calling process's **real** threads (``/proc/self/task`` at each call), so a
-Ray actor that binds through it is checked thread by thread against the threads it really runs;
-only their CPU affinity and memory policy are simulated. It follows the real binders' contract: a
-CPU failure, or a memory node the machine does not have, restores every thread and raises
-:class:`~gpunuma.errors.BindError`; a memory policy refused for nodes that exist keeps the CPUs
-bound and says so. Kernel semantics modelled: ``sched_setaffinity`` intersects the request with
-the cpuset and the online CPUs and fails with EINVAL only when nothing is left; ``set_mempolicy``
-sets the calling thread's policy, intersecting the nodes with ``Mems_allowed`` and the nodes that
-have memory, and fails with EINVAL when empty.
+Its threads are the process's **real** threads (``/proc/self/task`` at each call), so a Ray actor
+that binds through it is checked thread by thread against the threads it really runs; only their CPU
+affinity and memory policy are simulated, with the inheritance Linux gives them:
+
+- A thread holds what its creator held when it was created. The kernel learns a thread's creator
+  when the thread is started through :meth:`threading.Thread.start` (it notes the creator's state as
+  ``start`` is called); a thread started another way (by a C extension) counts as the main thread's.
+  The threads a kernel finds when it first looks hold the process's starting state.
+- A forked child's one thread holds what the forking thread held. A spawned or exec'd child holds
+  what its parent handed down in its environment (:data:`INHERITED`): a kernel that stands for a
+  named machine (``machine=``, as ``GPUNUMA_SIMULATE``'s does) hands the binding thread's state
+  down after each binding, and shows its threads to other processes (:func:`published_view`).
+- The cgroup cpuset limits every call: ``sched_setaffinity`` intersects the request with the cpuset
+  and the online CPUs and fails with EINVAL when nothing is left; ``set_mempolicy`` sets the calling
+  thread's policy, intersecting the nodes with ``Mems_allowed`` and the nodes that have memory, and
+  fails with EINVAL when nothing is left. A state handed down from outside is cut to the cpuset too.
+
+It follows the real binders' contract: a CPU failure, or a memory node the machine does not have,
+restores every thread and raises :class:`~gpunuma.errors.BindError`; a memory policy refused for
+nodes that exist keeps the CPUs bound and says so.
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
+import weakref
 
 from gpunuma.adapters.procfs import read_threads
 from gpunuma.core.cpuset import CpuSet, node_list
@@ -26,7 +38,7 @@ from gpunuma.core.policy import MemoryPolicy
 from gpunuma.core.readback import compare
 from gpunuma.core.report import BindingReport, KernelView, ThreadState
 from gpunuma.core.value import Value, replace
-from gpunuma.errors import BindError
+from gpunuma.errors import BindError, TopologyUnavailableError
 
 # Not typing's: a Ray worker that unpickles this kernel imports neither typing, dataclasses nor pathlib.
 TYPE_CHECKING = False
@@ -38,9 +50,42 @@ if TYPE_CHECKING:
 #: Failure injections ``fail=`` accepts.
 FAILURES = ("cpu", "mempolicy_eperm")
 
+#: The variable a named machine's kernel hands its binding down in, to spawned and exec'd children:
+#: ``MACHINE|PID|CPUS|POLICY|NODES`` (``dgx-h100|4242|56-111,168-223|preferred|1``), PID the writer's.
+INHERITED = "GPUNUMA_SIMULATED_KERNEL"
+
+#: The name of the in-memory file (``memfd``) a named machine's kernel shows its threads in to other
+#: processes: ``/proc/<pid>/fd`` lists it as ``/memfd:<name> (deleted)``; nothing is written to disk.
+RECORD_NAME = "gpunuma-simulated-kernel"
+_RECORD_LINK = f"/memfd:{RECORD_NAME} (deleted)"
+
 
 def _words(code: int) -> str:
     return f"{os.strerror(code)} ({errno.errorcode[code]})"
+
+
+class Held(Value):
+    """What a thread holds: its CPU affinity and memory policy (word and nodes)."""
+
+    cpus: CpuSet
+    mempolicy: str = "default"
+    mempolicy_nodes: tuple[int, ...] = ()
+
+    def text(self) -> str:
+        """``CPUS|POLICY|NODES``, the form :data:`INHERITED` and the published record carry."""
+        return f"{self.cpus.to_list()}|{self.mempolicy}|{node_list(self.mempolicy_nodes)}"
+
+    @classmethod
+    def parse(cls, text: str) -> Held | None:
+        """The inverse of :meth:`text`; None for text no kernel of this module wrote."""
+        parts = text.split("|")
+        if len(parts) != 3:
+            return None
+        try:
+            nodes = tuple(sorted(CpuSet.parse_list(parts[2]).ids)) if parts[2] else ()
+            return cls(CpuSet.parse_list(parts[0]), parts[1] or "default", nodes)
+        except ValueError:
+            return None
 
 
 class SimulatedThread(Value):
@@ -52,14 +97,61 @@ class SimulatedThread(Value):
     mempolicy: str = "default"
     mempolicy_nodes: tuple[int, ...] = ()
 
+    @property
+    def held(self) -> Held:
+        return Held(self.cpus, self.mempolicy, self.mempolicy_nodes)
+
+
+def _thread(tid: int, name: str, held: Held) -> SimulatedThread:
+    return SimulatedThread(tid, name, held.cpus, held.mempolicy, held.mempolicy_nodes)
+
+
+class _Process:
+    """The simulated state of one process's threads; another process (a pickled copy) starts its own."""
+
+    def __init__(self, pid: int, start: Held) -> None:
+        self.pid = pid
+        #: What the threads hold, by TID, for every thread the kernel has met.
+        self.threads: dict[int, SimulatedThread] = {}
+        #: What each Python thread's creator held when it called ``start`` (the thread's TID comes later).
+        self.births: weakref.WeakKeyDictionary[threading.Thread, Held] = weakref.WeakKeyDictionary()
+        #: What a thread holds when nothing says otherwise (the main thread before anything changed it).
+        self.start = start
+        #: The in-memory file this process's threads are shown to others in (named machines only).
+        self.record: int | None = None
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Births and the record file are this process's alone; the threads' state travels (a same-process
+        # copy keeps it, another process drops it on first use).
+        return (_restored, (self.pid, self.start, self.threads))
+
+    def held(self, tid: int, main: int, python: threading.Thread | None = None) -> Held:
+        """What thread ``tid`` holds: its own state, else its creator's at its birth, else the main thread's."""
+        known = self.threads.get(tid)
+        if known is not None:
+            return known.held
+        born = self.births.get(python) if python is not None else None
+        if born is not None:
+            return born
+        parent = self.threads.get(main) if tid != main else None
+        return parent.held if parent is not None else self.start
+
+
+def _restored(pid: int, start: Held, threads: dict[int, SimulatedThread]) -> _Process:
+    process = _Process(pid, start)
+    process.threads.update(threads)
+    return process
+
 
 class SimulatedKernel:
     """A :class:`~gpunuma.core.ports.Binder` (name ``simulated``) over a topology and an :class:`Allowed`.
 
     The threads are those listed in ``<proc_root>/self/task`` when it is asked (the process's real
-    threads by default; a rendered tree's ``proc`` gives that tree's threads). A thread it has not
-    changed holds the process's starting affinity (``allowed.affinity``) and policy (``allowed.mempolicy``,
-    else the default).
+    threads by default; a rendered tree's ``proc`` gives that tree's threads). A thread holds what its
+    creator held (see the module's text); before anything changes them, the process's starting affinity
+    (``allowed.affinity``) and policy (``allowed.mempolicy``, else the default).
+    ``machine`` names the simulated machine this kernel is the process's kernel of (``GPUNUMA_SIMULATE``):
+    it then hands its binding down to spawned and exec'd children and shows its threads to other processes.
     ``fail="cpu"`` makes ``sched_setaffinity`` fail with EINVAL on the last thread (after the others
     were changed); ``fail="mempolicy_eperm"`` makes ``set_mempolicy`` fail with EPERM.
     :attr:`applied` holds every plan that changed state; :attr:`rejected` every refused one, with why.
@@ -76,6 +168,7 @@ class SimulatedKernel:
         *,
         fail: str | None = None,
         proc_root: str | Path = "/proc",
+        machine: str | None = None,
     ) -> None:
         if fail is not None and fail not in FAILURES:
             raise ValueError(f"unknown failure {fail!r}; known: {', '.join(FAILURES)}")
@@ -83,23 +176,48 @@ class SimulatedKernel:
         self.allowed = allowed
         self.fail = fail
         self.proc_root = str(proc_root)
-        #: Simulated state of the threads changed so far, by TID, and the process it belongs to.
-        self._changed: dict[int, SimulatedThread] = {}
-        self._owner: int | None = None
+        self.machine = machine
+        self._process: _Process | None = None
         self.applied: list[BindingPlan] = []
         self.rejected: list[tuple[BindingPlan, str]] = []
 
     @classmethod
-    def for_machine(cls, machine: Machine, **options: object) -> SimulatedKernel:
+    def for_machine(cls, machine: Machine, /, **options: object) -> SimulatedKernel:
         """A simulated kernel for a simulated machine: its topology and its process's cgroup."""
         return cls(machine.topology(), machine.allowed(), **options)  # type: ignore[arg-type]
 
     # -- the process's threads ------------------------------------------------------------
-    def _state(self) -> dict[int, SimulatedThread]:
-        """The changed threads of *this* process (a copy pickled into another process starts afresh)."""
-        if self._owner != os.getpid():
-            self._changed, self._owner = {}, os.getpid()
-        return self._changed
+    @property
+    def _live(self) -> bool:
+        """Whether the threads are this process's own (not a rendered tree's)."""
+        return os.path.realpath(self.proc_root) == "/proc"
+
+    def _state(self) -> _Process:
+        """The threads of *this* process (a copy pickled into another process starts afresh)."""
+        if self._process is None or self._process.pid != os.getpid():
+            self._process = _Process(os.getpid(), self._starting(os.environ.get(INHERITED)))
+            if self._live:
+                _watch(self)
+        return self._process
+
+    def _starting(self, inherited: str | None) -> Held:
+        """The process's starting state: what a parent handed down for this machine, else the cgroup's."""
+        start = self.allowed.affinity or self.allowed.cpus
+        held = self.allowed.mempolicy  # a policy the process already holds (numactl --membind...)
+        spec = Held(start, held.word, held.nodes) if held is not None else Held(start)
+        if self.machine is None or inherited is None:
+            return spec
+        machine, writer, *state = inherited.rsplit("|", 4)
+        # What this very process wrote is no inheritance: it is this process's own binding.
+        mine = machine == self.machine and writer != str(os.getpid())
+        handed = Held.parse("|".join(state)) if mine else None
+        if handed is None:
+            return spec
+        cpus = handed.cpus & self._online_cpus() & self.allowed.cpus  # the cpuset limits what is inherited
+        nodes = tuple(n for n in handed.mempolicy_nodes if n in self.allowed.mems)
+        if not cpus or (handed.mempolicy_nodes and not nodes):
+            return spec
+        return Held(cpus, handed.mempolicy if nodes or not handed.mempolicy_nodes else "default", nodes)
 
     @property
     def pid(self) -> int:
@@ -109,20 +227,91 @@ class SimulatedKernel:
     @property
     def threads(self) -> tuple[SimulatedThread, ...]:
         """Every thread of the process now, by TID, with its simulated state."""
-        start = self.allowed.affinity or self.allowed.cpus
-        held = self.allowed.mempolicy  # a policy the process already holds (numactl --membind...)
-        word, nodes = (held.word, held.nodes) if held is not None else ("default", ())
-        state = self._state()
+        process = self._state()
         try:
             listed = read_threads(f"{self.proc_root}/self/task")
         except OSError as err:
             raise BindError(f"cannot list the threads of this process: {err}") from err
-        return tuple(state.get(t.tid) or SimulatedThread(t.tid, t.name, start, word, nodes) for t in listed)
+        return self._meet(process, listed, self.pid, own=self._live)
+
+    @staticmethod
+    def _meet(
+        process: _Process, listed: tuple[ThreadState, ...], main: int, *, own: bool
+    ) -> tuple[SimulatedThread, ...]:
+        """The listed threads with what they hold, first meetings recorded, exited threads forgotten.
+
+        ``own``: the threads are this process's, whose Python threads' creators were noted at birth.
+        """
+        alive = {t.tid for t in listed}
+        for tid in [tid for tid in process.threads if tid not in alive]:
+            del process.threads[tid]  # a TID the kernel hands out again is a new thread
+        new = [t for t in listed if t.tid not in process.threads]
+        if new:
+            python = {t.native_id: t for t in threading.enumerate()} if own else {}
+            # The main thread first: a thread with no known creator takes what it holds.
+            for thread in sorted(new, key=lambda t: t.tid != main):
+                held = process.held(thread.tid, main, python.get(thread.tid))
+                process.threads[thread.tid] = _thread(thread.tid, thread.name, held)
+        met = []
+        for thread in listed:
+            known = process.threads[thread.tid]
+            met.append(known if known.name == thread.name else replace(known, name=thread.name))
+        return tuple(met)
 
     def _calling_tid(self, threads: tuple[SimulatedThread, ...]) -> int:
         """The calling thread's TID, or the first thread's when the threads are a rendered tree's."""
         native = threading.get_native_id()
         return native if any(t.tid == native for t in threads) else threads[0].tid
+
+    # -- what other threads and processes inherit -----------------------------------------
+    def _creator_held(self) -> Held | None:
+        """What the calling thread holds now, without listing the threads (None: this process is not simulated)."""
+        process = self._process
+        if process is None or process.pid != os.getpid():
+            return None
+        return process.held(threading.get_native_id(), process.pid, threading.current_thread())
+
+    def _born(self, thread: threading.Thread, held: Held) -> None:
+        """``thread`` was started by a thread that held ``held``."""
+        process = self._process
+        if process is None or process.pid != os.getpid():
+            return
+        process.births[thread] = held
+
+    def _started(self, thread: threading.Thread) -> None:
+        """``thread`` runs now: its TID is known; shown to other processes."""
+        process = self._process
+        born = process.births.get(thread) if process is not None else None
+        if process is None or born is None or thread.native_id is None:
+            return
+        process.threads.setdefault(thread.native_id, _thread(thread.native_id, thread.name, born))
+        self._publish(process)
+
+    def _forked(self, held: Held) -> None:
+        """In a forked child: its one thread holds what the forking thread held."""
+        inherited = self._process
+        self._process = _Process(os.getpid(), held)
+        self._process.threads[os.getpid()] = _thread(os.getpid(), threading.current_thread().name, held)
+        if inherited is not None and inherited.record is not None:
+            os.close(inherited.record)  # the parent's file: the child shows its own
+        self._publish(self._process)
+
+    def _hand_down(self, held: Held) -> None:
+        """Tell spawned and exec'd children what they inherit (named machines only)."""
+        if self.machine is not None and self._live:
+            os.environ[INHERITED] = f"{self.machine}|{os.getpid()}|{held.text()}"
+
+    def _publish(self, process: _Process) -> None:
+        """Show this process's threads to other processes (named machines only): an in-memory file."""
+        if self.machine is None or not self._live:
+            return
+        lines = [f"{RECORD_NAME}|{self.machine}"]
+        lines.extend(f"{t.tid}|{t.held.text()}" for t in list(process.threads.values()))
+        data = ("\n".join(lines) + "\nend\n").encode()
+        if process.record is None:
+            process.record = os.memfd_create(RECORD_NAME, os.MFD_CLOEXEC)
+        os.pwrite(process.record, data, 0)
+        os.ftruncate(process.record, len(data))
 
     # -- the kernel's checks -----------------------------------------------------------
     def _online_cpus(self) -> CpuSet:
@@ -182,6 +371,7 @@ class SimulatedKernel:
         effective = plan
         memory_word: str | None = None
         memory_nodes: tuple[int, ...] = ()
+        caller = self._calling_tid(threads)
         if plan.memory_policy is not MemoryPolicy.NONE:
             outcome = self._mempolicy(plan)
             missing = sorted(set(plan.memory_nodes) - {n.id for n in self.topology.nodes})
@@ -202,11 +392,13 @@ class SimulatedKernel:
                 effective = replace(plan, memory_policy=MemoryPolicy.NONE)
             else:
                 memory_word, memory_nodes = outcome
-                caller = self._calling_tid(threads)
                 changed[caller] = replace(changed[caller], mempolicy=memory_word, mempolicy_nodes=memory_nodes)
                 effective = replace(plan, memory_nodes=memory_nodes)
-        self._state().update(changed)
+        process = self._state()
+        process.threads.update(changed)
         self.applied.append(plan)
+        self._hand_down(changed[caller].held)
+        self._publish(process)
         view = self.view()
         return BindingReport(
             plan=plan, bound=True, method=self.name, cpus=cpus, memory_policy=memory_word,
@@ -220,11 +412,117 @@ class SimulatedKernel:
         pid = self.pid
         main = next((t for t in threads if t.tid == pid), threads[0])
         caller = next(t for t in threads if t.tid == self._calling_tid(threads))
+        return self._kernel_view(pid, threads, caller, main)
+
+    def _kernel_view(
+        self, pid: int, threads: tuple[SimulatedThread, ...], policy: SimulatedThread, main: SimulatedThread
+    ) -> KernelView:
         return KernelView(
             pid=pid,
             cpus_allowed=main.cpus,
             mems_allowed=frozenset(self.allowed.mems),
             threads=tuple(ThreadState(t.tid, t.name, t.cpus) for t in threads),
-            mempolicy=caller.mempolicy,
-            mempolicy_nodes=caller.mempolicy_nodes,
+            mempolicy=policy.mempolicy,
+            mempolicy_nodes=policy.mempolicy_nodes,
         )
+
+    def view_of(self, pid: int) -> KernelView:
+        """What this machine's kernel holds for another process ``pid`` of this host, as ``/proc`` shows it.
+
+        Its real threads, each with what that process's simulated kernel published for it (see
+        :func:`published_view`); a process that published nothing holds what its parent handed down to it,
+        else the starting state. The memory policy is the main thread's (``numa_maps`` shows it so).
+        A process that does not exist is a :class:`~gpunuma.errors.TopologyUnavailableError`.
+        """
+        base = f"/proc/{pid}"
+        try:
+            listed = read_threads(f"{base}/task")
+        except OSError as err:
+            raise TopologyUnavailableError(f"process {pid}: no such process ({err.strerror})") from err
+        machine, published = published_view(pid)
+        if machine is not None and self.machine is not None and machine != self.machine:
+            raise TopologyUnavailableError(
+                f"process {pid} runs on the simulated machine {machine!r}, not {self.machine!r}: "
+                f"check it with GPUNUMA_SIMULATE={machine}"
+            )
+        from gpunuma.adapters.kernel_view import read_environ
+
+        process = _Process(pid, self._starting((read_environ(pid) or {}).get(INHERITED)))
+        process.threads.update({tid: _thread(tid, "?", held) for tid, held in published.items()})
+        threads = self._meet(process, listed, pid, own=False)
+        if not threads:
+            raise TopologyUnavailableError(f"process {pid}: no such process (it has no threads)")
+        main = next((t for t in threads if t.tid == pid), threads[0])
+        return self._kernel_view(pid, threads, main, main)
+
+
+def published_view(pid: int) -> tuple[str | None, dict[int, Held]]:
+    """The simulated machine process ``pid`` runs on and what its kernel published for each thread.
+
+    ``(None, {})`` when it publishes nothing (it runs on no named simulated machine, or never bound).
+    Read from the in-memory file its kernel keeps open (``/proc/<pid>/fd/N``), as a debugger would.
+    """
+    fd_dir = f"/proc/{pid}/fd"
+    try:
+        fds = os.listdir(fd_dir)
+    except OSError:
+        return None, {}
+    for fd in fds:
+        try:
+            if os.readlink(f"{fd_dir}/{fd}") != _RECORD_LINK:
+                continue
+            with open(f"{fd_dir}/{fd}", encoding="ascii") as handle:
+                lines = handle.read().splitlines()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if len(lines) < 2 or lines[-1] != "end" or not lines[0].startswith(f"{RECORD_NAME}|"):
+            continue  # caught mid-write: as if nothing were published yet
+        held: dict[int, Held] = {}
+        for line in lines[1:-1]:
+            tid, _, text = line.partition("|")
+            state = Held.parse(text)
+            if tid.isdigit() and state is not None:
+                held[int(tid)] = state
+        return lines[0].partition("|")[2], held
+    return None, {}
+
+
+# -- how the kernel learns of threads and children ---------------------------------------------
+#: Every kernel simulating this process's own threads.
+_KERNELS: weakref.WeakSet[SimulatedKernel] = weakref.WeakSet()
+_THREAD_START = threading.Thread.start
+_HOOKED: list[bool] = []
+#: Set in the forking thread just before ``fork``: each kernel and what that thread held.
+_FORKING: list[tuple[SimulatedKernel, Held]] = []
+
+
+def _watch(kernel: SimulatedKernel) -> None:
+    """Let ``kernel`` learn of the threads and children this process starts (hooks installed once)."""
+    if not _HOOKED:
+        _HOOKED.append(True)
+        threading.Thread.start = _start  # type: ignore[method-assign]
+        os.register_at_fork(before=_before_fork, after_in_parent=_FORKING.clear, after_in_child=_after_fork)
+    _KERNELS.add(kernel)
+
+
+def _start(self: threading.Thread) -> None:
+    """``threading.Thread.start``, noting the creator's state for every simulating kernel first."""
+    kernels = []
+    for kernel in list(_KERNELS):
+        held = kernel._creator_held()
+        if held is not None:
+            kernel._born(self, held)
+            kernels.append(kernel)
+    _THREAD_START(self)
+    for kernel in kernels:
+        kernel._started(self)
+
+
+def _before_fork() -> None:
+    _FORKING[:] = [(k, held) for k in list(_KERNELS) if (held := k._creator_held()) is not None]
+
+
+def _after_fork() -> None:
+    for kernel, held in _FORKING:
+        kernel._forked(held)
+    _FORKING.clear()
