@@ -138,12 +138,13 @@ def test_gpus_without_locality_are_spread_by_rank_only_when_asked(rendered):
 
 
 @pytest.mark.parametrize("scope, layout", [("node", False), ("socket", True), ("exclusive", True)])
-def test_the_root_reads_each_cpus_core_and_socket_only_for_the_scopes_that_use_them(rendered, mocker, scope, layout):
+def test_the_root_reads_each_cpus_core_and_socket_only_for_the_plans_that_use_them(rendered, mocker, scope, layout):
     from gpunuma import compose
     from gpunuma.adapters import sysfs
 
     spy = mocker.spy(sysfs, "read_cpus")
     options = compose.Options(source="sysfs", root=str(rendered("dgx-h100")), policy=Policy(cpu_scope=scope))
-    plan = compose.plan(options, gpus=[5])
-    assert plan.nodes == (1,)
-    assert spy.called is layout
+    assert compose.plan(options, node=1).nodes == (1,)
+    assert spy.called is layout, "an explicit node in node scope needs no core"
+    assert compose.plan(options, gpus=[5]).nodes == (1,)
+    assert spy.called, "a GPU's plan splits whole cores among the processes sharing its node"

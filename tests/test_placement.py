@@ -209,7 +209,7 @@ class TestChildEnvironment:
     def test_a_dgx_h100_gpu_5_child_gets_its_node_cpus_and_nic(self) -> None:
         assert plan("dgx-h100", 5).env() == {
             "OMP_NUM_THREADS": "28",  # 112 CPUs local to 4 GPUs: a quarter each
-            "OMP_PLACES": "{56}:56,{168}:56",
+            "OMP_PLACES": "{70}:14,{182}:14",  # rank 1 of the node's 4 GPUs: its own 14 cores, siblings with them
             "OMP_PROC_BIND": "close",
             "GPUNUMA_NODE": "1",
             "GPUNUMA_CPUS": "56-111,168-223",
@@ -292,7 +292,10 @@ class TestThreadsForChildren:
 
         assert got.threads == threads and got.env()["OMP_NUM_THREADS"] == str(threads)
         (shared,) = with_code(got.reasons, "threads_shared")
-        assert shared.values == {"threads": threads, "cpus": len(got.cpus), "gpus": sharing, "mine": 1}
+        places = got.places
+        assert shared.values == {"threads": threads, "cpus": len(got.cpus), "gpus": sharing, "mine": 1,
+                                 "places": places.to_list()}
+        assert places < got.cpus and len(places) == threads, "its own part of them, a place per thread"
 
     @pytest.mark.parametrize(("name", "gpu"), [("gh200", 0), ("snc-socket-affinity", 4)])
     def test_a_process_alone_on_its_cpus_keeps_one_thread_per_cpu(self, name, gpu) -> None:

@@ -93,11 +93,12 @@ def test_plan_env_prints_shell_exports_and_json(capsys):
     env = json.loads(run(capsys, "plan", "--simulate", "dgx-h100", "--gpu", "5", "--env", "--json")[1])
 
     assert code == ExitCode.OK
-    assert "export OMP_PLACES='{56}:56,{168}:56'" in out.splitlines()
+    # GPU 5 is rank 1 of node 1's four GPUs: its own 14 of the node's 56 cores, SMT siblings with them.
+    assert "export OMP_PLACES='{70}:14,{182}:14'" in out.splitlines()
     assert env["NCCL_IB_HCA"] == "=mlx5_9:1" and env["GPUNUMA_CPUS"] == "56-111,168-223"
     shell = subprocess.run(["sh", "-c", out + 'printf "%s|%s" "$OMP_PLACES" "$NCCL_IB_HCA"'], capture_output=True,
                            text=True, check=True)
-    assert shell.stdout == "{56}:56,{168}:56|=mlx5_9:1"
+    assert shell.stdout == "{70}:14,{182}:14|=mlx5_9:1"
 
 
 def test_topo_shows_each_gpus_nearest_nic(capsys):

@@ -285,14 +285,15 @@ def plan(
         # An explicit node needs no GPU data: sysfs alone spares loading pynvml and nvmlInit, and the
         # PCI bus (GPUs, NICs) is not read at all.
         chosen = "sysfs"
-    # Only the socket, exclusive and cache scopes, shares and reserved cores look at each CPU's socket,
-    # core and cache.
+    # A GPU's plan splits whole cores among the processes of the GPUs sharing its node (their own OpenMP places);
+    # for an explicit node only the socket, exclusive and cache scopes, shares and reserved cores look at each
+    # CPU's socket, core and cache.
     policy = options.policy
     src = make_source(
         chosen,
         root=options.root,
         nvidia_visible_devices=environment.nvidia_visible_devices if environment is not None else None,
-        layout=policy.cpu_scope is not CpuScope.NODE or policy.share is not None or policy.reserve > 0,
+        layout=not node_only or policy.cpu_scope is not CpuScope.NODE or policy.share is not None or policy.reserve > 0,
         gpus=not node_only,
         nvml_when="always" if _names_mig(gpus, physical, environment) else "needed",
     )

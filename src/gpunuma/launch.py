@@ -167,6 +167,10 @@ def exec_argv(plan: BindingPlan, argv: Sequence[str]) -> list[str]:
         f"--memory={plan.memory_policy.value}",
         f"--memory-nodes={node_list(plan.memory_nodes)}",
     ]
+    if plan.places is not None:  # the child hands its own children these OpenMP places and thread count
+        options.append(f"--places={plan.places.to_list()}")
+    if plan.threads:
+        options.append(f"--threads={plan.threads}")
     return [sys.executable, "-m", "gpunuma.tools.launch", *options, "--", *argv]
 
 

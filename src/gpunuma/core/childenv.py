@@ -36,20 +36,26 @@ def _ports(nic: Nic) -> list[str]:
 
 
 def child_env(
-    cpus: CpuSet, nodes: Sequence[int], nics: Sequence[Nic], threads: int | None = None
+    cpus: CpuSet, nodes: Sequence[int], nics: Sequence[Nic], threads: int | None = None, places: CpuSet | None = None
 ) -> dict[str, str]:
     """The variables for a child bound to ``cpus`` on ``nodes`` whose GPUs are nearest ``nics``.
 
     CPU variables only when there are CPUs (a plan that binds); NIC variables only when there are NICs.
     ``OMP_NUM_THREADS`` is ``threads`` (this process's part of CPUs other GPUs' processes share), else one per CPU.
+    ``OMP_PLACES`` (one place per CPU) and ``OMP_PROC_BIND=close`` cover ``places``, this process's own part of
+    ``cpus`` (None: all of them), so processes sharing a node never pack their threads onto the same CPUs;
+    empty ``places`` (siblings unknown) hands down neither and leaves OpenMP's threads free within ``cpus``.
     ``NCCL_IB_HCA`` starts with ``=`` so NCCL matches names exactly (``mlx5_1`` is not ``mlx5_10``);
     ``UCX_NET_DEVICES`` names each ``device:port``.
     """
     env: dict[str, str] = {}
     if cpus:
-        env["OMP_NUM_THREADS"] = str(min(threads, len(cpus)) if threads else len(cpus))
-        env["OMP_PLACES"] = omp_places(cpus)
-        env["OMP_PROC_BIND"] = "close"
+        own = cpus if places is None else places & cpus
+        count = len(own) if own else len(cpus)
+        env["OMP_NUM_THREADS"] = str(min(threads, count) if threads else count)
+        if own:
+            env["OMP_PLACES"] = omp_places(own)
+            env["OMP_PROC_BIND"] = "close"
         if nodes:
             env["GPUNUMA_NODE"] = ",".join(str(node) for node in nodes)
         env["GPUNUMA_CPUS"] = cpus.to_list()

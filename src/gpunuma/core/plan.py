@@ -55,6 +55,10 @@ class BindingPlan(Value):
     #: The threads a child should run (``OMP_NUM_THREADS``) when the CPUs are shared with other GPUs' processes
     #: (node and socket scopes): this process's part of them. None: one per planned CPU.
     threads: int | None = None
+    #: The CPUs of a child's OpenMP places (``OMP_PLACES``): this process's own block of whole cores when other
+    #: GPUs' processes are planned on the same CPUs; None: every planned CPU (a process alone on them); empty
+    #: where gpunuma cannot know what else runs there (an explicit node): no places and no ``OMP_PROC_BIND``.
+    places: CpuSet | None = None
 
     @property
     def binds(self) -> bool:
@@ -98,6 +102,7 @@ class BindingPlan(Value):
             "reserve": self.policy.reserve,
             "nics": [nic_dict(nic) for nic in self.nics],
             "threads": self.threads if self.binds else None,
+            "places": (self.cpus if self.places is None else self.places).to_list() if self.binds else None,
             "reasons": list(self.reasons),
             "reason_details": details(self.reasons),
         }
@@ -106,4 +111,4 @@ class BindingPlan(Value):
         """What a child process of this plan should see in its environment (see :func:`child_env`)."""
         from gpunuma.core.childenv import child_env
 
-        return child_env(self.cpus if self.binds else CpuSet(), self.nodes, self.nics, self.threads)
+        return child_env(self.cpus if self.binds else CpuSet(), self.nodes, self.nics, self.threads, self.places)

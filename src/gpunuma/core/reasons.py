@@ -248,8 +248,8 @@ TEMPLATES: Mapping[str, str] = {
     "libnuma_not_used": "libnuma not used ({error}); bound through raw syscalls",
     "get_mempolicy_refused": "get_mempolicy refused ({errno}): memory policy left alone",
     "threads_shared": (
-        "OMP_NUM_THREADS={threads} for children: {gpus} GPUs are planned on these {cpus} CPUs, one process each,"
-        " and this process has {mine} of them"
+        "OMP_NUM_THREADS={threads} and OpenMP places on CPUs {places} for children: {gpus} GPUs are planned on"
+        " these {cpus} CPUs, one process each, and this process has {mine} of them"
     ),
     "no_preferred_many": (
         "no MPOL_PREFERRED_MANY here (Linux 5.15+; numactl 2.0.15+ for a launcher): memory prefers node {node}"

@@ -106,7 +106,8 @@ class BindingReport(Value):
         """
         from gpunuma.core.childenv import child_env
 
-        return child_env(self.cpus if self.bound else CpuSet(), self.plan.nodes, self.plan.nics, self.plan.threads)
+        plan = self.plan
+        return child_env(self.cpus if self.bound else CpuSet(), plan.nodes, plan.nics, plan.threads, plan.places)
 
     def to_dict(self) -> dict[str, Any]:
         kernel = None

@@ -32,6 +32,7 @@ def _plan_from_args(args: argparse.Namespace) -> BindingPlan:
             raise ValueError(f"argument {option}: {err.why} in {text[:100]!r}") from err
 
     cpus = parsed("--cpus", args.cpus)
+    places = None if args.places is None else parsed("--places", args.places)
     nodes = tuple(sorted(parsed("--nodes", args.nodes).ids))
     memory_nodes = tuple(sorted(parsed("--memory-nodes", args.memory_nodes).ids))
     if not cpus:
@@ -39,6 +40,10 @@ def _plan_from_args(args: argparse.Namespace) -> BindingPlan:
     memory = MemoryPolicy(args.memory)
     if memory is not MemoryPolicy.NONE and not memory_nodes:
         raise ValueError(f"argument --memory={memory.value} needs --memory-nodes")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"argument --threads: {args.threads} is not a positive count")
+    if places is not None and not places <= cpus:
+        raise ValueError(f"argument --places: {places.to_list()} is not within --cpus {cpus.to_list()}")
     return BindingPlan(
         gpus=(),
         nodes=nodes,
@@ -46,6 +51,8 @@ def _plan_from_args(args: argparse.Namespace) -> BindingPlan:
         memory_policy=memory,
         memory_nodes=memory_nodes,
         reasons=(Reason.of("launched"),),
+        threads=args.threads,
+        places=places,
     )
 
 
@@ -64,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     parser.add_argument("--nodes", default="")
     parser.add_argument("--memory", choices=[m.value for m in MemoryPolicy], default=MemoryPolicy.NONE.value)
     parser.add_argument("--memory-nodes", default="")
+    parser.add_argument("--places", help="the CPUs of the children's OpenMP places (default: all; empty: none)")
+    parser.add_argument("--threads", type=int, default=None, help="the children's OMP_NUM_THREADS")
     parser.add_argument("--strict", action="store_true", help="fail instead of running unbound (or GPUNUMA_STRICT=1)")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)

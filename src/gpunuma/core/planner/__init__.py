@@ -229,7 +229,10 @@ def plan_binding(
     memory = plan_memory(topology, nodes, allowed, policy.memory, override=policy.override_affinity)
     if explicit is None and _changes_nothing(topology, cpus, memory.policy, memory.nodes):
         return no_binding(Reason.of("spans_everything", nodes=node_list(nodes), cpus=str(cpus)))
-    threads = _threads(topology, owned, nodes, cpus, allowed, placements, reasons, policy) if explicit is None else None
+    if explicit is None:
+        threads, places = _threads(topology, owned, nodes, cpus, allowed, placements, reasons, policy)
+    else:  # who else runs on a node named by hand is unknown: children get no places of their own
+        threads, places = None, CpuSet()
     return BindingPlan(
         gpus=tuple(gpu.index for gpu in owned),
         nodes=nodes,
@@ -241,6 +244,7 @@ def plan_binding(
         gpu_labels=tuple(gpu.label for gpu in owned),
         nics=nics,
         threads=threads,
+        places=places,
     )
 
 
@@ -253,24 +257,35 @@ def _threads(
     placements: Mapping[int, Placement],
     reasons: list[str],
     policy: Policy,
-) -> int | None:
+) -> tuple[int | None, CpuSet | None]:
     """This process's part of CPUs that other GPUs' processes are planned on too (node and socket scopes).
 
     One process per GPU: every GPU placed on the planned nodes (rule 5's fallback included) gets the same
-    number of threads, so four processes on a 112-CPU node run 28 each, not 112 each. Scopes that split the
-    CPUs already (exclusive, cache, a share) give None, as does a process alone on its CPUs.
+    number of threads, so four processes on a 112-CPU node run 28 each, not 112 each, and its own block of
+    whole cores for OpenMP places (rank by GPU index among them, as the exclusive scope ranks), so no two
+    of them stack their threads on the same CPUs. Scopes that split the CPUs already (exclusive, cache, a
+    share) and a process alone on its CPUs give None for both: one thread and one place per planned CPU.
     """
     if policy.share is not None or policy.cpu_scope not in (CpuScope.NODE, CpuScope.SOCKET) or not owned:
-        return None
+        return None, None
     planned = set(nodes)
     every = _placed_nodes(topology, allowed, placements, policy)
-    sharing = sum(1 for node in every.values() if node in planned)
-    mine = sum(1 for gpu in owned if every.get(gpu.index) in planned) or 1
-    if sharing <= mine:
-        return None
-    threads = max(1, len(cpus) * mine // sharing)
-    reasons.append(Reason.of("threads_shared", threads=threads, cpus=len(cpus), gpus=sharing, mine=mine))
-    return threads
+    sharing = sorted(index for index, node in every.items() if node in planned)
+    owned_indices = {gpu.index for gpu in owned}
+    ranks = [rank for rank, index in enumerate(sharing) if index in owned_indices]
+    mine = len(ranks) or 1
+    if len(sharing) <= mine:
+        return None, None
+    from gpunuma.core.planner.cores import block_of, physical_cores
+
+    threads = max(1, len(cpus) * mine // len(sharing))
+    cores = physical_cores(topology, cpus, cpus)
+    places = CpuSet()
+    for rank in ranks:
+        places = places | block_of(cores, rank, len(sharing), cpus).cpus
+    reasons.append(Reason.of("threads_shared", threads=threads, cpus=len(cpus), gpus=len(sharing), mine=mine,
+                             places=places.to_list() or "none"))
+    return threads, places
 
 
 def _placed_nodes(
