@@ -241,3 +241,13 @@ def test_the_check_command_takes_share_and_reserve_flags_over_the_process_s_vari
                  "--json"]) == ExitCode.OK
     assert json.loads(capsys.readouterr().out)["plan"]["share"] == "1/2"
     assert main(["check", "--pid", str(PID), "--root", str(root), "--share", "2/2"]) == ExitCode.USAGE
+
+
+
+def test_an_intel_worker_that_sees_its_gpu_through_ze_affinity_mask_is_judged(render):
+    # The same table of visibility variables as the resolution's: an Intel worker's mask names its GPU.
+    root = render(machine("intel-max"))
+    _with_environ(root, ZE_AFFINITY_MASK="4")
+    result = check_process(PID, source="sysfs", root=root)
+    assert result.gpus == (4,) and result.plan is not None
+    assert "check_no_visible_devices" not in result.note_codes

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from pytest_mock import MockerFixture
 
+from gpunuma.adapters.static import StaticTopology
+from gpunuma.api import plan_for
 from gpunuma.core.identity import (
     describe_resolution,
     local_to_physical,
@@ -25,6 +27,7 @@ from gpunuma.settings import read_gpu_environment
 from gpunuma_fakes import machine
 
 DGX = machine("dgx-h100").topology()
+ALLOWED = machine("dgx-h100").allowed()
 UUID = {gpu.index: gpu.uuid for gpu in DGX.gpus}
 CVD = "CUDA_VISIBLE_DEVICES"
 MIG_A = "MIG-4f1c2a6e-5d1b-5a7f-9b9e-1c0d3e2f4a51"
@@ -124,6 +127,11 @@ def test_an_invalid_entry_truncates_the_list_like_cuda_with_a_warning(caplog: py
     assert len(resolution.warnings) == 1
     assert resolution.warnings[0].code == "visible_list_truncated"
     assert resolution.warnings[0].values["ignored"] == "99,3"
+    assert caplog.records == []  # the core returns its reasons; the entry points log them
+
+    with caplog.at_level(logging.WARNING, logger="gpunuma"):
+        plan = plan_for(source=StaticTopology(DGX, ALLOWED), env={CVD: "2,99,3"})
+    assert plan.gpus == (2,)
     assert [r.getMessage() for r in caplog.records] == list(resolution.warnings)
 
 

@@ -26,6 +26,15 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
+def test_the_core_logs_nothing():
+    # It returns its reasons (a truncated CUDA_VISIBLE_DEVICES, a mixed device order); the entry points log them.
+    loggers = sorted(
+        str(path.relative_to(SRC)) for path in (SRC / "core").rglob("*.py")
+        if {"logging", "gpunuma.logs"} & _run_time_imports(path)
+    )
+    assert loggers == []
+
+
 def test_the_core_imports_nothing_that_touches_the_machine():
     offenders = {
         str(path.relative_to(SRC)): sorted(_imports(path) & MACHINE_MODULES) for path in (SRC / "core").rglob("*.py")

@@ -311,6 +311,8 @@ def plan(
         resolution = describe_resolution(topology, gpus=gpus, physical=physical, env=environment or GpuEnvironment())
         owned = resolution.gpus
         given = resolution.source or given
+        for warning in resolution.warnings:  # the core says what was odd in the environment; logged here
+            logs.warning(warning)
         resolution_reasons = (*resolution.reasons, *resolution.warnings)
     if not owned and node is None:
         if not topology.gpus:

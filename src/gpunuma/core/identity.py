@@ -9,11 +9,15 @@ GPUs (torchrun's convention: worker ``LOCAL_RANK`` drives ``cuda:LOCAL_RANK``), 
 CUDA device order: with ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` CUDA numbers GPUs by ascending PCI bus
 id. The default, ``FASTEST_FIRST``, is a heuristic; on a machine whose GPUs are all the same
 model it also yields bus order, which is what gpunuma assumes. When the GPUs differ in name
-and the order is not ``PCI_BUS_ID``, gpunuma still uses bus order and logs a warning.
+and the order is not ``PCI_BUS_ID``, gpunuma still uses bus order and says so in the resolution's
+warnings (which the entry points log: nothing here logs).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from gpunuma.core.exposure import NVIDIA_VISIBLE_DEVICES
 from gpunuma.core.model import Gpu, Topology
 from gpunuma.core.numbers import decimal
 from gpunuma.core.pci import BusId, bus_order
@@ -34,6 +38,30 @@ ZE_AFFINITY_MASK = "ZE_AFFINITY_MASK"
 RAY_NOSET_CVD = "RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES"
 LOCAL_RANK = "LOCAL_RANK"
 LOCAL_WORLD_SIZE = "LOCAL_WORLD_SIZE"
+
+
+@dataclass(frozen=True)
+class Vendor:
+    """A GPU vendor and the variables that say which of its GPUs a process sees."""
+
+    name: str
+    #: The process's own variables, in the order its runtime applies them (AMD's HIP reads
+    #: ``CUDA_VISIBLE_DEVICES`` where ``HIP_VISIBLE_DEVICES`` is unset).
+    variables: tuple[str, ...]
+    #: The container runtime's variable: the host GPUs a container was given (None: the vendor has none).
+    container: str | None = None
+
+
+#: Every vendor gpunuma resolves GPUs of, in the order a machine with several vendors' GPUs is read.
+VENDORS = (
+    Vendor("nvidia", (CUDA_VISIBLE_DEVICES,), container=NVIDIA_VISIBLE_DEVICES),
+    Vendor("amd", (ROCR_VISIBLE_DEVICES, HIP_VISIBLE_DEVICES)),
+    Vendor("intel", (ZE_AFFINITY_MASK,)),
+)
+#: Every variable that chooses the GPUs a process sees -> the vendor whose runtime reads it.
+VENDOR_OF = {variable: vendor.name for vendor in VENDORS for variable in vendor.variables}
+#: Every variable that chooses the GPUs a process sees, each once.
+VISIBILITY_VARIABLES = tuple(VENDOR_OF)
 
 #: Values that mean "no GPU" rather than a mistake (Slurm writes ``NoDevFiles``).
 _NO_GPU_VALUES = frozenset({"-1", "nodevfiles"})
@@ -72,13 +100,6 @@ def _legacy_mig_parent(entry: str) -> str | None:
     if len(numbers) != 2 or not all(decimal(number) is not None for number in numbers):
         return None
     return parent if len(parent) > 4 and _UUID_CHARS.issuperset(parent[4:]) else None
-
-
-def _warn(reason: Reason) -> None:
-    # Rare (a mistake in the environment): logging is imported only when there is something to say.
-    import logging
-
-    logging.getLogger("gpunuma").warning(reason)
 
 
 class GpuEnvironment(Value):
@@ -120,7 +141,7 @@ class GpuEnvironment(Value):
             cuda_device_order=env.get(CUDA_DEVICE_ORDER),
             ray_noset_visible_devices=env.get(RAY_NOSET_CVD, "") == "1",
             ray_gpu_ids=tuple(ray_gpu_ids),
-            nvidia_visible_devices=env.get("NVIDIA_VISIBLE_DEVICES"),
+            nvidia_visible_devices=env.get(NVIDIA_VISIBLE_DEVICES),
             ray_worker=ray_worker or bool(ray_gpu_ids),
             local_rank=env.get(LOCAL_RANK),
             local_world_size=env.get(LOCAL_WORLD_SIZE),
@@ -176,13 +197,11 @@ class Visibility(Value):
 
 # -- visibility -------------------------------------------------------------------------
 def _vendor_gpus(topology: Topology) -> tuple[str, tuple[Gpu, ...]]:
-    nvidia = tuple(g for g in topology.gpus if g.vendor == "nvidia")
-    if nvidia or not topology.gpus:
-        return "nvidia", tuple(sorted(nvidia, key=lambda g: bus_order(g.pci_bus_id)))
-    for vendor in ("amd", "intel"):
-        found = tuple(g for g in topology.gpus if g.vendor == vendor)
+    """The first vendor of :data:`VENDORS` with GPUs on the machine, and its GPUs in bus order (NVIDIA: none)."""
+    for vendor in VENDORS:
+        found = tuple(g for g in topology.gpus if g.vendor == vendor.name)
         if found:
-            return vendor, tuple(sorted(found, key=lambda g: bus_order(g.pci_bus_id)))
+            return vendor.name, tuple(sorted(found, key=lambda g: bus_order(g.pci_bus_id)))
     return "nvidia", ()
 
 
@@ -213,7 +232,7 @@ def _match_uuid(entry: str, gpus: Sequence[Gpu], variable: str, value: str) -> G
     if any(g.uuid is None for g in gpus):
         advice = (
             "name AMD GPUs by index, as rocm-smi numbers them: gpunuma reads no AMD GPU UUIDs"
-            if variable in (ROCR_VISIBLE_DEVICES, HIP_VISIBLE_DEVICES)
+            if VENDOR_OF.get(variable) == "amd"
             else "read it with the nvml or auto source, or install the NVIDIA driver's procfs"
         )
         raise GpuResolutionError(
@@ -275,7 +294,6 @@ def _parse_list(
             ignored = _cut(",".join(entries[position:]))
             warning = Reason.of("visible_list_truncated", variable=variable, value=_cut(value), problem=str(err),
                                 ignored=ignored)
-            _warn(warning)
             return tuple(chosen), (warning,)
         chosen.append(gpu)
     return tuple(chosen), ()
@@ -302,7 +320,6 @@ def visible_gpus(topology: Topology, env: EnvironmentLike) -> Visibility:
     if vendor == "nvidia":
         order = _order_warning(gpus, environ)
         if order:
-            _warn(order)
             warnings.append(order)
         value = environ.get(CUDA_VISIBLE_DEVICES)
         if value is None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gpunuma.core.cpuset import node_list
-from gpunuma.core.identity import GpuEnvironment
+from gpunuma.core.identity import VISIBILITY_VARIABLES, GpuEnvironment
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import Policy, Share
 from gpunuma.core.ports import TopologySource
@@ -30,8 +30,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-#: The variables that say which GPUs a process sees.
-_VISIBILITY = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES")
 #: Set by Ray's raylet in every worker's environment at start.
 _RAY_WORKER_MARK = "RAY_RAYLET_PID"
 
@@ -166,7 +164,7 @@ def check_process(
             return without_plan(Reason.of("check_environment_unreadable", pid=pid))
         notes.append(Reason.of("check_environment_unreadable_named", pid=pid))
         env = {}
-    elif not named and not any(key in env for key in _VISIBILITY):
+    elif not named and not any(key in env for key in VISIBILITY_VARIABLES):
         if _RAY_WORKER_MARK in env:
             return without_plan(Reason.of("check_ray_worker", pid=pid, variable=_RAY_WORKER_MARK))
         if "LOCAL_RANK" not in env:
