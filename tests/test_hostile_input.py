@@ -170,7 +170,8 @@ def test_an_absurd_node_number_is_a_typed_error(rendered):
 
 
 def test_reading_stops_at_a_megabyte(tmp_path):
-    from gpunuma.adapters.procfs import MAX_FILE_BYTES, read_text
+    from gpunuma.adapters.files import MAX_FILE_BYTES
+    from gpunuma.adapters.procfs import read_text
     from gpunuma.errors import SysfsFormatError
 
     big = tmp_path / "big"

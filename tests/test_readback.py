@@ -95,7 +95,7 @@ def test_a_numa_maps_node_list_beyond_any_kernel_is_a_format_error_naming_the_fi
     with pytest.raises(SysfsFormatError) as caught:
         read_kernel_view(77, proc_root=tmp_path)
 
-    assert caught.value.path == tmp_path / "77" / "numa_maps"
+    assert caught.value.path == str(tmp_path / "77" / "numa_maps")
     assert caught.value.text == "0-99999999"
 
 

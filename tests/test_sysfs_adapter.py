@@ -305,7 +305,7 @@ def test_pcie_ancestries_resolve_as_realpath_does_even_under_a_linked_root(rende
     from gpunuma.adapters.sysfs_nics import PciPaths
 
     if not kernel:  # no /proc/self/fd (or a path the kernel cannot name): links followed one directory at a time
-        mocker.patch("gpunuma.adapters.sysfs_nics._kernel_path", return_value=None)
+        mocker.patch("gpunuma.adapters.files.HostFiles.resolve", return_value=None)
 
     tree = rendered("dgx-h100")
     (tmp_path / "linked").symlink_to(tree)  # the root through a symlink, as /tmp is on some systems

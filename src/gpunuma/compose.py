@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # annotations only: the bind path in every worker skips build
     from collections.abc import Collection, Mapping, Sequence
     from pathlib import Path
 
+    from gpunuma.adapters.files import FileTree
     from gpunuma.adapters.share_slots import ShareSlots as ShareSlots
     from gpunuma.core.identity import GpuEnvironment
     from gpunuma.core.plan import Allowed, BindingPlan
@@ -159,7 +160,7 @@ def make_source(
     sysfs = topology_source_class("sysfs")(
         root=root, nvidia_visible_devices=nvidia_visible_devices, layout=layout, gpus=gpus
     )
-    if source in ("auto", "nvml") and os.path.realpath(root) != "/":
+    if source in ("auto", "nvml") and not _this_machine(root):
         why = (
             "this machine's NVML does not describe a captured tree "
             "(--simulate PATH replays a snapshot's recorded NVML answers)"
@@ -201,14 +202,23 @@ def hand_down_own_binding(*, only_set: bool = False) -> None:
         hand_down(format_record(own) if own is not None else None)
 
 
-def process_state(pid: int | str, root: str | Path = "/") -> tuple[KernelView, dict[str, str] | None]:
+def _this_machine(root: str | Path | FileTree) -> bool:
+    """Whether ``root`` is this machine's own ``/`` (not a captured tree, on disk or in memory)."""
+    return isinstance(root, (str, os.PathLike)) and os.path.realpath(root) == "/"
+
+
+def process_state(
+    pid: int | str, root: str | Path | FileTree = "/"
+) -> tuple[KernelView, dict[str, str] | None]:
     """What the kernel holds for process ``pid`` under ``root`` and the environment it started with."""
+    from gpunuma.adapters.files import files_of
     from gpunuma.adapters.kernel_view import read_process
 
-    return read_process(pid, proc_root=os.path.join(root, "proc"))
+    path, files = files_of(root)
+    return read_process(pid, proc_root=os.path.join(path, "proc"), files=files)
 
 
-def process_allowed(pid: int | str, root: str | Path = "/") -> Allowed:
+def process_allowed(pid: int | str, root: str | Path | FileTree = "/") -> Allowed:
     """What another process's cgroup allows it, its affinity taken as the whole cpuset (for checking it)."""
     from gpunuma.adapters.sysfs import SysfsTopology
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 
+from gpunuma.adapters.files import HOST
 from gpunuma.adapters.procfs import parse_cpulist, parse_idlist, parse_status, read_text, read_threads
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.kernel_policy import NUMA_MAPS_MODES, Mempolicy
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from gpunuma.adapters.mempolicy import MempolicySyscalls
+    from gpunuma.core.ports import KernelFiles
 
 # numa_maps field 2: "default", "local", "bind:0-1", "prefer:1", "prefer (many):0-1",
 # "interleave:0-3", "weighted interleave:0-3", with flags such as "bind=static:0". Compiled only to
@@ -30,8 +32,14 @@ _NUMA_MAPS_POLICY = (
 )
 
 
-def _read_status(path: str) -> dict[str, str]:
-    text = read_text(path)
+#: A numa_maps line is short; the first one is all that is read.
+_FIRST_LINE = 4096
+#: The most of another process's environment read (the kernel caps a new program's strings at ~2 MiB).
+_ENVIRON_BYTES = 4 << 20
+
+
+def _read_status(path: str, files: KernelFiles) -> dict[str, str]:
+    text = read_text(path, files)
     if text is None:
         raise FileNotFoundError(errno.ENOENT, "no such process", str(path))
     return parse_status(path, text)
@@ -43,14 +51,14 @@ def _cpulist(path: str | Path, fields: dict[str, str], key: str) -> CpuSet:
     return parse_cpulist(path, fields[key])
 
 
-def _threads(task_dir: str) -> tuple[ThreadState, ...]:
+def _threads(task_dir: str, files: KernelFiles) -> tuple[ThreadState, ...]:
     try:
-        return read_threads(task_dir)
+        return read_threads(task_dir, files)
     except FileNotFoundError:
         return ()
 
 
-def numa_maps_policy(path: str | Path) -> Mempolicy | None:
+def numa_maps_policy(path: str | Path, files: KernelFiles = HOST) -> Mempolicy | None:
     """The policy the first line of a ``numa_maps`` file shows (None: unreadable or not understood).
 
     A mapping without its own policy shows the policy of the task whose entry is read, so the first
@@ -60,10 +68,12 @@ def numa_maps_policy(path: str | Path) -> Mempolicy | None:
     import re
 
     try:
-        with open(path) as handle:
-            first = handle.readline()
-    except (OSError, UnicodeDecodeError, ValueError):
+        text = files.read(os.fspath(path), _FIRST_LINE, cut=True)
+    except OSError:
         return None
+    if text is None:
+        return None
+    first = text.partition("\n")[0]
     match = re.match(_NUMA_MAPS_POLICY, first)
     if not match:
         return None
@@ -71,8 +81,8 @@ def numa_maps_policy(path: str | Path) -> Mempolicy | None:
     return Mempolicy(NUMA_MAPS_MODES[match.group(1)], tuple(sorted(nodes)))
 
 
-def _numa_maps_policy(path: Path) -> tuple[str | None, tuple[int, ...]]:
-    policy = numa_maps_policy(path)
+def _numa_maps_policy(path: str, files: KernelFiles) -> tuple[str | None, tuple[int, ...]]:
+    policy = numa_maps_policy(path, files)
     return (None, ()) if policy is None else (policy.word, policy.nodes)
 
 
@@ -89,60 +99,67 @@ def _own_mempolicy(syscalls: MempolicySyscalls | None) -> tuple[str | None, tupl
 
 
 def read_kernel_view(
-    pid: int | str = "self", proc_root: str | Path = "/proc", *, syscalls: MempolicySyscalls | None = None
+    pid: int | str = "self",
+    proc_root: str | Path = "/proc",
+    *,
+    syscalls: MempolicySyscalls | None = None,
+    files: KernelFiles = HOST,
 ) -> KernelView:
     """The kernel's view of process ``pid``: its cpuset, allowed memory nodes and every thread's CPUs.
 
     The memory policy is the calling thread's (``get_mempolicy``, through ``syscalls`` when given,
     as a binder passes its own) when ``pid`` is this process, else the main thread's as the first
     line of ``numa_maps`` shows it (None when unreadable). Raises ``FileNotFoundError`` when the
-    process does not exist.
+    process does not exist. ``files`` reads the files under ``proc_root`` (a captured tree's, held in memory).
     """
     base = os.path.join(proc_root, str(pid))
     status_path = os.path.join(base, "status")
-    fields = _read_status(status_path)
+    fields = _read_status(status_path, files)
     tgid = fields.get("Tgid") or fields.get("Pid") or "0"
     real_pid = decimal(tgid)
     if real_pid is None:
         raise SysfsFormatError(status_path, tgid[:100], "Tgid is not a process id")
-    if real_pid == os.getpid():
+    if real_pid == os.getpid() and files is HOST:
         mempolicy, nodes = _own_mempolicy(syscalls)
     else:
-        from pathlib import Path
-
-        mempolicy, nodes = _numa_maps_policy(Path(base, "numa_maps"))
+        mempolicy, nodes = _numa_maps_policy(os.path.join(base, "numa_maps"), files)
     return KernelView(
         pid=real_pid,
         cpus_allowed=_cpulist(status_path, fields, "Cpus_allowed_list"),
         mems_allowed=frozenset(_cpulist(status_path, fields, "Mems_allowed_list").ids),
-        threads=_threads(os.path.join(base, "task")),
+        threads=_threads(os.path.join(base, "task"), files),
         mempolicy=mempolicy,
         mempolicy_nodes=nodes,
     )
 
 
-def read_environ(pid: int | str, proc_root: str | Path = "/proc") -> dict[str, str] | None:
+def read_environ(
+    pid: int | str, proc_root: str | Path = "/proc", files: KernelFiles = HOST
+) -> dict[str, str] | None:
     """The environment process ``pid`` started with (``/proc/<pid>/environ``), None when unreadable."""
     try:
-        with open(os.path.join(proc_root, str(pid), "environ"), "rb") as handle:
-            raw = handle.read()
+        raw = files.read(os.path.join(proc_root, str(pid), "environ"), _ENVIRON_BYTES, cut=True)
     except OSError:
         return None
+    if raw is None:
+        return None
     env = {}
-    for entry in raw.split(b"\0"):
-        key, sep, value = entry.partition(b"=")
+    for entry in raw.split("\0"):
+        key, sep, value = entry.partition("=")
         if sep:
-            env[key.decode(errors="replace")] = value.decode(errors="replace")
+            env[key] = value
     return env
 
 
-def read_process(pid: int | str, proc_root: str | Path = "/proc") -> tuple[KernelView, dict[str, str] | None]:
+def read_process(
+    pid: int | str, proc_root: str | Path = "/proc", files: KernelFiles = HOST
+) -> tuple[KernelView, dict[str, str] | None]:
     """Another process as ``gpunuma check`` reads it: the kernel's view and its starting environment.
 
     A process that does not exist is a :class:`~gpunuma.errors.TopologyUnavailableError`.
     """
     try:
-        view = read_kernel_view(pid, proc_root=proc_root)
+        view = read_kernel_view(pid, proc_root=proc_root, files=files)
     except FileNotFoundError as err:
         raise TopologyUnavailableError(f"process {pid}: no such process ({err.filename} is missing)") from err
-    return view, read_environ(pid, proc_root)
+    return view, read_environ(pid, proc_root, files)

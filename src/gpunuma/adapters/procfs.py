@@ -1,86 +1,55 @@
 """Read what the kernel lets a process use: ``/proc/<pid>/status``, its threads, and its cgroup cpuset.
 
-Every function takes the filesystem ``root`` (``/`` on a live system, a rendered tree in tests).
+Every function takes the filesystem ``root`` (``/`` on a live system) and the reader of the files under
+it (:data:`~gpunuma.adapters.files.HOST`, or a machine's tree held in memory).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 
+from gpunuma.adapters.files import HOST
 from gpunuma.core.cpuset import BLANK, NODE_LIMIT, CpuSet, parse_ids
 from gpunuma.core.numbers import decimal, hexadecimal
 from gpunuma.core.plan import Allowed
 from gpunuma.core.rebind import as_before
 from gpunuma.core.report import ThreadState
 from gpunuma.core.value import Value
-from gpunuma.errors import CpuSetParseError, SysfsFormatError, SysfsReadError, TopologyUnavailableError
+from gpunuma.errors import CpuSetParseError, SysfsFormatError, TopologyUnavailableError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
 
     from gpunuma.core.kernel_policy import Mempolicy
+    from gpunuma.core.ports import KernelFiles
     from gpunuma.core.rebind import OwnBinding
 
-_CHUNK = 65536
-#: The largest file a reader takes: the kernel files gpunuma reads are a page or two.
-MAX_FILE_BYTES = 1 << 20
 
 
-def read_text(path: str | Path) -> str | None:
+def read_text(path: str | Path, files: KernelFiles = HOST) -> str | None:
     """The content of a small kernel file, or None when it does not exist.
 
     Any other failure (a directory or a symlink loop in its place, EACCES, EIO) is a
     :class:`SysfsReadError` naming the file; a file larger than any kernel file (a link to
-    ``/dev/zero``) a :class:`SysfsFormatError`, read no further than :data:`MAX_FILE_BYTES`.
-
-    Uses raw ``os`` calls: sysfs reads are many and tiny, and the buffered-text layer costs more than the read.
+    ``/dev/zero``) a :class:`SysfsFormatError`, read no further than
+    :data:`~gpunuma.adapters.files.MAX_FILE_BYTES`.
     """
-    try:
-        # O_NONBLOCK: a FIFO in a captured tree reads as empty (no value, as a file masked with /dev/null)
-        # instead of blocking the reader forever; kernel files ignore the flag.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except (FileNotFoundError, NotADirectoryError, ProcessLookupError):
-        return None
-    except OSError as err:
-        raise SysfsReadError(path, err) from err
-    try:
-        data = os.read(fd, _CHUNK)
-        if len(data) == _CHUNK:
-            parts = [data]
-            total = len(data)
-            while chunk := os.read(fd, _CHUNK):
-                parts.append(chunk)
-                total += len(chunk)
-                if total > MAX_FILE_BYTES:
-                    raise SysfsFormatError(path, "", f"larger than {MAX_FILE_BYTES >> 20} MiB: not a kernel file")
-            data = b"".join(parts)
-    except ProcessLookupError:
-        # The process exited between open and read (ESRCH): its files no longer exist.
-        return None
-    except OSError as err:
-        raise SysfsReadError(path, err) from err
-    finally:
-        os.close(fd)
-    return data.decode("utf-8", "replace")
+    return files.read(os.fspath(path))
 
 
-def list_dir(path: str | Path) -> list[str] | None:
+def list_dir(path: str | Path, files: KernelFiles = HOST) -> list[str] | None:
     """The entry names of a kernel folder, None when it does not exist; other failures: :class:`SysfsReadError`."""
-    try:
-        return os.listdir(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except OSError as err:
-        raise SysfsReadError(path, err) from err
+    return files.listdir(os.fspath(path))
 
 
-def read_value(path: str | Path) -> str | None:
+def read_value(path: str | Path, files: KernelFiles = HOST) -> str | None:
     """A kernel file that always holds a value, None when it is missing or blank.
 
     A gathering tool that cannot read a file (``cat f > copy``) leaves it empty: no value, not an empty one.
     """
-    text = read_text(path)
+    text = files.read(os.fspath(path))
     return text if text is not None and text.strip(BLANK) else None
 
 
@@ -161,13 +130,13 @@ def status_field(text: str, key: str) -> str | None:
     return text[at + len(key) + 1 : end if end >= 0 else None].strip(BLANK)
 
 
-def read_status(root: str | Path = "/", pid: int | str = "self") -> dict[str, str]:
+def read_status(root: str | Path = "/", pid: int | str = "self", files: KernelFiles = HOST) -> dict[str, str]:
     """The fields of ``/proc/<pid>/status`` (``{"Cpus_allowed_list": "0-15", ...}``), values stripped.
 
     ``/proc/<pid>/status`` shows the main thread; see :func:`read_threads` for the others.
     """
     path = os.path.join(_proc(root, pid), "status")
-    text = read_text(path)
+    text = files.read(path)
     if text is None:
         raise TopologyUnavailableError(f"{path}: no such process status")
     return parse_status(path, text)
@@ -189,12 +158,16 @@ def status_mems(status: dict[str, str], path: Path | str = "status") -> frozense
     return parse_idlist(path, text)
 
 
-def list_tids(task_dir: str | Path) -> tuple[int, ...]:
-    """The thread ids listed in a ``/proc/<pid>/task`` directory, ascending; raises ``OSError`` when unreadable."""
-    return tuple(sorted(tid for name in os.listdir(task_dir) if (tid := decimal(name)) is not None))
+def list_tids(task_dir: str | Path, files: KernelFiles = HOST) -> tuple[int, ...]:
+    """The thread ids listed in a ``/proc/<pid>/task`` directory, ascending; raises ``OSError`` when unreadable
+    (``FileNotFoundError`` when it is missing)."""
+    names = files.listdir(os.fspath(task_dir))
+    if names is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), os.fspath(task_dir))
+    return tuple(sorted(tid for name in names if (tid := decimal(name)) is not None))
 
 
-def read_threads(task_dir: str | Path) -> tuple[ThreadState, ...]:
+def read_threads(task_dir: str | Path, files: KernelFiles = HOST) -> tuple[ThreadState, ...]:
     """Each thread's name and own CPU affinity from ``<task_dir>/<tid>/status``, by ascending TID.
 
     A thread that exits between listing and reading is left out; a missing ``task_dir`` raises
@@ -204,10 +177,10 @@ def read_threads(task_dir: str | Path) -> tuple[ThreadState, ...]:
     states = []
     # Threads of a bound process mostly share one cpulist: parse each distinct text once.
     parsed: dict[str, CpuSet] = {}
-    for tid in list_tids(task_dir):
+    for tid in list_tids(task_dir, files):
         path = f"{task_dir}/{tid}/status"
         try:
-            text = read_text(path)
+            text = files.read(path)
         except ProcessLookupError:  # ESRCH: the thread exited after open
             continue
         if text is None:  # ENOENT: the thread exited before open
@@ -222,14 +195,16 @@ def read_threads(task_dir: str | Path) -> tuple[ThreadState, ...]:
     return tuple(states)
 
 
-def read_thread_affinities(root: str | Path = "/", pid: int | str = "self") -> dict[int, CpuSet]:
+def read_thread_affinities(
+    root: str | Path = "/", pid: int | str = "self", files: KernelFiles = HOST
+) -> dict[int, CpuSet]:
     """Each thread id of the process -> its own CPU affinity (``task/<tid>/status``).
 
     A thread that exits between listing and reading is left out.
     """
     tasks = os.path.join(_proc(root, pid), "task")
     try:
-        threads = read_threads(tasks)
+        threads = read_threads(tasks, files)
     except FileNotFoundError as err:
         raise TopologyUnavailableError(f"{tasks}: no task directory") from err
     return {thread.tid: thread.cpus for thread in threads}
@@ -245,10 +220,10 @@ class CgroupCpuset(Value):
     mems_file: Path
 
 
-def _cgroup_paths(root: str | Path, pid: int | str) -> tuple[str | None, str | None]:
+def _cgroup_paths(root: str | Path, pid: int | str, files: KernelFiles) -> tuple[str | None, str | None]:
     """(v2 path, v1 cpuset path) from ``/proc/<pid>/cgroup``."""
     path = os.path.join(_proc(root, pid), "cgroup")
-    text = read_text(path)
+    text = files.read(path)
     if text is None:
         return None, None
     v2: str | None = None
@@ -268,7 +243,7 @@ def _cgroup_paths(root: str | Path, pid: int | str) -> tuple[str | None, str | N
     return v2, v1
 
 
-def _walk_up(mount: str, group: str, names: tuple[str, str]) -> tuple[str, str] | None:
+def _walk_up(mount: str, group: str, names: tuple[str, str], files: KernelFiles) -> tuple[str, str] | None:
     """The nearest cgroup at or above ``group`` that holds both files.
 
     A cgroup without the cpuset controller runs on its nearest ancestor's cpuset, and inside a
@@ -278,44 +253,46 @@ def _walk_up(mount: str, group: str, names: tuple[str, str]) -> tuple[str, str] 
     for depth in range(len(parts), -1, -1):
         folder = os.path.join(mount, *parts[:depth])
         first, second = os.path.join(folder, names[0]), os.path.join(folder, names[1])
-        if os.path.exists(first) and os.path.exists(second):
+        if files.exists(first) and files.exists(second):
             return first, second
     return None
 
 
-def _cgroup_files(root: str | Path, pid: int | str) -> tuple[str, str, int] | None:
+def _cgroup_files(root: str | Path, pid: int | str, files: KernelFiles) -> tuple[str, str, int] | None:
     """The effective cpuset files of the process's cgroup and its version: v2 first, then v1."""
-    v2, v1 = _cgroup_paths(root, pid)
+    v2, v1 = _cgroup_paths(root, pid, files)
     cgroup = os.path.join(root, "sys/fs/cgroup")
     if v2 is not None:
         for mount in (cgroup, os.path.join(cgroup, "unified")):
-            files = _walk_up(mount, v2, ("cpuset.cpus.effective", "cpuset.mems.effective"))
-            if files is not None:
-                return (*files, 2)
+            found = _walk_up(mount, v2, ("cpuset.cpus.effective", "cpuset.mems.effective"), files)
+            if found is not None:
+                return (*found, 2)
     if v1 is not None:
         mount = os.path.join(cgroup, "cpuset")
         for names in (("cpuset.effective_cpus", "cpuset.effective_mems"), ("cpuset.cpus", "cpuset.mems")):
-            files = _walk_up(mount, v1, names)
-            if files is not None:
-                return (*files, 1)
+            found = _walk_up(mount, v1, names, files)
+            if found is not None:
+                return (*found, 1)
     return None
 
 
-def _read_pair(cpus_file: str, mems_file: str) -> tuple[CpuSet, frozenset[int]]:
-    cpus_text = read_text(cpus_file) or ""
-    mems_text = read_text(mems_file) or ""
+def _read_pair(cpus_file: str, mems_file: str, files: KernelFiles) -> tuple[CpuSet, frozenset[int]]:
+    cpus_text = files.read(cpus_file) or ""
+    mems_text = files.read(mems_file) or ""
     return parse_cpulist(cpus_file, cpus_text), parse_idlist(mems_file, mems_text)
 
 
-def read_cgroup_cpuset(root: str | Path = "/", pid: int | str = "self") -> CgroupCpuset | None:
+def read_cgroup_cpuset(
+    root: str | Path = "/", pid: int | str = "self", files: KernelFiles = HOST
+) -> CgroupCpuset | None:
     """The effective cpuset of the process's cgroup: v2 first, then v1; None when neither is readable."""
-    found = _cgroup_files(root, pid)
+    found = _cgroup_files(root, pid, files)
     if found is None:
         return None
     from pathlib import Path
 
     cpus_file, mems_file, version = found
-    cpus, mems = _read_pair(cpus_file, mems_file)
+    cpus, mems = _read_pair(cpus_file, mems_file, files)
     return CgroupCpuset(cpus=cpus, mems=mems, version=version, cpus_file=Path(cpus_file), mems_file=Path(mems_file))
 
 
@@ -325,6 +302,7 @@ def read_allowed(
     *,
     mempolicy: Mempolicy | None = None,
     own: OwnBinding | None = None,
+    files: KernelFiles = HOST,
 ) -> Allowed:
     """What the process may use: the cgroup cpuset (else its status lists) and its current affinity.
 
@@ -333,12 +311,12 @@ def read_allowed(
     process held before it (:func:`gpunuma.core.rebind.as_before`).
     """
     path = os.path.join(_proc(root, pid), "status")
-    status = read_status(root, pid)
+    status = read_status(root, pid, files)
     affinity = status_cpus(status, path)
-    found = _cgroup_files(root, pid)
+    found = _cgroup_files(root, pid, files)
     if found is None:
         allowed = Allowed(cpus=affinity, mems=status_mems(status, path), affinity=affinity, mempolicy=mempolicy)
     else:
-        cpus, mems = _read_pair(found[0], found[1])
+        cpus, mems = _read_pair(found[0], found[1], files)
         allowed = Allowed(cpus=cpus, mems=mems, affinity=affinity, mempolicy=mempolicy)
     return as_before(allowed, own, cpuset_from_affinity=found is None)

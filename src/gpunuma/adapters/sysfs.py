@@ -1,7 +1,8 @@
 """The sysfs topology adapter: nodes, CPUs, caches, GPUs and RDMA NICs from ``/sys``, limits from ``/proc``.
 
-Vendor-neutral (NVIDIA, AMD, Intel), no library needed. ``root`` points it at a rendered tree in tests or
-at a captured host's tree (``gpunuma snapshot``, ``hwloc-gather-topology``): CPUs and nodes are read
+Vendor-neutral (NVIDIA, AMD, Intel), no library needed. ``root`` points it at a folder of kernel files or
+at a machine's tree held in memory (a simulated machine, a captured host's ``gpunuma snapshot`` or
+``hwloc-gather-topology`` archive: :class:`~gpunuma.adapters.files.FileTree`): CPUs and nodes are read
 as the kernel's own readers read them (:mod:`~gpunuma.adapters.sysfs_cpus`,
 :mod:`~gpunuma.adapters.sysfs_nodes`); a missing optional file becomes a note, never a guess.
 """
@@ -10,8 +11,8 @@ from __future__ import annotations
 
 import os
 
+from gpunuma.adapters.files import HOST, FileTree, files_of
 from gpunuma.adapters.procfs import (
-    list_dir,
     parse_cpulist,
     parse_cpumask,
     parse_int,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from gpunuma.core.exposure import DeviceIds
     from gpunuma.core.kernel_policy import Mempolicy
     from gpunuma.core.model import CacheDomain, Nic
+    from gpunuma.core.ports import KernelFiles
 
 _VENDORS = {0x10DE: "nvidia", 0x1002: "amd", 0x8086: "intel"}
 #: PCI base class + subclass of a GPU: VGA, 3D controller, other display controller.
@@ -66,21 +68,24 @@ def _own_mempolicy() -> Mempolicy | None:
         return None
 
 
-def _pci_paths(root: str) -> PciPaths:
+def _pci_paths(root: str, files: KernelFiles) -> PciPaths:
     # The PCI bus is read only for plans that use GPUs: a bind to an explicit node never imports its reader.
     from gpunuma.adapters.sysfs_nics import PciPaths
 
-    return PciPaths(root)
+    return PciPaths(root, files)
 
 
-def _nics(root: str, notes: list[str], paths: PciPaths) -> tuple[Nic, ...]:
+def _nics(root: str, notes: list[str], paths: PciPaths, files: KernelFiles) -> tuple[Nic, ...]:
     from gpunuma.adapters.sysfs_nics import read_nics
 
-    return read_nics(root, notes, paths)
+    return read_nics(root, notes, paths, files)
 
 
 class SysfsTopology:
     """Reads the topology from sysfs and the process's cpuset from procfs/cgroupfs under ``root``.
+
+    ``root`` is a folder of this host (``/``: this machine) or a :class:`~gpunuma.adapters.files.FileTree`
+    (a machine's files held in memory, read through the same calls).
 
     GPUs are the ones this process can open (``root``'s ``/proc/driver/nvidia``, ``/dev``; see
     :mod:`gpunuma.core.exposure`), not every GPU on the PCI bus. ``nvidia_visible_devices`` is the
@@ -100,7 +105,7 @@ class SysfsTopology:
 
     def __init__(
         self,
-        root: str | Path = "/",
+        root: str | Path | FileTree = "/",
         pid: int | str = "self",
         *,
         nvidia_visible_devices: str | None = None,
@@ -108,14 +113,15 @@ class SysfsTopology:
         gpus: bool = True,
     ) -> None:
         # Plain string paths: pathlib costs a cold bind ~5 ms of CPU to import, and more per join than a read.
-        self.root = os.fspath(root)
+        self.root, self.files = files_of(root)
         self.pid = pid
         self.nvidia_visible_devices = nvidia_visible_devices
         self.layout = layout
         self.gpus = gpus
 
     def __repr__(self) -> str:
-        return f"SysfsTopology(root={self.root!r}, pid={self.pid!r}, layout={self.layout!r}, gpus={self.gpus!r})"
+        where = self.root if self.files is HOST else self.files
+        return f"SysfsTopology(root={where!r}, pid={self.pid!r}, layout={self.layout!r}, gpus={self.gpus!r})"
 
     def _path(self, relative: str) -> str:
         return os.path.join(self.root, relative)
@@ -123,17 +129,18 @@ class SysfsTopology:
     # -- the port ------------------------------------------------------------------------
     def read(self) -> Topology:
         """A snapshot of nodes, online CPUs and GPUs; unreadable optional files become notes."""
+        files = self.files
         cpu_dir = self._path("sys/devices/system/cpu")
-        if not os.path.isdir(cpu_dir):
+        if not files.is_dir(cpu_dir):
             raise TopologyUnavailableError(f"{cpu_dir}: no sysfs CPU directory (is sysfs mounted?)")
         notes: list[str] = []
-        online = read_online(cpu_dir, notes)
-        cpus = read_cpus(cpu_dir, online, notes) if self.layout else ()
-        nodes = read_nodes(self.root, online, notes, sizes=self.layout)
-        paths = _pci_paths(self.root) if self.gpus else None
+        online = read_online(cpu_dir, notes, files)
+        cpus = read_cpus(cpu_dir, online, notes, files) if self.layout else ()
+        nodes = read_nodes(self.root, online, notes, sizes=self.layout, files=files)
+        paths = _pci_paths(self.root, files) if self.gpus else None
         gpus = self._gpus(notes, paths) if paths is not None else ()
-        caches = self._caches(cpu_dir, online, notes) if self.layout else ()
-        nics = _nics(self.root, notes, paths) if paths is not None else ()
+        caches = self._caches(cpu_dir, online, notes, files) if self.layout else ()
+        nics = _nics(self.root, notes, paths, files) if paths is not None else ()
         if self._without_process():
             notes.append(Reason.of("no_process_status", path=self._path("proc/self/status")))
         return Topology(
@@ -146,10 +153,11 @@ class SysfsTopology:
         A captured tree that holds no ``proc/self/status`` (hwloc-gather keeps none) allows every
         online CPU and memory node, as a process no cgroup limits; :meth:`read` notes it.
         """
+        files = self.files
         if self._without_process():
             notes: list[str] = []
-            online = read_online(self._path("sys/devices/system/cpu"), notes)
-            nodes = read_nodes(self.root, online, notes, sizes=False)
+            online = read_online(self._path("sys/devices/system/cpu"), notes, files)
+            nodes = read_nodes(self.root, online, notes, sizes=False, files=files)
             mems = frozenset(node.id for node in nodes if node.has_memory)
             return Allowed(cpus=online, mems=mems, affinity=online)
         if self._live():
@@ -160,34 +168,40 @@ class SysfsTopology:
         from gpunuma.adapters.kernel_view import numa_maps_policy
         from gpunuma.adapters.own_binding import user_set
 
-        policy = numa_maps_policy(os.path.join(self.root, "proc", str(self.pid), "numa_maps"))
-        return read_allowed(self.root, self.pid, mempolicy=user_set(policy))
+        policy = numa_maps_policy(os.path.join(self.root, "proc", str(self.pid), "numa_maps"), files)
+        return read_allowed(self.root, self.pid, mempolicy=user_set(policy), files=files)
+
+    def _this_machine(self) -> bool:
+        """Whether the files read are this machine's own (``/`` of this host)."""
+        return self.files is HOST and os.path.realpath(self.root) == "/"
 
     def _live(self) -> bool:
         """Whether this source reads the calling process itself on this machine."""
-        return str(self.pid) in ("self", str(os.getpid())) and os.path.realpath(self.root) == "/"
+        return str(self.pid) in ("self", str(os.getpid())) and self._this_machine()
 
     def _without_process(self) -> bool:
         """A captured tree (not this machine's ``/``) without the capturing process's status."""
+        status = self._path("proc/self/status")
         return (
             self.pid == "self"
-            and os.path.realpath(self.root) != "/"
-            # lexists: a symlink loop or a directory in its place is a broken status, not a missing one.
-            and not os.path.lexists(self._path("proc/self/status"))
+            and not self._this_machine()
+            # A symlink loop or a directory in its place is a broken status, not a missing one.
+            and not self.files.exists(status)
+            and self.files.readlink(status) is None
         )
 
     # -- caches --------------------------------------------------------------------------
     @staticmethod
-    def _caches(cpu_dir: str, online: CpuSet, notes: list[str]) -> tuple[CacheDomain, ...]:
+    def _caches(cpu_dir: str, online: CpuSet, notes: list[str], files: KernelFiles) -> tuple[CacheDomain, ...]:
         # Only the layout reads caches (the cache scope needs it): a node-scope bind never imports the reader.
         from gpunuma.adapters.sysfs_caches import read_last_level_caches
 
-        return read_last_level_caches(cpu_dir, online, notes)
+        return read_last_level_caches(cpu_dir, online, notes, files)
 
     # -- GPUs ----------------------------------------------------------------------------
     def _gpus(self, notes: list[str], paths: PciPaths) -> tuple[Gpu, ...]:
         pci_dir = self._path("sys/bus/pci/devices")
-        names = list_dir(pci_dir)
+        names = self.files.listdir(pci_dir)
         if names is None:
             notes.append(Reason.of("sysfs_no_pci_devices", path=pci_dir))
             return ()
@@ -213,22 +227,22 @@ class SysfsTopology:
         from gpunuma.adapters.devices import read_device_access
         from gpunuma.core.exposure import usable_gpus
 
-        gpus, left_out = usable_gpus(found, read_device_access(self.root, self.nvidia_visible_devices), ids)
+        access = read_device_access(self.root, self.nvidia_visible_devices, self.files)
+        gpus, left_out = usable_gpus(found, access, ids)
         notes.extend(left_out)
         return gpus
 
-    @staticmethod
-    def _gpu_vendor(folder: str) -> str | None:
+    def _gpu_vendor(self, folder: str) -> str | None:
         """The vendor name when the PCI function is a GPU, else None."""
         class_path = folder + "class"
-        class_text = read_value(class_path)
+        class_text = read_value(class_path, self.files)
         if class_text is None:
             return None
         klass = parse_int(class_path, class_text, 16) >> 8
         if klass not in _GPU_CLASSES and klass != _ACCELERATOR:
             return None
         vendor_path = folder + "vendor"
-        vendor_text = read_value(vendor_path)
+        vendor_text = read_value(vendor_path, self.files)
         if vendor_text is None:
             return None
         vendor = _VENDORS.get(parse_int(vendor_path, vendor_text, 16))
@@ -241,20 +255,21 @@ class SysfsTopology:
         from gpunuma.adapters.devices import device_minor, render_nodes
         from gpunuma.core.exposure import DeviceIds
 
+        files = self.files
         notes: list[str] = []
         node_path = folder + "numa_node"
-        node_text = read_value(node_path)
+        node_text = read_value(node_path, files)
         if node_text is None:
             notes.append(Reason.of("sysfs_gpu_node_unknown", path=node_path))
             numa_node = None
         else:
             numa_node = parse_node_id(node_path, node_text)
-        local_cpus = self._local_cpus(folder, notes)
+        local_cpus = self._local_cpus(folder, notes, files)
         uuid = name = None
         ids = DeviceIds()
         if vendor == "nvidia":
             info_path = self._path(f"proc/driver/nvidia/gpus/{bdf}/information")
-            info = read_text(info_path)
+            info = read_text(info_path, files)
             if info is None:
                 notes.append(Reason.of("sysfs_gpu_uuid_unknown", path=info_path))
             else:
@@ -264,9 +279,9 @@ class SysfsTopology:
                 ids = DeviceIds(minor=device_minor(fields.get("Device Minor")))
         else:
             if vendor == "amd":
-                product = read_text(folder + "product_name")  # amdgpu's board name
+                product = read_text(folder + "product_name", files)  # amdgpu's board name
                 name = (product.strip(BLANK) or None) if product is not None else None
-            ids = DeviceIds(render_nodes=render_nodes(folder))
+            ids = DeviceIds(render_nodes=render_nodes(folder, files))
         gpu = Gpu(
             index=index,
             pci_bus_id=bdf,
@@ -281,13 +296,13 @@ class SysfsTopology:
         return gpu, ids
 
     @staticmethod
-    def _local_cpus(folder: str, notes: list[str]) -> CpuSet | None:
+    def _local_cpus(folder: str, notes: list[str], files: KernelFiles) -> CpuSet | None:
         list_path = folder + "local_cpulist"
-        text = read_text(list_path)
+        text = read_text(list_path, files)
         if text is not None:
             return parse_cpulist(list_path, text)
         mask_path = folder + "local_cpus"
-        mask = read_text(mask_path)
+        mask = read_text(mask_path, files)
         if mask is None:
             notes.append(Reason.of("sysfs_local_cpus_unknown", path=list_path))
             return None

@@ -7,22 +7,27 @@ EPYC host with 24 CCDs costs about 30 reads.
 
 from __future__ import annotations
 
-from gpunuma.adapters.procfs import list_dir, parse_cpulist, parse_int, read_value
+from gpunuma.adapters.files import HOST
+from gpunuma.adapters.procfs import parse_cpulist, parse_int, read_value
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.model import CacheDomain
 from gpunuma.core.reasons import Reason
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from gpunuma.core.ports import KernelFiles
 
-def _last_level_index(cache_dir: str) -> tuple[str, int] | None:
+
+def _last_level_index(cache_dir: str, files: KernelFiles) -> tuple[str, int] | None:
     """``("index3", 3)``: the cache index directory of the highest level under ``cache_dir``."""
-    listed = list_dir(cache_dir)
+    listed = files.listdir(cache_dir)
     if listed is None:
         return None
     names = [name for name in listed if name.startswith("index")]
     best: tuple[str, int] | None = None
     for name in sorted(names):
         path = f"{cache_dir}/{name}/level"
-        text = read_value(path)
+        text = read_value(path, files)
         if text is None:
             continue
         level = parse_int(path, text)
@@ -31,12 +36,14 @@ def _last_level_index(cache_dir: str) -> tuple[str, int] | None:
     return best
 
 
-def read_last_level_caches(cpu_dir: str, online: CpuSet, notes: list[str]) -> tuple[CacheDomain, ...]:
+def read_last_level_caches(
+    cpu_dir: str, online: CpuSet, notes: list[str], files: KernelFiles = HOST
+) -> tuple[CacheDomain, ...]:
     """The domains of CPUs sharing the last-level cache, ordered by lowest CPU; () with a note when unknown."""
     if not online:
         return ()
     first = min(online.ids)
-    found = _last_level_index(f"{cpu_dir}/cpu{first}/cache")
+    found = _last_level_index(f"{cpu_dir}/cpu{first}/cache", files)
     if found is None:
         notes.append(Reason.of("sysfs_no_cache_levels", path=f"{cpu_dir}/cpu{first}/cache"))
         return ()
@@ -48,7 +55,7 @@ def read_last_level_caches(cpu_dir: str, online: CpuSet, notes: list[str]) -> tu
         if cpu in covered:
             continue
         path = f"{cpu_dir}/cpu{cpu}/cache/{index}/shared_cpu_list"
-        text = read_value(path)
+        text = read_value(path, files)
         if text is None:
             missing.append(cpu)
             continue

@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import os
 
+from gpunuma.adapters.files import HOST
 from gpunuma.adapters.procfs import parse_cpulist, parse_cpumask, parse_idlist, parse_int, read_value
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.model import Cpu
 from gpunuma.core.numbers import decimal
 from gpunuma.core.reasons import Reason
 from gpunuma.core.value import unchecked
-from gpunuma.errors import SysfsReadError, TopologyUnavailableError
+from gpunuma.errors import TopologyUnavailableError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from gpunuma.core.ports import KernelFiles
 
 #: Where a CPU's core siblings and package members are, newest name first; True marks a hex mask.
 _CORE_FILES = (
@@ -39,50 +42,46 @@ _PACKAGE_FILES = (
 )
 
 
-def numbered(folder: str | Path, prefix: str) -> list[int]:
+def numbered(folder: str | Path, prefix: str, files: KernelFiles = HOST) -> list[int]:
     """The N of every ``<prefix>N`` entry of ``folder`` (``cpu12``, ``node3``), ascending; [] when it is missing."""
-    try:
-        entries = os.scandir(folder)
-    except (FileNotFoundError, NotADirectoryError):
+    names = files.listdir(os.fspath(folder))
+    if names is None:
         return []
-    except OSError as err:
-        raise SysfsReadError(folder, err) from err
-    with entries:
-        cut = len(prefix)
-        # decimal() is bounded: a crafted "cpu" + 5000 digits is no CPU, not a ValueError from int().
-        return sorted(n for e in entries if e.name[:cut] == prefix and (n := decimal(e.name[cut:])) is not None)
+    cut = len(prefix)
+    # decimal() is bounded: a crafted "cpu" + 5000 digits is no CPU, not a ValueError from int().
+    return sorted(n for name in names if name[:cut] == prefix and (n := decimal(name[cut:])) is not None)
 
 
-def read_online(cpu_dir: str, notes: list[str]) -> CpuSet:
+def read_online(cpu_dir: str, notes: list[str], files: KernelFiles = HOST) -> CpuSet:
     """The online CPUs: the ``online`` list, else each ``cpuN/online`` flag, else ``present``/``possible``."""
     path = os.path.join(cpu_dir, "online")
-    text = read_value(path)
+    text = read_value(path, files)
     if text is not None:
         return parse_cpulist(path, text)
-    folders = numbered(cpu_dir, "cpu")
+    folders = numbered(cpu_dir, "cpu", files)
     if folders:
         online = []
         for cpu in folders:
             flag_path = f"{cpu_dir}/cpu{cpu}/online"
-            flag = read_value(flag_path)
+            flag = read_value(flag_path, files)
             if flag is None or parse_int(flag_path, flag) != 0:
                 online.append(cpu)
         notes.append(Reason.of("sysfs_online_from_flags", path=path))
         return CpuSet.of(online)
     for name in ("present", "possible"):
         other = os.path.join(cpu_dir, name)
-        text = read_value(other)
+        text = read_value(other, files)
         if text is not None:
             notes.append(Reason.of("sysfs_online_assumed", path=path, name=name))
             return parse_cpulist(other, text)
     raise TopologyUnavailableError(f"{cpu_dir}: no online list, cpuN folder, present or possible list: no CPUs known")
 
 
-def _first_set(folder: str, files: tuple[tuple[str, bool], ...]) -> frozenset[int] | None:
-    """The CPUs of the first of ``files`` in ``folder`` that holds a value, None when none does."""
-    for name, mask in files:
+def _first_set(folder: str, names: tuple[tuple[str, bool], ...], files: KernelFiles) -> frozenset[int] | None:
+    """The CPUs of the first of ``names`` in ``folder`` that holds a value, None when none does."""
+    for name, mask in names:
         path = folder + name
-        text = read_value(path)
+        text = read_value(path, files)
         if text is not None:
             return parse_cpumask(path, text).ids if mask else parse_idlist(path, text)
     return None
@@ -93,7 +92,7 @@ def _unlabelled(first_cpu: int) -> int:
     return -2 - first_cpu
 
 
-def read_cpus(cpu_dir: str, online: CpuSet, notes: list[str]) -> tuple[Cpu, ...]:
+def read_cpus(cpu_dir: str, online: CpuSet, notes: list[str], files: KernelFiles = HOST) -> tuple[Cpu, ...]:
     """Each online CPU's socket (package), core and SMT siblings; CPUs no file describes are left out."""
     # One read of core_cpus_list per core (siblings share it) and one package_cpus_list per
     # package: a 224-CPU machine costs ~115 small reads, not ~900. The kernel's core_id is not
@@ -110,10 +109,10 @@ def read_cpus(cpu_dir: str, online: CpuSet, notes: list[str]) -> tuple[Cpu, ...]
         if cpu in result:
             continue
         folder = f"{base}/cpu{cpu}/topology/"
-        siblings = _first_set(folder, _CORE_FILES)
+        siblings = _first_set(folder, _CORE_FILES, files)
         if siblings is None:
             continue
-        if cpu not in package_of and not _read_package(folder, cpu, online_ids, package_of, unlabelled):
+        if cpu not in package_of and not _read_package(folder, cpu, online_ids, package_of, unlabelled, files):
             continue
         sibling_ids = (siblings & online_ids) | {cpu}
         package = package_of[cpu]
@@ -134,13 +133,18 @@ def read_cpus(cpu_dir: str, online: CpuSet, notes: list[str]) -> tuple[Cpu, ...]
 
 
 def _read_package(
-    folder: str, cpu: int, online_ids: frozenset[int], package_of: dict[int, int], unlabelled: list[int]
+    folder: str,
+    cpu: int,
+    online_ids: frozenset[int],
+    package_of: dict[int, int],
+    unlabelled: list[int],
+    files: KernelFiles,
 ) -> bool:
     """Record the socket of ``cpu`` and of the members its package file lists; False when nothing tells it."""
     id_path = folder + "physical_package_id"
-    id_text = read_value(id_path)
+    id_text = read_value(id_path, files)
     package = parse_int(id_path, id_text) if id_text is not None else -1
-    members = _first_set(folder, _PACKAGE_FILES)
+    members = _first_set(folder, _PACKAGE_FILES, files)
     group = ((members & online_ids) | {cpu}) if members is not None else {cpu}
     if package < 0:  # -1: the platform gives no package id
         if members is None:
@@ -154,11 +158,11 @@ def _read_package(
     return True
 
 
-def node_links(cpu_dir: str, cpus: CpuSet) -> dict[int, int]:
+def node_links(cpu_dir: str, cpus: CpuSet, files: KernelFiles = HOST) -> dict[int, int]:
     """CPU -> node from the kernel's ``cpuN/nodeM`` links (hwloc-gather keeps them), for the CPUs that have one."""
     found: dict[int, int] = {}
     for cpu in cpus:
-        nodes = numbered(f"{cpu_dir}/cpu{cpu}", "node")
+        nodes = numbered(f"{cpu_dir}/cpu{cpu}", "node", files)
         if len(nodes) == 1:
             found[cpu] = nodes[0]
     return found

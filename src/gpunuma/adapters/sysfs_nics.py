@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 
-from gpunuma.adapters.procfs import list_dir, parse_node_id, read_value
+from gpunuma.adapters.files import HOST
+from gpunuma.adapters.procfs import parse_node_id, read_value
 from gpunuma.core.cpuset import BLANK
 from gpunuma.core.model import Nic
 from gpunuma.core.numbers import decimal
@@ -19,47 +20,31 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from os import PathLike
 
-
-def _kernel_path(path: str) -> str | None:
-    """The path the kernel resolved ``path`` to (``/proc/self/fd`` of an ``O_PATH`` open), None when it cannot say.
-
-    Three system calls whatever the depth, where following links one component at a time costs one
-    ``readlink`` per directory; None for a path that does not resolve (a broken link, a loop) or without ``/proc``.
-    """
-    try:
-        fd = os.open(path, os.O_PATH)
-    except OSError:
-        return None
-    try:
-        resolved = os.readlink(f"/proc/self/fd/{fd}")
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    # The kernel marks a path it cannot name from here (deleted, another mount namespace): not a path to use.
-    return resolved if resolved.startswith("/") and not resolved.endswith(" (deleted)") else None
+    from gpunuma.core.ports import KernelFiles
 
 
 class PciPaths:
     """PCIe ancestries of the devices under one ``root``, for one read.
 
-    Paths resolve as :func:`os.path.realpath` resolves them: the kernel names the directory an existing path leads
-    to; a path it cannot resolve has its symlinks followed here, each directory once (``realpath`` checks every
-    component of every path: ~400 ``lstat`` calls for a DGX's GPUs and NICs).
+    Paths resolve as :func:`os.path.realpath` resolves them: ``files`` names the folder an existing path leads
+    to (on this host the kernel does, through ``/proc/self/fd``); a path it cannot resolve has its symlinks
+    followed here, each folder once (``realpath`` checks every component of every path: ~400 ``lstat`` calls
+    for a DGX's GPUs and NICs).
     """
 
-    def __init__(self, root: str | PathLike[str]) -> None:
+    def __init__(self, root: str | PathLike[str], files: KernelFiles = HOST) -> None:
         self._real: dict[str, str] = {}
-        devices = os.path.join(os.path.abspath(root), "sys/devices")
-        self._devices = _kernel_path(devices) or self._resolve(devices)
+        self._files = files
+        devices = os.path.join(os.fspath(root), "sys/devices")
+        self._devices = files.resolve(devices) or self._resolve(os.path.abspath(devices))
 
     def of(self, device: str | PathLike[str]) -> tuple[str, ...]:
         """The components of ``device``'s resolved path below ``root/sys/devices``, host bridge first.
 
         ``()`` when the path does not resolve into ``sys/devices/pci*`` (a flat tree, a virtual device).
         """
-        path = os.path.abspath(device)
-        resolved = _kernel_path(path) or self._resolve(path)
+        path = os.fspath(device)
+        resolved = self._files.resolve(path) or self._resolve(os.path.abspath(path))
         if not resolved.startswith(self._devices + os.sep):
             return ()
         parts = tuple(resolved[len(self._devices) + 1 :].split(os.sep))
@@ -75,9 +60,8 @@ class PciPaths:
             return path
         base = self._resolve(head, hops)
         candidate = os.path.join(base, tail)
-        try:
-            target = os.readlink(candidate)
-        except OSError:  # not a link, or not there: realpath keeps it as it is
+        target = self._files.readlink(candidate)
+        if target is None:  # not a link, or not there: realpath keeps it as it is
             real = candidate
         else:
             if hops > 40:  # a symlink loop: as realpath, give the path up unresolved
@@ -88,45 +72,49 @@ class PciPaths:
         return real
 
 
-def pci_path(root: str | PathLike[str], device: str | PathLike[str]) -> tuple[str, ...]:
+def pci_path(
+    root: str | PathLike[str], device: str | PathLike[str], files: KernelFiles = HOST
+) -> tuple[str, ...]:
     """The components of ``device``'s resolved path below ``root/sys/devices``, host bridge first (one lookup)."""
-    return PciPaths(root).of(device)
+    return PciPaths(root, files).of(device)
 
 
-def _numa_node(path: str) -> int | None:
-    text = read_value(path)
+def _numa_node(path: str, files: KernelFiles) -> int | None:
+    text = read_value(path, files)
     return None if text is None else parse_node_id(path, text)
 
 
-def _entries(folder: str) -> list[str]:
-    return sorted(list_dir(folder) or [])
+def _entries(folder: str, files: KernelFiles) -> list[str]:
+    return sorted(files.listdir(folder) or [])
 
 
-def read_nics(root: str | PathLike[str], notes: list[str], paths: PciPaths | None = None) -> tuple[Nic, ...]:
+def read_nics(
+    root: str | PathLike[str], notes: list[str], paths: PciPaths | None = None, files: KernelFiles = HOST
+) -> tuple[Nic, ...]:
     """Every RDMA device under ``/sys/class/infiniband`` with its PCI function, ports and net interfaces.
 
     A machine without RDMA devices (no ``infiniband`` class) has none, silently. ``paths`` resolves PCIe
     ancestries (one per read, shared with the GPUs').
     """
-    paths = paths if paths is not None else PciPaths(root)
-    class_dir = os.path.join(root, "sys/class/infiniband")
+    paths = paths if paths is not None else PciPaths(root, files)
+    class_dir = os.path.join(os.fspath(root), "sys/class/infiniband")
     nics: list[Nic] = []
-    for name in _entries(class_dir):
+    for name in _entries(class_dir, files):
         device = f"{class_dir}/{name}/device"
         path = paths.of(device)
         if not path:
             notes.append(Reason.of("sysfs_rdma_without_pci", path=device, name=name))
             continue
         ports_dir = f"{class_dir}/{name}/ports"
-        ports = tuple(sorted(n for port in _entries(ports_dir) if (n := decimal(port)) is not None))
-        link = read_value(f"{ports_dir}/{ports[0]}/link_layer") if ports else None
+        ports = tuple(sorted(n for port in _entries(ports_dir, files) if (n := decimal(port)) is not None))
+        link = read_value(f"{ports_dir}/{ports[0]}/link_layer", files) if ports else None
         nics.append(
             Nic(
                 name=name,
                 pci_bus_id=path[-1],
-                numa_node=_numa_node(f"{device}/numa_node"),
+                numa_node=_numa_node(f"{device}/numa_node", files),
                 ports=ports,
-                netdevs=tuple(_entries(f"{device}/net")),
+                netdevs=tuple(_entries(f"{device}/net", files)),
                 link_layer=link.strip(BLANK) if link is not None else None,
                 pci_path=path,
             )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 
+from gpunuma.adapters.files import HOST
 from gpunuma.adapters.procfs import parse_cpulist, parse_cpumask, parse_idlist, parse_int, read_text, read_value
 from gpunuma.adapters.sysfs_cpus import node_links, numbered
 from gpunuma.core.cpuset import BLANK, CpuSet, node_list
@@ -30,38 +31,42 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
 
+    from gpunuma.core.ports import KernelFiles
+
 #: The kernel's LOCAL_DISTANCE: a node's distance to itself.
 LOCAL_DISTANCE = 10
 
 
-def read_nodes(root: str | Path, online: CpuSet, notes: list[str], *, sizes: bool = True) -> tuple[NumaNode, ...]:
+def read_nodes(
+    root: str | Path, online: CpuSet, notes: list[str], *, sizes: bool = True, files: KernelFiles = HOST
+) -> tuple[NumaNode, ...]:
     """Every online node with its online CPUs, memory and distances; unknowns noted, never guessed.
 
     ``sizes=False`` leaves each node's ``memory_mb`` unknown and reads no ``meminfo`` where ``has_memory``
     says which nodes have memory (a plan never needs the sizes; each meminfo is a large kernel-made file).
     """
     node_dir = os.path.join(root, "sys/devices/system/node")
-    if not os.path.isdir(node_dir):
+    if not files.is_dir(node_dir):
         notes.append(Reason.of("sysfs_no_numa", path=node_dir))
-        memory_mb = _memtotal_mb(os.path.join(root, "proc/meminfo"), "MemTotal:", notes) if sizes else None
+        memory_mb = _memtotal_mb(os.path.join(root, "proc/meminfo"), "MemTotal:", notes, files) if sizes else None
         return (NumaNode(id=0, cpus=online, has_memory=True, distances={0: LOCAL_DISTANCE}, memory_mb=memory_mb),)
-    folders = numbered(node_dir, "node")
-    ids = _online_nodes(node_dir, folders, notes)
+    folders = numbered(node_dir, "node", files)
+    ids = _online_nodes(node_dir, folders, notes, files)
     has_memory_path = os.path.join(node_dir, "has_memory")
-    with_memory = _id_list(has_memory_path)
+    with_memory = _id_list(has_memory_path, files)
     if with_memory is None:
         notes.append(Reason.of("sysfs_has_memory_missing", path=has_memory_path))
-    cpus_of = {node_id: _node_cpus(f"{node_dir}/node{node_id}/", online) for node_id in ids}
+    cpus_of = {node_id: _node_cpus(f"{node_dir}/node{node_id}/", online, files) for node_id in ids}
     _check_disjoint(node_dir, cpus_of)
     if any(cpus is None for cpus in cpus_of.values()):
-        _settle_unknown_cpus(root, node_dir, cpus_of, online, notes)
-    orders = _orders(node_dir, ids, folders)
+        _settle_unknown_cpus(root, node_dir, cpus_of, online, notes, files)
+    orders = _orders(node_dir, ids, folders, files)
     nodes = []
     for node_id in ids:
         folder = f"{node_dir}/node{node_id}/"
         cpus = cpus_of[node_id] or CpuSet()
         memory_mb = (
-            _memtotal_mb(folder + "meminfo", f"Node {node_id} MemTotal:", notes)
+            _memtotal_mb(folder + "meminfo", f"Node {node_id} MemTotal:", notes, files)
             if sizes or with_memory is None
             else None
         )
@@ -73,7 +78,7 @@ def read_nodes(root: str | Path, online: CpuSet, notes: list[str], *, sizes: boo
             has_memory = bool(cpus)
             assumed = "sysfs_node_memory_assumed" if has_memory else "sysfs_node_no_memory_assumed"
             notes.append(Reason.of(assumed, node=node_id))
-        distances = _distances(folder + "distance", node_id, ids, orders, notes)
+        distances = _distances(folder + "distance", node_id, ids, orders, notes, files)
         nodes.append(NumaNode(id=node_id, cpus=cpus, has_memory=has_memory, distances=distances, memory_mb=memory_mb))
     return tuple(nodes)
 
@@ -91,24 +96,24 @@ def _check_disjoint(node_dir: str, cpus_of: dict[int, CpuSet | None]) -> None:
                 raise SysfsFormatError(path, cpus.to_list(), f"CPUs {shared} are node {other}'s too")
 
 
-def _online_nodes(node_dir: str, folders: list[int], notes: list[str]) -> tuple[int, ...]:
+def _online_nodes(node_dir: str, folders: list[int], notes: list[str], files: KernelFiles) -> tuple[int, ...]:
     path = os.path.join(node_dir, "online")
-    text = read_value(path)
+    text = read_value(path, files)
     if text is not None:
         return tuple(sorted(parse_idlist(path, text)))
     notes.append(Reason.of("sysfs_nodes_all_online", path=path))
     return tuple(folders)
 
 
-def _id_list(path: str) -> frozenset[int] | None:
+def _id_list(path: str, files: KernelFiles) -> frozenset[int] | None:
     """The ids a node-state file (``has_memory``, ``has_cpu``) lists; None when it is missing or empty."""
-    text = read_value(path)
+    text = read_value(path, files)
     if text is None:
         return None
     return parse_idlist(path, text)
 
 
-def _node_cpus(folder: str, online: CpuSet) -> CpuSet | None:
+def _node_cpus(folder: str, online: CpuSet, files: KernelFiles) -> CpuSet | None:
     """A node's online CPUs from ``cpulist``, else ``cpumap``; None when neither is there.
 
     Both can be legitimately empty (a CPU-less node), so blank text is a value here. Old kernels'
@@ -116,7 +121,7 @@ def _node_cpus(folder: str, online: CpuSet) -> CpuSet | None:
     """
     for name, mask in (("cpulist", False), ("cpumap", True)):
         path = folder + name
-        text = read_text(path)
+        text = read_text(path, files)
         if text is None:
             continue
         if mask and not text.strip(BLANK):
@@ -126,10 +131,15 @@ def _node_cpus(folder: str, online: CpuSet) -> CpuSet | None:
 
 
 def _settle_unknown_cpus(
-    root: str | Path, node_dir: str, cpus_of: dict[int, CpuSet | None], online: CpuSet, notes: list[str]
+    root: str | Path,
+    node_dir: str,
+    cpus_of: dict[int, CpuSet | None],
+    online: CpuSet,
+    notes: list[str],
+    files: KernelFiles,
 ) -> None:
     """Fill in the nodes whose CPU files are missing, from ``has_cpu``, the CPU links, or elimination."""
-    with_cpus = _id_list(os.path.join(node_dir, "has_cpu"))
+    with_cpus = _id_list(os.path.join(node_dir, "has_cpu"), files)
     unknown = [node for node, cpus in cpus_of.items() if cpus is None]
     if with_cpus is not None:
         for node in unknown:
@@ -141,7 +151,7 @@ def _settle_unknown_cpus(
         if cpus is not None:
             known = known | cpus
     orphans = online - known
-    links = node_links(os.path.join(root, "sys/devices/system/cpu"), orphans)
+    links = node_links(os.path.join(root, "sys/devices/system/cpu"), orphans, files)
     listed = node_list(unknown)
     if unknown and orphans and len(links) == len(orphans):
         for node in unknown:
@@ -158,11 +168,13 @@ def _settle_unknown_cpus(
         )
 
 
-def _orders(node_dir: str, ids: tuple[int, ...], folders: list[int]) -> tuple[tuple[int, ...], ...]:
+def _orders(
+    node_dir: str, ids: tuple[int, ...], folders: list[int], files: KernelFiles
+) -> tuple[tuple[int, ...], ...]:
     """The node orders a distance row may follow, the kernel's own (online ids) first."""
     orders = [ids]
     path = os.path.join(node_dir, "possible")
-    text = read_value(path)
+    text = read_value(path, files)
     if text is not None:
         orders.append(tuple(sorted(parse_idlist(path, text))))
     orders.append(tuple(folders))
@@ -170,9 +182,14 @@ def _orders(node_dir: str, ids: tuple[int, ...], folders: list[int]) -> tuple[tu
 
 
 def _distances(
-    path: str, node_id: int, ids: tuple[int, ...], orders: Sequence[tuple[int, ...]], notes: list[str]
+    path: str,
+    node_id: int,
+    ids: tuple[int, ...],
+    orders: Sequence[tuple[int, ...]],
+    notes: list[str],
+    files: KernelFiles,
 ) -> dict[int, int]:
-    text = read_value(path)
+    text = read_value(path, files)
     if text is None:
         notes.append(Reason.of("sysfs_distance_missing", path=path, node=node_id))
         return {node_id: LOCAL_DISTANCE}
@@ -200,8 +217,8 @@ def _missing(ids: tuple[int, ...], kept: dict[int, int]) -> str:
     return CpuSet.of(node for node in ids if node not in kept).to_list()
 
 
-def _memtotal_mb(path: str | Path, prefix: str, notes: list[str]) -> int | None:
-    text = read_value(path)
+def _memtotal_mb(path: str | Path, prefix: str, notes: list[str], files: KernelFiles) -> int | None:
+    text = read_value(path, files)
     if text is None:
         notes.append(Reason.of("sysfs_meminfo_missing", path=str(path)))
         return None

@@ -1,4 +1,4 @@
-"""The two ports around the pure planner. Adapters implement them; the core knows nothing else."""
+"""The ports around the pure planner. Adapters implement them; the core knows nothing else."""
 
 from __future__ import annotations
 
@@ -22,6 +22,44 @@ class TopologySource(Protocol):
 
     def allowed(self) -> Allowed:
         """The cgroup cpuset, allowed memory nodes and current affinity of this process."""
+        ...
+
+
+@runtime_checkable
+class KernelFiles(Protocol):
+    """The kernel files a topology source reads: this host's (the OS) or a machine's tree held in memory.
+
+    Paths are strings under the tree's root, as the adapters join them. Links are followed as the kernel
+    follows them, except that a tree held in memory never follows one that leaves it.
+    """
+
+    def read(self, path: str, limit: int = ..., *, cut: bool = False) -> str | None:
+        """The text of a small file, None when it does not exist.
+
+        Bounded: a file longer than ``limit`` bytes is a :class:`~gpunuma.errors.SysfsFormatError` (``cut``:
+        its first ``limit`` bytes instead); a folder or a link loop in its place, or a refused read, a
+        :class:`~gpunuma.errors.SysfsReadError` naming the file.
+        """
+        ...
+
+    def listdir(self, path: str) -> list[str] | None:
+        """The entry names of a folder, None when it does not exist or is no folder."""
+        ...
+
+    def readlink(self, path: str) -> str | None:
+        """The target of a symbolic link, None when ``path`` is no link."""
+        ...
+
+    def exists(self, path: str) -> bool:
+        """Whether ``path`` leads to a file or a folder (links followed)."""
+        ...
+
+    def is_dir(self, path: str) -> bool:
+        """Whether ``path`` leads to a folder (links followed)."""
+        ...
+
+    def resolve(self, path: str) -> str | None:
+        """``path`` with every link in it followed, None when this reader cannot say (a broken link, a loop)."""
         ...
 
 
