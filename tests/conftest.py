@@ -34,10 +34,12 @@ def render(tmp_path: Path) -> Callable[[Machine], Path]:
 
 
 @pytest.fixture(autouse=True)
-def handed_down_bindings_stay_in_their_test():
-    """A test that binds this process leaves ``GPUNUMA_OWN`` set, and one that binds through a named
-    machine's simulated kernel ``GPUNUMA_SIMULATED_KERNEL`` (children must inherit them): undo both after."""
+def bindings_stay_in_their_test():
+    """A test that binds this process leaves ``GPUNUMA_OWN`` set, one that binds through a named machine's
+    simulated kernel ``GPUNUMA_SIMULATED_KERNEL`` (children must inherit them), and one under
+    ``GPUNUMA_SIMULATE`` the process's simulated kernel of that machine: undo all three after."""
     import os
+    import sys
 
     names = ("GPUNUMA_OWN", "GPUNUMA_SIMULATED_KERNEL")
     saved = {name: os.environ.pop(name) for name in names if name in os.environ}
@@ -45,3 +47,6 @@ def handed_down_bindings_stay_in_their_test():
     for name in names:
         os.environ.pop(name, None)
     os.environ.update(saved)
+    source = sys.modules.get("gpunuma_fakes.source")
+    if source is not None:
+        source.forget_process_kernels()

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 
 from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.reasons import Reason
 from gpunuma.tools.check import Verdict, check_process
+from gpunuma.tools.cli import ExitCode, main
 from gpunuma_fakes import machine
 from gpunuma_fakes.render import PID
 
@@ -251,3 +257,62 @@ def test_an_intel_worker_that_sees_its_gpu_through_ze_affinity_mask_is_judged(re
     result = check_process(PID, source="sysfs", root=root)
     assert result.gpus == (4,) and result.plan is not None
     assert "check_no_visible_devices" not in result.note_codes
+
+
+# -- under GPUNUMA_SIMULATE: the simulated kernel is read back, as the real one is on a host ------------------
+#: A serving worker as it starts under GPUNUMA_SIMULATE: binds (or not), starts its scheduler thread, then
+#: checks itself (``self``) or waits for the operator to check it (one line on stdin ends it).
+WORKER = """
+import json, sys, threading
+import gpunuma
+if sys.argv[1] == "bind":
+    gpunuma.bind_to_gpu()
+stop = threading.Event()
+scheduler = threading.Thread(target=stop.wait, name="scheduler")
+scheduler.start()
+print(json.dumps({"scheduler": scheduler.native_id}), flush=True)
+if sys.argv[2] == "self":
+    print(json.dumps(gpunuma.check_process().to_dict()), flush=True)
+else:
+    sys.stdin.readline()
+stop.set()
+"""
+
+
+def _worker(*args: str) -> subprocess.Popen[str]:
+    env = {
+        **os.environ, "PYTHONPATH": os.pathsep.join(sys.path),
+        "GPUNUMA_SIMULATE": "dgx-h100", "CUDA_VISIBLE_DEVICES": "5",
+    }
+    env.pop("GPUNUMA_SIMULATED_KERNEL", None)
+    return subprocess.Popen(
+        [sys.executable, "-c", WORKER, *args], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+
+
+def test_a_simulated_worker_checks_itself_after_start_up_with_the_operators_call():
+    worker = _worker("bind", "self")
+    out, _ = worker.communicate(timeout=120)
+    started, checked = (json.loads(line) for line in out.splitlines())
+
+    assert checked["verdict"] == "as_expected" and checked["gpus"] == [5]
+    threads = {t["tid"]: t["cpus"] for t in checked["threads"]}
+    assert threads[started["scheduler"]] == NODE1.to_list(), "a thread started after the bind holds its creator's CPUs"
+    assert set(threads.values()) == {NODE1.to_list()}
+    assert (checked["mempolicy"], checked["mempolicy_nodes"]) == ("preferred", [1])
+
+
+@pytest.mark.parametrize(("bound", "verdict"), [("bind", ExitCode.OK), ("no-bind", ExitCode.NOT_AS_EXPECTED)])
+def test_gpunuma_check_pid_reads_a_simulated_workers_threads(capsys, bound, verdict):
+    worker = _worker(bound, "wait")
+    try:
+        started = json.loads(worker.stdout.readline())  # type: ignore[union-attr]
+        status = main(["check", "--pid", str(worker.pid), "--simulate", "dgx-h100", "--json"])
+    finally:
+        worker.communicate("done\n", timeout=120)
+
+    checked = json.loads(capsys.readouterr().out)
+    assert status == verdict and checked["pid"] == worker.pid and checked["gpus"] == [5]
+    threads = {t["tid"]: t["cpus"] for t in checked["threads"]}
+    expected = NODE1.to_list() if bound == "bind" else "0-223"
+    assert threads[started["scheduler"]] == expected and set(threads.values()) == {expected}

@@ -5,6 +5,10 @@
 unpacked folder): its tree is unpacked to a temporary directory and its recorded NVML answers replayed.
 Either is read once by the real adapter the kind chooses (``sysfs``; ``nvml`` or ``auto`` with a fake
 NVML), so the command runs the production parsing path; the directory is gone when the read returns.
+
+A named machine has one simulated kernel per process (:meth:`SimulatedTopology.kernel`): every binding
+under ``GPUNUMA_SIMULATE`` goes through it and every check of this process reads it back, as one Linux
+kernel serves both on a real host.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 
 from gpunuma.core.model import Topology
 from gpunuma.core.plan import Allowed
+from gpunuma.core.report import KernelView
 from gpunuma.registry import topology_source_class
 from gpunuma_fakes.catalogue import machine, names
 from gpunuma_fakes.kernel import SimulatedKernel
@@ -22,6 +27,15 @@ from gpunuma_fakes.nvml import FakeNvml
 from gpunuma_fakes.render import render_sysfs
 from gpunuma_fakes.snapshot import ARCHIVE_SUFFIXES, load_snapshot
 from gpunuma_fakes.spec import Machine
+
+#: The process's simulated kernel of each machine named by a string (``GPUNUMA_SIMULATE``).
+_PROCESS_KERNELS: dict[str, SimulatedKernel] = {}
+
+
+def forget_process_kernels() -> None:
+    """Drop the process's simulated kernels: the next binding meets a process no simulated kernel has changed
+    (a test's own fresh start; the plugin does it around each test it simulates a machine for)."""
+    _PROCESS_KERNELS.clear()
 
 
 def is_captured(simulated: str) -> bool:
@@ -37,6 +51,8 @@ class SimulatedTopology:
     def __init__(self, simulated: str | Machine, kind: str = "auto") -> None:
         self.captured: str | None = None
         self.machine: Machine | None = None
+        #: The name this machine was asked for by (a catalogue name or a snapshot path), None for a Machine.
+        self.named = simulated if isinstance(simulated, str) else None
         if isinstance(simulated, str) and is_captured(simulated):
             self.captured = simulated
         else:
@@ -76,9 +92,30 @@ class SimulatedTopology:
         return self._load()[0]
 
     def kernel(self) -> SimulatedKernel:
-        """The simulated kernel of this machine (what ``GPUNUMA_SIMULATE`` binds through)."""
-        topology, allowed = self._load()
-        return SimulatedKernel(topology, allowed)
+        """The simulated kernel of this machine (what ``GPUNUMA_SIMULATE`` binds through).
+
+        For a machine named by a string, the process's one kernel of that machine: it keeps what every
+        binding in this process did, hands it down to children and shows it to other processes.
+        """
+        if self.named is None:
+            topology, allowed = self._load()
+            return SimulatedKernel(topology, allowed)
+        kernel = _PROCESS_KERNELS.get(self.named)
+        if kernel is None:
+            topology, allowed = self._load()
+            kernel = _PROCESS_KERNELS[self.named] = SimulatedKernel(topology, allowed, machine=self.named)
+        return kernel
+
+    def process(self, pid: int | str) -> KernelView:
+        """What this machine's simulated kernel holds for process ``pid`` (``self``: this process).
+
+        This process's threads are read from its own kernel; another process's from what its simulated kernel
+        shows (see :meth:`SimulatedKernel.view_of`).
+        """
+        kernel = self.kernel()
+        if str(pid) in ("self", str(os.getpid())):
+            return kernel.view()
+        return kernel.view_of(int(pid))
 
     def allowed(self) -> Allowed:
         """What the simulated process may use (its cgroup and affinity)."""

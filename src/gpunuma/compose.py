@@ -208,22 +208,48 @@ def _this_machine(root: str | Path | FileTree) -> bool:
 
 
 def process_state(
-    pid: int | str, root: str | Path | FileTree = "/"
+    pid: int | str, root: str | Path | FileTree = "/", *, simulate: str | None = None
 ) -> tuple[KernelView, dict[str, str] | None]:
-    """What the kernel holds for process ``pid`` under ``root`` and the environment it started with."""
-    from gpunuma.adapters.files import files_of
-    from gpunuma.adapters.kernel_view import read_process
+    """What the kernel holds for process ``pid`` under ``root`` and the environment it started with.
 
+    ``simulate`` names a simulated machine: what its simulated kernel holds for the process instead (this
+    process's own kernel, or what another process's shows), beside the environment the process started with.
+    """
+    from gpunuma.adapters.files import files_of
+    from gpunuma.adapters.kernel_view import read_environ, read_process
+
+    if simulate is not None:
+        view = _simulated_machine(simulate).process(pid)  # type: ignore[attr-defined]
+        return view, read_environ(pid)
     path, files = files_of(root)
     return read_process(pid, proc_root=os.path.join(path, "proc"), files=files)
 
 
-def process_allowed(pid: int | str, root: str | Path | FileTree = "/") -> Allowed:
-    """What another process's cgroup allows it, its affinity taken as the whole cpuset (for checking it)."""
-    from gpunuma.adapters.sysfs import SysfsTopology
+def process_allowed(pid: int | str, root: str | Path | FileTree = "/", *, simulate: str | None = None) -> Allowed:
+    """What another process's cgroup allows it, its affinity taken as the whole cpuset (for checking it).
 
-    allowed = SysfsTopology(root=root, pid=pid).allowed()
+    ``simulate``: the simulated machine's cgroup, which every process on it shares.
+    """
+    if simulate is not None:
+        allowed = _simulated_machine(simulate).allowed()
+    else:
+        from gpunuma.adapters.sysfs import SysfsTopology
+
+        allowed = SysfsTopology(root=root, pid=pid).allowed()
     return replace(allowed, affinity=allowed.cpus)
+
+
+def _simulated_machine(simulate: str, kind: str = "sysfs") -> TopologySource:
+    """The simulated machine or captured host ``simulate`` names, read through source ``kind``; a name that is
+    neither is a :class:`~gpunuma.settings.SettingsError`."""
+    from gpunuma.settings import SettingsError
+
+    try:
+        machine = make_source(kind, simulate=simulate)
+        machine.read()
+    except LookupError as err:
+        raise SettingsError(str(err)) from err
+    return machine
 
 
 def gpu_environment(
@@ -255,14 +281,7 @@ def simulated(options: Options) -> Options:
     replace_binder = binder is None or (isinstance(binder, str) and binder != "noop")
     if not isinstance(options.source, str) and not replace_binder:
         return replace(options, simulate=None)  # both adapters were passed in code
-    from gpunuma.settings import SettingsError
-
-    kind = options.source if isinstance(options.source, str) else "auto"
-    try:
-        machine = make_source(kind, simulate=options.simulate)
-        machine.read()
-    except LookupError as err:
-        raise SettingsError(str(err)) from err
+    machine = _simulated_machine(options.simulate, options.source if isinstance(options.source, str) else "auto")
     source = machine if isinstance(options.source, str) else options.source
     if replace_binder:
         binder = machine.kernel()  # type: ignore[attr-defined]

@@ -25,6 +25,7 @@ from gpunuma.core.reasons import Reason, codes, details
 from gpunuma.core.report import KernelView
 from gpunuma.core.value import Choice, Value, replace
 from gpunuma.errors import GpunumaError, GpuResolutionError
+from gpunuma.settings import Settings
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -136,6 +137,7 @@ def check_process(
     physical: Sequence[int | str] | None = None,
     share: Share | None = None,
     reserve: int | None = None,
+    simulate: str | None = None,
 ) -> CheckResult:
     """Read a process's binding back and compare it with the plan for the GPU(s) it uses.
 
@@ -145,6 +147,8 @@ def check_process(
     settings (``policy`` replaces them; ``share``/``reserve`` replace only its ``GPUNUMA_SHARE``/``GPUNUMA_RESERVE``,
     for a process started with ``--share``); a process running with ``GPUNUMA_BIND=0`` is shown, not judged.
     A GPU named here that the machine lacks raises :class:`~gpunuma.errors.GpuResolutionError`.
+    ``simulate`` (default: this process's ``GPUNUMA_SIMULATE``) names a simulated machine: the process is read
+    from its simulated kernel and planned for on it.
     """
     from gpunuma import compose
     from gpunuma.core.identity import id_list
@@ -152,7 +156,9 @@ def check_process(
 
     gpus, physical = id_list(gpus), id_list(physical)  # one id or several, as bind_to_gpu takes them
 
-    view, env = compose.process_state(pid, root)
+    if simulate is None:
+        simulate = Settings.from_env(strict=False, warn=False).simulate
+    view, env = compose.process_state(pid, root, simulate=simulate)
     notes: list[Reason] = []
 
     def without_plan(note: Reason) -> CheckResult:
@@ -187,13 +193,13 @@ def check_process(
                 base, share=base.share if share is None else share, reserve=base.reserve if reserve is None else reserve
             ))
         # Its affinity is what we check, so an affinity narrowed by the binding must not stop the plan.
-        options = replace(options, policy=replace(options.policy, override_affinity=True), simulate=None)
+        options = replace(options, policy=replace(options.policy, override_affinity=True), simulate=simulate)
         plan = compose.plan(
             options,
             gpus=gpus,
             physical=physical,
             environment=GpuEnvironment.from_mapping(env),
-            allowed=compose.process_allowed(view.pid, root),
+            allowed=compose.process_allowed(view.pid, root, simulate=simulate),
         )
     except GpuResolutionError:
         if named:  # the caller named a GPU this machine does not have: their mistake, not an unknown

@@ -313,6 +313,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     result = check_process(
         args.pid, source=options.source, root=options.root, gpus=_gpus(args), physical=_physical(args),
         share=Share.parse(args.share) if args.share is not None else None, reserve=args.reserve,
+        simulate=options.simulate,
     )
     if args.json:
         _print_json(result.to_dict())
@@ -538,6 +539,8 @@ def build_parser() -> argparse.ArgumentParser:
         if option.flag in ("--share", "--reserve"):  # what the process was started with, when not in its environment
             option.add_to(check)
     check.add_argument("--source", choices=SOURCE_NAMES, help=_SOURCE_HELP)
+    check.add_argument("--simulate", metavar="NAME|PATH",
+                       help="the process runs on this simulated machine (GPUNUMA_SIMULATE): read its simulated kernel")
     check.add_argument("--root", default="/", help=_ROOT_HELP)
     check.add_argument("--json", action="store_true")
     check.set_defaults(func=cmd_check)
