@@ -27,6 +27,7 @@ SAMPLES = [
     errors.TopologyUnavailableError("no sysfs"),
     errors.NvmlError("driver not loaded", code=9),
     errors.SnapshotError("too many members"),
+    errors.FileWriteError("host.tar.gz", "a folder has that name"),
     errors.UnknownSourceError("nvlm"),
     errors.GpuResolutionError("local GPU 9 does not exist", variable="gpus", value="9"),
     errors.SettingsError("GPUNUMA_MEMORY='fast'"),

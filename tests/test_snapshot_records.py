@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from gpunuma.api import bind_to_gpu
-from gpunuma.cli import ExitCode, main
 from gpunuma.core.reasons import codes
 from gpunuma.errors import SnapshotError
+from gpunuma.tools.cli import ExitCode, main
 from gpunuma.tools.nvml_record import MAX_BYTES, MAX_WORDS
 from gpunuma.tools.snapshot import write_snapshot
 from gpunuma_fakes import machine

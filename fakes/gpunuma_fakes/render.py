@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from gpunuma.core.cpuset import CpuSet, node_list
+from gpunuma.tools.writing import write_file
 from gpunuma_fakes.pcie import HDMI_AUDIO, pcie_layout
 from gpunuma_fakes.spec import GpuSpec, Machine, NicSpec
 
@@ -40,7 +41,8 @@ _DEVICE_IDS = {
 
 
 class _Tree:
-    """Writes files under one root, creating each directory once (a DGX tree is ~2500 files)."""
+    """Writes files under one root, creating each directory once (a DGX tree is ~2500 files); each file whole,
+    never through a link (:func:`gpunuma.tools.writing.write_file`)."""
 
     def __init__(self) -> None:
         self.made: set[str] = set()
@@ -50,8 +52,7 @@ class _Tree:
         if folder not in self.made:
             os.makedirs(folder, exist_ok=True)
             self.made.add(folder)
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
+        write_file(path, (text + "\n").encode())
 
 
 def _gpu_class(gpu: GpuSpec) -> int:
@@ -77,7 +78,7 @@ def render_sysfs(machine: Machine, root: Path) -> Path:
     _render_nvidia_proc(machine, root, out)
     _render_dev(machine, root, out)
     _render_process(machine, root, out)
-    (root / MARK).write_text(fingerprint(machine))
+    write_file(root / MARK, fingerprint(machine).encode())
     return root
 
 

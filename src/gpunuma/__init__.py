@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         BusIdError,
         CommandError,
         CpuSetParseError,
+        FileWriteError,
         GpunumaError,
         GpuResolutionError,
         InvalidNodeError,
@@ -104,6 +105,7 @@ _EXPORTS = {
     "LibraryNotFoundError": "gpunuma.errors",
     "SettingsError": "gpunuma.errors",
     "SnapshotError": "gpunuma.errors",
+    "FileWriteError": "gpunuma.errors",
     "NotBoundError": "gpunuma.errors",
     "CommandError": "gpunuma.errors",
 }
@@ -120,7 +122,7 @@ __all__ = [
     "GpunumaError", "CpuSetParseError", "BusIdError", "TopologyError", "SysfsFormatError", "SysfsReadError",
     "TopologyUnavailableError", "NvmlError", "UnknownSourceError", "GpuResolutionError", "PlanError", "PolicyError",
     "InvalidNodeError", "BindError", "LibraryNotFoundError", "SettingsError", "SnapshotError", "NotBoundError",
-    "CommandError",
+    "CommandError", "FileWriteError",
 ]
 
 

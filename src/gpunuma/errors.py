@@ -103,6 +103,20 @@ class SnapshotError(GpunumaError, ValueError):
     """A captured tree or archive (``--root``, ``--simulate PATH``) cannot be opened safely or holds no tree."""
 
 
+class FileWriteError(GpunumaError, OSError):
+    """A file gpunuma writes (``gpunuma snapshot -o FILE``, a rendered tree) cannot be put in place: a folder or
+    a link holds its name, or its folder cannot take it (missing, read-only, full). Nothing was changed there."""
+
+    def __init__(self, path: object, why: str) -> None:
+        super().__init__(f"cannot write {path}: {why}")
+        self.path = path
+        self.why = why
+        self.filename = str(path)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class UnknownSourceError(GpunumaError, LookupError):
     """A topology source, binder or simulated machine name that gpunuma does not know."""
 

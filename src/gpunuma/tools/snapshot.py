@@ -36,12 +36,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from gpunuma.adapters.procfs import parse_cpulist, read_text
 from gpunuma.core.numbers import digits
 from gpunuma.errors import SnapshotError
 from gpunuma.tools.archive import NVML_RECORD
+from gpunuma.tools.writing import replacing
 
 #: Version of the archive layout and of ``nvml.json``; readers accept this and older.
 FORMAT = 1
@@ -95,7 +96,9 @@ def write_snapshot(
     """Write the snapshot of the machine under ``root`` (``/``: this host) to ``output`` (``.tar.gz/.bz2/.xz``).
 
     ``nvml`` is the ``pynvml`` module or a stand-in (None: import ``pynvml``; NVML that does not start
-    is recorded as such). Written to a temporary name first, so a failed run leaves no partial archive.
+    is recorded as such). Written through :func:`gpunuma.tools.writing.replacing`: ``output`` gets the whole
+    archive or is left as it was, nothing is written through a link, and a folder or a link with that name is a
+    :class:`~gpunuma.errors.FileWriteError`.
     """
     target = Path(output)
     mode = _mode(target)
@@ -118,34 +121,38 @@ def write_snapshot(
         files[f"dev/{node}"] = b""
     files[NVML_RECORD] = _json(record)
     files[META] = _json(_meta(base, unreadable))
-    partial = target.with_name(target.name + ".partial")
-    try:
-        with tarfile.open(partial, mode) as tar:
-            now = int(time.time())
-            for relative in sorted(files):
-                info = tarfile.TarInfo(f"{top}/{relative}")
-                info.size = len(files[relative])
-                info.mtime = now
-                info.mode = 0o644
-                tar.addfile(info, io.BytesIO(files[relative]))
-            for relative, link_target in sorted(links.items()):
-                info = tarfile.TarInfo(f"{top}/{relative}")
-                info.type = tarfile.SYMTYPE
-                info.linkname = link_target
-                info.mtime = now
-                tar.addfile(info)
-        os.replace(partial, target)
-    except OSError as err:
-        partial.unlink(missing_ok=True)
-        raise SnapshotError(f"{target}: cannot write the snapshot: {err}") from err
+    with replacing(target) as handle:
+        size = _write_archive(handle, target.name, mode, top, files, links)
     return SnapshotSummary(
         path=target,
         files=len(files),
-        size=target.stat().st_size,
+        size=size,
         gpus=len(record.get("gpus", ())),
         nvml_error=record.get("error"),
         unreadable=tuple(unreadable),
     )
+
+
+def _write_archive(
+    handle: BinaryIO, name: str, mode: _Mode, top: str, files: dict[str, bytes], links: dict[str, str]
+) -> int:
+    """The archive of ``files`` and ``links`` under ``top/``, written to ``handle``; its size in bytes."""
+    # The name goes into a gzip header: the archive's own, not the temporary file's.
+    with tarfile.open(name, mode, fileobj=handle) as tar:
+        now = int(time.time())
+        for relative in sorted(files):
+            info = tarfile.TarInfo(f"{top}/{relative}")
+            info.size = len(files[relative])
+            info.mtime = now
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(files[relative]))
+        for relative, link_target in sorted(links.items()):
+            info = tarfile.TarInfo(f"{top}/{relative}")
+            info.type = tarfile.SYMTYPE
+            info.linkname = link_target
+            info.mtime = now
+            tar.addfile(info)
+    return handle.tell()
 
 
 #: The names a snapshot may end with.
