@@ -147,6 +147,10 @@ TEMPLATES: Mapping[str, str] = {
         "share {index}/{count} from Ray: this worker holds GPU {fraction} of GPU {gpu}, so {count} workers share "
         "it; slot {index} was free on this host"
     ),
+    "share_slots_refused": (
+        "no share of the GPU for this worker: {error}; binding it to the whole plan, which the other workers "
+        "on its GPU may overlap"
+    ),
     "share_overlap": (
         "share {index}/{count}: the plan has {cores} core(s) for {count} parts; part {index} gets core {first}, "
         "so parts overlap: CPUs {cpus}"

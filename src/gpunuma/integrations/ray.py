@@ -90,7 +90,6 @@ def _bind_worker(options: Options) -> BindingReport:
     ``GPUNUMA_SHARE``) takes a share derived from Ray: see :func:`share_from_ray`.
     """
     from gpunuma import compose
-    from gpunuma.core.value import replace
 
     ray = _ray()
     in_worker = _in_ray_worker(ray)
@@ -99,18 +98,32 @@ def _bind_worker(options: Options) -> BindingReport:
     environment = compose.gpu_environment(None, None, ray=ray if in_worker else None)
     reasons: tuple[Reason, ...] = ()
     if in_worker and options.policy.share is None:
-        try:
-            derived = share_from_ray(ray)
-        except GpunumaError as err:  # the slot folder cannot be used: bind the whole plan, or fail when strict
-            if options.strict:
-                raise
-            logs.warning("gpunuma: no share of the GPU for this worker: %s", err)
-            derived = None
-        if derived is not None:
-            share, reason = derived
-            options = replace(options, policy=replace(options.policy, share=share))
-            reasons = (reason,)
+        options, reasons = worker_share(ray, options)
     return compose.bind(options, environment=environment, reasons=reasons)
+
+
+def worker_share(ray: Any, options: Options) -> tuple[Options, tuple[Reason, ...]]:
+    """``options`` with the share a fractional-GPU worker derives from Ray (:func:`share_from_ray`), and its reason.
+
+    When the share slots cannot be used (their folder is refused: another user's, a link, open to others),
+    a best-effort bind goes on without a share: the worker is still bound to its GPU's CPUs, whole, possibly
+    overlapping the other workers on that GPU, and the reason ``share_slots_refused`` says why in its report.
+    Strict mode raises the :class:`~gpunuma.errors.BindError` instead.
+    """
+    from gpunuma.core.reasons import Reason
+    from gpunuma.core.value import replace
+
+    try:
+        derived = share_from_ray(ray)
+    except GpunumaError as err:
+        if options.strict:
+            raise
+        logs.warning("gpunuma: no share of the GPU for this worker: %s", err)
+        return options, (Reason.of("share_slots_refused", error=str(err)),)
+    if derived is None:
+        return options, ()
+    share, reason = derived
+    return replace(options, policy=replace(options.policy, share=share)), (reason,)
 
 
 def share_from_ray(ray: Any, slots: ShareSlots | None = None) -> tuple[Share, Reason] | None:
