@@ -9,6 +9,7 @@ import pytest
 from gpunuma.adapters.files import HOST, MAX_FILE_BYTES, FileTree, files_of
 from gpunuma.core.ports import KernelFiles
 from gpunuma.errors import SysfsFormatError, SysfsReadError
+from gpunuma_fakes.render import write_tree
 
 #: A small sysfs-shaped tree: the bus's links into the device folders, as the kernel writes them.
 FILES = {
@@ -53,7 +54,7 @@ def tree() -> FileTree:
 
 @pytest.fixture
 def on_disk(tree, tmp_path) -> str:
-    tree.write_to(tmp_path / "tree")
+    write_tree(tree, tmp_path / "tree")
     return str(tmp_path / "tree")
 
 
@@ -110,7 +111,7 @@ def test_a_folder_read_as_a_file_is_a_read_error_in_both(tree, on_disk):
 def test_reads_are_bounded_in_both(tmp_path):
     big = b"0," * (MAX_FILE_BYTES // 2 + 1)
     tree = FileTree("big:", {"f": big})
-    FileTree("disk:", {"f": big}).write_to(tmp_path)
+    write_tree(tree, tmp_path)
     for files, path in ((HOST, str(tmp_path / "f")), (tree, "big:/f")):
         with pytest.raises(SysfsFormatError, match="not a kernel file"):
             files.read(path)

@@ -12,8 +12,9 @@ parametrisation, then ask for what you need::
     def test_every_gpu_binds(simulated_machine, simulated_source): ...
 
 Fixtures: ``simulated_machine`` (the :class:`~gpunuma_fakes.spec.Machine`), ``simulated_source`` (the
-real ``auto`` adapter over its rendered tree and a fake NVML; the tree is rendered once per session
-and shared, so read it, never change it), ``simulated_kernel`` (its
+real ``auto`` adapter over its tree, built in memory once per process, and a fake NVML),
+``simulated_trees`` (the machine's tree written to a folder once per session, for tests about files;
+read it, never change it), ``simulated_kernel`` (its
 :class:`~gpunuma_fakes.kernel.SimulatedKernel`, fresh per test) and ``simulated_ray_cluster`` (a local
 Ray cluster with one Ray node per simulated machine, module-scoped; see :class:`SimulatedRayCluster`).
 A marker or parameter may name a catalogue machine, be a ``Machine`` itself (``split_host(2)``), or
@@ -107,9 +108,9 @@ def simulated_machine(request: pytest.FixtureRequest) -> Machine:
 
 
 @pytest.fixture
-def simulated_source(simulated_machine: Machine, simulated_trees: Any) -> TopologySource:
-    """The real ``auto`` topology source over the machine's rendered tree and its fake NVML (picklable)."""
-    return simulated_machine.source(simulated_trees(simulated_machine))
+def simulated_source(simulated_machine: Machine) -> TopologySource:
+    """The real ``auto`` topology source over the machine's tree (held in memory) and its fake NVML (picklable)."""
+    return simulated_machine.source()
 
 
 @pytest.fixture
@@ -146,7 +147,7 @@ def resource_name(machine_name: str) -> str:
     return f"machine-{machine_name}"
 
 
-def start_cluster(machines: tuple[Machine, ...], trees: Any) -> tuple[Any, SimulatedRayCluster]:
+def start_cluster(machines: tuple[Machine, ...]) -> tuple[Any, SimulatedRayCluster]:
     """Start the Ray cluster (head = the first machine) and connect this process to it."""
     import ray
     from ray import cluster_utils
@@ -171,19 +172,19 @@ def start_cluster(machines: tuple[Machine, ...], trees: Any) -> tuple[Any, Simul
     except BaseException:
         cluster.shutdown()
         raise
-    source = RayNodeTopology({nid: m.source(trees(m)) for nid, m in ids.items()})
+    source = RayNodeTopology({nid: m.source() for nid, m in ids.items()})
     binder = RayNodeBinder({nid: m.kernel() for nid, m in ids.items()})
     return cluster, SimulatedRayCluster(machines=ids, source=source, binder=binder)
 
 
 @pytest.fixture(scope="module")
-def simulated_ray_cluster(request: pytest.FixtureRequest, simulated_trees: Any) -> Iterator[SimulatedRayCluster]:
+def simulated_ray_cluster(request: pytest.FixtureRequest) -> Iterator[SimulatedRayCluster]:
     """A local Ray cluster whose nodes are the simulated machines the module's marker (or parameter) names."""
     pytest.importorskip("ray")
     import ray
 
     machines = tuple(_as_machine(spec) for spec in _chosen(request, CLUSTER_MARKER))
-    cluster, simulated = start_cluster(machines, simulated_trees)
+    cluster, simulated = start_cluster(machines)
     try:
         yield simulated
     finally:

@@ -1,6 +1,6 @@
 """A simulated machine as a topology source: what ``gpunuma ... --simulate NAME|PATH`` reads.
 
-``NAME`` is a catalogue machine: its sysfs/procfs tree is rendered to a temporary directory.
+``NAME`` is a catalogue machine: its sysfs/procfs tree is built in memory, once per process.
 ``PATH`` is a captured host (a ``gpunuma snapshot`` or ``hwloc-gather-topology`` archive, or its
 unpacked folder): its tree is unpacked to a temporary directory and its recorded NVML answers replayed.
 Either is read once by the real adapter the kind chooses (``sysfs``; ``nvml`` or ``auto`` with a fake
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from pathlib import Path
 
 from gpunuma.core.model import Topology
 from gpunuma.core.plan import Allowed
@@ -24,7 +23,7 @@ from gpunuma.registry import topology_source_class
 from gpunuma_fakes.catalogue import machine, names
 from gpunuma_fakes.kernel import SimulatedKernel
 from gpunuma_fakes.nvml import FakeNvml
-from gpunuma_fakes.render import render_sysfs
+from gpunuma_fakes.render import machine_tree, write_tree
 from gpunuma_fakes.snapshot import ARCHIVE_SUFFIXES, load_snapshot
 from gpunuma_fakes.spec import Machine
 
@@ -67,6 +66,22 @@ class SimulatedTopology:
         """(name, description) of every machine ``--simulate`` accepts, for ``gpunuma machines``."""
         return tuple((name, machine(name).description) for name in names())
 
+    @staticmethod
+    def render(name: str, folder: str) -> int:
+        """Write catalogue machine ``name``'s kernel files into ``folder`` (``gpunuma machines NAME --render``).
+
+        ``folder`` is made (its parent must exist) or must be an empty folder: nothing of anyone else's is
+        written over. Returns how many files and links were written.
+        """
+        tree = machine_tree(machine(name))
+        try:
+            os.mkdir(folder, 0o755)
+        except FileExistsError:
+            if not os.path.isdir(folder) or os.path.islink(folder) or os.listdir(folder):
+                raise FileExistsError(f"{folder}: exists and is not an empty folder; name a new or empty one") from None
+        write_tree(tree, folder)
+        return len(tree)
+
     def _load(self) -> tuple[Topology, Allowed]:
         if self._read is None:
             self._read = self._load_captured(self.captured) if self.captured else self._load_machine()
@@ -74,13 +89,11 @@ class SimulatedTopology:
 
     def _load_machine(self) -> tuple[Topology, Allowed]:
         assert self.machine is not None
-        with tempfile.TemporaryDirectory(prefix=f"gpunuma-{self.machine.name}-") as tmp:
-            root = render_sysfs(self.machine, Path(tmp))
-            sysfs = topology_source_class("sysfs")(root=root)
-            source = sysfs if self.kind == "sysfs" else topology_source_class(self.kind)(
-                nvml=FakeNvml(self.machine), sysfs=sysfs
-            )
-            return source.read(), source.allowed()
+        sysfs = topology_source_class("sysfs")(root=machine_tree(self.machine))
+        source = sysfs if self.kind == "sysfs" else topology_source_class(self.kind)(
+            nvml=FakeNvml(self.machine), sysfs=sysfs
+        )
+        return source.read(), source.allowed()
 
     def _load_captured(self, path: str) -> tuple[Topology, Allowed]:
         with tempfile.TemporaryDirectory(prefix="gpunuma-host-") as tmp:

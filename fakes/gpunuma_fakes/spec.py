@@ -320,19 +320,26 @@ class Machine:
         return Mempolicy(NUMA_MAPS_MODES[word], tuple(CpuSet.parse_list(nodes)))
 
     # -- the adapters, in one call ------------------------------------------------------
-    def source(self, workdir: str | Path, kind: str = "auto", **nvml_options: object) -> TopologySource:
+    def source(
+        self, workdir: str | Path | None = None, kind: str = "auto", **nvml_options: object
+    ) -> TopologySource:
         """The real ``kind`` adapter (``auto``, ``sysfs`` or ``nvml``) reading this machine.
 
-        Renders the sysfs/procfs tree into ``workdir`` unless this very machine is already rendered
-        there, and gives the NVML-reading sources a :class:`~gpunuma_fakes.nvml.FakeNvml` of it
-        (``nvml_options`` such as ``failure="driver_not_loaded"`` go to it). Picklable.
+        The sysfs reader reads the machine's tree held in memory (:func:`~gpunuma_fakes.render.machine_tree`);
+        with ``workdir`` it reads the tree written there instead (rendered unless this very machine is
+        rendered there already), for a test about files on disk. The NVML-reading sources get a
+        :class:`~gpunuma_fakes.nvml.FakeNvml` of it (``nvml_options`` such as ``failure="driver_not_loaded"``
+        go to it). Picklable.
         """
         from gpunuma.adapters.sysfs import SysfsTopology
-        from gpunuma_fakes.render import ensure_rendered
+        from gpunuma_fakes.render import ensure_rendered, machine_tree
 
         if kind not in SOURCE_KINDS:
             raise ValueError(f"unknown source kind {kind!r}; known: {', '.join(SOURCE_KINDS)}")
-        sysfs = SysfsTopology(root=str(ensure_rendered(self, Path(workdir))))
+        if workdir is None:
+            sysfs = SysfsTopology(root=machine_tree(self))
+        else:
+            sysfs = SysfsTopology(root=str(ensure_rendered(self, Path(workdir))))
         if kind == "sysfs":
             return sysfs
         from gpunuma_fakes.nvml import FakeNvml

@@ -158,7 +158,7 @@ class FileTree:
     def __len__(self) -> int:
         return len(self._files) + len(self._links)
 
-    # -- building it elsewhere ------------------------------------------------------------------------
+    # -- its content ----------------------------------------------------------------------------------
     def items(self) -> Iterator[tuple[str, bytes | str | None]]:
         """Every entry below the root in path order: a file's bytes, a link's target (str), a folder (None)."""
         entries: dict[str, bytes | str | None] = {folder: None for folder in self._children if folder}
@@ -166,20 +166,6 @@ class FileTree:
         entries.update(self._links)
         for path in sorted(entries):
             yield path, entries[path]
-
-    def write_to(self, folder: str | os.PathLike[str]) -> None:
-        """Write the tree's folders, files and links under ``folder`` (which may exist)."""
-        base = os.fspath(folder)
-        os.makedirs(base, exist_ok=True)
-        for path, content in self.items():
-            target = os.path.join(base, path)
-            if content is None:
-                os.makedirs(target, exist_ok=True)
-            elif isinstance(content, str):
-                os.symlink(content, target)
-            else:
-                with open(target, "wb") as handle:
-                    handle.write(content)
 
     # -- the port ---------------------------------------------------------------------------------
     def read(self, path: str, limit: int = MAX_FILE_BYTES, *, cut: bool = False) -> str | None:

@@ -342,8 +342,25 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
 
 def cmd_machines(args: argparse.Namespace) -> int:
-    for name, description in simulated_source_class().catalogue():
-        print(f"{name:24} {description}")
+    simulated = simulated_source_class()
+    if args.render is not None:
+        if args.name is None:
+            raise UsageError("machines --render DIR: name the machine to render (gpunuma machines NAME --render DIR)")
+        try:
+            count = simulated.render(args.name, args.render)
+        except LookupError as err:
+            raise UsageError(str(err)) from err
+        except FileExistsError as err:
+            raise UsageError(str(err)) from err
+        except OSError as err:
+            raise GpunumaError(f"{args.render}: cannot write the machine's files: {err.strerror or err}") from err
+        print(f"{args.name}: {count} files and links written to {args.render}")
+        return 0
+    for name, description in simulated.catalogue():
+        if args.name is None or name == args.name:
+            print(f"{name:24} {description}")
+    if args.name is not None and args.name not in dict(simulated.catalogue()):
+        raise UsageError(f"unknown simulated machine {args.name!r}; `gpunuma machines` lists them")
     return 0
 
 
@@ -553,6 +570,9 @@ def build_parser() -> argparse.ArgumentParser:
     snapshot.set_defaults(func=cmd_snapshot)
 
     machines = sub.add_parser("machines", help="list the simulated machines for --simulate")
+    machines.add_argument("name", nargs="?", metavar="NAME", help="one machine only")
+    machines.add_argument("--render", metavar="DIR",
+                          help="write NAME's kernel files (sys/, proc/, dev/) into DIR, a new or empty folder")
     machines.set_defaults(func=cmd_machines)
     return parser
 
