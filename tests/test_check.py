@@ -95,12 +95,14 @@ def test_a_process_whose_gpu_the_machine_lacks_has_no_plan_and_says_why(render):
 
 
 @pytest.mark.parametrize("visible", ["", "-1", "NoDevFiles"])
-def test_a_process_that_sees_no_gpu_has_no_plan_and_says_why(render, visible):
+def test_a_process_that_sees_no_gpu_has_nothing_to_bind_and_says_why(render, visible):
     root = render(machine("dgx-h100"))
     _with_environ(root, CUDA_VISIBLE_DEVICES=visible)
     result = check_process(PID, source="sysfs", root=root)
-    assert result.plan is None and result.gpus == () and result.verdict is Verdict.CANNOT_TELL
+    assert result.plan is not None and not result.plan.binds and result.gpus == ()
+    assert result.verdict is Verdict.AS_EXPECTED and result.ok
     assert _notes(result) == [("check_no_gpu", {})]
+    assert "OK: no binding is expected for it" in result.render()
 
 
 def test_this_process_can_be_checked_on_the_real_machine():
@@ -228,9 +230,11 @@ def test_a_worker_started_with_a_share_checks_against_that_share(render):
     # Part 1 of 2 of node 1's 56 cores (with their SMT siblings): cores 84-111.
     _set_thread_cpus(root, "84-111,196-223")
 
-    assert not check_process(PID, source="sysfs", root=root).ok
+    # Against the whole node, its threads run on part of it: within the plan, a note and no difference.
+    whole = check_process(PID, source="sysfs", root=root)
+    assert whole.ok and whole.note_codes == ("check_threads_within_plan",)
     result = check_process(PID, source="sysfs", root=root, share=Share(1, 2))
-    assert result.ok, result.mismatches
+    assert result.ok and result.notes == (), result.mismatches
     assert result.plan is not None and result.plan.cpus.to_list() == "84-111,196-223"
 
 

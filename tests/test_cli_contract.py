@@ -15,9 +15,15 @@ import sys
 
 import pytest
 
+from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.tools.cli import ExitCode, main
 
 RAN = "print('ran')"
+
+
+#: This machine's GPUs, and what `check` says of a process whose GPU is unknown here (README: nothing to bind is 0).
+GPUS = SysfsTopology().read().gpus
+SELF_VERDICT = ExitCode.CANNOT_TELL if GPUS else ExitCode.OK
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -131,7 +137,8 @@ def test_check_takes_only_a_positive_process_id(capsys, pid):
 
 
 def test_check_takes_this_process_by_its_id(capsys):
-    assert main(["check", "--pid", str(os.getpid()), "--source", "sysfs"]) == ExitCode.CANNOT_TELL
+    # Its GPU is unknown (no CUDA_VISIBLE_DEVICES): a verdict on a machine without a GPU (nothing to bind) only.
+    assert main(["check", "--pid", str(os.getpid()), "--source", "sysfs"]) == SELF_VERDICT
 
 
 # -- JSON on every outcome ----------------------------------------------------------------------------------
@@ -214,7 +221,7 @@ def machine_source(name: str):
 # -- output that cannot be written ------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("argv", "code"),
-    [(["check", "--source", "sysfs"], ExitCode.CANNOT_TELL),
+    [(["check", "--source", "sysfs"], SELF_VERDICT),
      (["exec", "--simulate", "dgx-h100", "--gpu", "5", "--", "true"], ExitCode.NOT_RUN),
      (["plan", "--simulate", "dgx-h100", "--gpu", "99"], ExitCode.ERROR)],
     ids=["check verdict", "exec not run", "error"],

@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
-from gpunuma.core.cpuset import node_list
-from gpunuma.core.kernel_policy import modes_for
+from gpunuma.core.cpuset import CpuSet, node_list
+from gpunuma.core.kernel_policy import Mode, modes_for
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import MemoryPolicy
+from gpunuma.core.reasons import Reason
 from gpunuma.core.report import KernelView
 
+#: The memory policy that never allocates outside the nodes it names.
+_STRICT_MODES = frozenset({Mode.BIND.word})
+#: The memory policies that allocate on the nodes they name first (``default`` and ``local`` name none).
+_NODE_MODES = frozenset(
+    mode.word for mode in (Mode.BIND, Mode.PREFERRED, Mode.PREFERRED_MANY, Mode.INTERLEAVE, Mode.WEIGHTED_INTERLEAVE)
+)
 
-def compare(plan: BindingPlan, view: KernelView) -> tuple[str, ...]:
+
+def compare(plan: BindingPlan, view: KernelView, *, within: bool = False) -> tuple[str, ...]:
     """Plain-words differences between ``plan`` and ``view``, thread by thread; empty when they agree.
 
-    A plan that does not bind has nothing to compare.
+    A plan that does not bind has nothing to compare. ``within=True`` (judging a running process) lets a
+    thread run on part of the planned CPUs and the memory policy name part of the planned nodes (see
+    :func:`narrowed_within`): only CPUs or memory outside the plan then differ. A binder's own read-back
+    (``within=False``) expects exactly what it set.
     """
     if not plan.binds:
         return ()
     planned = plan.cpus.to_list()
     found: list[str] = []
     for thread in view.threads:
-        if thread.cpus != plan.cpus:
+        if thread.cpus != plan.cpus and not (within and thread.cpus and thread.cpus <= plan.cpus):
             runs = thread.cpus.to_list() or "no CPU"
             found.append(f"thread {thread.tid} ({thread.name}) runs on {runs}, planned {planned}")
     if not view.threads and view.cpus_allowed != plan.cpus:
@@ -31,11 +42,46 @@ def compare(plan: BindingPlan, view: KernelView) -> tuple[str, ...]:
         found.append(
             f"memory node {node_list(outside)} is outside Mems_allowed {node_list(view.mems_allowed)}"
         )
-    if view.mempolicy is not None:
-        wanted = {mode.word for mode in modes_for(plan.memory_policy)}
-        if view.mempolicy not in wanted or tuple(sorted(view.mempolicy_nodes)) != tuple(sorted(plan.memory_nodes)):
-            held = f"{view.mempolicy} {node_list(view.mempolicy_nodes)}".strip()
-            found.append(
-                f"memory policy is {held}, planned {plan.memory_policy.value} {node_list(plan.memory_nodes)}"
-            )
+    if view.mempolicy is not None and not _policy_held(plan, view) and not (within and _policy_within(plan, view)):
+        held = f"{view.mempolicy} {node_list(view.mempolicy_nodes)}".strip()
+        found.append(f"memory policy is {held}, planned {plan.memory_policy.value} {node_list(plan.memory_nodes)}")
     return tuple(found)
+
+
+def narrowed_within(plan: BindingPlan, view: KernelView) -> tuple[Reason, ...]:
+    """What runs on part of the plan, not outside it: threads on a subset of the planned CPUs (an OpenMP team's
+    places, a pool's own pinning) and a memory policy over part of the planned nodes, one reason for each.
+
+    Nothing for a plan that does not bind. These are the process's own narrowing: :func:`compare` with
+    ``within=True`` does not count them as differences.
+    """
+    if not plan.binds:
+        return ()
+    groups: dict[CpuSet, list[int]] = {}
+    for thread in view.threads:
+        if thread.cpus and thread.cpus < plan.cpus:
+            groups.setdefault(thread.cpus, []).append(thread.tid)
+    found = [
+        Reason.of("check_threads_within_plan", count=len(tids), cpus=cpus.to_list(), planned=plan.cpus.to_list(),
+                  tids=", ".join(map(str, tids[:6])) + (" ..." if len(tids) > 6 else ""))
+        for cpus, tids in sorted(groups.items(), key=lambda item: min(item[0].ids))
+    ]
+    if (plan.memory_policy is not MemoryPolicy.NONE and view.mempolicy is not None and not _policy_held(plan, view)
+            and _policy_within(plan, view)):
+        found.append(Reason.of("check_memory_within_plan", held=f"{view.mempolicy} {node_list(view.mempolicy_nodes)}",
+                               planned=f"{plan.memory_policy.value} {node_list(plan.memory_nodes)}"))
+    return tuple(found)
+
+
+def _policy_held(plan: BindingPlan, view: KernelView) -> bool:
+    """Whether the memory policy read back is the planned one: its mode and exactly its nodes."""
+    wanted = {mode.word for mode in modes_for(plan.memory_policy)}
+    return view.mempolicy in wanted and tuple(sorted(view.mempolicy_nodes)) == tuple(sorted(plan.memory_nodes))
+
+
+def _policy_within(plan: BindingPlan, view: KernelView) -> bool:
+    """Whether the memory policy read back keeps memory on part of the planned nodes: ``bind`` there, or for a
+    ``preferred`` plan any policy that names only planned nodes (a ``bind`` plan never spills; those may)."""
+    held = set(view.mempolicy_nodes)
+    modes = _STRICT_MODES if plan.memory_policy is MemoryPolicy.BIND else _NODE_MODES
+    return view.mempolicy in modes and bool(held) and held <= set(plan.memory_nodes)

@@ -281,10 +281,18 @@ TEMPLATES: Mapping[str, str] = {
         "(a Ray worker gets its CUDA_VISIBLE_DEVICES from Ray after it started, which /proc does not "
         "show: name its GPU with --gpu or --physical-gpu, or ask the actor for its binding_report())"
     ),
+    "check_threads_within_plan": (
+        "{count} thread(s) run on CPUs {cpus}, part of the planned {planned} (the process's own narrowing, such as"
+        " an OpenMP team's places): within the plan ({tids})"
+    ),
+    "check_memory_within_plan": "memory policy is {held}, part of the planned {planned}: within the plan",
+    "check_own_record": (
+        "what gpunuma bound it to before it started (GPUNUMA_OWN in its environment): CPUs {cpus}, memory {memory}"
+    ),
     "check_setting_defaulted": "the process's {setting}: it ran with the default",
     "check_gpu_unresolved": "no plan to compare with: its GPU could not be resolved",
     "check_no_plan": "no plan to compare with: {error}",
-    "check_no_gpu": "the process sees no GPU",
+    "check_no_gpu": "the process sees no GPU: nothing to bind",
     "check_not_bound_by_choice": (
         "the process runs with GPUNUMA_BIND={value}: gpunuma was told not to bind it, so its affinity is not "
         "compared with the plan (shown for information)"

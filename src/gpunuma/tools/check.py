@@ -13,19 +13,22 @@ cannot tell (nothing to compare with), which ``gpunuma check`` turns into its ex
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from gpunuma.core.cpuset import node_list
 from gpunuma.core.identity import VISIBILITY_VARIABLES, GpuEnvironment
+from gpunuma.core.kernel_policy import Mode
 from gpunuma.core.plan import BindingPlan
-from gpunuma.core.policy import Policy, Share
+from gpunuma.core.policy import MemoryPolicy, Policy, Share
 from gpunuma.core.ports import TopologySource
 from gpunuma.core.reasons import Reason, codes, details
-from gpunuma.core.report import KernelView
+from gpunuma.core.rebind import OwnBinding
+from gpunuma.core.report import BindingReport, KernelView
 from gpunuma.core.value import Choice, Value, replace
-from gpunuma.errors import GpunumaError, GpuResolutionError
-from gpunuma.settings import Settings
+from gpunuma.errors import GpunumaError, GpuResolutionError, InvalidNodeError
+from gpunuma.settings import Settings, inherited_own_binding
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -135,24 +138,29 @@ def check_process(
     policy: Policy | None = None,
     gpus: Sequence[int | str] | None = None,
     physical: Sequence[int | str] | None = None,
+    node: int | None = None,
     share: Share | None = None,
     reserve: int | None = None,
     simulate: str | None = None,
 ) -> CheckResult:
-    """Read a process's binding back and compare it with the plan for the GPU(s) it uses.
+    """Read a process's binding back and compare it with what it should hold.
 
-    The GPU comes from ``gpus`` (local ``cuda:N`` of the process, through its own
-    ``CUDA_VISIBLE_DEVICES`` when readable; UUIDs; bus ids) or ``physical`` (``nvidia-smi`` numbering)
-    when given, else from the process's environment. The plan follows the process's own ``GPUNUMA_*``
-    settings (``policy`` replaces them; ``share``/``reserve`` replace only its ``GPUNUMA_SHARE``/``GPUNUMA_RESERVE``,
-    for a process started with ``--share``); a process running with ``GPUNUMA_BIND=0`` is shown, not judged.
-    A GPU named here that the machine lacks raises :class:`~gpunuma.errors.GpuResolutionError`.
+    What it should hold, in order: node ``node`` when given (``gpunuma exec --node``); else the plan for its GPU(s),
+    from ``gpus`` (local ``cuda:N`` of the process, through its own ``CUDA_VISIBLE_DEVICES`` when readable; UUIDs;
+    bus ids) or ``physical`` (``nvidia-smi`` numbering), else from the process's environment; else the binding a
+    gpunuma launcher applied before it started (``GPUNUMA_OWN`` in its environment); else nothing, on a machine
+    without a GPU. The plan follows the process's own ``GPUNUMA_*`` settings (``policy`` replaces them;
+    ``share``/``reserve`` replace only its ``GPUNUMA_SHARE``/``GPUNUMA_RESERVE``, for a process started with
+    ``--share``); a process running with ``GPUNUMA_BIND=0`` is shown, not judged.
+
+    Threads on part of the planned CPUs (an OpenMP team's places) and a memory policy over part of the planned
+    nodes are notes: only CPUs or memory outside the plan are mismatches. A GPU named here that the machine lacks
+    raises :class:`~gpunuma.errors.GpuResolutionError`, a node it lacks :class:`~gpunuma.errors.InvalidNodeError`.
     ``simulate`` (default: this process's ``GPUNUMA_SIMULATE``) names a simulated machine: the process is read
     from its simulated kernel and planned for on it.
     """
     from gpunuma import compose
     from gpunuma.core.identity import id_list
-    from gpunuma.core.readback import compare
 
     gpus, physical = id_list(gpus), id_list(physical)  # one id or several, as bind_to_gpu takes them
 
@@ -164,17 +172,25 @@ def check_process(
     def without_plan(note: Reason) -> CheckResult:
         return CheckResult(view=view, gpus=(), plan=None, mismatches=(), notes=(*notes, note))
 
-    named = gpus is not None or physical is not None
-    if env is None:
-        if not named:
-            return without_plan(Reason.of("check_environment_unreadable", pid=pid))
+    named = gpus is not None or physical is not None or node is not None
+    if env is None and named:
         notes.append(Reason.of("check_environment_unreadable_named", pid=pid))
         env = {}
-    elif not named and not any(key in env for key in VISIBILITY_VARIABLES):
-        if _RAY_WORKER_MARK in env:
+    if not named and not any(key in (env or {}) for key in (*VISIBILITY_VARIABLES, "LOCAL_RANK")):
+        # Its GPU is unknown: a launcher's record, or a machine with nothing to bind, still tells what to expect.
+        if env is not None and _RAY_WORKER_MARK in env:
             return without_plan(Reason.of("check_ray_worker", pid=pid, variable=_RAY_WORKER_MARK))
-        if "LOCAL_RANK" not in env:
-            return without_plan(Reason.of("check_no_visible_devices"))
+        record = inherited_own_binding(env) if env is not None else None
+        if record is not None:
+            nodes = compose.make_source("sysfs", root=root, simulate=simulate, layout=False, gpus=False)
+            return _judged(view, _recorded_plan(nodes, record), notes)
+        nothing = _nothing_to_bind(compose.make_source(source, root=root, simulate=simulate, layout=False))
+        if nothing is not None:
+            return CheckResult(view=view, gpus=(), plan=nothing, mismatches=(), notes=tuple(notes))
+        if env is None:
+            return without_plan(Reason.of("check_environment_unreadable", pid=pid))
+        return without_plan(Reason.of("check_no_visible_devices"))
+    env = env or {}
     try:
         # The target's own switches: it was bound with its GPUNUMA_* policy, not this command's.
         overridden = {
@@ -194,22 +210,68 @@ def check_process(
             ))
         # Its affinity is what we check, so an affinity narrowed by the binding must not stop the plan.
         options = replace(options, policy=replace(options.policy, override_affinity=True), simulate=simulate)
+        # A captured tree holds its process as proc/self: its cgroup is read there too.
+        allowed_pid = pid if str(pid) == "self" and not _live(root) else view.pid
         plan = compose.plan(
             options,
             gpus=gpus,
             physical=physical,
+            node=node,
             environment=GpuEnvironment.from_mapping(env),
-            allowed=compose.process_allowed(view.pid, root, simulate=simulate),
+            allowed=compose.process_allowed(allowed_pid, root, simulate=simulate),
         )
     except GpuResolutionError:
         if named:  # the caller named a GPU this machine does not have: their mistake, not an unknown
             raise
         return without_plan(Reason.of("check_gpu_unresolved"))
+    except InvalidNodeError:
+        raise  # a node the caller named that this machine lacks
     except GpunumaError as err:
         return without_plan(Reason.of("check_no_plan", error=str(err)))
-    if not plan.gpus:
-        return without_plan(Reason.of("check_no_gpu"))
+    if not plan.gpus and node is None:  # it sees no GPU (or the machine has none): nothing to bind is expected
+        if "no_gpu_on_machine" not in plan.reason_codes:
+            notes.append(Reason.of("check_no_gpu"))
+        return CheckResult(view=view, gpus=(), plan=plan, mismatches=(), notes=tuple(notes))
     if not options.enabled:
         notes.append(Reason.of("check_not_bound_by_choice", value=env.get("GPUNUMA_BIND", "").strip()))
         return CheckResult(view=view, gpus=plan.gpus, plan=plan, mismatches=(), notes=tuple(notes), compared=False)
-    return CheckResult(view=view, gpus=plan.gpus, plan=plan, mismatches=compare(plan, view), notes=tuple(notes))
+    return _judged(view, plan, notes)
+
+
+def _judged(view: KernelView, plan: BindingPlan, notes: list[Reason]) -> CheckResult:
+    """The process against ``plan``: differences outside it are mismatches, narrowing within it notes."""
+    from gpunuma.core.readback import compare, narrowed_within
+
+    mismatches = compare(plan, view, within=True)
+    within = narrowed_within(plan, view)
+    return CheckResult(view=view, gpus=plan.gpus, plan=plan, mismatches=mismatches, notes=(*notes, *within))
+
+
+def _live(root: str | Path) -> bool:
+    return os.path.realpath(root) == "/"
+
+
+def _recorded_plan(source: TopologySource, record: OwnBinding) -> BindingPlan:
+    """What a gpunuma launcher bound the process to before it started, as a plan to compare with."""
+    held = record.mempolicy
+    memory = MemoryPolicy.NONE
+    if held is not None:
+        memory = MemoryPolicy.BIND if held.mode is Mode.BIND else MemoryPolicy.PREFERRED
+    nodes = tuple(node.id for node in source.read().nodes if not node.cpus.isdisjoint(record.cpus))
+    memory_text = "left alone" if held is None else f"{held.mode.word} {node_list(held.nodes)}"
+    return BindingPlan(
+        gpus=(), nodes=nodes, cpus=record.cpus, memory_policy=memory,
+        memory_nodes=held.nodes if held is not None else (),
+        reasons=(Reason.of("check_own_record", cpus=record.cpus.to_list(), memory=memory_text),),
+    )
+
+
+def _nothing_to_bind(source: TopologySource) -> BindingPlan | None:
+    """A plan that binds nothing on a machine without a GPU (nothing to bind is expected), else None."""
+    try:
+        topology = source.read()
+    except GpunumaError:
+        return None
+    if topology.gpus:
+        return None
+    return BindingReport.not_bound(None, "plan", (Reason.of("no_gpu_on_machine"),)).plan

@@ -311,7 +311,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     options = _options(args)
     _check_gpu_flags(args)
     result = check_process(
-        args.pid, source=options.source, root=options.root, gpus=_gpus(args), physical=_physical(args),
+        args.pid, source=options.source, root=options.root, gpus=_gpus(args), physical=_physical(args), node=args.node,
         share=Share.parse(args.share) if args.share is not None else None, reserve=args.reserve,
         simulate=options.simulate,
     )
@@ -552,6 +552,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the GPU it should be bound to: its local cuda:N, a UUID or bus id (default: from its "
                             "CUDA_VISIBLE_DEVICES or LOCAL_RANK)")
     _PHYSICAL_OPTION.add_to(check)
+    check.add_argument("--node", type=integer, metavar="N",
+                       help="the NUMA node it should be bound to (a process started with `gpunuma exec --node N`; "
+                            "default: its GPU's, else what gpunuma bound it to before it started)")
     for option in _POLICY_OPTIONS:
         if option.flag in ("--share", "--reserve"):  # what the process was started with, when not in its environment
             option.add_to(check)
