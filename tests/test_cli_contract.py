@@ -303,6 +303,21 @@ def test_exec_json_shows_the_plan_it_would_run_as_json(capsys):
     assert shown["executed"] is False and shown["command"] == ["true"] and shown["plan"]["numa_node"] == 1
 
 
+def test_exec_json_with_a_real_run_prints_its_record_on_stderr_before_the_command_starts():
+    node = min(SysfsTopology(layout=False, gpus=False).read().cpu_nodes, key=lambda n: n.id).id
+    command = [sys.executable, "-c", "import os, sys; print('started', file=sys.stderr); print(os.getpid())"]
+
+    done = gpunuma("exec", "--json", "--node", str(node), "--", *command)
+
+    assert done.returncode == 0, done.stderr
+    record, _, after = done.stderr.rpartition("}\n")
+    shown = json.loads(record + "}")
+    assert after == "started\n", "the record comes first, then what the command writes"
+    assert (shown["executed"], shown["command"], shown["where"]) == (True, command, "this machine")
+    assert shown["plan"]["numa_nodes"] == [node] and shown["report"]["bound"] is True
+    assert done.stdout.strip().isdigit(), "stdout is the command's alone"
+
+
 def test_read_only_commands_read_no_binding_switch_even_in_strict_mode(capsys, monkeypatch):
     monkeypatch.setenv("GPUNUMA_STRICT", "1")
     monkeypatch.setenv("GPUNUMA_BIND", "bogus")

@@ -27,7 +27,12 @@ if TYPE_CHECKING:  # gpunuma exec imports this module to exec: multiprocessing a
 
 
 def exec_bound(
-    plan: BindingPlan, argv: Sequence[str], binder: str | Binder | None = None, *, strict: bool | None = None
+    plan: BindingPlan,
+    argv: Sequence[str],
+    binder: str | Binder | None = None,
+    *,
+    strict: bool | None = None,
+    before_exec: Callable[[BindingReport], object] | None = None,
 ) -> NoReturn:
     """Bind this whole process per ``plan``, then replace it with ``argv`` (``os.execvp``).
 
@@ -35,13 +40,17 @@ def exec_bound(
     else runs ``argv`` unbound with a warning; ``GPUNUMA_BIND=0`` runs it unbound on purpose.
     ``argv`` starts with the report's environment (:meth:`~gpunuma.core.report.BindingReport.env`:
     ``OMP_*``, ``GPUNUMA_NODE``/``GPUNUMA_CPUS``, ``NCCL_IB_HCA``/``UCX_NET_DEVICES``) added to this
-    process's, a variable already set keeping its value.
+    process's, a variable already set keeping its value. ``before_exec`` is called with the binding's report
+    last thing before the exec (``gpunuma exec --json`` prints its record there).
     """
     check_runnable(argv)  # before binding: a caller that catches the error is left as it was
-    _hand_down(_apply(plan, binder, strict))
+    report = _apply(plan, binder, strict)
+    _hand_down(report)
     from gpunuma import compose
 
     compose.hand_down_own_binding()
+    if before_exec is not None:
+        before_exec(report)
     exec_command(argv)
 
 

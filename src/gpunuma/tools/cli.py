@@ -23,7 +23,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # gpunuma exec parses its own options: argparse, json and logging load only when used
     import argparse
     from collections.abc import Callable, Sequence
-    from typing import Any, NoReturn
+    from typing import Any, NoReturn, TextIO
+
+    from gpunuma.core.report import BindingReport
 
 class ExitCode(int, Choice):
     """Every exit status of the ``gpunuma`` command, in one place (docs/cli.md lists them).
@@ -204,10 +206,10 @@ def _print_report(report: Any) -> None:
 
 
 # -- commands --------------------------------------------------------------------------------
-def _print_json(data: object) -> None:
+def _print_json(data: object, file: TextIO | None = None) -> None:
     import json
 
-    print(json.dumps(data, indent=2))
+    print(json.dumps(data, indent=2), file=file)
 
 
 def _error_json(err: Exception, code: ExitCode) -> dict[str, object]:
@@ -275,7 +277,11 @@ def cmd_exec(args: argparse.Namespace) -> int:
         if options.strict or shown:
             raise
         # Best-effort, like the library: the command still runs, unbound, and says why.
-        print(f"gpunuma exec: not binding: {err}; running {argv[0]!r} unbound", file=sys.stderr)
+        if args.json:
+            _print_json({"command": argv, "executed": True, "where": "this machine", "plan": None, "report": None,
+                         "error": str(err)}, file=sys.stderr)
+        else:
+            print(f"gpunuma exec: not binding: {err}; running {argv[0]!r} unbound", file=sys.stderr)
         exec_command(argv)
     if options.strict and options.enabled and not plan.binds:
         # Strict means never run unbound: a plan that binds nothing stops here, shown or not.
@@ -301,7 +307,13 @@ def cmd_exec(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return ExitCode.NOT_RUN
-    exec_bound(plan, argv, strict=options.strict)
+
+    def announce(report: BindingReport) -> None:
+        # On stderr: the command's stdout stays its own.
+        _print_json({"command": argv, "executed": True, "where": "this machine", "plan": plan.to_dict(),
+                     "report": report.to_dict()}, file=sys.stderr)
+
+    exec_bound(plan, argv, strict=options.strict, before_exec=announce if args.json else None)
     return ExitCode.OK  # exec_bound only returns when exec failed, which raises
 
 
