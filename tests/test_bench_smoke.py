@@ -86,6 +86,7 @@ def test_compare_runs_each_row_on_both_trees_and_prints_before_and_after(tmp_pat
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_quick_ray_row_times_both_sides_and_binds_like_the_dgx_layout(tmp_path):
     pytest.importorskip("ray")
     stdout, payload = run_bench(tmp_path, ["ray"])

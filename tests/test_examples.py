@@ -14,6 +14,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_ray_scheduler_example_starts_eight_bound_actors_on_a_simulated_dgx():
     pytest.importorskip("ray")
     out = subprocess.run(
@@ -28,6 +29,7 @@ def test_ray_scheduler_example_starts_eight_bound_actors_on_a_simulated_dgx():
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_sglang_style_launcher_binds_one_scheduler_actor_per_gpu_of_a_simulated_gb200():
     pytest.importorskip("ray")
     done = subprocess.run(
@@ -43,3 +45,31 @@ def test_sglang_style_launcher_binds_one_scheduler_actor_per_gpu_of_a_simulated_
     ]
     # Each actor's own INFO line reaches this console through Ray's default log forwarding.
     assert re.search(r"gpunuma: \[TP\d\] bound to NUMA node \d", done.stderr), done.stderr[-2000:]
+
+
+DOWNSTREAM = EXAMPLES / "downstream_ci"
+
+
+def test_the_downstream_project_uses_gpunumas_public_api_and_the_plugin_only():
+    sources = [*DOWNSTREAM.glob("tinyserve/*.py"), *DOWNSTREAM.glob("tests/*.py")]
+    internal = re.compile(r"^\s*(from|import) gpunuma(\.|_fakes)", flags=re.M)
+    assert sources and [p.name for p in sources if internal.search(p.read_text())] == []
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_the_downstream_project_passes_its_own_tests_on_simulated_machines():
+    pytest.importorskip("ray")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("GPUNUMA_", "RAY_"))},
+        "PYTHONPATH": os.pathsep.join([str(DOWNSTREAM), *sys.path]),  # as `pip install -e .` would
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    done = subprocess.run(
+        # The plugin is an installed entry point; -p names it too, for a checkout whose install predates it.
+        [sys.executable, "-m", "pytest", "-q", "-p", "gpunuma_fakes.pytest_plugin", "-p", "no:cacheprovider"],
+        cwd=DOWNSTREAM, env=env, capture_output=True, text=True, timeout=600,
+    )
+
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert re.search(r"\b5 passed\b", done.stdout), done.stdout[-2000:]

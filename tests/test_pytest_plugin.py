@@ -87,3 +87,48 @@ def test_an_unknown_machine_name_lists_the_known_ones(pytester: pytest.Pytester)
 
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*dgx-h100*"])
+
+
+def test_gpunuma_simulate_puts_the_tests_machine_under_unchanged_code_and_takes_it_away_after(pytester):
+    pytester.makepyfile(
+        test_env="""
+        import os
+        import pytest
+        import gpunuma
+
+        @pytest.mark.simulated_machine("dgx-h100")
+        def test_by_marker(gpunuma_simulate, monkeypatch):
+            monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5")
+            assert os.environ["GPUNUMA_SIMULATE"] == gpunuma_simulate == "dgx-h100"
+            report = gpunuma.bind_to_gpu()
+            assert report.method == "simulated" and report.plan.nodes == (1,)
+            assert gpunuma.check_process(physical=5).ok
+
+        @pytest.mark.parametrize("gpunuma_simulate", ["gb200"], indirect=True)
+        def test_by_parameter(gpunuma_simulate):
+            assert os.environ["GPUNUMA_SIMULATE"] == "gb200"
+
+        def test_after_them():
+            assert not {"GPUNUMA_SIMULATE", "GPUNUMA_SIMULATED_KERNEL"} & set(os.environ)
+        """
+    )
+
+    pytester.runpytest("-p", "gpunuma_fakes.pytest_plugin", "-p", "no:randomly").assert_outcomes(passed=3)
+
+
+def test_gpunuma_simulate_refuses_a_machine_object_it_cannot_name(pytester):
+    pytester.makepyfile(
+        test_object="""
+        import pytest
+        from gpunuma_fakes import split_host
+
+        @pytest.mark.simulated_machine(split_host(1))
+        def test_x(gpunuma_simulate):
+            pass
+        """
+    )
+
+    result = pytester.runpytest("-p", "gpunuma_fakes.pytest_plugin")
+
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*GPUNUMA_SIMULATE carries a catalogue name or a snapshot path*"])

@@ -1,14 +1,16 @@
 """A two-node Ray cluster whose nodes simulate two different machines: a DGX H100 and a GB200 tray.
 
 The ``simulated_ray_cluster`` fixture (the gpunuma_fakes pytest plugin) gives each Ray node a custom
-resource naming its machine, so actors can be placed on purpose; inside the actor,
-:class:`RayNodeTopology` / :class:`RayNodeBinder` pick the machine from the Ray node id the actor
-landed on. Each actor must bind by the machine it landed on.
+resource naming its machine, so actors can be placed on purpose, and ``GPUNUMA_SIMULATE`` naming it in
+every worker's environment; inside the actor, :class:`RayNodeTopology` / :class:`RayNodeBinder` pick the
+machine from the Ray node id the actor landed on, and gpunuma's own argument-free calls read
+``GPUNUMA_SIMULATE``. Each actor must bind by the machine it landed on.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 
 import pytest
@@ -19,7 +21,7 @@ from gpunuma.core.cpuset import CpuSet  # noqa: E402
 from gpunuma.integrations.ray import start_bound_actor  # noqa: E402
 from gpunuma_fakes import machine  # noqa: E402
 
-pytestmark = [pytest.mark.ray, pytest.mark.simulated_ray_cluster("dgx-h100", "gb200")]
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.simulated_ray_cluster("dgx-h100", "gb200")]
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -74,3 +76,41 @@ def test_each_actor_binds_by_the_machine_its_ray_node_simulates(simulated_ray_cl
         seen[name].append(gpu)
     assert sorted(seen["dgx-h100"]) == list(range(8))
     assert sorted(seen["gb200"]) == list(range(4))
+
+
+@ray.remote(num_cpus=0)
+class UnchangedWorker:
+    """A serving worker as a downstream project writes it: gpunuma's argument-free calls, nothing simulated."""
+
+    def start(self) -> dict[str, object]:
+        import gpunuma
+
+        report = gpunuma.bind_to_gpu()
+        check = gpunuma.check_process(physical=ray.get_gpu_ids())  # what an operator names for a Ray actor
+        return {
+            "simulate": os.environ.get("GPUNUMA_SIMULATE"), "gpus": report.plan.gpus, "nodes": report.plan.nodes,
+            "method": report.method, "verdict": check.verdict.value,
+        }
+
+
+@pytest.mark.parametrize("name", ["dgx-h100", "gb200"])
+def test_an_unchanged_actor_binds_by_the_gpunuma_simulate_its_node_gives_it(simulated_ray_cluster, name):
+    actor = UnchangedWorker.options(**simulated_ray_cluster.on(name, num_gpus=1)).remote()  # type: ignore[attr-defined]
+    try:
+        started = ray.get(actor.start.remote())
+    finally:
+        ray.kill(actor)
+
+    (gpu,) = started["gpus"]
+    assert started["simulate"] == name and started["method"] == "simulated"
+    assert started["nodes"] == (machine(name).expected_nodes[gpu],) and started["verdict"] == "as_expected"
+
+
+def test_a_ray_init_elsewhere_on_the_host_never_finds_the_simulated_cluster(simulated_ray_cluster):
+    probe = "from ray._private.services import canonicalize_bootstrap_address as c; print(c(None))"
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_TMPDIR")}
+
+    found = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+
+    assert simulated_ray_cluster.address and simulated_ray_cluster.address not in found.stdout
+    assert os.path.isdir(simulated_ray_cluster.temp_dir) and "RAY_ADDRESS" not in os.environ

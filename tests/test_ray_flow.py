@@ -31,6 +31,7 @@ HOST = split_host(min(2, len(os.sched_getaffinity(0))), gpus_per_node=2)
 
 pytestmark = [
     pytest.mark.ray,
+    pytest.mark.slow,
     pytest.mark.simulated_ray_cluster("dgx-h100", "gh200", "gb200", "cloud-vm", HOST),
 ]
 

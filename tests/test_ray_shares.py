@@ -23,7 +23,7 @@ ONE_GPU = build(
     expected_nodes={0: 0},
 )
 
-pytestmark = [pytest.mark.ray, pytest.mark.simulated_ray_cluster(ONE_GPU)]
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.simulated_ray_cluster(ONE_GPU)]
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 

@@ -19,7 +19,7 @@ from gpunuma.errors import NotBoundError  # noqa: E402
 from gpunuma.integrations.ray import make_setup_hook  # noqa: E402
 from gpunuma_fakes import machine  # noqa: E402
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
