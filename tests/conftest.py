@@ -37,13 +37,19 @@ def render(tmp_path: Path) -> Callable[[Machine], Path]:
 def bindings_stay_in_their_test():
     """A test that binds this process leaves ``GPUNUMA_OWN`` set, one that binds through a named machine's
     simulated kernel ``GPUNUMA_SIMULATED_KERNEL`` (children must inherit them), and one under
-    ``GPUNUMA_SIMULATE`` the process's simulated kernel of that machine: undo all three after."""
+    ``GPUNUMA_SIMULATE`` the process's simulated kernel of that machine: undo all three after. Each test starts
+    with no binding in force (``gpunuma.last_report()`` None), as a fresh process does."""
     import os
     import sys
 
+    from gpunuma import compose
+
     names = ("GPUNUMA_OWN", "GPUNUMA_SIMULATED_KERNEL")
     saved = {name: os.environ.pop(name) for name in names if name in os.environ}
+    in_force = list(compose._LAST)
+    compose._LAST.clear()
     yield
+    compose._LAST[:] = in_force
     for name in names:
         os.environ.pop(name, None)
     os.environ.update(saved)

@@ -162,12 +162,34 @@ def test_an_unknown_gpunuma_simulate_is_a_settings_error_or_a_not_bound_report()
 
 
 # -- the last report and its truth value -----------------------------------------------------------------
-def test_the_last_report_is_kept_bound_or_not(dgx):
+def test_the_last_report_is_the_binding_in_force(dgx):
     source, kernel = dgx
-    bound = bind_to_gpu(1, source=source, binder=kernel, env={})
+    assert last_report() is None
+    nothing = bind_to_gpu(source=source, binder=kernel, env={"CUDA_VISIBLE_DEVICES": ""})
+    assert last_report() is nothing, "while none held, the latest attempt says why"
+    bound = bind_to_node(0, source=source, binder=kernel, env={})
     assert last_report() is bound and gpunuma.last_report() is bound
-    unbound = bind_to_gpu(source=source, binder=kernel, env={"CUDA_VISIBLE_DEVICES": ""})
-    assert last_report() is unbound
+
+    # A no-op bind_to_gpu() (no GPU named or visible) and a failed one change nothing: the node-0 binding holds.
+    noop = bind_to_gpu(source=source, binder=kernel, env={})
+    failed = bind_to_gpu(1, source=source, binder=RefusingBinder(), env={})
+    dry = bind_to_gpu(1, source=source, binder=kernel, env={"GPUNUMA_BIND": "0"})
+    assert not (noop.bound or failed.bound or dry.bound) and codes(failed.reasons)[-1] == "bind_failed"
+    assert last_report() is bound and kernel.view().cpus_allowed == NODE0
+
+    rebound = bind_to_gpu(5, source=source, binder=kernel, env={})
+    assert last_report() is rebound and rebound.cpus == NODE1, "a binding that holds replaces it"
+
+
+class RefusingBinder:
+    """A binder the kernel refuses: it raises, the process left as it was."""
+
+    name = "refusing"
+
+    def apply(self, plan):
+        from gpunuma.errors import BindError
+
+        raise BindError("the kernel refused every CPU")
 
 
 def test_a_report_is_true_exactly_when_bound(dgx):

@@ -169,9 +169,12 @@ def bind_to_node(
 
 
 def last_report() -> BindingReport | None:
-    """The report of the latest binding in this process, bound or not (None before any).
+    """The binding in force in this process: the report of the latest binding that held (None before any).
 
-    Kept by every binding path: ``bind_to_gpu``/``bind_to_node``/``apply_plan``, the Ray setup hook and
-    ``bind_this_process``, the child of ``start_bound_process``, ``gpunuma exec`` before it execs.
+    A later attempt that binds nothing (it failed, planned no binding, or ran with ``GPUNUMA_BIND=0``) leaves
+    the process as it was, so it does not replace that report; its caller still gets the attempt. While no
+    binding has held, it is the latest attempt's report, which says why. Kept by every binding path:
+    ``bind_to_gpu``/``bind_to_node``/``apply_plan``, the Ray setup hook and ``bind_this_process``, the child of
+    ``start_bound_process``, ``gpunuma exec`` before it execs.
     """
     return compose.last_report()

@@ -415,20 +415,25 @@ def bind(
     return apply(options, planned)
 
 
-#: The report of the latest binding in this process (see :func:`last_report`).
+#: The report of the binding in force in this process, or of the latest attempt while none held (see
+#: :func:`last_report`).
 _LAST: list[BindingReport] = []
 
 
 def last_report() -> BindingReport | None:
-    """The report of the latest binding this process made (``bind_to_*``, ``apply_plan``, the Ray setup
-    hook, ``start_bound_process``, ``gpunuma exec``), bound or not; None before any."""
+    """The binding in force in this process: the report of the latest binding that held (``bind_to_*``,
+    ``apply_plan``, the Ray setup hook, ``start_bound_process``, ``gpunuma exec``). An attempt that bound
+    nothing (it failed, or had nothing to bind) changes nothing, so it does not replace that report (its
+    caller still gets it); while none has held, the latest attempt says why. None before any."""
     return _LAST[-1] if _LAST else None
 
 
 def _kept(options: Options, report: BindingReport) -> BindingReport:
-    """Log ``report``, keep it as the last report, and raise when binding was required and did not happen."""
+    """Log ``report``, keep it as the last report when it is in force (it bound, or none bound before), and raise
+    when binding was required and did not happen."""
     _log(report, options)
-    _LAST[:] = [report]
+    if report.bound or not (_LAST and _LAST[-1].bound):
+        _LAST[:] = [report]
     # Strict means "never run unbound": a plan that binds nothing fails like a syscall that fails.
     if (options.require or options.strict) and options.enabled and not report.ok:
         raise NotBoundError(report)
