@@ -237,3 +237,26 @@ def test_an_eight_digit_domain_in_the_driver_listing_matches_the_sysfs_bus_id() 
 
     assert len(gpus) == 1
 
+
+
+# -- Kubernetes: a Guaranteed pod under the static CPU manager -------------------------------------------------
+K8S = machine("k8s-dgx-h100")
+POD_PART = {0: "8-15,120-127", 1: "64-71,176-183"}  # the pod's cores on node 0 (GPU 1) and node 1 (GPU 5)
+
+
+@pytest.mark.parametrize("local", [0, 1])
+def test_each_worker_of_a_static_cpu_manager_pod_binds_to_its_gpus_part_of_the_pods_cpus(local):
+    # The device plugin gave the pod GPUs 1 and 5; in the pod they are cuda:0 and cuda:1.
+    env = {**K8S.environment(), "CUDA_VISIBLE_DEVICES": str(local)}
+
+    report = _bind(K8S, K8S.source(), env=env)
+
+    assert report.bound and report.plan.nodes == (K8S.expected_nodes[local],)
+    assert report.cpus.to_list() == POD_PART[local] and report.mismatches == ()
+
+
+def test_the_device_plugin_names_the_pods_gpus_by_uuid_and_the_pod_sees_only_those():
+    gpus = K8S.source().read().gpus
+
+    assert [g.pci_bus_id for g in gpus] == ["0000:43:00.0", "0000:c3:00.0"]
+    assert K8S.environment() == {"NVIDIA_VISIBLE_DEVICES": ",".join(g.uuid or "" for g in gpus)}

@@ -515,6 +515,27 @@ def _build() -> Mapping[str, Machine]:
             exposed_gpus=("0000:c3:00.0",),
             cgroup_path="/system.slice/docker-3f9a1c.scope",
         ),
+        _dgx_h100(
+            "k8s-dgx-h100",
+            "a Guaranteed Kubernetes pod on a DGX H100 under the kubelet's static CPU manager: 16 exclusive whole "
+            "cores, 8 on each socket (cpuset 8-15,64-71,120-127,176-183), and GPUs 1 (node 0) and 5 (node 1) "
+            "from the NVIDIA device plugin",
+            more_sources=(
+                "static CPU manager policy: a Guaranteed pod's container with an integer CPU request gets exclusive "
+                "CPUs, whole physical cores first (Kubernetes docs, 'Control CPU Management Policies on the Node', "
+                "static policy and its full-pcpus-only option); which cores is the kubelet's choice, these are one",
+                "NVIDIA_VISIBLE_DEVICES=<the GPUs' UUIDs>: NVIDIA/k8s-device-plugin defaults (envvar device list "
+                "strategy, uuid device ids); the NVIDIA container runtime then exposes only those GPUs",
+                _CONTAINER_SOURCE,
+            ),
+            expected_nodes={0: 0, 1: 1},
+            exposed_gpus=("0000:43:00.0", "0000:c3:00.0"),
+            visible_device_ids="uuid",
+            cgroup_cpus="8-15,64-71,120-127,176-183",
+            cgroup_mems="0-1",
+            cgroup_path="/kubepods.slice/kubepods-pod4f1d2c9e_8a7b_4c3d_9e2f_1a2b3c4d5e6f.slice/"
+            "cri-containerd-9c41e7d2.scope",
+        ),
         _mi300x(
             "docker-mi300x",
             "a container given MI300X GPU 6 (bus c6, node 1) by docker --device /dev/kfd --device /dev/dri/renderD134",

@@ -119,6 +119,9 @@ class Machine:
     exposed_gpus: tuple[str, ...] | None = None
     #: NVIDIA GPUs injected by CDI: only ``/dev/nvidiaN`` is narrowed, ``/proc/driver/nvidia`` lists every GPU.
     cdi: bool = False
+    #: How the runtime names the exposed GPUs in ``NVIDIA_VISIBLE_DEVICES``: ``minor`` (``docker --gpus``)
+    #: or ``uuid`` (the Kubernetes NVIDIA device plugin's default).
+    visible_device_ids: str = "minor"
     #: A memory policy the process already holds, as ``numa_maps`` writes it (``bind:0``, ``interleave:0-1``):
     #: what ``numactl --membind``/``--interleave`` leaves (None: the default policy).
     mempolicy: str | None = None
@@ -299,8 +302,9 @@ class Machine:
             return {}
         if self.cdi:
             return {"NVIDIA_VISIBLE_DEVICES": "void"}
-        minors = [str(self.nvidia_minor(g)) for g in self.sorted_gpus() if g.vendor == "nvidia" and self.is_exposed(g)]
-        return {"NVIDIA_VISIBLE_DEVICES": ",".join(minors)} if minors else {}
+        exposed = [g for g in self.sorted_gpus() if g.vendor == "nvidia" and self.is_exposed(g)]
+        ids = [g.uuid if self.visible_device_ids == "uuid" else str(self.nvidia_minor(g)) for g in exposed]
+        return {"NVIDIA_VISIBLE_DEVICES": ",".join(ids)} if ids else {}
 
     def allowed(self) -> Allowed:
         """What a process on this machine is allowed: cgroup cpuset, memory nodes, affinity."""
