@@ -29,6 +29,7 @@ from gpunuma.core.report import BindingReport, KernelView
 from gpunuma.core.value import Choice, Value, replace
 from gpunuma.errors import GpunumaError, GpuResolutionError, InvalidNodeError
 from gpunuma.settings import Settings, inherited_own_binding
+from gpunuma.tools.terminal import visible
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -89,7 +90,8 @@ class CheckResult(Value):
                  + (f" {node_list(view.mempolicy_nodes)}" if view.mempolicy_nodes else "")]
         groups: dict[str, list[str]] = {}
         for thread in view.threads:
-            groups.setdefault(thread.cpus.to_list(), []).append(f"{thread.tid} ({thread.name})")
+            # Any process names its threads: a name is escaped before it can act on a terminal or break a line.
+            groups.setdefault(thread.cpus.to_list(), []).append(f"{thread.tid} ({visible(thread.name)})")
         for cpus, threads in groups.items():
             lines.append(f"  {len(threads)} thread(s) on CPUs {cpus}: {', '.join(threads[:6])}"
                          + (" ..." if len(threads) > 6 else ""))

@@ -18,6 +18,7 @@ from gpunuma.core.policy import CpuScope, Fallback, MemoryPolicy, Policy, Share
 from gpunuma.core.value import Choice, Value, replace
 from gpunuma.errors import GpunumaError
 from gpunuma.registry import SOURCE_NAMES, simulated_source_class
+from gpunuma.tools.terminal import visible
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # gpunuma exec parses its own options: argparse, json and logging load only when used
@@ -50,9 +51,13 @@ class ExitCode(int, Choice):
     NOT_EXECUTABLE = 126
     #: ``exec``: the command was not found, as in a shell.
     NOT_FOUND = 127
+    #: Interrupted (``Ctrl-C``, ``SIGINT``): 128 + 2, as a shell reports it; temporary work was removed.
+    INTERRUPTED = 130
+    #: Terminated (``SIGTERM``): 128 + 15, as a shell reports it; temporary work was removed.
+    TERMINATED = 143
 
 
-def exit_code_for(err: Exception) -> ExitCode:
+def exit_code_for(err: BaseException) -> ExitCode:
     """The exit status an error ends the command with: one table for ``gpunuma`` and its launch child."""
     from gpunuma.errors import (
         CommandError,
@@ -63,6 +68,10 @@ def exit_code_for(err: Exception) -> ExitCode:
         UnknownSourceError,
     )
 
+    if isinstance(err, KeyboardInterrupt):
+        return ExitCode.INTERRUPTED
+    if isinstance(err, Terminated):
+        return ExitCode.TERMINATED
     if isinstance(err, CommandError):
         return ExitCode.NOT_FOUND if err.not_found else ExitCode.NOT_EXECUTABLE
     if isinstance(err, NotBoundError):
@@ -74,6 +83,39 @@ def exit_code_for(err: Exception) -> ExitCode:
 
 class UsageError(Exception):
     """A usage error (argparse's, raised instead of printed, or the command's own): one line, :attr:`ExitCode.USAGE`."""
+
+
+class Terminated(BaseException):
+    """``SIGTERM`` while a command runs, raised in the main thread as ``Ctrl-C`` raises ``KeyboardInterrupt``:
+    ``with`` blocks and ``finally`` clauses remove temporary work, then the command exits :attr:`ExitCode.TERMINATED`.
+    """
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated("terminated (SIGTERM)")
+
+
+def _catch_sigterm() -> object:
+    """Make ``SIGTERM`` raise :class:`Terminated` while the command runs; what to put back (None: nothing changed).
+
+    Only where the process would otherwise die at once (the default action): a program that runs :func:`main`
+    with its own ``SIGTERM`` handler keeps it, and off the main thread no handler can be set.
+    """
+    import _signal  # signal's C module: the same calls on plain ints, without importing enum on every exec
+
+    try:
+        if _signal.getsignal(_signal.SIGTERM) != _signal.SIG_DFL:
+            return None
+        return _signal.signal(_signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread
+        return None
+
+
+def _release_sigterm(previous: object) -> None:
+    if previous is not None:
+        import _signal
+
+        _signal.signal(_signal.SIGTERM, previous)
 
 
 _SOURCE_HELP = "where the topology comes from (default: GPUNUMA_SOURCE, else auto = NVML + sysfs)"
@@ -143,7 +185,12 @@ def _physical(args: argparse.Namespace) -> list[int] | None:
 
 # -- printing -------------------------------------------------------------------------------
 def _netdevs(nic: Any) -> str:
-    return ", ".join(nic.netdevs) or "no net interface"
+    return ", ".join(visible(name) for name in nic.netdevs) or "no net interface"
+
+
+def _nic(nic: Any) -> str:
+    """A NIC by its RDMA name and its interfaces' names, each escaped: a captured tree can name them anything."""
+    return f"{visible(nic.name)} ({_netdevs(nic)})"
 
 
 def _print_topology(topology: Any) -> None:
@@ -168,10 +215,11 @@ def _print_topology(topology: Any) -> None:
             extra += f", GPU memory node {gpu.memory_node}"
         if gpu.mig_devices:
             extra += f", {len(gpu.mig_devices)} MIG devices"
-        print(f"  GPU {gpu.index}  {gpu.pci_bus_id}  {gpu.uuid or '-'}  node {node}  local CPUs {local}{extra}")
+        uuid = visible(gpu.uuid) if gpu.uuid else "-"
+        print(f"  GPU {gpu.index}  {gpu.pci_bus_id}  {uuid}  node {node}  local CPUs {local}{extra}")
         nearest = gpu_nics.get(gpu.index, ())
         if nearest:
-            names = ", ".join(f"{near.nic.name} ({_netdevs(near.nic)})" for near in nearest)
+            names = ", ".join(_nic(near.nic) for near in nearest)
             print(f"      nearest NICs ({nearest[0].distance.value}): {names}")
         if gpu.numa_node is None:  # the notes say why the node is unknown
             for note in gpu.notes:
@@ -183,16 +231,17 @@ def _print_topology(topology: Any) -> None:
         print(f"RDMA NICs: {len(topology.nics)}")
         for nic in topology.nics:
             node = "unknown" if nic.numa_node is None else str(nic.numa_node)
-            print(f"  {nic.name}  {nic.pci_bus_id}  {_netdevs(nic)}  node {node}  {nic.link_layer or '-'}")
+            layer = visible(nic.link_layer) if nic.link_layer else "-"
+            print(f"  {visible(nic.name)}  {nic.pci_bus_id}  {_netdevs(nic)}  node {node}  {layer}")
     for note in topology.notes:
         print(f"note: {note}")
 
 
 def _print_plan(plan: Any) -> None:
-    gpus = ", ".join(plan.gpu_labels) or ", ".join(f"GPU {g}" for g in plan.gpus) or "no GPU"
+    gpus = ", ".join(map(visible, plan.gpu_labels)) or ", ".join(f"GPU {g}" for g in plan.gpus) or "no GPU"
     print(f"Plan for {gpus}: {plan.summary()}")
     if plan.nics:
-        print(f"  nearest NICs: {', '.join(f'{nic.name} ({_netdevs(nic)})' for nic in plan.nics)}")
+        print(f"  nearest NICs: {', '.join(_nic(nic) for nic in plan.nics)}")
     for reason in plan.reasons:
         print(f"  - {reason}")
 
@@ -212,9 +261,10 @@ def _print_json(data: object, file: TextIO | None = None) -> None:
     print(json.dumps(data, indent=2), file=file)
 
 
-def _error_json(err: Exception, code: ExitCode) -> dict[str, object]:
+def _error_json(err: BaseException, code: ExitCode, message: str | None = None) -> dict[str, object]:
     """The JSON an error prints under ``--json``: ``{"error": {"type", "message", "exit_code"}}``."""
-    return {"error": {"type": type(err).__name__, "message": str(err), "exit_code": int(code)}}
+    return {"error": {"type": type(err).__name__, "message": str(err) if message is None else message,
+                      "exit_code": int(code)}}
 
 
 def cmd_topo(args: argparse.Namespace) -> int:
@@ -614,16 +664,18 @@ class _OutputError(GpunumaError):
 
 class _Output:
     """This command's stdout: a reader that left early (``| head``) is no error and changes no exit
-    status (later output is dropped); any other failed write (``ENOSPC``) is an :class:`_OutputError`."""
+    status (later output is dropped); any other failed write (``ENOSPC``) is an :class:`_OutputError`.
+    Text output (``escape``) reaches the terminal through :func:`~gpunuma.tools.terminal.visible`."""
 
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: Any, *, escape: bool = True) -> None:
         self.stream = stream
+        self.escape = escape
         self.gone = stream is None  # stdout closed (>&-): nowhere to write
 
     def write(self, text: str) -> int:
         if not self.gone:
             try:
-                self.stream.write(text)
+                self.stream.write(visible(text, "\n\t") if self.escape else text)
             except BrokenPipeError:
                 self._reader_left()
             except OSError as err:
@@ -650,6 +702,33 @@ class _Output:
         return getattr(self.stream, name)
 
 
+class _Diagnostics:
+    """This command's stderr (its error line, warnings and ``-v`` logging): text from others escaped as on
+    stdout; a stderr that is closed (``2>&-``) or cannot take a line (``2>/dev/full``) drops it and leaves the
+    exit status to say what happened."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        if self.stream is not None:
+            try:
+                self.stream.write(visible(text, "\n\t"))
+            except (OSError, ValueError):  # ValueError: a stream already closed
+                pass
+        return len(text)
+
+    def flush(self) -> None:
+        if self.stream is not None:
+            try:
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every outcome is an :class:`ExitCode`, every error one line on stderr.
 
@@ -658,16 +737,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     words = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in words[: words.index("--") if "--" in words else len(words)]
-    stdout = sys.stdout
-    sys.stdout = _Output(stdout)
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout = _Output(stdout, escape=not as_json)  # JSON escapes every control character itself
+    sys.stderr = _Diagnostics(stderr)
+    previous = _catch_sigterm()
     try:
-        return _main(words, as_json)
-    finally:
         try:
-            sys.stdout.flush()
-        except _OutputError as err:
-            _say(f"gpunuma: error: {err}")
-        sys.stdout = stdout
+            return _main(words, as_json)
+        except (KeyboardInterrupt, Terminated) as err:
+            # The command stopped where it was; `with` blocks and `finally` clauses removed what it had made.
+            line = "interrupted (Ctrl-C)" if isinstance(err, KeyboardInterrupt) else str(err)
+            return _fail(err, f"gpunuma: {line}", as_json, message=line)
+        finally:
+            try:
+                sys.stdout.flush()
+            except _OutputError as err:
+                _say(f"gpunuma: error: {err}")
+    finally:
+        _release_sigterm(previous)
+        sys.stdout, sys.stderr = stdout, stderr
 
 
 def _main(words: list[str], as_json: bool) -> int:
@@ -703,12 +791,12 @@ def _help_hint(words: Sequence[str]) -> str:
 _COMMANDS = ("topo", "plan", "exec", "check", "snapshot", "machines")
 
 
-def _fail(err: Exception, line: str, as_json: bool) -> int:
+def _fail(err: BaseException, line: str, as_json: bool, *, message: str | None = None) -> int:
     """Say why in one line on stderr (and as JSON on stdout under ``--json``); the exit status that fits ``err``."""
     code = exit_code_for(err)
     if as_json and not isinstance(err, _OutputError):
         try:
-            _print_json(_error_json(err, code))
+            _print_json(_error_json(err, code, message))
             sys.stdout.flush()
         except _OutputError as output:
             _say(f"gpunuma: error: {output}")
@@ -717,11 +805,14 @@ def _fail(err: Exception, line: str, as_json: bool) -> int:
 
 
 def _say(line: str) -> None:
-    """One line on stderr; a stderr that cannot take it (``2>/dev/full``) leaves the exit status to say it."""
+    """One line on stderr, anything in it that would break the line escaped; a stderr that is closed (``2>&-``)
+    or cannot take it (``2>/dev/full``) leaves the exit status to say it."""
+    if sys.stderr is None:  # print(file=None) would write to stdout
+        return
     try:
-        print(line, file=sys.stderr)
+        print(visible(line), file=sys.stderr)
         sys.stderr.flush()
-    except OSError:
+    except (OSError, ValueError):
         pass
 
 

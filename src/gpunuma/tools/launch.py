@@ -85,10 +85,12 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         parser.error(str(err))
     try:
         exec_bound(plan, command, strict=True if args.strict else None)
-    except GpunumaError as err:
+    except (GpunumaError, KeyboardInterrupt) as err:
         from gpunuma.tools.cli import exit_code_for
+        from gpunuma.tools.terminal import visible
 
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        line = "interrupted (Ctrl-C)" if isinstance(err, KeyboardInterrupt) else f"error: {err}"
+        print(visible(f"{parser.prog}: {line}"), file=sys.stderr)
         sys.exit(int(exit_code_for(err)))
 
 
