@@ -91,6 +91,27 @@ def test_planning_errors_are_best_effort_or_strict(dgx):
         bind_to_node(9, source=source, binder=NoopBinder(), strict=True, env={})
 
 
+@pytest.mark.parametrize("node", [None, "1", 1.0, True], ids=repr)
+def test_bind_to_node_of_anything_but_an_int_is_a_typed_error_even_best_effort(rendered, node):
+    # On the DGX A100 bind_to_node(None) once resolved every GPU and bound to all their nodes: 1,3,5,7.
+    a100 = machine("dgx-a100")
+    kernel = a100.kernel()
+    with pytest.raises(InvalidNodeError, match="a node id is an int"):
+        bind_to_node(node, source=a100.source(rendered("dgx-a100")), binder=kernel,  # type: ignore[arg-type]
+                     env={"CUDA_VISIBLE_DEVICES": "0,1,2,3,4,5,6,7"})
+    assert kernel.applied == []
+
+
+def test_bind_to_node_takes_an_integer_type_such_as_numpy_s(rendered):
+    class Int64:  # what numpy.int64 offers: __index__, no int base class
+        def __index__(self) -> int:
+            return 3
+
+    a100 = machine("dgx-a100")
+    report = bind_to_node(Int64(), source=a100.source(rendered("dgx-a100")), binder=a100.kernel(), env={})  # type: ignore[arg-type]
+    assert report.bound and report.plan.nodes == (3,)
+
+
 def test_bind_disabled_by_environment_records_the_plan_and_changes_nothing(dgx):
     simulated, source = dgx
     kernel = simulated.kernel()

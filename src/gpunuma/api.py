@@ -160,7 +160,15 @@ def bind_to_node(
     env: Mapping[str, str] | None = None,
     label: str | None = None,
 ) -> BindingReport:
-    """Bind the whole calling process to an explicit NUMA node (CPU-only helpers, tests)."""
+    """Bind the whole calling process to an explicit NUMA node (CPU-only helpers, tests).
+
+    ``node`` must be an int: anything else (``None``, ``"1"``, ``1.0``) raises
+    :class:`~gpunuma.errors.InvalidNodeError` whatever ``strict`` says, a mistake in the call, not a machine
+    that cannot be bound.
+    """
+    from gpunuma.core.planner import explicit_node_id
+
+    node = explicit_node_id(node)
     options = Options.from_env(
         env, source=source, binder=binder, policy=policy, strict=strict, label=label, require=require_bound
     )

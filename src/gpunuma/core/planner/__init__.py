@@ -52,6 +52,8 @@ Rules:
 
 from __future__ import annotations
 
+import operator
+
 from gpunuma.core.cpuset import CpuSet, node_list
 from gpunuma.core.model import Gpu, NumaNode, Topology
 from gpunuma.core.plan import Allowed, BindingPlan
@@ -69,7 +71,7 @@ if TYPE_CHECKING:
     from gpunuma.core.planner.placement import Placement
     from gpunuma.core.policy import Share
 
-__all__ = ["Locality", "NodeChoice", "Placement", "gpu_nodes", "gpu_placements", "plan_binding"]
+__all__ = ["Locality", "NodeChoice", "Placement", "explicit_node_id", "gpu_nodes", "gpu_placements", "plan_binding"]
 
 #: Names re-exported from the GPU-placement modules, loaded on first use: a plan for an explicit node and
 #: no GPU (``bind_to_node``) never places a GPU, so a cold bind does not import them.
@@ -340,11 +342,20 @@ def _owned_gpus(topology: Topology, gpus: Sequence[int]) -> tuple[Gpu, ...]:
     return tuple(owned)
 
 
+def explicit_node_id(node: object) -> int:
+    """A node id as a caller passes it (an int, or an integer type such as numpy's), else InvalidNodeError.
+
+    ``None``, ``"1"``, ``1.0`` and ``True`` never name a node: say so rather than "node 1 does not exist", and
+    never read ``None`` as "no node given" where a node was required (``bind_to_node``).
+    """
+    if isinstance(node, bool) or not hasattr(type(node), "__index__"):
+        raise InvalidNodeError(node, f"a node id is an int, not {type(node).__name__}")
+    return operator.index(node)  # type: ignore[arg-type]
+
+
 def _explicit_node(topology: Topology, node_id: int, allowed: Allowed, policy: Policy) -> NumaNode:
     """Rule 6: the requested node, or InvalidNodeError saying what is wrong with it."""
-    if isinstance(node_id, bool) or not isinstance(node_id, int):
-        # "1" or 1.0 would never equal a node id: say so rather than "node 1 does not exist".
-        raise InvalidNodeError(node_id, f"a node id is an int, not {type(node_id).__name__}")
+    node_id = explicit_node_id(node_id)
     node = topology.node(node_id)
     if node is None:
         known = node_list(n.id for n in topology.nodes) or "none"
