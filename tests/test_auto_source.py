@@ -83,7 +83,7 @@ def test_kernel_node_wins_a_disagreement_with_a_warning_and_a_note(
     assert gpu.local_cpus == CpuSet.parse_list("0-55,112-167")
     note = "GPU 1 (0000:43:00.0): sysfs numa_node 0 but NVML CPU affinity says node 1; using the kernel's 0"
     assert note in topo.notes and note in gpu.notes
-    assert [r.getMessage() for r in caplog.records if r.name == "gpunuma"] == [note]
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("gpunuma.")] == [note]
 
 
 def test_nvml_fills_in_where_the_kernel_says_minus_one(tmp_path: Path) -> None:
@@ -173,7 +173,7 @@ from gpunuma.adapters.auto import AutoTopology
 from gpunuma.adapters.sysfs import SysfsTopology
 topology = AutoTopology(sysfs=SysfsTopology(root={root!r}, layout=False), nvml_when="needed").read()
 assert len(topology.gpus) == 8 and topology.source == "auto(sysfs)", topology
-print(sorted(m for m in ("pynvml", "gpunuma.adapters.nvml") if m in sys.modules))
+print(sorted(m for m in ("pynvml",) if m in sys.modules))
 """
 
 

@@ -273,7 +273,7 @@ def test_a_closed_stdout_is_no_traceback():
 
 
 # -- misuse is a usage error, with JSON when asked ----------------------------------------------------------
-@pytest.mark.parametrize("verbose", [[], ["-v"]], ids=["fast path", "argparse"])
+@pytest.mark.parametrize("verbose", [[], ["-v"]], ids=["quiet", "verbose"])
 @pytest.mark.parametrize("after", [["--", "echo", "hi"], ["--json", "--", "echo"], ["-v", "--", "echo"]])
 def test_exec_takes_no_flag_or_separator_as_a_flag_value(verbose, after):
     done = gpunuma(*verbose, "exec", "--simulate", "dgx-h100", "--dry-run", "--gpu", *after)
@@ -588,9 +588,10 @@ def test_a_plan_naming_cpus_that_are_not_online_is_refused_before_anything_chang
 
 
 def test_a_report_whose_read_back_differs_is_false_and_fails_require(dgx_kernel_report):
+    from dataclasses import replace
+
     from gpunuma import NotBoundError
     from gpunuma.compose import Options, _kept
-    from gpunuma.core.value import replace
 
     differs = replace(dgx_kernel_report, mismatches=("thread 7 runs on 0-223, planned 56-111,168-223",))
     assert dgx_kernel_report and not differs

@@ -202,7 +202,7 @@ def test_a_report_is_true_exactly_when_bound(dgx):
 
 # -- log levels: a bound process one INFO line, not bound and refusals WARNING ---------------------------
 def gpunuma_records(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
-    return [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "gpunuma"]
+    return [(r.levelno, r.getMessage()) for r in caplog.records if r.name.startswith("gpunuma.")]
 
 
 def test_bound_is_one_info_line_with_the_label(dgx, caplog):

@@ -92,29 +92,3 @@ def test_mypy_sees_the_real_signatures_not_any(tmp_path, monkeypatch):
     assert status == 1
     assert '"BindingReport", variable has type "int"' in out
     assert 'Argument "node" to "plan_for" has incompatible type "str"' in out
-
-
-def test_a_worker_unpickling_a_simulated_kernel_loads_no_heavy_standard_modules():
-    # A Ray worker that receives SimulatedKernel (the bench's bound actors, downstream CI) pays for
-    # what its import pulls in: the fakes must not add typing, dataclasses or pathlib (~20 ms) on top
-    # of the gpunuma modules the binding needs anyway.
-    import os
-    import pickle
-
-    import gpunuma_fakes
-    from gpunuma_fakes import machine
-
-    payload = pickle.dumps(machine("dgx-h100").kernel())
-    probe = (
-        "import json, pickle, sys; pickle.loads(bytes.fromhex(sys.argv[1])); "
-        "print(json.dumps(sorted(m for m in ('typing', 'dataclasses', 'pathlib', 'inspect', 'importlib', 'ray',"
-        " 'pynvml') if m in sys.modules)))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-S", "-c", probe, payload.hex()], capture_output=True, text=True, check=True,
-        # -S: no site hooks (an editable install's finder imports pathlib itself); the packages' roots by path.
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(
-            str(Path(package.__file__).resolve().parents[1]) for package in (gpunuma, gpunuma_fakes)
-        )},
-    ).stdout
-    assert json.loads(out) == []

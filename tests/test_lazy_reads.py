@@ -9,7 +9,8 @@ import pytest
 
 from gpunuma import compose
 from gpunuma.adapters.sysfs import SysfsTopology
-from gpunuma.core.planner import locality, plan_binding
+from gpunuma.core import planner
+from gpunuma.core.planner import plan_binding
 from gpunuma.core.policy import Policy
 from gpunuma_fakes import machine
 
@@ -75,7 +76,7 @@ def test_without_gpus_the_reader_gives_the_same_nodes_and_no_device(rendered, mo
 def test_a_plan_for_an_explicit_node_places_no_gpu(mocker):
     node1 = DGX.topology().node(1)
     assert node1 is not None
-    ranks = mocker.spy(locality, "gpu_nodes")
+    ranks = mocker.spy(planner, "gpu_nodes")
     planned = plan_binding(DGX.topology(), [], DGX.allowed(), node=1)
     assert ranks.call_count == 0 and (planned.nodes, planned.cpus) == ((1,), node1.cpus)
 

@@ -11,7 +11,7 @@ from gpunuma.compose import Options
 from gpunuma.core.childenv import child_env, fill_in, omp_places
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.identity import GpuEnvironment
-from gpunuma.core.pcie import PcieDistance, nearest_nics, pcie_distance, ranked_nics
+from gpunuma.core.model import PcieDistance, nearest_nics, pcie_distance, ranked_nics
 from gpunuma.core.planner import plan_binding
 from gpunuma.core.policy import CpuScope, Policy, Share
 from gpunuma.core.reasons import Reason, codes, with_code

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from gpunuma.core.policy import CpuScope, MemoryPolicy, Policy
-from gpunuma.core.value import replace
 from gpunuma.settings import Settings, SettingsError
 
 

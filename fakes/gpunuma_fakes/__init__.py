@@ -9,11 +9,12 @@ imports only the modules those need, not the whole catalogue.
 
 from __future__ import annotations
 
-import sys
+import importlib
+from typing import TYPE_CHECKING
 
-TYPE_CHECKING = False  # typing's, without importing typing into every worker that unpickles a fake
+from gpunuma.adapters.static import StaticTopology
+
 if TYPE_CHECKING:
-    from gpunuma.adapters.static import StaticTopology
     from gpunuma_fakes.spec import Machine
 
 #: Public name -> module that defines it, imported on first access.
@@ -37,8 +38,6 @@ _EXPORTS = {
 
 def static_topology(simulated: Machine) -> StaticTopology:
     """The in-memory topology source a machine's spec declares (what the sysfs adapter must read)."""
-    from gpunuma.adapters.static import StaticTopology
-
     return StaticTopology(simulated.topology(), simulated.allowed())
 
 
@@ -46,8 +45,7 @@ def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'gpunuma_fakes' has no attribute {name!r}")
-    __import__(module)  # importlib.import_module without importing importlib into the worker
-    return getattr(sys.modules[module], name)
+    return getattr(importlib.import_module(module), name)
 
 
 def __dir__() -> list[str]:

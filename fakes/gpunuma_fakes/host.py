@@ -8,6 +8,7 @@ Only the node boundaries and the GPUs are invented.
 
 from __future__ import annotations
 
+from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.core.cpuset import CpuSet
 from gpunuma_fakes.spec import GpuSpec, Machine, NodeSpec
 
@@ -42,8 +43,6 @@ def split_host(nodes: int = 2, *, gpus_per_node: int = 1, root: str = "/") -> Ma
     machine's ``expected_nodes`` says so. Raises :class:`HostTooSmallError` when the host has fewer
     usable CPUs than ``nodes`` or no memory on node 0.
     """
-    from gpunuma.adapters.sysfs import SysfsTopology
-
     for name, value in (("nodes", nodes), ("gpus_per_node", gpus_per_node)):
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"split_host({name}=...) takes an int, got {value!r}")

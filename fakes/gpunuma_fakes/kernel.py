@@ -28,7 +28,16 @@ import errno
 import os
 import threading
 import weakref
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
+if TYPE_CHECKING:  # spec builds this module's objects: it imports this module
+    from gpunuma_fakes.spec import Machine
+
+# Not typing's: a Ray worker that unpickles this kernel imports neither typing, dataclasses nor pathlib.
+from pathlib import Path
+
+from gpunuma.adapters.kernel_view import read_environ
 from gpunuma.adapters.procfs import read_threads
 from gpunuma.core.cpuset import CpuSet, node_list
 from gpunuma.core.kernel_policy import kernel_policy
@@ -37,15 +46,7 @@ from gpunuma.core.plan import Allowed, BindingPlan
 from gpunuma.core.policy import MemoryPolicy
 from gpunuma.core.readback import compare
 from gpunuma.core.report import BindingReport, KernelView, ThreadState
-from gpunuma.core.value import Value, replace
 from gpunuma.errors import BindError, TopologyUnavailableError
-
-# Not typing's: a Ray worker that unpickles this kernel imports neither typing, dataclasses nor pathlib.
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    from gpunuma_fakes.spec import Machine
 
 #: Failure injections ``fail=`` accepts.
 FAILURES = ("cpu", "mempolicy_eperm")
@@ -64,7 +65,8 @@ def _words(code: int) -> str:
     return f"{os.strerror(code)} ({errno.errorcode[code]})"
 
 
-class Held(Value):
+@dataclass(frozen=True, slots=True)
+class Held:
     """What a thread holds: its CPU affinity and memory policy (word and nodes)."""
 
     cpus: CpuSet
@@ -88,7 +90,8 @@ class Held(Value):
             return None
 
 
-class SimulatedThread(Value):
+@dataclass(frozen=True, slots=True)
+class SimulatedThread:
     """One real thread of the process, with its simulated CPU affinity and memory policy."""
 
     tid: int
@@ -445,7 +448,6 @@ class SimulatedKernel:
                 f"process {pid} runs on the simulated machine {machine!r}, not {self.machine!r}: "
                 f"check it with GPUNUMA_SIMULATE={machine}"
             )
-        from gpunuma.adapters.kernel_view import read_environ
 
         process = _Process(pid, self._starting((read_environ(pid) or {}).get(INHERITED)))
         process.threads.update({tid: _thread(tid, "?", held) for tid, held in published.items()})

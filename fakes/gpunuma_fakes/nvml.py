@@ -15,11 +15,13 @@ import types
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.pci import BusId, parse_bus_id
-from gpunuma_fakes.spec import GpuSpec, Machine
+
+if TYPE_CHECKING:  # spec builds this module's objects: it imports this module
+    from gpunuma_fakes.spec import GpuSpec, Machine
 
 # -- constants and errors, named and numbered as in pynvml -------------------------------
 NVML_SUCCESS = 0

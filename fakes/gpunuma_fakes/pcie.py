@@ -13,8 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from gpunuma_fakes.spec import Machine
+if TYPE_CHECKING:  # spec builds this module's objects: it imports this module
+    from gpunuma_fakes.spec import Machine
+
 
 #: (vendor, device, PCI class) of the functions every simulated server carries besides GPUs.
 HOST_BRIDGE = (0x8086, 0x09A2, 0x060000)

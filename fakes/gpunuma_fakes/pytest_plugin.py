@@ -2,7 +2,6 @@
 
 Installed with gpunuma; pytest loads it by itself. Pick the machine with a marker or by indirect
 parametrisation, then ask for what you need::
-
     @pytest.mark.simulated_machine("dgx-h100")
     def test_worker_binds_near_its_gpu(simulated_source, simulated_kernel):
         report = gpunuma.bind_to_gpu(5, source=simulated_source, binder=simulated_kernel, env={})
@@ -41,14 +40,18 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
-if TYPE_CHECKING:
-    from gpunuma.core.ports import TopologySource
-    from gpunuma_fakes.kernel import SimulatedKernel
-    from gpunuma_fakes.spec import Machine
+from gpunuma.core.ports import TopologySource
+from gpunuma.integrations.ray import RayNodeBinder, RayNodeTopology
+from gpunuma_fakes.catalogue import machine
+from gpunuma_fakes.kernel import SimulatedKernel
+from gpunuma_fakes.render import ensure_rendered, fingerprint
+from gpunuma_fakes.snapshot import Snapshot, load_snapshot
+from gpunuma_fakes.source import forget_process_kernels, is_captured
+from gpunuma_fakes.spec import Machine
 
 MACHINE_MARKER = "simulated_machine"
 CLUSTER_MARKER = "simulated_ray_cluster"
@@ -71,11 +74,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _as_machine(spec: object) -> Machine:
-    from gpunuma_fakes.catalogue import machine
-    from gpunuma_fakes.snapshot import Snapshot, load_snapshot
-    from gpunuma_fakes.source import is_captured
-    from gpunuma_fakes.spec import Machine
-
     if isinstance(spec, (Machine, Snapshot)):
         return spec  # type: ignore[return-value]  # a captured host answers as a Machine does
     if isinstance(spec, str):
@@ -105,8 +103,6 @@ def _chosen(request: pytest.FixtureRequest, marker: str) -> tuple[object, ...]:
 
 def simulate_name(spec: object) -> str | None:
     """What ``GPUNUMA_SIMULATE`` says for a machine: its catalogue name or snapshot path; None for a Machine object."""
-    from gpunuma_fakes.snapshot import Snapshot
-
     if isinstance(spec, str):
         return spec
     if isinstance(spec, Snapshot):
@@ -117,13 +113,9 @@ def simulate_name(spec: object) -> str | None:
 @pytest.fixture(scope="session")
 def simulated_trees(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """``simulated_trees(machine)``: the root of that machine's tree, rendered once per session (read only)."""
-    from gpunuma_fakes.render import ensure_rendered, fingerprint
-
     roots: dict[str, Path] = {}
 
     def tree(simulated: Machine) -> Path:
-        from gpunuma_fakes.snapshot import Snapshot
-
         if isinstance(simulated, Snapshot):
             return simulated.root  # a captured host is unpacked already
         key = fingerprint(simulated)
@@ -161,8 +153,6 @@ def gpunuma_simulate(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyP
     ``gpunuma.check_process()`` / ``gpunuma check --pid`` read it back: nothing in the code changes. Each test
     starts with a process no simulated kernel has bound, and what its bindings hand down is undone after it.
     """
-    from gpunuma_fakes.source import forget_process_kernels
-
     (spec,) = _chosen(request, MACHINE_MARKER)[:1]
     name = simulate_name(spec)
     if name is None:
@@ -226,7 +216,6 @@ def start_cluster(machines: tuple[Machine, ...], names: tuple[str | None, ...] =
     import ray
     from ray import cluster_utils
 
-    from gpunuma.integrations.ray import RayNodeBinder, RayNodeTopology
 
     # Short and private: Ray's socket paths live below it (107 bytes at most), and Ray's own record of "the
     # latest cluster" (ray_current_cluster, which a bare ray.init() follows) is written inside it, never to /tmp/ray.

@@ -13,12 +13,15 @@ import functools
 import hashlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gpunuma.adapters.files import FileTree
 from gpunuma.core.cpuset import CpuSet, node_list
 from gpunuma.tools.writing import write_file
 from gpunuma_fakes.pcie import HDMI_AUDIO, pcie_layout
-from gpunuma_fakes.spec import GpuSpec, Machine, NicSpec
+
+if TYPE_CHECKING:  # spec builds this module's objects: it imports this module
+    from gpunuma_fakes.spec import GpuSpec, Machine, NicSpec
 
 #: The simulated process and two of its threads.
 PID = 4242

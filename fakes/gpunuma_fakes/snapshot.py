@@ -16,13 +16,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from gpunuma.adapters.auto import AutoTopology
+from gpunuma.adapters.nvml import NvmlTopology
+from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.model import Gpu, Topology
 from gpunuma.core.pci import normalize_bus_id
+from gpunuma.core.plan import Allowed
+from gpunuma.core.ports import TopologySource
 from gpunuma.errors import CpuSetParseError, SnapshotError
 from gpunuma.tools.archive import NVML_RECORD, find_root, unpack
 from gpunuma.tools.nvml_record import MAX_BYTES, parse_record
+from gpunuma_fakes.kernel import SimulatedKernel
 from gpunuma_fakes.nvml import (
     NVML_AFFINITY_SCOPE_SOCKET,
     NVML_ERROR_FUNCTION_NOT_FOUND,
@@ -33,12 +40,6 @@ from gpunuma_fakes.nvml import (
     error_code,
 )
 from gpunuma_fakes.spec import GpuSpec
-
-if TYPE_CHECKING:
-    from gpunuma.core.model import Gpu, Topology
-    from gpunuma.core.plan import Allowed
-    from gpunuma.core.ports import TopologySource
-    from gpunuma_fakes.kernel import SimulatedKernel
 
 #: Names a captured host's archive may have.
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar")
@@ -71,14 +72,10 @@ class Snapshot:
     # -- what the adapters read ----------------------------------------------------------------
     def topology(self) -> Topology:
         """The topology the sysfs adapter reads from the captured tree."""
-        from gpunuma.adapters.sysfs import SysfsTopology
-
         return SysfsTopology(root=self.root).read()
 
     def allowed(self) -> Allowed:
         """What the capturing process was allowed (its cgroup cpuset and affinity), as the adapter reads it."""
-        from gpunuma.adapters.sysfs import SysfsTopology
-
         return SysfsTopology(root=self.root).allowed()
 
     # -- the simulated machine -----------------------------------------------------------------------
@@ -100,8 +97,6 @@ class Snapshot:
 
     def kernel(self, **options: Any) -> SimulatedKernel:
         """The simulated kernel over this host's topology and its capturing process's cgroup."""
-        from gpunuma_fakes.kernel import SimulatedKernel
-
         return SimulatedKernel(self.topology(), self.allowed(), **options)
 
     @property
@@ -115,18 +110,12 @@ class Snapshot:
         The same call as :meth:`Machine.source <gpunuma_fakes.spec.Machine.source>`; ``workdir`` is
         unused (the tree is unpacked already). ``nvml_options`` go to :class:`RecordedNvml`. Picklable.
         """
-        from gpunuma.adapters.sysfs import SysfsTopology
-
         sysfs = SysfsTopology(root=str(self.root))
         if kind == "sysfs":
             return sysfs
         if kind == "nvml":
-            from gpunuma.adapters.nvml import NvmlTopology
-
             return NvmlTopology(nvml=self.nvml(**nvml_options), sysfs=sysfs)
         if kind == "auto":
-            from gpunuma.adapters.auto import AutoTopology
-
             return AutoTopology(nvml=self.nvml(**nvml_options), sysfs=sysfs)
         raise ValueError(f"unknown source kind {kind!r}; known: auto, nvml, sysfs")
 

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from gpunuma.adapters.auto import AutoTopology
+from gpunuma.adapters.nvml import NvmlTopology
+from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.kernel_policy import NUMA_MAPS_MODES, Mempolicy
 from gpunuma.core.model import CacheDomain, Cpu, Gpu, MigDevice, Nic, NumaNode, Topology
 from gpunuma.core.plan import Allowed
-
-if TYPE_CHECKING:
-    from gpunuma.core.ports import TopologySource
-    from gpunuma_fakes.kernel import SimulatedKernel
+from gpunuma.core.ports import TopologySource
+from gpunuma_fakes.kernel import SimulatedKernel
+from gpunuma_fakes.nvml import FakeNvml
+from gpunuma_fakes.pcie import pcie_layout
+from gpunuma_fakes.render import ensure_rendered, machine_tree
 
 #: The topology sources :meth:`Machine.source` builds, by registry name.
 SOURCE_KINDS = ("auto", "sysfs", "nvml")
@@ -216,7 +219,6 @@ class Machine:
         for cpu_id in sorted(online):
             package, core, siblings = self.cpu_layout(cpu_id)
             cpus.append(Cpu(id=cpu_id, package=package, core=core, siblings=siblings & online))
-        from gpunuma_fakes.pcie import pcie_layout
 
         paths = pcie_layout(self).paths
         gpus = tuple(
@@ -335,9 +337,6 @@ class Machine:
         :class:`~gpunuma_fakes.nvml.FakeNvml` of it (``nvml_options`` such as ``failure="driver_not_loaded"``
         go to it). Picklable.
         """
-        from gpunuma.adapters.sysfs import SysfsTopology
-        from gpunuma_fakes.render import ensure_rendered, machine_tree
-
         if kind not in SOURCE_KINDS:
             raise ValueError(f"unknown source kind {kind!r}; known: {', '.join(SOURCE_KINDS)}")
         if workdir is None:
@@ -346,19 +345,13 @@ class Machine:
             sysfs = SysfsTopology(root=str(ensure_rendered(self, Path(workdir))))
         if kind == "sysfs":
             return sysfs
-        from gpunuma_fakes.nvml import FakeNvml
 
         nvml = FakeNvml(self, **nvml_options)  # type: ignore[arg-type]
         if kind == "nvml":
-            from gpunuma.adapters.nvml import NvmlTopology
-
             return NvmlTopology(nvml=nvml, sysfs=sysfs)
-        from gpunuma.adapters.auto import AutoTopology
 
         return AutoTopology(nvml=nvml, sysfs=sysfs)
 
     def kernel(self, **options: object) -> SimulatedKernel:
         """This machine's :class:`~gpunuma_fakes.kernel.SimulatedKernel` (``fail=``, ``proc_root=``)."""
-        from gpunuma_fakes.kernel import SimulatedKernel
-
         return SimulatedKernel.for_machine(self, **options)

@@ -7,9 +7,8 @@ the ``TYPE_CHECKING`` imports.
 
 from __future__ import annotations
 
-import sys
-
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a cold bind never does)
+import importlib
+from typing import TYPE_CHECKING
 
 #: The one statement of the version (pyproject.toml reads it: ``dynamic = ["version"]``).
 __version__ = "0.1.0"
@@ -130,8 +129,7 @@ def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'gpunuma' has no attribute {name!r}")
-    __import__(module)  # importlib.import_module without importing importlib (and warnings) into a cold bind
-    return getattr(sys.modules[module], name)
+    return getattr(importlib.import_module(module), name)
 
 
 def __dir__() -> list[str]:

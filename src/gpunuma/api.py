@@ -8,18 +8,20 @@ or an injected instance, so tests and downstream CI bind simulated machines here
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import TypeAlias
+
 from gpunuma import compose
 from gpunuma.compose import Options, make_binder, make_source
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations only: the bind path in every worker imports no typing machinery
-    from collections.abc import Mapping, Sequence
-    from typing import TypeAlias
-
-    from gpunuma.core.plan import BindingPlan
-    from gpunuma.core.policy import Policy
-    from gpunuma.core.ports import Binder, RayLike, TopologySource
-    from gpunuma.core.report import BindingReport
+from gpunuma.core.identity import id_list
+from gpunuma.core.plan import BindingPlan
+from gpunuma.core.planner import explicit_node_id
+from gpunuma.core.policy import Policy
+from gpunuma.core.ports import Binder, RayLike, TopologySource
+from gpunuma.core.report import BindingReport
+from gpunuma.errors import PlanError
+from gpunuma.integrations.ray import show_logs_in_worker
+from gpunuma.settings import in_ray_worker
 
 __all__ = [
     "GpuSpec",
@@ -33,43 +35,25 @@ __all__ = [
     "plan_for",
 ]
 
-if TYPE_CHECKING:
-    #: A GPU as a caller names it: a local device index (the ``cuda:N`` this process sees),
-    #: a ``GPU-``/``MIG-`` UUID or a PCI bus id, or several of these.
-    GpuSpec: TypeAlias = int | str | Sequence[int | str] | None
-    #: A GPU by physical index: NVML / ``nvidia-smi`` numbering (PCI bus order), whatever
-    #: ``CUDA_VISIBLE_DEVICES`` says; or several.
-    PhysicalSpec: TypeAlias = int | Sequence[int] | None
-
-
-def __getattr__(name: str) -> object:
-    # The aliases at run time (for annotations evaluated by a caller), built on first use: they need collections.abc.
-    if name in ("GpuSpec", "PhysicalSpec"):
-        from collections.abc import Sequence
-
-        return int | str | Sequence[int | str] | None if name == "GpuSpec" else int | Sequence[int] | None
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+#: A GPU as a caller names it: a local device index (the ``cuda:N`` this process sees),
+#: a ``GPU-``/``MIG-`` UUID or a PCI bus id, or several of these.
+GpuSpec: TypeAlias = int | str | Sequence[int | str] | None
+#: A GPU by physical index: NVML / ``nvidia-smi`` numbering (PCI bus order), whatever
+#: ``CUDA_VISIBLE_DEVICES`` says; or several.
+PhysicalSpec: TypeAlias = int | Sequence[int] | None
 
 
 def _gpu_arg(gpu: GpuSpec) -> Sequence[int | str] | None:
-    from gpunuma.core.identity import id_list
-
     return id_list(gpu)
 
 
 def _visible_under_ray() -> None:
     """In a Ray worker with no logging configured, send gpunuma's lines to stderr, which Ray shows."""
-    from gpunuma.settings import in_ray_worker
-
     if in_ray_worker():
-        from gpunuma.integrations.ray import show_logs_in_worker
-
         show_logs_in_worker()
 
 
 def _physical_arg(physical: PhysicalSpec) -> Sequence[int] | None:
-    from gpunuma.core.identity import id_list
-
     return id_list(physical)
 
 
@@ -111,8 +95,6 @@ def apply_plan(
     never leaves it half bound.
     """
     _visible_under_ray()
-    from gpunuma.core.plan import BindingPlan
-    from gpunuma.errors import PlanError
 
     if not isinstance(plan, BindingPlan):
         raise PlanError(f"plan={plan!r:.80}: expected a BindingPlan (from plan_for), not a {type(plan).__name__}")
@@ -166,8 +148,6 @@ def bind_to_node(
     :class:`~gpunuma.errors.InvalidNodeError` whatever ``strict`` says, a mistake in the call, not a machine
     that cannot be bound.
     """
-    from gpunuma.core.planner import explicit_node_id
-
     node = explicit_node_id(node)
     options = Options.from_env(
         env, source=source, binder=binder, policy=policy, strict=strict, label=label, require=require_bound

@@ -8,29 +8,32 @@ and calls :func:`plan`, :func:`apply` or :func:`bind` here. Adapters are passed 
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
 
-from gpunuma import logs
+from gpunuma.adapters import own_binding
+from gpunuma.adapters.files import FileTree, files_of
+from gpunuma.adapters.kernel_view import read_environ, read_process
+from gpunuma.adapters.libnuma import default_binder
+from gpunuma.adapters.share_slots import ShareSlots as ShareSlots
+from gpunuma.adapters.sysfs import SysfsTopology
+from gpunuma.core.identity import GpuEnvironment, describe_resolution
+from gpunuma.core.plan import Allowed, BindingPlan
+from gpunuma.core.planner import plan_binding
 from gpunuma.core.policy import CpuScope, MemoryPolicy, Policy
+from gpunuma.core.ports import Binder, RayLike, TopologySource
 from gpunuma.core.reasons import Reason
-from gpunuma.core.report import BindingReport
-from gpunuma.core.value import Value, replace
-from gpunuma.errors import GpunumaError, NotBoundError, SnapshotError
+from gpunuma.core.rebind import format_record
+from gpunuma.core.report import BindingReport, KernelView
+from gpunuma.errors import GpunumaError, NotBoundError, PolicyError, SnapshotError, UnknownSourceError
 from gpunuma.registry import binder_class, simulated_source_class, topology_source_class
-from gpunuma.settings import Settings, read_gpu_environment
+from gpunuma.settings import Settings, SettingsError, read_gpu_environment
+from gpunuma.settings import hand_down_own_binding as hand_down
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations only: the bind path in every worker skips building the Protocols
-    from collections.abc import Collection, Mapping, Sequence
-    from pathlib import Path
-
-    from gpunuma.adapters.files import FileTree
-    from gpunuma.adapters.share_slots import ShareSlots as ShareSlots
-    from gpunuma.core.identity import GpuEnvironment
-    from gpunuma.core.plan import Allowed, BindingPlan
-    from gpunuma.core.ports import Binder, RayLike, TopologySource
-    from gpunuma.core.report import KernelView
-
+logger = logging.getLogger(__name__)
 
 #: The variables that make up a :class:`Policy`: a caller's own policy replaces them all.
 POLICY_VARIABLES = (
@@ -38,7 +41,8 @@ POLICY_VARIABLES = (
 )
 
 
-class Options(Value):
+@dataclass(frozen=True, slots=True)
+class Options:
     """How to bind, decided once: the adapters, the policy and the switches every entry point shares.
 
     ``source``/``binder`` are registry names or adapter instances (``binder=None``: libnuma, else raw
@@ -117,8 +121,6 @@ class Options(Value):
 # -- adapters ------------------------------------------------------------------------------------
 def _check_kinds(source: object, binder: object, policy: object) -> None:
     """A wrong kind of argument is a typed error naming it, before anything reads it (``policy="exclusive"``)."""
-    from gpunuma.errors import PolicyError, UnknownSourceError
-
     if policy is not None and not isinstance(policy, Policy):
         raise PolicyError(f"policy={policy!r:.80}: expected a Policy, e.g. Policy(cpu_scope='exclusive')")
     if source is not None and not isinstance(source, str) and not (
@@ -178,8 +180,6 @@ def make_source(
 def make_binder(binder: str | Binder | None = None) -> Binder:
     """A binder: an instance passes through, a name is built, None is libnuma (else raw syscalls)."""
     if binder is None:
-        from gpunuma.adapters.libnuma import default_binder
-
         return default_binder()
     if isinstance(binder, str):
         return binder_class(binder)()
@@ -193,10 +193,6 @@ def hand_down_own_binding(*, only_set: bool = False) -> None:
     Written after every binding that held and before an exec; ``only_set`` leaves the variable alone when
     there is no record (a binder that keeps none, such as a simulated kernel).
     """
-    from gpunuma.adapters import own_binding
-    from gpunuma.core.rebind import format_record
-    from gpunuma.settings import hand_down_own_binding as hand_down
-
     own = own_binding.current()
     if own is not None or not only_set:
         hand_down(format_record(own) if own is not None else None)
@@ -215,9 +211,6 @@ def process_state(
     ``simulate`` names a simulated machine: what its simulated kernel holds for the process instead (this
     process's own kernel, or what another process's shows), beside the environment the process started with.
     """
-    from gpunuma.adapters.files import files_of
-    from gpunuma.adapters.kernel_view import read_environ, read_process
-
     if simulate is not None:
         view = _simulated_machine(simulate).process(pid)  # type: ignore[attr-defined]
         return view, read_environ(pid)
@@ -233,8 +226,6 @@ def process_allowed(pid: int | str, root: str | Path | FileTree = "/", *, simula
     if simulate is not None:
         allowed = _simulated_machine(simulate).allowed()
     else:
-        from gpunuma.adapters.sysfs import SysfsTopology
-
         allowed = SysfsTopology(root=root, pid=pid).allowed()
     return replace(allowed, affinity=allowed.cpus)
 
@@ -242,8 +233,6 @@ def process_allowed(pid: int | str, root: str | Path | FileTree = "/", *, simula
 def _simulated_machine(simulate: str, kind: str = "sysfs") -> TopologySource:
     """The simulated machine or captured host ``simulate`` names, read through source ``kind``; a name that is
     neither is a :class:`~gpunuma.settings.SettingsError`."""
-    from gpunuma.settings import SettingsError
-
     try:
         machine = make_source(kind, simulate=simulate)
         machine.read()
@@ -260,8 +249,6 @@ def gpu_environment(
     An explicit node with no GPU resolves nothing; named GPUs leave Ray unasked (they win over it).
     """
     if node is not None and gpus is None:
-        from gpunuma.core.identity import GpuEnvironment
-
         return GpuEnvironment()
     return read_gpu_environment(env, ray, ask_ray=gpus is None)
 
@@ -304,8 +291,6 @@ def plan(
     ``allowed`` replaces what the source reports this process may use (checking another process).
     ``reasons`` are what the caller decided before planning (a share derived from Ray); they lead the plan's.
     """
-    from gpunuma.core.planner import plan_binding
-
     options = simulated(options)
     named = gpus is not None or physical is not None
     node_only = node is not None and not named
@@ -334,14 +319,11 @@ def plan(
     if node_only:
         owned: tuple[int, ...] = ()
     else:
-        # Imported only where GPUs are resolved: a cold bind to an explicit node never loads it.
-        from gpunuma.core.identity import GpuEnvironment, describe_resolution
-
         resolution = describe_resolution(topology, gpus=gpus, physical=physical, env=environment or GpuEnvironment())
         owned = resolution.gpus
         given = resolution.source or given
         for warning in resolution.warnings:  # the core says what was odd in the environment; logged here
-            logs.warning(warning)
+            logger.warning(warning)
         resolution_reasons = (*resolution.reasons, *resolution.warnings)
     if not owned and node is None:
         if not topology.gpus:
@@ -448,15 +430,13 @@ def _log(report: BindingReport, options: Options) -> None:
     suffix = f" for GPU {gpus}" if gpus else ""
     refused = report.bound and report.memory_policy is None and report.plan.memory_policy is not MemoryPolicy.NONE
     if (report.bound and not refused) or not options.enabled:
-        logs.info("%s%s%s", prefix, report.summary(), suffix)
+        logger.info("%s%s%s", prefix, report.summary(), suffix)
     else:
-        logs.warning("%s%s%s", prefix, report.summary(), suffix)
+        logger.warning("%s%s%s", prefix, report.summary(), suffix)
     for mismatch in report.mismatches:
-        logs.warning("%sread-back differs from the plan: %s", prefix, mismatch)
+        logger.warning("%sread-back differs from the plan: %s", prefix, mismatch)
 
 
 def share_slots() -> ShareSlots:
     """The host-local slots (one ``flock`` file each) from which processes sharing a GPU claim distinct parts."""
-    from gpunuma.adapters.share_slots import ShareSlots
-
     return ShareSlots()

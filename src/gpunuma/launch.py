@@ -8,22 +8,21 @@ anywhere (a ``noexec`` /tmp cannot break it).
 from __future__ import annotations
 
 import errno
+import multiprocessing
 import os
+import subprocess
 import sys
+from collections.abc import Callable, Mapping, Sequence
+from multiprocessing.context import ForkContext, ForkServerContext, SpawnContext
+from typing import Any, NoReturn, cast
 
+from gpunuma import compose
 from gpunuma.core.cpuset import node_list
 from gpunuma.core.plan import BindingPlan
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # gpunuma exec imports this module to exec: multiprocessing and subprocess load where used
-    import multiprocessing
-    import subprocess
-    from collections.abc import Callable, Mapping, Sequence
-    from multiprocessing.context import ForkContext, ForkServerContext, SpawnContext
-    from typing import Any, NoReturn
-
-    from gpunuma.core.ports import Binder, Launcher
-    from gpunuma.core.report import BindingReport
+from gpunuma.core.ports import Binder, Launcher
+from gpunuma.core.report import BindingReport
+from gpunuma.errors import CommandError
+from gpunuma.settings import hand_down
 
 
 def exec_bound(
@@ -46,7 +45,6 @@ def exec_bound(
     check_runnable(argv)  # before binding: a caller that catches the error is left as it was
     report = _apply(plan, binder, strict)
     _hand_down(report)
-    from gpunuma import compose
 
     compose.hand_down_own_binding()
     if before_exec is not None:
@@ -60,8 +58,6 @@ def check_runnable(argv: Sequence[str]) -> None:
     What ``execvp`` would refuse, found before anything is changed; ``exec_command`` still reports a
     refusal this cannot foresee (a bad binary, a race).
     """
-    from gpunuma.errors import CommandError
-
     name = argv[0] if argv else ""
     if not name:
         raise CommandError(name, "no command given" if not argv else "the command name is empty", not_found=True)
@@ -89,8 +85,6 @@ def exec_command(argv: Sequence[str]) -> NoReturn:
     A missing program (or an empty name) is ``not_found`` (the shell's 127); a directory, a file
     without execute permission or a bad binary is not (126), as ``env`` and ``numactl`` tell them apart.
     """
-    from gpunuma.errors import CommandError
-
     sys.stdout.flush()
     sys.stderr.flush()
     name = argv[0] if argv else ""
@@ -124,15 +118,11 @@ def _bound_trampoline(
 
 def _apply(plan: BindingPlan, binder: str | Binder | None, strict: bool | None) -> BindingReport:
     """The one apply path (``GPUNUMA_*`` switches of this process, best effort, logging) of the root."""
-    from gpunuma import compose
-
     return compose.apply(compose.Options.from_env(binder=binder, strict=strict), plan)
 
 
 def _hand_down(report: BindingReport) -> None:
     """Add the report's environment for children to this process's, never overwriting a set variable."""
-    from gpunuma.settings import hand_down
-
     hand_down(report.env())
 
 
@@ -155,9 +145,6 @@ def start_bound_process(
     ``target`` runs. ``report_kwarg="numa"`` passes the child's binding report to the target as
     ``numa=report``; it is also ``gpunuma.last_report()`` in the child.
     """
-    import multiprocessing
-    from typing import cast
-
     # get_context(str) is typed BaseContext, which lacks Process; every start method's context has it.
     ctx = cast("SpawnContext | ForkServerContext | ForkContext", multiprocessing.get_context(context))
     process = ctx.Process(
@@ -196,6 +183,4 @@ def run_bound(
     plan: BindingPlan, argv: Sequence[str], *, launcher: Launcher | None = None, **run_kwargs: Any
 ) -> subprocess.CompletedProcess[Any]:
     """``subprocess.run`` of ``argv`` started bound per ``plan`` (no shell, no preexec_fn)."""
-    import subprocess
-
     return subprocess.run(bound_command(plan, argv, launcher), **run_kwargs)

@@ -6,13 +6,10 @@ The CLI's ``--source`` choices, the ``GPUNUMA_SOURCE`` check in :mod:`gpunuma.se
 
 from __future__ import annotations
 
-import sys
+import importlib
+from typing import Any
 
 from gpunuma.errors import UnknownSourceError
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
 #: Topology sources a user chooses by name (``--source``, ``GPUNUMA_SOURCE``): (module, class).
 TOPOLOGY_SOURCES: dict[str, tuple[str, str]] = {
@@ -42,13 +39,7 @@ def _load(table: dict[str, tuple[str, str]], kind: str, name: str) -> type[Any]:
         module, attr = table[name]
     except KeyError:
         raise UnknownSourceError(f"unknown {kind} {name!r}; known: {', '.join(table)}") from None
-    return getattr(_module(module), attr)
-
-
-def _module(name: str) -> object:
-    """``importlib.import_module(name)`` without importing importlib (and warnings) into a cold bind."""
-    __import__(name)
-    return sys.modules[name]
+    return getattr(importlib.import_module(module), attr)
 
 
 def topology_source_class(name: str) -> type[Any]:
@@ -65,7 +56,7 @@ def simulated_source_class() -> type[Any]:
     """The simulated-machine source (``gpunuma_fakes`` must be installed: it ships with the test extra)."""
     module, attr = SIMULATED_SOURCE
     try:
-        return getattr(_module(module), attr)
+        return getattr(importlib.import_module(module), attr)
     except ImportError as err:
         raise UnknownSourceError(
             "simulated machines need the gpunuma_fakes package (it ships in the gpunuma source tree)"

@@ -32,29 +32,28 @@ variable               meaning                                     default
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, TypeVar
 
-from gpunuma import logs
+from gpunuma.core.childenv import fill_in
+from gpunuma.core.identity import GpuEnvironment
 from gpunuma.core.numbers import decimal
 from gpunuma.core.policy import CpuScope, MemoryPolicy, Policy, Share
-from gpunuma.core.value import Value
+from gpunuma.core.ports import RayLike
+from gpunuma.core.reasons import Reason
+from gpunuma.core.rebind import OwnBinding, parse_record
 from gpunuma.errors import SettingsError
 from gpunuma.registry import SOURCE_NAMES
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Mapping
-    from enum import Enum
-    from typing import Any, TypeVar
+logger = logging.getLogger(__name__)
 
-    _T = TypeVar("_T")
-
-    from gpunuma.core.identity import GpuEnvironment
-    from gpunuma.core.ports import RayLike
-    from gpunuma.core.rebind import OwnBinding
-
-    _E = TypeVar("_E", bound=Enum)
+_T = TypeVar("_T")
+_E = TypeVar("_E", bound=Enum)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -104,7 +103,8 @@ def _reserve(env: Mapping[str, str]) -> int:
     return cores
 
 
-class Settings(Value):
+@dataclass(frozen=True, slots=True)
+class Settings:
     """The binding settings that ``GPUNUMA_*`` variables give, with the library's defaults."""
 
     enabled: bool = True
@@ -145,8 +145,6 @@ class Settings(Value):
             try:
                 return parse()
             except SettingsError as err:
-                from gpunuma.core.reasons import Reason  # only when a value is bad: not on every bind's path
-
                 problems.append(Reason.of("setting_not_understood", variable=name, problem=str(err)))
                 return default
 
@@ -173,7 +171,7 @@ class Settings(Value):
             if settings.strict if strict is None else strict:
                 raise SettingsError("; ".join(problems))
             for problem in problems if warn else ():
-                logs.warning("gpunuma: %s; using the default (best-effort mode)", problem)
+                logger.warning("gpunuma: %s; using the default (best-effort mode)", problem)
         return settings
 
 
@@ -227,8 +225,6 @@ def read_gpu_environment(
     left out, the Ray this process initialised counts when this process is a Ray worker. ``ask_ray=False``
     (a caller that names its GPUs explicitly) leaves Ray unasked.
     """
-    from gpunuma.core.identity import GpuEnvironment
-
     environ = os.environ if env is None else env
     if not ask_ray:
         return GpuEnvironment.from_mapping(environ)
@@ -248,8 +244,6 @@ OWN_BINDING = "GPUNUMA_OWN"
 def inherited_own_binding(env: Mapping[str, str] | None = None) -> OwnBinding | None:
     """The record of the binding a gpunuma launcher applied before it exec'd this process; None when there is
     none or it is malformed (then the inherited affinity reads as anyone else's narrowing)."""
-    from gpunuma.core.rebind import parse_record
-
     text = (os.environ if env is None else env).get(OWN_BINDING)
     return parse_record(text) if text else None
 
@@ -264,6 +258,4 @@ def hand_down_own_binding(text: str | None) -> None:
 
 def hand_down(variables: Mapping[str, str]) -> None:
     """Add ``variables`` to this process's environment for its children, never overwriting one already set."""
-    from gpunuma.core.childenv import fill_in
-
     os.environ.update(fill_in(os.environ, variables))

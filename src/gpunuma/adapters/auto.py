@@ -18,19 +18,20 @@ warning on the ``gpunuma`` logger and added to :attr:`Topology.notes`.
 
 from __future__ import annotations
 
-from gpunuma import logs
+import logging
+from dataclasses import replace
+from typing import Any
+
+from gpunuma.adapters.nvml import NvmlTopology
+from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.core.model import Gpu, MigDevice, Topology
 from gpunuma.core.pci import normalize_bus_id
+from gpunuma.core.plan import Allowed
+from gpunuma.core.ports import TopologySource
 from gpunuma.core.reasons import Reason
-from gpunuma.core.value import replace
 from gpunuma.errors import NvmlError
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
-
-    from gpunuma.core.plan import Allowed
-    from gpunuma.core.ports import TopologySource
+logger = logging.getLogger(__name__)
 
 
 class AutoTopology:
@@ -65,8 +66,6 @@ class AutoTopology:
     def sysfs(self) -> TopologySource:
         """The kernel's view of nodes, CPUs, PCI locality and allowed sets."""
         if self._sysfs is None:
-            from gpunuma.adapters.sysfs import SysfsTopology
-
             self._sysfs = SysfsTopology(root=self._root)
         return self._sysfs
 
@@ -82,7 +81,6 @@ class AutoTopology:
             return replace(base, source="auto(sysfs)", notes=(*base.notes, note))
         if self._nvml_when == "needed" and not nvml_needs(base):
             return replace(base, source="auto(sysfs)")
-        from gpunuma.adapters.nvml import NvmlTopology
 
         try:
             found = NvmlTopology(nvml=self._nvml, sysfs=self.sysfs).read_gpus(base)
@@ -162,7 +160,7 @@ def _merge_one(kernel: Gpu, nvml: Gpu) -> tuple[Gpu, str | None]:
         note = Reason.of(
             "gpu_nodes_disagree", gpu=kernel.label, kernel_node=kernel.numa_node, nvml_node=nvml.numa_node
         )
-        logs.warning(note)
+        logger.warning(note)
     migs = tuple(MigDevice(uuid=m.uuid, parent_index=nvml.index, gi=m.gi, ci=m.ci) for m in nvml.mig_devices)
     gpu = replace(
         kernel,

@@ -8,16 +8,12 @@ never an error: the decision in :mod:`gpunuma.core.exposure` then narrows nothin
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from gpunuma.adapters.files import HOST
 from gpunuma.core.exposure import DeviceAccess
 from gpunuma.core.numbers import decimal
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    from gpunuma.core.ports import KernelFiles
+from gpunuma.core.ports import KernelFiles
 
 
 def _names(folder: str | Path, files: KernelFiles) -> frozenset[str] | None:

@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterable, Iterator, Mapping
 
 from gpunuma.errors import SysfsFormatError, SysfsReadError
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Mapping
 
 _CHUNK = 65536
 #: The largest file a reader takes: the kernel files gpunuma reads are a page or two.

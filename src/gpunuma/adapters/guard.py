@@ -13,11 +13,9 @@ second wait for the first. It is re-entrant, so a binder that calls another does
 
 from __future__ import annotations
 
+import _signal as signal
 import _thread
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from types import FrameType, TracebackType
+from types import FrameType, TracebackType
 
 _LOCK = _thread.RLock()
 
@@ -52,7 +50,6 @@ class BindGuard:
 
     def _defer(self) -> None:
         # _signal, the C module behind ``signal``: the same calls on plain ints, without ``enum``.
-        import _signal as signal
 
         for signum in sorted(signal.valid_signals()):
             try:
@@ -72,7 +69,6 @@ class BindGuard:
     def _restore(self) -> None:
         if not self._saved:
             return
-        import _signal as signal
 
         for signum, handler in reversed(self._saved):
             signal.signal(signum, handler)

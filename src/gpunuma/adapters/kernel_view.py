@@ -8,21 +8,18 @@ from __future__ import annotations
 
 import errno
 import os
+import re
+from pathlib import Path
 
 from gpunuma.adapters.files import HOST
+from gpunuma.adapters.mempolicy import MempolicySyscalls
 from gpunuma.adapters.procfs import parse_cpulist, parse_idlist, parse_status, read_text, read_threads
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.kernel_policy import NUMA_MAPS_MODES, Mempolicy
 from gpunuma.core.numbers import decimal
+from gpunuma.core.ports import KernelFiles
 from gpunuma.core.report import KernelView, ThreadState
 from gpunuma.errors import BindError, SysfsFormatError, TopologyUnavailableError
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    from gpunuma.adapters.mempolicy import MempolicySyscalls
-    from gpunuma.core.ports import KernelFiles
 
 # numa_maps field 2: "default", "local", "bind:0-1", "prefer:1", "prefer (many):0-1",
 # "interleave:0-3", "weighted interleave:0-3", with flags such as "bind=static:0". Compiled only to
@@ -65,8 +62,6 @@ def numa_maps_policy(path: str | Path, files: KernelFiles = HOST) -> Mempolicy |
     line of ``/proc/<pid>/numa_maps`` gives that task's policy. A node list no kernel writes is a
     :class:`~gpunuma.errors.SysfsFormatError`.
     """
-    import re
-
     try:
         text = files.read(os.fspath(path), _FIRST_LINE, cut=True)
     except OSError:
@@ -89,8 +84,6 @@ def _numa_maps_policy(path: str, files: KernelFiles) -> tuple[str | None, tuple[
 def _own_mempolicy(syscalls: MempolicySyscalls | None) -> tuple[str | None, tuple[int, ...]]:
     try:
         if syscalls is None:
-            from gpunuma.adapters.mempolicy import MempolicySyscalls
-
             syscalls = MempolicySyscalls()
         policy = syscalls.get()
     except (OSError, BindError):

@@ -8,22 +8,18 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from gpunuma.adapters.mempolicy import MempolicySyscalls
 from gpunuma.adapters.process import ProcessBinder, errno_word
+from gpunuma.adapters.syscall import SyscallBinder
 from gpunuma.core.kernel_policy import Mempolicy, Mode
+from gpunuma.core.ports import Binder
 from gpunuma.core.reasons import Reason
 from gpunuma.errors import BindError, LibraryNotFoundError
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Callable
-    from typing import Any, TypeVar
-
-    _R = TypeVar("_R")
-
-    from gpunuma.core.ports import Binder
-
+_R = TypeVar("_R")
 _INSTALL_HINT = "apt-get install libnuma1 / dnf install numactl-libs"
 
 
@@ -185,8 +181,6 @@ def default_binder(
     try:
         return LibnumaBinder(library, migrate_pages=migrate_pages, proc_root=proc_root, sys_root=sys_root)
     except BindError as err:
-        from gpunuma.adapters.syscall import SyscallBinder
-
         return SyscallBinder(
             migrate_pages=migrate_pages,
             proc_root=proc_root,

@@ -9,16 +9,13 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+from collections.abc import Iterable
+from pathlib import Path
 
 from gpunuma.adapters.procfs import read_text
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.kernel_policy import Mempolicy, Mode
 from gpunuma.errors import BindError, CpuSetParseError, LibraryNotFoundError
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Iterable
-    from pathlib import Path
 
 #: Syscall numbers from the kernel headers, by machine (``uname -m``).
 SYSCALL_NUMBERS: dict[str, dict[str, int]] = {

@@ -6,21 +6,19 @@ Used where the process to bind is started by us; in-process binders cover the re
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 
-from gpunuma import logs
 from gpunuma.core.cpuset import node_list
 from gpunuma.core.kernel_policy import PREFERRED_MANY_SINCE, Mode, planned_policy, release_at_least
+from gpunuma.core.model import Topology
+from gpunuma.core.plan import BindingPlan
 from gpunuma.errors import LibraryNotFoundError
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    from gpunuma.core.model import Topology
-    from gpunuma.core.plan import BindingPlan
+logger = logging.getLogger(__name__)
 
 #: numactl's option for each mode the plan may ask for (--preferred-many: numactl 2.0.15+, Linux 5.15+).
 _MEMORY_OPTIONS = {Mode.BIND: "--membind", Mode.PREFERRED: "--preferred", Mode.PREFERRED_MANY: "--preferred-many"}
@@ -67,7 +65,7 @@ class NumactlLauncher:
         if wanted is None:
             return []
         if narrowed is not None:
-            logs.warning("gpunuma: %s", narrowed)
+            logger.warning("gpunuma: %s", narrowed)
         return [f"{_MEMORY_OPTIONS[wanted.mode]}={node_list(wanted.nodes)}"]
 
     def _many(self) -> bool:

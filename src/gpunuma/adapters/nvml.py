@@ -6,22 +6,22 @@ source); NVML only says which CPUs and memory nodes are near each GPU.
 
 from __future__ import annotations
 
-from gpunuma import logs
+import logging
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.core.cpuset import CpuSet, node_list
 from gpunuma.core.model import Gpu, MigDevice, Topology
 from gpunuma.core.pci import BusId, normalize_bus_id
+from gpunuma.core.plan import Allowed
+from gpunuma.core.ports import TopologySource
 from gpunuma.core.reasons import Reason
-from gpunuma.core.value import Value, replace
 from gpunuma.errors import NvmlError, quoted
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any, TypeVar
+logger = logging.getLogger(__name__)
 
-    from gpunuma.core.plan import Allowed
-    from gpunuma.core.ports import TopologySource
-
-    T = TypeVar("T")
+T = TypeVar("T")
 
 #: NVML codes that make one field unknown rather than the whole read fail.
 _FIELD_CODES = {"NOT_SUPPORTED": 3, "NO_PERMISSION": 4, "FUNCTION_NOT_FOUND": 13}
@@ -39,7 +39,8 @@ def _error_name(err: BaseException) -> str:
     return type(err).__name__.removeprefix("NVMLError_")
 
 
-class NvmlGpus(Value):
+@dataclass(frozen=True, slots=True)
+class NvmlGpus:
     """What NVML reports: GPUs (with NVML's own locality) and notes about unreadable devices."""
 
     gpus: tuple[Gpu, ...]
@@ -93,8 +94,6 @@ class NvmlTopology:
     def sysfs(self) -> TopologySource:
         """The kernel's view, used for nodes, CPUs and allowed sets."""
         if self._sysfs is None:
-            from gpunuma.adapters.sysfs import SysfsTopology
-
             self._sysfs = SysfsTopology(root="/")
         return self._sysfs
 
@@ -131,7 +130,7 @@ class NvmlTopology:
                 nvml.nvmlShutdown()
             except nvml.NVMLError as err:
                 # A failing shutdown must not hide the read's own result or error.
-                logs.debug("nvmlShutdown failed: %s", err)
+                logger.debug("nvmlShutdown failed: %s", err)
 
     # -- per device -------------------------------------------------------------------
     def _read_devices(self, session: _Session, base: Topology) -> NvmlGpus:

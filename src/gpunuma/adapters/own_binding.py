@@ -7,12 +7,10 @@ describes; an exec'd program gets it from the launcher that bound it (``GPUNUMA_
 
 from __future__ import annotations
 
+from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.kernel_policy import Mempolicy, Mode
 from gpunuma.core.rebind import OwnBinding, next_record
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from gpunuma.core.cpuset import CpuSet
+from gpunuma.settings import inherited_own_binding
 
 _record: OwnBinding | None = None
 _inherited_read = False
@@ -25,8 +23,6 @@ def current() -> OwnBinding | None:
     """
     global _record, _inherited_read
     if _record is None and not _inherited_read:
-        from gpunuma.settings import inherited_own_binding
-
         _inherited_read = True
         _record = inherited_own_binding()
     return _record

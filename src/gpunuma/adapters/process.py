@@ -8,14 +8,18 @@ page migration, read-back, and undo on failure.
 from __future__ import annotations
 
 import errno
+import logging
 import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Protocol
 
-from gpunuma import logs
 from gpunuma.adapters import own_binding
 from gpunuma.adapters.guard import BindGuard
 from gpunuma.adapters.kernel_view import read_kernel_view
 from gpunuma.adapters.mempolicy import MempolicySyscalls, known_nodes
-from gpunuma.adapters.threads import ThreadBindError, bind_threads, restore_threads
+from gpunuma.adapters.procfs import parse_cpulist, read_value
+from gpunuma.adapters.threads import AffinitySetter, ThreadBindError, bind_threads, restore_threads
 from gpunuma.core.cpuset import CpuSet, node_list
 from gpunuma.core.kernel_policy import PREFERRED_MANY_SINCE, Mempolicy, Mode, planned_policy, release_at_least
 from gpunuma.core.plan import BindingPlan
@@ -23,28 +27,23 @@ from gpunuma.core.policy import MemoryPolicy
 from gpunuma.core.readback import compare
 from gpunuma.core.reasons import Reason
 from gpunuma.core.report import BindingReport
-from gpunuma.core.value import replace
-from gpunuma.errors import BindError
+from gpunuma.errors import BindError, GpunumaError
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # for type checkers only: the bind path builds no Protocol class
-    from pathlib import Path
-    from typing import Protocol
+logger = logging.getLogger(__name__)
 
-    from gpunuma.adapters.threads import AffinitySetter
 
-    class MemorySetter(Protocol):
-        """Sets the calling thread's memory policy; raises ``OSError`` with the kernel's errno.
+class MemorySetter(Protocol):
+    """Sets the calling thread's memory policy; raises ``OSError`` with the kernel's errno.
 
-        ``name`` is the binder's method in reports (``libnuma``, ``syscall``); ``syscalls`` reads the
-        policy back, restores it and migrates pages. A setter pickles by reloading its library.
-        """
+    ``name`` is the binder's method in reports (``libnuma``, ``syscall``); ``syscalls`` reads the
+    policy back, restores it and migrates pages. A setter pickles by reloading its library.
+    """
 
-        name: str
-        syscalls: MempolicySyscalls
+    name: str
+    syscalls: MempolicySyscalls
 
-        def set(self, mode: Mode, nodes: tuple[int, ...]) -> None:
-            ...
+    def set(self, mode: Mode, nodes: tuple[int, ...]) -> None:
+        ...
 
 
 def errno_word(code: int | None) -> str:
@@ -103,9 +102,6 @@ def _check_cpus_online(cpus: CpuSet, sys_root: str | Path) -> None:
     ``sched_setaffinity`` takes any mask that holds one usable CPU and drops the rest, so a plan for
     CPUs the machine lacks would bind "successfully" to a part of it. Unreadable: nothing is raised.
     """
-    from gpunuma.adapters.procfs import parse_cpulist, read_value
-    from gpunuma.errors import GpunumaError
-
     path = f"{sys_root}/devices/system/cpu/online"
     try:
         text = read_value(path)
@@ -125,7 +121,7 @@ def _restore_memory(syscalls: MempolicySyscalls, saved: Mempolicy) -> None:
             syscalls.set(saved)
     except OSError as err:
         # Nothing more can be done: the policy was either never changed or the kernel refuses it.
-        logs.debug("restoring the memory policy failed: %s", err)
+        logger.debug("restoring the memory policy failed: %s", err)
 
 
 def _migrate(syscalls: MempolicySyscalls, old: frozenset[int], new: tuple[int, ...]) -> str:

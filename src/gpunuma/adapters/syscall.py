@@ -6,13 +6,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from gpunuma.adapters.mempolicy import MempolicySyscalls
 from gpunuma.adapters.process import ProcessBinder
 from gpunuma.core.kernel_policy import Mempolicy, Mode
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
 
 class SyscallMemory:

@@ -10,8 +10,14 @@ as the kernel's own readers read them (:mod:`~gpunuma.adapters.sysfs_cpus`,
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+from gpunuma.adapters import own_binding
+from gpunuma.adapters.devices import device_minor, read_device_access, render_nodes
 from gpunuma.adapters.files import HOST, FileTree, files_of
+from gpunuma.adapters.kernel_view import numa_maps_policy
+from gpunuma.adapters.mempolicy import MempolicySyscalls
+from gpunuma.adapters.own_binding import user_set
 from gpunuma.adapters.procfs import (
     parse_cpulist,
     parse_cpumask,
@@ -21,23 +27,19 @@ from gpunuma.adapters.procfs import (
     read_text,
     read_value,
 )
+from gpunuma.adapters.sysfs_caches import read_last_level_caches
 from gpunuma.adapters.sysfs_cpus import read_cpus, read_online
+from gpunuma.adapters.sysfs_nics import PciPaths, read_nics
 from gpunuma.adapters.sysfs_nodes import read_nodes
 from gpunuma.core.cpuset import BLANK, CpuSet
-from gpunuma.core.model import Gpu, Topology
+from gpunuma.core.exposure import DeviceIds, usable_gpus
+from gpunuma.core.kernel_policy import Mempolicy
+from gpunuma.core.model import CacheDomain, Gpu, Nic, Topology
+from gpunuma.core.pci import in_bus_order
 from gpunuma.core.plan import Allowed
+from gpunuma.core.ports import KernelFiles
 from gpunuma.core.reasons import Reason
 from gpunuma.errors import GpunumaError, TopologyUnavailableError
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    from gpunuma.adapters.sysfs_nics import PciPaths
-    from gpunuma.core.exposure import DeviceIds
-    from gpunuma.core.kernel_policy import Mempolicy
-    from gpunuma.core.model import CacheDomain, Nic
-    from gpunuma.core.ports import KernelFiles
 
 _VENDORS = {0x10DE: "nvidia", 0x1002: "amd", 0x8086: "intel"}
 #: PCI base class + subclass of a GPU: VGA, 3D controller, other display controller.
@@ -59,9 +61,6 @@ def _info_fields(text: str, keys: tuple[str, ...]) -> dict[str, str]:
 
 def _own_mempolicy() -> Mempolicy | None:
     """The calling thread's memory policy when someone set one (None: the default, or unreadable)."""
-    from gpunuma.adapters.mempolicy import MempolicySyscalls
-    from gpunuma.adapters.own_binding import user_set
-
     try:
         return user_set(MempolicySyscalls().get())
     except (OSError, GpunumaError):
@@ -70,14 +69,11 @@ def _own_mempolicy() -> Mempolicy | None:
 
 def _pci_paths(root: str, files: KernelFiles) -> PciPaths:
     # The PCI bus is read only for plans that use GPUs: a bind to an explicit node never imports its reader.
-    from gpunuma.adapters.sysfs_nics import PciPaths
 
     return PciPaths(root, files)
 
 
 def _nics(root: str, notes: list[str], paths: PciPaths, files: KernelFiles) -> tuple[Nic, ...]:
-    from gpunuma.adapters.sysfs_nics import read_nics
-
     return read_nics(root, notes, paths, files)
 
 
@@ -112,7 +108,7 @@ class SysfsTopology:
         layout: bool = True,
         gpus: bool = True,
     ) -> None:
-        # Plain string paths: pathlib costs a cold bind ~5 ms of CPU to import, and more per join than a read.
+        # Plain string paths: pathlib costs more per join than the read itself.
         self.root, self.files = files_of(root)
         self.pid = pid
         self.nvidia_visible_devices = nvidia_visible_devices
@@ -162,11 +158,8 @@ class SysfsTopology:
             return Allowed(cpus=online, mems=mems, affinity=online)
         if self._live():
             # This very process: its calling thread's policy, and gpunuma's own earlier binding seen through.
-            from gpunuma.adapters import own_binding
 
             return read_allowed(self.root, self.pid, mempolicy=_own_mempolicy(), own=own_binding.current())
-        from gpunuma.adapters.kernel_view import numa_maps_policy
-        from gpunuma.adapters.own_binding import user_set
 
         policy = numa_maps_policy(os.path.join(self.root, "proc", str(self.pid), "numa_maps"), files)
         return read_allowed(self.root, self.pid, mempolicy=user_set(policy), files=files)
@@ -194,7 +187,6 @@ class SysfsTopology:
     @staticmethod
     def _caches(cpu_dir: str, online: CpuSet, notes: list[str], files: KernelFiles) -> tuple[CacheDomain, ...]:
         # Only the layout reads caches (the cache scope needs it): a node-scope bind never imports the reader.
-        from gpunuma.adapters.sysfs_caches import read_last_level_caches
 
         return read_last_level_caches(cpu_dir, online, notes, files)
 
@@ -205,7 +197,6 @@ class SysfsTopology:
         if names is None:
             notes.append(Reason.of("sysfs_no_pci_devices", path=pci_dir))
             return ()
-        from gpunuma.core.pci import in_bus_order  # only a read of the PCI bus loads it
 
         entries = in_bus_order(names)
         found: list[Gpu] = []
@@ -224,8 +215,6 @@ class SysfsTopology:
         if not found:
             return ()
         # Which GPUs this process may open: read only on a machine that has GPUs.
-        from gpunuma.adapters.devices import read_device_access
-        from gpunuma.core.exposure import usable_gpus
 
         access = read_device_access(self.root, self.nvidia_visible_devices, self.files)
         gpus, left_out = usable_gpus(found, access, ids)
@@ -252,9 +241,6 @@ class SysfsTopology:
 
     def _gpu(self, folder: str, bdf: str, index: int, vendor: str, path: tuple[str, ...]) -> tuple[Gpu, DeviceIds]:
         """The GPU at ``bdf`` (``index`` is provisional: :func:`usable_gpus` numbers) and its driver names."""
-        from gpunuma.adapters.devices import device_minor, render_nodes
-        from gpunuma.core.exposure import DeviceIds
-
         files = self.files
         notes: list[str] = []
         node_path = folder + "numa_node"

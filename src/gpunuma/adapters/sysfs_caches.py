@@ -11,11 +11,8 @@ from gpunuma.adapters.files import HOST
 from gpunuma.adapters.procfs import parse_cpulist, parse_int, read_value
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.model import CacheDomain
+from gpunuma.core.ports import KernelFiles
 from gpunuma.core.reasons import Reason
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from gpunuma.core.ports import KernelFiles
 
 
 def _last_level_index(cache_dir: str, files: KernelFiles) -> tuple[str, int] | None:

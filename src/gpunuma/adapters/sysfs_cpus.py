@@ -11,21 +11,16 @@ than given a guessed one.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from gpunuma.adapters.files import HOST
 from gpunuma.adapters.procfs import parse_cpulist, parse_cpumask, parse_idlist, parse_int, read_value
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.model import Cpu
 from gpunuma.core.numbers import decimal
+from gpunuma.core.ports import KernelFiles
 from gpunuma.core.reasons import Reason
-from gpunuma.core.value import unchecked
 from gpunuma.errors import TopologyUnavailableError
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    from gpunuma.core.ports import KernelFiles
 
 #: Where a CPU's core siblings and package members are, newest name first; True marks a hex mask.
 _CORE_FILES = (
@@ -120,10 +115,7 @@ def read_cpus(cpu_dir: str, online: CpuSet, notes: list[str], files: KernelFiles
         cores_in[package] = core + 1
         shared = CpuSet._trusted(sibling_ids)
         for sibling in sibling_ids:
-            # Checked values, by the hundred: built without a call through __init__.
-            result[sibling] = unchecked(
-                Cpu, {"id": sibling, "package": package, "core": core, "siblings": shared, "online": True}
-            )
+            result[sibling] = Cpu(sibling, package, core, shared)
     if unlabelled:
         notes.append(Reason.of("sysfs_sockets_from_package_lists", cpus=CpuSet.of(unlabelled).to_list()))
     missing = online - CpuSet._trusted(frozenset(result))

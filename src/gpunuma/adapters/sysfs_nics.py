@@ -8,19 +8,15 @@ place in the PCIe tree, which is what the NIC ranking compares.
 from __future__ import annotations
 
 import os
+from os import PathLike
 
 from gpunuma.adapters.files import HOST
 from gpunuma.adapters.procfs import parse_node_id, read_value
 from gpunuma.core.cpuset import BLANK
 from gpunuma.core.model import Nic
 from gpunuma.core.numbers import decimal
+from gpunuma.core.ports import KernelFiles
 from gpunuma.core.reasons import Reason
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from os import PathLike
-
-    from gpunuma.core.ports import KernelFiles
 
 
 class PciPaths:

@@ -16,6 +16,8 @@ gathering tools work:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from pathlib import Path
 
 from gpunuma.adapters.files import HOST
 from gpunuma.adapters.procfs import parse_cpulist, parse_cpumask, parse_idlist, parse_int, read_text, read_value
@@ -23,15 +25,9 @@ from gpunuma.adapters.sysfs_cpus import node_links, numbered
 from gpunuma.core.cpuset import BLANK, CpuSet, node_list
 from gpunuma.core.model import NumaNode
 from gpunuma.core.numbers import decimal
+from gpunuma.core.ports import KernelFiles
 from gpunuma.core.reasons import Reason
 from gpunuma.errors import SysfsFormatError, TopologyUnavailableError
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-    from pathlib import Path
-
-    from gpunuma.core.ports import KernelFiles
 
 #: The kernel's LOCAL_DISTANCE: a node's distance to itself.
 LOCAL_DISTANCE = 10

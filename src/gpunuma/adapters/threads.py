@@ -7,18 +7,15 @@ whole process means setting each TID listed in ``/proc/self/task``. Shared by th
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 
 from gpunuma.adapters.procfs import list_tids
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.errors import BindError
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
-    from pathlib import Path
-
-    #: ``os.sched_setaffinity``'s shape: (tid, cpus) -> None, raising ``OSError`` with the kernel's errno.
-    AffinitySetter = Callable[[int, Iterable[int]], None]
+#: ``os.sched_setaffinity``'s shape: (tid, cpus) -> None, raising ``OSError`` with the kernel's errno.
+AffinitySetter = Callable[[int, Iterable[int]], None]
 
 
 class ThreadBindError(BindError):

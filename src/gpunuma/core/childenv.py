@@ -6,12 +6,10 @@ overwriting a variable the user already set.
 
 from __future__ import annotations
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
-    from gpunuma.core.cpuset import CpuSet
-    from gpunuma.core.model import Nic
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.model import Nic
 
 #: Every variable :func:`child_env` may set, in the order it sets them.
 VARIABLES = (

@@ -12,12 +12,10 @@ Ids are below :data:`LIMIT` (65536): no kernel configures more than 8192 CPUs (`
 
 from __future__ import annotations
 
-from gpunuma.core.value import Value
-from gpunuma.errors import CpuSetParseError, quoted
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+from gpunuma.errors import CpuSetParseError, quoted
 
 #: Every id is below this bound (see the module docstring).
 LIMIT = 1 << 16
@@ -100,7 +98,8 @@ def _entry(text: str, part: str) -> tuple[int, int]:
     return low, int(last) if dash else low
 
 
-class CpuSet(Value):
+@dataclass(frozen=True, slots=True)
+class CpuSet:
     """A set of CPU ids. Construct with :meth:`of`, :meth:`parse_list`, :meth:`parse_mask`..."""
 
     ids: frozenset[int] = frozenset()

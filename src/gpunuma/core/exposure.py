@@ -18,16 +18,15 @@ are numbered 0, 1, ... in bus order, and the AMD ones after them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from functools import cached_property
+
+from gpunuma.core.model import Gpu
 from gpunuma.core.numbers import digits
 from gpunuma.core.pci import BusId, is_sysfs_form
 from gpunuma.core.reasons import Reason
-from gpunuma.core.value import Value, cached, replace
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
-
-    from gpunuma.core.model import Gpu
+from gpunuma.errors import TopologyError
 
 #: The NVIDIA container runtime's variable: which host GPUs the container was given.
 NVIDIA_VISIBLE_DEVICES = "NVIDIA_VISIBLE_DEVICES"
@@ -45,7 +44,8 @@ def _host_index(entry: str) -> str | None:
     return None
 
 
-class DeviceAccess(Value):
+@dataclass(frozen=True)
+class DeviceAccess:
     """What this process's own filesystem and environment show about the GPUs it may open.
 
     None means "no evidence either way" (the file is not there or could not be read): such a
@@ -59,13 +59,14 @@ class DeviceAccess(Value):
     #: The value of ``NVIDIA_VISIBLE_DEVICES`` (None: unset).
     nvidia_visible_devices: str | None = None
 
-    @cached
+    @cached_property
     def nvidia_buses(self) -> frozenset[str]:
         """``nvidia_listed`` in sysfs form (``0000:1b:00.0``), normalized once for every GPU checked."""
         return frozenset(_bus(bus) for bus in self.nvidia_listed or ())
 
 
-class DeviceIds(Value):
+@dataclass(frozen=True, slots=True)
+class DeviceIds:
     """The driver's names for one GPU: NVIDIA's ``Device Minor`` and the DRM render nodes (AMD)."""
 
     minor: int | None = None
@@ -114,8 +115,6 @@ def _check_listed(access: DeviceAccess, nvidia: Sequence[Gpu]) -> None:
     seen = {_bus(gpu.pci_bus_id) for gpu in nvidia}
     unseen = [bus for bus in access.nvidia_buses - seen if is_sysfs_form(bus)]  # names that are bus ids
     if unseen:
-        from gpunuma.errors import TopologyError
-
         raise TopologyError(
             f"the NVIDIA driver lists {', '.join(sorted(unseen))} (/proc/driver/nvidia/gpus) but the PCI bus in "
             "sysfs shows no NVIDIA GPU there (its class or vendor file is missing, blank or another's): "

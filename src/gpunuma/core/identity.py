@@ -15,20 +15,16 @@ warnings (which the entry points log: nothing here logs).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeAlias
 
 from gpunuma.core.exposure import NVIDIA_VISIBLE_DEVICES
 from gpunuma.core.model import Gpu, Topology
 from gpunuma.core.numbers import decimal
 from gpunuma.core.pci import BusId, bus_order
 from gpunuma.core.reasons import Reason
-from gpunuma.core.value import Value
 from gpunuma.errors import GpuResolutionError
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
-    from typing import Any, TypeAlias
 
 CUDA_VISIBLE_DEVICES = "CUDA_VISIBLE_DEVICES"
 CUDA_DEVICE_ORDER = "CUDA_DEVICE_ORDER"
@@ -66,8 +62,6 @@ VISIBILITY_VARIABLES = tuple(VENDOR_OF)
 #: Values that mean "no GPU" rather than a mistake (Slurm writes ``NoDevFiles``).
 _NO_GPU_VALUES = frozenset({"-1", "nodevfiles"})
 
-# Text matching by str methods, not regular expressions: ``re`` (and the ``enum`` it imports) would cost
-# every bound worker ~6 ms of CPU at import.
 _UUID_CHARS = frozenset("0123456789abcdefABCDEF-")
 
 
@@ -102,7 +96,8 @@ def _legacy_mig_parent(entry: str) -> str | None:
     return parent if len(parent) > 4 and _UUID_CHARS.issuperset(parent[4:]) else None
 
 
-class GpuEnvironment(Value):
+@dataclass(frozen=True, slots=True)
+class GpuEnvironment:
     """What the process environment says about GPU ownership, read at the edge and passed in as a value.
 
     The visibility variables as set (None: unset), the GPU ids Ray assigned to this worker, whether
@@ -164,16 +159,16 @@ class GpuEnvironment(Value):
         }.get(variable)
 
 
-if TYPE_CHECKING:
-    #: What the functions below accept: the value, or a plain mapping read as :meth:`GpuEnvironment.from_mapping`.
-    EnvironmentLike: TypeAlias = GpuEnvironment | Mapping[str, str]
+#: What the functions below accept: the value, or a plain mapping read as :meth:`GpuEnvironment.from_mapping`.
+EnvironmentLike: TypeAlias = GpuEnvironment | Mapping[str, str]
 
 
 def _environment(env: EnvironmentLike) -> GpuEnvironment:
     return env if isinstance(env, GpuEnvironment) else GpuEnvironment.from_mapping(env)
 
 
-class Resolution(Value):
+@dataclass(frozen=True, slots=True)
+class Resolution:
     """The physical GPUs this process owns, where that came from, and what was odd on the way.
 
     ``reasons`` has one line per GPU (``GPU 6 (0000:c3:00.0) from CUDA_VISIBLE_DEVICES=GPU-...``).
@@ -185,7 +180,8 @@ class Resolution(Value):
     warnings: tuple[Reason, ...] = ()
 
 
-class Visibility(Value):
+@dataclass(frozen=True, slots=True)
+class Visibility:
     """The physical GPUs the process sees, in local (``cuda:N``) order, and how that was read."""
 
     gpus: tuple[int, ...]

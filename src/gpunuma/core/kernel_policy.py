@@ -7,18 +7,16 @@ and the words reports, ``get_mempolicy`` and ``/proc/<pid>/numa_maps`` give each
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+
 from gpunuma.core.cpuset import node_list
 from gpunuma.core.policy import MemoryPolicy
-from gpunuma.core.value import Choice, Value
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
-
-    from gpunuma.core.reasons import Reason
+from gpunuma.core.reasons import Reason
 
 
-class Mode(int, Choice):
+class Mode(IntEnum):
     """A memory policy mode (uapi ``MPOL_*``)."""
 
     DEFAULT = 0
@@ -47,7 +45,8 @@ NUMA_MAPS_MODES: dict[str, Mode] = {
 }
 
 
-class Mempolicy(Value):
+@dataclass(frozen=True, slots=True)
+class Mempolicy:
     """One thread's memory policy: mode, its flag bits and the nodes in its mask."""
 
     mode: Mode
@@ -108,7 +107,6 @@ def planned_policy(
     wanted = kernel_policy(memory, nodes, preferred_many=not many or preferred_many())
     if wanted is None or not many or wanted.mode is Mode.PREFERRED_MANY:
         return wanted, None
-    from gpunuma.core.reasons import Reason
 
     return wanted, Reason.of("no_preferred_many", node=node_list(wanted.nodes), nodes=node_list(nodes))
 

@@ -1,20 +1,26 @@
-"""The topology value: NUMA nodes, CPUs and GPUs of one machine, as a frozen snapshot.
+"""The topology value: NUMA nodes, CPUs, GPUs and NICs of one machine, as a frozen snapshot.
 
 Adapters (sysfs, NVML, fakes) produce it; the planner reads it; nothing mutates it.
+
+How near a NIC is to a GPU on the PCIe tree, and which NICs are a GPU's nearest, is read from the
+PCIe ancestries the adapters record (``Gpu.pci_path``, ``Nic.pci_path``) and the NUMA nodes they report.
+The classes follow ``nvidia-smi topo -m``: ``switch`` is its PIX/PXB (a common PCIe bridge, no host
+bridge crossed), ``host-bridge`` its PHB, ``node`` its NODE and ``system`` its SYS.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from functools import cached_property
+from typing import Any
+
 from gpunuma.core.cpuset import CpuSet
-from gpunuma.core.value import Value, cached, field
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-    from typing import Any
 
 
-class NumaNode(Value):
+@dataclass(frozen=True, slots=True)
+class NumaNode:
     """One NUMA node. ``cpus`` is empty for CPU-less nodes (GPU memory on Grace machines)."""
 
     id: int
@@ -35,7 +41,8 @@ class NumaNode(Value):
         return hash((self.id, self.cpus, self.has_memory, tuple(sorted(self.distances.items())), self.memory_mb))
 
 
-class Cpu(Value):
+@dataclass(frozen=True, slots=True)
+class Cpu:
     """One logical CPU: its socket (package), core and SMT siblings (the CPUs of its core).
 
     ``core`` numbers the cores of a package 0, 1, 2... by their lowest CPU, so it repeats
@@ -49,7 +56,8 @@ class Cpu(Value):
     online: bool = True
 
 
-class CacheDomain(Value):
+@dataclass(frozen=True, slots=True)
+class CacheDomain:
     """CPUs that share one cache (sysfs ``cpu*/cache/index*/shared_cpu_list``) of the given ``level``.
 
     A topology keeps the domains of the last level: one L3 per CCD on AMD EPYC, per socket or SNC
@@ -60,7 +68,8 @@ class CacheDomain(Value):
     cpus: CpuSet
 
 
-class Nic(Value):
+@dataclass(frozen=True, slots=True)
+class Nic:
     """An RDMA device (``/sys/class/infiniband/<name>``) and the PCI function behind it.
 
     ``ports`` are its port numbers (``ports/*``), ``netdevs`` the network interfaces on that
@@ -77,7 +86,8 @@ class Nic(Value):
     pci_path: tuple[str, ...] = ()
 
 
-class MigDevice(Value):
+@dataclass(frozen=True, slots=True)
+class MigDevice:
     """A MIG instance: its UUID and the physical GPU (by index) it lives on."""
 
     uuid: str
@@ -86,7 +96,8 @@ class MigDevice(Value):
     ci: int | None = None
 
 
-class Gpu(Value):
+@dataclass(frozen=True)
+class Gpu:
     """One physical GPU.
 
     ``index`` is its position in PCI bus order (NVML and ``nvidia-smi`` order).
@@ -112,13 +123,14 @@ class Gpu(Value):
     #: (``pci0000:15``), then every bridge down to the device's own bus id. Empty when unknown.
     pci_path: tuple[str, ...] = ()
 
-    @cached
+    @cached_property
     def label(self) -> str:
         """``GPU 5 (0000:9a:00.0)``: how reasons name a GPU."""
         return f"GPU {self.index} ({self.pci_bus_id})"
 
 
-class Topology(Value):
+@dataclass(frozen=True)
+class Topology:
     """A machine: its NUMA nodes, CPUs and GPUs, and where the snapshot came from."""
 
     nodes: tuple[NumaNode, ...]
@@ -134,21 +146,21 @@ class Topology(Value):
 
     # Lookup indexes, built on first use. cached stores into the instance __dict__
     # directly, so it works on this frozen dataclass; the fields it derives from never change.
-    @cached
+    @cached_property
     def _node_index(self) -> dict[int, NumaNode]:
         index: dict[int, NumaNode] = {}
         for node in self.nodes:
             index.setdefault(node.id, node)  # first wins, as a scan would find it
         return index
 
-    @cached
+    @cached_property
     def _gpu_index(self) -> dict[int, Gpu]:
         index: dict[int, Gpu] = {}
         for gpu in self.gpus:
             index.setdefault(gpu.index, gpu)
         return index
 
-    @cached
+    @cached_property
     def _cpu_index(self) -> dict[int, Cpu]:
         index: dict[int, Cpu] = {}
         for cpu in self.cpus:
@@ -164,7 +176,7 @@ class Topology(Value):
     def cpu(self, cpu_id: int) -> Cpu | None:
         return self._cpu_index.get(cpu_id)
 
-    @cached
+    @cached_property
     def all_cpus(self) -> CpuSet:
         """Every CPU that belongs to a node."""
         result = CpuSet()
@@ -172,7 +184,7 @@ class Topology(Value):
             result = result | node.cpus
         return result
 
-    @cached
+    @cached_property
     def cpu_nodes(self) -> tuple[NumaNode, ...]:
         """Nodes that have CPUs, ascending by id."""
         return tuple(node for node in self.nodes if node.has_cpus)
@@ -185,8 +197,6 @@ class Topology(Value):
 
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON shape of ``gpunuma topo --json`` (documented in docs/cli.md)."""
-        from gpunuma.core.pcie import nearest_nics, nic_dict  # pcie builds on this module
-
         return {
             "source": self.source,
             "gpus": [
@@ -219,3 +229,121 @@ class Topology(Value):
             "nics": [nic_dict(nic) for nic in self.nics],
             "notes": list(self.notes),
         }
+
+
+#: The link layer NCCL's IB transport and UCX's ``rc`` transports want; storage and management
+#: ports are usually Ethernet.
+INFINIBAND = "InfiniBand"
+
+
+class PcieDistance(str, Enum):
+    """How far apart two PCI functions are, nearest first."""
+
+    SWITCH = "switch"
+    """Behind a common PCIe switch or root port: traffic never reaches the host bridge."""
+    HOST_BRIDGE = "host-bridge"
+    """Under the same host bridge (root complex), through it."""
+    NODE = "node"
+    """On the same NUMA node, under different host bridges."""
+    SYSTEM = "system"
+    """Across sockets, or where locality is unknown."""
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+
+_ORDER = (PcieDistance.SWITCH, PcieDistance.HOST_BRIDGE, PcieDistance.NODE, PcieDistance.SYSTEM)
+_RANK = {distance: rank for rank, distance in enumerate(_ORDER)}
+#: The link count that sorts after every measured one (no common PCIe tree).
+_FAR = 1 << 16
+
+
+@dataclass(frozen=True, slots=True)
+class NearNic:
+    """A NIC as seen from one GPU: how far it is and how many PCIe links lie between (None: not one tree)."""
+
+    nic: Nic
+    distance: PcieDistance
+    hops: int | None
+
+    def key(self) -> tuple[int, int, int, str]:
+        """Nearest first: class, links, InfiniBand before Ethernet, then bus id."""
+        return _key(self.nic, self.distance, self.hops)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"name", "pci_bus_id", "numa_node", "ports", "netdevs", "link_layer", "distance", "hops"}``."""
+        return {**nic_dict(self.nic), "distance": self.distance.value, "hops": self.hops}
+
+
+def nic_dict(nic: Nic) -> dict[str, Any]:
+    """A NIC in the JSON shapes of ``gpunuma topo`` and ``gpunuma plan``."""
+    return {
+        "name": nic.name,
+        "pci_bus_id": nic.pci_bus_id,
+        "numa_node": nic.numa_node,
+        "ports": list(nic.ports),
+        "netdevs": list(nic.netdevs),
+        "link_layer": nic.link_layer,
+    }
+
+
+def pcie_distance(
+    first: Sequence[str], first_node: int | None, second: Sequence[str], second_node: int | None
+) -> tuple[PcieDistance, int | None]:
+    """The class and link count between two PCI functions given their ancestries (root first) and nodes.
+
+    An ancestry starts with the host bridge (``pci0000:15``) and ends with the function itself;
+    sharing more than the host bridge means sharing a PCIe bridge (a root port or a switch port).
+    """
+    if first and second and first[0] == second[0]:
+        common = 0
+        for mine, theirs in zip(first, second, strict=False):
+            if mine != theirs:
+                break
+            common += 1
+        hops = (len(first) - common) + (len(second) - common)
+        return (PcieDistance.SWITCH if common > 1 else PcieDistance.HOST_BRIDGE), hops
+    if first_node is not None and first_node == second_node:
+        return PcieDistance.NODE, None
+    return PcieDistance.SYSTEM, None
+
+
+def _key(nic: Nic, distance: PcieDistance, hops: int | None) -> tuple[int, int, int, str]:
+    return (
+        _RANK[distance],
+        hops if hops is not None else _FAR,
+        0 if nic.link_layer in (None, INFINIBAND) else 1,
+        nic.pci_bus_id,
+    )
+
+
+def _scored(nics: Sequence[Nic], gpu: Gpu) -> list[tuple[tuple[int, int, int, str], Nic, PcieDistance, int | None]]:
+    """Each of ``nics`` with its sort key, class and link count as seen from ``gpu``, nearest first."""
+    scored = []
+    for nic in nics:
+        distance, hops = pcie_distance(gpu.pci_path, gpu.numa_node, nic.pci_path, nic.numa_node)
+        scored.append((_key(nic, distance, hops), nic, distance, hops))
+    scored.sort(key=lambda entry: entry[0])
+    return scored
+
+
+def ranked_nics(topology: Topology, gpu: Gpu) -> tuple[NearNic, ...]:
+    """Every NIC of ``topology``, nearest to ``gpu`` first."""
+    return tuple(NearNic(nic, distance, hops) for _, nic, distance, hops in _scored(topology.nics, gpu))
+
+
+def nearest_nics(topology: Topology, gpu: Gpu) -> tuple[NearNic, ...]:
+    """The NICs tied for nearest to ``gpu`` (same class, link count and link layer), by bus id.
+
+    Only those become :class:`NearNic` values: a plan ranks the NICs for each of its GPUs. A NIC under the GPU's
+    own host bridge (``switch`` or ``host-bridge``) is nearer than any other, so when there are some only they
+    are ranked.
+    """
+    bridge = gpu.pci_path[0] if gpu.pci_path else None
+    local = [nic for nic in topology.nics if nic.pci_path and nic.pci_path[0] == bridge] if bridge else []
+    scored = _scored(local or topology.nics, gpu)
+    if not scored:
+        return ()
+    best = scored[0][0][:3]
+    return tuple(NearNic(nic, distance, hops) for key, nic, distance, hops in scored if key[:3] == best)

@@ -10,13 +10,11 @@ would read full-width ``１`` as a digit.
 
 from __future__ import annotations
 
-from gpunuma.core.value import Value
-from gpunuma.errors import BusIdError
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TypeGuard
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Iterable
-    from typing import TypeGuard
+from gpunuma.errors import BusIdError
 
 #: The longest text read as a bus id before stripping: NVML's buffer is 32 bytes, the longest id 16.
 LONGEST = 64
@@ -32,7 +30,8 @@ def _hex(text: str, most: int) -> int | None:
     return int(text, 16) if 0 < len(text) <= most and _HEX.issuperset(text) else None
 
 
-class BusId(Value):
+@dataclass(frozen=True, slots=True)
+class BusId:
     """One PCI function's address: ``domain`` (up to 32 bits), ``bus``, ``device`` and ``function`` (0-7)."""
 
     domain: int

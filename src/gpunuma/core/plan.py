@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
+from gpunuma.core.childenv import child_env
 from gpunuma.core.cpuset import CpuSet, node_list
 from gpunuma.core.kernel_policy import Mempolicy
+from gpunuma.core.model import Nic, nic_dict
 from gpunuma.core.policy import MemoryPolicy, Policy
 from gpunuma.core.reasons import codes, details
-from gpunuma.core.value import Value
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
-
-    from gpunuma.core.model import Nic
 
 
-class Allowed(Value):
+@dataclass(frozen=True, slots=True)
+class Allowed:
     """What the kernel lets this process use.
 
     ``cpus``/``mems`` are the cgroup cpuset (``cpuset.cpus.effective``, ``Mems_allowed``);
@@ -35,7 +34,8 @@ class Allowed(Value):
         return bool(self.affinity) and self.affinity < self.cpus
 
 
-class BindingPlan(Value):
+@dataclass(frozen=True, slots=True)
+class BindingPlan:
     """Which node(s), CPUs and memory policy to bind to, and why.
 
     An empty ``cpus`` means "do not bind": ``reasons`` then says why. Each reason is a
@@ -50,7 +50,7 @@ class BindingPlan(Value):
     reasons: tuple[str, ...]
     policy: Policy = Policy()
     gpu_labels: tuple[str, ...] = ()
-    #: The RDMA NICs nearest the process's GPU(s) (see :mod:`gpunuma.core.pcie`), for NCCL and UCX.
+    #: The RDMA NICs nearest the process's GPU(s) (see :mod:`gpunuma.core.model`), for NCCL and UCX.
     nics: tuple[Nic, ...] = ()
     #: The threads a child should run (``OMP_NUM_THREADS``) when the CPUs are shared with other GPUs' processes
     #: (node and socket scopes): this process's part of them. None: one per planned CPU.
@@ -87,8 +87,6 @@ class BindingPlan(Value):
 
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON shape of ``gpunuma plan --json`` (documented in docs/cli.md)."""
-        from gpunuma.core.pcie import nic_dict
-
         return {
             "gpus": list(self.gpus),
             "numa_node": self.numa_node if len(self.nodes) <= 1 else list(self.nodes),
@@ -109,6 +107,4 @@ class BindingPlan(Value):
 
     def env(self) -> dict[str, str]:
         """What a child process of this plan should see in its environment (see :func:`child_env`)."""
-        from gpunuma.core.childenv import child_env
-
         return child_env(self.cpus if self.binds else CpuSet(), self.nodes, self.nics, self.threads, self.places)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import Enum
+
 from gpunuma.core.numbers import decimal
-from gpunuma.core.value import Choice, Value
 from gpunuma.errors import PolicyError, quoted
 
 
-class CpuScope(str, Choice):
+class CpuScope(str, Enum):
     """Which CPUs a bound process may run on."""
 
     NODE = "node"
@@ -20,7 +22,7 @@ class CpuScope(str, Choice):
     """One last-level cache domain of the node (an EPYC CCD), by the GPU's rank among the node's GPUs."""
 
 
-class MemoryPolicy(str, Choice):
+class MemoryPolicy(str, Enum):
     """Which memory policy a bound process gets."""
 
     PREFERRED = "preferred"
@@ -31,7 +33,7 @@ class MemoryPolicy(str, Choice):
     """Leave the memory policy alone; bind CPUs only."""
 
 
-class Fallback(str, Choice):
+class Fallback(str, Enum):
     """What to do when the GPU's node has no CPU this process is allowed to use."""
 
     NEAREST = "nearest"
@@ -40,7 +42,8 @@ class Fallback(str, Choice):
     """Do not bind; say why."""
 
 
-class Share(Value):
+@dataclass(frozen=True, slots=True)
+class Share:
     """Part ``index`` (counted from 0) of ``count`` equal, disjoint parts of the planned CPUs.
 
     For processes that share a GPU (DP-attention ranks, fractional-GPU Ray actors, data loaders):
@@ -71,7 +74,8 @@ class Share(Value):
         return f"{self.index}/{self.count}"
 
 
-class Policy(Value):
+@dataclass(frozen=True, slots=True)
+class Policy:
     """A binding policy. The defaults (``node`` + ``preferred``) are the safe choice."""
 
     cpu_scope: CpuScope = CpuScope.NODE

@@ -7,10 +7,8 @@ and the prose can improve without breaking them.
 
 from __future__ import annotations
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
-    from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 _DISALLOWED = "none of node {node}'s CPUs {cpus} are allowed by this cgroup (allowed: {allowed})"
 _NARROWED = "CPU affinity was already narrowed to {affinity} (numactl, taskset or a batch scheduler)"

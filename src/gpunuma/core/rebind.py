@@ -11,16 +11,18 @@ another policy) is someone else's choice and is left alone as usual.
 
 from __future__ import annotations
 
-from gpunuma.core.value import Value, replace
+from dataclasses import dataclass, replace
+from typing import Any
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from gpunuma.core.cpuset import CpuSet
-    from gpunuma.core.kernel_policy import Mempolicy
-    from gpunuma.core.plan import Allowed
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.kernel_policy import Mempolicy, Mode
+from gpunuma.core.numbers import decimal
+from gpunuma.core.plan import Allowed
+from gpunuma.errors import CpuSetParseError
 
 
-class OwnBinding(Value):
+@dataclass(frozen=True, slots=True)
+class OwnBinding:
     """What gpunuma set in this process and what the process held before gpunuma's first binding."""
 
     #: The main thread's CPU affinity before gpunuma first bound the process.
@@ -53,7 +55,7 @@ def as_before(allowed: Allowed, own: OwnBinding | None, *, cpuset_from_affinity:
     """
     if own is None:
         return allowed
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}
     if holds_own(allowed, own):
         changes["affinity"] = own.affinity_before
         if cpuset_from_affinity:
@@ -100,11 +102,6 @@ def format_record(own: OwnBinding) -> str:
 
 def parse_record(text: str) -> OwnBinding | None:
     """:func:`format_record`'s line back as a record; None for anything else (it is then ignored)."""
-    from gpunuma.core.cpuset import CpuSet
-    from gpunuma.core.kernel_policy import Mempolicy, Mode
-    from gpunuma.core.numbers import decimal
-    from gpunuma.errors import CpuSetParseError
-
     if len(text) > 4096:
         return None
     fields = dict(part.partition("=")[::2] for part in text.split(";"))

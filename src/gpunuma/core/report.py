@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
+from gpunuma.core.childenv import child_env
 from gpunuma.core.cpuset import CpuSet, node_list
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import MemoryPolicy
 from gpunuma.core.reasons import codes, details
-from gpunuma.core.value import Value
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
 
-class ThreadState(Value):
+@dataclass(frozen=True, slots=True)
+class ThreadState:
     """One thread's CPU affinity as the kernel reports it (``/proc/<pid>/task/<tid>/status``)."""
 
     tid: int
@@ -21,7 +21,8 @@ class ThreadState(Value):
     cpus: CpuSet
 
 
-class KernelView(Value):
+@dataclass(frozen=True, slots=True)
+class KernelView:
     """The kernel's view of a process after binding, read back rather than assumed."""
 
     pid: int
@@ -33,7 +34,8 @@ class KernelView(Value):
     mempolicy_nodes: tuple[int, ...] = ()
 
 
-class BindingReport(Value):
+@dataclass(frozen=True, slots=True)
+class BindingReport:
     """The outcome of applying a plan: whether it bound, how, and what the kernel holds now."""
 
     plan: BindingPlan
@@ -104,8 +106,6 @@ class BindingReport(Value):
         Not bound: the NIC variables only. ``gpunuma exec`` and ``start_bound_process`` add these to
         the child's environment without overwriting a variable that is already set.
         """
-        from gpunuma.core.childenv import child_env
-
         plan = self.plan
         return child_env(self.cpus if self.bound else CpuSet(), plan.nodes, plan.nics, plan.threads, plan.places)
 

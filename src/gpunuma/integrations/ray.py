@@ -13,21 +13,26 @@ Environment switches (``GPUNUMA_BIND``, ``GPUNUMA_STRICT``, ``GPUNUMA_CPU_SCOPE`
 
 from __future__ import annotations
 
-from gpunuma import logs
+import functools
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from gpunuma import compose
+from gpunuma.compose import Options, ShareSlots
+from gpunuma.core.model import Topology
+from gpunuma.core.plan import Allowed, BindingPlan
+from gpunuma.core.policy import Policy, Share
+from gpunuma.core.ports import Binder, TopologySource
+from gpunuma.core.reasons import Reason
+from gpunuma.core.report import BindingReport
 from gpunuma.errors import BindError, GpunumaError, TopologyUnavailableError
+from gpunuma.settings import is_ray_worker
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations only: a worker loads what the bind path needs, when it binds
-    from collections.abc import Callable, Mapping, Sequence
-    from typing import Any
-
-    from gpunuma.compose import Options, ShareSlots
-    from gpunuma.core.model import Topology
-    from gpunuma.core.plan import Allowed, BindingPlan
-    from gpunuma.core.policy import Policy, Share
-    from gpunuma.core.ports import Binder, TopologySource
-    from gpunuma.core.reasons import Reason
-    from gpunuma.core.report import BindingReport
+logger = logging.getLogger(__name__)
 
 
 def _ray() -> Any:
@@ -39,8 +44,6 @@ def _ray() -> Any:
 
 
 def _in_ray_worker(ray: Any) -> bool:
-    from gpunuma.settings import is_ray_worker
-
     return bool(ray.is_initialized()) and is_ray_worker(ray)
 
 
@@ -58,8 +61,6 @@ def bind_this_process(
     Logs one line such as ``[TP3] bound to NUMA node 0 (CPUs 0-55,112-167), ... for GPU 3``.
     Best-effort unless ``strict`` (or ``GPUNUMA_STRICT=1``): a failure then raises.
     """
-    from gpunuma.compose import Options
-
     return _bind_worker(Options.from_env(source=source, binder=binder, policy=policy, strict=strict, label=label))
 
 
@@ -70,10 +71,7 @@ def show_logs_in_worker() -> None:
     so the "bound" line would be lost. With no handler on the ``gpunuma`` logger or its ancestors, this
     adds one that writes INFO and above to stderr; a worker that configured logging keeps its own.
     """
-    import logging  # a Ray worker has it loaded already
-    import sys
-
-    log = logging.getLogger(logs.NAME)
+    log = logging.getLogger("gpunuma")
     if log.hasHandlers():
         return
     handler = logging.StreamHandler(sys.stderr)
@@ -89,8 +87,6 @@ def _bind_worker(options: Options) -> BindingReport:
     A worker holding a fraction of one GPU (``num_gpus=0.25``) and no share of its own (``share=``,
     ``GPUNUMA_SHARE``) takes a share derived from Ray: see :func:`share_from_ray`.
     """
-    from gpunuma import compose
-
     ray = _ray()
     in_worker = _in_ray_worker(ray)
     if in_worker:
@@ -110,15 +106,12 @@ def worker_share(ray: Any, options: Options) -> tuple[Options, tuple[Reason, ...
     overlapping the other workers on that GPU, and the reason ``share_slots_refused`` says why in its report.
     Strict mode raises the :class:`~gpunuma.errors.BindError` instead.
     """
-    from gpunuma.core.reasons import Reason
-    from gpunuma.core.value import replace
-
     try:
         derived = share_from_ray(ray)
     except GpunumaError as err:
         if options.strict:
             raise
-        logs.warning("gpunuma: no share of the GPU for this worker: %s", err)
+        logger.warning("gpunuma: no share of the GPU for this worker: %s", err)
         return options, (Reason.of("share_slots_refused", error=str(err)),)
     if derived is None:
         return options, ()
@@ -134,9 +127,6 @@ def share_from_ray(ray: Any, slots: ShareSlots | None = None) -> tuple[Share, Re
     counting; a slot is held until the process exits (:class:`~gpunuma.adapters.share_slots.ShareSlots`).
     None when the worker holds whole GPUs, several GPUs, or every slot is taken.
     """
-    from gpunuma.core.policy import Share
-    from gpunuma.core.reasons import Reason
-
     context = ray.get_runtime_context()
     assigned = getattr(context, "get_assigned_resources", None)  # Ray 2.x; older versions: no derived share
     if assigned is None:
@@ -149,13 +139,11 @@ def share_from_ray(ray: Any, slots: ShareSlots | None = None) -> tuple[Share, Re
     if count < 2:
         return None
     if slots is None:
-        from gpunuma import compose
-
         slots = compose.share_slots()
     key = f"ray-{context.get_node_id()}-gpu{gpus[0]}"
     index = slots.claim(key, count)
     if index is None:
-        logs.warning("gpunuma: all %d shares of GPU %s on this host are taken; binding without a share", count,
+        logger.warning("gpunuma: all %d shares of GPU %s on this host are taken; binding without a share", count,
                      gpus[0])
         return None
     reason = Reason.of("share_from_ray", index=index, count=count, fraction=fraction, gpu=gpus[0])
@@ -271,7 +259,7 @@ def fail_this_task(ray: Any, err: GpunumaError) -> None:
         failing = info._replace(function=refuse)
         return failing
 
-    logs.warning("gpunuma: %s; the task fails instead of running unbound (strict)", err)
+    logger.warning("gpunuma: %s; the task fails instead of running unbound (strict)", err)
     # Ray looks the function up in this per-worker cache first: without an entry it asks the manager.
     cached.clear()
     manager.get_execution_info = get_execution_info
@@ -292,12 +280,8 @@ def _binder_for_hook(
     strict: bool | None,
 ) -> Callable[[bool], BindingReport]:
     def bind(rebind: bool) -> BindingReport:
-        from gpunuma.compose import Options
-
         options = Options.from_env(source=source, binder=binder, policy=policy, strict=strict)
         if rebind:
-            from gpunuma.core.value import replace
-
             options = replace(options, policy=replace(options.policy, override_affinity=True))
         return _bind_worker(options)
 
@@ -317,9 +301,6 @@ def install_binding_hook(
     alone, silently. Strict mode makes a failed binding fail the task or actor creation.
     Idempotent: once arranged in a process, later calls change nothing and return True.
     """
-    import functools
-    import importlib
-
     ray = _ray()
     module_name, attr = _ASSIGNMENT_HOOK
     module: Any = None
@@ -330,13 +311,13 @@ def install_binding_hook(
     except (ImportError, AttributeError):
         original = None
     if original is not None and getattr(original, _INSTALLED_MARK, False):
-        logs.debug("gpunuma: the binding hook is already installed in this worker; leaving it")
+        logger.debug("gpunuma: the binding hook is already installed in this worker; leaving it")
         return True
     watcher = _BindOnAssignment(_binder_for_hook(source, binder, policy, strict))
     if _in_ray_worker(ray):
         watcher.after_assignment(ray)
     if original is None:
-        logs.warning(
+        logger.warning(
             "gpunuma: this Ray version has no %s.%s; the setup hook cannot bind GPU workers "
             "(call gpunuma.integrations.ray.bind_this_process() in the actor instead)",
             module_name,

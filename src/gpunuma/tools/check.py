@@ -14,32 +14,32 @@ cannot tell (nothing to compare with), which ``gpunuma check`` turns into its ex
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from gpunuma import compose
 from gpunuma.core.cpuset import node_list
-from gpunuma.core.identity import VISIBILITY_VARIABLES, GpuEnvironment
+from gpunuma.core.identity import VISIBILITY_VARIABLES, GpuEnvironment, id_list
 from gpunuma.core.kernel_policy import Mode
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import MemoryPolicy, Policy, Share
 from gpunuma.core.ports import TopologySource
+from gpunuma.core.readback import compare, narrowed_within
 from gpunuma.core.reasons import Reason, codes, details
 from gpunuma.core.rebind import OwnBinding
 from gpunuma.core.report import BindingReport, KernelView
-from gpunuma.core.value import Choice, Value, replace
 from gpunuma.errors import GpunumaError, GpuResolutionError, InvalidNodeError
 from gpunuma.settings import Settings, inherited_own_binding
 from gpunuma.tools.terminal import visible
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Sequence
 
 #: Set by Ray's raylet in every worker's environment at start.
 _RAY_WORKER_MARK = "RAY_RAYLET_PID"
 
 
-class Verdict(str, Choice):
+class Verdict(str, Enum):
     """What a check concluded."""
 
     #: The kernel holds what the plan expects (or the plan expects no binding).
@@ -50,7 +50,8 @@ class Verdict(str, Choice):
     CANNOT_TELL = "cannot_tell"
 
 
-class CheckResult(Value):
+@dataclass(frozen=True, slots=True)
+class CheckResult:
     """What the kernel holds for a process, the plan for its GPU(s), and how they differ."""
 
     view: KernelView
@@ -161,9 +162,6 @@ def check_process(
     ``simulate`` (default: this process's ``GPUNUMA_SIMULATE``) names a simulated machine: the process is read
     from its simulated kernel and planned for on it.
     """
-    from gpunuma import compose
-    from gpunuma.core.identity import id_list
-
     gpus, physical = id_list(gpus), id_list(physical)  # one id or several, as bind_to_gpu takes them
 
     if simulate is None:
@@ -242,8 +240,6 @@ def check_process(
 
 def _judged(view: KernelView, plan: BindingPlan, notes: list[Reason]) -> CheckResult:
     """The process against ``plan``: differences outside it are mismatches, narrowing within it notes."""
-    from gpunuma.core.readback import compare, narrowed_within
-
     mismatches = compare(plan, view, within=True)
     within = narrowed_within(plan, view)
     return CheckResult(view=view, gpus=plan.gpus, plan=plan, mismatches=mismatches, notes=(*notes, *within))

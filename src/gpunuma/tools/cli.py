@@ -8,27 +8,44 @@ host's kernel files (a folder or an archive) instead of this machine's. Exit sta
 
 from __future__ import annotations
 
+import argparse
+import json
+import logging
 import os
+import shlex
+import signal
 import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from enum import IntEnum
+from typing import Any, NoReturn, TextIO
 
-from gpunuma import compose, logs
+from gpunuma import compose
 from gpunuma.compose import POLICY_VARIABLES, Options, make_source
+from gpunuma.core.model import nearest_nics
 from gpunuma.core.numbers import decimal, integer, natural
 from gpunuma.core.policy import CpuScope, Fallback, MemoryPolicy, Policy, Share
-from gpunuma.core.value import Choice, Value, replace
-from gpunuma.errors import GpunumaError
+from gpunuma.core.report import BindingReport
+from gpunuma.errors import (
+    CommandError,
+    CpuSetParseError,
+    GpunumaError,
+    NotBoundError,
+    PolicyError,
+    SettingsError,
+    UnknownSourceError,
+)
+from gpunuma.launch import exec_bound, exec_command
 from gpunuma.registry import SOURCE_NAMES, simulated_source_class
+from gpunuma.tools.archive import open_tree
+from gpunuma.tools.check import Verdict, check_process
+from gpunuma.tools.snapshot import SNAPSHOT_SUFFIXES, write_snapshot
 from gpunuma.tools.terminal import visible
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # gpunuma exec parses its own options: argparse, json and logging load only when used
-    import argparse
-    from collections.abc import Callable, Sequence
-    from typing import Any, NoReturn, TextIO
+logger = logging.getLogger(__name__)
 
-    from gpunuma.core.report import BindingReport
 
-class ExitCode(int, Choice):
+class ExitCode(IntEnum):
     """Every exit status of the ``gpunuma`` command, in one place (docs/cli.md lists them).
 
     Commands that add a status add it here, with a number not used before.
@@ -59,14 +76,6 @@ class ExitCode(int, Choice):
 
 def exit_code_for(err: BaseException) -> ExitCode:
     """The exit status an error ends the command with: one table for ``gpunuma`` and its launch child."""
-    from gpunuma.errors import (
-        CommandError,
-        CpuSetParseError,
-        NotBoundError,
-        PolicyError,
-        SettingsError,
-        UnknownSourceError,
-    )
 
     if isinstance(err, KeyboardInterrupt):
         return ExitCode.INTERRUPTED
@@ -101,21 +110,17 @@ def _catch_sigterm() -> object:
     Only where the process would otherwise die at once (the default action): a program that runs :func:`main`
     with its own ``SIGTERM`` handler keeps it, and off the main thread no handler can be set.
     """
-    import _signal  # signal's C module: the same calls on plain ints, without importing enum on every exec
-
     try:
-        if _signal.getsignal(_signal.SIGTERM) != _signal.SIG_DFL:
+        if signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
             return None
-        return _signal.signal(_signal.SIGTERM, _on_sigterm)
+        return signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not the main thread
         return None
 
 
 def _release_sigterm(previous: object) -> None:
     if previous is not None:
-        import _signal
-
-        _signal.signal(_signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous)  # type: ignore[arg-type]
 
 
 _SOURCE_HELP = "where the topology comes from (default: GPUNUMA_SOURCE, else auto = NVML + sysfs)"
@@ -194,8 +199,6 @@ def _nic(nic: Any) -> str:
 
 
 def _print_topology(topology: Any) -> None:
-    from gpunuma.core.pcie import nearest_nics
-
     gpu_nics = {gpu.index: nearest_nics(topology, gpu) for gpu in topology.gpus}
     print(f"Topology (source: {topology.source})")
     print(f"NUMA nodes: {len(topology.nodes)}")
@@ -256,8 +259,6 @@ def _print_report(report: Any) -> None:
 
 # -- commands --------------------------------------------------------------------------------
 def _print_json(data: object, file: TextIO | None = None) -> None:
-    import json
-
     print(json.dumps(data, indent=2), file=file)
 
 
@@ -294,7 +295,6 @@ def _print_env(env: dict[str, str], as_json: bool) -> None:
     if as_json:
         _print_json(env)
         return
-    import shlex
 
     for name, value in env.items():
         print(f"export {name}={shlex.quote(value)}")
@@ -319,7 +319,6 @@ def cmd_exec(args: argparse.Namespace) -> int:
     captured = getattr(args, "captured", None)
     simulated = options.simulate
     shown = simulated is not None or captured is not None or args.dry_run
-    from gpunuma.launch import exec_bound, exec_command
 
     try:
         plan = _plan(args, options)
@@ -335,8 +334,6 @@ def cmd_exec(args: argparse.Namespace) -> int:
         exec_command(argv)
     if options.strict and options.enabled and not plan.binds:
         # Strict means never run unbound: a plan that binds nothing stops here, shown or not.
-        from gpunuma.core.report import BindingReport
-        from gpunuma.errors import NotBoundError
 
         raise NotBoundError(BindingReport.not_bound(plan, "exec", ()))
     if shown:
@@ -368,8 +365,6 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from gpunuma.tools.check import Verdict, check_process
-
     options = _options(args)
     _check_gpu_flags(args)
     result = check_process(
@@ -389,12 +384,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
-    from gpunuma.tools.snapshot import SNAPSHOT_SUFFIXES as suffixes
-    from gpunuma.tools.snapshot import write_snapshot
-
     name = os.path.basename(args.output)
-    if not name.endswith(suffixes) or name in suffixes:
-        names = ", FILE".join(suffixes)
+    if not name.endswith(SNAPSHOT_SUFFIXES) or name in SNAPSHOT_SUFFIXES:
+        names = ", FILE".join(SNAPSHOT_SUFFIXES)
         raise UsageError(f"argument -o/--output: name the snapshot FILE{names}; got {args.output!r}")
     summary = write_snapshot(args.output)
     nvml = f"NVML: {summary.gpus} GPU(s)" if summary.nvml_error is None else f"NVML: {summary.nvml_error}"
@@ -427,8 +419,9 @@ def cmd_machines(args: argparse.Namespace) -> int:
 
 
 # -- options -----------------------------------------------------------------------------------
-class _Option(Value):
-    """One ``--option`` of a command: what ``argparse`` is told, and what :func:`_exec_args` reads without it."""
+@dataclass(frozen=True, slots=True)
+class _Option:
+    """One ``--option`` shared by several commands, as ``argparse`` is told it."""
 
     flag: str
     help: str
@@ -499,68 +492,6 @@ _EXEC_OPTIONS = (
 )
 
 
-def _exec_args(argv: Sequence[str]) -> Any | None:
-    """``exec [OPTIONS] [--] CMD...`` read straight from :data:`_EXEC_OPTIONS`, or None for argparse to read.
-
-    ``gpunuma exec`` runs before every program it starts; building the argparse parser (and importing
-    argparse's gettext and re) would cost it more than the binding. Anything this reader does not
-    take plainly (help, abbreviations, a bad value, a missing command) goes to argparse, which parses
-    the same options from the same table and reports errors its own way.
-    """
-    if not argv or argv[0] != "exec":
-        return None
-    by_flag = {option.flag: option for option in _EXEC_OPTIONS}
-    values: dict[str, Any] = {option.dest: False if option.kind == "switch" else option.default
-                              for option in _EXEC_OPTIONS}
-    position = 1
-    while position < len(argv) and argv[position].startswith("--") and argv[position] != "--":
-        flag, equals, text = argv[position].partition("=")
-        option = by_flag.get(flag)
-        if option is None:
-            return None
-        position += 1
-        if option.kind == "switch":
-            if equals:
-                return None
-            values[option.dest] = True
-            continue
-        if not equals:
-            if position >= len(argv):
-                return None
-            text = argv[position]
-            # As argparse: "--", "--json" or "-v" after a flag is no value for it (a negative number is).
-            if text.startswith("-") and decimal(text, signed=True) is None:
-                return None
-            position += 1
-        if option.choices and text not in option.choices:
-            return None
-        if option.kind == "int":
-            number = decimal(text, signed=True)
-            if number is None:
-                return None
-            values[option.dest] = number
-        elif option.kind == "ints":
-            number = decimal(text)
-            if number is None:
-                return None
-            values[option.dest] = [*(values[option.dest] or []), number]
-        elif option.kind == "count":
-            number = decimal(text)
-            if number is None:
-                return None
-            values[option.dest] = number
-        elif option.kind == "append":
-            values[option.dest] = [*(values[option.dest] or []), text]
-        else:
-            values[option.dest] = text
-    command = list(argv[position:])
-    if not command or command == ["--"] or (command[0].startswith("-") and command[0] != "--"):
-        return None
-    from types import SimpleNamespace
-
-    return SimpleNamespace(**values, command=command, verbose=False, command_name="exec", func=cmd_exec)
-
-
 def _add(parser: argparse.ArgumentParser, options: tuple[_Option, ...]) -> None:
     for option in options:
         option.add_to(parser)
@@ -570,15 +501,11 @@ def _pid(text: str) -> str:
     """``check --pid``: ``self`` or a positive decimal process id, never a path under ``/proc``."""
     number = decimal(text)
     if text != "self" and (number is None or number < 1):
-        import argparse
-
         raise argparse.ArgumentTypeError(f"expected a process id (a positive whole number) or self, got {text!r}")
     return text
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import argparse
-
     class Parser(argparse.ArgumentParser):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             # No abbreviations (--js for --json): main tells JSON mode from argv before argparse reads it.
@@ -648,11 +575,9 @@ def _run(args: Any) -> int:
     root = getattr(args, "root", "/")
     if root == "/":
         return int(command(args))
-    from gpunuma.tools.archive import open_tree
-
     with open_tree(root) as tree:
         for note in tree.notes:
-            logs.info("gpunuma: %s: %s", root, note)
+            logger.info("gpunuma: %s: %s", root, note)
         args.root = str(tree.root)
         args.captured = root
         return int(command(args))
@@ -760,14 +685,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(words: list[str], as_json: bool) -> int:
     try:
-        args = _exec_args(words) or build_parser().parse_args(words)
+        args = build_parser().parse_args(words)
     except UsageError as err:
         return _fail(err, f"gpunuma: error: {err}{_help_hint(words)}", as_json)
     except _OutputError as err:  # -h or --version into a full disk or a closed pipe
         return _fail(err, f"gpunuma: error: {err}", False)
     if args.verbose:
-        import logging
-
         # Without -v nothing is configured: warnings still print, message only, through logging's last resort.
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
@@ -777,8 +700,6 @@ def _main(words: list[str], as_json: bool) -> int:
     except UsageError as err:
         return _fail(err, f"gpunuma: error: {err}{_help_hint(words)}", as_json)
     except (GpunumaError, LookupError) as err:
-        from gpunuma.errors import CommandError
-
         prefix = "gpunuma exec" if isinstance(err, CommandError) else "gpunuma: error"
         return _fail(err, f"{prefix}: {err}", bool(getattr(args, "json", False)))
 

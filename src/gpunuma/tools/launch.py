@@ -6,25 +6,23 @@ itself in-process (no numactl needed), then replaces itself with the program.
 
 from __future__ import annotations
 
+import argparse
 import sys
+from collections.abc import Sequence
+from typing import NoReturn
 
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import MemoryPolicy
 from gpunuma.core.reasons import Reason
+from gpunuma.errors import CpuSetParseError, GpunumaError
 from gpunuma.launch import exec_bound
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    import argparse
-    from collections.abc import Sequence
-    from typing import NoReturn
+from gpunuma.tools.cli import exit_code_for
+from gpunuma.tools.terminal import visible
 
 
 def _plan_from_args(args: argparse.Namespace) -> BindingPlan:
     """The plan the options describe; :class:`ValueError` naming the option that is wrong."""
-    from gpunuma.errors import CpuSetParseError
-
     def parsed(option: str, text: str) -> CpuSet:
         try:
             return CpuSet.parse_list(text)
@@ -62,9 +60,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     Misuse is argparse's usage error (exit 2); a gpunuma error or a command that cannot run ends
     with one line on stderr and the exit status ``gpunuma exec`` gives it (:class:`~gpunuma.tools.cli.ExitCode`).
     """
-    import argparse
 
-    from gpunuma.errors import GpunumaError
 
     parser = argparse.ArgumentParser(prog="python -m gpunuma.tools.launch")
     parser.add_argument("--cpus", required=True)
@@ -86,9 +82,6 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     try:
         exec_bound(plan, command, strict=True if args.strict else None)
     except (GpunumaError, KeyboardInterrupt) as err:
-        from gpunuma.tools.cli import exit_code_for
-        from gpunuma.tools.terminal import visible
-
         line = "interrupted (Ctrl-C)" if isinstance(err, KeyboardInterrupt) else f"error: {err}"
         print(visible(f"{parser.prog}: {line}"), file=sys.stderr)
         sys.exit(int(exit_code_for(err)))

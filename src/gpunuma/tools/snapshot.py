@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
+from gpunuma import __version__
 from gpunuma.adapters.procfs import parse_cpulist, read_text
 from gpunuma.core.numbers import digits
 from gpunuma.errors import SnapshotError
@@ -179,8 +180,6 @@ def _json(value: Any) -> bytes:
 
 
 def _meta(base: Path, unreadable: list[str]) -> dict[str, Any]:
-    from gpunuma import __version__
-
     meta: dict[str, Any] = {"format": FORMAT, "gpunuma": __version__, "unreadable": unreadable}
     if base.resolve() == Path("/"):
         uname = os.uname()

@@ -5,7 +5,6 @@ No I/O. The same inputs always give the same plan, and every plan says why in pl
 Rules:
 
 1. **A GPU's CPU node**, in order:
-
    a. ``numa_node`` known and that node has CPUs: that node.
    b. ``numa_node`` known but CPU-less, or else NVML's GPU-memory node (``memory_node``, GH200/GB200)
       known: the nearest node with CPUs by that node's distance row (several at that same distance are
@@ -47,47 +46,27 @@ Rules:
 11. **Share** (``policy.share=(i, n)``): after the scope, the planned CPUs split into ``n`` contiguous
     blocks of whole cores (SMT siblings together, sizes differing by at most one core); the plan keeps
     block ``i`` and the nodes it lies on. More parts than cores overlap, one core each (``share_overlap``).
-12. **NICs**: the plan carries the RDMA NICs nearest its GPUs (:mod:`gpunuma.core.pcie`).
+12. **NICs**: the plan carries the RDMA NICs nearest its GPUs (:mod:`gpunuma.core.model`).
 """
 
 from __future__ import annotations
 
 import operator
+from collections.abc import Mapping, Sequence
 
 from gpunuma.core.cpuset import CpuSet, node_list
-from gpunuma.core.model import Gpu, NumaNode, Topology
+from gpunuma.core.model import Gpu, Nic, NumaNode, Topology, nearest_nics
 from gpunuma.core.plan import Allowed, BindingPlan
+from gpunuma.core.planner.caches import cache_scope
+from gpunuma.core.planner.cores import block_of, physical_cores, reserved_cpus
+from gpunuma.core.planner.locality import Locality, NodeChoice, gpu_nodes
 from gpunuma.core.planner.memory import plan_memory
-from gpunuma.core.policy import CpuScope, MemoryPolicy, Policy
+from gpunuma.core.planner.placement import Placement, disallowed_reason, place_gpus
+from gpunuma.core.policy import CpuScope, MemoryPolicy, Policy, Share
 from gpunuma.core.reasons import Reason
 from gpunuma.errors import InvalidNodeError, PlanError
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
-
-    from gpunuma.core.model import Nic
-    from gpunuma.core.planner.locality import Locality, NodeChoice, gpu_nodes
-    from gpunuma.core.planner.placement import Placement
-    from gpunuma.core.policy import Share
-
 __all__ = ["Locality", "NodeChoice", "Placement", "explicit_node_id", "gpu_nodes", "gpu_placements", "plan_binding"]
-
-#: Names re-exported from the GPU-placement modules, loaded on first use: a plan for an explicit node and
-#: no GPU (``bind_to_node``) never places a GPU, so a cold bind does not import them.
-_LAZY = {
-    "Locality": "gpunuma.core.planner.locality",
-    "NodeChoice": "gpunuma.core.planner.locality",
-    "gpu_nodes": "gpunuma.core.planner.locality",
-    "Placement": "gpunuma.core.planner.placement",
-}
-
-
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(__import__(module, fromlist=[name]), name)
 
 
 def gpu_placements(topology: Topology, allowed: Allowed, policy: Policy = Policy()) -> dict[int, Placement]:
@@ -95,9 +74,6 @@ def gpu_placements(topology: Topology, allowed: Allowed, policy: Policy = Policy
 
     Exclusive shares rank GPUs within these nodes, so every rank of a job agrees on them.
     """
-    from gpunuma.core.planner.locality import gpu_nodes
-    from gpunuma.core.planner.placement import place_gpus
-
     allowed, _ = _without_reserved(topology, allowed, policy)
     return place_gpus(topology, gpu_nodes(topology, policy), allowed, policy)
 
@@ -106,7 +82,6 @@ def _without_reserved(topology: Topology, allowed: Allowed, policy: Policy) -> t
     """``allowed`` less the reserved cores (``policy.reserve``), and the reason saying which they are."""
     if not policy.reserve:
         return allowed, ()
-    from gpunuma.core.planner.cores import reserved_cpus
 
     reserved = reserved_cpus(topology, policy.reserve)
     reason = Reason.of("reserved_cores", reserve=policy.reserve, cpus=reserved.to_list() or "none")
@@ -118,7 +93,6 @@ def _plan_nics(topology: Topology, owned: Sequence[Gpu]) -> tuple[Nic, ...]:
     """The nearest NICs of the process's GPUs, GPU by GPU, each NIC once."""
     if not topology.nics:
         return ()
-    from gpunuma.core.pcie import nearest_nics
 
     chosen: list[Nic] = []
     for gpu in owned:
@@ -134,8 +108,6 @@ def _placed(
     """Rules 1 and 5 for the GPUs the plan ranks: none without a GPU of its own (an explicit node only)."""
     if not owned:
         return {}, {}
-    from gpunuma.core.planner.locality import gpu_nodes
-    from gpunuma.core.planner.placement import place_gpus
 
     # Exclusive and cache scopes rank every GPU on a node; the others need only this process's GPUs.
     every_gpu = policy.cpu_scope in (CpuScope.EXCLUSIVE, CpuScope.CACHE)
@@ -147,8 +119,6 @@ def _share(
     topology: Topology, cpus: CpuSet, nodes: tuple[int, ...], share: Share, reasons: list[str]
 ) -> tuple[CpuSet, tuple[int, ...]]:
     """This process's part of the planned CPUs: whole cores, SMT siblings together, by lowest CPU."""
-    from gpunuma.core.planner.cores import block_of, physical_cores
-
     cores = physical_cores(topology, cpus, cpus)
     block = block_of(cores, share.index, share.count, cpus)
     values = {"index": share.index, "count": share.count, "cores": block.cores, "first": block.first,
@@ -220,8 +190,6 @@ def plan_binding(
     elif policy.cpu_scope is CpuScope.EXCLUSIVE:
         cpus, nodes = _exclusive_scope(topology, targets, owned, placements, allowed, reasons)
     elif policy.cpu_scope is CpuScope.CACHE:
-        from gpunuma.core.planner.caches import cache_scope
-
         cpus, nodes = cache_scope(topology, targets, owned, placements, allowed, reasons)
     else:
         cpus, nodes = _node_scope(topology, targets, allowed, reasons)
@@ -278,7 +246,6 @@ def _threads(
     mine = len(ranks) or 1
     if len(sharing) <= mine:
         return None, None
-    from gpunuma.core.planner.cores import block_of, physical_cores
 
     threads = max(1, len(cpus) * mine // len(sharing))
     cores = physical_cores(topology, cpus, cpus)
@@ -309,9 +276,6 @@ def _placed_nodes(
         else:
             rest.append(gpu.index)
     if rest:
-        from gpunuma.core.planner.locality import gpu_nodes
-        from gpunuma.core.planner.placement import place_gpus
-
         choices = gpu_nodes(topology, policy, rest)
         found.update({index: place.node for index, place in place_gpus(topology, choices, allowed, policy).items()})
     return found
@@ -369,11 +333,8 @@ def _explicit_node(topology: Topology, node_id: int, allowed: Allowed, policy: P
             kind = ""
         raise InvalidNodeError(node_id, f"node {node_id} has no CPUs{kind}")
     if node.cpus.isdisjoint(allowed.cpus):
-        from gpunuma.core.planner.cores import physical_cores  # core splitting loads only when used
-
         if policy.reserve and len(physical_cores(topology, node.cpus, node.cpus)) <= policy.reserve:
             raise InvalidNodeError(node_id, f"reserve={policy.reserve} keeps every core of node {node_id}")
-        from gpunuma.core.planner.placement import disallowed_reason
 
         raise InvalidNodeError(node_id, disallowed_reason(node, allowed))
     return node
@@ -458,7 +419,6 @@ def _exclusive_scope(
     reasons: list[str],
 ) -> tuple[CpuSet, tuple[int, ...]]:
     # Only this scope and shares split cores: importing here spares the other scopes a dataclass build.
-    from gpunuma.core.planner.cores import block_of, physical_cores
 
     cpus = CpuSet()
     for node_id in targets:

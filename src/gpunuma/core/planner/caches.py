@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.model import Gpu, NumaNode, Topology
+from gpunuma.core.plan import Allowed
+from gpunuma.core.planner.placement import Placement
 from gpunuma.core.reasons import Reason
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
-
-    from gpunuma.core.model import Gpu, NumaNode, Topology
-    from gpunuma.core.plan import Allowed
-    from gpunuma.core.planner.placement import Placement
 
 
 def cache_domains(topology: Topology, node: NumaNode, allowed: CpuSet) -> list[CpuSet]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.model import Topology
-from gpunuma.core.value import Value
 
 
-class CoreBlock(Value):
+@dataclass(frozen=True, slots=True)
+class CoreBlock:
     """One rank's cores: the CPUs of cores ``first``..``last`` (by position), and whether blocks overlap."""
 
     cpus: CpuSet

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from gpunuma.core.model import NumaNode, Topology
 from gpunuma.core.reasons import Reason
-from gpunuma.core.value import Value
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Callable
 
 #: Sort key for a node missing from a distance row: after every measured one.
 _UNMEASURED = 1 << 30
 
 
-class Nearest(Value):
+@dataclass(frozen=True, slots=True)
+class Nearest:
     """The nearest node that passed a test, and its distance (None when the row does not list it)."""
 
     node: int

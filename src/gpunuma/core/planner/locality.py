@@ -6,19 +6,18 @@ their rank among the GPUs that report the same candidate nodes.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from dataclasses import dataclass
+from enum import Enum
+
 from gpunuma.core.cpuset import node_list
 from gpunuma.core.model import Gpu, NumaNode, Topology
 from gpunuma.core.planner.distance import nearest_node
 from gpunuma.core.policy import Policy
 from gpunuma.core.reasons import Reason
-from gpunuma.core.value import Choice, Value
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Collection
 
 
-class Locality(str, Choice):
+class Locality(str, Enum):
     """How a GPU's CPU node was found."""
 
     REPORTED = "reported"
@@ -33,7 +32,8 @@ class Locality(str, Choice):
     """No usable locality: the GPU is not bound."""
 
 
-class NodeChoice(Value):
+@dataclass(frozen=True, slots=True)
+class NodeChoice:
     """The CPU node one GPU resolves to (None when unknown) and why."""
 
     gpu: int
@@ -43,7 +43,8 @@ class NodeChoice(Value):
     reasons: tuple[str, ...]
 
 
-class _Candidates(Value):
+@dataclass(frozen=True, slots=True)
+class _Candidates:
     """Rule 1c input: the CPU nodes a GPU of unknown ``numa_node`` may belong to."""
 
     nodes: tuple[int, ...]

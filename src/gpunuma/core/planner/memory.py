@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from gpunuma.core.cpuset import node_list
 from gpunuma.core.model import NumaNode, Topology
 from gpunuma.core.plan import Allowed
+from gpunuma.core.planner.distance import nearest_node
 from gpunuma.core.policy import MemoryPolicy
 from gpunuma.core.reasons import Reason
-from gpunuma.core.value import Value
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Sequence
 
 
-class MemoryChoice(Value):
+@dataclass(frozen=True, slots=True)
+class MemoryChoice:
     """The memory policy and nodes of a plan, and why."""
 
     policy: MemoryPolicy
@@ -42,7 +42,6 @@ def plan_memory(
 
 
 def _plan_memory(topology: Topology, cpu_nodes: Sequence[int], allowed: Allowed, wanted: MemoryPolicy) -> MemoryChoice:
-
     def usable(node: NumaNode) -> bool:
         return node.has_memory and node.id in allowed.mems
 
@@ -52,7 +51,6 @@ def _plan_memory(topology: Topology, cpu_nodes: Sequence[int], allowed: Allowed,
         reason = Reason.of("memory_on_nodes", policy=wanted.value, nodes=node_list(chosen))
         return MemoryChoice(wanted, chosen, (reason,))
 
-    from gpunuma.core.planner.distance import nearest_node  # only this fallback searches distances
 
     why = {"nodes": node_list(cpu_nodes), "mems": node_list(allowed.mems) or "none"}
     found = [nearest for origin in origins if (nearest := nearest_node(topology, origin, usable)) is not None]

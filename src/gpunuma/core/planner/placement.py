@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 from gpunuma.core.model import NumaNode, Topology
 from gpunuma.core.plan import Allowed
 from gpunuma.core.planner.distance import nearest_node
 from gpunuma.core.planner.locality import NodeChoice
 from gpunuma.core.policy import Fallback, Policy
 from gpunuma.core.reasons import Reason
-from gpunuma.core.value import Value
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Mapping
 
 
-class Placement(Value):
+@dataclass(frozen=True, slots=True)
+class Placement:
     """The node a GPU's process binds to once the cgroup is taken into account (None: not bound)."""
 
     gpu: int
