@@ -87,6 +87,15 @@ class TestReserve:
         assert Reason.coerce(got.reasons[0]).to_dict() == {
             "code": "reserved_cores", "values": {"reserve": 2, "cpus": "0-1,56-57,112-113,168-169"}
         }
+        # No cgroup limits this machine: the reserve, not a cgroup, is what the reasons name.
+        assert "node_partly_allowed" not in codes(got.reasons) and "cgroup" not in " ".join(got.reasons)
+
+    def test_in_a_cgroup_the_reasons_count_what_the_cgroup_allows_and_the_reserve_apart(self) -> None:
+        got = plan("container-dgx-h100", 0, reserve=2)  # the cgroup allows 0-47,112-159 of node 0's 112 CPUs
+
+        assert got.cpus.to_list() == "2-47,114-159"
+        assert [r.values for r in got.reasons if r.code == "node_partly_allowed"] == [
+            {"allowed_count": 96, "node": 0, "total": 112}]
 
     def test_reserve_comes_before_exclusive_shares_and_shares(self) -> None:
         # 54 cores left on node 0 for 4 GPUs: rank 0 gets 54 // 4 = 13 (cores 2-14); part 0 of 2 gets 13 // 2 = 6.
@@ -99,8 +108,23 @@ class TestReserve:
 
         assert not got.binds and codes(got.reasons)[0] == "reserved_cores"
         # The node is lost to the reserve, not to the cgroup (which allows every CPU): the reason says so.
-        (lost,) = [r for r in got.reasons if r.code.startswith("node_disallowed")]
-        assert lost.values["allowed"].startswith("none, once reserve=56")
+        assert codes(got.reasons)[-1] == "node_reserved_no_allowed_node"
+        assert got.reasons[-1].values == {"node": 0, "reserve": 56, "cpus": "0-55,112-167"}
+        assert "cgroup" not in " ".join(got.reasons)
+
+    def test_reserve_leaves_a_memory_policy_someone_set_alone_as_without_it(self) -> None:
+        membind = replace(DGX, mempolicy="bind:0")  # numactl --membind=0 and no CPU option
+        got = plan_binding(DGX_TOPOLOGY, [5], membind.allowed(), Policy(reserve=2))
+
+        assert got.memory_policy.value == "none" and codes(got.reasons)[-1] == "memory_policy_set"
+
+    def test_a_gpu_whose_allowed_cores_the_reserve_takes_moves_to_the_nearest_node_and_says_why(self) -> None:
+        # The cgroup allows node 0's first two cores and all of node 1; reserve=2 takes node 0's.
+        allowed = replace(DGX, cgroup_cpus="0-1,56-111,112-113,168-223", cgroup_mems="0-1").allowed()
+        got = plan_binding(DGX_TOPOLOGY, [0], allowed, Policy(reserve=2))
+
+        assert got.nodes == (1,) and codes(got.reasons)[2] == "node_reserved_nearest"
+        assert got.reasons[2].values["cpus"] == "0-1,112-113"
 
     def test_an_explicit_node_whose_cores_are_all_reserved_is_refused(self) -> None:
         with pytest.raises(InvalidNodeError) as caught:

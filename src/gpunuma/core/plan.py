@@ -20,13 +20,21 @@ class Allowed:
     ``cpus``/``mems`` are the cgroup cpuset (``cpuset.cpus.effective``, ``Mems_allowed``);
     ``affinity`` is the process's current CPU affinity, which may be narrower (taskset, numactl).
     ``mempolicy`` is a memory policy someone already set (``numactl --membind``, ``--interleave``,
-    ``--localalloc``); None when the policy is the default or unknown.
+    ``--localalloc``); None when the policy is the default or unknown. ``reserved`` are CPUs the cgroup
+    allows that the planner took out of ``cpus`` and ``affinity`` for ``Policy.reserve``, so its reasons
+    blame the reserve for them, not the cgroup (empty as the kernel reports it).
     """
 
     cpus: CpuSet
     mems: frozenset[int]
     affinity: CpuSet
     mempolicy: Mempolicy | None = None
+    reserved: CpuSet = CpuSet()
+
+    @property
+    def cgroup_cpus(self) -> CpuSet:
+        """The CPUs the cgroup allows, reserved ones included."""
+        return self.cpus | self.reserved if self.reserved else self.cpus
 
     @property
     def affinity_narrowed(self) -> bool:

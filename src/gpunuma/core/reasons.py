@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 _DISALLOWED = "none of node {node}'s CPUs {cpus} are allowed by this cgroup (allowed: {allowed})"
+_RESERVED = "reserve={reserve} keeps out every CPU of node {node} this process may use ({cpus})"
 _NARROWED = "CPU affinity was already narrowed to {affinity} (numactl, taskset or a batch scheduler)"
 _NO_MEMORY = "node(s) {nodes} have no memory this process may use (allowed memory nodes: {mems})"
 _RAY = "{gpu} from ray.get_gpu_ids()={ids}"
@@ -94,6 +95,10 @@ TEMPLATES: Mapping[str, str] = {
     "node_disallowed_nearest": (
         _DISALLOWED + "; using node {target}, the nearest node with allowed CPUs ({distance})"
     ),
+    "node_reserved": _RESERVED,
+    "node_reserved_not_binding": _RESERVED + "; not binding (on_disallowed=none)",
+    "node_reserved_no_allowed_node": _RESERVED + "; no node has a CPU left to bind to",
+    "node_reserved_nearest": _RESERVED + "; using node {target}, the nearest node with CPUs left ({distance})",
     "node_partly_allowed": "{allowed_count} of node {node}'s {total} CPUs are allowed by this cgroup",
     # -- rules 2, 4, 6, 7: scope, several GPUs, explicit node, narrowed affinity (core.planner) -
     "affinity_narrowed": _NARROWED + "; leaving it alone (override_affinity=True rebinds)",

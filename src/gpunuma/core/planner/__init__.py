@@ -64,6 +64,7 @@ from gpunuma.core.planner.memory import plan_memory
 from gpunuma.core.planner.placement import Placement, disallowed_reason, place_gpus
 from gpunuma.core.policy import CpuScope, MemoryPolicy, Policy, Share
 from gpunuma.core.reasons import Reason
+from gpunuma.core.value import replace
 from gpunuma.errors import InvalidNodeError, PlanError
 
 __all__ = ["Locality", "NodeChoice", "Placement", "explicit_node_id", "gpu_nodes", "gpu_placements", "plan_binding"]
@@ -85,7 +86,8 @@ def _without_reserved(topology: Topology, allowed: Allowed, policy: Policy) -> t
 
     reserved = reserved_cpus(topology, policy.reserve)
     reason = Reason.of("reserved_cores", reserve=policy.reserve, cpus=reserved.to_list() or "none")
-    kept = Allowed(cpus=allowed.cpus - reserved, mems=allowed.mems, affinity=allowed.affinity - reserved)
+    kept = replace(allowed, cpus=allowed.cpus - reserved, affinity=allowed.affinity - reserved,
+                   reserved=allowed.reserved | (allowed.cpus & reserved))
     return kept, (reason,)
 
 
@@ -336,7 +338,7 @@ def _explicit_node(topology: Topology, node_id: int, allowed: Allowed, policy: P
         if policy.reserve and len(physical_cores(topology, node.cpus, node.cpus)) <= policy.reserve:
             raise InvalidNodeError(node_id, f"reserve={policy.reserve} keeps every core of node {node_id}")
 
-        raise InvalidNodeError(node_id, disallowed_reason(node, allowed))
+        raise InvalidNodeError(node_id, disallowed_reason(node, allowed, reserve=policy.reserve))
     return node
 
 
@@ -357,10 +359,14 @@ def _gpu_targets(
 
 
 def _partial(node: NumaNode, allowed: Allowed, reasons: list[str]) -> CpuSet:
-    """The allowed CPUs of ``node``, noting when the cgroup allows only part of it (rule 5)."""
+    """The allowed CPUs of ``node``, noting when the cgroup allows only part of it (rule 5).
+
+    CPUs the reserve took are the reserve's doing (reason ``reserved_cores``), not the cgroup's.
+    """
     part = node.cpus & allowed.cpus
-    if part and part != node.cpus:
-        reason = Reason.of("node_partly_allowed", allowed_count=len(part), node=node.id, total=len(node.cpus))
+    by_cgroup = node.cpus & allowed.cgroup_cpus
+    if part and by_cgroup != node.cpus:
+        reason = Reason.of("node_partly_allowed", allowed_count=len(by_cgroup), node=node.id, total=len(node.cpus))
         if reason not in reasons:
             reasons.append(reason)
     return part

@@ -28,15 +28,18 @@ class Placement:
 def disallowed_reason(
     node: NumaNode, allowed: Allowed, code: str = "node_disallowed", *, reserve: int = 0, **more: object
 ) -> Reason:
-    """``none of node 1's CPUs 56-111 are allowed by this cgroup (allowed: 0-55)``, plus what ``code`` adds.
+    """Why ``node`` has no CPU left to plan on, blaming what took them: the cgroup, or the reserve.
 
-    ``allowed`` is what is left after ``reserve``: the text says so, since the reserve, not the cgroup,
-    may be what took the node's last core.
+    ``none of node 1's CPUs 56-111,168-223 are allowed by this cgroup (allowed: 0-55)``, or where the cgroup
+    allows some that ``reserve`` keeps out (``allowed.reserved``), ``reserve=2 keeps out every CPU of node 1
+    this process may use (56-57,168-169)``; plus what ``code`` adds (``node_disallowed_nearest``...).
     """
-    left = allowed.cpus.to_list() or "none"
-    if reserve:
-        left = f"{left}, once reserve={reserve} keeps the first {reserve} core(s) of every node"
-    return Reason.of(code, node=node.id, cpus=node.cpus.to_list(), allowed=left, **more)
+    kept_out = node.cpus & allowed.reserved
+    if kept_out:
+        return Reason.of(code.replace("node_disallowed", "node_reserved", 1), node=node.id, reserve=reserve,
+                         cpus=kept_out.to_list(), **more)
+    return Reason.of(code, node=node.id, cpus=node.cpus.to_list(), allowed=allowed.cgroup_cpus.to_list() or "none",
+                     **more)
 
 
 def place_gpus(
