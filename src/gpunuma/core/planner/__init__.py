@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from gpunuma.core.cpuset import CpuSet, node_list
 from gpunuma.core.model import Gpu, Nic, NumaNode, Topology, nearest_nics
@@ -64,7 +65,6 @@ from gpunuma.core.planner.memory import plan_memory
 from gpunuma.core.planner.placement import Placement, disallowed_reason, place_gpus
 from gpunuma.core.policy import CpuScope, MemoryPolicy, Policy, Share
 from gpunuma.core.reasons import Reason
-from gpunuma.core.value import replace
 from gpunuma.errors import InvalidNodeError, PlanError
 
 __all__ = ["Locality", "NodeChoice", "Placement", "explicit_node_id", "gpu_nodes", "gpu_placements", "plan_binding"]
