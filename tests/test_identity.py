@@ -235,6 +235,13 @@ def test_ray_id_beyond_the_machine_is_an_error(ray_gives: Any) -> None:
         resolve_gpus(DGX, env=read_gpu_environment({}, ray_gives([9])))
 
 
+def test_a_physical_id_on_a_machine_without_gpus_says_none_not_an_empty_list(ray_gives: Any) -> None:
+    no_gpus = dataclasses.replace(DGX, gpus=())
+    with pytest.raises(GpuResolutionError) as caught:
+        resolve_gpus(no_gpus, env=read_gpu_environment({}, ray_gives([0])))
+    assert str(caught.value).endswith("no physical GPU 0 (GPUs: none)")
+
+
 def test_ray_not_imported_is_never_imported(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delitem(sys.modules, "ray", raising=False)
     assert resolve_gpus(DGX, env=read_gpu_environment({CVD: "1"})) == (1,)

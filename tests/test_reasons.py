@@ -27,6 +27,14 @@ def test_every_code_renders_from_its_template_with_its_own_fields(code):
     assert "{" not in reason and all(value in reason for value in values.values() if "!r" not in TEMPLATES[code])
 
 
+def test_an_empty_value_reads_none_in_the_text_and_stays_empty_in_the_data():
+    for code, template in TEMPLATES.items():
+        values = {field: "" for field in _fields(template)}
+        reason = Reason.of(code, **values)
+        assert reason == template.format(**dict.fromkeys(values, "none")) and reason.values == values, code
+    assert "GPUs none" in Reason.of("no_gpu_placeable", gpus=[])
+
+
 def test_an_unknown_code_or_a_missing_value_is_an_error_not_a_silent_text():
     with pytest.raises(KeyError):
         Reason.of("no_such_code")

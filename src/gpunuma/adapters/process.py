@@ -111,7 +111,8 @@ def _check_cpus_online(cpus: CpuSet, sys_root: str | Path) -> None:
     missing = cpus - online if online is not None else CpuSet()
     if missing:
         raise BindError(
-            f"CPUs {missing.to_list()} are not online on this machine (online: {online}); nothing was changed"
+            f"CPUs {missing.to_list()} are not online on this machine (online: {online.to_list() or 'none'}); "
+            "nothing was changed"
         )
 
 

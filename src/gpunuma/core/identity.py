@@ -376,7 +376,7 @@ def _by_string(topology: Topology, text: str, what: str) -> Gpu:
 def _physical_gpu(topology: Topology, physical: int, what: str, value: str) -> Gpu:
     gpu = topology.gpu(physical)
     if gpu is None:
-        known = ",".join(str(g.index) for g in topology.gpus)
+        known = ",".join(str(g.index) for g in topology.gpus) or "none"
         raise GpuResolutionError(
             f"{what}={_cut(value)!r}: no physical GPU {physical} (GPUs: {known})", variable=what, value=value
         )

@@ -34,13 +34,13 @@ def compare(plan: BindingPlan, view: KernelView, *, within: bool = False) -> tup
             runs = thread.cpus.to_list() or "no CPU"
             found.append(f"thread {thread.tid} ({thread.name}) runs on {runs}, planned {planned}")
     if not view.threads and view.cpus_allowed != plan.cpus:
-        found.append(f"process {view.pid} runs on {view.cpus_allowed.to_list()}, planned {planned}")
+        found.append(f"process {view.pid} runs on {view.cpus_allowed.to_list() or 'no CPU'}, planned {planned}")
     if plan.memory_policy is MemoryPolicy.NONE:
         return tuple(found)
     outside = [n for n in plan.memory_nodes if view.mems_allowed and n not in view.mems_allowed]
     if outside:
         found.append(
-            f"memory node {node_list(outside)} is outside Mems_allowed {node_list(view.mems_allowed)}"
+            f"memory node {node_list(outside)} is outside Mems_allowed {node_list(view.mems_allowed) or 'none'}"
         )
     if view.mempolicy is not None and not _policy_held(plan, view) and not (within and _policy_within(plan, view)):
         held = f"{view.mempolicy} {node_list(view.mempolicy_nodes)}".strip()

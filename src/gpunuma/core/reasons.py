@@ -332,8 +332,12 @@ class Reason(str):
 
     @classmethod
     def of(cls, code: str, **values: Any) -> Reason:
-        """The reason ``code`` with ``values``, its text rendered from :data:`TEMPLATES` (KeyError: no such code)."""
-        return cls(TEMPLATES[code].format(**values), code, sorted(values.items()))
+        """The reason ``code`` with ``values``, its text rendered from :data:`TEMPLATES` (KeyError: no such code).
+
+        An empty value (``""``, an empty list) reads ``none`` in the text, never a blank; ``values`` keep it as given.
+        """
+        shown = {key: "none" if _empty(value) else value for key, value in values.items()}
+        return cls(TEMPLATES[code].format(**shown), code, sorted(values.items()))
 
     @classmethod
     def coerce(cls, text: str) -> Reason:
@@ -351,6 +355,11 @@ class Reason(str):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Reason, (str(self), self.code, self._values))
+
+
+def _empty(value: Any) -> bool:
+    """An empty text or collection (a CPU list, node list or GPU list with nothing in it)."""
+    return isinstance(value, (str, tuple, list, set, frozenset)) and not isinstance(value, Reason) and not value
 
 
 def _plain(value: Any) -> Any:

@@ -381,7 +381,7 @@ class RayNodeTopology:
             return self.sources[node_id]
         except KeyError:
             raise TopologyUnavailableError(
-                f"no topology source for Ray node {node_id} (known: {', '.join(sorted(self.sources))})"
+                f"no topology source for Ray node {node_id} (known: {', '.join(sorted(self.sources)) or 'none'})"
             ) from None
 
     def read(self) -> Topology:

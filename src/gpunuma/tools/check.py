@@ -85,8 +85,8 @@ class CheckResult:
 
     def render(self) -> str:
         view = self.view
-        lines = [f"process {view.pid}: CPUs allowed {view.cpus_allowed.to_list()}, "
-                 f"memory nodes allowed {node_list(view.mems_allowed)}, "
+        lines = [f"process {view.pid}: CPUs allowed {view.cpus_allowed.to_list() or 'none'}, "
+                 f"memory nodes allowed {node_list(view.mems_allowed) or 'none'}, "
                  f"memory policy {view.mempolicy or 'unreadable'}"
                  + (f" {node_list(view.mempolicy_nodes)}" if view.mempolicy_nodes else "")]
         groups: dict[str, list[str]] = {}
