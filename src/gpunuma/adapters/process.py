@@ -108,7 +108,9 @@ def _check_cpus_online(cpus: CpuSet, sys_root: str | Path) -> None:
         online = parse_cpulist(path, text) if text is not None else None
     except (OSError, GpunumaError):
         return
-    missing = cpus - online if online is not None else CpuSet()
+    if online is None:
+        return
+    missing = cpus - online
     if missing:
         raise BindError(
             f"CPUs {missing.to_list()} are not online on this machine (online: {online.to_list() or 'none'}); "
