@@ -130,11 +130,12 @@ def test_amd_gpus_are_read_from_sysfs_alone(rendered):
     assert gpus[0].name == "AMD Instinct MI300X"
 
 
-def test_grace_gpus_report_the_cpu_node_not_the_memory_node(rendered):
+def test_grace_gpus_report_the_cpu_node_and_the_driver_names_the_memory_node(rendered):
     topology = SysfsTopology(root=rendered("gb200")).read()
 
     assert [gpu.numa_node for gpu in topology.gpus] == [0, 0, 1, 1]
-    assert [gpu.memory_node for gpu in topology.gpus] == [None] * 4  # only NVML knows those
+    # /proc/driver/nvidia/gpus/<bdf>/numa_status ("Node: 2"), written where GPU memory is a NUMA node.
+    assert [gpu.memory_node for gpu in topology.gpus] == [2, 10, 18, 26]
     assert [n.id for n in topology.nodes if not n.has_cpus and n.has_memory] == [2, 10, 18, 26]
 
 

@@ -459,6 +459,47 @@ def _no_numa() -> Machine:
     )
 
 
+#: An IBM AC922's six V100s, in bus order: (bus id, the socket's CPU node, the node holding the GPU's memory).
+_AC922_GPUS = [("0004:05:00.0", 0, 255), ("0004:06:00.0", 0, 254), ("0006:00:00.0", 0, 253),
+               ("0007:00:00.0", 8, 252), ("0035:04:00.0", 8, 251), ("0035:05:00.0", 8, 250)]  # fmt: skip
+
+
+def _power9_v100() -> Machine:
+    # CPU nodes 0 and 8 (one per POWER9 socket); the driver onlines each V100's 16 GB as a CPU-less node.
+    ids = (0, 8, *range(250, 256))
+    rows = distance_rows(ids, lambda a, b: 40 if {a, b} == {0, 8} else 80)
+    nodes = (
+        NodeSpec(0, "0-87", 126_796, rows[0]),
+        NodeSpec(8, "88-175", 130_812, rows[8]),
+        *(NodeSpec(k, "", 15_360, rows[k]) for k in range(250, 256)),
+    )
+    gpus = tuple(
+        gpu(bus, node, chassis="power9-v100", name="Tesla V100-SXM2-16GB", nvml_numa_node=memory, pci_ids=False)
+        for bus, node, memory in _AC922_GPUS
+    )
+    return Machine(
+        name="power9-v100",
+        description="IBM AC922: 2x POWER9 (22 cores, SMT4), CPU nodes 0 and 8, six V100 whose memory the NVIDIA "
+        "driver onlines as nodes 250-255; their PCI functions keep no vendor or numa_node file",
+        sources=(
+            "PowerNV 8335-GTW, nodes 0 and 8 (129839104 and 133952000 KB), GPU memory nodes 250-255 (15728640 KB "
+            "each) with each GPU's bus id, CPUs 0-87 / 88-175 (SMT4, a core's threads numbered consecutively), "
+            "distances 10/40/80: hwloc tests/hwloc/linux/nvidiagpunumanodes.output and .kept.output",
+            "the GPU functions without vendor and numa_node files, found through /proc/driver/nvidia/gpus: how "
+            "hwloc's captured tree of that host keeps them (its tarball was not re-read here)",
+            "numa_status ('Node:', 'Status:'), written only where the GPU's memory is a NUMA node: "
+            "NVIDIA/open-gpu-kernel-modules kernel-open/nvidia/nv-procfs.c",
+        ),
+        sockets=2,
+        cores_per_socket=22,
+        threads_per_core=4,
+        threads_consecutive=True,
+        nodes=nodes,
+        gpus=gpus,
+        expected_nodes={i: node for i, (_, node, _) in enumerate(_AC922_GPUS)},
+    )
+
+
 def _smt_off() -> Machine:
     rows = distance_rows((0, 1), lambda a, b: 21)
     return Machine(
@@ -505,6 +546,7 @@ def _build() -> Mapping[str, Machine]:
         _intel_max(),
         _no_numa(),
         _smt_off(),
+        _power9_v100(),
         _server_amd_vga(),
         _dgx_h100(
             "docker-dgx-h100",

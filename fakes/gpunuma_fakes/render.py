@@ -253,16 +253,20 @@ class _Pci:
         self.paths = dict(layout.paths)
         self.functions = layout.functions
 
-    def function(self, bdf: str, ids: tuple[int, int, int], node: int, local: CpuSet | None = None) -> str:
-        """Write one function's identity and locality files; returns its folder."""
+    def function(
+        self, bdf: str, ids: tuple[int, int, int], node: int, local: CpuSet | None = None, *, identity: bool = True
+    ) -> str:
+        """Write one function's identity and locality files (``identity=False``: class and local CPUs only);
+        returns its folder."""
         folder = "/".join(("sys/devices", *self.paths[bdf]))
         vendor, device, klass = ids
         if local is None:
             local = self.machine.all_cpus() if node < 0 else self.machine.node_cpus(node)
-        self.out.write(f"{folder}/vendor", f"0x{vendor:04x}")
-        self.out.write(f"{folder}/device", f"0x{device:04x}")
+        if identity:
+            self.out.write(f"{folder}/vendor", f"0x{vendor:04x}")
+            self.out.write(f"{folder}/device", f"0x{device:04x}")
+            self.out.write(f"{folder}/numa_node", str(node))
         self.out.write(f"{folder}/class", f"0x{klass:06x}")
-        self.out.write(f"{folder}/numa_node", str(node))
         self.out.write(f"{folder}/local_cpulist", local.to_list())
         self.out.write(f"{folder}/local_cpus", local.to_mask(nbits=self.machine.cpu_count))
         self.out.link(f"sys/bus/pci/devices/{bdf}", folder)
@@ -273,7 +277,7 @@ def _render_pci(machine: Machine, out: _Tree) -> None:
     pci = _Pci(machine, out)
     for gpu in machine.gpus:
         ids = (_VENDOR_IDS[gpu.vendor], _DEVICE_IDS.get(gpu.name, 0x2330), _gpu_class(gpu))
-        folder = pci.function(gpu.bus_id, ids, gpu.sysfs_numa_node, machine.gpu_local_cpus(gpu))
+        folder = pci.function(gpu.bus_id, ids, gpu.sysfs_numa_node, machine.gpu_local_cpus(gpu), identity=gpu.pci_ids)
         if gpu.vendor == "amd":
             out.write(f"{folder}/product_name", gpu.name)  # amdgpu's FRU attribute
         if gpu.vendor in ("amd", "intel"):
@@ -327,6 +331,10 @@ def _render_nvidia_proc(machine: Machine, out: _Tree) -> None:
             f"Device Minor: \t {minor}\n"
             "GPU Excluded:\t No",
         )
+        memory_node = machine.driver_memory_node(gpu)
+        if memory_node is not None:  # only where the GPU's memory is a NUMA node (nv-procfs.c: numa_status)
+            status = f"Node:      {memory_node}\nStatus:    online\n"
+            out.write(f"proc/driver/nvidia/gpus/{gpu.bus_id}/numa_status", status)
 
 
 def _render_dev(machine: Machine, out: _Tree) -> None:

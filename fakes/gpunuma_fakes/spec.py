@@ -70,6 +70,9 @@ class GpuSpec:
     #: The PCIe switches above the GPU, outermost first; devices naming the same switch share it.
     #: Empty: the GPU sits alone on a root port (or on the root bus when its bus is 0).
     switches: tuple[str, ...] = ()
+    #: False: the PCI function has no ``vendor``, ``device`` or ``numa_node`` file (hwloc's capture of an IBM
+    #: POWER9 host keeps only its class and local CPUs); the NVIDIA driver's listing names it.
+    pci_ids: bool = True
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,7 @@ class NicSpec:
 class Machine:
     """A simulated machine. CPUs are numbered as Linux enumerates x86 and Grace parts:
     first thread of every core socket by socket, then the second threads in the same order
-    (CPU ``t*sockets*cores + s*cores + c``).
+    (CPU ``t*sockets*cores + s*cores + c``), or as POWER does (``threads_consecutive``).
     """
 
     name: str
@@ -105,6 +108,8 @@ class Machine:
     threads_per_core: int
     nodes: tuple[NodeSpec, ...]
     gpus: tuple[GpuSpec, ...]
+    #: True: a core's SMT threads are numbered consecutively (POWER: CPUs 0-3 are core 0), not as x86 does.
+    threads_consecutive: bool = False
     #: GPU index -> the node the default plan must bind to (None: must not bind).
     expected_nodes: dict[int, int | None] = field(default_factory=dict)
     offline_cpus: str = ""
@@ -142,6 +147,11 @@ class Machine:
 
     def cpu_layout(self, cpu_id: int) -> tuple[int, int, CpuSet]:
         """(package, core id, SMT siblings) of a CPU under the machine's numbering."""
+        if self.threads_consecutive:
+            core_index, _ = divmod(cpu_id, self.threads_per_core)
+            first = core_index * self.threads_per_core
+            siblings = CpuSet.range(first, first + self.threads_per_core - 1)
+            return core_index // self.cores_per_socket, core_index % self.cores_per_socket, siblings
         per_thread = self.sockets * self.cores_per_socket
         core_index = cpu_id % per_thread
         package = core_index // self.cores_per_socket
@@ -227,8 +237,9 @@ class Machine:
                 pci_bus_id=gpu.bus_id,
                 uuid=gpu.uuid if gpu.vendor == "nvidia" else None,
                 vendor=gpu.vendor,
-                numa_node=None if gpu.sysfs_numa_node < 0 else gpu.sysfs_numa_node,
+                numa_node=None if gpu.sysfs_numa_node < 0 or not gpu.pci_ids else gpu.sysfs_numa_node,
                 local_cpus=self.gpu_local_cpus(gpu),
+                memory_node=self.driver_memory_node(gpu),
                 mig_devices=tuple(MigDevice(uuid=u, parent_index=index) for u in gpu.mig_uuids),
                 name=gpu.name if gpu.vendor != "intel" else None,
                 pci_path=paths[gpu.bus_id],
@@ -267,6 +278,16 @@ class Machine:
             if cpus and not self.online_cpus() <= cpus and len(touched) == 1:
                 changes.update(numa_node=touched[0], local_cpus=self.gpu_nvml_cpus(spec))
         return replace(gpu, **changes)  # type: ignore[arg-type]
+
+    @staticmethod
+    def driver_memory_node(gpu: GpuSpec) -> int | None:
+        """The node the NVIDIA driver's ``numa_status`` names for the GPU's memory (None: no such file).
+
+        The driver writes the file only where the GPU's memory is a NUMA node, the node NVML reports too.
+        """
+        if gpu.vendor != "nvidia" or gpu.nvml_numa_node is None or gpu.nvml_numa_node < 0:
+            return None
+        return gpu.nvml_numa_node
 
     def sorted_gpus(self) -> tuple[GpuSpec, ...]:
         """Every GPU of the host in PCI bus order (what ``/sys/bus/pci`` shows, container or not)."""

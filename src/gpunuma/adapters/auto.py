@@ -9,7 +9,8 @@ sysfs fully describes then never imports pynvml nor pays ``nvmlInit`` (25-60 ms 
 Which source wins each field:
 
 * nodes, CPUs, PCI ``numa_node`` and ``local_cpus``: sysfs (the kernel allocates by them);
-* UUID, name, MIG devices, ``memory_node``, ``affinity_nodes``: NVML.
+* UUID, name, MIG devices, ``memory_node``, ``affinity_nodes``: NVML (``memory_node`` from the NVIDIA
+  driver's ``numa_status`` where NVML says nothing).
 
 When the two disagree about a GPU's node, the kernel's PCI ``numa_node`` wins if it is known;
 NVML's CPU affinity fills in only where the kernel says -1. Each disagreement is logged as a
@@ -169,7 +170,7 @@ def _merge_one(kernel: Gpu, nvml: Gpu) -> tuple[Gpu, str | None]:
         name=nvml.name or kernel.name,
         numa_node=numa_node,
         local_cpus=local_cpus,
-        memory_node=nvml.memory_node,
+        memory_node=nvml.memory_node if nvml.memory_node is not None else kernel.memory_node,
         affinity_nodes=nvml.affinity_nodes,
         mig_devices=migs or kernel.mig_devices,
         notes=(*kernel.notes, *nvml.notes, *((note,) if note else ())),

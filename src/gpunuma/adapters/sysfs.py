@@ -203,7 +203,7 @@ class SysfsTopology:
         ids: dict[str, DeviceIds] = {}
         for bdf in entries:
             folder = f"{pci_dir}/{bdf}/"
-            vendor = self._gpu_vendor(folder)
+            vendor = self._gpu_vendor(folder, bdf)
             if vendor is None:
                 continue
             path = paths.of(f"{pci_dir}/{bdf}")
@@ -221,8 +221,12 @@ class SysfsTopology:
         notes.extend(left_out)
         return gpus
 
-    def _gpu_vendor(self, folder: str) -> str | None:
-        """The vendor name when the PCI function is a GPU, else None."""
+    def _gpu_vendor(self, folder: str, bdf: str) -> str | None:
+        """The vendor name when the PCI function is a GPU, else None.
+
+        A display function without a ``vendor`` file (hwloc's capture of an IBM POWER9 host keeps none) is
+        NVIDIA's when the NVIDIA driver lists it under ``/proc/driver/nvidia/gpus``.
+        """
         class_path = folder + "class"
         class_text = read_value(class_path, self.files)
         if class_text is None:
@@ -233,6 +237,9 @@ class SysfsTopology:
         vendor_path = folder + "vendor"
         vendor_text = read_value(vendor_path, self.files)
         if vendor_text is None:
+            listing = self._path(f"proc/driver/nvidia/gpus/{bdf}")
+            if klass in _GPU_CLASSES and not self.files.exists(vendor_path) and self.files.is_dir(listing):
+                return "nvidia"
             return None
         vendor = _VENDORS.get(parse_int(vendor_path, vendor_text, 16))
         if klass == _ACCELERATOR and vendor == "nvidia":
@@ -250,10 +257,14 @@ class SysfsTopology:
             numa_node = None
         else:
             numa_node = parse_node_id(node_path, node_text)
+        if vendor == "nvidia" and not files.exists(folder + "vendor"):
+            listing = self._path(f"proc/driver/nvidia/gpus/{bdf}")
+            notes.append(Reason.of("sysfs_gpu_vendor_from_driver", path=folder + "vendor", listing=listing))
         local_cpus = self._local_cpus(folder, notes, files)
-        uuid = name = None
+        uuid = name = memory_node = None
         ids = DeviceIds()
         if vendor == "nvidia":
+            memory_node = self._driver_memory_node(bdf)
             info_path = self._path(f"proc/driver/nvidia/gpus/{bdf}/information")
             info = read_text(info_path, files)
             if info is None:
@@ -275,11 +286,25 @@ class SysfsTopology:
             vendor=vendor,
             numa_node=numa_node,
             local_cpus=local_cpus,
+            memory_node=memory_node,
             name=name,
             notes=tuple(notes),
             pci_path=path,
         )
         return gpu, ids
+
+    def _driver_memory_node(self, bdf: str) -> int | None:
+        """The node holding the GPU's own memory, from the driver's ``numa_status`` (``Node: 255``).
+
+        The driver writes the file only on platforms whose GPU memory is a NUMA node (IBM POWER9 with
+        NVLink, Grace Hopper and Blackwell); ``Node: -1`` (not onlined) is None, as is a missing file.
+        """
+        path = self._path(f"proc/driver/nvidia/gpus/{bdf}/numa_status")
+        text = read_text(path, self.files)
+        if text is None:
+            return None
+        value = _info_fields(text, ("Node",)).get("Node")
+        return parse_node_id(path, value) if value else None
 
     @staticmethod
     def _local_cpus(folder: str, notes: list[str], files: KernelFiles) -> CpuSet | None:

@@ -186,6 +186,9 @@ TEMPLATES: Mapping[str, str] = {
     "sysfs_no_pci_devices": "{path} missing: no GPUs",
     "sysfs_gpu_node_unknown": "{path} missing or empty: NUMA node unknown",
     "sysfs_gpu_uuid_unknown": "{path} missing: UUID unknown to sysfs",
+    "sysfs_gpu_vendor_from_driver": (
+        "{path} missing: NVIDIA's, as the NVIDIA driver lists this display function ({listing})"
+    ),
     "sysfs_local_cpus_unknown": "{path} and local_cpus missing: local CPUs unknown",
     "sysfs_online_from_flags": (
         "{path} missing or empty: online CPUs are the cpuN folders whose online flag is not 0"
