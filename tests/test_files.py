@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from gpunuma.adapters.files import HOST, MAX_FILE_BYTES, FileTree, files_of
+from gpunuma.adapters.files import HOST, MAX_FILE_BYTES, files_of
+from gpunuma.core.filetree import FileTree
 from gpunuma.core.ports import KernelFiles
 from gpunuma.errors import SysfsFormatError, SysfsReadError
 from gpunuma_fakes.render import write_tree

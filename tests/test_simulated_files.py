@@ -8,8 +8,8 @@ import tempfile
 import pytest
 
 from gpunuma import bind_to_gpu
-from gpunuma.adapters.files import FileTree
 from gpunuma.adapters.sysfs import SysfsTopology
+from gpunuma.core.filetree import FileTree
 from gpunuma.tools.cli import main
 from gpunuma_fakes import build, machine, names
 from gpunuma_fakes.render import machine_tree

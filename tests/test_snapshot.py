@@ -45,7 +45,7 @@ def _members(path: Path) -> dict[str, bytes]:
         return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isreg()}  # type: ignore[union-attr]
 
 
-def _relative(topology: Topology, root: Path) -> Topology:
+def _relative(topology: Topology, root: Path | str) -> Topology:
     """The topology with its notes naming files relative to ``root``, so two copies of a tree compare."""
     notes = tuple(note.replace(f"{root}/", "") for note in topology.notes)
     gpus = tuple(dataclasses.replace(g, notes=tuple(n.replace(f"{root}/", "") for n in g.notes)) for g in topology.gpus)
@@ -58,12 +58,13 @@ def test_a_snapshot_replays_the_machine_and_its_nvml_as_they_were(name, rendered
     root = rendered(name)
 
     write_snapshot(tmp_path / "host.tar.gz", root=root, nvml=FakeNvml(spec))
-    host = load_snapshot(tmp_path / "host.tar.gz", into=tmp_path / "host")
+    host = load_snapshot(tmp_path / "host.tar.gz")
 
-    assert _relative(host.topology(), host.root) == _relative(SysfsTopology(root=root).read(), root)
+    assert _relative(host.topology(), host.tree.root) == _relative(SysfsTopology(root=root).read(), root)
     assert host.allowed() == SysfsTopology(root=root).allowed()
     replayed = host.source(kind="auto").read()
-    assert _relative(replayed, host.root) == _relative(AutoTopology(nvml=FakeNvml(spec), root=str(root)).read(), root)
+    expected = AutoTopology(nvml=FakeNvml(spec), root=str(root)).read()
+    assert _relative(replayed, host.tree.root) == _relative(expected, root)
 
 
 def test_a_dgx_snapshot_is_small(rendered, tmp_path):
@@ -131,7 +132,7 @@ def test_nvml_that_does_not_start_is_recorded_and_replayed(failure, error, rende
     spec = machine("dgx-h100")
     summary = write_snapshot(tmp_path / "s.tar.gz", root=rendered("dgx-h100"), nvml=FakeNvml(spec, failure=failure))
 
-    host = load_snapshot(summary.path, into=tmp_path / "s")
+    host = load_snapshot(summary.path)
 
     assert summary.nvml_error == f"NVMLError_{error}: " + summary.nvml_error.split(": ", 1)[1]
     topology = host.source(kind="auto").read()
@@ -144,7 +145,7 @@ def test_a_refused_answer_replays_as_the_same_error(rendered, tmp_path):
     nvml = FakeNvml(spec, failures={"nvmlDeviceGetMemoryAffinity": NVML_ERROR_NO_PERMISSION})
     write_snapshot(tmp_path / "s.tar.gz", root=rendered("dgx-h100"), nvml=nvml)
 
-    replayed = load_snapshot(tmp_path / "s.tar.gz", into=tmp_path / "s").source(kind="nvml").read()
+    replayed = load_snapshot(tmp_path / "s.tar.gz").source(kind="nvml").read()
     original = AutoTopology(nvml=FakeNvml(spec, failures=nvml.failures), root=str(rendered("dgx-h100"))).read()
 
     assert [g.notes for g in replayed.gpus] == [g.notes for g in original.gpus]
@@ -169,5 +170,5 @@ def test_other_compressions_are_written_and_read(suffix, rendered, tmp_path):
     nvml = FakeNvml(machine("workstation"))
     summary = write_snapshot(tmp_path / f"ws{suffix}", root=rendered("workstation"), nvml=nvml)
 
-    with open_tree(summary.path) as tree:
-        assert SysfsTopology(root=tree.root).read() == SysfsTopology(root=rendered("workstation")).read()
+    tree = open_tree(summary.path).tree
+    assert SysfsTopology(root=tree).read() == SysfsTopology(root=rendered("workstation")).read()

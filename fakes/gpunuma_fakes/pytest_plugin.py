@@ -48,7 +48,7 @@ from gpunuma.core.ports import TopologySource
 from gpunuma.integrations.ray import RayNodeBinder, RayNodeTopology
 from gpunuma_fakes.catalogue import machine
 from gpunuma_fakes.kernel import SimulatedKernel
-from gpunuma_fakes.render import ensure_rendered, fingerprint
+from gpunuma_fakes.render import ensure_rendered, fingerprint, write_tree
 from gpunuma_fakes.snapshot import Snapshot, load_snapshot
 from gpunuma_fakes.source import forget_process_kernels, is_captured
 from gpunuma_fakes.spec import Machine
@@ -116,8 +116,12 @@ def simulated_trees(tmp_path_factory: pytest.TempPathFactory) -> Any:
     roots: dict[str, Path] = {}
 
     def tree(simulated: Machine) -> Path:
-        if isinstance(simulated, Snapshot):
-            return simulated.root  # a captured host is unpacked already
+        if isinstance(simulated, Snapshot):  # a captured host: its tree as read, written out once
+            key = f"captured {simulated.tree.root}"
+            if key not in roots:
+                roots[key] = tmp_path_factory.mktemp(simulated.name)
+                write_tree(simulated.tree, roots[key])
+            return roots[key]
         key = fingerprint(simulated)
         if key not in roots:
             roots[key] = ensure_rendered(simulated, tmp_path_factory.mktemp(simulated.name))

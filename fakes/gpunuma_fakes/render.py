@@ -1,7 +1,7 @@
 """A simulated machine's sysfs and procfs files as a real kernel shows them, byte for byte in format.
 
 :func:`machine_tree` builds them in memory, once per process and machine, as a
-:class:`~gpunuma.adapters.files.FileTree` that ``SysfsTopology(root=tree)`` reads exactly as it reads
+:class:`~gpunuma.core.filetree.FileTree` that ``SysfsTopology(root=tree)`` reads exactly as it reads
 ``/``: every simulated bind and ``--simulate`` read goes through the real adapters without a file on
 disk. :func:`render_sysfs` writes the same tree to a folder, for tests about files and
 ``gpunuma machines NAME --render DIR``.
@@ -15,8 +15,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gpunuma.adapters.files import FileTree
 from gpunuma.core.cpuset import CpuSet, node_list
+from gpunuma.core.filetree import FileTree
 from gpunuma.tools.writing import write_file
 from gpunuma_fakes.pcie import HDMI_AUDIO, pcie_layout
 

@@ -1,17 +1,14 @@
 """A captured host as a simulated machine: ``load_snapshot(path)`` gives what the catalogue gives.
 
 ``path`` is a ``gpunuma snapshot`` archive, an ``hwloc-gather-topology`` archive or an unpacked tree.
-The result holds the host's kernel tree (``root``, read by the real sysfs adapter), a fake ``pynvml``
+The result holds the host's kernel tree (``tree``, held in memory and read by the real sysfs adapter), a fake ``pynvml
 that answers exactly what the host's NVML recorded in ``nvml.json`` (``nvml()``: values, and errors
 with their NVML codes) and the simulated kernel over the host's topology and cgroup (``kernel()``).
 """
 
 from __future__ import annotations
 
-import atexit
 import ctypes
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -22,12 +19,14 @@ from gpunuma.adapters.auto import AutoTopology
 from gpunuma.adapters.nvml import NvmlTopology
 from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.filetree import FileTree
 from gpunuma.core.model import Gpu, Topology
 from gpunuma.core.pci import normalize_bus_id
 from gpunuma.core.plan import Allowed
 from gpunuma.core.ports import TopologySource
+from gpunuma.core.reasons import Reason
 from gpunuma.errors import CpuSetParseError, SnapshotError
-from gpunuma.tools.archive import NVML_RECORD, find_root, unpack
+from gpunuma.tools.archive import NVML_RECORD, open_tree
 from gpunuma.tools.nvml_record import MAX_BYTES, parse_record
 from gpunuma_fakes.kernel import SimulatedKernel
 from gpunuma_fakes.nvml import (
@@ -39,6 +38,7 @@ from gpunuma_fakes.nvml import (
     NVMLError,
     error_code,
 )
+from gpunuma_fakes.render import write_tree
 from gpunuma_fakes.spec import GpuSpec
 
 #: Names a captured host's archive may have.
@@ -56,27 +56,27 @@ def _stem(path: Path) -> str:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """A captured host: its kernel tree under ``root`` and NVML's recorded answers (``record``)."""
+    """A captured host: its kernel files (``tree``, held in memory) and NVML's recorded answers (``record``)."""
 
     name: str
-    root: Path
+    tree: FileTree
     #: ``nvml.json`` as recorded (``{"error": ...}`` when NVML did not start there or nothing was recorded).
     record: Mapping[str, Any] = field(default_factory=dict)
     #: What opening it left out (links leaving the tree...).
-    notes: tuple[str, ...] = ()
+    notes: tuple[Reason, ...] = ()
 
     @property
     def description(self) -> str:
-        return f"captured host {self.name} ({self.root})"
+        return f"captured host {self.name} ({self.tree.root})"
 
     # -- what the adapters read ----------------------------------------------------------------
     def topology(self) -> Topology:
         """The topology the sysfs adapter reads from the captured tree."""
-        return SysfsTopology(root=self.root).read()
+        return SysfsTopology(root=self.tree).read()
 
     def allowed(self) -> Allowed:
         """What the capturing process was allowed (its cgroup cpuset and affinity), as the adapter reads it."""
-        return SysfsTopology(root=self.root).allowed()
+        return SysfsTopology(root=self.tree).allowed()
 
     # -- the simulated machine -----------------------------------------------------------------------
     @cached_property
@@ -107,10 +107,15 @@ class Snapshot:
     def source(self, workdir: str | Path | None = None, kind: str = "auto", **nvml_options: Any) -> TopologySource:
         """The real ``kind`` adapter (``auto``, ``sysfs`` or ``nvml``) over the tree and the recorded NVML.
 
-        The same call as :meth:`Machine.source <gpunuma_fakes.spec.Machine.source>`; ``workdir`` is
-        unused (the tree is unpacked already). ``nvml_options`` go to :class:`RecordedNvml`. Picklable.
+        The same call as :meth:`Machine.source <gpunuma_fakes.spec.Machine.source>`: with ``workdir``
+        the tree is written there and read from disk (a test about files), else read in memory.
+        ``nvml_options`` go to :class:`RecordedNvml`. Picklable.
         """
-        sysfs = SysfsTopology(root=str(self.root))
+        if workdir is None:
+            sysfs = SysfsTopology(root=self.tree)
+        else:
+            write_tree(self.tree, workdir)
+            sysfs = SysfsTopology(root=workdir)
         if kind == "sysfs":
             return sysfs
         if kind == "nvml":
@@ -120,33 +125,23 @@ class Snapshot:
         raise ValueError(f"unknown source kind {kind!r}; known: auto, nvml, sysfs")
 
 
-def load_snapshot(path: str | Path, into: str | Path | None = None) -> Snapshot:
-    """The captured host at ``path`` (archive or folder). Archives are unpacked into ``into``
-    (None: a private temporary folder, removed when the interpreter exits)."""
-    location = Path(path)
-    if location.is_dir():
-        root = find_root(location, str(location))
-        notes: tuple[str, ...] = ()
-    else:
-        if into is None:
-            into = tempfile.mkdtemp(prefix=f"gpunuma-{_stem(location)}-")
-            atexit.register(shutil.rmtree, into, True)
-        tree = unpack(location, into)
-        root, notes = tree.root, tree.notes
-    return Snapshot(name=_stem(location), root=root, record=_read_record(root), notes=notes)
+def load_snapshot(path: str | Path) -> Snapshot:
+    """The captured host at ``path`` (archive or folder), read into memory (nothing is unpacked to disk)."""
+    captured = open_tree(path)
+    tree = captured.tree
+    return Snapshot(name=_stem(Path(path)), tree=tree, record=_read_record(tree), notes=captured.notes)
 
 
-def _read_record(root: Path) -> Mapping[str, Any]:
+def _read_record(tree: FileTree) -> Mapping[str, Any]:
     """The snapshot's ``nvml.json``, every field checked (:func:`gpunuma.tools.nvml_record.parse_record`)."""
-    path = root / NVML_RECORD
-    if not path.is_file():
-        return {"error": "NVMLError_LibraryNotFound: the snapshot holds no NVML record"}
+    path = f"{tree.root}/{NVML_RECORD}"
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_BYTES + 1)
+        text = tree.read(path, MAX_BYTES + 1, cut=True)
     except OSError as err:
         raise SnapshotError(f"{path}: cannot read the record of NVML's answers: {err.strerror or err}") from err
-    return parse_record(data, str(path))
+    if text is None:
+        return {"error": "NVMLError_LibraryNotFound: the snapshot holds no NVML record"}
+    return parse_record(text.encode("utf-8", "surrogateescape"), path)
 
 
 def _gpu_records(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:

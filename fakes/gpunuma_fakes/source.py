@@ -2,9 +2,9 @@
 
 ``NAME`` is a catalogue machine: its sysfs/procfs tree is built in memory, once per process.
 ``PATH`` is a captured host (a ``gpunuma snapshot`` or ``hwloc-gather-topology`` archive, or its
-unpacked folder): its tree is unpacked to a temporary directory and its recorded NVML answers replayed.
+unpacked folder): its tree is read into memory (nothing unpacked) and its recorded NVML answers replayed.
 Either is read once by the real adapter the kind chooses (``sysfs``; ``nvml`` or ``auto`` with a fake
-NVML), so the command runs the production parsing path; the directory is gone when the read returns.
+NVML), so the command runs the production parsing path without a file written.
 
 A named machine has one simulated kernel per process (:meth:`SimulatedTopology.kernel`): every binding
 under ``GPUNUMA_SIMULATE`` goes through it and every check of this process reads it back, as one Linux
@@ -14,7 +14,6 @@ kernel serves both on a real host.
 from __future__ import annotations
 
 import os
-import tempfile
 
 from gpunuma.core.model import Topology
 from gpunuma.core.plan import Allowed
@@ -96,9 +95,8 @@ class SimulatedTopology:
         return source.read(), source.allowed()
 
     def _load_captured(self, path: str) -> tuple[Topology, Allowed]:
-        with tempfile.TemporaryDirectory(prefix="gpunuma-host-") as tmp:
-            source = load_snapshot(path, into=tmp).source(kind=self.kind)
-            return source.read(), source.allowed()
+        source = load_snapshot(path).source(kind=self.kind)
+        return source.read(), source.allowed()
 
     def read(self) -> Topology:
         """The machine's topology as the ``kind`` adapter reads its tree."""

@@ -15,11 +15,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from gpunuma.adapters import own_binding
-from gpunuma.adapters.files import FileTree, files_of
+from gpunuma.adapters.files import files_of
 from gpunuma.adapters.kernel_view import read_environ, read_process
 from gpunuma.adapters.libnuma import default_binder
 from gpunuma.adapters.share_slots import ShareSlots as ShareSlots
 from gpunuma.adapters.sysfs import SysfsTopology
+from gpunuma.core.filetree import FileTree
 from gpunuma.core.identity import GpuEnvironment, describe_resolution
 from gpunuma.core.plan import Allowed, BindingPlan
 from gpunuma.core.planner import plan_binding
@@ -47,7 +48,8 @@ class Options:
 
     ``source``/``binder`` are registry names or adapter instances (``binder=None``: libnuma, else raw
     syscalls). ``enabled=False`` (``GPUNUMA_BIND=0``) swaps in the no-op binder whatever was given.
-    ``root`` is the filesystem root sources built by name read (``/`` on a real machine).
+    ``root`` is the filesystem root sources built by name read (``/`` on a real machine), or a captured
+    machine's tree held in memory (:class:`~gpunuma.core.filetree.FileTree`).
     ``require`` raises :class:`~gpunuma.errors.NotBoundError` when nothing gets bound. ``simulate``
     names a simulated machine or a captured host: the named adapters are then replaced by its source
     and its simulated kernel, so nothing on this machine changes. ``problems`` names the ``GPUNUMA_*``
@@ -60,7 +62,7 @@ class Options:
     strict: bool = False
     enabled: bool = True
     label: str | None = None
-    root: str | Path = "/"
+    root: str | Path | FileTree = "/"
     require: bool = False
     simulate: str | None = None
     problems: tuple[str, ...] = ()
@@ -75,7 +77,7 @@ class Options:
         policy: Policy | None = None,
         strict: bool | None = None,
         label: str | None = None,
-        root: str | Path = "/",
+        root: str | Path | FileTree = "/",
         require: bool | None = None,
         ignore: Collection[str] = (),
         warn: bool = True,
@@ -134,7 +136,7 @@ def _check_kinds(source: object, binder: object, policy: object) -> None:
 def make_source(
     source: str | TopologySource | None = None,
     *,
-    root: str | Path = "/",
+    root: str | Path | FileTree = "/",
     simulate: str | None = None,
     nvidia_visible_devices: str | None = None,
     layout: bool = True,
@@ -168,7 +170,7 @@ def make_source(
             "(--simulate PATH replays a snapshot's recorded NVML answers)"
         )
         if source == "nvml":
-            raise SnapshotError(f"source 'nvml' cannot read {root}: {why}; use sysfs or auto")
+            raise SnapshotError(f"source 'nvml' cannot read {getattr(root, 'root', root)}: {why}; use sysfs or auto")
         return cls(sysfs=sysfs, without_nvml=why)
     if source == "sysfs":
         return sysfs

@@ -2,7 +2,7 @@
 
 Vendor-neutral (NVIDIA, AMD, Intel), no library needed. ``root`` points it at a folder of kernel files or
 at a machine's tree held in memory (a simulated machine, a captured host's ``gpunuma snapshot`` or
-``hwloc-gather-topology`` archive: :class:`~gpunuma.adapters.files.FileTree`): CPUs and nodes are read
+``hwloc-gather-topology`` archive: :class:`~gpunuma.core.filetree.FileTree`): CPUs and nodes are read
 as the kernel's own readers read them (:mod:`~gpunuma.adapters.sysfs_cpus`,
 :mod:`~gpunuma.adapters.sysfs_nodes`); a missing optional file becomes a note, never a guess.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from gpunuma.adapters import own_binding
 from gpunuma.adapters.devices import device_minor, read_device_access, render_nodes
-from gpunuma.adapters.files import HOST, FileTree, files_of
+from gpunuma.adapters.files import HOST, files_of
 from gpunuma.adapters.kernel_view import numa_maps_policy
 from gpunuma.adapters.mempolicy import MempolicySyscalls
 from gpunuma.adapters.own_binding import user_set
@@ -33,6 +33,7 @@ from gpunuma.adapters.sysfs_nics import PciPaths, read_nics
 from gpunuma.adapters.sysfs_nodes import read_nodes
 from gpunuma.core.cpuset import BLANK, CpuSet
 from gpunuma.core.exposure import DeviceIds, usable_gpus
+from gpunuma.core.filetree import FileTree
 from gpunuma.core.kernel_policy import Mempolicy
 from gpunuma.core.model import CacheDomain, Gpu, Nic, Topology
 from gpunuma.core.pci import in_bus_order
@@ -80,7 +81,7 @@ def _nics(root: str, notes: list[str], paths: PciPaths, files: KernelFiles) -> t
 class SysfsTopology:
     """Reads the topology from sysfs and the process's cpuset from procfs/cgroupfs under ``root``.
 
-    ``root`` is a folder of this host (``/``: this machine) or a :class:`~gpunuma.adapters.files.FileTree`
+    ``root`` is a folder of this host (``/``: this machine) or a :class:`~gpunuma.core.filetree.FileTree`
     (a machine's files held in memory, read through the same calls).
 
     GPUs are the ones this process can open (``root``'s ``/proc/driver/nvidia``, ``/dev``; see

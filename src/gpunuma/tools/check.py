@@ -22,6 +22,7 @@ from typing import Any
 
 from gpunuma import compose
 from gpunuma.core.cpuset import node_list
+from gpunuma.core.filetree import FileTree
 from gpunuma.core.identity import VISIBILITY_VARIABLES, GpuEnvironment, id_list
 from gpunuma.core.kernel_policy import Mode
 from gpunuma.core.plan import BindingPlan
@@ -137,7 +138,7 @@ def check_process(
     pid: int | str = "self",
     *,
     source: str | TopologySource = "auto",
-    root: str | Path = "/",
+    root: str | Path | FileTree = "/",
     policy: Policy | None = None,
     gpus: Sequence[int | str] | None = None,
     physical: Sequence[int | str] | None = None,

@@ -570,17 +570,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: Any) -> int:
-    """The command; ``--root PATH`` other than ``/`` is a captured tree, an archive unpacked for the command's time."""
+    """The command; ``--root PATH`` other than ``/`` is a captured tree (a folder or an archive), read into memory."""
     command: Callable[[Any], int] = args.func
     root = getattr(args, "root", "/")
     if root == "/":
         return int(command(args))
-    with open_tree(root) as tree:
-        for note in tree.notes:
-            logger.info("gpunuma: %s: %s", root, note)
-        args.root = str(tree.root)
-        args.captured = root
-        return int(command(args))
+    captured = open_tree(root)
+    for note in captured.notes:
+        logger.info("gpunuma: %s: %s", root, note)
+    args.root = captured.tree
+    args.captured = root
+    return int(command(args))
 
 
 class _OutputError(GpunumaError):
