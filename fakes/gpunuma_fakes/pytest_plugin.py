@@ -106,7 +106,7 @@ def simulate_name(spec: object) -> str | None:
     if isinstance(spec, str):
         return spec
     if isinstance(spec, Snapshot):
-        return str(spec.root)
+        return spec.origin
     return None
 
 

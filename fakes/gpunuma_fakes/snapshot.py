@@ -60,6 +60,8 @@ class Snapshot:
 
     name: str
     tree: FileTree
+    #: The archive or folder it was read from (what ``GPUNUMA_SIMULATE`` names to read it again).
+    origin: str
     #: ``nvml.json`` as recorded (``{"error": ...}`` when NVML did not start there or nothing was recorded).
     record: Mapping[str, Any] = field(default_factory=dict)
     #: What opening it left out (links leaving the tree...).
@@ -129,7 +131,9 @@ def load_snapshot(path: str | Path) -> Snapshot:
     """The captured host at ``path`` (archive or folder), read into memory (nothing is unpacked to disk)."""
     captured = open_tree(path)
     tree = captured.tree
-    return Snapshot(name=_stem(Path(path)), tree=tree, record=_read_record(tree), notes=captured.notes)
+    return Snapshot(
+        name=_stem(Path(path)), tree=tree, origin=captured.origin, record=_read_record(tree), notes=captured.notes
+    )
 
 
 def _read_record(tree: FileTree) -> Mapping[str, Any]:

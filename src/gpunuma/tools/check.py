@@ -246,8 +246,8 @@ def _judged(view: KernelView, plan: BindingPlan, notes: list[Reason]) -> CheckRe
     return CheckResult(view=view, gpus=plan.gpus, plan=plan, mismatches=mismatches, notes=(*notes, *within))
 
 
-def _live(root: str | Path) -> bool:
-    return os.path.realpath(root) == "/"
+def _live(root: str | Path | FileTree) -> bool:
+    return not isinstance(root, FileTree) and os.path.realpath(root) == "/"
 
 
 def _recorded_plan(source: TopologySource, record: OwnBinding) -> BindingPlan:
