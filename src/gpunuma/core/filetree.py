@@ -9,12 +9,9 @@ from a tree can be mistaken for this host's files, and no message names a tempor
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterable, Iterator, Mapping
 
 from gpunuma.errors import SysfsFormatError, SysfsReadError
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Mapping
 
 #: The largest file a reader takes: the kernel files gpunuma reads are a page or two.
 MAX_FILE_BYTES = 1 << 20
