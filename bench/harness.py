@@ -239,6 +239,11 @@ def paired_ratio(numerator: Sequence[ProcessTimes], denominator: Sequence[Proces
     return float(statistics.median(a.cpu_ns / b.cpu_ns for a, b in zip(numerator, denominator, strict=True)))
 
 
+def paired_difference_ns(minuend: Sequence[ProcessTimes], subtrahend: Sequence[ProcessTimes]) -> float:
+    """Median of the round-by-round CPU-time differences of two alternated sides (paired runs)."""
+    return float(statistics.median(a.cpu_ns - b.cpu_ns for a, b in zip(minuend, subtrahend, strict=True)))
+
+
 def cpu_stats(samples: Sequence[ProcessTimes]) -> Stats:
     return Stats.of([s.cpu_ns for s in samples])
 

@@ -33,8 +33,9 @@ from rows.machines import rendered
 KEY = "ray"
 WHAT = "Ray: create 8 actors (num_gpus=1) until all answer ping, with binding vs without (simulated dgx-h100)"
 #: --quick starts 2 actors per round (same shape, a fraction of the worker start-ups on a 2-core box).
-TARGET = "< 3% added"
+TARGET = "<= 20 ms CPU per worker; < 3% added to creating 8 actors on a host with a core per actor"
 LIMIT = 0.03
+WORKER_LIMIT_NS = 20_000_000
 ACTORS = 8
 BOUND = "with binding (GpuBoundActor)"
 PLAIN = "without (plain actor)"
@@ -145,7 +146,10 @@ def sample(budget: Budget, workdir: Path) -> Samples:
     expected = [(gpu, 0 if gpu < 4 else 1) for gpu in range(actors_per_round)]
     if bound_nodes != expected or not all(r.bound for r in reports):  # type: ignore[attr-defined]
         raise RuntimeError(f"the bound actors did not bind as the dgx-h100 layout says: {bound_nodes}")
-    return {"series": {**samples, **worker}, "info": {"actors": actors_per_round}}
+    # With fewer cores than actors the workers queue, and creation time measures the queue: the 3% target
+    # is judged only where each actor has a core (the per-worker CPU series is judged everywhere).
+    core_per_actor = len(os.sched_getaffinity(0)) >= actors_per_round
+    return {"series": {**samples, **worker}, "info": {"actors": actors_per_round, "core_per_actor": core_per_actor}}
 
 
 def _worker_costs(ray: Any, budget: Budget, workdir: Path, bound: tuple[Any, ...]) -> dict[str, list[int]]:
@@ -192,10 +196,11 @@ def _result(tree: str, samples: Samples) -> RowResult:
             f"{added * 100:+.1f}% ({fmt_ns(with_binding - without)} per {info['actors']} actors); "
             f"binding costs each worker {fmt_ns(per_worker)} of CPU"
         ),
-        verdict=verdict(added < LIMIT),
+        verdict=verdict(per_worker <= WORKER_LIMIT_NS and (added < LIMIT or not info["core_per_actor"])),
         derived={"added_fraction": added, "added_ns": with_binding - without, "actors": info["actors"],
-                 "worker_bind_cpu_ns": per_worker},
+                 "worker_bind_cpu_ns": per_worker, "core_per_actor": info["core_per_actor"]},
         notes=(
+            *(() if info["core_per_actor"] else ("fewer cores than actors: the 3% target is not judged here",)),
             "each round waits until Ray has released the previous round's GPUs before timing starts",
             "workers get a bytecode cache (as an installed wheel does)",
         ),
