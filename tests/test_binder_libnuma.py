@@ -268,3 +268,73 @@ def test_what_another_thread_writes_while_libnuma_runs_still_reaches_stderr(capf
 
     assert (result, printed) == (len(b"another thread's line\n"), "")
     assert capfd.readouterr().err == "another thread's line\n"
+
+
+def _stderr() -> str:
+    return os.readlink("/proc/self/fd/2")
+
+
+def _two_threads_quiet_at_once() -> dict[str, Any]:
+    from gpunuma.adapters import guard
+    from gpunuma.adapters.libnuma import quietly
+
+    before = _stderr()
+    first_inside, first_go, second_go, second_looked = (threading.Event() for _ in range(4))
+    lock_free: list[bool] = []
+
+    def second_caller() -> None:
+        lock = guard.lock()
+        lock_free.append(lock.acquire(blocking=False))
+        if lock_free[-1]:
+            lock.release()
+        second_looked.set()
+        quietly(second_go.wait)  # it redirects stderr only once the first has put it back
+
+    first = threading.Thread(target=quietly, args=(lambda: (first_inside.set(), first_go.wait()),))
+    second = threading.Thread(target=second_caller)
+    first.start()
+    first_inside.wait()
+    second.start()
+    second_looked.wait()
+    first_go.set()
+    first.join()  # the first ends first...
+    second_go.set()
+    second.join()  # ...and the second must not have saved the first's buffer as "stderr"
+    return {"before": before, "after": _stderr(), "lock_free": lock_free}
+
+
+def test_two_threads_hushing_libnuma_at_once_take_turns_and_leave_stderr_as_it_was() -> None:
+    result = in_child(_two_threads_quiet_at_once)
+
+    assert result["lock_free"] == [False]  # the first holds the bind lock while stderr is redirected
+    assert result["after"] == result["before"]
+
+
+def _forked_while_libnuma_runs() -> dict[str, str]:
+    from gpunuma.adapters.libnuma import quietly
+
+    inside, go = threading.Event(), threading.Event()
+    caller = threading.Thread(target=quietly, args=(lambda: (inside.set(), go.wait()),))
+    caller.start()
+    inside.wait()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child has the forking thread alone: nobody there will put stderr back
+        try:
+            os.write(write_end, _stderr().encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        child = pipe.read().decode()
+    os.waitpid(pid, 0)
+    go.set()
+    caller.join()
+    return {"parent": _stderr(), "child": child}
+
+
+def test_a_child_forked_while_another_thread_hushes_libnuma_has_its_stderr() -> None:
+    result = in_child(_forked_while_libnuma_runs)
+
+    assert result["child"] == result["parent"]
+    assert "memfd" not in result["child"]

@@ -36,6 +36,7 @@ SAMPLES = [
     errors.InvalidNodeError(5, "node 5 does not exist"),
     errors.BindError(errno.EPERM, "set_mempolicy refused"),
     errors.LibraryNotFoundError("libnuma.so.1 is missing"),
+    errors.HalfBoundError("cannot bind; thread 4242 could not be restored (EPERM)", (4242,), memory_restored=False),
     errors.NotBoundError(None),
     errors.CommandError("/nonexistent", "No such file or directory", not_found=True),
     ThreadBindError(4242, OSError(errno.EINVAL, "Invalid argument")),

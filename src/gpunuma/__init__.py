@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         FileWriteError,
         GpunumaError,
         GpuResolutionError,
+        HalfBoundError,
         InvalidNodeError,
         LibraryNotFoundError,
         NotBoundError,
@@ -101,6 +102,7 @@ _EXPORTS = {
     "PolicyError": "gpunuma.errors",
     "InvalidNodeError": "gpunuma.errors",
     "BindError": "gpunuma.errors",
+    "HalfBoundError": "gpunuma.errors",
     "LibraryNotFoundError": "gpunuma.errors",
     "SettingsError": "gpunuma.errors",
     "SnapshotError": "gpunuma.errors",
@@ -120,8 +122,8 @@ __all__ = [
     "plan_binding",
     "GpunumaError", "CpuSetParseError", "BusIdError", "TopologyError", "SysfsFormatError", "SysfsReadError",
     "TopologyUnavailableError", "NvmlError", "UnknownSourceError", "GpuResolutionError", "PlanError", "PolicyError",
-    "InvalidNodeError", "BindError", "LibraryNotFoundError", "SettingsError", "SnapshotError", "NotBoundError",
-    "CommandError", "FileWriteError",
+    "InvalidNodeError", "BindError", "HalfBoundError", "LibraryNotFoundError", "SettingsError", "SnapshotError",
+    "NotBoundError", "CommandError", "FileWriteError",
 ]
 
 

@@ -14,12 +14,13 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from gpunuma.adapters import own_binding
+from gpunuma.adapters import guard, own_binding
 from gpunuma.adapters.files import files_of
 from gpunuma.adapters.kernel_view import read_environ, read_process
 from gpunuma.adapters.libnuma import default_binder
 from gpunuma.adapters.share_slots import ShareSlots as ShareSlots
 from gpunuma.adapters.sysfs import SysfsTopology
+from gpunuma.core.cpuset import node_list
 from gpunuma.core.filetree import FileTree
 from gpunuma.core.identity import GpuEnvironment, describe_resolution
 from gpunuma.core.plan import Allowed, BindingPlan
@@ -29,7 +30,14 @@ from gpunuma.core.ports import Binder, RayLike, TopologySource
 from gpunuma.core.reasons import Reason
 from gpunuma.core.rebind import format_record
 from gpunuma.core.report import BindingReport, KernelView
-from gpunuma.errors import GpunumaError, NotBoundError, PolicyError, SnapshotError, UnknownSourceError
+from gpunuma.errors import (
+    GpunumaError,
+    HalfBoundError,
+    NotBoundError,
+    PolicyError,
+    SnapshotError,
+    UnknownSourceError,
+)
 from gpunuma.registry import binder_class, simulated_source_class, topology_source_class
 from gpunuma.settings import Settings, SettingsError, read_gpu_environment
 from gpunuma.settings import hand_down_own_binding as hand_down
@@ -292,7 +300,21 @@ def plan(
     Changes nothing. With ``node`` and no GPU, plans an explicit node for a CPU-only process.
     ``allowed`` replaces what the source reports this process may use (checking another process).
     ``reasons`` are what the caller decided before planning (a share derived from Ray); they lead the plan's.
+    It reads the process under the bind lock, never half way through another thread's bind.
     """
+    with guard.lock():
+        return _plan(options, gpus, physical, node, environment, allowed, reasons)
+
+
+def _plan(
+    options: Options,
+    gpus: Sequence[int | str] | None,
+    physical: Sequence[int | str] | None,
+    node: int | None,
+    environment: GpuEnvironment | None,
+    allowed: Allowed | None,
+    reasons: tuple[Reason, ...],
+) -> BindingPlan:
     options = simulated(options)
     named = gpus is not None or physical is not None
     node_only = node is not None and not named
@@ -348,13 +370,19 @@ def _names_mig(
     )
 
 
-def apply(options: Options, planned: BindingPlan) -> BindingReport:
+def apply(options: Options, planned: BindingPlan, *, began: int | None = None) -> BindingReport:
     """Apply ``planned`` with the options' binder: the one apply path, logged and kept (:func:`last_report`).
 
     Best effort unless ``options.strict``: a binder that cannot be built or fails gives a "not bound"
-    report and a warning; binders restore the process before raising, so it is never half bound.
+    report and a warning; binders restore the process before raising, so it is never half bound (where
+    the kernel refuses to give a thread back, the report names it: ``bind_failed_not_undone``).
     ``options.require`` raises :class:`~gpunuma.errors.NotBoundError` when the outcome is not bound.
+
+    Applying and recording happen under the bind lock, signals deferred. A call that another binding of this
+    process overtook (one that held after the call began, when :func:`bindings_held` was ``began``)
+    changes nothing, and says which binding won (:func:`lost_to_another`).
     """
+    began = _held if began is None else began
     options = simulated(options)
     method = options.method
     try:
@@ -364,18 +392,54 @@ def apply(options: Options, planned: BindingPlan) -> BindingReport:
             raise
         why = Reason.of("binder_unavailable", method=method, error=str(err))
         return _kept(options, BindingReport.not_bound(planned, method, (why,)))
+    with guard.lock():
+        if planned.binds and _held != began:
+            return lost_to_another(options, planned)
+        with guard.DeferredSignals():
+            return _applied(options, binder, planned)
+
+
+def _applied(options: Options, binder: Binder, planned: BindingPlan) -> BindingReport:
+    global _held
     try:
         report = binder.apply(planned)
     except GpunumaError as err:
         if options.strict:
             raise
-        why = Reason.of("bind_failed", error=str(err))
+        if isinstance(err, HalfBoundError):
+            why = Reason.of("bind_failed_not_undone", threads=list(err.unrestored), error=str(err))
+        else:
+            why = Reason.of("bind_failed", error=str(err))
         return _kept(options, BindingReport.not_bound(planned, binder.name, (why,)))
     if report.bound:
         # Children inherit the affinity (fork, spawn, subprocess, exec): with the record beside it, their own
         # bind_to_* knows it is gpunuma's, not a taskset narrowing to leave alone, and rebinds for its GPU.
         hand_down_own_binding(only_set=True)
+        _held += 1
     return _kept(options, report)
+
+
+def lost_to_another(options: Options, planned: BindingPlan) -> BindingReport:
+    """The report of a bind that another binding of this process overtook: it changed nothing.
+
+    Bound when the binding in force sets the CPUs and memory this plan asks for, else not bound; either way
+    it names the binding in force (``bound_by_concurrent_bind``, ``concurrent_bind_won``), and
+    :func:`last_report` keeps naming that binding.
+    """
+    held = last_report()
+    assert held is not None and held.bound, "a binding that held is kept before the bind lock is released"
+    gpus = ",".join(map(str, held.plan.gpus)) or "none"
+    values = {"cpus": held.cpus.to_list(), "gpus": gpus, "nodes": node_list(held.plan.nodes)}
+    if (held.plan.cpus, held.plan.memory_policy, held.plan.memory_nodes) == (
+        planned.cpus, planned.memory_policy, planned.memory_nodes
+    ):
+        report = replace(held, plan=planned, reasons=(*held.reasons, Reason.of("bound_by_concurrent_bind", **values)))
+    else:
+        report = BindingReport.not_bound(planned, options.method, (Reason.of("concurrent_bind_won", **values),))
+    _log(report, options)
+    if (options.require or options.strict) and options.enabled and not report.ok:
+        raise NotBoundError(report)
+    return report
 
 
 def bind(
@@ -387,16 +451,28 @@ def bind(
     environment: GpuEnvironment | None = None,
     reasons: tuple[Reason, ...] = (),
 ) -> BindingReport:
-    """Plan, then apply: a planning failure is a "not bound" report unless ``options.strict``."""
-    try:
-        options = simulated(options)
-        planned = plan(options, gpus=gpus, physical=physical, node=node, environment=environment, reasons=reasons)
-    except GpunumaError as err:
-        if options.strict:
-            raise
-        why = Reason.of("plan_failed", error=str(err))
-        return _kept(options, BindingReport.not_bound(None, options.method, (why,)))
-    return apply(options, planned)
+    """Plan, then apply, in one hold of the bind lock: a planning failure is a "not bound" report unless
+    ``options.strict``; a bind another of this process overtook changes nothing (:func:`apply`)."""
+    began = _held
+    with guard.lock():
+        try:
+            options = simulated(options)
+            planned = plan(options, gpus=gpus, physical=physical, node=node, environment=environment, reasons=reasons)
+        except GpunumaError as err:
+            if options.strict:
+                raise
+            why = Reason.of("plan_failed", error=str(err))
+            return _kept(options, BindingReport.not_bound(None, options.method, (why,)))
+        return apply(options, planned, began=began)
+
+
+def bindings_held() -> int:
+    """How many bindings that held this process has applied so far (:func:`apply`'s ``began``)."""
+    return _held
+
+
+#: Bindings that held so far in this process (written under the bind lock).
+_held = 0
 
 
 #: The report of the binding in force in this process, or of the latest attempt while none held (see

@@ -155,6 +155,18 @@ class BindError(GpunumaError, OSError):
     """Applying a plan failed; the process was restored to its previous state."""
 
 
+class HalfBoundError(BindError):
+    """Applying a plan failed and undoing it did not fully succeed: ``unrestored`` names the threads that may
+    still hold the new CPUs (the kernel refused them, or they were born faster than they could be found), and
+    ``memory_restored`` says whether the calling thread's memory policy is back. The message says why.
+    """
+
+    def __init__(self, message: str, unrestored: tuple[int, ...] = (), *, memory_restored: bool = True) -> None:
+        super().__init__(message)
+        self.unrestored = unrestored
+        self.memory_restored = memory_restored
+
+
 class LibraryNotFoundError(BindError):
     """A shared library (libnuma, libc) or a program (numactl) the binder needs is missing."""
 

@@ -5,12 +5,14 @@
 
 from __future__ import annotations
 
+import _thread
 import ctypes
 import errno
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from gpunuma.adapters import guard
 from gpunuma.adapters.mempolicy import MempolicySyscalls
 from gpunuma.adapters.process import ProcessBinder, errno_word
 from gpunuma.adapters.syscall import SyscallBinder
@@ -43,14 +45,25 @@ _SIGNATURES: dict[str, tuple[Any, tuple[Any, ...]]] = {
 }
 
 
+#: While a call runs with descriptor 2 redirected: the saved stderr, the sink, and the calling thread.
+_redirected: tuple[int, int, int] | None = None
+
+
 def quietly(call: Callable[[], _R]) -> tuple[_R, str]:
     """Run a libnuma ``call`` with file descriptor 2 pointed at a private buffer; its result and what it printed.
 
     libnuma reports errors by printing them (``numa_error``/``numa_warn`` write ``set_mempolicy: Invalid
     argument`` to stderr) and a library must not write on its user's stderr. The window is the call
-    itself, under the bind lock; what another thread writes in it is written back after a call that
-    printed nothing of its own (errno 0), so nothing is lost.
+    itself, under the bind lock with signals deferred (one redirection at a time, never left in place by a
+    KeyboardInterrupt); what another thread writes in it is written back after a call that printed nothing
+    of its own (errno 0), so nothing is lost. A child forked meanwhile gets its stderr back.
     """
+    with guard.lock(), guard.DeferredSignals():
+        return _quietly(call)
+
+
+def _quietly(call: Callable[[], _R]) -> tuple[_R, str]:
+    global _redirected
     try:
         saved = os.dup(2)
     except OSError:  # no stderr at all: nothing to protect
@@ -61,13 +74,15 @@ def quietly(call: Callable[[], _R]) -> tuple[_R, str]:
         os.close(saved)
         return call(), ""
     try:
-        os.dup2(sink, 2)
         try:
+            _redirected = (saved, sink, _thread.get_ident())
+            os.dup2(sink, 2)
             ctypes.set_errno(0)
             result = call()
             failed = ctypes.get_errno() != 0
         finally:
             os.dup2(saved, 2)
+            _redirected = None
         size = os.lseek(sink, 0, os.SEEK_END)
         printed = os.pread(sink, min(size, 1 << 16), 0) if size else b""
     finally:
@@ -77,6 +92,19 @@ def quietly(call: Callable[[], _R]) -> tuple[_R, str]:
         os.write(2, printed)
         printed = b""
     return result, printed.decode("utf-8", "replace").strip()
+
+
+def _after_fork_in_child() -> None:
+    global _redirected
+    window, _redirected = _redirected, None
+    if window is not None and window[2] != _thread.get_ident():  # another thread's call: not in this child
+        saved, sink, _ = window
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(sink)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def load_libnuma(library: str) -> ctypes.CDLL:

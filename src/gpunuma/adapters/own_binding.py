@@ -3,9 +3,15 @@
 Process state by nature: one record per process, written by the in-process binder after a binding
 that held, read when planning for this same process. A forked child inherits it with the affinity it
 describes; an exec'd program gets it from the launcher that bound it (``GPUNUMA_OWN``, read once).
+
+A binding under way is noted too (:func:`begin`, :func:`end`): a child forked by another thread in the middle
+of it holds the forking thread's CPUs, the new ones when the bind had reached that thread, and records them as
+gpunuma's own, so its own bind tells them from a ``taskset`` narrowing.
 """
 
 from __future__ import annotations
+
+import os
 
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.kernel_policy import Mempolicy, Mode
@@ -14,6 +20,8 @@ from gpunuma.settings import inherited_own_binding
 
 _record: OwnBinding | None = None
 _inherited_read = False
+#: The binding under way: the record when it began, the affinity and policy before it, the CPUs it sets.
+_in_flight: tuple[OwnBinding | None, CpuSet, Mempolicy | None, CpuSet] | None = None
 
 
 def current() -> OwnBinding | None:
@@ -37,6 +45,38 @@ def remember(
     # asks, and its own rebinding must keep what the process held before the launcher bound it.
     _record = next_record(current(), affinity_before, user_set(mempolicy_before), cpus, user_set(mempolicy))
     return _record
+
+
+def begin(affinity_before: CpuSet, mempolicy_before: Mempolicy | None, cpus: CpuSet) -> None:
+    """Note a binding under way that sets ``cpus`` over ``affinity_before`` (until :func:`end`)."""
+    global _in_flight
+    _in_flight = (current(), affinity_before, mempolicy_before, cpus)
+
+
+def end() -> None:
+    """The binding under way is over: recorded by :func:`remember`, or undone."""
+    global _in_flight
+    _in_flight = None
+
+
+def _after_fork_in_child() -> None:
+    global _record, _in_flight
+    flight, _in_flight = _in_flight, None
+    if flight is None:
+        return
+    record, affinity_before, mempolicy_before, cpus = flight
+    if _record is not record:
+        return  # the parent recorded the binding before the fork: the record already says it
+    try:
+        held = CpuSet.of(os.sched_getaffinity(0))
+    except OSError:
+        return
+    if held == cpus:
+        # The forking thread was bound already; its memory policy is its own, not the binding thread's.
+        _record = next_record(record, affinity_before, user_set(mempolicy_before), cpus, None)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def forget() -> None:

@@ -14,12 +14,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
-from gpunuma.adapters import own_binding
-from gpunuma.adapters.guard import BindGuard
+from gpunuma.adapters import guard, own_binding
 from gpunuma.adapters.kernel_view import read_kernel_view
 from gpunuma.adapters.mempolicy import MempolicySyscalls, known_nodes
 from gpunuma.adapters.procfs import parse_cpulist, read_value
-from gpunuma.adapters.threads import AffinitySetter, ThreadBindError, bind_threads, restore_threads
+from gpunuma.adapters.threads import AffinitySetter, Restored, ThreadBindError, ThreadChanges, bind_threads, noted
 from gpunuma.core.cpuset import CpuSet, node_list
 from gpunuma.core.kernel_policy import PREFERRED_MANY_SINCE, Mempolicy, Mode, planned_policy, release_at_least
 from gpunuma.core.plan import BindingPlan
@@ -80,20 +79,18 @@ def _set_memory(wanted: Mempolicy, setter: MemorySetter, saved: Mempolicy) -> st
     return None
 
 
-def _check_nodes_exist(nodes: tuple[int, ...], sys_root: str | Path) -> None:
-    """Raise BindError naming the planned nodes the kernel does not know (not online under ``sys_root``).
-
-    Nothing is raised when the node list is unreadable: the node may exist, so it counts as refused.
+def _missing_nodes(nodes: tuple[int, ...], sys_root: str | Path) -> str | None:
+    """Why the plan is wrong when its memory nodes include ones the kernel does not know (not online under
+    ``sys_root``); None when they all exist, or when the node list is unreadable (the node may exist, so it
+    counts as refused).
     """
     known = known_nodes(sys_root)
     if known is None:
-        return
+        return None
     unknown = sorted(set(nodes) - known)
     if unknown:
-        raise BindError(
-            f"memory node {node_list(unknown)} does not exist on this machine "
-            f"(nodes {node_list(known)}); every thread and the memory policy were restored"
-        )
+        return f"memory node {node_list(unknown)} does not exist on this machine (nodes {node_list(known)})"
+    return None
 
 
 def _check_cpus_online(cpus: CpuSet, sys_root: str | Path) -> None:
@@ -118,13 +115,33 @@ def _check_cpus_online(cpus: CpuSet, sys_root: str | Path) -> None:
         )
 
 
-def _restore_memory(syscalls: MempolicySyscalls, saved: Mempolicy) -> None:
+def _restore_memory(syscalls: MempolicySyscalls, saved: Mempolicy) -> bool:
+    """Put ``saved`` back as the calling thread's policy; whether it is in force."""
     try:
         if syscalls.get() != saved:
             syscalls.set(saved)
+            return syscalls.get() == saved
     except OSError as err:
-        # Nothing more can be done: the policy was either never changed or the kernel refuses it.
+        # Nothing more can be done: the kernel refuses to say or to set it.
         logger.debug("restoring the memory policy failed: %s", err)
+        return False
+    return True
+
+
+def _undo(
+    changes: ThreadChanges, syscalls: MempolicySyscalls, saved_memory: Mempolicy | None
+) -> tuple[Restored, bool | None]:
+    """Give every thread and the memory policy back; how far that got (memory None: it was never read)."""
+    restored = changes.restore()
+    return restored, _restore_memory(syscalls, saved_memory) if saved_memory is not None else None
+
+
+def _process_affinity() -> CpuSet:
+    """The process's CPUs: its main thread's (``/proc/<pid>/status`` shows them), the caller's if it has exited."""
+    try:
+        return CpuSet.of(os.sched_getaffinity(os.getpid()))
+    except OSError:
+        return CpuSet.of(os.sched_getaffinity(0))
 
 
 def _migrate(syscalls: MempolicySyscalls, old: frozenset[int], new: tuple[int, ...]) -> str:
@@ -145,8 +162,8 @@ class ProcessBinder:
     one that interrupts). It pickles (its setter reloads its library in the child).
 
     A bind is atomic from the caller's view: one at a time per process, no Python signal handler in
-    the middle of it (:class:`~gpunuma.adapters.guard.BindGuard`), threads born during it bound too,
-    and every exit that is not a report restores every thread and the memory policy.
+    the middle of it (:mod:`gpunuma.adapters.guard`), threads born during it bound too, and every exit
+    that is not a report gives every thread and the memory policy back what the process held before.
     """
 
     def __init__(
@@ -172,13 +189,14 @@ class ProcessBinder:
 
         A CPU failure, or a planned memory node the kernel does not know (not in ``node/online`` under
         ``sys_root``), restores every thread's affinity and the memory policy and raises
-        :class:`~gpunuma.errors.BindError`. A policy the kernel refuses for nodes that exist (EPERM/EACCES
-        under seccomp without CAP_SYS_NICE, EINVAL when ``cpuset.mems`` excludes the node) keeps the CPUs
-        bound and says so. A signal that comes meanwhile is handled when the bind is over.
+        :class:`~gpunuma.errors.BindError` (:class:`~gpunuma.errors.HalfBoundError`, naming them, when some
+        thread or the policy could not be given back). A policy the kernel refuses for nodes that exist
+        (EPERM/EACCES under seccomp without CAP_SYS_NICE, EINVAL when ``cpuset.mems`` excludes the node)
+        keeps the CPUs bound and says so. A signal that comes meanwhile is handled when the bind is over.
         """
         if not plan.binds:
             return BindingReport.not_bound(plan, self.name, self.notes)
-        with BindGuard():
+        with guard.lock(), guard.DeferredSignals():
             return self._apply(plan)
 
     def _apply(self, plan: BindingPlan) -> BindingReport:
@@ -189,8 +207,18 @@ class ProcessBinder:
         except OSError as err:
             saved_memory = None
             notes = (*notes, Reason.of("get_mempolicy_refused", errno=errno_word(err.errno)))
-        affinity_before = CpuSet.of(os.sched_getaffinity(0))
+        before = _process_affinity()
         _check_cpus_online(plan.cpus, self.sys_root)
+        own_binding.begin(before, saved_memory, plan.cpus)
+        try:
+            return self._bind(plan, before, saved_memory, notes)
+        finally:
+            own_binding.end()
+
+    def _bind(
+        self, plan: BindingPlan, before: CpuSet, saved_memory: Mempolicy | None, notes: tuple[str, ...]
+    ) -> BindingReport:
+        syscalls = self.memory.syscalls
         try:
             # Only migrate_pages needs the cpuset's nodes from before; a read-back costs ~1 ms at 20 threads.
             before_mems = (
@@ -198,11 +226,10 @@ class ProcessBinder:
                 if self.migrate_pages
                 else frozenset()
             )
-            previous = bind_threads(plan.cpus, self.proc_root, setaffinity=self.setaffinity)
+            changes = bind_threads(plan.cpus, self.proc_root, before=before, setaffinity=self.setaffinity)
         except ThreadBindError as err:
-            raise BindError(
-                f"cannot bind thread {err.tid} to CPUs {plan.cpus.to_list()}: {err.strerror} "
-                f"({errno_word(err.errno)}); every thread was restored"
+            raise err.restored.error(
+                f"cannot bind thread {err.tid} to CPUs {plan.cpus.to_list()}: {err.strerror} ({errno_word(err.errno)})"
             ) from err
         except BindError:
             raise
@@ -214,6 +241,7 @@ class ProcessBinder:
         memory_word: str | None = None
         memory_nodes: tuple[int, ...] = ()
         held: Mempolicy | None = None
+        wrong_plan: str | None = None
         try:
             wanted, narrowed = _planned_policy(plan) if saved_memory is not None else (None, None)
             if narrowed:
@@ -223,10 +251,10 @@ class ProcessBinder:
             else:
                 assert saved_memory is not None
                 refused = _set_memory(wanted, self.memory, saved_memory)
+                # The kernel answers EINVAL for a node that does not exist and for one the cpuset excludes:
+                # only the first is a wrong plan, which must leave the process as it was (below).
+                wrong_plan = _missing_nodes(plan.memory_nodes, self.sys_root) if refused else None
                 if refused:
-                    # The kernel answers EINVAL for a node that does not exist and for one the cpuset excludes:
-                    # only the first is a wrong plan, which must leave the process as it was (the except below).
-                    _check_nodes_exist(plan.memory_nodes, self.sys_root)
                     reasons.append(refused)
                     effective = replace(plan, memory_policy=MemoryPolicy.NONE)
                 else:
@@ -235,20 +263,17 @@ class ProcessBinder:
                     effective = replace(plan, memory_nodes=wanted.nodes)
                     if self.migrate_pages:
                         reasons.append(_migrate(syscalls, before_mems, wanted.nodes))
-            after = read_kernel_view(proc_root=self.proc_root, syscalls=syscalls)
-        except BaseException:
-            restore_threads(previous)
-            if saved_memory is not None:
-                _restore_memory(syscalls, saved_memory)
+            if wrong_plan is None:
+                after = read_kernel_view(proc_root=self.proc_root, syscalls=syscalls)
+        except BaseException as err:
+            restored, memory_back = _undo(changes, syscalls, saved_memory)
+            noted(err, restored, memory=memory_back)
             raise
-        main_before = previous.get(os.getpid())
+        if wrong_plan is not None:
+            restored, memory_back = _undo(changes, syscalls, saved_memory)
+            raise restored.error(wrong_plan, memory=memory_back)
         bound_cpus = CpuSet.of(os.sched_getaffinity(0))
-        own_binding.remember(
-            CpuSet.of(main_before) if main_before is not None else affinity_before,
-            saved_memory,
-            bound_cpus,
-            held,
-        )
+        own_binding.remember(before, saved_memory, bound_cpus, held)
         return BindingReport(
             plan=plan,
             bound=True,

@@ -181,6 +181,15 @@ TEMPLATES: Mapping[str, str] = {
     "plan_failed": "could not plan a binding: {error}",
     "binder_unavailable": "could not build the {method} binder, nothing changed: {error}",
     "bind_failed": "binding failed and was undone: {error}",
+    "bind_failed_not_undone": "binding failed and was not fully undone: {error}",
+    "concurrent_bind_won": (
+        "another bind of this process ran at the same time and won: the process holds CPUs {cpus} "
+        "(GPU {gpus}, node(s) {nodes}); this bind changed nothing"
+    ),
+    "bound_by_concurrent_bind": (
+        "another bind of this process ran at the same time and set what this one planned: CPUs {cpus} "
+        "(GPU {gpus}, node(s) {nodes})"
+    ),
     "launched": "started by gpunuma.launch",
     # -- the sysfs adapter: files a tree lacks, and what was read instead (adapters.sysfs*) ------
     "sysfs_no_pci_devices": "{path} missing: no GPUs",
