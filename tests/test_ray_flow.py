@@ -23,6 +23,7 @@ from gpunuma.adapters.static import StaticTopology  # noqa: E402
 from gpunuma.adapters.sysfs import SysfsTopology  # noqa: E402
 from gpunuma.core.cpuset import CpuSet  # noqa: E402
 from gpunuma.core.policy import Policy  # noqa: E402
+from gpunuma.errors import BindError, NotBoundError  # noqa: E402
 from gpunuma.integrations.ray import GpuBoundActor, bind_this_process, start_bound_actor  # noqa: E402
 from gpunuma_fakes import machine, split_host  # noqa: E402
 
@@ -203,25 +204,27 @@ def test_cloud_vm_actors_start_unbound_and_say_why(cluster, simulated_trees, act
     assert ray.get([actor.call.remote("forward", 2) for actor in actors]) == [8] * 4
 
 
-def test_strict_binding_failure_fails_actor_creation_with_the_reason(cluster, simulated_trees, actors):
+def test_a_strict_actor_that_cannot_bind_fails_in_the_driver_with_the_typed_error(cluster, simulated_trees, actors):
     actors.extend(start(cluster, "dgx-h100", 1, strict=True, **adapters(simulated_trees, "dgx-h100", fail="cpu")))
 
-    with pytest.raises(ray.exceptions.RayActorError) as caught:
+    with pytest.raises(BindError) as caught:  # by type, in the driver: no text to match
         ray.get(actors[0].ping.remote())
-    assert "sched_setaffinity" in str(caught.value)
-    assert "every thread was restored" in str(caught.value)
+    assert "sched_setaffinity" in str(caught.value) and "every thread was restored" in str(caught.value)
+    with pytest.raises(BindError):
+        ray.get(actors[0].call.remote("forward", 1))  # the heavy object was never built
 
 
-def test_strict_from_the_environment_fails_actor_creation(cluster, simulated_trees, actors):
+def test_strict_from_the_environment_fails_the_actor_with_the_typed_error(cluster, simulated_trees, actors):
     actor = start_bound_actor(
         TinyModel,
-        actor_options=cluster.on("dgx-h100", runtime_env={"env_vars": {"GPUNUMA_STRICT": "1"}}),
-        **adapters(simulated_trees, "dgx-h100", fail="cpu"),
+        actor_options=cluster.on("cloud-vm", runtime_env={"env_vars": {"GPUNUMA_STRICT": "1"}}),
+        **adapters(simulated_trees, "cloud-vm"),
     )
     actors.append(actor)
 
-    with pytest.raises(ray.exceptions.RayActorError, match="sched_setaffinity"):
+    with pytest.raises(NotBoundError) as caught:
         ray.get(actor.ping.remote())
+    assert caught.value.report.reason_codes[-1] == "gpu_locality_unknown"
 
 
 def test_best_effort_binding_failure_keeps_the_actor_running_unbound(cluster, simulated_trees, actors):

@@ -48,7 +48,14 @@ class SimulatedRay:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.gpu_ids: list[int] = []
         self.visibility_calls = 0
-        worker = types.SimpleNamespace(worker=types.SimpleNamespace(mode=1))  # WORKER_MODE, not the driver
+        #: What Ray's runtime context says of the task about to run: an actor's creation, as Ray names it.
+        self.task = {"function": "app.servers.Worker.__init__", "actor_id": "c091f7cf", "actor_name": "tp3"}
+        worker = types.SimpleNamespace(  # WORKER_MODE, not the driver
+            worker=types.SimpleNamespace(mode=1),
+            get_task_function_name=lambda: self.task["function"],
+            get_actor_id=lambda: self.task["actor_id"],
+            get_actor_name=lambda: self.task["actor_name"],
+        )
         self.api = types.SimpleNamespace(
             is_initialized=lambda: True,
             get_gpu_ids=lambda: list(self.gpu_ids),
@@ -174,6 +181,45 @@ def test_the_hook_keeps_its_report_as_the_last_report(ray_worker, kernel):
     report = last_report()
     assert report is not None and report.bound and report.plan.gpus == (5,)
     assert kernel.applied[-1] == report.plan
+
+
+# -- the keywords every entry point takes; the lines name the actor --------------------------------------
+def test_every_ray_entry_point_takes_the_keywords_bind_to_gpu_takes():
+    import inspect
+
+    from gpunuma.api import bind_to_gpu
+    from gpunuma.integrations.ray import GpuBoundActor, bind_this_process, make_setup_hook
+
+    shared = {"source", "binder", "policy", "strict", "require_bound", "label"}
+    assert shared <= set(inspect.signature(bind_to_gpu).parameters)
+    for entry in (bind_this_process, GpuBoundActor, install_binding_hook, make_setup_hook):
+        assert shared <= set(inspect.signature(entry).parameters), entry
+
+
+@pytest.mark.parametrize(("rank", "label"), [(None, "[Worker tp3]"), ("3", "[Worker rank 3]")])
+def test_hook_lines_name_the_actor_class_and_its_rank(ray_worker, kernel, caplog, monkeypatch, rank, label):
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    if rank is None:
+        monkeypatch.delenv("RANK", raising=False)
+    else:
+        monkeypatch.setenv("RANK", rank)
+    install_binding_hook(source=KernelBackedSource(kernel), binder=kernel)
+    with caplog.at_level("INFO", logger="gpunuma"):
+        ray_worker.assign(5)
+
+    (line,) = [record.getMessage() for record in caplog.records if "bound to NUMA node" in record.getMessage()]
+    assert label in line and line.endswith("for GPU 5")
+
+
+def test_a_hook_s_own_label_and_require_bound_apply_to_its_bindings(ray_worker, caplog):
+    from gpunuma.errors import NotBoundError
+
+    cloud = machine("cloud-vm")  # its GPUs report no NUMA locality: nothing gets bound
+    kernel = cloud.kernel()
+    install_binding_hook(source=KernelBackedSource(kernel), binder=kernel, require_bound=True, label="TP3")
+    with caplog.at_level("INFO", logger="gpunuma"), pytest.raises(NotBoundError):
+        ray_worker.assign(1)  # no Ray function manager here: the failure is raised in place
+    assert any(record.getMessage().startswith("gpunuma: [TP3] not bound") for record in caplog.records)
 
 
 # -- a strict failure handed to the next function Ray looks up ------------------------------------------

@@ -7,8 +7,11 @@ Three ways in, from most to least control:
 * :func:`setup_hook` (``runtime_env={"worker_process_setup_hook": "gpunuma.integrations.ray.setup_hook"}``)
   for actors you cannot edit.
 
-Environment switches (``GPUNUMA_BIND``, ``GPUNUMA_STRICT``, ``GPUNUMA_CPU_SCOPE``...) are listed in
-:mod:`gpunuma.settings`; each entry point reads them once. Ray is imported only inside functions.
+Every entry point takes the same keywords as :func:`gpunuma.bind_to_gpu`: ``source``, ``binder``, ``policy``,
+``strict``, ``require_bound`` and ``label`` (each line it logs starts with ``[label]``; left out, the label names
+the actor class and its rank: ``RANK``/``LOCAL_RANK`` in its environment, else its actor name). Environment
+switches (``GPUNUMA_BIND``, ``GPUNUMA_STRICT``, ``GPUNUMA_CPU_SCOPE``...) are listed in :mod:`gpunuma.settings`;
+each entry point reads them once. Ray is imported only inside functions.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -53,15 +57,21 @@ def bind_this_process(
     binder: str | Binder | None = None,
     policy: Policy | None = None,
     strict: bool | None = None,
+    require_bound: bool | None = None,
     label: str | None = None,
 ) -> BindingReport:
     """Bind this Ray worker process (every thread) to the NUMA node of the GPU Ray assigned it.
 
     Call it first in an actor's ``__init__``, before anything starts threads or touches memory.
-    Logs one line such as ``[TP3] bound to NUMA node 0 (CPUs 0-55,112-167), ... for GPU 3``.
-    Best-effort unless ``strict`` (or ``GPUNUMA_STRICT=1``): a failure then raises.
+    Logs one line such as ``[TP3] bound to NUMA node 0 (CPUs 0-55,112-167), ... for GPU 3`` (``label``
+    left out: the actor class and rank, :func:`worker_label`). Best-effort unless ``strict``
+    (``GPUNUMA_STRICT=1``) or ``require_bound`` (``GPUNUMA_REQUIRE=1``): nothing bound then raises
+    :class:`~gpunuma.errors.NotBoundError`.
     """
-    return _bind_worker(Options.from_env(source=source, binder=binder, policy=policy, strict=strict, label=label))
+    options = Options.from_env(
+        source=source, binder=binder, policy=policy, strict=strict, label=label, require=require_bound
+    )
+    return _bind_worker(options)
 
 
 def show_logs_in_worker() -> None:
@@ -91,11 +101,35 @@ def _bind_worker(options: Options) -> BindingReport:
     in_worker = _in_ray_worker(ray)
     if in_worker:
         show_logs_in_worker()  # before binding, so the one line it logs is shown
+        if options.label is None:
+            options = replace(options, label=worker_label(ray))
     environment = compose.gpu_environment(None, None, ray=ray if in_worker else None)
     reasons: tuple[Reason, ...] = ()
     if in_worker and options.policy.share is None:
         options, reasons = worker_share(ray, options)
     return compose.bind(options, environment=environment, reasons=reasons)
+
+
+def worker_label(ray: Any) -> str | None:
+    """The label of this worker's lines: the class of the actor it runs (the function of a task) and its rank.
+
+    The rank is ``RANK`` (else ``LOCAL_RANK``) in the worker's environment, as launchers set it per actor;
+    without one, the actor's name when it has one (``Worker.options(name="tp3")``). None outside a task.
+    """
+    context = ray.get_runtime_context()
+    try:
+        function = str(context.get_task_function_name() or "")  # "module.Worker.__init__" for an actor's creation
+        name = context.get_actor_name() if context.get_actor_id() else None
+    except (AttributeError, RuntimeError):  # an older Ray, or no task running
+        return None
+    parts = function.split(".")
+    what = parts[-2] if len(parts) >= 2 and parts[-1] == "__init__" else parts[-1]
+    rank = os.environ.get("RANK") or os.environ.get("LOCAL_RANK")
+    if not what:
+        return None
+    if rank:
+        return f"{what} rank {rank}"
+    return f"{what} {name}" if name else what
 
 
 def worker_share(ray: Any, options: Options) -> tuple[Options, tuple[Reason, ...]]:
@@ -155,6 +189,12 @@ class GpuBoundActor:
 
     Wrap it with Ray yourself (``ray.remote(num_gpus=1)(GpuBoundActor)``) or use :func:`start_bound_actor`.
     The adapters given here travel to the actor by pickling, so simulated machines work in CI.
+
+    Strict (``strict=True``, ``require_bound=True`` or their variables) and not bound: the heavy object is never
+    built, and every call (``ping``, ``call``, ``binding_report``) raises the typed error, so the driver catches it
+    by type: ``ray.get(actor.ping.remote())`` raises an error that is a :class:`~gpunuma.errors.NotBoundError`
+    (Ray's ``RayTaskError`` takes the type of its cause), its ``report`` saying why. The actor keeps its GPU until
+    the driver ends it (``ray.kill(actor)``).
     """
 
     def __init__(
@@ -165,25 +205,52 @@ class GpuBoundActor:
         binder: str | Binder | None = None,
         policy: Policy | None = None,
         strict: bool | None = None,
+        require_bound: bool | None = None,
         label: str | None = None,
         factory_args: Sequence[Any] = (),
         factory_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
-        self._report = bind_this_process(source=source, binder=binder, policy=policy, strict=strict, label=label)
+        self._failure: GpunumaError | None = None
+        self._target: Any = None
+        if label is None:
+            label = _factory_label(factory)
+        try:
+            self._report = bind_this_process(
+                source=source, binder=binder, policy=policy, strict=strict, require_bound=require_bound, label=label
+            )
+        except GpunumaError as err:  # strict: typed for the driver, not an ActorDiedError that keeps only the text
+            self._failure = err
+            return
         # Built only now, so the threads and memory it creates start on the GPU's node.
         self._target = factory(*factory_args, **dict(factory_kwargs or {}))
 
+    def _usable(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
     def binding_report(self) -> BindingReport:
         """The report of the binding done in ``__init__`` (a picklable frozen dataclass)."""
+        self._usable()
         return self._report
 
     def call(self, method_name: str, *args: Any, **kwargs: Any) -> Any:
         """Call ``method_name`` on the heavy object and return its result."""
+        self._usable()
         return getattr(self._target, method_name)(*args, **kwargs)
 
     def ping(self) -> bool:
-        """True once the actor is up: ``ray.get(actor.ping.remote())`` waits for ``__init__``."""
+        """True once the actor is up and bound as asked: ``ray.get(actor.ping.remote())`` waits for ``__init__``."""
+        self._usable()
         return True
+
+
+def _factory_label(factory: Callable[..., Any]) -> str | None:
+    """The heavy object's class (or factory function) name and the rank, for a :class:`GpuBoundActor`'s lines."""
+    name = getattr(factory, "__qualname__", None) or getattr(factory, "__name__", None)
+    if not name:
+        return None
+    rank = os.environ.get("RANK") or os.environ.get("LOCAL_RANK")
+    return f"{name} rank {rank}" if rank else str(name)
 
 
 def start_bound_actor(
@@ -197,7 +264,7 @@ def start_bound_actor(
 
     ``actor_options`` go to ``.options()`` (``num_cpus``, ``resources``, ``name``...);
     ``bind_options`` to :class:`GpuBoundActor` (``source``, ``binder``, ``policy``, ``strict``,
-    ``label``, ``factory_args``, ``factory_kwargs``).
+    ``require_bound``, ``label``, ``factory_args``, ``factory_kwargs``).
     """
     ray = _ray()
     options = {"num_gpus": num_gpus, **dict(actor_options or {})}
@@ -278,9 +345,13 @@ def _binder_for_hook(
     binder: str | Binder | None,
     policy: Policy | None,
     strict: bool | None,
+    require_bound: bool | None,
+    label: str | None,
 ) -> Callable[[bool], BindingReport]:
     def bind(rebind: bool) -> BindingReport:
-        options = Options.from_env(source=source, binder=binder, policy=policy, strict=strict)
+        options = Options.from_env(
+            source=source, binder=binder, policy=policy, strict=strict, label=label, require=require_bound
+        )
         if rebind:
             options = replace(options, policy=replace(options.policy, override_affinity=True))
         return _bind_worker(options)
@@ -294,11 +365,15 @@ def install_binding_hook(
     binder: str | Binder | None = None,
     policy: Policy | None = None,
     strict: bool | None = None,
+    require_bound: bool | None = None,
+    label: str | None = None,
 ) -> bool:
     """Arrange for this worker process to bind as soon as Ray assigns it GPUs; True if arranged.
 
     Binds at once when the process already holds GPUs. A process that never gets a GPU is left
-    alone, silently. Strict mode makes a failed binding fail the task or actor creation.
+    alone, silently. Strict mode (or ``require_bound``) makes a binding that binds nothing fail the task or
+    actor creation with :class:`~gpunuma.errors.NotBoundError`. ``label`` left out, each line names the actor
+    class and rank Ray is about to run (:func:`worker_label`).
     Idempotent: once arranged in a process, later calls change nothing and return True.
     """
     ray = _ray()
@@ -313,7 +388,7 @@ def install_binding_hook(
     if original is not None and getattr(original, _INSTALLED_MARK, False):
         logger.debug("gpunuma: the binding hook is already installed in this worker; leaving it")
         return True
-    watcher = _BindOnAssignment(_binder_for_hook(source, binder, policy, strict))
+    watcher = _BindOnAssignment(_binder_for_hook(source, binder, policy, strict, require_bound, label))
     if _in_ray_worker(ray):
         watcher.after_assignment(ray)
     if original is None:
@@ -350,11 +425,15 @@ def make_setup_hook(
     binder: str | Binder | None = None,
     policy: Policy | None = None,
     strict: bool | None = None,
+    require_bound: bool | None = None,
+    label: str | None = None,
 ) -> Callable[[], None]:
-    """A ``worker_process_setup_hook`` callable with chosen adapters (pickled into each worker by Ray)."""
+    """A ``worker_process_setup_hook`` callable with chosen adapters and switches (pickled into each worker by
+    Ray); the keywords are :func:`install_binding_hook`'s."""
 
     def gpunuma_setup_hook() -> None:
-        install_binding_hook(source=source, binder=binder, policy=policy, strict=strict)
+        install_binding_hook(source=source, binder=binder, policy=policy, strict=strict,
+                             require_bound=require_bound, label=label)
 
     return gpunuma_setup_hook
 
