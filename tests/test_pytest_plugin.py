@@ -23,7 +23,7 @@ def test_gpu_5_binds_to_node_1(simulated_source, simulated_kernel):
 def test_the_plugin_is_an_installed_pytest11_entry_point():
     found = {ep.name: ep.value for ep in entry_points(group="pytest11")}
     assert found.get("gpunuma_fakes.pytest_plugin") == "gpunuma_fakes.pytest_plugin", (
-        "pyproject declares it; an install older than that lacks it (pip install -e . again)"
+        "the gpunuma-fakes distribution declares it (fakes/pyproject.toml): pip install -e ./fakes"
     )
 
 

@@ -1,7 +1,7 @@
-"""Simulated multi-socket GPU machines for CPU-only CI (see fakes/README.md).
+"""Simulated multi-socket GPU machines for CPU-only CI (the ``gpunuma-fakes`` distribution; see fakes/README.md).
 
-``render_sysfs(machine("dgx-h100"), tmp_path)`` writes a kernel-format sysfs/procfs tree that
-``SysfsTopology(root=tmp_path)`` reads like a real one.
+``machine("dgx-h100").source()`` reads the machine's kernel-format sysfs/procfs tree, held in memory, through
+the real adapters; ``render_sysfs(machine("dgx-h100"), tmp_path)`` writes the same tree to a folder.
 
 Names load on first access: a Ray worker that unpickles a ``FakeNvml`` or ``SimulatedKernel``
 imports only the modules those need, not the whole catalogue.
@@ -16,6 +16,9 @@ from gpunuma.adapters.static import StaticTopology
 
 if TYPE_CHECKING:
     from gpunuma_fakes.spec import Machine
+
+#: Released with gpunuma, at its version (fakes/pyproject.toml pins it).
+__version__ = "0.1.0"
 
 #: Public name -> module that defines it, imported on first access.
 _EXPORTS = {

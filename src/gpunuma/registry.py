@@ -53,11 +53,12 @@ def binder_class(name: str) -> type[Any]:
 
 
 def simulated_source_class() -> type[Any]:
-    """The simulated-machine source (``gpunuma_fakes`` must be installed: it ships with the test extra)."""
+    """The simulated-machine source (the ``gpunuma-fakes`` distribution, ``fakes/`` here, must be installed)."""
     module, attr = SIMULATED_SOURCE
     try:
         return getattr(importlib.import_module(module), attr)
     except ImportError as err:
         raise UnknownSourceError(
-            "simulated machines need the gpunuma_fakes package (it ships in the gpunuma source tree)"
+            "simulated machines need the gpunuma-fakes package "
+            "(pip install gpunuma-fakes; in the source tree: pip install -e ./fakes)"
         ) from err
