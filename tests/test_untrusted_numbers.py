@@ -138,8 +138,8 @@ def test_a_node_that_is_not_an_int_is_an_invalid_node_error_naming_its_type(dgx_
         plan_for(node=node, source=dgx_static, env={})
     assert caught.value.node is node and type(node).__name__ in caught.value.why
 
-    report = bind_to_node(node, source=dgx_static, binder=DGX.kernel(), env={})
-    assert not report.bound
+    with pytest.raises(InvalidNodeError):  # a programming error: raised in best-effort mode too
+        bind_to_node(node, source=dgx_static, binder=DGX.kernel(), env={})
 
 
 @pytest.mark.parametrize("gpu", [1.0, b"5", "", " ", [1.0], [b"5"]])
@@ -148,7 +148,11 @@ def test_a_gpu_id_that_is_not_an_int_or_a_name_is_a_resolution_error(dgx_static,
         plan_for(gpu, source=dgx_static, env={})
     assert caught.value.variable == "gpus"
 
-    assert not bind_to_gpu(gpu, source=dgx_static, binder=DGX.kernel(), env={}).bound
+    if isinstance(gpu, str):  # the right type naming nothing: the machine's to judge, best-effort
+        assert not bind_to_gpu(gpu, source=dgx_static, binder=DGX.kernel(), env={}).bound
+    else:  # the wrong type: a programming error, raised in best-effort mode too
+        with pytest.raises(GpuResolutionError):
+            bind_to_gpu(gpu, source=dgx_static, binder=DGX.kernel(), env={})
 
 
 @pytest.mark.parametrize("physical", [1.0, b"5", "\u0665"])

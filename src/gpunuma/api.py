@@ -4,6 +4,12 @@ Each call reads its ``GPUNUMA_*`` switches and GPU visibility once at the edge (
 ``os.environ``), builds one :class:`~gpunuma.compose.Options` with the explicit arguments winning,
 and hands it to :mod:`gpunuma.compose`, which builds the adapters (``source=``, ``binder=``: a name
 or an injected instance, so tests and downstream CI bind simulated machines here and nowhere else).
+
+Misuse raises whatever the mode: an argument of the wrong type or size (``gpu=1.5``, ``range(10**12)``,
+``node="1"``, ``env={"LOCAL_RANK": 3}``, ``strict="yes"``, ``Policy(cpu_scope="sockets")``) is a programming
+error, a :class:`~gpunuma.errors.GpunumaError` naming the argument, raised before anything is read, even in
+best-effort mode. Best-effort covers what the machine and its environment do: a GPU the machine lacks, a
+``GPUNUMA_*`` value not understood, a kernel that refuses the binding.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ PhysicalSpec: TypeAlias = int | Sequence[int] | None
 
 
 def _gpu_arg(gpu: GpuSpec) -> Sequence[int | str] | None:
-    return id_list(gpu)
+    return id_list(gpu, "gpus")
 
 
 def _visible_under_ray() -> None:
@@ -54,7 +60,7 @@ def _visible_under_ray() -> None:
 
 
 def _physical_arg(physical: PhysicalSpec) -> Sequence[int] | None:
-    return id_list(physical)
+    return id_list(physical, "physical")  # type: ignore[return-value]
 
 
 def plan_for(
@@ -72,11 +78,11 @@ def plan_for(
     ``physical`` names GPUs by NVML / ``nvidia-smi`` index instead of ``gpu``'s local ``cuda:N``.
     With ``node`` and no GPU, plans an explicit node for a CPU-only process.
     """
+    gpus, physicals = _gpu_arg(gpu), _physical_arg(physical)
+    node = None if node is None else explicit_node_id(node)
     options = Options.from_env(env, source=source, policy=policy)
-    environment = compose.gpu_environment(gpu if physical is None else physical, node, env, ray)
-    return compose.plan(
-        options, gpus=_gpu_arg(gpu), physical=_physical_arg(physical), node=node, environment=environment
-    )
+    environment = compose.gpu_environment(gpus if physicals is None else physicals, node, env, ray)
+    return compose.plan(options, gpus=gpus, physical=physicals, node=node, environment=environment)
 
 
 def apply_plan(
@@ -123,12 +129,13 @@ def bind_to_gpu(
     ``GPUNUMA_STRICT=1`` raises when binding fails); ``require_bound=True`` (``GPUNUMA_REQUIRE=1``) raises
     :class:`~gpunuma.errors.NotBoundError` whenever nothing gets bound; ``GPUNUMA_BIND=0`` makes it a dry run.
     """
+    gpus, physicals = _gpu_arg(gpu), _physical_arg(physical)
     options = Options.from_env(
         env, source=source, binder=binder, policy=policy, strict=strict, label=label, require=require_bound
     )
-    environment = compose.gpu_environment(gpu if physical is None else physical, None, env, ray)
+    environment = compose.gpu_environment(gpus if physicals is None else physicals, None, env, ray)
     _visible_under_ray()
-    return compose.bind(options, gpus=_gpu_arg(gpu), physical=_physical_arg(physical), environment=environment)
+    return compose.bind(options, gpus=gpus, physical=physicals, environment=environment)
 
 
 def bind_to_node(

@@ -96,7 +96,8 @@ class Options:
         ``ignore`` names more such variables (the command line's flags). Other bad values: see
         :meth:`Settings.from_env <gpunuma.settings.Settings.from_env>`.
         """
-        _check_kinds(source, binder, policy)
+        check_arguments(source=source, binder=binder, policy=policy, strict=strict, require=require, label=label,
+                        root=root)
         skipped = {*ignore, *(POLICY_VARIABLES if policy is not None else ())}
         if source is not None:
             skipped.add("GPUNUMA_SOURCE")
@@ -129,8 +130,29 @@ class Options:
 
 
 # -- adapters ------------------------------------------------------------------------------------
-def _check_kinds(source: object, binder: object, policy: object) -> None:
-    """A wrong kind of argument is a typed error naming it, before anything reads it (``policy="exclusive"``)."""
+def check_arguments(
+    *,
+    source: object = None,
+    binder: object = None,
+    policy: object = None,
+    strict: object = None,
+    require: object = None,
+    label: object = None,
+    root: object = "/",
+) -> None:
+    """A wrong kind of argument is a typed error naming it, before anything reads it (``policy="exclusive"``).
+
+    The entry points' keyword arguments have their checks here: adapters (:class:`UnknownSourceError`), the
+    policy (:class:`PolicyError`), the switches, the label and the root (:class:`SettingsError`). A wrong kind is
+    a programming error: it raises whatever the mode, where a problem of the machine is best-effort.
+    """
+    for name, switch in (("strict", strict), ("require_bound", require)):
+        if switch is not None and not isinstance(switch, bool):
+            raise SettingsError(f"{name}={switch!r:.80}: expected True, False or None (None: its GPUNUMA_* variable)")
+    if label is not None and not isinstance(label, str):
+        raise SettingsError(f"label={label!r:.80}: expected text naming this process in the log, or None")
+    if not isinstance(root, (str, os.PathLike)):
+        raise SettingsError(f"root={root!r:.80}: expected a path, such as '/' (this machine) or a captured tree")
     if policy is not None and not isinstance(policy, Policy):
         raise PolicyError(f"policy={policy!r:.80}: expected a Policy, e.g. Policy(cpu_scope='exclusive')")
     if source is not None and not isinstance(source, str) and not (

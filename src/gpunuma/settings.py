@@ -41,13 +41,13 @@ from enum import Enum
 from typing import Any, TypeVar
 
 from gpunuma.core.childenv import fill_in
-from gpunuma.core.identity import GpuEnvironment
+from gpunuma.core.identity import GpuEnvironment, id_list
 from gpunuma.core.numbers import decimal
 from gpunuma.core.policy import CpuScope, MemoryPolicy, Policy, Share
 from gpunuma.core.ports import RayLike
 from gpunuma.core.reasons import Reason
 from gpunuma.core.rebind import OwnBinding, parse_record
-from gpunuma.errors import SettingsError
+from gpunuma.errors import GpuResolutionError, SettingsError
 from gpunuma.registry import SOURCE_NAMES
 
 logger = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ class Settings:
         wins over them, so a bad value there is no mistake. ``warn=False`` (another process's
         environment, read by ``gpunuma check``) logs nothing: :attr:`problems` still says what was replaced.
         """
-        env = os.environ if env is None else env
+        env = environment(env)
         problems: list[str] = []
 
         def read(name: str, parse: Callable[[], _T], default: _T) -> _T:
@@ -225,7 +225,10 @@ def read_gpu_environment(
     left out, the Ray this process initialised counts when this process is a Ray worker. ``ask_ray=False``
     (a caller that names its GPUs explicitly) leaves Ray unasked.
     """
-    environ = os.environ if env is None else env
+    environ = environment(env)
+    if ray is not None and not callable(getattr(ray, "get_gpu_ids", None)):
+        raise GpuResolutionError(f"ray={ray!r:.80}: expected the ray module (or an object with get_gpu_ids())",
+                                 variable="ray")
     if not ask_ray:
         return GpuEnvironment.from_mapping(environ)
     api: Any = ray
@@ -234,7 +237,27 @@ def read_gpu_environment(
         api = found if found is not None and is_ray_worker(found) else None
     if api is None:
         return GpuEnvironment.from_mapping(environ)
-    return GpuEnvironment.from_mapping(environ, tuple(api.get_gpu_ids()), ray_worker=True)
+    return GpuEnvironment.from_mapping(environ, tuple(id_list(api.get_gpu_ids(), "ray") or ()), ray_worker=True)
+
+
+def environment(env: object) -> Mapping[str, str]:
+    """The environment a caller passed (``env=``), checked; None is this process's (``os.environ``).
+
+    Anything but a mapping of ``str`` to ``str`` is a :class:`SettingsError` naming ``env`` (and the entry):
+    a programming error, raised whatever the mode, as ``subprocess`` refuses such an environment.
+    """
+    if env is None:
+        return os.environ
+    items = getattr(env, "items", None)
+    if not callable(items) or not callable(getattr(env, "get", None)):
+        raise SettingsError(f"env={env!r:.80}: expected a mapping of variable names to values (str to str)")
+    for name, value in items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise SettingsError(
+                f"env[{name!r:.60}]={value!r:.60}: expected str to str, got {type(name).__name__} to "
+                f"{type(value).__name__}"
+            )
+    return env  # type: ignore[return-value]
 
 
 #: The binding gpunuma applied before it exec'd this program (:func:`gpunuma.core.rebind.format_record`).

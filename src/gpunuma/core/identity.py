@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
 from gpunuma.core.exposure import NVIDIA_VISIBLE_DEVICES
 from gpunuma.core.model import Gpu, Topology
@@ -65,14 +65,44 @@ _NO_GPU_VALUES = frozenset({"-1", "nodevfiles"})
 _UUID_CHARS = frozenset("0123456789abcdefABCDEF-")
 
 
-def id_list(given: object) -> list[Any] | None:
-    """One GPU id or several, as a list (None stays None). Anything not a sequence (``3``, ``1.0``, ``b"5"``)
-    is one id, which resolution refuses by name: iterating ``b"5"`` would give GPU 53."""
+#: More GPU ids than any process can own (a machine's GPUs and their MIG instances): a longer list is misuse.
+MAX_IDS = 1024
+
+
+def id_list(given: object, variable: str = "gpus") -> list[int | str] | None:
+    """One GPU id or several, as a list (None stays None), each an ``int`` or a ``str``.
+
+    ``variable`` names the argument (``gpus``, ``physical``) in the :class:`~gpunuma.errors.GpuResolutionError`
+    that anything else is: a ``float``, ``bool``, ``bytes`` or ``None`` id (iterating ``b"5"`` would give GPU 53),
+    or more than :data:`MAX_IDS` ids (``range(10**12)`` is refused after reading that many, never listed).
+    A wrong type is a programming error, raised whatever the mode; an id of the right type that names no GPU is
+    the resolution's to judge.
+    """
     if given is None:
         return None
     if isinstance(given, (str, bytes)) or not hasattr(given, "__iter__"):
-        return [given]
-    return list(given)
+        items: list[object] = [given]
+    elif hasattr(given, "keys"):  # a mapping: its keys are no list of GPUs anyone meant
+        raise GpuResolutionError(f"{variable}={_cut(given)}: a mapping is not a GPU id or a list of them",
+                                 variable=variable, value=_cut(given))
+    else:
+        from itertools import islice
+
+        try:
+            items = list(islice(given, MAX_IDS + 1))
+        except TypeError as err:  # __iter__ that is no iterator
+            raise GpuResolutionError(f"{variable}={_cut(given)}: not a GPU id or a list of them",
+                                     variable=variable, value=_cut(given)) from err
+        if len(items) > MAX_IDS:
+            raise GpuResolutionError(f"{variable}={_cut(given)}: more than {MAX_IDS} GPU ids", variable=variable,
+                                     value=_cut(given))
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, (int, str)):
+            raise GpuResolutionError(
+                f"{variable}={_cut(given)}: {_cut(repr(item))} ({type(item).__name__}) is not a GPU id; expected an "
+                "int index, or a str index, UUID or bus id", variable=variable, value=_cut(item),
+            )
+    return items  # type: ignore[return-value]
 
 
 def _cut(value: object, most: int = 80) -> str:

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import TypeVar
 
 from gpunuma.core.numbers import decimal
 from gpunuma.errors import PolicyError, quoted
+
+_C = TypeVar("_C", bound=Enum)
+
+#: More parts (and reserved cores) than any node has CPUs: the bound of a share's count and of ``reserve``.
+MAX_PARTS = 1 << 16
 
 
 class CpuScope(str, Enum):
@@ -57,13 +63,17 @@ class Share:
         for name in ("index", "count"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
-                raise PolicyError(f"share {name} {value!r} is not an int")
-        if self.count < 1 or not 0 <= self.index < self.count:
-            raise PolicyError(f"share {self.index}/{self.count}: expected 0 <= index < count")
+                raise PolicyError(f"share {name} {quoted(value)} is not an int")
+        if not 1 <= self.count <= MAX_PARTS or not 0 <= self.index < self.count:
+            raise PolicyError(
+                f"share {quoted(self.index)}/{quoted(self.count)}: expected 0 <= index < count <= {MAX_PARTS}"
+            )
 
     @classmethod
     def parse(cls, text: str) -> Share:
         """``"1/4"`` -> ``Share(1, 4)``; :class:`~gpunuma.errors.PolicyError` for anything else."""
+        if not isinstance(text, str):
+            raise PolicyError(f"share {quoted(text)}: expected text INDEX/COUNT such as '1/4'")
         index, slash, count = text.strip().partition("/")
         number, parts = decimal(index.strip()), decimal(count.strip())
         if not slash or number is None or parts is None:
@@ -72,6 +82,20 @@ class Share:
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
+
+    @classmethod
+    def coerce(cls, given: object) -> Share | None:
+        """A share as callers give one: a :class:`Share`, ``"1/4"``, ``(1, 4)``, or None (all the CPUs).
+
+        Anything else is a :class:`~gpunuma.errors.PolicyError` naming ``share``.
+        """
+        if given is None or isinstance(given, Share):
+            return given
+        if isinstance(given, str):
+            return cls.parse(given)
+        if isinstance(given, (tuple, list)) and len(given) == 2:
+            return cls(*given)
+        raise PolicyError(f"share={quoted(given)}: expected Share(i, n), (i, n) or 'i/n'")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,13 +115,23 @@ class Policy:
     reserve: int = 0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "cpu_scope", CpuScope(self.cpu_scope))
-        object.__setattr__(self, "memory", MemoryPolicy(self.memory))
-        object.__setattr__(self, "on_disallowed", Fallback(self.on_disallowed))
-        share: object = self.share
-        if isinstance(share, str):
-            object.__setattr__(self, "share", Share.parse(share))
-        elif share is not None and not isinstance(share, Share):
-            object.__setattr__(self, "share", Share(*share))  # type: ignore[misc]
-        if not isinstance(self.reserve, int) or isinstance(self.reserve, bool) or self.reserve < 0:
-            raise PolicyError(f"reserve={self.reserve!r}: expected a whole number of cores, 0 or more")
+        # A wrong value or type in any field is a PolicyError naming it, whatever the mode: a programming error.
+        object.__setattr__(self, "cpu_scope", _member(CpuScope, "cpu_scope", self.cpu_scope))
+        object.__setattr__(self, "memory", _member(MemoryPolicy, "memory", self.memory))
+        object.__setattr__(self, "on_disallowed", _member(Fallback, "on_disallowed", self.on_disallowed))
+        for name in ("override_affinity", "spread_unknown"):
+            if not isinstance(getattr(self, name), bool):
+                raise PolicyError(f"{name}={quoted(getattr(self, name))}: expected True or False")
+        object.__setattr__(self, "share", Share.coerce(self.share))
+        reserve: object = self.reserve
+        if not isinstance(reserve, int) or isinstance(reserve, bool) or not 0 <= reserve <= MAX_PARTS:
+            raise PolicyError(f"reserve={quoted(reserve)}: expected a whole number of cores, 0 to {MAX_PARTS}")
+
+
+def _member(choice: type[_C], name: str, value: object) -> _C:
+    """``value`` as a member of ``choice`` (the member itself or its value), else a PolicyError naming ``name``."""
+    try:
+        return choice(value)
+    except (ValueError, TypeError):  # TypeError: an unhashable value
+        allowed = ", ".join(repr(member.value) for member in choice)
+        raise PolicyError(f"{name}={quoted(value)}: expected one of {allowed}") from None

@@ -25,14 +25,16 @@ from gpunuma.core.cpuset import node_list
 from gpunuma.core.filetree import FileTree
 from gpunuma.core.identity import VISIBILITY_VARIABLES, GpuEnvironment, id_list
 from gpunuma.core.kernel_policy import Mode
+from gpunuma.core.numbers import decimal
 from gpunuma.core.plan import BindingPlan
+from gpunuma.core.planner import explicit_node_id
 from gpunuma.core.policy import MemoryPolicy, Policy, Share
 from gpunuma.core.ports import TopologySource
 from gpunuma.core.readback import compare, narrowed_within
 from gpunuma.core.reasons import Reason, codes, details
 from gpunuma.core.rebind import OwnBinding
 from gpunuma.core.report import BindingReport, KernelView
-from gpunuma.errors import GpunumaError, GpuResolutionError, InvalidNodeError
+from gpunuma.errors import GpunumaError, GpuResolutionError, InvalidNodeError, SettingsError, TopologyUnavailableError
 from gpunuma.settings import Settings, inherited_own_binding
 from gpunuma.tools.terminal import visible
 
@@ -134,6 +136,18 @@ class CheckResult:
         }
 
 
+def _pid_arg(pid: object) -> int | str:
+    """``self``, or a process id: an ``int`` above 0 or its ASCII digits. Anything else names no process and is a
+    :class:`~gpunuma.errors.TopologyUnavailableError` before any file is opened (``"../1"`` is no path to read)."""
+    if pid == "self":
+        return "self"
+    number = decimal(pid) if isinstance(pid, str) else pid
+    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+        raise TopologyUnavailableError(f"pid={pid!r:.80}: no such process; expected 'self' or a process id (an int "
+                                       "above 0)")
+    return number
+
+
 def check_process(
     pid: int | str = "self",
     *,
@@ -163,7 +177,17 @@ def check_process(
     ``simulate`` (default: this process's ``GPUNUMA_SIMULATE``) names a simulated machine: the process is read
     from its simulated kernel and planned for on it.
     """
-    gpus, physical = id_list(gpus), id_list(physical)  # one id or several, as bind_to_gpu takes them
+    # Misuse raises before anything is read, as it does for bind_to_gpu: each argument's kind, then its size.
+    pid = _pid_arg(pid)
+    gpus, physical = id_list(gpus, "gpus"), id_list(physical, "physical")  # one id or several
+    compose.check_arguments(source=source, policy=policy, root=root)
+    share = Share.coerce(share)
+    if reserve is not None:
+        reserve = replace(Policy(), reserve=reserve).reserve
+    if node is not None:
+        node = explicit_node_id(node)
+    if simulate is not None and not isinstance(simulate, str):
+        raise SettingsError(f"simulate={simulate!r:.80}: expected a simulated machine's name or a snapshot's path")
 
     if simulate is None:
         simulate = Settings.from_env(strict=False, warn=False).simulate
