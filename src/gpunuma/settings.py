@@ -260,6 +260,13 @@ def environment(env: object) -> Mapping[str, str]:
     return env  # type: ignore[return-value]
 
 
+def runtime_directory(env: Mapping[str, str] | None = None) -> str | None:
+    """The session's private folder, ``$XDG_RUNTIME_DIR`` of ``env`` (default ``os.environ``), when it is set to an
+    absolute path; else None."""
+    folder = (os.environ if env is None else env).get("XDG_RUNTIME_DIR", "")
+    return folder if os.path.isabs(folder) else None
+
+
 #: The binding gpunuma applied before it exec'd this program (:func:`gpunuma.core.rebind.format_record`).
 OWN_BINDING = "GPUNUMA_OWN"
 

@@ -23,6 +23,7 @@ import stat
 import tempfile
 
 from gpunuma.errors import BindError
+from gpunuma.settings import runtime_directory
 
 #: Slots this process holds, by (directory, key, count): the slot and its open descriptor.
 _HELD: dict[tuple[str, str, int], tuple[int, int]] = {}
@@ -33,8 +34,8 @@ _LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
 
 def default_directory() -> str:
     """``$XDG_RUNTIME_DIR/gpunuma`` (the session's private folder) when set, else ``$TMPDIR/gpunuma-<uid>``."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
-    if os.path.isabs(runtime):
+    runtime = runtime_directory()
+    if runtime is not None:
         return os.path.join(runtime, "gpunuma")
     return os.path.join(tempfile.gettempdir(), f"gpunuma-{os.geteuid()}")
 
