@@ -151,8 +151,8 @@ def check_arguments(
             raise SettingsError(f"{name}={switch!r:.80}: expected True, False or None (None: its GPUNUMA_* variable)")
     if label is not None and not isinstance(label, str):
         raise SettingsError(f"label={label!r:.80}: expected text naming this process in the log, or None")
-    if not isinstance(root, (str, os.PathLike)):
-        raise SettingsError(f"root={root!r:.80}: expected a path, such as '/' (this machine) or a captured tree")
+    if not isinstance(root, (str, os.PathLike, FileTree)):
+        raise SettingsError(f"root={root!r:.80}: expected a path, such as '/' (this machine), or a captured tree")
     if policy is not None and not isinstance(policy, Policy):
         raise PolicyError(f"policy={policy!r:.80}: expected a Policy, e.g. Policy(cpu_scope='exclusive')")
     if source is not None and not isinstance(source, str) and not (
