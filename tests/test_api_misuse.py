@@ -10,8 +10,10 @@ import pytest
 
 import gpunuma
 from gpunuma import (
+    CommandError,
     GpuResolutionError,
     InvalidNodeError,
+    PlanError,
     Policy,
     PolicyError,
     SettingsError,
@@ -151,3 +153,27 @@ def test_machine_and_environment_problems_stay_best_effort(on_dgx):
     assert not gpu.bound and codes(gpu.reasons) == ("plan_failed",)
     assert not node.bound and codes(node.reasons) == ("plan_failed",)
     assert setting.bound and setting.plan.memory_policy.value == "preferred"
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "named"),
+    [(lambda plan: gpunuma.exec_argv(plan, "python app.py"), CommandError, "cannot run 'python app.py'"),
+     (lambda plan: gpunuma.exec_argv(plan, ["python", 3]), CommandError, "cannot run \"['python', 3]\""),
+     (lambda plan: gpunuma.exec_argv(plan, range(10**12)), CommandError, "cannot run 'range("),
+     (lambda plan: gpunuma.bound_command(plan, []), CommandError, "cannot run '[]'"),
+     (lambda plan: gpunuma.bound_command(5, ["true"]), PlanError, "plan="),
+     (lambda plan: gpunuma.run_bound(None, ["true"]), PlanError, "plan="),
+     (lambda plan: gpunuma.exec_bound(plan, "true"), CommandError, "cannot run 'true'"),
+     (lambda plan: gpunuma.start_bound_process(plan, 5), CommandError, "cannot run '5'"),
+     (lambda plan: gpunuma.start_bound_process("plan", print), PlanError, "plan="),
+     (lambda plan: gpunuma.apply_plan({"cpus": "0-3"}), PlanError, "plan=")],
+    ids=["exec_argv str", "exec_argv int word", "exec_argv range", "empty", "bound_command plan", "run_bound plan",
+         "exec_bound str", "target", "start plan", "apply_plan dict"],
+)
+def test_the_launch_helpers_refuse_misuse_before_anything_starts_or_changes(on_dgx, call, error, named):
+    plan = gpunuma.plan_for(0, source=on_dgx["source"], env={})
+
+    with pytest.raises(error) as caught:
+        call(plan)
+
+    assert str(caught.value).startswith(named) and len(str(caught.value)) < 300

@@ -25,7 +25,6 @@ from gpunuma.core.planner import explicit_node_id
 from gpunuma.core.policy import Policy
 from gpunuma.core.ports import Binder, RayLike, TopologySource
 from gpunuma.core.report import BindingReport
-from gpunuma.errors import PlanError
 from gpunuma.integrations.ray import show_logs_in_worker
 from gpunuma.settings import in_ray_worker
 
@@ -102,9 +101,7 @@ def apply_plan(
     """
     _visible_under_ray()
 
-    if not isinstance(plan, BindingPlan):
-        raise PlanError(f"plan={plan!r:.80}: expected a BindingPlan (from plan_for), not a {type(plan).__name__}")
-    return compose.apply(Options.from_env(env, binder=binder, strict=strict, label=label), plan)
+    return compose.apply(Options.from_env(env, binder=binder, strict=strict, label=label), compose.check_plan(plan))
 
 
 def bind_to_gpu(

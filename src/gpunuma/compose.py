@@ -34,6 +34,7 @@ from gpunuma.errors import (
     GpunumaError,
     HalfBoundError,
     NotBoundError,
+    PlanError,
     PolicyError,
     SnapshotError,
     UnknownSourceError,
@@ -161,6 +162,13 @@ def check_arguments(
         raise UnknownSourceError(f"source={source!r:.80}: expected a name or an object with read() and allowed()")
     if binder is not None and not isinstance(binder, str) and not callable(getattr(binder, "apply", None)):
         raise UnknownSourceError(f"binder={binder!r:.80}: expected a binder name or an object with apply(plan)")
+
+
+def check_plan(plan: object) -> BindingPlan:
+    """``plan`` when it is a :class:`BindingPlan`, else a :class:`~gpunuma.errors.PlanError` naming it (misuse)."""
+    if not isinstance(plan, BindingPlan):
+        raise PlanError(f"plan={plan!r:.80}: expected a BindingPlan (from plan_for), not a {type(plan).__name__}")
+    return plan
 
 
 def make_source(

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from itertools import islice
 from multiprocessing.context import ForkContext, ForkServerContext, SpawnContext
 from typing import Any, NoReturn, cast
 
@@ -42,6 +43,7 @@ def exec_bound(
     process's, a variable already set keeping its value. ``before_exec`` is called with the binding's report
     last thing before the exec (``gpunuma exec --json`` prints its record there).
     """
+    plan, argv = compose.check_plan(plan), command_words(argv)
     check_runnable(argv)  # before binding: a caller that catches the error is left as it was
     report = _apply(plan, binder, strict)
     _hand_down(report)
@@ -50,6 +52,28 @@ def exec_bound(
     if before_exec is not None:
         before_exec(report)
     exec_command(argv)
+
+
+#: More words than a command line holds (Linux takes at most MAX_ARG_STRINGS, 0x7FFFFFFF, but ARG_MAX bytes first).
+MAX_WORDS = 1 << 17
+
+
+def command_words(argv: object) -> list[str]:
+    """``argv`` as the list of words it must be (``["python", "app.py"]``), read no further than :data:`MAX_WORDS`.
+
+    Anything else is a :class:`CommandError` before anything changes: a bare ``str`` (``"python app.py"`` is no
+    list of words; a shell would split it), an empty command, a word that is no ``str``, too many words.
+    """
+    if isinstance(argv, (str, bytes)) or not hasattr(argv, "__iter__") or hasattr(argv, "keys"):
+        shown = argv if isinstance(argv, str) else repr(argv)
+        raise CommandError(shown, "expected the command as a list of words, e.g. ['python', 'app.py']",
+                           not_found=False)
+    words = list(islice(argv, MAX_WORDS + 1))
+    if not words or len(words) > MAX_WORDS:
+        raise CommandError(repr(argv), f"expected 1 to {MAX_WORDS} words", not_found=not words)
+    if not all(isinstance(word, str) for word in words):
+        raise CommandError(repr(words), "every word of a command is a str", not_found=False)
+    return words
 
 
 def check_runnable(argv: Sequence[str]) -> None:
@@ -145,6 +169,9 @@ def start_bound_process(
     ``target`` runs. ``report_kwarg="numa"`` passes the child's binding report to the target as
     ``numa=report``; it is also ``gpunuma.last_report()`` in the child.
     """
+    plan = compose.check_plan(plan)
+    if not callable(target):
+        raise CommandError(repr(target), "target is not callable", not_found=False)
     # get_context(str) is typed BaseContext, which lacks Process; every start method's context has it.
     ctx = cast("SpawnContext | ForkServerContext | ForkContext", multiprocessing.get_context(context))
     process = ctx.Process(
@@ -157,6 +184,7 @@ def start_bound_process(
 
 def exec_argv(plan: BindingPlan, argv: Sequence[str]) -> list[str]:
     """``python -m gpunuma.tools.launch ... -- argv``: a child that binds in-process, then execs ``argv``."""
+    plan, argv = compose.check_plan(plan), command_words(argv)
     options = [
         f"--cpus={plan.cpus.to_list()}",
         f"--nodes={node_list(plan.nodes)}",
@@ -172,6 +200,7 @@ def exec_argv(plan: BindingPlan, argv: Sequence[str]) -> list[str]:
 
 def bound_command(plan: BindingPlan, argv: Sequence[str], launcher: Launcher | None = None) -> list[str]:
     """The argv that starts ``argv`` bound: through ``launcher`` (numactl) or in-process then exec."""
+    plan, argv = compose.check_plan(plan), command_words(argv)
     if not plan.binds:
         return list(argv)
     if launcher is not None:
