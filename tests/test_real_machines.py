@@ -3,11 +3,18 @@ ground truth): GPUs only the NVIDIA driver names, nodes a kernel lists twice, a 
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import pytest
 
+from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.core.planner import plan_binding
 from gpunuma.core.reasons import codes
+from gpunuma.tools.cli import ExitCode, main
 from gpunuma_fakes import machine
+from gpunuma_fakes.render import PID
 
 POWER9 = machine("power9-v100")
 
@@ -35,3 +42,70 @@ def test_each_power9_gpu_binds_to_its_sockets_node_by_its_local_cpus(kind):
     # Each GPU-memory node is at 80 from both CPU nodes (no choice): the local CPUs decide.
     assert [p.nodes for p in plans] == [(POWER9.expected_nodes[i],) for i in range(6)]
     assert [p.memory_nodes for p in plans] == [(0,)] * 3 + [(8,)] * 3  # the CPU node's memory, not the GPU's
+
+
+# -- the cgroup cpuset hwloc-gather-topology records limits a replayed plan as a live cgroup does -------------------
+CONTAINER = machine("container-dgx-h100")  # cpuset 0-47,112-159, mems 0: GPUs 4-7 fall back to node 0
+GROUP = CONTAINER.cgroup_path.strip("/")
+#: How hwloc-gather-topology keeps the capturing process: proc/self/{cpuset,cgroup} as files, proc/mounts,
+#: and the whole cpuset mount; no proc/self/status.
+MOUNTS = {
+    "cgroup2": ("cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec,relatime 0 0", "sys/fs/cgroup",
+                ("cpuset.cpus.effective", "cpuset.mems.effective"), f"0::/{GROUP}"),
+    "cgroup-v1": ("cgroup /cgroup/cpuset cgroup rw,relatime,cpuset 0 0", "cgroup/cpuset",
+                  ("cpuset.cpus", "cpuset.mems"), f"3:cpuset:/{GROUP}\n2:memory:/{GROUP}"),
+    "dev-cpuset": ("none /dev/cpuset cpuset rw,relatime 0 0", "dev/cpuset", ("cpus", "mems"), None),
+}
+
+
+def gathered(tree: Path, mount: str) -> Path:
+    """``tree`` rewritten as hwloc-gather-topology records it, its cpuset under the ``mount`` kind."""
+    line, folder, names, cgroup = MOUNTS[mount]
+    cpus = (tree / "sys/fs/cgroup" / GROUP / "cpuset.cpus.effective").read_text()
+    mems = (tree / "sys/fs/cgroup" / GROUP / "cpuset.mems.effective").read_text()
+    shutil.rmtree(tree / "sys/fs/cgroup")
+    shutil.rmtree(tree / "proc" / str(PID))
+    (tree / "proc/self").unlink()
+    (tree / "proc/self").mkdir()
+    (tree / "proc/self/cpuset").write_text(f"/{GROUP}\n")
+    if cgroup is not None:
+        (tree / "proc/self/cgroup").write_text(cgroup + "\n")
+    (tree / "proc/mounts").write_text(f"sysfs /sys sysfs rw 0 0\n{line}\n")
+    (tree / folder / GROUP).mkdir(parents=True)
+    (tree / folder / GROUP / names[0]).write_text(cpus)
+    (tree / folder / GROUP / names[1]).write_text(mems)
+    return tree
+
+
+@pytest.mark.parametrize("mount", list(MOUNTS))
+def test_a_captured_cgroup_cpuset_limits_the_replayed_plan_as_the_live_cgroup_does(render, mount):
+    live = SysfsTopology(root=render(CONTAINER))
+    captured = SysfsTopology(root=gathered(render(CONTAINER), mount))
+
+    allowed = captured.allowed()
+
+    assert (allowed.cpus.to_list(), allowed.mems) == ("0-47,112-159", frozenset({0}))
+    for gpu in (1, 5):  # node 0's GPU and node 1's, which the cpuset forbids
+        replayed = plan_binding(captured.read(), [gpu], allowed)
+        held = plan_binding(live.read(), [gpu], live.allowed())
+        assert (replayed.nodes, replayed.cpus) == (held.nodes, held.cpus) == ((0,), allowed.cpus)
+    assert "no_process_status_cgroup" in codes(captured.read().notes)
+
+
+def test_gpunuma_plan_root_replays_the_captured_cgroup(render, capsys):
+    tree = gathered(render(CONTAINER), "dev-cpuset")
+
+    status = main(["plan", "--root", str(tree), "--source", "sysfs", "--physical-gpu", "5", "--json"])
+
+    plan = json.loads(capsys.readouterr().out)
+    assert status == ExitCode.OK and (plan["numa_nodes"], plan["cpus"]) == ([0], "0-47,112-159")
+
+
+def test_a_captured_tree_with_no_cgroup_recorded_allows_every_online_cpu(render):
+    tree = gathered(render(CONTAINER), "cgroup2")
+    (tree / "proc/mounts").unlink()
+    shutil.rmtree(tree / "sys/fs/cgroup")
+    source = SysfsTopology(root=tree)
+
+    assert source.allowed().cpus.to_list() == "0-223"
+    assert "no_process_status" in codes(source.read().notes)

@@ -26,7 +26,7 @@ ALLOWED = re.compile(
     r"^[^/]+/("
     r"gpunuma\.json|nvml\.json|proc/meminfo|proc/driver/nvidia/version"
     r"|proc/self/(status|cgroup|task/\d+/status)"
-    r"|proc/driver/nvidia/gpus/[^/]+/information"
+    r"|proc/driver/nvidia/gpus/[^/]+/(information|numa_status)"
     r"|sys/devices/system/node/[^/]+|sys/devices/system/node/node\d+/(cpulist|cpumap|distance|meminfo)"
     r"|sys/devices/system/cpu/[^/]+|sys/devices/system/cpu/cpu\d+/(online|topology/[^/]+|cache/index\d+/[^/]+)"
     r"|sys/bus/pci/devices/[^/]+/[^/]+|sys/bus/pci/devices/[^/]+/drm/(card|renderD)\d+/dev"

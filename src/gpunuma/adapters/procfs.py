@@ -253,21 +253,66 @@ def _walk_up(mount: str, group: str, names: tuple[str, str], files: KernelFiles)
     return None
 
 
+#: The effective cpuset files of each kind of cpuset mount, preferred first.
+_V2_FILES = (("cpuset.cpus.effective", "cpuset.mems.effective"),)
+_V1_FILES = (("cpuset.effective_cpus", "cpuset.effective_mems"), ("cpuset.cpus", "cpuset.mems"))
+#: The legacy cpuset filesystem (``mount -t cpuset``, ``/dev/cpuset``) and v1's ``noprefix`` option name them bare.
+_BARE_FILES = (("effective_cpus", "effective_mems"), ("cpus", "mems"))
+#: Where the cpuset lives when ``/proc/mounts`` does not say: v2, v2 beside v1 (hybrid), v1.
+_USUAL_MOUNTS = ((2, "sys/fs/cgroup", _V2_FILES), (2, "sys/fs/cgroup/unified", _V2_FILES),
+                 (1, "sys/fs/cgroup/cpuset", _V1_FILES))  # fmt: skip
+
+
+def _mount_point(field: str) -> str:
+    """A ``/proc/mounts`` path field decoded (the kernel writes space, tab, newline and backslash in octal)."""
+    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        field = field.replace(code, char)
+    return field
+
+
+def _cpuset_mounts(root: str | Path, files: KernelFiles) -> tuple[tuple[int, str, tuple[tuple[str, str], ...]], ...]:
+    """Every mount holding cpusets, as ``(version, folder under root, file names)``: cgroup v2 first, then v1
+    (``cgroup`` with the cpuset controller) and the legacy ``cpuset`` filesystem, from ``/proc/mounts``; the
+    usual places when it is not there (a tree that kept no mount table)."""
+    text = files.read(os.path.join(root, "proc/mounts"))
+    if text is None:
+        return tuple((version, os.path.join(root, folder), names) for version, folder, names in _USUAL_MOUNTS)
+    v2: list[tuple[int, str, tuple[tuple[str, str], ...]]] = []
+    v1: list[tuple[int, str, tuple[tuple[str, str], ...]]] = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        folder = os.path.join(root, _mount_point(fields[1]).lstrip("/"))
+        kind, options = fields[2], fields[3].split(",")
+        if kind == "cgroup2":
+            v2.append((2, folder, _V2_FILES))
+        elif kind == "cpuset":
+            v1.append((1, folder, _BARE_FILES))
+        elif kind == "cgroup" and "cpuset" in options:
+            v1.append((1, folder, _BARE_FILES if "noprefix" in options else _V1_FILES))
+    return (*v2, *v1)
+
+
 def _cgroup_files(root: str | Path, pid: int | str, files: KernelFiles) -> tuple[str, str, int] | None:
-    """The effective cpuset files of the process's cgroup and its version: v2 first, then v1."""
+    """The effective cpuset files of the process's cgroup and its version: v2 first, then v1.
+
+    The cgroup comes from ``/proc/<pid>/cgroup``, else (a v1 or legacy cpuset the file does not name)
+    ``/proc/<pid>/cpuset``; the mounts from ``/proc/mounts`` (see :func:`_cpuset_mounts`), so a tree that
+    ``hwloc-gather-topology`` captured (``/dev/cpuset``, a v1 mount anywhere, v2) is read as the host was.
+    """
     v2, v1 = _cgroup_paths(root, pid, files)
-    cgroup = os.path.join(root, "sys/fs/cgroup")
-    if v2 is not None:
-        for mount in (cgroup, os.path.join(cgroup, "unified")):
-            found = _walk_up(mount, v2, ("cpuset.cpus.effective", "cpuset.mems.effective"), files)
+    if v1 is None:
+        legacy = files.read(os.path.join(_proc(root, pid), "cpuset"))
+        v1 = legacy.strip(BLANK) or None if legacy is not None else None
+    for version, mount, options in _cpuset_mounts(root, files):
+        group = v2 if version == 2 else v1
+        if group is None:
+            continue
+        for names in options:
+            found = _walk_up(mount, group, names, files)
             if found is not None:
-                return (*found, 2)
-    if v1 is not None:
-        mount = os.path.join(cgroup, "cpuset")
-        for names in (("cpuset.effective_cpus", "cpuset.effective_mems"), ("cpuset.cpus", "cpuset.mems")):
-            found = _walk_up(mount, v1, names, files)
-            if found is not None:
-                return (*found, 1)
+                return (*found, version)
     return None
 
 

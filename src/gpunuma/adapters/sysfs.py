@@ -24,6 +24,7 @@ from gpunuma.adapters.procfs import (
     parse_int,
     parse_node_id,
     read_allowed,
+    read_cgroup_cpuset,
     read_text,
     read_value,
 )
@@ -139,7 +140,12 @@ class SysfsTopology:
         caches = self._caches(cpu_dir, online, notes, files) if self.layout else ()
         nics = _nics(self.root, notes, paths, files) if paths is not None else ()
         if self._without_process():
-            notes.append(Reason.of("no_process_status", path=self._path("proc/self/status")))
+            status = self._path("proc/self/status")
+            captured = read_cgroup_cpuset(self.root, "self", files)
+            if captured is None:
+                notes.append(Reason.of("no_process_status", path=status))
+            else:
+                notes.append(Reason.of("no_process_status_cgroup", path=status, cpuset=str(captured.cpus_file)))
         return Topology(
             nodes=nodes, cpus=cpus, gpus=gpus, source="sysfs", notes=tuple(notes), caches=caches, nics=nics
         )
@@ -147,8 +153,10 @@ class SysfsTopology:
     def allowed(self) -> Allowed:
         """The cgroup cpuset (v2, then v1, then the status lists) and the current affinity.
 
-        A captured tree that holds no ``proc/self/status`` (hwloc-gather keeps none) allows every
-        online CPU and memory node, as a process no cgroup limits; :meth:`read` notes it.
+        A captured tree that holds no ``proc/self/status`` (hwloc-gather keeps none) allows what the cgroup it
+        recorded allows (``proc/self/cgroup`` or ``proc/self/cpuset``, the mounts in ``proc/mounts``), its
+        affinity taken as that cpuset, as a live cgroup limits the process; with no cgroup recorded, every
+        online CPU and memory node. :meth:`read` notes which.
         """
         files = self.files
         if self._without_process():
@@ -156,6 +164,10 @@ class SysfsTopology:
             online = read_online(self._path("sys/devices/system/cpu"), notes, files)
             nodes = read_nodes(self.root, online, notes, sizes=False, files=files)
             mems = frozenset(node.id for node in nodes if node.has_memory)
+            captured = read_cgroup_cpuset(self.root, "self", files)
+            if captured is not None:
+                cpus = captured.cpus & online
+                return Allowed(cpus=cpus, mems=captured.mems & mems, affinity=cpus)
             return Allowed(cpus=online, mems=mems, affinity=online)
         if self._live():
             # This very process: its calling thread's policy, and gpunuma's own earlier binding seen through.

@@ -178,6 +178,10 @@ TEMPLATES: Mapping[str, str] = {
         "{path} is not in the captured tree: planned as if no cgroup limited the process "
         "(every online CPU and memory node allowed)"
     ),
+    "no_process_status_cgroup": (
+        "{path} is not in the captured tree: planned within the cgroup cpuset it recorded ({cpuset}), "
+        "its affinity taken as that cpuset"
+    ),
     "plan_failed": "could not plan a binding: {error}",
     "binder_unavailable": "could not build the {method} binder, nothing changed: {error}",
     "bind_failed": "binding failed and was undone: {error}",

@@ -13,7 +13,8 @@ What it holds, and nothing else (no environment, no other process, no command li
   ``device`` link and the names of its network interfaces (``net/*/type``);
 * ``proc/self/{status,cgroup}`` and each thread's ``status`` of the ``gpunuma snapshot`` process
   itself, ``proc/meminfo``, and the cpuset files of its cgroups under ``sys/fs/cgroup``;
-* ``proc/driver/nvidia/gpus/*/information`` and ``proc/driver/nvidia/version``;
+* ``proc/driver/nvidia/gpus/*/information`` (and ``numa_status`` where the GPU's memory is a NUMA node) and
+  ``proc/driver/nvidia/version``;
 * the names of the GPU device nodes the process can open (``dev/nvidiactl``, ``dev/nvidiaN``,
   ``dev/kfd``, ``dev/dri/renderDN``, as empty files: a container holds only its own) and each
   PCI function's ``drm/renderDN/dev``;
@@ -264,7 +265,9 @@ def _wanted(base: Path, links: dict[str, str]) -> list[str]:
     wanted += _rdma_files(base, links)
     wanted += _existing(base, ["proc/meminfo", "proc/driver/nvidia/version"])
     gpus = "proc/driver/nvidia/gpus"
-    wanted += _existing(base, [f"{gpus}/{bdf}/information" for bdf in _names(base / gpus)])
+    wanted += _existing(
+        base, [f"{gpus}/{bdf}/{name}" for bdf in _names(base / gpus) for name in ("information", "numa_status")]
+    )
     wanted += _process_files(base)
     return wanted
 
