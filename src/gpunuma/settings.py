@@ -271,6 +271,12 @@ def runtime_directory(env: Mapping[str, str] | None = None) -> str | None:
 OWN_BINDING = "GPUNUMA_OWN"
 
 
+def worker_rank(env: Mapping[str, str] | None = None) -> str | None:
+    """This worker's rank as launchers set it (``RANK``, else ``LOCAL_RANK``), for the label of its lines."""
+    environ = os.environ if env is None else env
+    return environ.get("RANK") or environ.get("LOCAL_RANK") or None
+
+
 def inherited_own_binding(env: Mapping[str, str] | None = None) -> OwnBinding | None:
     """The record of the binding a gpunuma launcher applied before it exec'd this process; None when there is
     none or it is malformed (then the inherited affinity reads as anyone else's narrowing)."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
-import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -34,7 +33,7 @@ from gpunuma.core.ports import Binder, TopologySource
 from gpunuma.core.reasons import Reason
 from gpunuma.core.report import BindingReport
 from gpunuma.errors import BindError, GpunumaError, TopologyUnavailableError
-from gpunuma.settings import is_ray_worker
+from gpunuma.settings import is_ray_worker, worker_rank
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +123,7 @@ def worker_label(ray: Any) -> str | None:
         return None
     parts = function.split(".")
     what = parts[-2] if len(parts) >= 2 and parts[-1] == "__init__" else parts[-1]
-    rank = os.environ.get("RANK") or os.environ.get("LOCAL_RANK")
+    rank = worker_rank()
     if not what:
         return None
     if rank:
@@ -249,7 +248,7 @@ def _factory_label(factory: Callable[..., Any]) -> str | None:
     name = getattr(factory, "__qualname__", None) or getattr(factory, "__name__", None)
     if not name:
         return None
-    rank = os.environ.get("RANK") or os.environ.get("LOCAL_RANK")
+    rank = worker_rank()
     return f"{name} rank {rank}" if rank else str(name)
 
 

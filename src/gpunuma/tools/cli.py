@@ -24,6 +24,7 @@ from gpunuma import compose
 from gpunuma.compose import POLICY_VARIABLES, Options, make_source
 from gpunuma.core.model import nearest_nics
 from gpunuma.core.numbers import decimal, integer, natural
+from gpunuma.core.planner import gpu_nodes
 from gpunuma.core.policy import CpuScope, Fallback, MemoryPolicy, Policy, Share
 from gpunuma.core.report import BindingReport
 from gpunuma.errors import (
@@ -198,7 +199,7 @@ def _nic(nic: Any) -> str:
     return f"{visible(nic.name)} ({_netdevs(nic)})"
 
 
-def _print_topology(topology: Any) -> None:
+def _print_topology(topology: Any, nodes: dict[int, int | None]) -> None:
     gpu_nics = {gpu.index: nearest_nics(topology, gpu) for gpu in topology.gpus}
     print(f"Topology (source: {topology.source})")
     print(f"NUMA nodes: {len(topology.nodes)}")
@@ -211,7 +212,10 @@ def _print_topology(topology: Any) -> None:
         print(f"  node {node.id}: {cpus}, {memory}, distances {distances}")
     print(f"GPUs: {len(topology.gpus)}")
     for gpu in topology.gpus:
-        node = "unknown" if gpu.numa_node is None else str(gpu.numa_node)
+        planned = nodes.get(gpu.index)
+        node = "unknown" if planned is None else str(planned)
+        if planned is not None and gpu.numa_node != planned:  # found from its local CPUs, or the nearest with CPUs
+            node += f" (numa_node {-1 if gpu.numa_node is None else gpu.numa_node})"
         local = gpu.local_cpus.to_list() if gpu.local_cpus is not None else "unknown"
         extra = ""
         if gpu.memory_node is not None:
@@ -271,10 +275,15 @@ def _error_json(err: BaseException, code: ExitCode, message: str | None = None) 
 def cmd_topo(args: argparse.Namespace) -> int:
     options = _options(args)
     topology = make_source(options.source, root=options.root, simulate=options.simulate).read()
+    # The node each GPU's plan starts from (planner rule 1), so topo and plan never disagree on it.
+    nodes = {index: choice.node for index, choice in gpu_nodes(topology).items()}
     if args.json:
-        _print_json(topology.to_dict())
+        shape = topology.to_dict()
+        for gpu in shape["gpus"]:
+            gpu["cpu_node"] = nodes.get(gpu["index"])
+        _print_json(shape)
     else:
-        _print_topology(topology)
+        _print_topology(topology, nodes)
     return 0
 
 
@@ -458,8 +467,8 @@ class _Option:
 
 _SOURCE_OPTIONS = (
     _Option("--source", _SOURCE_HELP, choices=SOURCE_NAMES),
-    _Option("--simulate", "use a simulated machine (see `gpunuma machines`) or a captured host: a `gpunuma "
-            "snapshot` archive or tree, with its recorded NVML answers", metavar="NAME|PATH"),
+    _Option("--simulate", "use a simulated machine (see: gpunuma machines) or a captured host: a gpunuma "
+            "snapshot archive or tree, with its recorded NVML answers", metavar="NAME|PATH"),
     _Option("--root", _ROOT_HELP, default="/"),
     _Option("--json", "print the stable JSON shape", kind="switch"),
 )
@@ -515,8 +524,12 @@ def build_parser() -> argparse.ArgumentParser:
         def error(self, message: str) -> NoReturn:
             raise UsageError(message)
 
-    parser = Parser(prog="gpunuma", description=__doc__.splitlines()[0])
+    from gpunuma import __version__
+
+    parser = Parser(prog="gpunuma", description="Bind GPU worker processes to the NUMA node and CPUs of their GPU: "
+                    "see the topology and the plan, check a running process, start a program bound.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what gpunuma does")
+    parser.add_argument("--version", action="version", version=f"gpunuma {__version__}")
     sub = parser.add_subparsers(dest="command_name", required=True)
 
     topo = sub.add_parser("topo", help="print NUMA nodes, CPUs and GPUs with their locality")
@@ -542,7 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "CUDA_VISIBLE_DEVICES or LOCAL_RANK)")
     _PHYSICAL_OPTION.add_to(check)
     check.add_argument("--node", type=integer, metavar="N",
-                       help="the NUMA node it should be bound to (a process started with `gpunuma exec --node N`; "
+                       help="the NUMA node it should be bound to (a process started with gpunuma exec --node N; "
                             "default: its GPU's, else what gpunuma bound it to before it started)")
     for option in _POLICY_OPTIONS:
         if option.flag in ("--share", "--reserve"):  # what the process was started with, when not in its environment

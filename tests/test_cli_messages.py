@@ -1,0 +1,55 @@
+"""What the command says: its version, help that reads as plain text, and one node per GPU whichever command asks."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from gpunuma import __version__
+from gpunuma.tools.cli import ExitCode, build_parser, main
+
+DATA = Path(__file__).parent / "data"
+COMMANDS = ("topo", "plan", "exec", "check", "snapshot", "machines")
+
+
+def test_version_prints_the_version_and_exits_0(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+
+    assert done.value.code == 0 and capsys.readouterr().out == f"gpunuma {__version__}\n"
+
+
+@pytest.mark.parametrize("command", ("", *COMMANDS))
+def test_help_is_plain_text_without_markup(command):
+    parser = build_parser()
+    if command:
+        parser = next(action for action in parser._subparsers._group_actions).choices[command]  # type: ignore[union-attr]
+    text = parser.format_help()
+
+    assert not re.search(r"`|:(func|class|mod|meth|data|attr):", text), text
+
+
+@pytest.mark.parametrize(
+    ("where", "node"),
+    [(["--root", str(DATA / "h200x1.tar.gz")], 0),  # numa_node -1, its local CPUs all on node 0
+     (["--simulate", "gh200"], 0),  # numa_node 0, its GPU memory on CPU-less node 1
+     (["--simulate", "cloud-vm"], None)],  # no locality at all: neither names a node
+    ids=["numa-node-minus-1", "gpu-memory-node", "unknown"],
+)
+def test_topo_and_plan_agree_on_a_gpus_node(capsys, where, node):
+    assert main(["topo", *where, "--json"]) == ExitCode.OK
+    shown = json.loads(capsys.readouterr().out)["gpus"][0]
+    main(["topo", *where])
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("  GPU 0 "))
+    main(["plan", *where, "--physical-gpu", "0", "--json"])
+    planned = {d["code"]: d["values"] for d in json.loads(capsys.readouterr().out)["reason_details"]}
+
+    assert shown["cpu_node"] == node and f" node {'unknown' if node is None else node} " in line
+    if node is None:
+        assert "gpu_locality_unknown" in planned
+    else:
+        assert [values["node"] for code, values in planned.items() if code.startswith("gpu_")
+                and "node" in values] == [node]
