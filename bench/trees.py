@@ -19,15 +19,16 @@ from pathlib import Path
 
 from harness import Tree
 
-#: The packages the wheel ships (``[tool.setuptools.packages.find]`` in pyproject.toml).
+#: The packages the wheels ship: gpunuma's and gpunuma-fakes' (``[tool.setuptools.packages.find]`` in each pyproject).
 PACKAGES = ("src/gpunuma", "fakes/gpunuma_fakes")
 
-#: pip's console-script template (distlib's ``ScriptMaker``) for ``gpunuma = "gpunuma.tools.cli:main"``.
+#: pip's console-script template (distlib's ``ScriptMaker``) for ``gpunuma = "gpunuma.tools.cli:main"``
+#: (``gpunuma.cli:main`` in a tree from before the tools had their own package).
 SCRIPT = """#!{python}
 # -*- coding: utf-8 -*-
 import re
 import sys
-from gpunuma.tools.cli import main
+from {cli} import main
 if __name__ == '__main__':
     sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])
     sys.exit(main())
@@ -53,6 +54,7 @@ def install(source: Path, workdir: Path, label: str) -> Tree:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}
     subprocess.run([str(python), "-m", "compileall", "-q", site], check=True, env=env)
     script = venv / "bin" / "gpunuma"
-    script.write_text(SCRIPT.format(python=python))
+    cli = "gpunuma.tools.cli" if (source / "src/gpunuma/tools/cli.py").is_file() else "gpunuma.cli"
+    script.write_text(SCRIPT.format(python=python, cli=cli))
     script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return Tree(label, source, str(python), venv / "bin", (str(source / "src"), str(source / "fakes")))

@@ -1,7 +1,10 @@
-"""Shared fixtures: simulated machines rendered as sysfs/procfs trees."""
+"""Shared fixtures: simulated machines written as sysfs/procfs trees, and the session's own temporary folder."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +14,32 @@ from gpunuma_fakes import Machine, machine, render_sysfs
 
 # Also an installed entry point; listed here so a checkout whose install predates it still has the fixtures.
 pytest_plugins = ["gpunuma_fakes.pytest_plugin"]
+
+#: The session's own temporary folder (``$TMPDIR`` of the suite and of every process it starts).
+_SCRATCH = pytest.StashKey[tuple[str, str | None]]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Everything the suite and its processes put in ``$TMPDIR`` (pytest's folders, Ray's sessions, share slots,
+    the CLI's work) goes into one folder of the session's own, removed when the session ends: the suite leaves
+    nothing in ``$TMPDIR``. The name is short: Ray's socket paths below it must stay within 107 bytes."""
+    scratch = tempfile.mkdtemp(prefix="gt-")
+    config.stash[_SCRATCH] = (scratch, os.environ.get("TMPDIR"))
+    os.environ["TMPDIR"] = scratch
+    tempfile.tempdir = None  # gettempdir() reads TMPDIR again
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    scratch, saved = config.stash.get(_SCRATCH, (None, None))
+    if scratch is None:
+        return
+    shutil.rmtree(scratch, ignore_errors=True)
+    if saved is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = saved
+    tempfile.tempdir = None
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,10 @@ import pytest
 RUN = Path(__file__).resolve().parent.parent / "bench" / "run.py"
 STATS_KEYS = {"label", "n", "min_ns", "median_ns", "max_ns"}
 ROW_KEYS = {"key", "tree", "what", "target", "series", "headline", "verdict", "derived", "notes", "row_seconds"}
-WITHOUT_RAY = ["import", "cold", "exec", "sysfs-dgx", "sysfs-1024", "plan", "bind", "numactl", "nvml"]
+WITHOUT_RAY = [
+    "import", "cold", "exec", "sysfs-dgx", "sysfs-1024", "plan", "sim-bind", "sim-plan", "archive", "bind", "numactl",
+    "nvml", "suite",
+]
 CHECKOUT = RUN.parent.parent
 
 
@@ -68,6 +71,8 @@ def test_quick_run_without_ray_prints_and_writes_every_row_with_n_min_median_max
     assert by_key["bind"]["derived"]["threads_read_back"] == 20
     assert by_key["numactl"]["verdict"] == "reported" or by_key["numactl"]["verdict"].startswith("skipped")
     assert by_key["cold"]["derived"]["ratio_cpu_paired"] > 1, "binding costs more than a bare interpreter"
+    assert by_key["sim-bind"]["derived"]["created"] == 0, "a simulated bind writes no file"
+    assert by_key["archive"]["derived"]["members"] > 12_000
     assert_table_lists(stdout, payload["rows"])
 
 

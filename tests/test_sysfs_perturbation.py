@@ -6,20 +6,20 @@ a typed error; never another exception, never a silently different topology.
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpunuma.adapters.sysfs import SysfsTopology
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.filetree import FileTree
 from gpunuma.core.model import Topology
 from gpunuma.core.reasons import TEMPLATES, Reason, codes
 from gpunuma.errors import GpunumaError, SysfsFormatError, TopologyUnavailableError
-from gpunuma_fakes import MACHINES, machine, render_sysfs
+from gpunuma_fakes import MACHINES, machine
+from gpunuma_fakes.render import machine_tree
 
 NODE = "sys/devices/system/node"
 CPU = "sys/devices/system/cpu"
@@ -31,54 +31,55 @@ TAILS = ["\x00", "\x00" * 40, " \n", "\n\n", "\r\n", "\t\n", "   "]
 GARBAGE = ["x", "1-", "0x", "-", "1\x00junk", "#"]
 
 
+class Case:
+    """One machine's pristine tree (held in memory) and what the adapter reads from it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.pristine = machine_tree(machine(name))
+        entries = dict(self.pristine.items())
+        self.contents = {path: data for path, data in entries.items() if isinstance(data, bytes)}
+        self.links = {path: target for path, target in entries.items() if isinstance(target, str)}
+        self.folders = [path for path, data in entries.items() if data is None]
+        self.files = sorted(path for path in self.contents if not path.startswith("proc/self"))
+        self.truth = SysfsTopology(root=self.pristine).read()
+        self.allowed = SysfsTopology(root=self.pristine).allowed()
+
+
 class Journal:
-    """The tree's files as they were, to put back after each example."""
+    """One example's edits of a case's tree: files written or deleted, over the pristine tree (never changed)."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.saved: dict[Path, bytes | None] = {}
-
-    def _save(self, path: Path) -> None:
-        if path not in self.saved:
-            self.saved[path] = path.read_bytes() if path.is_file() and not path.is_symlink() else None
+    def __init__(self, case: Case) -> None:
+        self.case = case
+        self.changed: dict[str, bytes | None] = {}
 
     def write(self, relative: str, data: str) -> None:
-        path = self.root / relative
-        self._save(path)
-        path.write_bytes(data.encode())
+        self.changed[relative] = data.encode()
 
     def delete(self, relative: str) -> None:
-        path = self.root / relative
-        self._save(path)
-        if path.is_file():
-            path.unlink()
+        self.changed[relative] = None
 
     def read(self, relative: str) -> str:
-        return (self.root / relative).read_bytes().decode()
+        data = self.changed.get(relative, self.case.contents.get(relative))
+        assert data is not None, f"{relative} is not in the tree"
+        return data.decode()
 
-    def restore(self) -> None:
-        for path, data in self.saved.items():
-            if data is None:
-                path.unlink(missing_ok=True)
-            else:
-                path.write_bytes(data)
+    def is_file(self, relative: str) -> bool:
+        return self.changed.get(relative, self.case.contents.get(relative)) is not None
 
-
-class Case:
-    """One machine's pristine tree and what the adapter reads from it."""
-
-    def __init__(self, name: str, root: Path) -> None:
-        self.name = name
-        self.root = root
-        self.files = sorted(
-            str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.is_symlink()
-            and "proc/self" not in str(p)
-        )
-        self.truth = SysfsTopology(root=root).read()
-        self.allowed = SysfsTopology(root=root).allowed()
+    def is_dir(self, relative: str) -> bool:
+        return any(folder == relative or folder.startswith(relative + "/") for folder in self.case.folders)
 
     def existing(self, relatives: list[str]) -> list[str]:
-        return [r for r in relatives if (self.root / r).is_file()]
+        return [r for r in relatives if self.is_file(r)]
+
+    def tree(self) -> FileTree:
+        """The tree as this example left it."""
+        files = {**self.case.contents, **{path: data for path, data in self.changed.items() if data is not None}}
+        for path, data in self.changed.items():
+            if data is None:
+                files.pop(path, None)
+        return FileTree(self.case.pristine.root, files, self.case.links, self.case.folders)
 
 
 # -- perturbations: each edits the tree through the journal and returns the files it garbled ------
@@ -87,7 +88,7 @@ Perturb = Callable[[Case, Journal, st.DataObject], set[str]]
 
 def pad(case: Case, journal: Journal, data: st.DataObject) -> set[str]:
     """Trailing blanks, NUL padding, CRLF on any files."""
-    present = case.existing(case.files)
+    present = journal.existing(case.files)
     for relative in data.draw(st.lists(st.sampled_from(present), min_size=1, max_size=40, unique=True)):
         tail = data.draw(st.sampled_from(TAILS))
         text = journal.read(relative)
@@ -97,7 +98,7 @@ def pad(case: Case, journal: Journal, data: st.DataObject) -> set[str]:
 
 def cpumap_only(case: Case, journal: Journal, data: st.DataObject) -> set[str]:
     """Nodes with ``cpumap`` but no ``cpulist`` (kernels before the list files)."""
-    lists = case.existing([f"{NODE}/node{n.id}/cpulist" for n in case.truth.nodes])
+    lists = journal.existing([f"{NODE}/node{n.id}/cpulist" for n in case.truth.nodes])
     for relative in data.draw(st.lists(st.sampled_from(lists), unique=True)) if lists else []:
         journal.delete(relative)
     return set()
@@ -105,7 +106,7 @@ def cpumap_only(case: Case, journal: Journal, data: st.DataObject) -> set[str]:
 
 def no_node_cpu_files(case: Case, journal: Journal, data: st.DataObject) -> set[str]:
     """Nodes with neither ``cpulist`` nor ``cpumap`` (left to has_cpu and elimination)."""
-    ids = [n.id for n in case.truth.nodes if (case.root / f"{NODE}/node{n.id}").is_dir()]
+    ids = [n.id for n in case.truth.nodes if journal.is_dir(f"{NODE}/node{n.id}")]
     for node in data.draw(st.lists(st.sampled_from(ids), max_size=2, unique=True)) if ids else []:
         journal.delete(f"{NODE}/node{node}/cpulist")
         journal.delete(f"{NODE}/node{node}/cpumap")
@@ -114,10 +115,10 @@ def no_node_cpu_files(case: Case, journal: Journal, data: st.DataObject) -> set[
 
 def possible_rows(case: Case, journal: Journal, data: st.DataObject) -> set[str]:
     """Distance rows printed for every possible node: one more, offline, node after the online ones."""
-    if not (case.root / f"{NODE}/possible").is_file():
+    if not journal.is_file(f"{NODE}/possible"):
         return set()
     extra = max(n.id for n in case.truth.nodes) + 1
-    journal.write(f"{NODE}/possible", f"0-{extra}\n")
+    journal.write(f"{NODE}/possible", CpuSet.of([*(n.id for n in case.truth.nodes), extra]).to_list() + "\n")
     far = data.draw(st.integers(min_value=11, max_value=254))
     for node in case.truth.nodes:
         relative = f"{NODE}/node{node.id}/distance"
@@ -127,7 +128,7 @@ def possible_rows(case: Case, journal: Journal, data: st.DataObject) -> set[str]
 
 def spaced_rows(case: Case, journal: Journal, data: st.DataObject) -> set[str]:
     """Distance rows with a leading space (the kernel's own when node 0 is offline), tabs, double spaces."""
-    for relative in case.existing([f"{NODE}/node{n.id}/distance" for n in case.truth.nodes]):
+    for relative in journal.existing([f"{NODE}/node{n.id}/distance" for n in case.truth.nodes]):
         separator = data.draw(st.sampled_from(["  ", "\t", " "]))
         journal.write(relative, " " + separator.join(journal.read(relative).split()) + "\n")
     return set()
@@ -135,7 +136,7 @@ def spaced_rows(case: Case, journal: Journal, data: st.DataObject) -> set[str]:
 
 def drop_lists(case: Case, journal: Journal, data: st.DataObject) -> set[str]:
     """Absent ``has_memory``/``has_cpu``/``online``/``possible``... (old kernels, partial copies)."""
-    for relative in data.draw(st.lists(st.sampled_from(case.existing(LISTS)), unique=True)) if case.existing(
+    for relative in data.draw(st.lists(st.sampled_from(journal.existing(LISTS)), unique=True)) if journal.existing(
         LISTS
     ) else []:
         if data.draw(st.booleans()):
@@ -157,7 +158,7 @@ def drop_cpu_files(case: Case, journal: Journal, data: st.DataObject) -> set[str
 def stale_offline_cpus(case: Case, journal: Journal, data: st.DataObject) -> set[str]:
     """Node lists that still name offline CPUs, as old kernels' ``cpumap`` did."""
     offline = sorted(set(range(machine(case.name).cpu_count)) - case.truth.all_cpus.ids)
-    if not offline or not (case.root / NODE).is_dir():
+    if not offline or not journal.is_dir(NODE):
         return set()
     node = case.truth.cpu_nodes[0]
     journal.write(f"{NODE}/node{node.id}/cpulist", (node.cpus | type(node.cpus).of(offline)).to_list() + "\n")
@@ -168,7 +169,7 @@ def upper_hex(case: Case, journal: Journal, data: st.DataObject) -> set[str]:
     """Hex in capitals (masks, PCI ids), as some tools rewrite it."""
     # Only files still there: an earlier perturbation of the same example may have deleted some.
     suffixes = ("cpumap", "local_cpus", "/class", "/vendor", "/device")
-    hexes = case.existing([f for f in case.files if f.endswith(suffixes)])
+    hexes = journal.existing([f for f in case.files if f.endswith(suffixes)])
     for relative in data.draw(st.lists(st.sampled_from(hexes), max_size=20, unique=True)) if hexes else []:
         journal.write(relative, journal.read(relative).upper())
     return set()
@@ -235,12 +236,8 @@ def assert_same_or_noted(got: Topology, truth: Topology) -> None:
 
 
 @pytest.fixture(scope="module")
-def cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Case]:
-    built: dict[str, Case] = {}
-    yield_dir = tmp_path_factory.mktemp("perturbed")
-    for name in MACHINES:
-        built[name] = Case(name, render_sysfs(machine(name), yield_dir / name))
-    return built
+def cases() -> dict[str, Case]:
+    return {name: Case(name) for name in MACHINES}
 
 
 @pytest.mark.parametrize("name", sorted(MACHINES))
@@ -248,39 +245,39 @@ def cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Case]:
 @given(data=st.data())
 def test_a_perturbed_machine_reads_the_same_or_noted_or_as_a_typed_error(cases, name, data):
     case = cases[name]
-    journal = Journal(case.root)
+    journal = Journal(case)
     chosen = data.draw(st.lists(st.sampled_from(PERTURBATIONS), min_size=1, max_size=3, unique=True))
+    garbled: set[str] = set()
+    for perturb in chosen:
+        garbled |= perturb(case, journal, data)
+    tree = journal.tree()
     try:
-        garbled: set[str] = set()
-        for perturb in chosen:
-            garbled |= perturb(case, journal, data)
-        try:
-            got = SysfsTopology(root=case.root).read()
-            allowed = SysfsTopology(root=case.root).allowed()
-        except SysfsFormatError as err:
-            assert any(str(err.path).endswith(relative) for relative in garbled), err
-            return
-        except TopologyUnavailableError as err:
-            assert no_node_cpu_files in chosen or garbled, err
-            return
-        except GpunumaError as err:  # pragma: no cover - any other typed error is a finding
-            raise AssertionError(f"unexpected typed error {err!r}") from err
-        assert_same_or_noted(got, case.truth)
-        # Rows printed for possible nodes cannot be placed once the possible list is gone too.
-        if set(chosen) <= EXACT and not {possible_rows, drop_lists} <= set(chosen):
-            assert without_notes(got) == without_notes(case.truth)
-        assert allowed == case.allowed or garbled
-    finally:
-        journal.restore()
+        got = SysfsTopology(root=tree).read()
+        allowed = SysfsTopology(root=tree).allowed()
+    except SysfsFormatError as err:
+        assert any(str(err.path).endswith(relative) for relative in garbled), err
+        return
+    except TopologyUnavailableError as err:
+        assert no_node_cpu_files in chosen or garbled, err
+        return
+    except GpunumaError as err:  # pragma: no cover - any other typed error is a finding
+        raise AssertionError(f"unexpected typed error {err!r}") from err
+    assert_same_or_noted(got, case.truth)
+    # Rows printed for possible nodes cannot be placed once the possible list is gone too.
+    if set(chosen) <= EXACT and not {possible_rows, drop_lists} <= set(chosen):
+        assert without_notes(got) == without_notes(case.truth)
+    assert allowed == case.allowed or garbled
 
 
-def test_the_journal_restores_the_tree(tmp_path):
-    root = render_sysfs(machine("workstation"), tmp_path / "ws")
-    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file() and not p.is_symlink()}
-    journal = Journal(root)
+def test_an_example_edits_its_own_tree_and_never_the_machine_s():
+    case = Case("workstation")
+    journal = Journal(case)
     journal.write(f"{NODE}/online", "junk")
     journal.delete(f"{NODE}/node0/cpulist")
-    journal.restore()
-    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file() and not p.is_symlink()} == before
-    shutil.rmtree(root)
-    assert not os.path.exists(root)
+
+    tree = journal.tree()
+
+    assert tree.read(f"{tree.root}/{NODE}/online") == "junk"
+    assert tree.read(f"{tree.root}/{NODE}/node0/cpulist") is None
+    assert case.pristine.read(f"{tree.root}/{NODE}/online") == "0\n"
+    assert SysfsTopology(root=case.pristine).read() == case.truth

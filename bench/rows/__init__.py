@@ -8,8 +8,12 @@ ORDER = (
     "sysfs_dgx",
     "sysfs_scaling",
     "plan",
+    "sim_bind",
+    "sim_plan",
+    "archive_read",
     "bind_threads",
     "numactl",
     "ray_actors",
     "nvml",
+    "suite",
 )

@@ -57,10 +57,10 @@ class FileTree:
             while path:
                 parent, _, name = path.rpartition("/")
                 known = children.get(parent)
-                if known is None:
-                    children[parent] = {name}
-                else:
+                if known is not None:
                     known.add(name)
+                    break  # the parent was met before: its own parents are registered
+                children[parent] = {name}
                 path = parent
         self._children = {folder: sorted(names) for folder, names in children.items()}
         for path in (*self._files, *self._links):

@@ -134,6 +134,8 @@ class _Tree:
 
     def _folder(self, parts: tuple[str, ...], name: str) -> bool:
         """Record the folders ``parts`` as real folders; False when a link or file is in the way."""
+        if not parts or "/".join(parts) in self.folders:
+            return True  # a known folder: its ancestors are folders too (nothing replaces a folder)
         for depth in range(1, len(parts) + 1):
             key = "/".join(parts[:depth])
             if key in self.links:
