@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,9 @@ import pytest
 from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.core.planner import plan_binding
 from gpunuma.core.reasons import codes
+from gpunuma.errors import SysfsFormatError
 from gpunuma.tools.cli import ExitCode, main
-from gpunuma_fakes import machine
+from gpunuma_fakes import NodeSpec, machine
 from gpunuma_fakes.render import PID
 
 POWER9 = machine("power9-v100")
@@ -109,3 +111,39 @@ def test_a_captured_tree_with_no_cgroup_recorded_allows_every_online_cpu(render)
 
     assert source.allowed().cpus.to_list() == "0-223"
     assert "no_process_status" in codes(source.read().notes)
+
+
+# -- an old kernel listing the same CPUs in two nodes at the local distance: one node, as hwloc reads it ----------
+ALTIX = machine("altix-xe320")
+
+
+def test_nodes_listing_the_same_cpus_at_the_local_distance_are_read_as_one_node_with_a_note():
+    topology = ALTIX.source(kind="sysfs").read()
+
+    assert [(n.id, n.cpus.to_list(), dict(n.distances)) for n in topology.nodes] == [(0, "0-7", {0: 10})]
+    (note,) = topology.notes
+    assert (note.code, note.values) == ("sysfs_nodes_merged", {"nodes": "0-1", "cpus": "0-7", "kept": 0})
+
+
+def test_a_process_on_the_merged_node_binds_to_it():
+    source = ALTIX.source(kind="sysfs")
+
+    plan = plan_binding(source.read(), [], source.allowed(), node=0)
+
+    assert plan.nodes == (0,) and plan.cpus.to_list() == "0-7" and plan.memory_nodes == (0,)
+
+
+@pytest.mark.parametrize(
+    ("cpus", "distances", "why"),
+    [
+        ("4-7", (10, 10), "CPUs 4-7 are node 0's too"),  # shares only some CPUs: no kernel wrote that
+        ("0-7", (20, 10), "lies at another distance"),  # the same CPUs, but the nodes are not one place
+    ],
+    ids=["partial-overlap", "same-cpus-other-distance"],
+)
+def test_nodes_that_are_not_one_place_are_refused(render, cpus, distances, why):
+    nodes = (NodeSpec(0, "0-7", 2_047, (10, distances[0])), NodeSpec(1, cpus, 0, (distances[0], distances[1])))
+    odd = replace(ALTIX, nodes=nodes, merged_nodes=())
+
+    with pytest.raises(SysfsFormatError, match=why):
+        SysfsTopology(root=render(odd)).read()

@@ -500,6 +500,28 @@ def _power9_v100() -> Machine:
     )
 
 
+def _altix_xe320() -> Machine:
+    # The kernel lists CPUs 0-7 in both nodes, each at the local distance of the other: one place.
+    return Machine(
+        name="altix-xe320",
+        description="SGI Altix XE320: 2x 4-core Xeon E5472 whose kernel lists CPUs 0-7 in nodes 0 and 1, "
+        "each at distance 10 of the other; read as one node, as hwloc reads it. No GPU",
+        sources=(
+            "SGI Altix XE320 (2x Xeon E5472, 8 CPUs, 2096684 KB) that hwloc reads as one node: hwloc "
+            "tests/hwloc/linux/8em64t-2s2ca2c-buggynuma.output",
+            "node 1 listing node 0's CPUs at distance 10, without memory: the kernel layout that reading implies "
+            "(the capture's tarball was not re-read here); CPUs numbered as this catalogue numbers x86 (the "
+            "capture interleaves the two packages)",
+        ),
+        sockets=2,
+        cores_per_socket=4,
+        threads_per_core=1,
+        nodes=(NodeSpec(0, "0-7", 2_047, (10, 10)), NodeSpec(1, "0-7", 0, (10, 10))),
+        gpus=(),
+        merged_nodes=(1,),
+    )
+
+
 def _smt_off() -> Machine:
     rows = distance_rows((0, 1), lambda a, b: 21)
     return Machine(
@@ -547,6 +569,7 @@ def _build() -> Mapping[str, Machine]:
         _no_numa(),
         _smt_off(),
         _power9_v100(),
+        _altix_xe320(),
         _server_amd_vga(),
         _dgx_h100(
             "docker-dgx-h100",

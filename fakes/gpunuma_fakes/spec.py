@@ -110,6 +110,9 @@ class Machine:
     gpus: tuple[GpuSpec, ...]
     #: True: a core's SMT threads are numbered consecutively (POWER: CPUs 0-3 are core 0), not as x86 does.
     threads_consecutive: bool = False
+    #: Nodes that list another node's CPUs at the local distance of it (an old kernel's layout): a correct
+    #: reader keeps the first of them (the lowest id with memory) and leaves these out.
+    merged_nodes: tuple[int, ...] = ()
     #: GPU index -> the node the default plan must bind to (None: must not bind).
     expected_nodes: dict[int, int | None] = field(default_factory=dict)
     offline_cpus: str = ""
@@ -215,15 +218,17 @@ class Machine:
         """
         online = self.online_cpus()
         ids = self.online_node_ids()
+        kept = [node_id for node_id in ids if node_id not in self.merged_nodes]
         nodes = tuple(
             NumaNode(
                 id=node.id,
                 cpus=CpuSet.parse_list(node.cpus) & online,
                 has_memory=node.memory_mb > 0,
-                distances=dict(zip(ids, node.distances, strict=True)),
+                distances={k: d for k, d in zip(ids, node.distances, strict=True) if k in kept},
                 memory_mb=node.memory_mb,
             )
             for node in sorted(self.nodes, key=lambda n: n.id)
+            if node.id in kept
         )
         cpus = []
         for cpu_id in sorted(online):

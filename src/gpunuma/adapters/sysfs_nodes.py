@@ -11,12 +11,19 @@ gathering tools work:
   length is matched against the other orders a kernel may have printed it in (every possible node,
   offline ones included; the node folders) and kept only when its own entry is the row's smallest
   (the local distance); a row that fits none leaves that node's distances unknown.
+
+A CPU belongs to one node. Some old kernels (an SGI Altix's) list the same CPUs in several nodes that are
+at the local distance of each other: those nodes are one place, read as one node (the lowest id with
+memory), as hwloc keeps the first of them, with a ``sysfs_nodes_merged`` note. Lists that share only some
+CPUs, or the same CPUs at different distances, are no layout at all: a
+:class:`~gpunuma.errors.SysfsFormatError`.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from gpunuma.adapters.files import HOST
@@ -53,7 +60,7 @@ def read_nodes(
     if with_memory is None:
         notes.append(Reason.of("sysfs_has_memory_missing", path=has_memory_path))
     cpus_of = {node_id: _node_cpus(f"{node_dir}/node{node_id}/", online, files) for node_id in ids}
-    _check_disjoint(node_dir, cpus_of)
+    twins = _same_cpus(node_dir, cpus_of)
     if any(cpus is None for cpus in cpus_of.values()):
         _settle_unknown_cpus(root, node_dir, cpus_of, online, notes, files)
     orders = _orders(node_dir, ids, folders, files)
@@ -76,20 +83,56 @@ def read_nodes(
             notes.append(Reason.of(assumed, node=node_id))
         distances = _distances(folder + "distance", node_id, ids, orders, notes, files)
         nodes.append(NumaNode(id=node_id, cpus=cpus, has_memory=has_memory, distances=distances, memory_mb=memory_mb))
+    for group in twins:
+        nodes = _merged(node_dir, nodes, group, notes)
     return tuple(nodes)
 
 
-def _check_disjoint(node_dir: str, cpus_of: dict[int, CpuSet | None]) -> None:
-    """A CPU belongs to one node: lists that share one are a tree the kernel never wrote (SysfsFormatError)."""
+def _same_cpus(node_dir: str, cpus_of: dict[int, CpuSet | None]) -> list[tuple[int, ...]]:
+    """The groups of nodes listing exactly the same CPUs (an old kernel's way); lists that share only some
+    CPUs are a tree no kernel wrote (SysfsFormatError)."""
     listed = [(node_id, cpus) for node_id, cpus in cpus_of.items() if cpus]
     if sum(len(cpus.ids) for _, cpus in listed) == len(frozenset().union(*(cpus.ids for _, cpus in listed))):
-        return  # the kernel's case: each CPU counted once
+        return []  # the kernel's case: each CPU counted once
+    groups: dict[CpuSet, list[int]] = {}
     for index, (node_id, cpus) in enumerate(listed):
         for other, theirs in listed[:index]:
-            if not cpus.isdisjoint(theirs):
+            if cpus != theirs and not cpus.isdisjoint(theirs):
                 path = f"{node_dir}/node{node_id}/cpulist"
                 shared = (cpus & theirs).to_list()
                 raise SysfsFormatError(path, cpus.to_list(), f"CPUs {shared} are node {other}'s too")
+        groups.setdefault(cpus, []).append(node_id)
+    return [tuple(ids) for ids in groups.values() if len(ids) > 1]
+
+
+def _merged(node_dir: str, nodes: list[NumaNode], group: tuple[int, ...], notes: list[str]) -> list[NumaNode]:
+    """``nodes`` with the ``group`` listing the same CPUs read as one node, when they are one place: each at
+    the local distance of the others and at the same distance from every other node."""
+    members = [node for node in nodes if node.id in group]
+    for node in members[1:]:
+        first = members[0]
+        one_place = (
+            first.distances.get(node.id) == first.distances.get(first.id)
+            and node.distances.get(first.id) == node.distances.get(node.id)
+            and all(first.distances.get(other) == node.distances.get(other) for other in node.distances
+                    if other not in group)
+        )
+        if not one_place:
+            path = f"{node_dir}/node{node.id}/distance"
+            raise SysfsFormatError(
+                path, " ".join(str(d) for d in node.distances.values()),
+                f"node {node.id} lists node {first.id}'s CPUs {first.cpus.to_list()} but lies at another distance",
+            )
+    kept = next((node for node in members if node.has_memory), members[0])
+    dropped = {node.id for node in members} - {kept.id}
+    notes.append(Reason.of(
+        "sysfs_nodes_merged", nodes=node_list(group), cpus=kept.cpus.to_list(), kept=kept.id
+    ))
+    return [
+        replace(n, distances={k: v for k, v in n.distances.items() if k not in dropped})
+        for n in nodes
+        if n.id not in dropped
+    ]
 
 
 def _online_nodes(node_dir: str, folders: list[int], notes: list[str], files: KernelFiles) -> tuple[int, ...]:

@@ -214,6 +214,10 @@ TEMPLATES: Mapping[str, str] = {
         "no core or socket files for CPUs {cpus}: their cores and sockets are unknown (left out of the CPU layout)"
     ),
     "sysfs_no_numa": "{path} missing (kernel without NUMA): one node 0 holding every online CPU",
+    "sysfs_nodes_merged": (
+        "nodes {nodes} list the same CPUs {cpus} at the local distance of each other (an old kernel's layout): "
+        "read as one node, {kept}, as hwloc reads them"
+    ),
     "sysfs_nodes_all_online": "{path} missing or empty: every nodeN folder taken as online",
     "sysfs_has_memory_missing": "{path} missing or empty: memory judged from each node's meminfo",
     "sysfs_node_memory_assumed": (
