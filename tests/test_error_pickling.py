@@ -39,6 +39,8 @@ SAMPLES = [
     errors.HalfBoundError("cannot bind; thread 4242 could not be restored (EPERM)", (4242,), memory_restored=False),
     errors.NotBoundError(None),
     errors.CommandError("/nonexistent", "No such file or directory", not_found=True),
+    errors.MissingDependencyError("prometheus_client", "metrics", "--prometheus"),
+    errors.FleetError("cannot join the Ray cluster at 'auto'"),
     ThreadBindError(4242, OSError(errno.EINVAL, "Invalid argument")),
     UnknownMachineError("dgx-9000", ("dgx-h100",)),
 ]

@@ -29,11 +29,13 @@ if TYPE_CHECKING:
         CommandError,
         CpuSetParseError,
         FileWriteError,
+        FleetError,
         GpunumaError,
         GpuResolutionError,
         HalfBoundError,
         InvalidNodeError,
         LibraryNotFoundError,
+        MissingDependencyError,
         NotBoundError,
         NvmlError,
         PlanError,
@@ -109,6 +111,8 @@ _EXPORTS = {
     "FileWriteError": "gpunuma.errors",
     "NotBoundError": "gpunuma.errors",
     "CommandError": "gpunuma.errors",
+    "MissingDependencyError": "gpunuma.errors",
+    "FleetError": "gpunuma.errors",
 }
 
 #: The public names (the same as ``_EXPORTS``, which tests/test_imports.py checks), spelled out for linters.
@@ -123,7 +127,7 @@ __all__ = [
     "GpunumaError", "CpuSetParseError", "BusIdError", "TopologyError", "SysfsFormatError", "SysfsReadError",
     "TopologyUnavailableError", "NvmlError", "UnknownSourceError", "GpuResolutionError", "PlanError", "PolicyError",
     "InvalidNodeError", "BindError", "HalfBoundError", "LibraryNotFoundError", "SettingsError", "SnapshotError",
-    "NotBoundError", "CommandError", "FileWriteError",
+    "NotBoundError", "CommandError", "FileWriteError", "MissingDependencyError", "FleetError",
 ]
 
 

@@ -200,3 +200,18 @@ class CommandError(GpunumaError, OSError):
         self.why = why
         self.not_found = not_found
         super().__init__(f"cannot run {quoted(command)}: {why}")
+
+
+class MissingDependencyError(GpunumaError, ImportError):
+    """An optional dependency a feature needs is not installed: ``extra`` names the ``gpunuma[...]`` extra that
+    brings it (``pip install 'gpunuma[metrics]'`` for ``--prometheus``, ``gpunuma[ray]`` for ``gpunuma fleet``)."""
+
+    def __init__(self, module: str, extra: str, feature: str) -> None:
+        self.module = module
+        self.extra = extra
+        self.feature = feature
+        super().__init__(f"{feature} needs {module}, which is not installed: pip install 'gpunuma[{extra}]'")
+
+
+class FleetError(GpunumaError, RuntimeError):
+    """``gpunuma fleet`` cannot reach the Ray cluster, or the cluster does not say which workers hold GPUs."""

@@ -277,6 +277,12 @@ def worker_rank(env: Mapping[str, str] | None = None) -> str | None:
     return environ.get("RANK") or environ.get("LOCAL_RANK") or None
 
 
+def ray_address(env: Mapping[str, str] | None = None) -> str:
+    """The Ray cluster a driver of gpunuma's joins: ``RAY_ADDRESS`` of ``env`` (default ``os.environ``), else ``auto``
+    (the cluster this host runs). Never empty: an empty address would make ``ray.init`` start a new cluster."""
+    return (os.environ if env is None else env).get("RAY_ADDRESS", "").strip() or "auto"
+
+
 def inherited_own_binding(env: Mapping[str, str] | None = None) -> OwnBinding | None:
     """The record of the binding a gpunuma launcher applied before it exec'd this process; None when there is
     none or it is malformed (then the inherited affinity reads as anyone else's narrowing)."""

@@ -7,6 +7,9 @@ Three ways in, from most to least control:
 * :func:`setup_hook` (``runtime_env={"worker_process_setup_hook": "gpunuma.integrations.ray.setup_hook"}``)
   for actors you cannot edit.
 
+:func:`export_binding_metrics` (or ``GpuBoundActor(..., export_metrics=True)``) checks the worker and sets the
+figures of :mod:`gpunuma.metrics` as ``ray.util.metrics`` gauges, which Ray's own Prometheus endpoint serves.
+
 Every entry point takes the same keywords as :func:`gpunuma.bind_to_gpu`: ``source``, ``binder``, ``policy``,
 ``strict``, ``require_bound`` and ``label`` (each line it logs starts with ``[label]``; left out, the label names
 the actor class and its rank: ``RANK``/``LOCAL_RANK`` in its environment, else its actor name). Environment
@@ -19,12 +22,13 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from gpunuma import compose
+from gpunuma import compose, metrics
 from gpunuma.compose import Options, ShareSlots
 from gpunuma.core.model import Topology
 from gpunuma.core.plan import Allowed, BindingPlan
@@ -208,6 +212,7 @@ class GpuBoundActor:
         label: str | None = None,
         factory_args: Sequence[Any] = (),
         factory_kwargs: Mapping[str, Any] | None = None,
+        export_metrics: bool = False,
     ) -> None:
         self._failure: GpunumaError | None = None
         self._target: Any = None
@@ -222,6 +227,8 @@ class GpuBoundActor:
             return
         # Built only now, so the threads and memory it creates start on the GPU's node.
         self._target = factory(*factory_args, **dict(factory_kwargs or {}))
+        if export_metrics:
+            export_binding_metrics()
 
     def _usable(self) -> None:
         if self._failure is not None:
@@ -241,6 +248,11 @@ class GpuBoundActor:
         """True once the actor is up and bound as asked: ``ray.get(actor.ping.remote())`` waits for ``__init__``."""
         self._usable()
         return True
+
+    def export_metrics(self) -> Any:
+        """Check the actor's process again and set its Ray metrics (:func:`export_binding_metrics`); the check."""
+        self._usable()
+        return export_binding_metrics()
 
 
 def _factory_label(factory: Callable[..., Any]) -> str | None:
@@ -263,11 +275,61 @@ def start_bound_actor(
 
     ``actor_options`` go to ``.options()`` (``num_cpus``, ``resources``, ``name``...);
     ``bind_options`` to :class:`GpuBoundActor` (``source``, ``binder``, ``policy``, ``strict``,
-    ``require_bound``, ``label``, ``factory_args``, ``factory_kwargs``).
+    ``require_bound``, ``label``, ``factory_args``, ``factory_kwargs``, ``export_metrics``).
     """
     ray = _ray()
     options = {"num_gpus": num_gpus, **dict(actor_options or {})}
     return ray.remote(GpuBoundActor).options(**options).remote(factory, **bind_options)
+
+
+# -- metrics -------------------------------------------------------------------------------------
+#: This process's Ray gauges, by metric name: Ray registers a metric once per process.
+_GAUGES: dict[str, Any] = {}
+
+
+def export_binding_metrics() -> Any:
+    """Check this worker process now and set its figures as Ray metrics; returns the check
+    (a :class:`~gpunuma.tools.check.CheckResult`).
+
+    The check is :func:`gpunuma.check_process` of this process, against the GPUs Ray assigned it
+    (``ray.get_gpu_ids()``, physical numbering); the figures are those ``gpunuma check --prometheus`` prints
+    (:mod:`gpunuma.metrics`), each a ``ray.util.metrics.Gauge`` tagged ``host``, ``node_id``, ``pid``, ``gpu`` and
+    ``actor_class``, which Ray's metrics endpoint serves with its ``ray_`` prefix
+    (``ray_gpunuma_worker_bound``). A gauge keeps the value it was last set to: call this again (after a step, from
+    a timer) to refresh them. Opt-in: nothing is exported unless it is called, or a :class:`GpuBoundActor` is
+    started with ``export_metrics=True``.
+    """
+    ray = _ray()
+    import gpunuma  # its check_process: the one check every entry point shares
+
+    physical = [int(gpu) for gpu in ray.get_gpu_ids()] if _in_ray_worker(ray) else []
+    result = gpunuma.check_process(physical=physical or None)
+    context = ray.get_runtime_context()
+    in_actor = _in_ray_worker(ray) and bool(context.get_actor_id())
+    labels = metrics.worker_labels(
+        host=socket.gethostname(), node_id=str(context.get_node_id()) if _in_ray_worker(ray) else "",
+        pid=result.view.pid, gpus=result.gpus, actor_class=_actor_class(context) if in_actor else "",
+    )
+    from ray.util.metrics import Gauge
+
+    for sample in metrics.worker_samples(result, labels):
+        gauge = _GAUGES.get(sample.metric.name)
+        if gauge is None:
+            gauge = _GAUGES[sample.metric.name] = Gauge(
+                sample.metric.name, description=sample.metric.help, tag_keys=sample.metric.labels
+            )
+        gauge.set(sample.value, tags=sample.tags)
+    return result
+
+
+def _actor_class(context: Any) -> str:
+    """The class of the actor this worker runs, as Ray's actor table names it (``module.Class.method``)."""
+    try:
+        function = str(context.get_task_function_name() or "")
+    except (AttributeError, RuntimeError):
+        return ""
+    parts = function.split(".")
+    return parts[-2] if len(parts) >= 2 else ""
 
 
 # -- the worker-process setup hook ------------------------------------------------------------

@@ -11,16 +11,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import shlex
 import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Any, NoReturn, TextIO
 
-from gpunuma import compose
+from gpunuma import compose, metrics
 from gpunuma.compose import POLICY_VARIABLES, Options, make_source
 from gpunuma.core.model import nearest_nics
 from gpunuma.core.numbers import decimal, integer, natural
@@ -31,6 +33,7 @@ from gpunuma.errors import (
     CommandError,
     CpuSetParseError,
     GpunumaError,
+    MissingDependencyError,
     NotBoundError,
     PolicyError,
     SettingsError,
@@ -40,6 +43,7 @@ from gpunuma.launch import exec_bound, exec_command
 from gpunuma.registry import SOURCE_NAMES, simulated_source_class
 from gpunuma.tools.archive import open_tree
 from gpunuma.tools.check import Verdict, check_process
+from gpunuma.tools.fleet import DEFAULT_TIMEOUT, check_fleet
 from gpunuma.tools.snapshot import SNAPSHOT_SUFFIXES, write_snapshot
 from gpunuma.tools.terminal import visible
 
@@ -57,7 +61,8 @@ class ExitCode(IntEnum):
     #: ``check``: the process is not bound as expected (each difference is printed); ``exec --strict``
     #: (``GPUNUMA_STRICT=1``): the command would run unbound, so it was not run.
     NOT_AS_EXPECTED = 1
-    #: A usage error: an unknown option or a bad value, on the command line or in a ``GPUNUMA_*`` variable.
+    #: A usage error: an unknown option or a bad value, on the command line or in a ``GPUNUMA_*`` variable; an
+    #: option whose optional dependency is not installed (``--prometheus`` without ``gpunuma[metrics]``).
     USAGE = 2
     #: ``check``: what the process should hold cannot be told (its GPU is unknown, or it runs with GPUNUMA_BIND=0).
     CANNOT_TELL = 3
@@ -86,7 +91,8 @@ def exit_code_for(err: BaseException) -> ExitCode:
         return ExitCode.NOT_FOUND if err.not_found else ExitCode.NOT_EXECUTABLE
     if isinstance(err, NotBoundError):
         return ExitCode.NOT_AS_EXPECTED
-    if isinstance(err, (SettingsError, PolicyError, UnknownSourceError, CpuSetParseError, UsageError)):
+    if isinstance(err, (SettingsError, PolicyError, UnknownSourceError, CpuSetParseError, UsageError,
+                        MissingDependencyError)):
         return ExitCode.USAGE
     return ExitCode.ERROR
 
@@ -381,15 +387,33 @@ def cmd_check(args: argparse.Namespace) -> int:
         share=Share.parse(args.share) if args.share is not None else None, reserve=args.reserve,
         simulate=options.simulate,
     )
-    if args.json:
+    if args.prometheus:
+        labels = metrics.worker_labels(host=visible(socket.gethostname()), pid=result.view.pid, gpus=result.gpus)
+        print(metrics.prometheus_text(metrics.worker_samples(result, labels)), end="")
+    elif args.json:
         _print_json(result.to_dict())
     else:
         print(result.render())
-    return {
-        Verdict.AS_EXPECTED: ExitCode.OK,
-        Verdict.NOT_AS_EXPECTED: ExitCode.NOT_AS_EXPECTED,
-        Verdict.CANNOT_TELL: ExitCode.CANNOT_TELL,
-    }[result.verdict]
+    return _VERDICT_CODES[result.verdict]
+
+
+#: ``check``'s and ``fleet``'s exit status for each verdict.
+_VERDICT_CODES = {
+    Verdict.AS_EXPECTED: ExitCode.OK,
+    Verdict.NOT_AS_EXPECTED: ExitCode.NOT_AS_EXPECTED,
+    Verdict.CANNOT_TELL: ExitCode.CANNOT_TELL,
+}
+
+
+def cmd_fleet(args: argparse.Namespace) -> int:
+    report = check_fleet(address=args.address, timeout=args.timeout)
+    if args.prometheus:
+        print(metrics.prometheus_text(report.samples()), end="")
+    elif args.json:
+        _print_json(report.to_dict())
+    else:
+        print(report.render())
+    return _VERDICT_CODES[report.verdict]
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
@@ -514,6 +538,26 @@ def _pid(text: str) -> str:
     return text
 
 
+def _seconds(text: str) -> float:
+    """``fleet --timeout``: seconds, a finite number of 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected seconds (a number of 0 or more), got {text!r}")
+    return value
+
+
+def _add_output(parser: argparse.ArgumentParser) -> None:
+    """``--json`` or ``--prometheus``: the two machine-readable outputs of ``check`` and ``fleet``."""
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print the stable JSON shape")
+    output.add_argument("--prometheus", action="store_true",
+                        help="print the figures in Prometheus's text format (needs gpunuma[metrics]: "
+                             "prometheus_client)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     class Parser(argparse.ArgumentParser):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -564,8 +608,17 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--simulate", metavar="NAME|PATH",
                        help="the process runs on this simulated machine (GPUNUMA_SIMULATE): read its simulated kernel")
     check.add_argument("--root", default="/", help=_ROOT_HELP)
-    check.add_argument("--json", action="store_true")
+    _add_output(check)
     check.set_defaults(func=cmd_check)
+
+    fleet = sub.add_parser("fleet", help="check every GPU worker of a Ray cluster, each on its own node")
+    fleet.add_argument("--address", metavar="ADDR",
+                       help="the Ray cluster (default: RAY_ADDRESS, else auto: the cluster this host runs)")
+    fleet.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="S",
+                       help="seconds to wait for the nodes' answers; a node silent by then is listed as such "
+                            "(default: %(default)g)")
+    _add_output(fleet)
+    fleet.set_defaults(func=cmd_fleet)
 
     snapshot = sub.add_parser(
         "snapshot", help="write this host's kernel files and NVML answers to a small archive for a bug report"
@@ -722,7 +775,7 @@ def _help_hint(words: Sequence[str]) -> str:
     return f" (gpunuma {command} -h for help)" if command else " (gpunuma -h for help)"
 
 
-_COMMANDS = ("topo", "plan", "exec", "check", "snapshot", "machines")
+_COMMANDS = ("topo", "plan", "exec", "check", "fleet", "snapshot", "machines")
 
 
 def _fail(err: BaseException, line: str, as_json: bool, *, message: str | None = None) -> int:
