@@ -14,6 +14,7 @@ ORDER = (
     "bind_threads",
     "numactl",
     "ray_actors",
+    "fleet",
     "nvml",
     "suite",
 )

@@ -13,6 +13,7 @@ kernel serves both on a real host.
 
 from __future__ import annotations
 
+import functools
 import os
 
 from gpunuma.core.model import Topology
@@ -41,6 +42,20 @@ def is_captured(simulated: str) -> bool:
     if simulated in names():
         return False
     return os.path.exists(simulated) or "/" in simulated or simulated.endswith(ARCHIVE_SUFFIXES)
+
+
+@functools.cache
+def _catalogue_read(name: str, kind: str) -> tuple[Topology, Allowed]:
+    """Catalogue machine ``name`` as source ``kind`` reads it (frozen values: every reader of a process shares them,
+    so a process that checks many workers, ``gpunuma fleet`` on a node, reads the machine once)."""
+    return _read(machine(name), kind)
+
+
+def _read(simulated: Machine, kind: str) -> tuple[Topology, Allowed]:
+    """``simulated``'s tree (held in memory) read by the real adapter ``kind`` names, with its fake NVML."""
+    sysfs = topology_source_class("sysfs")(root=machine_tree(simulated))
+    source = sysfs if kind == "sysfs" else topology_source_class(kind)(nvml=FakeNvml(simulated), sysfs=sysfs)
+    return source.read(), source.allowed()
 
 
 class SimulatedTopology:
@@ -88,11 +103,9 @@ class SimulatedTopology:
 
     def _load_machine(self) -> tuple[Topology, Allowed]:
         assert self.machine is not None
-        sysfs = topology_source_class("sysfs")(root=machine_tree(self.machine))
-        source = sysfs if self.kind == "sysfs" else topology_source_class(self.kind)(
-            nvml=FakeNvml(self.machine), sysfs=sysfs
-        )
-        return source.read(), source.allowed()
+        if self.named is not None:  # a catalogue machine: read once per process, as its tree is built once
+            return _catalogue_read(self.named, self.kind)
+        return _read(self.machine, self.kind)
 
     def _load_captured(self, path: str) -> tuple[Topology, Allowed]:
         source = load_snapshot(path).source(kind=self.kind)

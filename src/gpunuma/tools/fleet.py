@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gpunuma import metrics
@@ -77,8 +77,9 @@ class NodeCheck:
     answered: bool = False
     #: The simulated machine the node reads (its ``GPUNUMA_SIMULATE``); None on a real host.
     simulated: str | None = None
-    #: Seconds the node spent checking its workers (None when it did not answer).
+    #: Seconds the node spent checking its workers, wall and CPU (None when it did not answer).
     seconds: float | None = None
+    cpu_seconds: float | None = None
     #: Why there is no answer: the timeout, or the node task's failure.
     error: str | None = None
 
@@ -172,6 +173,7 @@ class FleetReport:
                     "answered": node.answered,
                     "simulated": node.simulated,
                     "seconds": node.seconds,
+                    "cpu_seconds": node.cpu_seconds,
                     "error": node.error,
                     "verdict": node.verdict.value,
                     "workers": [_worker_dict(worker, check) for worker, check in _paired(node)],
@@ -259,13 +261,24 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
 
 
 # -- on each node ------------------------------------------------------------------------------
-def check_node(workers: tuple[FleetWorker, ...]) -> tuple[tuple[WorkerCheck, ...], str | None, float]:
+@dataclass(frozen=True, slots=True)
+class NodeAnswer:
+    """What a node's task sends back: its checks, the simulated machine it read, and what checking cost it."""
+
+    checks: tuple[WorkerCheck, ...]
+    #: The node's ``GPUNUMA_SIMULATE``; None on a real host.
+    simulated: str | None
+    #: Wall seconds, and CPU seconds of the checking thread, from the first check to the last.
+    seconds: float
+    cpu_seconds: float
+
+
+def check_node(workers: tuple[FleetWorker, ...]) -> NodeAnswer:
     """Check ``workers`` on this host, each as ``gpunuma check --pid PID`` does with the GPUs Ray assigned it.
 
-    Runs on the node (a Ray task pinned there). Returns the checks, the simulated machine read (this process's
-    ``GPUNUMA_SIMULATE``; None on a real host) and the seconds spent.
+    Runs on the node (a Ray task pinned there).
     """
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.thread_time()
     simulate = Settings.from_env(strict=False, warn=False).simulate
     checks = []
     for worker in workers:
@@ -277,7 +290,7 @@ def check_node(workers: tuple[FleetWorker, ...]) -> tuple[tuple[WorkerCheck, ...
             checks.append(WorkerCheck(worker, error=str(err)))
             continue
         checks.append(WorkerCheck(worker, result))
-    return tuple(checks), simulate, time.perf_counter() - started
+    return NodeAnswer(tuple(checks), simulate, time.perf_counter() - started, time.thread_time() - cpu)
 
 
 # -- on the driver ------------------------------------------------------------------------------
@@ -374,11 +387,11 @@ def _check_cluster(ray: Any, timeout: float) -> FleetReport:
     for ref in done:
         node_id = pending[ref]
         try:
-            checks, simulated, seconds = ray.get(ref)
+            answer = ray.get(ref)
         except Exception as err:  # the task failed on its node (the node died, Ray refused it): say so, go on
             answers[node_id] = _node(node_id, alive, by_node, error=f"its check failed: {err}")
             continue
-        answers[node_id] = _node(node_id, alive, by_node, checks=checks, simulated=simulated, seconds=seconds)
+        answers[node_id] = _node(node_id, alive, by_node, answer=answer)
     for ref in late:
         node_id = pending[ref]
         try:
@@ -395,12 +408,11 @@ def _node(
     alive: Mapping[str, str],
     by_node: Mapping[str, list[FleetWorker]],
     *,
-    checks: tuple[WorkerCheck, ...] = (),
-    simulated: str | None = None,
-    seconds: float | None = None,
+    answer: NodeAnswer | None = None,
     error: str | None = None,
 ) -> NodeCheck:
-    return NodeCheck(
-        node_id=node_id, address=alive.get(node_id, ""), workers=tuple(by_node[node_id]), checks=checks,
-        answered=error is None, simulated=simulated, seconds=seconds, error=error,
-    )
+    node = NodeCheck(node_id=node_id, address=alive.get(node_id, ""), workers=tuple(by_node[node_id]), error=error)
+    if answer is None:
+        return node
+    return replace(node, checks=answer.checks, answered=True, simulated=answer.simulated, seconds=answer.seconds,
+                   cpu_seconds=answer.cpu_seconds)
