@@ -75,10 +75,12 @@ def bindings_stay_in_their_test():
 
     names = ("GPUNUMA_OWN", "GPUNUMA_SIMULATED_KERNEL")
     saved = {name: os.environ.pop(name) for name in names if name in os.environ}
-    in_force = list(compose._LAST)
+    in_force, binder = list(compose._LAST), list(compose._IN_FORCE_BINDER)
     compose._LAST.clear()
+    compose._IN_FORCE_BINDER.clear()
     yield
     compose._LAST[:] = in_force
+    compose._IN_FORCE_BINDER[:] = binder
     for name in names:
         os.environ.pop(name, None)
     os.environ.update(saved)

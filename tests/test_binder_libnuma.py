@@ -226,24 +226,12 @@ def test_missing_library_is_a_typed_error_with_the_install_hint() -> None:
 
 
 def test_pickles_by_reloading_the_library() -> None:
-    binder = LibnumaBinder(migrate_pages=True, sys_root="/host/sys")
+    binder = LibnumaBinder(sys_root="/host/sys")
 
     copy = pickle.loads(pickle.dumps(binder))
 
     assert isinstance(copy, LibnumaBinder)
-    assert (copy.library, copy.migrate_pages, copy.proc_root, copy.sys_root) == (
-        "libnuma.so.1", True, "/proc", "/host/sys")
-
-
-def _bind_and_migrate(the_plan: BindingPlan) -> Any:
-    return LibnumaBinder(migrate_pages=True).apply(the_plan)
-
-
-def test_migrate_pages_reports_pages_not_moved() -> None:
-    report = in_child(_bind_and_migrate, plan(set(ALLOWED), MemoryPolicy.BIND))
-
-    assert report.bound
-    assert any(r.startswith("migrate_pages moved existing pages to node 0; ") for r in report.reasons)
+    assert (copy.library, copy.proc_root, copy.sys_root) == ("libnuma.so.1", "/proc", "/host/sys")
 
 
 # -- libnuma says nothing on stderr ---------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 
 import pytest
 
@@ -23,6 +24,7 @@ from gpunuma.adapters.static import StaticTopology  # noqa: E402
 from gpunuma.adapters.sysfs import SysfsTopology  # noqa: E402
 from gpunuma.core.cpuset import CpuSet  # noqa: E402
 from gpunuma.core.policy import Policy  # noqa: E402
+from gpunuma.core.readback import Drift  # noqa: E402
 from gpunuma.errors import BindError, NotBoundError  # noqa: E402
 from gpunuma.integrations.ray import GpuBoundActor, bind_this_process, start_bound_actor  # noqa: E402
 from gpunuma_fakes import machine, split_host  # noqa: E402
@@ -56,6 +58,15 @@ class TinyModel:
     def thread_affinities(self) -> dict[int, CpuSet]:
         """Every real thread of this actor process and its CPUs, as the kernel reports them now."""
         return read_thread_affinities()
+
+    def start_a_pinned_thread(self, cpus: list[int]) -> int:
+        """Start a thread and pin it to ``cpus`` with ``sched_setaffinity`` on its id, as a library does its own."""
+        self.stop = threading.Event()
+        self.pinned = threading.Thread(target=self.stop.wait, daemon=True)
+        self.pinned.start()
+        assert self.pinned.native_id is not None
+        os.sched_setaffinity(self.pinned.native_id, cpus)
+        return self.pinned.native_id
 
 
 class OwnActor:
@@ -313,6 +324,25 @@ def test_split_host_actors_bind_every_real_thread_with_the_real_binder(cluster, 
         assert len(now) > 1, "a Ray actor runs several threads"
         assert set(now.values()) == {planned}, "every real thread of the actor, read from /proc, is on its CPUs"
         assert {t.cpus for t in report.kernel.threads} == {planned}, "and every thread the binder read back"
+
+
+@pytest.mark.skipif(len(HOST.nodes) < 2, reason="a thread can be moved off its node only with two nodes")
+def test_a_bound_actor_verifies_and_puts_back_a_thread_a_library_moved(cluster, simulated_trees, actors):
+    """The real binder in the actor, on this host's real CPUs: a thread pinned to the other node, then repaired."""
+    actors.extend(start(cluster, HOST.name, 1, source=HOST.source(simulated_trees(HOST))))
+    (report,) = reports_of(actors)
+    (actor,) = actors
+    elsewhere = sorted(HOST.allowed().cpus - report.cpus)
+    tid = ray.get(actor.call.remote("start_a_pinned_thread", elsewhere))
+
+    found = ray.get(actor.verify.remote())
+    repaired = ray.get(actor.verify.remote(repair=True))
+    threads = ray.get(actor.call.remote("thread_affinities"))
+
+    assert found.drift_of(tid) is Drift.MOVED and not found.ok
+    assert [(r.tid, r.drift) for r in repaired.repaired] == [(tid, Drift.MOVED)] and repaired.ok
+    assert threads[tid] == report.cpus and set(threads.values()) == {report.cpus}
+    assert repaired.memory is not None and repaired.local_fraction == 1.0, "one real node holds all its memory"
 
 
 def test_an_actor_with_num_gpus_0_is_not_bound_and_says_it_holds_no_gpu(cluster, simulated_trees, actors):

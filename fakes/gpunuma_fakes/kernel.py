@@ -20,6 +20,12 @@ affinity and memory policy are simulated, with the inheritance Linux gives them:
 It follows the real binders' contract: a CPU failure, or a memory node the machine does not have,
 restores every thread and raises :class:`~gpunuma.errors.BindError`; a memory policy refused for
 nodes that exist keeps the CPUs bound and says so.
+
+What happens after a binding is simulated too: a library pinning one of the process's threads elsewhere
+(:meth:`SimulatedKernel.sched_setaffinity`) or changing the calling thread's memory policy
+(:meth:`SimulatedKernel.set_mempolicy`); the process touching memory (:meth:`SimulatedKernel.touch`: pages land
+where the calling thread's policy, else its CPUs, put them); ``numa_maps`` in the kernel's own format
+(:meth:`SimulatedKernel.numa_maps`), and ``migrate_pages`` moving the pages (:meth:`SimulatedKernel.migrate`).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import errno
 import os
 import threading
 import weakref
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -40,8 +47,9 @@ from pathlib import Path
 from gpunuma.adapters.kernel_view import read_environ
 from gpunuma.adapters.procfs import read_threads
 from gpunuma.core.cpuset import CpuSet, node_list
-from gpunuma.core.kernel_policy import kernel_policy
+from gpunuma.core.kernel_policy import NUMA_MAPS_MODES, Mempolicy, kernel_policy
 from gpunuma.core.model import Topology
+from gpunuma.core.pages import Pages, parse_numa_maps
 from gpunuma.core.plan import Allowed, BindingPlan
 from gpunuma.core.policy import MemoryPolicy
 from gpunuma.core.readback import compare
@@ -49,7 +57,14 @@ from gpunuma.core.report import BindingReport, KernelView, ThreadState
 from gpunuma.errors import BindError, TopologyUnavailableError
 
 #: Failure injections ``fail=`` accepts.
-FAILURES = ("cpu", "mempolicy_eperm")
+FAILURES = ("cpu", "mempolicy_eperm", "migrate_eperm")
+
+#: The base page of a simulated machine, in KiB (``kernelpagesize_kB`` in its ``numa_maps``).
+PAGE_KB = 4
+#: The mapping a simulated process's pages are shown in (``numa_maps``' address column).
+_HEAP = 0x55D0C8A00000
+#: ``numa_maps`` names each mode its own way (the inverse of the kernel's table in ``kernel_policy``).
+_NUMA_MAPS_WORDS = {mode.word: word for word, mode in NUMA_MAPS_MODES.items()}
 
 #: The variable a named machine's kernel hands its binding down in, to spawned and exec'd children:
 #: ``MACHINE|PID|CPUS|POLICY|NODES`` (``dgx-h100|4242|56-111,168-223|preferred|1``), PID the writer's.
@@ -122,11 +137,13 @@ class _Process:
         self.start = start
         #: The in-memory file this process's threads are shown to others in (named machines only).
         self.record: int | None = None
+        #: The process's pages on each node (base pages), as touched and migrated.
+        self.pages: dict[int, int] = {}
 
     def __reduce__(self) -> tuple[object, ...]:
         # Births and the record file are this process's alone; the threads' state travels (a same-process
         # copy keeps it, another process drops it on first use).
-        return (_restored, (self.pid, self.start, self.threads))
+        return (_restored, (self.pid, self.start, self.threads, self.pages))
 
     def held(self, tid: int, main: int, python: threading.Thread | None = None) -> Held:
         """What thread ``tid`` holds: its own state, else its creator's at its birth, else the main thread's."""
@@ -140,9 +157,10 @@ class _Process:
         return parent.held if parent is not None else self.start
 
 
-def _restored(pid: int, start: Held, threads: dict[int, SimulatedThread]) -> _Process:
+def _restored(pid: int, start: Held, threads: dict[int, SimulatedThread], pages: dict[int, int]) -> _Process:
     process = _Process(pid, start)
     process.threads.update(threads)
+    process.pages.update(pages)
     return process
 
 
@@ -310,6 +328,7 @@ class SimulatedKernel:
             return
         lines = [f"{RECORD_NAME}|{self.machine}"]
         lines.extend(f"{t.tid}|{t.held.text()}" for t in list(process.threads.values()))
+        lines.append("pages|" + ",".join(f"{node}={count}" for node, count in sorted(process.pages.items())))
         data = ("\n".join(lines) + "\nend\n").encode()
         if process.record is None:
             process.record = os.memfd_create(RECORD_NAME, os.MFD_CLOEXEC)
@@ -427,7 +446,146 @@ class SimulatedKernel:
             threads=tuple(ThreadState(t.tid, t.name, t.cpus) for t in threads),
             mempolicy=policy.mempolicy,
             mempolicy_nodes=policy.mempolicy_nodes,
+            mempolicy_tid=policy.tid,
         )
+
+    # -- what happens after a binding: libraries, memory, migration ---------------------------------
+    def sched_setaffinity(self, tid: int, cpus: CpuSet) -> None:
+        """A library sets thread ``tid``'s CPUs (an OpenMP runtime placing it, a communicator pinning it).
+
+        Cut to the cpuset and the online CPUs as Linux does; nothing left is ``OSError`` EINVAL, an unknown
+        thread ``ProcessLookupError`` (ESRCH).
+        """
+        granted = cpus & self._online_cpus() & self.allowed.cpus
+        if not granted:
+            raise OSError(errno.EINVAL, f"sched_setaffinity({tid}, {cpus.to_list()}): {_words(errno.EINVAL)}")
+        threads = {t.tid: t for t in self.threads}
+        if tid not in threads:
+            raise ProcessLookupError(errno.ESRCH, f"no thread {tid} in this process")
+        process = self._state()
+        process.threads[tid] = replace(threads[tid], cpus=granted)
+        self._publish(process)
+
+    def set_mempolicy(self, policy: Mempolicy) -> None:
+        """The calling thread sets its own memory policy (a library's ``numa_set_localalloc``, ``numa_set_membind``).
+
+        Nodes are cut to ``Mems_allowed`` and the nodes with memory; nothing left for a mode that names nodes is
+        ``OSError`` EINVAL.
+        """
+        nodes = tuple(n for n in policy.nodes if n in self._memory_nodes())
+        if policy.nodes and not nodes:
+            raise OSError(errno.EINVAL, f"set_mempolicy({policy}): {_words(errno.EINVAL)}")
+        threads = self.threads
+        caller = self._calling_tid(threads)
+        process = self._state()
+        process.threads[caller] = replace(process.threads[caller], mempolicy=policy.word, mempolicy_nodes=nodes)
+        self._publish(process)
+
+    def touch(self, pages: int) -> dict[int, int]:
+        """The calling thread touches ``pages`` new base pages: where they land, node -> pages.
+
+        Its memory policy places them (``bind``/``preferred``/``preferred_many``: the first of its nodes;
+        ``interleave``: spread over them); with none (``default``/``local``), the node of the CPU it runs on
+        (its lowest CPU's node), as first touch does.
+        """
+        threads = self.threads
+        caller = next(t for t in threads if t.tid == self._calling_tid(threads))
+        usable = self._memory_nodes()
+        policy_nodes = [n for n in caller.mempolicy_nodes if n in usable]
+        if caller.mempolicy in ("interleave", "weighted_interleave") and policy_nodes:
+            placed = {n: pages // len(policy_nodes) for n in policy_nodes}
+            for n in policy_nodes[: pages % len(policy_nodes)]:
+                placed[n] += 1
+        elif policy_nodes:
+            placed = {policy_nodes[0]: pages}
+        else:
+            placed = {self._local_node(caller.cpus, usable): pages}
+        process = self._state()
+        for node, count in placed.items():
+            process.pages[node] = process.pages.get(node, 0) + count
+        self._publish(process)
+        return {n: c for n, c in placed.items() if c}
+
+    def _memory_nodes(self) -> list[int]:
+        """The nodes pages may land on: with memory and in ``Mems_allowed``, by id."""
+        return sorted(n.id for n in self.topology.nodes if n.has_memory and n.id in self.allowed.mems)
+
+    def _local_node(self, cpus: CpuSet, usable: list[int]) -> int:
+        """The node a thread on ``cpus`` allocates on by default: its lowest CPU's, else the first usable node."""
+        first = min(cpus.ids) if cpus else None
+        for node in self.topology.nodes:
+            if first is not None and first in node.cpus and node.id in usable:
+                return node.id
+        if not usable:
+            raise OSError(errno.ENOMEM, "no node with memory is allowed")
+        return usable[0]
+
+    def numa_maps(self) -> str:
+        """This process's ``/proc/self/numa_maps`` as the kernel writes it: its pages on each node, the mapping
+        without a policy of its own showing the main thread's."""
+        threads = self.threads
+        main = next((t for t in threads if t.tid == self.pid), threads[0])
+        return _numa_maps_text(main.held, self._state().pages)
+
+    def numa_maps_of(self, pid: int) -> str | None:
+        """Another process's ``numa_maps`` as its simulated kernel shows it; None when it published nothing."""
+        machine, published, pages = _published(pid)
+        if machine is None or (self.machine is not None and machine != self.machine):
+            return None
+        main = published.get(pid, self._starting((read_environ(pid) or {}).get(INHERITED)))
+        return _numa_maps_text(main, pages)
+
+    def migrate(self, nodes: Sequence[int]) -> int:
+        """``migrate_pages(2)``: the process's pages on every allowed node move to ``nodes`` (the k-th node
+        that is left maps to the k-th target, cycling); returns the pages not moved (none, here).
+
+        A target without memory or outside ``Mems_allowed`` is ``OSError`` EINVAL; ``fail="migrate_eperm"`` makes
+        it EPERM, as a seccomp profile that forbids ``migrate_pages`` does.
+        """
+        if self.fail == "migrate_eperm":
+            raise OSError(errno.EPERM, f"migrate_pages: {_words(errno.EPERM)}")
+        usable = self._memory_nodes()
+        targets = sorted(n for n in set(nodes) if n in usable)
+        if not targets:
+            raise OSError(errno.EINVAL, f"migrate_pages to node {node_list(nodes)}: {_words(errno.EINVAL)}")
+        process = self._state()
+        sources = sorted(n for n in process.pages if n not in targets)
+        for index, node in enumerate(sources):
+            target = targets[index % len(targets)]
+            process.pages[target] = process.pages.get(target, 0) + process.pages.pop(node)
+        self._publish(process)
+        return 0
+
+    # -- the binder port after a binding -----------------------------------------------------------
+    def read_back(self) -> KernelView:
+        """What this kernel holds for the process now (:meth:`view`)."""
+        return self.view()
+
+    def pages(self) -> Pages:
+        """Where the process's pages are: its :meth:`numa_maps` read by the production parser."""
+        return parse_numa_maps(self.numa_maps())
+
+    def repair(self, tids: Collection[int], cpus: CpuSet, mempolicy: Mempolicy | None = None) -> tuple[int, ...]:
+        """Set threads ``tids`` back to ``cpus`` and the calling thread's policy to ``mempolicy`` (when given).
+
+        A thread that exited is left out of the threads returned; a policy refused (``fail="mempolicy_eperm"``,
+        no usable node) is a :class:`~gpunuma.errors.BindError` after the CPUs were set.
+        """
+        done = []
+        for tid in tids:
+            try:
+                self.sched_setaffinity(tid, cpus)
+            except OSError:
+                continue
+            done.append(tid)
+        if mempolicy is not None:
+            if self.fail == "mempolicy_eperm":
+                raise BindError(f"set_mempolicy: {_words(errno.EPERM)}")
+            try:
+                self.set_mempolicy(mempolicy)
+            except OSError as err:
+                raise BindError(str(err)) from err
+        return tuple(done)
 
     def view_of(self, pid: int) -> KernelView:
         """What this machine's kernel holds for another process ``pid`` of this host, as ``/proc`` shows it.
@@ -458,17 +616,37 @@ class SimulatedKernel:
         return self._kernel_view(pid, threads, main, main)
 
 
+def _numa_maps_text(main: Held, pages: dict[int, int]) -> str:
+    """``numa_maps`` as Linux writes it for a process with ``pages`` (node -> base pages) on its heap and its main
+    thread holding ``main``: a mapping without a policy of its own shows the task's."""
+    word = _NUMA_MAPS_WORDS.get(main.mempolicy, main.mempolicy)
+    policy = f"{word}:{node_list(main.mempolicy_nodes)}" if main.mempolicy_nodes else word
+    total = sum(pages.values())
+    heap = f"{_HEAP:x} {policy} heap"
+    if total:
+        counts = " ".join(f"N{node}={count}" for node, count in sorted(pages.items()) if count)
+        heap += f" anon={total} dirty={total} {counts} kernelpagesize_kB={PAGE_KB}"
+    stack = f"7ffd1f3c0000 {policy} stack"
+    return f"{heap}\n{stack}\n"
+
+
 def published_view(pid: int) -> tuple[str | None, dict[int, Held]]:
     """The simulated machine process ``pid`` runs on and what its kernel published for each thread.
 
     ``(None, {})`` when it publishes nothing (it runs on no named simulated machine, or never bound).
     Read from the in-memory file its kernel keeps open (``/proc/<pid>/fd/N``), as a debugger would.
     """
+    machine, held, _ = _published(pid)
+    return machine, held
+
+
+def _published(pid: int) -> tuple[str | None, dict[int, Held], dict[int, int]]:
+    """:func:`published_view` and the process's pages on each node."""
     fd_dir = f"/proc/{pid}/fd"
     try:
         fds = os.listdir(fd_dir)
     except OSError:
-        return None, {}
+        return None, {}, {}
     for fd in fds:
         try:
             if os.readlink(f"{fd_dir}/{fd}") != _RECORD_LINK:
@@ -480,13 +658,18 @@ def published_view(pid: int) -> tuple[str | None, dict[int, Held]]:
         if len(lines) < 2 or lines[-1] != "end" or not lines[0].startswith(f"{RECORD_NAME}|"):
             continue  # caught mid-write: as if nothing were published yet
         held: dict[int, Held] = {}
+        pages: dict[int, int] = {}
         for line in lines[1:-1]:
             tid, _, text = line.partition("|")
+            if tid == "pages":
+                pairs = (item.partition("=") for item in text.split(",") if item)
+                pages = {int(node): int(count) for node, _, count in pairs if node.isdigit() and count.isdigit()}
+                continue
             state = Held.parse(text)
             if tid.isdigit() and state is not None:
                 held[int(tid)] = state
-        return lines[0].partition("|")[2], held
-    return None, {}
+        return lines[0].partition("|")[2], held, pages
+    return None, {}, {}
 
 
 # -- how the kernel learns of threads and children ---------------------------------------------

@@ -141,6 +141,14 @@ class SimulatedTopology:
             return kernel.view()
         return kernel.view_of(int(pid))
 
+    def numa_maps(self, pid: int | str) -> str | None:
+        """Process ``pid``'s ``numa_maps`` as this machine's simulated kernel shows it (``self``: this process's);
+        None for another process that published nothing."""
+        kernel = self.kernel()
+        if str(pid) in ("self", str(os.getpid())):
+            return kernel.numa_maps()
+        return kernel.numa_maps_of(int(pid))
+
     def allowed(self) -> Allowed:
         """What the simulated process may use (its cgroup and affinity)."""
         return self._load()[1]

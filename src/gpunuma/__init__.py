@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from gpunuma.core.plan import Allowed, BindingPlan
     from gpunuma.core.planner import plan_binding
     from gpunuma.core.policy import CpuScope, Fallback, MemoryPolicy, Policy, Share
+    from gpunuma.core.readback import Drift
     from gpunuma.core.reasons import Reason
     from gpunuma.core.report import BindingReport
     from gpunuma.errors import (
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from gpunuma.launch import bound_command, exec_argv, exec_bound, run_bound, start_bound_process
     from gpunuma.settings import Settings
     from gpunuma.tools.check import CheckResult, Verdict, check_process
+    from gpunuma.tools.verify import verify
 
 #: Public name -> module that defines it, imported on first access.
 _EXPORTS = {
@@ -61,6 +63,7 @@ _EXPORTS = {
     "apply_plan": "gpunuma.api",
     "last_report": "gpunuma.api",
     "check_process": "gpunuma.tools.check",
+    "verify": "gpunuma.tools.verify",
     "CheckResult": "gpunuma.tools.check",
     "Verdict": "gpunuma.tools.check",
     "exec_bound": "gpunuma.launch",
@@ -88,6 +91,7 @@ _EXPORTS = {
     "BindingPlan": "gpunuma.core.plan",
     "BindingReport": "gpunuma.core.report",
     "Reason": "gpunuma.core.reasons",
+    "Drift": "gpunuma.core.readback",
     "plan_binding": "gpunuma.core.planner",
     # errors
     "GpunumaError": "gpunuma.errors",
@@ -118,11 +122,12 @@ _EXPORTS = {
 #: The public names (the same as ``_EXPORTS``, which tests/test_imports.py checks), spelled out for linters.
 __all__ = [
     "__version__",
-    "bind_to_gpu", "bind_to_node", "plan_for", "apply_plan", "last_report", "check_process", "CheckResult", "Verdict",
+    "bind_to_gpu", "bind_to_node", "plan_for", "apply_plan", "last_report", "check_process", "verify", "CheckResult",
+    "Verdict",
     "exec_bound", "start_bound_process", "run_bound", "bound_command", "exec_argv",
     "Options", "Settings", "Policy", "CpuScope", "MemoryPolicy", "Fallback", "Share",
     "CpuSet", "Topology", "NumaNode", "Cpu", "Gpu", "Nic", "CacheDomain", "Allowed", "BindingPlan", "BindingReport",
-    "Reason",
+    "Reason", "Drift",
     "plan_binding",
     "GpunumaError", "CpuSetParseError", "BusIdError", "TopologyError", "SysfsFormatError", "SysfsReadError",
     "TopologyUnavailableError", "NvmlError", "UnknownSourceError", "GpuResolutionError", "PlanError", "PolicyError",

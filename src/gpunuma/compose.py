@@ -16,13 +16,14 @@ from pathlib import Path
 
 from gpunuma.adapters import guard, own_binding
 from gpunuma.adapters.files import files_of
-from gpunuma.adapters.kernel_view import read_environ, read_process
+from gpunuma.adapters.kernel_view import read_environ, read_pages, read_process
 from gpunuma.adapters.libnuma import default_binder
 from gpunuma.adapters.share_slots import ShareSlots as ShareSlots
 from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.core.cpuset import node_list
 from gpunuma.core.filetree import FileTree
 from gpunuma.core.identity import GpuEnvironment, describe_resolution
+from gpunuma.core.pages import Pages, parse_numa_maps
 from gpunuma.core.plan import Allowed, BindingPlan
 from gpunuma.core.planner import plan_binding
 from gpunuma.core.policy import CpuScope, MemoryPolicy, Policy
@@ -258,6 +259,18 @@ def process_state(
     return read_process(pid, proc_root=os.path.join(path, "proc"), files=files)
 
 
+def process_pages(pid: int | str, root: str | Path | FileTree = "/", *, simulate: str | None = None) -> Pages | None:
+    """Where process ``pid``'s pages are (its ``numa_maps`` under ``root``), None when unreadable.
+
+    ``simulate`` names a simulated machine: the pages its simulated kernel counts for the process.
+    """
+    if simulate is not None:
+        text = _simulated_machine(simulate).numa_maps(pid)  # type: ignore[attr-defined]
+        return parse_numa_maps(text) if text is not None else None
+    path, files = files_of(root)
+    return read_pages(pid, proc_root=os.path.join(path, "proc"), files=files)
+
+
 def process_allowed(pid: int | str, root: str | Path | FileTree = "/", *, simulate: str | None = None) -> Allowed:
     """What another process's cgroup allows it, its affinity taken as the whole cpuset (for checking it).
 
@@ -446,7 +459,7 @@ def _applied(options: Options, binder: Binder, planned: BindingPlan) -> BindingR
         # bind_to_* knows it is gpunuma's, not a taskset narrowing to leave alone, and rebinds for its GPU.
         hand_down_own_binding(only_set=True)
         _held += 1
-    return _kept(options, report)
+    return _kept(options, report, binder)
 
 
 def lost_to_another(options: Options, planned: BindingPlan) -> BindingReport:
@@ -508,6 +521,9 @@ _held = 0
 #: The report of the binding in force in this process, or of the latest attempt while none held (see
 #: :func:`last_report`).
 _LAST: list[BindingReport] = []
+#: The binder that applied the binding in force (empty while none holds): ``verify`` reads back and repairs
+#: through it.
+_IN_FORCE_BINDER: list[Binder] = []
 
 
 def last_report() -> BindingReport | None:
@@ -518,12 +534,20 @@ def last_report() -> BindingReport | None:
     return _LAST[-1] if _LAST else None
 
 
-def _kept(options: Options, report: BindingReport) -> BindingReport:
-    """Log ``report``, keep it as the last report when it is in force (it bound, or none bound before), and raise
-    when binding was required and did not happen."""
+def binding_in_force() -> tuple[BindingReport, Binder] | None:
+    """The report of the binding in force in this process and the binder that applied it; None while none holds."""
+    if _LAST and _LAST[-1].bound and _IN_FORCE_BINDER:
+        return _LAST[-1], _IN_FORCE_BINDER[-1]
+    return None
+
+
+def _kept(options: Options, report: BindingReport, binder: Binder | None = None) -> BindingReport:
+    """Log ``report``, keep it as the last report when it is in force (it bound, or none bound before), with the
+    binder that applied it, and raise when binding was required and did not happen."""
     _log(report, options)
     if report.bound or not (_LAST and _LAST[-1].bound):
         _LAST[:] = [report]
+        _IN_FORCE_BINDER[:] = [binder] if report.bound and binder is not None else []
     # Strict means "never run unbound": a plan that binds nothing fails like a syscall that fails.
     if (options.require or options.strict) and options.enabled and not report.ok:
         raise NotBoundError(report)

@@ -33,13 +33,18 @@ class HostFiles:
             raise SysfsReadError(path, err) from err
         try:
             data = os.read(fd, min(_CHUNK, limit + 1))
-            if len(data) == _CHUNK:
+            if data:
+                # A short read is no end of file: a /proc seq_file (numa_maps, maps) hands out about a page per
+                # read whatever was asked for. Read on until the kernel says the end.
                 parts = [data]
                 total = len(data)
-                while total <= limit and (chunk := os.read(fd, _CHUNK)):
-                    parts.append(chunk)
-                    total += len(chunk)
-                data = b"".join(parts)
+                try:
+                    while total <= limit and (chunk := os.read(fd, min(_CHUNK, limit + 1 - total))):
+                        parts.append(chunk)
+                        total += len(chunk)
+                except BlockingIOError:  # a FIFO whose writer has nothing more yet: what came is the text
+                    pass
+                data = b"".join(parts) if len(parts) > 1 else data
             if len(data) > limit:
                 if not cut:
                     raise too_large(path, limit)

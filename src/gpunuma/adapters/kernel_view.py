@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import threading
 from pathlib import Path
 
 from gpunuma.adapters.files import HOST
@@ -17,6 +18,7 @@ from gpunuma.adapters.procfs import parse_cpulist, parse_idlist, parse_status, r
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.kernel_policy import NUMA_MAPS_MODES, Mempolicy
 from gpunuma.core.numbers import decimal
+from gpunuma.core.pages import Pages, parse_numa_maps
 from gpunuma.core.ports import KernelFiles
 from gpunuma.core.report import KernelView, ThreadState
 from gpunuma.errors import BindError, SysfsFormatError, TopologyUnavailableError
@@ -112,8 +114,10 @@ def read_kernel_view(
     real_pid = decimal(tgid)
     if real_pid is None:
         raise SysfsFormatError(status_path, tgid[:100], "Tgid is not a process id")
+    policy_tid: int | None = None
     if real_pid == os.getpid() and files is HOST:
         mempolicy, nodes = _own_mempolicy(syscalls)
+        policy_tid = threading.get_native_id()
     else:
         mempolicy, nodes = _numa_maps_policy(os.path.join(base, "numa_maps"), files)
     return KernelView(
@@ -123,7 +127,28 @@ def read_kernel_view(
         threads=_threads(os.path.join(base, "task"), files),
         mempolicy=mempolicy,
         mempolicy_nodes=nodes,
+        mempolicy_tid=policy_tid,
     )
+
+
+#: The most of a ``numa_maps`` read: one line per mapping, ~100 bytes each; a process at the kernel's default
+#: ``vm.max_map_count`` (65,530 mappings) writes about 7 MiB. A longer file is counted over its first mappings.
+NUMA_MAPS_BYTES = 16 << 20
+
+
+def read_pages(pid: int | str = "self", proc_root: str | Path = "/proc", files: KernelFiles = HOST) -> Pages | None:
+    """Where process ``pid``'s pages are (``/proc/<pid>/numa_maps``, bounded), None when unreadable or missing.
+
+    The kernel walks the process's page tables to write this file: a few milliseconds per GiB resident.
+    """
+    path = os.path.join(proc_root, str(pid), "numa_maps")
+    try:
+        text = files.read(path, NUMA_MAPS_BYTES, cut=True)
+    except OSError:
+        return None
+    if text is None:
+        return None
+    return parse_numa_maps(text)
 
 
 def read_environ(

@@ -42,6 +42,7 @@ _SIGNATURES: dict[str, tuple[Any, tuple[Any, ...]]] = {
     "numa_bitmask_free": (None, (_BITMASK_P,)),
     "numa_set_membind": (None, (_BITMASK_P,)),
     "numa_set_preferred": (None, (ctypes.c_int,)),
+    "numa_migrate_pages": (ctypes.c_int, (ctypes.c_int, _BITMASK_P, _BITMASK_P)),
 }
 
 
@@ -164,13 +165,36 @@ class LibnumaMemory:
                 said = f" ({printed.splitlines()[-1][:200]})" if printed else ""
                 raise OSError(code, f"libnuma: {errno_word(code)}{said}")
 
-    def _set_membind(self, nodes: tuple[int, ...]) -> int:
+    def migrate(self, old: tuple[int, ...], new: tuple[int, ...]) -> int:
+        """``numa_migrate_pages(getpid(), old, new)``: the pages that could not be moved; ``OSError`` on refusal."""
+
+        def call() -> tuple[int, int]:
+            source, target = self._mask(old), self._mask(new)
+            try:
+                left = self._lib.numa_migrate_pages(os.getpid(), source, target)
+                return left, ctypes.get_errno()
+            finally:
+                self._lib.numa_bitmask_free(source)
+                self._lib.numa_bitmask_free(target)
+
+        (left, code), printed = quietly(call)
+        if left < 0:
+            said = f" ({printed.splitlines()[-1][:200]})" if printed else ""
+            raise OSError(code, f"numa_migrate_pages: {errno_word(code)}{said}")
+        return left
+
+    def _mask(self, nodes: tuple[int, ...]) -> Any:
+        """A libnuma node mask holding ``nodes``; the caller frees it."""
         mask = self._lib.numa_allocate_nodemask()
         if not mask:
             raise OSError(errno.ENOMEM, "numa_allocate_nodemask returned NULL")
+        for node in nodes:
+            self._lib.numa_bitmask_setbit(mask, node)
+        return mask
+
+    def _set_membind(self, nodes: tuple[int, ...]) -> int:
+        mask = self._mask(nodes)
         try:
-            for node in nodes:
-                self._lib.numa_bitmask_setbit(mask, node)
             self._lib.numa_set_membind(mask)
             return ctypes.get_errno()
         finally:
@@ -194,23 +218,19 @@ class LibnumaBinder(ProcessBinder):
         self,
         library: str = "libnuma.so.1",
         *,
-        migrate_pages: bool = False,
         proc_root: str = "/proc",
         sys_root: str = "/sys",
     ) -> None:
-        super().__init__(LibnumaMemory(library), migrate_pages=migrate_pages, proc_root=proc_root, sys_root=sys_root)
+        super().__init__(LibnumaMemory(library), proc_root=proc_root, sys_root=sys_root)
         self.library = library
 
 
-def default_binder(
-    *, library: str = "libnuma.so.1", migrate_pages: bool = False, proc_root: str = "/proc", sys_root: str = "/sys"
-) -> Binder:
+def default_binder(*, library: str = "libnuma.so.1", proc_root: str = "/proc", sys_root: str = "/sys") -> Binder:
     """LibnumaBinder, or SyscallBinder when libnuma is missing or refuses; its reports say which."""
     try:
-        return LibnumaBinder(library, migrate_pages=migrate_pages, proc_root=proc_root, sys_root=sys_root)
+        return LibnumaBinder(library, proc_root=proc_root, sys_root=sys_root)
     except BindError as err:
         return SyscallBinder(
-            migrate_pages=migrate_pages,
             proc_root=proc_root,
             sys_root=sys_root,
             notes=(Reason.of("libnuma_not_used", error=str(err)),),

@@ -1,5 +1,5 @@
-"""The one in-process binder: every thread's CPUs, the calling thread's memory policy, optional
-page migration, read-back, and undo on failure.
+"""The one in-process binder: every thread's CPUs, the calling thread's memory policy, read-back, undo on
+failure; and, after a binding, putting it back on threads that drifted and moving pages to its nodes.
 
 :class:`ProcessBinder` takes the way to set a memory policy as a :class:`MemorySetter`: libnuma
 (``LibnumaBinder``) or the raw syscall (``SyscallBinder``) are the same binder with another setter.
@@ -10,22 +10,24 @@ from __future__ import annotations
 import errno
 import logging
 import os
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
 from gpunuma.adapters import guard, own_binding
-from gpunuma.adapters.kernel_view import read_kernel_view
+from gpunuma.adapters.kernel_view import read_kernel_view, read_pages
 from gpunuma.adapters.mempolicy import MempolicySyscalls, known_nodes
 from gpunuma.adapters.procfs import parse_cpulist, read_value
 from gpunuma.adapters.threads import AffinitySetter, Restored, ThreadBindError, ThreadChanges, bind_threads, noted
 from gpunuma.core.cpuset import CpuSet, node_list
 from gpunuma.core.kernel_policy import PREFERRED_MANY_SINCE, Mempolicy, Mode, planned_policy, release_at_least
+from gpunuma.core.pages import Pages
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import MemoryPolicy
 from gpunuma.core.readback import compare
 from gpunuma.core.reasons import Reason
-from gpunuma.core.report import BindingReport
+from gpunuma.core.report import BindingReport, KernelView
 from gpunuma.errors import BindError, GpunumaError
 
 logger = logging.getLogger(__name__)
@@ -42,6 +44,11 @@ class MemorySetter(Protocol):
     syscalls: MempolicySyscalls
 
     def set(self, mode: Mode, nodes: tuple[int, ...]) -> None:
+        ...
+
+    def migrate(self, old: tuple[int, ...], new: tuple[int, ...]) -> int:
+        """Move this process's pages on nodes ``old`` to nodes ``new`` (``migrate_pages(2)``); the pages that
+        could not be moved."""
         ...
 
 
@@ -144,20 +151,12 @@ def _process_affinity() -> CpuSet:
         return CpuSet.of(os.sched_getaffinity(0))
 
 
-def _migrate(syscalls: MempolicySyscalls, old: frozenset[int], new: tuple[int, ...]) -> str:
-    try:
-        left = syscalls.migrate_pages(os.getpid(), sorted(old), new)
-    except OSError as err:
-        return Reason.of("migrate_pages_refused", errno=errno_word(err.errno))
-    return Reason.of("migrate_pages_moved", nodes=node_list(new), left=left)
-
-
 class ProcessBinder:
     """Binds the whole calling process: every thread's CPUs; the calling thread's memory policy through ``memory``.
 
     Memory policy is per thread: threads created afterwards and exec'd children inherit it, threads
-    that already existed keep theirs, and pages already touched stay where they are unless
-    ``migrate_pages=True``. ``notes`` are added to every report; ``proc_root``/``sys_root`` are where
+    that already existed keep theirs, and pages already touched stay where they are until
+    :meth:`migrate` moves them. ``notes`` are added to every report; ``proc_root``/``sys_root`` are where
     threads are listed and existing nodes read; ``setaffinity`` sets one thread's CPUs (tests inject
     one that interrupts). It pickles (its setter reloads its library in the child).
 
@@ -170,7 +169,6 @@ class ProcessBinder:
         self,
         memory: MemorySetter,
         *,
-        migrate_pages: bool = False,
         proc_root: str = "/proc",
         sys_root: str = "/sys",
         notes: tuple[str, ...] = (),
@@ -178,7 +176,6 @@ class ProcessBinder:
     ) -> None:
         self.memory = memory
         self.name = memory.name
-        self.migrate_pages = migrate_pages
         self.proc_root = proc_root
         self.sys_root = sys_root
         self.notes = tuple(notes)
@@ -220,12 +217,6 @@ class ProcessBinder:
     ) -> BindingReport:
         syscalls = self.memory.syscalls
         try:
-            # Only migrate_pages needs the cpuset's nodes from before; a read-back costs ~1 ms at 20 threads.
-            before_mems = (
-                read_kernel_view(proc_root=self.proc_root, syscalls=syscalls).mems_allowed
-                if self.migrate_pages
-                else frozenset()
-            )
             changes = bind_threads(plan.cpus, self.proc_root, before=before, setaffinity=self.setaffinity)
         except ThreadBindError as err:
             raise err.restored.error(
@@ -261,8 +252,6 @@ class ProcessBinder:
                     held = wanted
                     memory_word, memory_nodes = wanted.word, wanted.nodes
                     effective = replace(plan, memory_nodes=wanted.nodes)
-                    if self.migrate_pages:
-                        reasons.append(_migrate(syscalls, before_mems, wanted.nodes))
             if wrong_plan is None:
                 after = read_kernel_view(proc_root=self.proc_root, syscalls=syscalls)
         except BaseException as err:
@@ -285,3 +274,48 @@ class ProcessBinder:
             kernel=after,
             mismatches=compare(effective, after),
         )
+
+    # -- after the binding: read back, put back, move pages ------------------------------------
+    def read_back(self) -> KernelView:
+        """What the kernel holds for this process now: every thread's CPUs and the calling thread's policy."""
+        return read_kernel_view(proc_root=self.proc_root, syscalls=self.memory.syscalls)
+
+    def pages(self) -> Pages | None:
+        """Where this process's pages are (``/proc/self/numa_maps``, bounded), None when unreadable."""
+        return read_pages("self", self.proc_root)
+
+    def repair(self, tids: Collection[int], cpus: CpuSet, mempolicy: Mempolicy | None = None) -> tuple[int, ...]:
+        """Set threads ``tids`` back to ``cpus`` and, when given, the calling thread's memory policy to ``mempolicy``.
+
+        Returns the threads whose CPUs were set; a thread that exited or refused (its cpuset no longer holds the
+        CPUs) is left out and keeps what it holds. A memory policy the kernel refuses is a
+        :class:`~gpunuma.errors.BindError`, raised after the CPUs were set. Under the bind lock, as a binding is.
+        """
+        done: list[int] = []
+        with guard.lock(), guard.DeferredSignals():
+            for tid in tids:
+                try:
+                    self.setaffinity(tid, set(cpus))
+                except OSError as err:  # ESRCH: exited; EINVAL: no longer allowed there
+                    logger.debug("thread %s keeps its CPUs: %s", tid, err)
+                    continue
+                done.append(tid)
+            if mempolicy is not None:
+                try:
+                    self.memory.set(mempolicy.mode, mempolicy.nodes)
+                except OSError as err:
+                    raise BindError(
+                        f"memory policy {mempolicy} refused ({errno_word(err.errno)}): only the CPUs were put back"
+                    ) from err
+        return tuple(done)
+
+    def migrate(self, nodes: Sequence[int]) -> int:
+        """Move this process's pages from every node it may use (``Mems_allowed``) to ``nodes`` (``migrate_pages``).
+
+        Returns the pages the kernel could not move (shared with another process, pinned, no room); a refusal
+        (EPERM under a seccomp profile that forbids ``migrate_pages``) is an ``OSError`` with the kernel's errno.
+        Only pages mapped by this process alone move without ``CAP_SYS_NICE``.
+        """
+        target = tuple(sorted(set(nodes)))
+        old = tuple(sorted(self.read_back().mems_allowed))
+        return self.memory.migrate(old, target)

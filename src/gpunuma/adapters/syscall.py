@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from gpunuma.adapters.mempolicy import MempolicySyscalls
@@ -28,6 +29,10 @@ class SyscallMemory:
     def set(self, mode: Mode, nodes: tuple[int, ...]) -> None:
         self.syscalls.set(Mempolicy(mode, nodes))
 
+    def migrate(self, old: tuple[int, ...], new: tuple[int, ...]) -> int:
+        """``migrate_pages(getpid(), old, new)``: the pages that could not be moved; ``OSError`` on refusal."""
+        return self.syscalls.migrate_pages(os.getpid(), old, new)
+
 
 class SyscallBinder(ProcessBinder):
     """The process binder with raw syscalls setting the memory policy; the fallback when libnuma is absent.
@@ -41,11 +46,8 @@ class SyscallBinder(ProcessBinder):
     def __init__(
         self,
         *,
-        migrate_pages: bool = False,
         proc_root: str = "/proc",
         sys_root: str = "/sys",
         notes: tuple[str, ...] = (),
     ) -> None:
-        super().__init__(
-            SyscallMemory(), migrate_pages=migrate_pages, proc_root=proc_root, sys_root=sys_root, notes=notes
-        )
+        super().__init__(SyscallMemory(), proc_root=proc_root, sys_root=sys_root, notes=notes)

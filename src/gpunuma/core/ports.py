@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Protocol, runtime_checkable
 
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.kernel_policy import Mempolicy
 from gpunuma.core.model import Topology
+from gpunuma.core.pages import Pages
 from gpunuma.core.plan import Allowed, BindingPlan
-from gpunuma.core.report import BindingReport
+from gpunuma.core.report import BindingReport, KernelView
 
 
 @runtime_checkable
@@ -65,12 +68,29 @@ class KernelFiles(Protocol):
 
 @runtime_checkable
 class Binder(Protocol):
-    """Applies a plan to the whole calling process and reports what the kernel holds."""
+    """Applies a plan to the whole calling process and reports what the kernel holds; afterwards reads the
+    process back, puts the binding back on threads that drifted from it and moves pages to its nodes."""
 
     name: str
 
     def apply(self, plan: BindingPlan) -> BindingReport:
         """Bind every thread of this process per ``plan``; restore everything on failure."""
+        ...
+
+    def read_back(self) -> KernelView:
+        """What the kernel holds for this process now: every thread's CPUs and the calling thread's memory policy."""
+        ...
+
+    def pages(self) -> Pages | None:
+        """Where this process's pages are (its ``numa_maps``), None when unreadable."""
+        ...
+
+    def repair(self, tids: Collection[int], cpus: CpuSet, mempolicy: Mempolicy | None = None) -> tuple[int, ...]:
+        """Set threads ``tids`` to ``cpus`` and, when given, the calling thread's policy; the threads set."""
+        ...
+
+    def migrate(self, nodes: Sequence[int]) -> int:
+        """Move this process's pages to ``nodes`` (``migrate_pages(2)``); the pages that could not be moved."""
         ...
 
 

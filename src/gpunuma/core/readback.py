@@ -1,6 +1,9 @@
-"""Where the kernel's view of a process differs from a plan, in plain words (pure: no I/O)."""
+"""Where the kernel's view of a process differs from a plan, in plain words and thread by thread (pure: no I/O)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
 
 from gpunuma.core.cpuset import CpuSet, node_list
 from gpunuma.core.kernel_policy import Mode, modes_for
@@ -85,3 +88,74 @@ def _policy_within(plan: BindingPlan, view: KernelView) -> bool:
     held = set(view.mempolicy_nodes)
     modes = _STRICT_MODES if plan.memory_policy is MemoryPolicy.BIND else _NODE_MODES
     return view.mempolicy in modes and bool(held) and held <= set(plan.memory_nodes)
+
+
+class Drift(str, Enum):
+    """How one thread differs from the binding it should hold (:func:`drift`); a thread that holds it has none."""
+
+    #: On part of the planned CPUs only (an OpenMP runtime placing its team): the program's choice, within the
+    #: plan; or, for the thread whose memory policy is read, a policy over part of the planned nodes.
+    NARROWED = "narrowed"
+    #: On CPUs outside the plan (a library pinned it elsewhere).
+    MOVED = "moved"
+    #: On every planned CPU and more (a library restored a wider mask).
+    WIDENED = "widened"
+    #: On the planned CPUs, but the memory policy read for it is not the planned one and not within it.
+    POLICY = "policy"
+
+    @property
+    def repaired_by_default(self) -> bool:
+        """Whether ``verify(repair=True)`` puts the binding back on it without ``include_narrowed``."""
+        return self is not Drift.NARROWED
+
+
+def cpu_drift(planned: CpuSet, cpus: CpuSet) -> Drift | None:
+    """How a thread on ``cpus`` differs from ``planned`` CPUs: None (equal), narrowed, widened or moved.
+
+    No CPU at all (an affinity that could not be read) counts as moved: it is not on the plan.
+    """
+    if cpus == planned:
+        return None
+    if cpus and cpus < planned:
+        return Drift.NARROWED
+    if cpus > planned:
+        return Drift.WIDENED
+    return Drift.MOVED
+
+
+def policy_drift(plan: BindingPlan, view: KernelView) -> Drift | None:
+    """How the memory policy read back (one thread's: ``view.mempolicy_thread``) differs from ``plan``: None (it is
+    the planned one, unreadable, or the plan sets none), narrowed (within the planned nodes) or policy."""
+    if plan.memory_policy is MemoryPolicy.NONE or view.mempolicy is None or _policy_held(plan, view):
+        return None
+    return Drift.NARROWED if _policy_within(plan, view) else Drift.POLICY
+
+
+def drift(plan: BindingPlan, view: KernelView) -> tuple[Drift | None, ...]:
+    """Each thread of ``view`` (in order) against ``plan``: the one classification ``check`` and ``verify`` use.
+
+    CPUs first: moved or widened wins. The memory policy is known for one thread only, the one whose policy was
+    read (``view.mempolicy_thread``: the calling thread of this process, the main thread of another); a policy
+    outside the plan makes that thread ``policy`` (unless its CPUs moved or widened), a policy within the plan
+    ``narrowed``. A plan that does not bind has no drift: every entry is None.
+    """
+    if not plan.binds:
+        return tuple(None for _ in view.threads)
+    policy = policy_drift(plan, view)
+    reader = view.mempolicy_thread
+    found = []
+    for thread in view.threads:
+        cpus = cpu_drift(plan.cpus, thread.cpus)
+        if thread.tid == reader and policy is not None and cpus in (None, Drift.NARROWED):
+            cpus = Drift.POLICY if policy is Drift.POLICY else Drift.NARROWED
+        found.append(cpus)
+    return tuple(found)
+
+
+@dataclass(frozen=True, slots=True)
+class Repair:
+    """One thread the binding was put back on: the drift it had and what was set again (``cpus``, ``mempolicy``)."""
+
+    tid: int
+    drift: Drift
+    what: tuple[str, ...]

@@ -286,6 +286,9 @@ TEMPLATES: Mapping[str, str] = {
     "memory_policy_not_in_force": "memory policy not in force after setting it (kernel holds {held}): bound CPUs only",
     "migrate_pages_refused": "migrate_pages refused ({errno}): existing pages stay where they are",
     "migrate_pages_moved": "migrate_pages moved existing pages to node {nodes}; {left} page(s) could not be moved",
+    # -- verify: the binding in force against what the process holds now (tools.verify) ------------
+    "verify_nothing_in_force": "no binding holds in this process to compare with: {why}",
+    "verify_policy_not_repaired": "the memory policy was not put back: {error}",
     # -- the settings edge: a GPUNUMA_* value not understood (settings), its text the error's ------
     "setting_not_understood": "{problem}",
     # -- gpunuma check: why a process's binding is shown without a verdict, or judged on defaults (check) --

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gpunuma.core.childenv import child_env
@@ -29,9 +29,17 @@ class KernelView:
     cpus_allowed: CpuSet
     mems_allowed: frozenset[int]
     threads: tuple[ThreadState, ...]
-    #: The calling thread's memory policy mode (``default``, ``bind``, ``preferred``...), None if unreadable.
+    #: The memory policy mode (``default``, ``bind``, ``preferred``...) of one thread, None if unreadable: the
+    #: calling thread's for this process (``get_mempolicy``), the main thread's for another (``numa_maps``).
     mempolicy: str | None = None
     mempolicy_nodes: tuple[int, ...] = ()
+    #: The thread whose memory policy ``mempolicy`` is; None: the main thread (``pid``).
+    mempolicy_tid: int | None = None
+
+    @property
+    def mempolicy_thread(self) -> int:
+        """The thread whose memory policy was read: the calling thread for this process, else the main thread."""
+        return self.pid if self.mempolicy_tid is None else self.mempolicy_tid
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +80,13 @@ class BindingReport:
     def reason_codes(self) -> tuple[str, ...]:
         """The code of each reason, in order (``note`` for text an adapter gave without one)."""
         return codes(self.reasons)
+
+    def in_force(self) -> BindingPlan:
+        """The plan as it holds: the CPUs the kernel granted, and the memory policy that holds (``none`` where it
+        was left alone or refused). What a drifted thread is compared with and put back to."""
+        if self.memory_policy is None:
+            return replace(self.plan, cpus=self.cpus, memory_policy=MemoryPolicy.NONE, memory_nodes=())
+        return replace(self.plan, cpus=self.cpus, memory_nodes=self.memory_nodes)
 
     def __bool__(self) -> bool:
         """A report is true when the process was bound as planned: ``if not gpunuma.bind_to_gpu(): ...``.

@@ -24,20 +24,27 @@ import importlib
 import logging
 import socket
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import gpunuma
 from gpunuma import compose, metrics
 from gpunuma.compose import Options, ShareSlots
+from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.kernel_policy import Mempolicy
 from gpunuma.core.model import Topology
+from gpunuma.core.pages import Pages
 from gpunuma.core.plan import Allowed, BindingPlan
 from gpunuma.core.policy import Policy, Share
 from gpunuma.core.ports import Binder, TopologySource
 from gpunuma.core.reasons import Reason
-from gpunuma.core.report import BindingReport
+from gpunuma.core.report import BindingReport, KernelView
 from gpunuma.errors import BindError, GpunumaError, TopologyUnavailableError
 from gpunuma.settings import is_ray_worker, worker_rank
+
+if TYPE_CHECKING:  # a tool: the actor loads it only when verify is called
+    from gpunuma.tools.check import CheckResult
 
 logger = logging.getLogger(__name__)
 
@@ -253,6 +260,16 @@ class GpuBoundActor:
         """Check the actor's process again and set its Ray metrics (:func:`export_binding_metrics`); the check."""
         self._usable()
         return export_binding_metrics()
+
+    def verify(self, *, repair: bool = False, include_narrowed: bool = False) -> CheckResult:
+        """:func:`gpunuma.verify` in the actor: every thread against the binding done in ``__init__``, and where
+        its memory is; ``repair=True`` puts the binding back on threads a library moved (a picklable result).
+
+        ``ray.get(actor.verify.remote(repair=True))`` after the engine's first collective: see docs/ray.md.
+        """
+        self._usable()
+        # The public name loads its module when called, so the bind path never loads the tools.
+        return gpunuma.verify(repair=repair, include_narrowed=include_narrowed)
 
 
 def _factory_label(factory: Callable[..., Any]) -> str | None:
@@ -541,11 +558,29 @@ class RayNodeBinder:
     def __init__(self, binders: Mapping[str, Binder]) -> None:
         self.binders = dict(binders)
 
-    def apply(self, plan: BindingPlan) -> BindingReport:
-        """Apply ``plan`` with the binder of the Ray node this process runs on."""
+    def _binder(self) -> Binder:
         node_id = _current_node_id()
         try:
-            binder = self.binders[node_id]
+            return self.binders[node_id]
         except KeyError:
             raise BindError(f"no binder for Ray node {node_id}; nothing was changed") from None
-        return binder.apply(plan)
+
+    def apply(self, plan: BindingPlan) -> BindingReport:
+        """Apply ``plan`` with the binder of the Ray node this process runs on."""
+        return self._binder().apply(plan)
+
+    def read_back(self) -> KernelView:
+        """What the binder of this Ray node reads back for this process."""
+        return self._binder().read_back()
+
+    def pages(self) -> Pages | None:
+        """Where this process's pages are, as the binder of this Ray node reads them."""
+        return self._binder().pages()
+
+    def repair(self, tids: Collection[int], cpus: CpuSet, mempolicy: Mempolicy | None = None) -> tuple[int, ...]:
+        """Put the binding back through the binder of this Ray node."""
+        return self._binder().repair(tids, cpus, mempolicy)
+
+    def migrate(self, nodes: Sequence[int]) -> int:
+        """Move this process's pages through the binder of this Ray node."""
+        return self._binder().migrate(nodes)

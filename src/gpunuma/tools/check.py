@@ -26,11 +26,12 @@ from gpunuma.core.filetree import FileTree
 from gpunuma.core.identity import VISIBILITY_VARIABLES, GpuEnvironment, id_list
 from gpunuma.core.kernel_policy import Mode
 from gpunuma.core.numbers import decimal
+from gpunuma.core.pages import Pages
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.planner import explicit_node_id
 from gpunuma.core.policy import MemoryPolicy, Policy, Share
 from gpunuma.core.ports import TopologySource
-from gpunuma.core.readback import compare, narrowed_within
+from gpunuma.core.readback import Drift, Repair, compare, drift, narrowed_within
 from gpunuma.core.reasons import Reason, codes, details
 from gpunuma.core.rebind import OwnBinding
 from gpunuma.core.report import BindingReport, KernelView
@@ -66,11 +67,44 @@ class CheckResult:
     notes: tuple[str, ...]
     #: False when the plan is shown for information only (the process runs with ``GPUNUMA_BIND=0``).
     compared: bool = True
+    #: Each thread's drift from the plan, in the order of ``view.threads`` (:func:`gpunuma.core.readback.drift`):
+    #: None where it holds the plan; empty when there is no plan to compare with.
+    drift: tuple[Drift | None, ...] = ()
+    #: Where the process's pages are (``numa_maps``), None when unreadable.
+    memory: Pages | None = None
+    #: What ``verify(repair=True)`` put back: each thread and the drift it had (empty for a check).
+    repaired: tuple[Repair, ...] = ()
 
     @property
     def ok(self) -> bool:
         """True only when the kernel holds what the plan expects: never for a process that cannot be judged."""
         return self.verdict is Verdict.AS_EXPECTED
+
+    @property
+    def local_nodes(self) -> tuple[int, ...]:
+        """The nodes whose pages count as local: the plan's memory nodes, else its nodes (none without a plan)."""
+        if self.plan is None or not self.plan.binds:
+            return ()
+        return self.plan.memory_nodes or self.plan.nodes
+
+    @property
+    def pages_by_node(self) -> dict[int, int] | None:
+        """Node -> the process's pages on it (base pages; see :mod:`gpunuma.core.pages`), None when unreadable."""
+        return self.memory.pages_by_node if self.memory is not None else None
+
+    @property
+    def local_fraction(self) -> float | None:
+        """The share of the process's pages on the plan's memory nodes; None without pages or a plan that binds."""
+        return self.memory.local_fraction(self.local_nodes) if self.memory is not None else None
+
+    def drift_of(self, tid: int) -> Drift | None:
+        """The drift of thread ``tid`` (None: it holds the plan, or it is not listed)."""
+        return dict(self._thread_drift()).get(tid)
+
+    def _thread_drift(self) -> list[tuple[int, Drift | None]]:
+        """(tid, drift) of every thread, None throughout when nothing was compared."""
+        drifts = self.drift or (None,) * len(self.view.threads)
+        return [(thread.tid, found) for thread, found in zip(self.view.threads, drifts, strict=True)]
 
     @property
     def note_codes(self) -> tuple[str, ...]:
@@ -92,13 +126,19 @@ class CheckResult:
                  f"memory nodes allowed {node_list(view.mems_allowed) or 'none'}, "
                  f"memory policy {view.mempolicy or 'unreadable'}"
                  + (f" {node_list(view.mempolicy_nodes)}" if view.mempolicy_nodes else "")]
-        groups: dict[str, list[str]] = {}
-        for thread in view.threads:
+        groups: dict[tuple[str, Drift | None], list[str]] = {}
+        for thread, (_, found) in zip(view.threads, self._thread_drift(), strict=True):
             # Any process names its threads: a name is escaped before it can act on a terminal or break a line.
-            groups.setdefault(thread.cpus.to_list(), []).append(f"{thread.tid} ({visible(thread.name)})")
-        for cpus, threads in groups.items():
-            lines.append(f"  {len(threads)} thread(s) on CPUs {cpus}: {', '.join(threads[:6])}"
+            groups.setdefault((thread.cpus.to_list(), found), []).append(f"{thread.tid} ({visible(thread.name)})")
+        for (cpus, found), threads in groups.items():
+            label = f" ({found.value})" if found is not None else ""
+            lines.append(f"  {len(threads)} thread(s) on CPUs {cpus}{label}: {', '.join(threads[:6])}"
                          + (" ..." if len(threads) > 6 else ""))
+        if self.memory is not None:
+            lines.append(f"memory: {self.memory.describe(self.local_nodes)}")
+        if self.repaired:
+            lines.append(f"repaired {len(self.repaired)} thread(s): "
+                         + ", ".join(f"{r.tid} ({r.drift.value})" for r in self.repaired))
         if self.plan is not None:
             lines.append(f"expected: {self.plan.summary()}")
             lines.extend(f"  - {reason}" for reason in self.plan.reasons)
@@ -126,7 +166,16 @@ class CheckResult:
             "mems_allowed": sorted(self.view.mems_allowed),
             "mempolicy": self.view.mempolicy,
             "mempolicy_nodes": list(self.view.mempolicy_nodes),
-            "threads": [{"tid": t.tid, "name": t.name, "cpus": t.cpus.to_list()} for t in self.view.threads],
+            "threads": [
+                {"tid": t.tid, "name": t.name, "cpus": t.cpus.to_list(), "drift": found.value if found else None}
+                for t, (_, found) in zip(self.view.threads, self._thread_drift(), strict=True)
+            ],
+            "pages_by_node": (
+                {str(node): pages for node, pages in self.memory.by_node} if self.memory is not None else None
+            ),
+            "local_fraction": self.local_fraction,
+            "memory": self.memory.to_dict(self.local_nodes) if self.memory is not None else None,
+            "repaired": [{"tid": r.tid, "drift": r.drift.value, "what": list(r.what)} for r in self.repaired],
             "plan": self.plan.to_dict() if self.plan is not None else None,
             "mismatches": list(self.mismatches),
             "notes": list(self.notes),
@@ -161,7 +210,8 @@ def check_process(
     reserve: int | None = None,
     simulate: str | None = None,
 ) -> CheckResult:
-    """Read a process's binding back and compare it with what it should hold.
+    """Read a process's binding back and compare it with what it should hold, thread by thread, and read where its
+    memory is.
 
     What it should hold, in order: node ``node`` when given (``gpunuma exec --node``); else the plan for its GPU(s),
     from ``gpus`` (local ``cuda:N`` of the process, through its own ``CUDA_VISIBLE_DEVICES`` when readable; UUIDs;
@@ -171,8 +221,10 @@ def check_process(
     ``share``/``reserve`` replace only its ``GPUNUMA_SHARE``/``GPUNUMA_RESERVE``, for a process started with
     ``--share``); a process running with ``GPUNUMA_BIND=0`` is shown, not judged.
 
-    Threads on part of the planned CPUs (an OpenMP team's places) and a memory policy over part of the planned
-    nodes are notes: only CPUs or memory outside the plan are mismatches. A GPU named here that the machine lacks
+    Each thread carries its drift from the plan (``result.drift``: narrowed, moved, widened, policy). Threads on
+    part of the planned CPUs (an OpenMP team's places) and a memory policy over part of the planned nodes are
+    notes: only CPUs or memory outside the plan are mismatches. ``result.memory`` is where its pages are
+    (``numa_maps``), with ``local_fraction`` on the plan's memory nodes. A GPU named here that the machine lacks
     raises :class:`~gpunuma.errors.GpuResolutionError`, a node it lacks :class:`~gpunuma.errors.InvalidNodeError`.
     ``simulate`` (default: this process's ``GPUNUMA_SIMULATE``) names a simulated machine: the process is read
     from its simulated kernel and planned for on it.
@@ -188,9 +240,30 @@ def check_process(
         node = explicit_node_id(node)
     if simulate is not None and not isinstance(simulate, str):
         raise SettingsError(f"simulate={simulate!r:.80}: expected a simulated machine's name or a snapshot's path")
-
     if simulate is None:
         simulate = Settings.from_env(strict=False, warn=False).simulate
+    result = _check_process(
+        pid, source=source, root=root, policy=policy, gpus=gpus, physical=physical, node=node, share=share,
+        reserve=reserve, simulate=simulate,
+    )
+    return replace(result, memory=compose.process_pages(result.view.pid if _live(root) else pid, root,
+                                                         simulate=simulate))
+
+
+def _check_process(
+    pid: int | str = "self",
+    *,
+    source: str | TopologySource = "auto",
+    root: str | Path | FileTree = "/",
+    policy: Policy | None = None,
+    gpus: Sequence[int | str] | None = None,
+    physical: Sequence[int | str] | None = None,
+    node: int | None = None,
+    share: Share | None = None,
+    reserve: int | None = None,
+    simulate: str | None = None,
+) -> CheckResult:
+    """The check of :func:`check_process` (its arguments checked) without the memory read-back."""
     view, env = compose.process_state(pid, root, simulate=simulate)
     notes: list[Reason] = []
 
@@ -264,10 +337,12 @@ def check_process(
 
 
 def _judged(view: KernelView, plan: BindingPlan, notes: list[Reason]) -> CheckResult:
-    """The process against ``plan``: differences outside it are mismatches, narrowing within it notes."""
+    """The process against ``plan``: differences outside it are mismatches, narrowing within it notes; each
+    thread's drift."""
     mismatches = compare(plan, view, within=True)
     within = narrowed_within(plan, view)
-    return CheckResult(view=view, gpus=plan.gpus, plan=plan, mismatches=mismatches, notes=(*notes, *within))
+    return CheckResult(view=view, gpus=plan.gpus, plan=plan, mismatches=mismatches, notes=(*notes, *within),
+                       drift=drift(plan, view))
 
 
 def _live(root: str | Path | FileTree) -> bool:
