@@ -11,7 +11,7 @@ from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.api import bind_to_gpu, bind_to_node, make_binder, make_source, plan_for
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.policy import CpuScope, Policy
-from gpunuma.errors import BindError, GpuResolutionError, InvalidNodeError, UnknownSourceError
+from gpunuma.errors import BindError, GpuResolutionError, InvalidNodeError, NotBoundError, UnknownSourceError
 from gpunuma_fakes import machine
 
 NODE0 = CpuSet.parse_list("0-55,112-167")
@@ -68,27 +68,37 @@ def test_best_effort_failure_restores_and_reports_not_bound(dgx, caplog):
     assert "not bound" in caplog.text
 
 
-def test_strict_failure_raises_the_binders_error(dgx):
+def test_strict_failure_raises_not_bound_caused_by_the_binders_error(dgx):
     simulated, source = dgx
-    with pytest.raises(BindError, match="sched_setaffinity"):
+    with pytest.raises(NotBoundError, match="sched_setaffinity") as caught:
         bind_to_gpu(3, source=source, binder=simulated.kernel(fail="cpu"), strict=True, env={})
+    assert isinstance(caught.value.__cause__, BindError) and caught.value.report.reason_codes[-1] == "bind_failed"
 
 
 def test_strict_comes_from_the_environment_too(dgx):
     simulated, source = dgx
-    with pytest.raises(BindError):
+    with pytest.raises(NotBoundError):
         bind_to_gpu(3, source=source, binder=simulated.kernel(fail="cpu"),
                     env={"GPUNUMA_STRICT": "1"})
 
 
-def test_planning_errors_are_best_effort_or_strict(dgx):
+@pytest.mark.parametrize("switch", [{"strict": True}, {"require_bound": True}], ids=["strict", "require_bound"])
+def test_nothing_bound_is_one_error_type_whichever_switch_asked(dgx, switch):
     _, source = dgx
     report = bind_to_gpu("GPU-00000000-dead", source=source, binder=NoopBinder(), env={})
     assert not report.bound and report.reason_codes[-1] == "plan_failed"
-    with pytest.raises(GpuResolutionError):
-        bind_to_gpu("GPU-00000000-dead", source=source, binder=NoopBinder(), strict=True, env={})
-    with pytest.raises(InvalidNodeError, match="does not exist"):
+    with pytest.raises(NotBoundError) as caught:
+        bind_to_gpu("GPU-00000000-dead", source=source, binder=NoopBinder(), env={}, **switch)
+    assert caught.value.report.reason_codes[-1] == "plan_failed"
+    assert isinstance(caught.value.__cause__, GpuResolutionError), "the typed error that stopped it"
+
+
+def test_a_node_the_machine_lacks_is_not_bound_and_strict_says_which(dgx):
+    _, source = dgx
+    assert bind_to_node(9, source=source, binder=NoopBinder(), env={}).reason_codes[-1] == "plan_failed"
+    with pytest.raises(NotBoundError, match="does not exist") as caught:
         bind_to_node(9, source=source, binder=NoopBinder(), strict=True, env={})
+    assert isinstance(caught.value.__cause__, InvalidNodeError) and caught.value.__cause__.node == 9
 
 
 @pytest.mark.parametrize("node", [None, "1", 1.0, True], ids=repr)

@@ -14,7 +14,7 @@ import pytest
 from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.api import bind_to_gpu, bind_to_node
 from gpunuma.core.reasons import codes
-from gpunuma.errors import GpunumaError, TopologyError
+from gpunuma.errors import GpunumaError, NotBoundError, TopologyError
 from gpunuma_fakes import machine
 from gpunuma_fakes.kernel import SimulatedKernel
 
@@ -88,10 +88,11 @@ def test_a_damaged_file_is_not_bound_with_the_reason_or_a_typed_error(render, re
     kernel = SimulatedKernel.for_machine(DGX)
 
     report = bind_to_gpu(5, source=SysfsTopology(root=root), binder=kernel, env={})
-    with pytest.raises(TopologyError) as caught:
+    with pytest.raises(NotBoundError) as caught:
         bind_to_gpu(5, source=SysfsTopology(root=root), binder=kernel, env={}, strict=True)
 
     assert not report.bound and codes(report.reasons) == ("plan_failed",)
+    assert isinstance(caught.value.__cause__, TopologyError), "the typed error that stopped it is its cause"
     assert relative.rstrip("/").split("/")[-1] in str(caught.value)  # the file is named
     assert kernel.applied == []
 

@@ -11,7 +11,7 @@ from pytest_mock import MockerFixture
 
 from gpunuma.adapters.static import StaticTopology
 from gpunuma.api import bind_to_gpu, plan_for
-from gpunuma.errors import TopologyUnavailableError
+from gpunuma.errors import NotBoundError, TopologyUnavailableError
 from gpunuma_fakes import machine
 
 DGX = machine("dgx-h100")
@@ -62,6 +62,7 @@ def test_a_failing_topology_source_is_not_bound_and_never_reaches_the_binder(
     assert report.reason_codes[-1] == "plan_failed"
     assert report.reasons[-1].values["error"] == "sysfs: no such directory"
     apply.assert_not_called()
-    with pytest.raises(TopologyUnavailableError, match="no such directory"):
+    with pytest.raises(NotBoundError, match="no such directory") as caught:
         bind_to_gpu(3, source=source, binder=kernel, env={}, strict=True)
+    assert isinstance(caught.value.__cause__, TopologyUnavailableError)
     apply.assert_not_called()

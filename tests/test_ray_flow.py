@@ -25,7 +25,7 @@ from gpunuma.adapters.sysfs import SysfsTopology  # noqa: E402
 from gpunuma.core.cpuset import CpuSet  # noqa: E402
 from gpunuma.core.policy import Policy  # noqa: E402
 from gpunuma.core.readback import Drift  # noqa: E402
-from gpunuma.errors import BindError, NotBoundError  # noqa: E402
+from gpunuma.errors import NotBoundError  # noqa: E402
 from gpunuma.integrations.ray import GpuBoundActor, bind_this_process, start_bound_actor  # noqa: E402
 from gpunuma_fakes import machine, split_host  # noqa: E402
 
@@ -218,10 +218,11 @@ def test_cloud_vm_actors_start_unbound_and_say_why(cluster, simulated_trees, act
 def test_a_strict_actor_that_cannot_bind_fails_in_the_driver_with_the_typed_error(cluster, simulated_trees, actors):
     actors.extend(start(cluster, "dgx-h100", 1, strict=True, **adapters(simulated_trees, "dgx-h100", fail="cpu")))
 
-    with pytest.raises(BindError) as caught:  # by type, in the driver: no text to match
+    with pytest.raises(NotBoundError) as caught:  # by type, in the driver: no text to match
         ray.get(actors[0].ping.remote())
+    assert caught.value.report.reason_codes[-1] == "bind_failed"
     assert "sched_setaffinity" in str(caught.value) and "every thread was restored" in str(caught.value)
-    with pytest.raises(BindError):
+    with pytest.raises(NotBoundError):
         ray.get(actors[0].call.remote("forward", 1))  # the heavy object was never built
 
 

@@ -18,7 +18,7 @@ from gpunuma.adapters.share_slots import ShareSlots, default_directory
 from gpunuma.compose import Options
 from gpunuma.core.policy import Share
 from gpunuma.core.reasons import Reason, codes
-from gpunuma.errors import BindError
+from gpunuma.errors import BindError, NotBoundError
 from gpunuma.integrations.ray import share_from_ray, worker_share
 
 
@@ -193,5 +193,6 @@ def test_a_best_effort_worker_whose_slots_are_refused_binds_without_a_share_and_
 
     assert kept.policy.share is None and codes(reasons) == ("share_slots_refused",)
     assert "lets other users in" in Reason.coerce(reasons[0]).values["error"]
-    with pytest.raises(BindError, match="lets other users in"):
+    with pytest.raises(NotBoundError, match="lets other users in") as caught:
         worker_share(ray_stub(0.25, [3]), Options.from_env({}, strict=True))
+    assert isinstance(caught.value.__cause__, BindError)

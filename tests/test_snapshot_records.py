@@ -14,7 +14,7 @@ import pytest
 
 from gpunuma.api import bind_to_gpu
 from gpunuma.core.reasons import codes
-from gpunuma.errors import SnapshotError
+from gpunuma.errors import NotBoundError, SnapshotError
 from gpunuma.tools.cli import ExitCode, main
 from gpunuma.tools.nvml_record import MAX_BYTES, MAX_WORDS
 from gpunuma.tools.snapshot import write_snapshot
@@ -169,8 +169,9 @@ def test_a_tampered_record_under_gpunuma_simulate_is_not_bound_with_the_reason(m
 
     assert not report.bound and codes(report.reasons) == ("plan_failed",), what
     assert "nvml.json: " in report.reasons[0] and field in report.reasons[0], what
-    with pytest.raises(SnapshotError, match="nvml.json: "):
+    with pytest.raises(NotBoundError, match="nvml.json: ") as caught:
         bind_to_gpu(0, env=env, strict=True)
+    assert isinstance(caught.value.__cause__, SnapshotError)
 
 
 def test_an_untampered_record_replays_and_unknown_keys_are_left_alone(members, tmp_path):

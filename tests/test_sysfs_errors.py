@@ -178,8 +178,9 @@ def test_best_effort_binding_over_an_unreadable_file_is_not_bound(cloud, spoil):
     report = gpunuma.bind_to_gpu(1, source=SysfsTopology(root=cloud), binder=kernel, env={})
 
     assert not report.bound and kernel.applied == []
-    with pytest.raises(SysfsReadError):
+    with pytest.raises(gpunuma.NotBoundError) as caught:
         gpunuma.bind_to_gpu(1, source=SysfsTopology(root=cloud), binder=kernel, env={}, strict=True)
+    assert isinstance(caught.value.__cause__, SysfsReadError)
 
 
 @pytest.mark.parametrize("spoil", _UNREADABLE)

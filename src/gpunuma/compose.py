@@ -431,10 +431,10 @@ def apply(options: Options, planned: BindingPlan, *, began: int | None = None) -
     try:
         binder = make_binder("noop" if not options.enabled else options.binder)
     except GpunumaError as err:
-        if options.strict:
-            raise
+        if options.strict and isinstance(err, UnknownSourceError):
+            raise  # a binder name that does not exist: a mistake in the call (exit 2)
         why = Reason.of("binder_unavailable", method=method, error=str(err))
-        return _kept(options, BindingReport.not_bound(planned, method, (why,)))
+        return _kept(options, BindingReport.not_bound(planned, method, (why,)), cause=err)
     with guard.lock():
         if planned.binds and _held != began:
             return lost_to_another(options, planned)
@@ -447,13 +447,11 @@ def _applied(options: Options, binder: Binder, planned: BindingPlan) -> BindingR
     try:
         report = binder.apply(planned)
     except GpunumaError as err:
-        if options.strict:
-            raise
         if isinstance(err, HalfBoundError):
             why = Reason.of("bind_failed_not_undone", threads=list(err.unrestored), error=str(err))
         else:
             why = Reason.of("bind_failed", error=str(err))
-        return _kept(options, BindingReport.not_bound(planned, binder.name, (why,)))
+        return _kept(options, BindingReport.not_bound(planned, binder.name, (why,)), cause=err)
     if report.bound:
         # Children inherit the affinity (fork, spawn, subprocess, exec): with the record beside it, their own
         # bind_to_* knows it is gpunuma's, not a taskset narrowing to leave alone, and rebinds for its GPU.
@@ -502,10 +500,10 @@ def bind(
             options = simulated(options)
             planned = plan(options, gpus=gpus, physical=physical, node=node, environment=environment, reasons=reasons)
         except GpunumaError as err:
-            if options.strict:
-                raise
+            if options.strict and isinstance(err, (SettingsError, PolicyError, UnknownSourceError)):
+                raise  # a mistake in the configuration, not a machine that cannot be bound (exit 2)
             why = Reason.of("plan_failed", error=str(err))
-            return _kept(options, BindingReport.not_bound(None, options.method, (why,)))
+            return _kept(options, BindingReport.not_bound(None, options.method, (why,)), cause=err)
         return apply(options, planned, began=began)
 
 
@@ -541,16 +539,24 @@ def binding_in_force() -> tuple[BindingReport, Binder] | None:
     return None
 
 
-def _kept(options: Options, report: BindingReport, binder: Binder | None = None) -> BindingReport:
+def _kept(
+    options: Options, report: BindingReport, binder: Binder | None = None, cause: GpunumaError | None = None
+) -> BindingReport:
     """Log ``report``, keep it as the last report when it is in force (it bound, or none bound before), with the
-    binder that applied it, and raise when binding was required and did not happen."""
-    _log(report, options)
+    binder that applied it, and raise when binding was required and did not happen.
+
+    Whichever switch asked (``strict``, ``require``), "nothing got bound" is one type, :class:`NotBoundError`: its
+    ``report`` says why, and the typed error that stopped the binding (a GPU the machine lacks, a binder the kernel
+    refused) is its ``__cause__``.
+    """
     if report.bound or not (_LAST and _LAST[-1].bound):
         _LAST[:] = [report]
         _IN_FORCE_BINDER[:] = [binder] if report.bound and binder is not None else []
-    # Strict means "never run unbound": a plan that binds nothing fails like a syscall that fails.
+    # Strict means "never run unbound": a plan that binds nothing fails like a syscall that fails. The error says
+    # why; the caller decides what to show, so nothing is logged twice.
     if (options.require or options.strict) and options.enabled and not report.ok:
-        raise NotBoundError(report)
+        raise NotBoundError(report) from cause
+    _log(report, options)
     return report
 
 

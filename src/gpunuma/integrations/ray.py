@@ -40,7 +40,7 @@ from gpunuma.core.policy import Policy, Share
 from gpunuma.core.ports import Binder, TopologySource
 from gpunuma.core.reasons import Reason
 from gpunuma.core.report import BindingReport, KernelView
-from gpunuma.errors import BindError, GpunumaError, TopologyUnavailableError
+from gpunuma.errors import BindError, GpunumaError, NotBoundError, TopologyUnavailableError
 from gpunuma.settings import is_ray_worker, worker_rank
 
 if TYPE_CHECKING:  # a tool: the actor loads it only when verify is called
@@ -148,15 +148,16 @@ def worker_share(ray: Any, options: Options) -> tuple[Options, tuple[Reason, ...
     When the share slots cannot be used (their folder is refused: another user's, a link, open to others),
     a best-effort bind goes on without a share: the worker is still bound to its GPU's CPUs, whole, possibly
     overlapping the other workers on that GPU, and the reason ``share_slots_refused`` says why in its report.
-    Strict mode raises the :class:`~gpunuma.errors.BindError` instead.
+    Strict mode raises :class:`~gpunuma.errors.NotBoundError` instead, the refusal its cause.
     """
     try:
         derived = share_from_ray(ray)
     except GpunumaError as err:
-        if options.strict:
-            raise
+        refused = Reason.of("share_slots_refused", error=str(err))
+        if options.strict:  # never bound without its share: nothing got bound, and the error says why
+            raise NotBoundError(BindingReport.not_bound(None, options.method, (refused,))) from err
         logger.warning("gpunuma: no share of the GPU for this worker: %s", err)
-        return options, (Reason.of("share_slots_refused", error=str(err)),)
+        return options, (refused,)
     if derived is None:
         return options, ()
     share, reason = derived

@@ -90,7 +90,9 @@ def exit_code_for(err: BaseException) -> ExitCode:
     if isinstance(err, CommandError):
         return ExitCode.NOT_FOUND if err.not_found else ExitCode.NOT_EXECUTABLE
     if isinstance(err, NotBoundError):
-        return ExitCode.NOT_AS_EXPECTED
+        # Stopped by an error of its own (a GPU the machine lacks, unreadable kernel files): that error's status.
+        cause = err.__cause__
+        return exit_code_for(cause) if isinstance(cause, GpunumaError) else ExitCode.NOT_AS_EXPECTED
     if isinstance(err, (SettingsError, PolicyError, UnknownSourceError, CpuSetParseError, UsageError,
                         MissingDependencyError)):
         return ExitCode.USAGE
