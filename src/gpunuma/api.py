@@ -113,6 +113,7 @@ def bind_to_gpu(
     policy: Policy | None = None,
     strict: bool | None = None,
     require_bound: bool | None = None,
+    require_local: bool | None = None,
     env: Mapping[str, str] | None = None,
     ray: RayLike | None = None,
     label: str | None = None,
@@ -124,11 +125,15 @@ def bind_to_gpu(
     ``RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES``). Left out, the GPU is resolved from Ray's
     assignment, ``LOCAL_RANK`` or ``CUDA_VISIBLE_DEVICES``. Best-effort by default (``strict=True`` or
     ``GPUNUMA_STRICT=1`` raises when binding fails); ``require_bound=True`` (``GPUNUMA_REQUIRE=1``) raises
-    :class:`~gpunuma.errors.NotBoundError` whenever nothing gets bound; ``GPUNUMA_BIND=0`` makes it a dry run.
+    :class:`~gpunuma.errors.NotBoundError` whenever nothing gets bound; ``require_local=True``
+    (``GPUNUMA_REQUIRE=local``) also when the binding would not be on the GPU's own node (the cgroup or the
+    reserve leaves none of it), binding nothing then. A binding elsewhere without it is logged as a WARNING that
+    says why. ``GPUNUMA_BIND=0`` makes it a dry run.
     """
     gpus, physicals = _gpu_arg(gpu), _physical_arg(physical)
     options = Options.from_env(
-        env, source=source, binder=binder, policy=policy, strict=strict, label=label, require=require_bound
+        env, source=source, binder=binder, policy=policy, strict=strict, label=label, require=require_bound,
+        require_local=require_local,
     )
     environment = compose.gpu_environment(gpus if physicals is None else physicals, None, env, ray)
     _visible_under_ray()
@@ -143,6 +148,7 @@ def bind_to_node(
     policy: Policy | None = None,
     strict: bool | None = None,
     require_bound: bool | None = None,
+    require_local: bool | None = None,
     env: Mapping[str, str] | None = None,
     label: str | None = None,
 ) -> BindingReport:
@@ -154,7 +160,8 @@ def bind_to_node(
     """
     node = explicit_node_id(node)
     options = Options.from_env(
-        env, source=source, binder=binder, policy=policy, strict=strict, label=label, require=require_bound
+        env, source=source, binder=binder, policy=policy, strict=strict, label=label, require=require_bound,
+        require_local=require_local,
     )
     _visible_under_ray()
     return compose.bind(options, node=node)

@@ -60,7 +60,8 @@ class Options:
     syscalls). ``enabled=False`` (``GPUNUMA_BIND=0``) swaps in the no-op binder whatever was given.
     ``root`` is the filesystem root sources built by name read (``/`` on a real machine), or a captured
     machine's tree held in memory (:class:`~gpunuma.core.filetree.FileTree`).
-    ``require`` raises :class:`~gpunuma.errors.NotBoundError` when nothing gets bound. ``simulate``
+    ``require`` raises :class:`~gpunuma.errors.NotBoundError` when nothing gets bound; ``require_local`` also when
+    the binding would not be on the GPU's own node (the plan's ``elsewhere``), binding nothing then. ``simulate``
     names a simulated machine or a captured host: the named adapters are then replaced by its source
     and its simulated kernel, so nothing on this machine changes. ``problems`` names the ``GPUNUMA_*``
     values that were malformed and replaced by their defaults (best-effort mode).
@@ -76,6 +77,7 @@ class Options:
     require: bool = False
     simulate: str | None = None
     problems: tuple[str, ...] = ()
+    require_local: bool = False
 
     @classmethod
     def from_env(
@@ -91,6 +93,7 @@ class Options:
         require: bool | None = None,
         ignore: Collection[str] = (),
         warn: bool = True,
+        require_local: bool | None = None,
     ) -> Options:
         """``GPUNUMA_*`` of ``env`` (default ``os.environ``), with every explicit argument winning.
 
@@ -99,13 +102,13 @@ class Options:
         :meth:`Settings.from_env <gpunuma.settings.Settings.from_env>`.
         """
         check_arguments(source=source, binder=binder, policy=policy, strict=strict, require=require, label=label,
-                        root=root)
+                        root=root, require_local=require_local)
         skipped = {*ignore, *(POLICY_VARIABLES if policy is not None else ())}
         if source is not None:
             skipped.add("GPUNUMA_SOURCE")
         if strict is not None:
             skipped.add("GPUNUMA_STRICT")
-        if require is not None:
+        if require is not None or require_local is not None:
             skipped.add("GPUNUMA_REQUIRE")
         settings = Settings.from_env(env, strict=strict, ignore=skipped, warn=warn)
         return cls(
@@ -116,7 +119,8 @@ class Options:
             enabled=settings.enabled,
             label=label,
             root=root,
-            require=settings.require if require is None else require,
+            require=settings.require if require is None and require_local is None else bool(require or require_local),
+            require_local=settings.require_local if require is None and require_local is None else bool(require_local),
             simulate=settings.simulate,
             problems=settings.problems,
         )
@@ -141,6 +145,7 @@ def check_arguments(
     require: object = None,
     label: object = None,
     root: object = "/",
+    require_local: object = None,
 ) -> None:
     """A wrong kind of argument is a typed error naming it, before anything reads it (``policy="exclusive"``).
 
@@ -148,7 +153,7 @@ def check_arguments(
     policy (:class:`PolicyError`), the switches, the label and the root (:class:`SettingsError`). A wrong kind is
     a programming error: it raises whatever the mode, where a problem of the machine is best-effort.
     """
-    for name, switch in (("strict", strict), ("require_bound", require)):
+    for name, switch in (("strict", strict), ("require_bound", require), ("require_local", require_local)):
         if switch is not None and not isinstance(switch, bool):
             raise SettingsError(f"{name}={switch!r:.80}: expected True, False or None (None: its GPUNUMA_* variable)")
     if label is not None and not isinstance(label, str):
@@ -419,7 +424,8 @@ def apply(options: Options, planned: BindingPlan, *, began: int | None = None) -
     Best effort unless ``options.strict``: a binder that cannot be built or fails gives a "not bound"
     report and a warning; binders restore the process before raising, so it is never half bound (where
     the kernel refuses to give a thread back, the report names it: ``bind_failed_not_undone``).
-    ``options.require`` raises :class:`~gpunuma.errors.NotBoundError` when the outcome is not bound.
+    ``options.require`` raises :class:`~gpunuma.errors.NotBoundError` when the outcome is not bound;
+    ``options.require_local`` also, changing nothing, when the plan is not on its GPUs' own node.
 
     Applying and recording happen under the bind lock, signals deferred. A call that another binding of this
     process overtook (one that held after the call began, when :func:`bindings_held` was ``began``)
@@ -428,6 +434,10 @@ def apply(options: Options, planned: BindingPlan, *, began: int | None = None) -
     began = _held if began is None else began
     options = simulated(options)
     method = options.method
+    if options.require_local and options.enabled and planned.binds and planned.elsewhere:
+        first = next(reason for reason in planned.reasons if getattr(reason, "code", "") == "not_on_gpu_node")
+        values = {key: first.values[key] for key in ("gpu", "own", "nodes")}  # type: ignore[attr-defined]
+        return _kept(options, BindingReport.not_bound(planned, method, (Reason.of("not_local_refused", **values),)))
     try:
         binder = make_binder("noop" if not options.enabled else options.binder)
     except GpunumaError as err:
@@ -561,13 +571,17 @@ def _kept(
 
 
 def _log(report: BindingReport, options: Options) -> None:
-    """One line per binding: INFO when bound (or a dry run, GPUNUMA_BIND=0), WARNING when not bound or
-    when the kernel refused part of it; every read-back mismatch as a WARNING."""
+    """One line per binding: INFO when bound (or a dry run, GPUNUMA_BIND=0), WARNING when not bound, when the
+    kernel refused part of it, or when the binding is not on the GPU's own node (saying so and why); every
+    read-back mismatch as a WARNING."""
     prefix = f"gpunuma: [{options.label}] " if options.label else "gpunuma: "
     gpus = ",".join(str(g) for g in report.plan.gpus)
     suffix = f" for GPU {gpus}" if gpus else ""
     refused = report.bound and report.memory_policy is None and report.plan.memory_policy is not MemoryPolicy.NONE
-    if (report.bound and not refused) or not options.enabled:
+    away = [reason for reason in report.plan.reasons if getattr(reason, "code", "") == "not_on_gpu_node"]
+    if report.bound and away and options.enabled:
+        logger.warning("%s%s%s; %s", prefix, report.summary(), suffix, "; ".join(away))
+    elif (report.bound and not refused) or not options.enabled:
         logger.info("%s%s%s", prefix, report.summary(), suffix)
     else:
         logger.warning("%s%s%s", prefix, report.summary(), suffix)

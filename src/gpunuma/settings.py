@@ -19,7 +19,9 @@ variable               meaning                                     default
 ``GPUNUMA_SPREAD``     ``1`` spreads GPUs that report no locality   ``0``
                        over every node by rank (else: not bound)
 ``GPUNUMA_REQUIRE``    ``1`` raises ``NotBoundError`` when nothing  ``0``
-                       gets bound, whatever the reason
+                       gets bound, whatever the reason; ``local``
+                       also when the binding would not be on the
+                       GPU's own node (nothing is bound then)
 ``GPUNUMA_SHARE``      ``i/n``: part ``i`` (from 0) of ``n`` equal    unset (all of it)
                        parts of the planned CPUs, whole cores
 ``GPUNUMA_RESERVE``    ``K``: the first K cores of every node stay  ``0``
@@ -38,7 +40,7 @@ import sys
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from gpunuma.core.childenv import fill_in
 from gpunuma.core.identity import GpuEnvironment, id_list
@@ -113,6 +115,8 @@ class Settings:
     policy: Policy = Policy()
     #: Raise when nothing gets bound (``GPUNUMA_REQUIRE``).
     require: bool = False
+    #: Raise, binding nothing, when the binding would not be on the GPU's own node (``GPUNUMA_REQUIRE=local``).
+    require_local: bool = False
     #: The simulated machine or captured host to run on instead of this one (``GPUNUMA_SIMULATE``).
     simulate: str | None = None
     #: Values not understood, each replaced by its default (best-effort mode): reasons of code
@@ -158,12 +162,14 @@ class Settings:
             share=read("GPUNUMA_SHARE", lambda: _share(env), None),
             reserve=read("GPUNUMA_RESERVE", lambda: _reserve(env), 0),
         )
+        required = read("GPUNUMA_REQUIRE", lambda: _require(env), cast("bool | str", False))
         settings = cls(
             enabled=read("GPUNUMA_BIND", lambda: _flag(env, "GPUNUMA_BIND", True), True),
             strict=read("GPUNUMA_STRICT", lambda: _flag(env, "GPUNUMA_STRICT", False), False),
             source=read("GPUNUMA_SOURCE", lambda: _source(env), "auto"),
             policy=policy,
-            require=read("GPUNUMA_REQUIRE", lambda: _flag(env, "GPUNUMA_REQUIRE", False), False),
+            require=required is not False,
+            require_local=required == "local",
             simulate=None if "GPUNUMA_SIMULATE" in ignore else (env.get("GPUNUMA_SIMULATE", "").strip() or None),
             problems=tuple(problems),
         )
@@ -173,6 +179,17 @@ class Settings:
             for problem in problems if warn else ():
                 logger.warning("gpunuma: %s; using the default (best-effort mode)", problem)
         return settings
+
+
+def _require(env: Mapping[str, str]) -> bool | str:
+    """``GPUNUMA_REQUIRE``: a flag, or ``local`` (required, and on the GPU's own node)."""
+    if env.get("GPUNUMA_REQUIRE", "").strip().lower() == "local":
+        return "local"
+    try:
+        return _flag(env, "GPUNUMA_REQUIRE", False)
+    except SettingsError:
+        raise SettingsError(f"GPUNUMA_REQUIRE={_shown(env['GPUNUMA_REQUIRE'])}: expected 1/0 (or true/false, yes/no, "
+                            "on/off) or local") from None
 
 
 def _source(env: Mapping[str, str]) -> str:

@@ -67,6 +67,9 @@ class BindingPlan:
     #: GPUs' processes are planned on the same CPUs; None: every planned CPU (a process alone on them); empty
     #: where gpunuma cannot know what else runs there (an explicit node): no places and no ``OMP_PROC_BIND``.
     places: CpuSet | None = None
+    #: The GPUs whose own CPU node is not among ``nodes`` (the cgroup or the reserve moved the binding to the nearest
+    #: node, or a node was named explicitly): bound, but not local to them. Empty: every GPU's own node is planned.
+    elsewhere: tuple[int, ...] = ()
 
     @property
     def binds(self) -> bool:
@@ -109,6 +112,7 @@ class BindingPlan:
             "nics": [nic_dict(nic) for nic in self.nics],
             "threads": self.threads if self.binds else None,
             "places": (self.cpus if self.places is None else self.places).to_list() if self.binds else None,
+            "elsewhere": list(self.elsewhere),
             "reasons": list(self.reasons),
             "reason_details": details(self.reasons),
         }

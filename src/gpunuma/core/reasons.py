@@ -105,6 +105,13 @@ TEMPLATES: Mapping[str, str] = {
     "affinity_overridden": _NARROWED + "; override_affinity=True rebinds within this cgroup's CPUs {cpus}",
     "explicit_node": "node {node} was requested explicitly",
     "explicit_node_over_gpus": "node {node} was requested explicitly; it overrides the GPUs' own node(s)",
+    "not_local_refused": (
+        "require_local (GPUNUMA_REQUIRE=local): not binding to node(s) {nodes}, which are not {gpu}'s own node {own}"
+    ),
+    "not_on_gpu_node": (
+        "{gpu} is on node {own}, which this plan does not bind to (node(s) {nodes}): not local to the GPU, because"
+        " {why}"
+    ),
     "spans_everything": (
         "the plan spans node(s) {nodes} with every CPU ({cpus}) and every memory node: binding would change "
         "nothing, so this is not a binding (bind to a node explicitly to bind anyway)"

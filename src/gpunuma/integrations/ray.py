@@ -11,8 +11,9 @@ Three ways in, from most to least control:
 figures of :mod:`gpunuma.metrics` as ``ray.util.metrics`` gauges, which Ray's own Prometheus endpoint serves.
 
 Every entry point takes the same keywords as :func:`gpunuma.bind_to_gpu`: ``source``, ``binder``, ``policy``,
-``strict``, ``require_bound`` and ``label`` (each line it logs starts with ``[label]``; left out, the label names
-the actor class and its rank: ``RANK``/``LOCAL_RANK`` in its environment, else its actor name). Environment
+``strict``, ``require_bound``, ``require_local`` and ``label`` (each line it logs starts with ``[label]``; left
+out, the label names the actor class and its rank: ``RANK``/``LOCAL_RANK`` in its environment, else its actor
+name). Environment
 switches (``GPUNUMA_BIND``, ``GPUNUMA_STRICT``, ``GPUNUMA_CPU_SCOPE``...) are listed in :mod:`gpunuma.settings`;
 each entry point reads them once. Ray is imported only inside functions.
 """
@@ -68,6 +69,7 @@ def bind_this_process(
     policy: Policy | None = None,
     strict: bool | None = None,
     require_bound: bool | None = None,
+    require_local: bool | None = None,
     label: str | None = None,
 ) -> BindingReport:
     """Bind this Ray worker process (every thread) to the NUMA node of the GPU Ray assigned it.
@@ -79,7 +81,8 @@ def bind_this_process(
     :class:`~gpunuma.errors.NotBoundError`.
     """
     options = Options.from_env(
-        source=source, binder=binder, policy=policy, strict=strict, label=label, require=require_bound
+        source=source, binder=binder, policy=policy, strict=strict, label=label, require=require_bound,
+        require_local=require_local,
     )
     return _bind_worker(options)
 
@@ -217,6 +220,7 @@ class GpuBoundActor:
         policy: Policy | None = None,
         strict: bool | None = None,
         require_bound: bool | None = None,
+        require_local: bool | None = None,
         label: str | None = None,
         factory_args: Sequence[Any] = (),
         factory_kwargs: Mapping[str, Any] | None = None,
@@ -228,7 +232,8 @@ class GpuBoundActor:
             label = _factory_label(factory)
         try:
             self._report = bind_this_process(
-                source=source, binder=binder, policy=policy, strict=strict, require_bound=require_bound, label=label
+                source=source, binder=binder, policy=policy, strict=strict, require_bound=require_bound,
+                require_local=require_local, label=label,
             )
         except GpunumaError as err:  # strict: typed for the driver, not an ActorDiedError that keeps only the text
             self._failure = err
@@ -293,7 +298,7 @@ def start_bound_actor(
 
     ``actor_options`` go to ``.options()`` (``num_cpus``, ``resources``, ``name``...);
     ``bind_options`` to :class:`GpuBoundActor` (``source``, ``binder``, ``policy``, ``strict``,
-    ``require_bound``, ``label``, ``factory_args``, ``factory_kwargs``, ``export_metrics``).
+    ``require_bound``, ``require_local``, ``label``, ``factory_args``, ``factory_kwargs``, ``export_metrics``).
     """
     ray = _ray()
     options = {"num_gpus": num_gpus, **dict(actor_options or {})}
@@ -425,11 +430,13 @@ def _binder_for_hook(
     policy: Policy | None,
     strict: bool | None,
     require_bound: bool | None,
+    require_local: bool | None,
     label: str | None,
 ) -> Callable[[bool], BindingReport]:
     def bind(rebind: bool) -> BindingReport:
         options = Options.from_env(
-            source=source, binder=binder, policy=policy, strict=strict, label=label, require=require_bound
+            source=source, binder=binder, policy=policy, strict=strict, label=label, require=require_bound,
+            require_local=require_local,
         )
         if rebind:
             options = replace(options, policy=replace(options.policy, override_affinity=True))
@@ -445,6 +452,7 @@ def install_binding_hook(
     policy: Policy | None = None,
     strict: bool | None = None,
     require_bound: bool | None = None,
+    require_local: bool | None = None,
     label: str | None = None,
 ) -> bool:
     """Arrange for this worker process to bind as soon as Ray assigns it GPUs; True if arranged.
@@ -467,7 +475,9 @@ def install_binding_hook(
     if original is not None and getattr(original, _INSTALLED_MARK, False):
         logger.debug("gpunuma: the binding hook is already installed in this worker; leaving it")
         return True
-    watcher = _BindOnAssignment(_binder_for_hook(source, binder, policy, strict, require_bound, label))
+    watcher = _BindOnAssignment(
+        _binder_for_hook(source, binder, policy, strict, require_bound, require_local, label)
+    )
     if _in_ray_worker(ray):
         watcher.after_assignment(ray)
     if original is None:
@@ -505,6 +515,7 @@ def make_setup_hook(
     policy: Policy | None = None,
     strict: bool | None = None,
     require_bound: bool | None = None,
+    require_local: bool | None = None,
     label: str | None = None,
 ) -> Callable[[], None]:
     """A ``worker_process_setup_hook`` callable with chosen adapters and switches (pickled into each worker by
@@ -512,7 +523,7 @@ def make_setup_hook(
 
     def gpunuma_setup_hook() -> None:
         install_binding_hook(source=source, binder=binder, policy=policy, strict=strict,
-                             require_bound=require_bound, label=label)
+                             require_bound=require_bound, require_local=require_local, label=label)
 
     return gpunuma_setup_hook
 

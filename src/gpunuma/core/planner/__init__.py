@@ -205,6 +205,7 @@ def plan_binding(
         threads, places = _threads(topology, owned, nodes, cpus, allowed, placements, reasons, policy)
     else:  # who else runs on a node named by hand is unknown: children get no places of their own
         threads, places = None, CpuSet()
+    elsewhere = _not_on_their_node(owned, placements, nodes, explicit, reasons)
     return BindingPlan(
         gpus=tuple(gpu.index for gpu in owned),
         nodes=nodes,
@@ -217,7 +218,32 @@ def plan_binding(
         nics=nics,
         threads=threads,
         places=places,
+        elsewhere=elsewhere,
     )
+
+
+def _not_on_their_node(
+    owned: Sequence[Gpu],
+    placements: Mapping[int, Placement],
+    nodes: tuple[int, ...],
+    explicit: NumaNode | None,
+    reasons: list[str],
+) -> tuple[int, ...]:
+    """The GPUs whose own CPU node (rule 1) is not among the planned ``nodes``, with a reason saying why.
+
+    The cgroup or the reserve moved the binding to the nearest node (rule 5), or a node was named explicitly:
+    the process is bound, but not local to its GPU.
+    """
+    away = [gpu for gpu in owned if (own := placements[gpu.index].gpu_node) is not None and own not in nodes]
+    for gpu in away:
+        placement = placements[gpu.index]
+        if explicit is not None:
+            why: str = Reason.of("explicit_node", node=explicit.id)
+        else:
+            why = placement.reasons[-1] if placement.reasons else Reason.of("note", text="its node was not planned")
+        reasons.append(Reason.of("not_on_gpu_node", gpu=gpu.label, own=placement.gpu_node, nodes=node_list(nodes),
+                                 why=why))
+    return tuple(gpu.index for gpu in away)
 
 
 def _threads(
