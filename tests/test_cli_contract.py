@@ -318,6 +318,23 @@ def test_exec_json_with_a_real_run_prints_its_record_on_stderr_before_the_comman
     assert done.stdout.strip().isdigit(), "stdout is the command's alone"
 
 
+CHILD_SEES = "import os; print(os.environ.get('OMP_NUM_THREADS'), os.environ.get('GPUNUMA_CPUS'))"
+
+
+@pytest.mark.parametrize(("flags", "env", "handed"), [
+    ([], {}, True), (["--no-child-env"], {}, False), ([], {"GPUNUMA_CHILD_ENV": "0"}, False),
+    (["--no-child-env"], {"GPUNUMA_CHILD_ENV": "1"}, False)],  # the flag wins over the variable
+    ids=["default", "flag", "variable", "flag-over-variable"])
+def test_exec_hands_the_binding_s_variables_down_unless_told_not_to(flags, env, handed):
+    node = min(SysfsTopology(layout=False, gpus=False).read().cpu_nodes, key=lambda n: n.id).id
+
+    done = gpunuma("exec", "--node", str(node), *flags, "--", sys.executable, "-c", CHILD_SEES, **env)
+
+    assert done.returncode == 0, done.stderr
+    threads, cpus = done.stdout.split()
+    assert (threads != "None" and cpus != "None") is handed and (threads == cpus == "None") is not handed
+
+
 def test_read_only_commands_read_no_binding_switch_even_in_strict_mode(capsys, monkeypatch):
     monkeypatch.setenv("GPUNUMA_STRICT", "1")
     monkeypatch.setenv("GPUNUMA_BIND", "bogus")

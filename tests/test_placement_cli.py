@@ -162,3 +162,20 @@ def test_a_spawned_worker_gets_the_environment_before_its_target_runs(monkeypatc
 
     assert process.exitcode == 0
     assert env == {"GPUNUMA_CPUS": "70-83,182-195", "NCCL_IB_HCA": "=mlx5_9:1", "OMP_NUM_THREADS": "4"}
+
+
+def test_a_spawned_worker_told_child_env_false_gets_none_of_it(monkeypatch):
+    dgx = machine("dgx-h100")
+    from gpunuma.core.planner import plan_binding
+    from gpunuma.core.policy import Policy
+
+    wanted = plan_binding(dgx.topology(), [5], dgx.allowed(), Policy())
+    for name in ("OMP_NUM_THREADS", "NCCL_IB_HCA", "GPUNUMA_CPUS"):
+        monkeypatch.delenv(name, raising=False)
+    queue = multiprocessing.get_context("spawn").Queue()
+
+    process = start_bound_process(wanted, put_env, args=(queue,), binder=dgx.kernel(), child_env=False)
+    env = queue.get(timeout=120)
+    process.join(timeout=60)
+
+    assert process.exitcode == 0 and env == {"GPUNUMA_CPUS": None, "NCCL_IB_HCA": None, "OMP_NUM_THREADS": None}

@@ -78,6 +78,8 @@ class Options:
     simulate: str | None = None
     problems: tuple[str, ...] = ()
     require_local: bool = False
+    #: Hand the binding's environment to the children a launcher starts (``GPUNUMA_CHILD_ENV``).
+    child_env: bool = True
 
     @classmethod
     def from_env(
@@ -94,6 +96,7 @@ class Options:
         ignore: Collection[str] = (),
         warn: bool = True,
         require_local: bool | None = None,
+        child_env: bool | None = None,
     ) -> Options:
         """``GPUNUMA_*`` of ``env`` (default ``os.environ``), with every explicit argument winning.
 
@@ -102,7 +105,7 @@ class Options:
         :meth:`Settings.from_env <gpunuma.settings.Settings.from_env>`.
         """
         check_arguments(source=source, binder=binder, policy=policy, strict=strict, require=require, label=label,
-                        root=root, require_local=require_local)
+                        root=root, require_local=require_local, child_env=child_env)
         skipped = {*ignore, *(POLICY_VARIABLES if policy is not None else ())}
         if source is not None:
             skipped.add("GPUNUMA_SOURCE")
@@ -110,6 +113,8 @@ class Options:
             skipped.add("GPUNUMA_STRICT")
         if require is not None or require_local is not None:
             skipped.add("GPUNUMA_REQUIRE")
+        if child_env is not None:
+            skipped.add("GPUNUMA_CHILD_ENV")
         settings = Settings.from_env(env, strict=strict, ignore=skipped, warn=warn)
         return cls(
             source=settings.source if source is None else source,
@@ -121,6 +126,7 @@ class Options:
             root=root,
             require=settings.require if require is None and require_local is None else bool(require or require_local),
             require_local=settings.require_local if require is None and require_local is None else bool(require_local),
+            child_env=settings.child_env if child_env is None else child_env,
             simulate=settings.simulate,
             problems=settings.problems,
         )
@@ -146,6 +152,7 @@ def check_arguments(
     label: object = None,
     root: object = "/",
     require_local: object = None,
+    child_env: object = None,
 ) -> None:
     """A wrong kind of argument is a typed error naming it, before anything reads it (``policy="exclusive"``).
 
@@ -153,7 +160,9 @@ def check_arguments(
     policy (:class:`PolicyError`), the switches, the label and the root (:class:`SettingsError`). A wrong kind is
     a programming error: it raises whatever the mode, where a problem of the machine is best-effort.
     """
-    for name, switch in (("strict", strict), ("require_bound", require), ("require_local", require_local)):
+    switches = (("strict", strict), ("require_bound", require), ("require_local", require_local),
+                ("child_env", child_env))
+    for name, switch in switches:
         if switch is not None and not isinstance(switch, bool):
             raise SettingsError(f"{name}={switch!r:.80}: expected True, False or None (None: its GPUNUMA_* variable)")
     if label is not None and not isinstance(label, str):

@@ -33,6 +33,7 @@ def exec_bound(
     *,
     strict: bool | None = None,
     before_exec: Callable[[BindingReport], object] | None = None,
+    child_env: bool | None = None,
 ) -> NoReturn:
     """Bind this whole process per ``plan``, then replace it with ``argv`` (``os.execvp``).
 
@@ -40,13 +41,14 @@ def exec_bound(
     else runs ``argv`` unbound with a warning; ``GPUNUMA_BIND=0`` runs it unbound on purpose.
     ``argv`` starts with the report's environment (:meth:`~gpunuma.core.report.BindingReport.env`:
     ``OMP_*``, ``GPUNUMA_NODE``/``GPUNUMA_CPUS``, ``NCCL_IB_HCA``/``UCX_NET_DEVICES``) added to this
-    process's, a variable already set keeping its value. ``before_exec`` is called with the binding's report
-    last thing before the exec (``gpunuma exec --json`` prints its record there).
+    process's, a variable already set keeping its value; ``child_env=False`` (``None``: ``GPUNUMA_CHILD_ENV``)
+    hands none of them down. ``before_exec`` is called with the binding's report last thing before the exec
+    (``gpunuma exec --json`` prints its record there).
     """
     plan, argv = compose.check_plan(plan), command_words(argv)
     check_runnable(argv)  # before binding: a caller that catches the error is left as it was
-    report = _apply(plan, binder, strict)
-    _hand_down(report)
+    report, hand = _apply(plan, binder, strict, child_env)
+    _hand_down(report, hand)
 
     compose.hand_down_own_binding()
     if before_exec is not None:
@@ -132,22 +134,33 @@ def _bound_trampoline(
     args: tuple[Any, ...],
     kwargs: Mapping[str, Any],
     report_kwarg: str | None = None,
+    child_env: bool | None = None,
 ) -> None:
     """Runs in the child: bind first, hand the binding's environment down, then call the target."""
-    report = _apply(plan, binder, strict)
-    _hand_down(report)
+    report, hand = _apply(plan, binder, strict, child_env)
+    _hand_down(report, hand)
     extra = {report_kwarg: report} if report_kwarg else {}
     target(*args, **kwargs, **extra)
 
 
-def _apply(plan: BindingPlan, binder: str | Binder | None, strict: bool | None) -> BindingReport:
-    """The one apply path (``GPUNUMA_*`` switches of this process, best effort, logging) of the root."""
-    return compose.apply(compose.Options.from_env(binder=binder, strict=strict), plan)
+def _apply(
+    plan: BindingPlan, binder: str | Binder | None, strict: bool | None, child_env: bool | None
+) -> tuple[BindingReport, bool]:
+    """The one apply path (``GPUNUMA_*`` switches of this process, best effort, logging) of the root, and whether
+    the binding's environment goes to the children (``child_env``, else ``GPUNUMA_CHILD_ENV``)."""
+    options = compose.Options.from_env(binder=binder, strict=strict, child_env=child_env)
+    return compose.apply(options, plan), options.child_env
 
 
-def _hand_down(report: BindingReport) -> None:
-    """Add the report's environment for children to this process's, never overwriting a set variable."""
-    hand_down(report.env())
+def _hand_down(report: BindingReport, wanted: bool) -> None:
+    """Add the report's environment for children to this process's, never overwriting a set variable.
+
+    ``GPUNUMA_OWN`` goes down whatever ``wanted`` says (:func:`gpunuma.compose.hand_down_own_binding`): it is no
+    tuning for the children but gpunuma's record of its own binding, without which a child's own bind would take
+    the inherited CPUs for a user's narrowing and leave them alone.
+    """
+    if wanted:
+        hand_down(report.env())
 
 
 def start_bound_process(
@@ -160,14 +173,16 @@ def start_bound_process(
     strict: bool | None = None,
     context: str = "spawn",
     report_kwarg: str | None = None,
+    child_env: bool | None = None,
 ) -> multiprocessing.process.BaseProcess:
     """Start a ``spawn`` (or ``forkserver``) child that binds itself first thing, then runs ``target``.
 
     ``target``, its arguments and ``binder`` must be picklable; the started process is returned.
     The child reads ``GPUNUMA_BIND``/``GPUNUMA_STRICT``/``GPUNUMA_REQUIRE`` from its own environment
     (``strict=None``), and gets the binding's environment (as :func:`exec_bound` hands it down) before
-    ``target`` runs. ``report_kwarg="numa"`` passes the child's binding report to the target as
-    ``numa=report``; it is also ``gpunuma.last_report()`` in the child.
+    ``target`` runs, unless ``child_env=False`` (``None``: the child's ``GPUNUMA_CHILD_ENV``).
+    ``report_kwarg="numa"`` passes the child's binding report to the target as ``numa=report``; it is also
+    ``gpunuma.last_report()`` in the child.
     """
     plan = compose.check_plan(plan)
     if not callable(target):
@@ -176,7 +191,7 @@ def start_bound_process(
     ctx = cast("SpawnContext | ForkServerContext | ForkContext", multiprocessing.get_context(context))
     process = ctx.Process(
         target=_bound_trampoline,
-        args=(plan, binder, strict, target, tuple(args), dict(kwargs or {}), report_kwarg),
+        args=(plan, binder, strict, target, tuple(args), dict(kwargs or {}), report_kwarg, child_env),
     )
     process.start()
     return process

@@ -26,6 +26,9 @@ variable               meaning                                     default
                        parts of the planned CPUs, whole cores
 ``GPUNUMA_RESERVE``    ``K``: the first K cores of every node stay  ``0``
                        out of every plan
+``GPUNUMA_CHILD_ENV``  ``0`` hands children none of the binding's    ``1``
+                       variables (``OMP_*``, ``GPUNUMA_NODE/CPUS``,
+                       ``NCCL_IB_HCA``, ``UCX_NET_DEVICES``)
 ``GPUNUMA_SIMULATE``   a catalogue machine (``gpunuma machines``)   unset (this machine)
                        or a snapshot path: read it and bind
                        through its simulated kernel (CI)
@@ -117,6 +120,8 @@ class Settings:
     require: bool = False
     #: Raise, binding nothing, when the binding would not be on the GPU's own node (``GPUNUMA_REQUIRE=local``).
     require_local: bool = False
+    #: Hand the binding's environment to children started bound (``GPUNUMA_CHILD_ENV``).
+    child_env: bool = True
     #: The simulated machine or captured host to run on instead of this one (``GPUNUMA_SIMULATE``).
     simulate: str | None = None
     #: Values not understood, each replaced by its default (best-effort mode): reasons of code
@@ -170,6 +175,7 @@ class Settings:
             policy=policy,
             require=required is not False,
             require_local=required == "local",
+            child_env=read("GPUNUMA_CHILD_ENV", lambda: _flag(env, "GPUNUMA_CHILD_ENV", True), True),
             simulate=None if "GPUNUMA_SIMULATE" in ignore else (env.get("GPUNUMA_SIMULATE", "").strip() or None),
             problems=tuple(problems),
         )

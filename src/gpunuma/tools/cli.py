@@ -377,7 +377,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
         _print_json({"command": argv, "executed": True, "where": "this machine", "plan": plan.to_dict(),
                      "report": report.to_dict()}, file=sys.stderr)
 
-    exec_bound(plan, argv, strict=options.strict, before_exec=announce if args.json else None)
+    exec_bound(plan, argv, strict=options.strict, before_exec=announce if args.json else None,
+               child_env=False if args.no_child_env else None)
     return ExitCode.OK  # exec_bound only returns when exec failed, which raises
 
 
@@ -524,6 +525,8 @@ _EXEC_OPTIONS = (
     *_POLICY_OPTIONS,
     _Option("--dry-run", "print the plan, run nothing", kind="switch"),
     _Option("--strict", "fail instead of running unbound", kind="switch"),
+    _Option("--no-child-env", "hand the command none of the binding's variables (OMP_*, GPUNUMA_NODE/CPUS, "
+            "NCCL_IB_HCA, UCX_NET_DEVICES); default: GPUNUMA_CHILD_ENV, else hand them down", kind="switch"),
 )
 
 
