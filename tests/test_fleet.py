@@ -12,13 +12,15 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
 ray = pytest.importorskip("ray")
 prometheus_parser = pytest.importorskip("prometheus_client.parser")
 
-import gpunuma  # noqa: E402
+from gpunuma.core.cpuset import CpuSet  # noqa: E402
+from gpunuma.core.kernel_policy import Mempolicy, Mode  # noqa: E402
 from gpunuma.integrations.ray import bind_this_process, start_bound_actor  # noqa: E402
 from gpunuma.metrics import WORKER_LABELS  # noqa: E402
 from gpunuma.tools.check import Verdict  # noqa: E402
@@ -31,40 +33,73 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.simulated_ray_clust
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
+#: Pages each worker touches once started, and the drifted one's library thread again from the other node.
+PAGES = 256
+
+
+def _kernel():
+    """This worker's simulated kernel: the one its argument-free bind went through (``GPUNUMA_SIMULATE``)."""
+    from gpunuma_fakes.source import SimulatedTopology
+
+    return SimulatedTopology(os.environ["GPUNUMA_SIMULATE"]).kernel()
+
+
 class Worker:
-    """A GPU worker as a serving project writes it: binds first (or, here, on purpose not)."""
+    """A GPU worker as a serving project writes it: binds first (or, here, on purpose not), then allocates."""
 
     def __init__(self, bind: bool) -> None:
         if bind:
             bind_this_process()
+        _kernel().touch(PAGES)
 
     def where(self) -> tuple[int, str, list[int], str]:
         return os.getpid(), ray.get_runtime_context().get_node_id(), ray.get_gpu_ids(), os.environ["GPUNUMA_SIMULATE"]
 
-    def move_to_node(self, node: int) -> None:
-        """A library re-pins the whole process to another node after the bind (its simulated kernel does it)."""
-        gpunuma.bind_to_node(node)
+    def drift(self, cpus: str) -> int:
+        """A library starts a thread, pins it to ``cpus`` (another node), switches it to local allocation
+        (``numa_set_localalloc``) and lets it allocate there; the thread's id."""
+        kernel, pinned, allocated = _kernel(), threading.Event(), threading.Event()
+        self.stop = threading.Event()
+
+        def library() -> None:
+            pinned.wait()
+            kernel.set_mempolicy(Mempolicy(Mode.LOCAL))
+            kernel.touch(PAGES)
+            allocated.set()
+            self.stop.wait()
+
+        self.library = threading.Thread(target=library, name="library", daemon=True)
+        self.library.start()
+        assert self.library.native_id is not None
+        kernel.sched_setaffinity(self.library.native_id, CpuSet.parse_list(cpus))
+        pinned.set()
+        allocated.wait()
+        return self.library.native_id
 
 
 @pytest.fixture(scope="module")
 def workers(simulated_ray_cluster):
-    """pid -> (machine, Ray GPU id, what it is): three bound on the DGX, one unbound there, two bound on the GB200,
-    one of which then drifts to the wrong node."""
+    """pid -> (machine, Ray GPU id, what it is, Ray node id): three bound on the DGX, one unbound there, two bound
+    on the GB200, one of which then has a thread a library moved to the other Grace node."""
     cluster = simulated_ray_cluster
     wanted = [("dgx-h100", True), ("dgx-h100", True), ("dgx-h100", True), ("dgx-h100", False),
               ("gb200", True), ("gb200", True)]
     actors = [ray.remote(Worker).options(num_gpus=1, **cluster.on(name)).remote(bind) for name, bind in wanted]
     try:
         places = ray.get([actor.where.remote() for actor in actors])
-        drifted = actors[-1]
         (gpu,) = places[-1][2]
-        ray.get(drifted.move_to_node.remote(1 - machine("gb200").expected_nodes[int(gpu)]))
-        roles = ["bound", "bound", "bound", "unbound", "bound", "drifted"]
+        elsewhere = GRACE[1 - machine("gb200").expected_nodes[int(gpu)]]
+        moved = ray.get(actors[-1].drift.remote(elsewhere))
+        roles = ["bound", "bound", "bound", "unbound", "bound", ("drifted", moved)]
         yield {pid: (name, int(gpus[0]), role, node_id)
                for (pid, node_id, gpus, name), role in zip(places, roles, strict=True)}
     finally:
         for actor in actors:
             ray.kill(actor)
+
+
+#: The GB200 tray's two Grace nodes.
+GRACE = {0: "0-71", 1: "72-143"}
 
 
 def test_fleet_checks_each_worker_on_its_node_and_flags_the_unbound_and_the_drifted(workers, capsys):
@@ -78,24 +113,44 @@ def test_fleet_checks_each_worker_on_its_node_and_flags_the_unbound_and_the_drif
         node, worker = found[pid]
         assert (node["node_id"], node["simulated"], node["answered"]) == (node_id, name, True)
         assert worker["actor_class"] == "Worker" and worker["ray_gpus"] == [gpu]
-        assert worker["check"]["gpus"] == [gpu]
-        assert worker["check"]["plan"]["numa_nodes"] == [machine(name).expected_nodes[gpu]]
-        assert worker["verdict"] == ("as_expected" if role == "bound" else "not_as_expected"), role
+        check = worker["check"]
+        assert check["gpus"] == [gpu] and check["plan"]["numa_nodes"] == [machine(name).expected_nodes[gpu]]
+        drifts = {t["tid"]: t["drift"] for t in check["threads"]}
+        if role == "bound":
+            assert worker["verdict"] == "as_expected" and set(drifts.values()) == {None}
+            assert check["local_fraction"] == 1.0
+        elif role == "unbound":
+            assert worker["verdict"] == "not_as_expected" and set(drifts.values()) == {"widened"}
+        else:
+            _, moved = role
+            assert worker["verdict"] == "not_as_expected"
+            assert {tid: d for tid, d in drifts.items() if d is not None} == {moved: "moved"}
+            assert check["local_fraction"] == 0.5, "half its pages were touched from the other node"
 
 
 def test_fleet_prometheus_gives_each_worker_its_figures(workers, capsys):
     status = main(["fleet", "--prometheus"])
     families = {f.name: f for f in prometheus_parser.text_string_to_metric_families(capsys.readouterr().out)}
 
+    def by_pid(name: str, **labels: str) -> dict[int, float]:
+        return {int(s.labels["pid"]): s.value for s in families[name].samples
+                if all(s.labels[key] == value for key, value in labels.items())}
+
     assert status == ExitCode.NOT_AS_EXPECTED
-    bound = {int(s.labels["pid"]): s.value for s in families["gpunuma_worker_bound"].samples}
-    assert bound == {pid: 1.0 if role == "bound" else 0.0 for pid, (_, _, role, _) in workers.items()}
+    roles = {pid: role if isinstance(role, str) else role[0] for pid, (_, _, role, _) in workers.items()}
+    assert by_pid("gpunuma_worker_bound") == {pid: 1.0 if role == "bound" else 0.0 for pid, role in roles.items()}
     gpus = {int(s.labels["pid"]): s.labels["gpu"] for s in families["gpunuma_worker_bound"].samples}
     assert gpus == {pid: str(gpu) for pid, (_, gpu, _, _) in workers.items()}
-    threads = {int(s.labels["pid"]): s.value for s in families["gpunuma_worker_threads"].samples}
-    off = {int(s.labels["pid"]): s.value for s in families["gpunuma_worker_threads_off_plan"].samples}
-    for pid, (_, _, role, _) in workers.items():
-        assert off[pid] == (0 if role == "bound" else threads[pid]) and threads[pid] >= 2
+    threads, off = by_pid("gpunuma_worker_threads"), by_pid("gpunuma_worker_threads_off_plan")
+    moved, widened = by_pid("gpunuma_worker_drifted_threads", drift="moved"), by_pid(
+        "gpunuma_worker_drifted_threads", drift="widened")
+    expected_off = {"bound": 0, "drifted": 1}
+    for pid, role in roles.items():
+        assert off[pid] == expected_off.get(role, threads[pid]) and threads[pid] >= 2
+        assert (moved[pid], widened[pid]) == {"bound": (0, 0), "drifted": (1, 0)}.get(role, (0, threads[pid]))
+    local = by_pid("gpunuma_worker_local_memory_ratio")
+    assert {local[pid] for pid, role in roles.items() if role == "bound"} == {1.0}
+    assert [local[pid] for pid, role in roles.items() if role == "drifted"] == [0.5]
     answered = {s.labels["node_id"]: s.value for s in families["gpunuma_node_answered"].samples}
     assert answered == {node_id: 1.0 for (_, _, _, node_id) in workers.values()}
 
@@ -142,6 +197,8 @@ def test_a_bound_actor_exports_its_figures_as_ray_gauges(simulated_ray_cluster):
     finally:
         ray.kill(actor)
     assert result.verdict is Verdict.AS_EXPECTED and len(result.gpus) == 1
-    assert gauges == {name: WORKER_LABELS for name in (
-        "gpunuma_worker_checked", "gpunuma_worker_bound", "gpunuma_worker_threads", "gpunuma_worker_threads_off_plan"
-    )}
+    assert gauges == {
+        **{name: WORKER_LABELS for name in ("gpunuma_worker_checked", "gpunuma_worker_bound", "gpunuma_worker_threads",
+                                            "gpunuma_worker_threads_off_plan")},
+        "gpunuma_worker_drifted_threads": (*WORKER_LABELS, "drift"),
+    }

@@ -24,9 +24,12 @@ parser = pytest.importorskip("prometheus_client.parser")
 NODE1 = "56-111,168-223"
 
 
-def _worker(render, *, cpus: str | None, **env: str):
-    """The DGX H100's process as a worker started with ``env``, its threads on ``cpus`` (None: as started)."""
+def _worker(render, *, cpus: str | None, numa_maps: str | None = None, **env: str):
+    """The DGX H100's process as a worker started with ``env``, its threads on ``cpus`` (None: as started), its
+    pages where ``numa_maps`` says."""
     root = render(machine("dgx-h100"))
+    if numa_maps is not None:
+        (root / "proc" / str(PID) / "numa_maps").write_text(numa_maps)
     (root / "proc" / str(PID) / "environ").write_bytes(b"".join(f"{k}={v}\0".encode() for k, v in env.items()))
     for status in (root / "proc" / str(PID)).glob("**/status") if cpus is not None else ():
         status.write_text("".join(
@@ -37,24 +40,37 @@ def _worker(render, *, cpus: str | None, **env: str):
 
 
 def _figures(out: str) -> dict[str, float]:
-    """Metric name -> value, for output about one worker."""
+    """Metric name (with its drift, ``gpunuma_worker_drifted_threads{moved}``) -> value, for output about one
+    worker."""
     values = {}
     for family in parser.text_string_to_metric_families(out):
-        (sample,) = family.samples
-        assert sample.labels["pid"] == str(PID)
-        values[family.name] = sample.value
+        for sample in family.samples:
+            assert sample.labels["pid"] == str(PID)
+            drift = sample.labels.get("drift")
+            values[f"{family.name}{{{drift}}}" if drift else family.name] = sample.value
     return values
 
 
+def _drifted(figures: dict[str, float]) -> dict[str, float]:
+    return {key.partition("{")[2][:-1]: value for key, value in figures.items() if "{" in key}
+
+
+#: A heap of 1000 base pages under the planned policy (preferred 1), 750 on node 1 (GPU 5's) and 250 on node 0.
+NUMA_MAPS = "7f2a40000000 prefer:1 anon=1000 dirty=1000 active=0 N0=250 N1=750 kernelpagesize_kB=4\n"
+
+
 def test_a_worker_bound_to_its_gpus_node_is_bound_with_no_thread_off_the_plan(render, capsys):
-    root = _worker(render, cpus=NODE1, CUDA_VISIBLE_DEVICES="5")
+    root = _worker(render, cpus=NODE1, numa_maps=NUMA_MAPS, CUDA_VISIBLE_DEVICES="5")
     status = main(["check", "--pid", str(PID), "--root", str(root), "--source", "sysfs", "--prometheus"])
     figures = _figures(capsys.readouterr().out)
     threads = len(check_process(PID, source="sysfs", root=root).view.threads)
 
     assert status == ExitCode.OK
-    assert figures == {"gpunuma_worker_bound": 1.0, "gpunuma_worker_checked": 1.0,
-                       "gpunuma_worker_threads": threads, "gpunuma_worker_threads_off_plan": 0.0}
+    assert {key: value for key, value in figures.items() if "{" not in key} == {
+        "gpunuma_worker_bound": 1.0, "gpunuma_worker_checked": 1.0, "gpunuma_worker_threads": threads,
+        "gpunuma_worker_threads_off_plan": 0.0, "gpunuma_worker_local_memory_ratio": 0.75,
+    }
+    assert _drifted(figures) == {"narrowed": 0.0, "moved": 0.0, "widened": 0.0, "policy": 0.0}
 
 
 def test_an_unbound_worker_has_every_thread_off_the_plan(render, capsys):
@@ -65,6 +81,8 @@ def test_an_unbound_worker_has_every_thread_off_the_plan(render, capsys):
     assert status == ExitCode.NOT_AS_EXPECTED
     assert figures["gpunuma_worker_bound"] == 0.0
     assert figures["gpunuma_worker_threads_off_plan"] == figures["gpunuma_worker_threads"] >= 2
+    assert _drifted(figures) == {"narrowed": 0.0, "moved": 0.0, "widened": figures["gpunuma_worker_threads"],
+                                 "policy": 0.0}
 
 
 def test_a_worker_whose_gpu_is_unknown_is_unchecked_and_has_no_bound_figure(render, capsys):

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from gpunuma.core.readback import Drift
 from gpunuma.errors import MissingDependencyError
 
 if TYPE_CHECKING:
@@ -49,13 +50,23 @@ OFF_PLAN = Metric(
     "gpunuma_worker_threads_off_plan",
     "threads of the worker on CPUs outside the plan for its GPU (moved or widened by a library)",
 )
+DRIFTED = Metric(
+    "gpunuma_worker_drifted_threads",
+    "threads of the worker that differ from the plan, by how: narrowed (on part of the planned CPUs), moved "
+    "(CPUs outside it), widened (every planned CPU and more), policy (the memory policy changed)",
+    (*WORKER_LABELS, "drift"),
+)
+LOCAL_MEMORY = Metric(
+    "gpunuma_worker_local_memory_ratio",
+    "the share of the worker's resident pages on the plan's memory nodes (numa_maps), from 0 to 1",
+)
 NODE_ANSWERED = Metric(
     "gpunuma_node_answered", "1 when the Ray node's check answered within the timeout, 0 when it did not",
     NODE_LABELS,
 )
 NODE_SECONDS = Metric("gpunuma_node_check_seconds", "seconds the Ray node spent checking its GPU workers", NODE_LABELS)
 #: Every figure, in the order they are written.
-METRICS = (BOUND, CHECKED, THREADS, OFF_PLAN, NODE_ANSWERED, NODE_SECONDS)
+METRICS = (BOUND, CHECKED, THREADS, OFF_PLAN, DRIFTED, LOCAL_MEMORY, NODE_ANSWERED, NODE_SECONDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +98,17 @@ def worker_samples(result: CheckResult, labels: tuple[str, ...]) -> tuple[Sample
     plan = result.plan if result.plan is not None and result.plan.binds and result.compared else None
     if plan is not None and verdict != "cannot_tell":
         samples.append(Sample(BOUND, labels, 1.0 if verdict == "as_expected" else 0.0))
-    threads = result.view.threads
-    samples.append(Sample(THREADS, labels, float(len(threads))))
+    samples.append(Sample(THREADS, labels, float(len(result.view.threads))))
     if plan is not None:
-        off = sum(1 for thread in threads if not thread.cpus <= plan.cpus)
+        drifts = [found for found in result.drift if found is not None]
+        off = sum(1 for found in drifts if found in (Drift.MOVED, Drift.WIDENED))
         samples.append(Sample(OFF_PLAN, labels, float(off)))
+        samples.extend(
+            Sample(DRIFTED, (*labels, kind.value), float(drifts.count(kind))) for kind in Drift
+        )
+    fraction = result.local_fraction
+    if plan is not None and fraction is not None:
+        samples.append(Sample(LOCAL_MEMORY, labels, fraction))
     return tuple(samples)
 
 

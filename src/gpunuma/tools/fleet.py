@@ -127,7 +127,8 @@ class FleetReport:
         return tuple(check for node in self.nodes for check in node.checks)
 
     def render(self) -> str:
-        """The table (node, pid, actor class, GPU, planned node, verdict, local memory), then what each problem is."""
+        """The table (node, pid, actor class, GPU, planned node, verdict, local memory: the share of its pages on the
+        plan's memory nodes), then what each problem is."""
         header = ("node", "pid", "actor class", "GPU", "planned node", "verdict", "local memory")
         rows: list[tuple[str, ...]] = []
         problems: list[str] = []
@@ -235,8 +236,10 @@ def _row(node: NodeCheck, check: WorkerCheck) -> tuple[str, ...]:
     planned = "-"
     if result is not None and result.plan is not None:
         planned = ",".join(map(str, result.plan.nodes)) if result.plan.binds else "none"
+    fraction = result.local_fraction if result is not None else None
+    memory = f"{fraction:.0%}" if fraction is not None else "-"
     return (node.label, str(worker.pid), visible(worker.actor_class), gpus, planned,
-            _VERDICT_WORDS[check.verdict], "-")
+            _VERDICT_WORDS[check.verdict], memory)
 
 
 def _problems(node: NodeCheck, check: WorkerCheck) -> list[str]:
