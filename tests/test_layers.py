@@ -123,39 +123,25 @@ def _module_names(root: Path) -> dict[str, Path]:
     return names
 
 
-def _top_level_imports(path: Path, known: Collection[str]) -> set[str]:
-    """The modules of ``known`` that ``path`` imports when it is imported: neither inside a function nor under
-    ``if TYPE_CHECKING:``."""
+def _imports_among(path: Path, known: Collection[str]) -> set[str]:
+    """The modules of ``known`` that ``path`` imports when it runs, at its top or inside a function (a lazy import
+    closes a circle as surely when it runs); imports for type checkers only (``if TYPE_CHECKING:``) are left out."""
     found: set[str] = set()
-
-    def visit(statements: list[ast.stmt]) -> None:
-        for node in statements:
-            if isinstance(node, ast.Import):
-                found.update(alias.name for alias in node.names if alias.name in known)
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                for alias in node.names:
-                    submodule = f"{node.module}.{alias.name}"
-                    found.add(submodule if submodule in known else node.module)
-            elif isinstance(node, ast.If) and ast.unparse(node.test) != "TYPE_CHECKING":
-                visit(node.body)
-                visit(node.orelse)
-            elif isinstance(node, ast.Try):
-                visit(node.body)
-                visit(node.orelse)
-                visit(node.finalbody)
-                for handler in node.handlers:
-                    visit(handler.body)
-
-    visit(ast.parse(path.read_text()).body)
-    return found & set(known)
+    for name in _run_time_imports(path):
+        module, _, attribute = name.rpartition(".")
+        if name in known:
+            found.add(name)
+        elif attribute and module in known:  # ``from package import name``, name not a module
+            found.add(module)
+    return found
 
 
 def import_cycles(*roots: Path) -> list[list[str]]:
-    """Every circle of module-level imports among the packages at ``roots``, each as its modules in order."""
+    """Every circle of imports among the packages at ``roots``, each as its modules in order."""
     modules: dict[str, Path] = {}
     for root in roots:
         modules.update(_module_names(root))
-    graph = {name: sorted(_top_level_imports(path, modules) - {name}) for name, path in modules.items()}
+    graph = {name: sorted(_imports_among(path, modules) - {name}) for name, path in modules.items()}
     cycles: list[list[str]] = []
     done: set[str] = set()
 
@@ -189,4 +175,6 @@ def test_the_circle_check_finds_a_circle(tmp_path):
     (package / "a.py").write_text("from loop.b import B\n\ndef f():\n    from loop.c import C\n")
     (package / "b.py").write_text("import loop.a\n")
     (package / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from loop.a import f\n")
-    assert import_cycles(package) == [["loop.a", "loop.b"]]
+    (package / "d.py").write_text("def g():\n    from loop.e import E\n")  # a lazy import closes a circle too
+    (package / "e.py").write_text("from loop import d\n")
+    assert import_cycles(package) == [["loop.a", "loop.b"], ["loop.d", "loop.e"]]

@@ -9,7 +9,6 @@ disk. :func:`render_sysfs` writes the same tree to a folder, for tests about fil
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 from pathlib import Path
@@ -68,20 +67,16 @@ class _Tree:
 
 def machine_tree(machine: Machine) -> FileTree:
     """``machine``'s sysfs/procfs tree in memory (root ``NAME:``), built once per process and machine."""
-    from gpunuma_fakes.catalogue import MACHINES
-
-    if MACHINES.get(machine.name) is machine:
-        return _catalogue_tree(machine.name)
-    return _tree_of(fingerprint(machine), machine)
-
-
-@functools.cache
-def _catalogue_tree(name: str) -> FileTree:
-    from gpunuma_fakes.catalogue import MACHINES
-
-    return _build(MACHINES[name])
+    known = _BY_OBJECT.get(id(machine))
+    if known is not None and known[0] is machine:  # a catalogue machine is one object per process: no digest
+        return known[1]
+    tree = _tree_of(fingerprint(machine), machine)
+    _BY_OBJECT[id(machine)] = (machine, tree)
+    return tree
 
 
+#: The tree of each machine object asked for (the object is kept, so its id names no other).
+_BY_OBJECT: dict[int, tuple[Machine, FileTree]] = {}
 _BUILT: dict[str, FileTree] = {}
 
 
