@@ -65,8 +65,9 @@ def gpu_count(simulate: str | None) -> int:
     """The GPUs of the simulated machine, else the GPUs this Ray cluster has."""
     if simulate is not None:
         from gpunuma.api import make_source
+        from gpunuma.settings import Simulated
 
-        return len(make_source("auto", simulate=simulate).read().gpus)
+        return len(make_source("auto", machine=Simulated(simulate)).read().gpus)
     return int(ray.cluster_resources().get("GPU", 0))
 
 

@@ -42,8 +42,9 @@ def test_nvml_and_sysfs_agree_on_bus_ids_nodes_and_local_cpus(nvml_topology, sys
 
 def test_auto_source_uses_nvml_for_identity(nvml_topology):
     from gpunuma.adapters.auto import AutoTopology
+    from gpunuma.adapters.sysfs import SysfsTopology
 
-    auto = AutoTopology().read()
+    auto = AutoTopology(sysfs=SysfsTopology()).read()
     assert auto.source.startswith("auto(nvml")
     assert [g.uuid for g in auto.gpus] == [g.uuid for g in nvml_topology.gpus]
 

@@ -12,6 +12,7 @@ from gpunuma.api import bind_to_gpu, bind_to_node, make_binder, make_source, pla
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.policy import CpuScope, Policy
 from gpunuma.errors import BindError, GpuResolutionError, InvalidNodeError, NotBoundError, UnknownSourceError
+from gpunuma.settings import CapturedTree, Options
 from gpunuma_fakes import machine
 
 NODE0 = CpuSet.parse_list("0-55,112-167")
@@ -146,7 +147,7 @@ def test_one_log_line_names_node_cpus_and_gpu(dgx, caplog):
 
 
 def test_sources_and_binders_are_built_by_name(rendered):
-    assert make_source("sysfs", root=rendered("workstation")).name == "sysfs"
+    assert make_source("sysfs", machine=CapturedTree(str(rendered("workstation")))).name == "sysfs"
     assert make_binder("noop").name == "noop"
     source = SysfsTopology(root=rendered("workstation"))
     assert make_source(source) is source
@@ -174,7 +175,7 @@ def test_the_root_reads_each_cpus_core_and_socket_only_for_the_plans_that_use_th
     from gpunuma.adapters import sysfs
 
     spy = mocker.spy(sysfs, "read_cpus")
-    options = compose.Options(source="sysfs", root=str(rendered("dgx-h100")), policy=Policy(cpu_scope=scope))
+    options = Options(source="sysfs", machine=CapturedTree(str(rendered("dgx-h100"))), policy=Policy(cpu_scope=scope))
     assert compose.plan(options, node=1).nodes == (1,)
     assert spy.called is layout, "an explicit node in node scope needs no core"
     assert compose.plan(options, gpus=[5]).nodes == (1,)

@@ -13,6 +13,7 @@ from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.model import Gpu, MigDevice
 from gpunuma.core.reasons import TEMPLATES, codes, with_code
+from gpunuma.settings import Options
 from gpunuma_fakes import MACHINES, machine, render_sysfs
 from gpunuma_fakes.nvml import FAILURES, FakeNvml
 from gpunuma_fakes.spec import Machine
@@ -21,7 +22,7 @@ from gpunuma_fakes.spec import Machine
 def auto(m: Machine, root: Path, **fake: object) -> tuple[AutoTopology, FakeNvml]:
     render_sysfs(m, root)
     nvml = FakeNvml(m, **fake)  # type: ignore[arg-type]
-    return AutoTopology(nvml=nvml, root=str(root)), nvml
+    return AutoTopology(nvml=nvml, sysfs=SysfsTopology(root=root)), nvml
 
 
 def without_notes(gpu: Gpu) -> Gpu:
@@ -162,7 +163,7 @@ def test_a_plan_naming_a_mig_instance_asks_nvml_and_others_do_not(mocker) -> Non
     mig = "MIG-11111111-2222-5333-8444-555555555555"
     for gpus, env in [([0], {}), ([mig], {}), (None, {"CUDA_VISIBLE_DEVICES": mig}), (None, {})]:
         with pytest.raises(RuntimeError, match="stop after"):
-            compose.plan(compose.Options(), gpus=gpus, environment=GpuEnvironment.from_mapping(env))
+            compose.plan(Options(), gpus=gpus, environment=GpuEnvironment.from_mapping(env))
     assert [call.kwargs["nvml_when"] for call in spy.call_args_list] == ["needed", "always", "always", "needed"]
 
 

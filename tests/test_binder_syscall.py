@@ -1,4 +1,4 @@
-"""SyscallBinder binds without libnuma; default_binder falls back to it and says so."""
+"""SyscallBinder binds without libnuma; the default binder falls back to it and says so."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from gpunuma.adapters import libnuma
+from gpunuma import compose
 from gpunuma.adapters.mempolicy import SYSCALL_NUMBERS, MempolicySyscalls, known_nodes
 from gpunuma.adapters.process import ProcessBinder
 from gpunuma.adapters.syscall import SyscallBinder
@@ -160,7 +160,7 @@ def _set_and_get(policy: Mempolicy) -> Mempolicy:
 
 
 def test_default_binder_falls_back_to_syscalls_when_libnuma_is_missing() -> None:
-    binder = libnuma.default_binder(library="libnope.so")
+    binder = compose.default_binder(library="libnope.so")
 
     assert isinstance(binder, SyscallBinder) and binder.name == "syscall"
     report = binder.apply(plan(set(), MemoryPolicy.BIND))
@@ -169,7 +169,7 @@ def test_default_binder_falls_back_to_syscalls_when_libnuma_is_missing() -> None
 
 
 def test_default_binder_is_libnuma_when_present() -> None:
-    assert libnuma.default_binder().name == "libnuma"
+    assert compose.default_binder().name == "libnuma"
 
 
 def test_pickles_with_its_notes() -> None:

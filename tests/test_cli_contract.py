@@ -608,7 +608,8 @@ def test_a_report_whose_read_back_differs_is_false_and_fails_require(dgx_kernel_
     from dataclasses import replace
 
     from gpunuma import NotBoundError
-    from gpunuma.compose import Options, _kept
+    from gpunuma.compose import _kept
+    from gpunuma.settings import Options
 
     differs = replace(dgx_kernel_report, mismatches=("thread 7 runs on 0-223, planned 56-111,168-223",))
     assert dgx_kernel_report and not differs

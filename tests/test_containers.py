@@ -15,11 +15,11 @@ from gpunuma import compose
 from gpunuma.adapters.auto import AutoTopology
 from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.api import bind_to_gpu
-from gpunuma.compose import Options
 from gpunuma.core.exposure import DeviceAccess, DeviceIds, usable_gpus
 from gpunuma.core.identity import GpuEnvironment
 from gpunuma.core.model import Gpu
 from gpunuma.core.reasons import with_code
+from gpunuma.settings import CapturedTree, Options
 from gpunuma_fakes import Machine, machine
 from gpunuma_fakes.kernel import SimulatedKernel
 from gpunuma_fakes.nvml import FakeNvml
@@ -48,8 +48,8 @@ def test_a_container_given_gpu_5_binds_to_its_node_whatever_nvml_does(rendered, 
     root = str(rendered("docker-dgx-h100"))
     source = {
         "none": SysfsTopology(root=root),
-        "failing": AutoTopology(nvml=FakeNvml(DOCKER, failure="driver_not_loaded"), root=root),
-        "working": AutoTopology(nvml=FakeNvml(DOCKER), root=root),
+        "failing": AutoTopology(nvml=FakeNvml(DOCKER, failure="driver_not_loaded"), sysfs=SysfsTopology(root=root)),
+        "working": AutoTopology(nvml=FakeNvml(DOCKER), sysfs=SysfsTopology(root=root)),
     }[nvml]
 
     report = _bind(DOCKER, source)
@@ -126,7 +126,7 @@ def test_nvidia_visible_devices_decides_only_when_the_files_say_nothing(bare_doc
 
 @pytest.mark.parametrize("source", ["sysfs", "auto"])
 def test_the_composition_root_hands_the_variable_to_the_sysfs_reader(bare_docker, source):
-    options = Options(source=source, root=bare_docker)
+    options = Options(source=source, machine=CapturedTree(str(bare_docker)))
     environment = GpuEnvironment.from_mapping({"NVIDIA_VISIBLE_DEVICES": "5"})
 
     planned = compose.plan(options, environment=environment)
@@ -185,7 +185,8 @@ SERVER = machine("server-amd-vga")
 @pytest.mark.parametrize("with_nvml", [False, True])
 def test_ray_gpu_1_is_the_second_nvidia_gpu_whatever_sits_between(rendered, with_nvml):
     root = str(rendered("server-amd-vga"))
-    source = AutoTopology(nvml=FakeNvml(SERVER), root=root) if with_nvml else SysfsTopology(root=root)
+    sysfs = SysfsTopology(root=root)
+    source = AutoTopology(nvml=FakeNvml(SERVER), sysfs=sysfs) if with_nvml else sysfs
 
     report = _bind(SERVER, source, env={}, ray=FakeRay([1]))
 

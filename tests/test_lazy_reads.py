@@ -12,6 +12,7 @@ from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.core import planner
 from gpunuma.core.planner import plan_binding
 from gpunuma.core.policy import Policy
+from gpunuma.settings import CapturedTree, Options
 from gpunuma_fakes import machine
 
 DGX = machine("dgx-h100")
@@ -38,7 +39,7 @@ def _pci(paths: list[str]) -> list[str]:
 
 def test_a_plan_for_an_explicit_node_reads_no_pci_function_nic_or_pcie_path(rendered, mocker):
     root = rendered("dgx-h100")
-    options = compose.Options(source="auto", root=root)
+    options = Options(source="auto", machine=CapturedTree(str(root)))
 
     paths, planned = _touched(mocker, lambda: compose.plan(options, node=0))
 
@@ -51,7 +52,7 @@ def test_a_plan_for_an_explicit_node_reads_no_pci_function_nic_or_pcie_path(rend
 @pytest.mark.parametrize("scope", ["node", "exclusive"])
 def test_a_gpu_plan_reads_the_nics_and_names_the_one_behind_its_switch(rendered, mocker, scope):
     root = rendered("dgx-h100")
-    options = compose.Options(source="sysfs", root=root, policy=Policy(cpu_scope=scope))
+    options = Options(source="sysfs", machine=CapturedTree(str(root)), policy=Policy(cpu_scope=scope))
 
     paths, planned = _touched(mocker, lambda: compose.plan(options, gpus=[0]))
 

@@ -12,7 +12,7 @@ import pytest
 
 from gpunuma.api import bind_to_gpu, plan_for
 from gpunuma.errors import NotBoundError
-from gpunuma.settings import Settings
+from gpunuma.settings import configure
 from gpunuma_fakes import machine
 
 CONTAINER = machine("container-dgx-h100")
@@ -59,11 +59,11 @@ def test_require_local_refuses_a_binding_elsewhere_and_binds_nothing(container, 
 
 
 def test_gpunuma_require_takes_a_flag_or_local_and_names_both_when_wrong():
-    assert (Settings.from_env({"GPUNUMA_REQUIRE": "local"}).require,
-            Settings.from_env({"GPUNUMA_REQUIRE": "local"}).require_local) == (True, True)
-    assert (Settings.from_env({"GPUNUMA_REQUIRE": "1"}).require,
-            Settings.from_env({"GPUNUMA_REQUIRE": "1"}).require_local) == (True, False)
-    wrong = Settings.from_env({"GPUNUMA_REQUIRE": "everywhere"}, warn=False)
+    assert (configure({"GPUNUMA_REQUIRE": "local"}).require,
+            configure({"GPUNUMA_REQUIRE": "local"}).require_local) == (True, True)
+    assert (configure({"GPUNUMA_REQUIRE": "1"}).require,
+            configure({"GPUNUMA_REQUIRE": "1"}).require_local) == (True, False)
+    wrong = configure({"GPUNUMA_REQUIRE": "everywhere"}, warn=False)
     assert not wrong.require and "or local" in wrong.problems[0]
 
 

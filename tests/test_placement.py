@@ -7,7 +7,6 @@ from dataclasses import replace
 import pytest
 
 from gpunuma import compose
-from gpunuma.compose import Options
 from gpunuma.core.childenv import child_env, fill_in, omp_places
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.identity import GpuEnvironment
@@ -17,6 +16,7 @@ from gpunuma.core.policy import CpuScope, Policy, Share
 from gpunuma.core.reasons import Reason, codes, with_code
 from gpunuma.core.report import BindingReport
 from gpunuma.errors import InvalidNodeError, PolicyError
+from gpunuma.settings import CapturedTree, Options
 from gpunuma_fakes import machine
 
 DGX = machine("dgx-h100")
@@ -276,7 +276,7 @@ class TestTheRootReadsWhatThePolicyNeeds:
         ],
     )
     def test_node_scope_policies_that_split_cores_read_the_cpu_layout(self, rendered, policy, cpus) -> None:
-        options = Options(source="sysfs", root=str(rendered("dgx-h100")), policy=policy)
+        options = Options(source="sysfs", machine=CapturedTree(str(rendered("dgx-h100"))), policy=policy)
 
         got = compose.plan(options, physical=[5], environment=GpuEnvironment())
 
@@ -284,7 +284,7 @@ class TestTheRootReadsWhatThePolicyNeeds:
         assert [nic.name for nic in got.nics] == ["mlx5_9"]
 
     def test_a_plain_node_plan_still_carries_its_nics(self, rendered) -> None:
-        options = Options(source="sysfs", root=str(rendered("dgx-h100")))
+        options = Options(source="sysfs", machine=CapturedTree(str(rendered("dgx-h100"))))
 
         got = compose.plan(options, physical=[5], environment=GpuEnvironment())
 

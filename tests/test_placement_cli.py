@@ -15,7 +15,7 @@ from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import Share
 from gpunuma.errors import SettingsError
 from gpunuma.launch import exec_argv, start_bound_process
-from gpunuma.settings import Settings
+from gpunuma.settings import configure
 from gpunuma.tools.cli import ExitCode, main
 from gpunuma_fakes import machine
 
@@ -59,8 +59,8 @@ def test_a_bad_share_or_reserve_in_the_environment_is_a_settings_error_in_strict
     capsys, monkeypatch, variable, value
 ):
     with pytest.raises(SettingsError):
-        Settings.from_env({variable: value}, strict=True)
-    assert variable in Settings.from_env({variable: value}, warn=False).problems[0]  # best-effort: the default
+        configure({variable: value}, strict=True)
+    assert variable in configure({variable: value}, warn=False).problems[0]  # best-effort: the default
     monkeypatch.setenv(variable, value)
     monkeypatch.setenv("GPUNUMA_STRICT", "1")
 
@@ -76,10 +76,10 @@ def test_a_bad_share_flag_is_an_error_line(capsys):
 
 
 def test_settings_read_share_and_reserve():
-    policy = Settings.from_env({"GPUNUMA_SHARE": " 1/4 ", "GPUNUMA_RESERVE": "3"}).policy
+    policy = configure({"GPUNUMA_SHARE": " 1/4 ", "GPUNUMA_RESERVE": "3"}).policy
 
     assert (policy.share, policy.reserve) == (Share(1, 4), 3)
-    assert Settings.from_env({}).policy.share is None
+    assert configure({}).policy.share is None
 
 
 def test_the_cache_scope_on_the_mi300x_host_gives_gpu_5_one_ccd(capsys):

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from gpunuma.adapters.mempolicy import MempolicySyscalls
+from gpunuma.adapters.own_binding import ThisProcess
 from gpunuma.adapters.procfs import read_allowed
 from gpunuma.adapters.syscall import SyscallBinder
 from gpunuma.adapters.sysfs import SysfsTopology
@@ -55,7 +56,7 @@ class ThisProcessOnTwoNodes:
         return self.topology
 
     def allowed(self) -> Allowed:
-        return SysfsTopology(root="/").allowed()
+        return SysfsTopology(root="/", process=ThisProcess()).allowed()
 
 
 def _bind(gpu: int, **options: Any) -> Any:

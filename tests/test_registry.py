@@ -11,7 +11,7 @@ from gpunuma.core.policy import MemoryPolicy
 from gpunuma.core.report import BindingReport
 from gpunuma.errors import UnknownSourceError
 from gpunuma.registry import BINDER_NAMES, SOURCE_NAMES, binder_class, topology_source_class
-from gpunuma.settings import Settings, SettingsError
+from gpunuma.settings import SettingsError, Simulated, configure
 from gpunuma.tools.cli import build_parser
 from gpunuma_fakes import machine
 from gpunuma_fakes.source import SimulatedTopology
@@ -27,15 +27,15 @@ def test_every_command_offers_exactly_the_registered_sources(command):
     assert _source_choices(command) == SOURCE_NAMES == ("auto", "nvml", "sysfs")
 
 
-def test_gpunuma_source_accepts_every_registered_name_and_nothing_else():
-    assert [Settings.from_env({"GPUNUMA_SOURCE": name}).source for name in SOURCE_NAMES] == list(SOURCE_NAMES)
+def test_gpunuma_source_accepts_every_source_that_reads_a_machine_and_nothing_else():
+    assert [configure({"GPUNUMA_SOURCE": name}).source for name in SOURCE_NAMES] == list(SOURCE_NAMES)
     with pytest.raises(SettingsError, match="expected one of auto, nvml, sysfs"):
-        Settings.from_env({"GPUNUMA_SOURCE": "simulated"}, strict=True)
+        configure({"GPUNUMA_SOURCE": "simulated"}, strict=True)  # a simulated machine is named by GPUNUMA_SIMULATE
 
 
 def test_every_registered_name_builds_its_adapter():
-    assert [topology_source_class(name).__name__ for name in SOURCE_NAMES] == [
-        "AutoTopology", "NvmlTopology", "SysfsTopology"]
+    assert [topology_source_class(name).__name__ for name in (*SOURCE_NAMES, "simulated")] == [
+        "AutoTopology", "NvmlTopology", "SysfsTopology", "SimulatedTopology"]
     assert [binder_class(name)().name for name in BINDER_NAMES] == ["libnuma", "syscall", "noop"]
     with pytest.raises(UnknownSourceError, match="known: libnuma, syscall, noop"):
         binder_class("numactl")  # a launcher, not a binder
@@ -43,7 +43,7 @@ def test_every_registered_name_builds_its_adapter():
 
 @pytest.mark.parametrize("kind", SOURCE_NAMES)
 def test_a_simulated_machine_is_reached_by_name_through_every_source(kind):
-    source = make_source(kind, simulate="dgx-h100")
+    source = make_source(kind, machine=Simulated("dgx-h100"))
     assert isinstance(source, SimulatedTopology)
     topology = source.read()
     assert topology.source.startswith(kind)  # auto says what it combined: "auto(nvml+sysfs)"
@@ -53,7 +53,7 @@ def test_a_simulated_machine_is_reached_by_name_through_every_source(kind):
 
 def test_a_simulated_source_rejects_an_unknown_kind_at_once():
     with pytest.raises(UnknownSourceError, match="dcgm"):
-        make_source("dcgm", simulate="dgx-h100")
+        make_source("dcgm", machine=Simulated("dgx-h100"))
 
 
 def test_not_bound_is_a_constructor_of_the_report():

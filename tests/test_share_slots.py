@@ -15,11 +15,11 @@ import pytest
 
 from gpunuma.adapters import share_slots
 from gpunuma.adapters.share_slots import ShareSlots, default_directory
-from gpunuma.compose import Options
 from gpunuma.core.policy import Share
 from gpunuma.core.reasons import Reason, codes
 from gpunuma.errors import BindError, NotBoundError
 from gpunuma.integrations.ray import share_from_ray, worker_share
+from gpunuma.settings import configure
 
 
 def hold(directory: Path, key: str, count: int, slot: int) -> int:
@@ -187,12 +187,12 @@ def test_a_best_effort_worker_whose_slots_are_refused_binds_without_a_share_and_
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     (tmp_path / "gpunuma").mkdir(mode=0o777)
     (tmp_path / "gpunuma").chmod(0o777)  # made first, open to every user
-    options = Options.from_env({})
+    options = configure({})
 
     kept, reasons = worker_share(ray_stub(0.25, [3]), options)
 
     assert kept.policy.share is None and codes(reasons) == ("share_slots_refused",)
     assert "lets other users in" in Reason.coerce(reasons[0]).values["error"]
     with pytest.raises(NotBoundError, match="lets other users in") as caught:
-        worker_share(ray_stub(0.25, [3]), Options.from_env({}, strict=True))
+        worker_share(ray_stub(0.25, [3]), configure({}, strict=True))
     assert isinstance(caught.value.__cause__, BindError)

@@ -63,7 +63,7 @@ def test_a_snapshot_replays_the_machine_and_its_nvml_as_they_were(name, rendered
     assert _relative(host.topology(), host.tree.root) == _relative(SysfsTopology(root=root).read(), root)
     assert host.allowed() == SysfsTopology(root=root).allowed()
     replayed = host.source(kind="auto").read()
-    expected = AutoTopology(nvml=FakeNvml(spec), root=str(root)).read()
+    expected = AutoTopology(nvml=FakeNvml(spec), sysfs=SysfsTopology(root=str(root))).read()
     assert _relative(replayed, host.tree.root) == _relative(expected, root)
 
 
@@ -146,7 +146,8 @@ def test_a_refused_answer_replays_as_the_same_error(rendered, tmp_path):
     write_snapshot(tmp_path / "s.tar.gz", root=rendered("dgx-h100"), nvml=nvml)
 
     replayed = load_snapshot(tmp_path / "s.tar.gz").source(kind="nvml").read()
-    original = AutoTopology(nvml=FakeNvml(spec, failures=nvml.failures), root=str(rendered("dgx-h100"))).read()
+    sysfs = SysfsTopology(root=str(rendered("dgx-h100")))
+    original = AutoTopology(nvml=FakeNvml(spec, failures=nvml.failures), sysfs=sysfs).read()
 
     assert [g.notes for g in replayed.gpus] == [g.notes for g in original.gpus]
     assert all("nvmlDeviceGetMemoryAffinity: NoPermission" in g.notes for g in replayed.gpus)

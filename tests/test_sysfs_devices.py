@@ -128,7 +128,7 @@ def test_nvml_and_auto_keep_the_kernels_pcie_view_caches_and_nics(rendered):
     spec = machine("dgx-h100")
     declared = spec.topology()
 
-    merged = AutoTopology(nvml=FakeNvml(spec), root=str(rendered("dgx-h100"))).read()
+    merged = AutoTopology(nvml=FakeNvml(spec), sysfs=SysfsTopology(root=str(rendered("dgx-h100")))).read()
 
     assert merged.source == "auto(nvml+sysfs)"
     assert (merged.caches, merged.nics) == (declared.caches, declared.nics)

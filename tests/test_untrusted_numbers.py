@@ -168,18 +168,18 @@ def test_a_physical_id_that_is_not_an_int_is_a_resolution_error(dgx_static, phys
                                  {"GPUNUMA_SHARE": "1/" + "4" * 5000}])
 def test_a_gpunuma_integer_in_other_than_ascii_digits_is_a_settings_error_in_strict_mode(env):
     from gpunuma.errors import SettingsError
-    from gpunuma.settings import Settings
+    from gpunuma.settings import configure
 
     with pytest.raises(SettingsError):
-        Settings.from_env({**env, "GPUNUMA_STRICT": "1"})
+        configure({**env, "GPUNUMA_STRICT": "1"})
 
 
 @pytest.mark.parametrize("env", [{"GPUNUMA_RESERVE": "\u0661"}, {"GPUNUMA_SHARE": "1/" + "4" * 5000}])
 def test_a_gpunuma_integer_in_other_than_ascii_digits_keeps_the_default_in_best_effort_mode(env, caplog):
-    from gpunuma.settings import Settings
+    from gpunuma.settings import configure
 
-    settings = Settings.from_env(env)
-    assert settings.policy == Settings.from_env({}).policy
+    settings = configure(env)
+    assert settings.policy == configure({}).policy
     assert [name for name in env if any(problem.startswith(name) for problem in settings.problems)] == list(env)
     assert any(record.levelname == "WARNING" for record in caplog.records)
 
@@ -188,8 +188,8 @@ def test_a_gpunuma_integer_in_other_than_ascii_digits_keeps_the_default_in_best_
                                                  ("GPUNUMA_SOURCE", "NVLM"), ("GPUNUMA_MEMORY", "Fast")])
 def test_a_bad_gpunuma_choice_is_quoted_as_it_was_set(variable, value):
     from gpunuma.errors import SettingsError
-    from gpunuma.settings import Settings
+    from gpunuma.settings import configure
 
     with pytest.raises(SettingsError) as caught:
-        Settings.from_env({variable: value}, strict=True)
+        configure({variable: value}, strict=True)
     assert f"{variable}={value!r}" in str(caught.value)

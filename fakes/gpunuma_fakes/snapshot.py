@@ -131,6 +131,7 @@ def load_snapshot(path: str | Path) -> Snapshot:
     """The captured host at ``path`` (archive or folder), read into memory (nothing is unpacked to disk)."""
     captured = open_tree(path)
     tree = captured.tree
+    assert isinstance(tree, FileTree), "open_tree reads every tree into memory"
     return Snapshot(
         name=_stem(Path(path)), tree=tree, origin=captured.origin, record=_read_record(tree), notes=captured.notes
     )

@@ -15,7 +15,6 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from gpunuma.api import apply_plan, bind_to_gpu, bind_to_node, last_report, plan_for
-    from gpunuma.compose import Options
     from gpunuma.core.cpuset import CpuSet
     from gpunuma.core.model import CacheDomain, Cpu, Gpu, Nic, NumaNode, Topology
     from gpunuma.core.plan import Allowed, BindingPlan
@@ -50,7 +49,7 @@ if TYPE_CHECKING:
         UnknownSourceError,
     )
     from gpunuma.launch import bound_command, exec_argv, exec_bound, run_bound, start_bound_process
-    from gpunuma.settings import Settings
+    from gpunuma.settings import Options, configure
     from gpunuma.tools.check import CheckResult, Verdict, check_process
     from gpunuma.tools.verify import verify
 
@@ -72,8 +71,8 @@ _EXPORTS = {
     "bound_command": "gpunuma.launch",
     "exec_argv": "gpunuma.launch",
     # options
-    "Options": "gpunuma.compose",
-    "Settings": "gpunuma.settings",
+    "Options": "gpunuma.settings",
+    "configure": "gpunuma.settings",
     "Policy": "gpunuma.core.policy",
     "CpuScope": "gpunuma.core.policy",
     "MemoryPolicy": "gpunuma.core.policy",
@@ -125,7 +124,7 @@ __all__ = [
     "bind_to_gpu", "bind_to_node", "plan_for", "apply_plan", "last_report", "check_process", "verify", "CheckResult",
     "Verdict",
     "exec_bound", "start_bound_process", "run_bound", "bound_command", "exec_argv",
-    "Options", "Settings", "Policy", "CpuScope", "MemoryPolicy", "Fallback", "Share",
+    "Options", "configure", "Policy", "CpuScope", "MemoryPolicy", "Fallback", "Share",
     "CpuSet", "Topology", "NumaNode", "Cpu", "Gpu", "Nic", "CacheDomain", "Allowed", "BindingPlan", "BindingReport",
     "Reason", "Drift",
     "plan_binding",

@@ -1,9 +1,9 @@
 """The library's entry points: plan and bind the calling process, through the composition root.
 
-Each call reads its ``GPUNUMA_*`` switches and GPU visibility once at the edge (``env`` defaults to
-``os.environ``), builds one :class:`~gpunuma.compose.Options` with the explicit arguments winning,
-and hands it to :mod:`gpunuma.compose`, which builds the adapters (``source=``, ``binder=``: a name
-or an injected instance, so tests and downstream CI bind simulated machines here and nowhere else).
+Each call decides its switches once at the edge (:func:`gpunuma.settings.configure`: the explicit
+arguments over the ``GPUNUMA_*`` variables of ``env``, default ``os.environ``), reads the GPU visibility
+the same way, and hands both to :mod:`gpunuma.compose`, which builds the adapters (``source=``,
+``binder=``: a name or an injected instance, so tests and downstream CI bind simulated machines here).
 
 Misuse raises whatever the mode: an argument of the wrong type or size (``gpu=1.5``, ``range(10**12)``,
 ``node="1"``, ``env={"LOCAL_RANK": 3}``, ``strict="yes"``, ``Policy(cpu_scope="sockets")``) is a programming
@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import TypeAlias
 
 from gpunuma import compose
-from gpunuma.compose import Options, make_binder, make_source
+from gpunuma.compose import make_binder, make_source
 from gpunuma.core.identity import id_list
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.planner import explicit_node_id
@@ -26,7 +26,7 @@ from gpunuma.core.policy import Policy
 from gpunuma.core.ports import Binder, RayLike, TopologySource
 from gpunuma.core.report import BindingReport
 from gpunuma.integrations.ray import show_logs_in_worker
-from gpunuma.settings import in_ray_worker
+from gpunuma.settings import configure, in_ray_worker
 
 __all__ = [
     "GpuSpec",
@@ -79,7 +79,7 @@ def plan_for(
     """
     gpus, physicals = _gpu_arg(gpu), _physical_arg(physical)
     node = None if node is None else explicit_node_id(node)
-    options = Options.from_env(env, source=source, policy=policy)
+    options = configure(env, source=source, policy=policy)
     environment = compose.gpu_environment(gpus if physicals is None else physicals, node, env, ray)
     return compose.plan(options, gpus=gpus, physical=physicals, node=node, environment=environment)
 
@@ -101,7 +101,7 @@ def apply_plan(
     """
     _visible_under_ray()
 
-    return compose.apply(Options.from_env(env, binder=binder, strict=strict, label=label), compose.check_plan(plan))
+    return compose.apply(configure(env, binder=binder, strict=strict, label=label), compose.check_plan(plan))
 
 
 def bind_to_gpu(
@@ -131,7 +131,7 @@ def bind_to_gpu(
     says why. ``GPUNUMA_BIND=0`` makes it a dry run.
     """
     gpus, physicals = _gpu_arg(gpu), _physical_arg(physical)
-    options = Options.from_env(
+    options = configure(
         env, source=source, binder=binder, policy=policy, strict=strict, label=label, require=require_bound,
         require_local=require_local,
     )
@@ -159,7 +159,7 @@ def bind_to_node(
     that cannot be bound.
     """
     node = explicit_node_id(node)
-    options = Options.from_env(
+    options = configure(
         env, source=source, binder=binder, policy=policy, strict=strict, label=label, require=require_bound,
         require_local=require_local,
     )

@@ -1,184 +1,62 @@
 """The composition root: the one place that builds adapters and runs resolve -> plan -> apply.
 
 Every entry point (``bind_to_gpu``/``bind_to_node``/``plan_for``/``apply_plan``, ``check_process``,
-the CLI, the Ray integration, the launch helpers) builds one frozen :class:`Options` at its edge
-and calls :func:`plan`, :func:`apply` or :func:`bind` here. Adapters are passed in as instances
-(tests inject simulated machines and the simulated kernel) or built here by registry name.
+the CLI, the Ray integration, the launch helpers) decides one frozen :class:`~gpunuma.settings.Options`
+at its edge (:func:`gpunuma.settings.configure`) and calls :func:`plan`, :func:`apply` or :func:`bind`
+here. Adapters are passed in as instances (tests inject simulated machines and the simulated kernel) or
+built here by registry name, each given its collaborators: the kernel source the NVML and auto sources
+read nodes from, this process's own view for a source that reads this very process, the raw-syscall
+binder where libnuma is missing, a simulated machine's kernel for a binding on it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
 
 from gpunuma.adapters import guard, own_binding
 from gpunuma.adapters.files import files_of
 from gpunuma.adapters.kernel_view import read_environ, read_pages, read_process
-from gpunuma.adapters.libnuma import default_binder
+from gpunuma.adapters.own_binding import ThisProcess
 from gpunuma.adapters.share_slots import ShareSlots as ShareSlots
 from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.core.cpuset import node_list
-from gpunuma.core.filetree import FileTree
 from gpunuma.core.identity import GpuEnvironment, describe_resolution
 from gpunuma.core.pages import Pages, parse_numa_maps
 from gpunuma.core.plan import Allowed, BindingPlan
-from gpunuma.core.planner import plan_binding
-from gpunuma.core.policy import CpuScope, MemoryPolicy, Policy
+from gpunuma.core.planner import TopologyNeeds, plan_binding, topology_needs
+from gpunuma.core.policy import MemoryPolicy
 from gpunuma.core.ports import Binder, RayLike, TopologySource
 from gpunuma.core.reasons import Reason
 from gpunuma.core.rebind import format_record
 from gpunuma.core.report import BindingReport, KernelView
 from gpunuma.errors import (
+    BindError,
     GpunumaError,
     HalfBoundError,
     NotBoundError,
     PlanError,
     PolicyError,
+    SettingsError,
     SnapshotError,
     UnknownSourceError,
 )
-from gpunuma.registry import binder_class, simulated_source_class, topology_source_class
-from gpunuma.settings import Settings, SettingsError, read_gpu_environment
+from gpunuma.registry import SOURCE_NAMES, binder_class, topology_source_class
+from gpunuma.settings import CapturedTree, Options, Simulated, read_gpu_environment
 from gpunuma.settings import hand_down_own_binding as hand_down
 
 logger = logging.getLogger(__name__)
 
-#: The variables that make up a :class:`Policy`: a caller's own policy replaces them all.
-POLICY_VARIABLES = (
-    "GPUNUMA_CPU_SCOPE", "GPUNUMA_MEMORY", "GPUNUMA_OVERRIDE", "GPUNUMA_SPREAD", "GPUNUMA_SHARE", "GPUNUMA_RESERVE",
+#: Why a captured tree is read without NVML.
+_TREE_WITHOUT_NVML = (
+    "this machine's NVML does not describe a captured tree (--simulate PATH replays a snapshot's recorded NVML answers)"
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Options:
-    """How to bind, decided once: the adapters, the policy and the switches every entry point shares.
-
-    ``source``/``binder`` are registry names or adapter instances (``binder=None``: libnuma, else raw
-    syscalls). ``enabled=False`` (``GPUNUMA_BIND=0``) swaps in the no-op binder whatever was given.
-    ``root`` is the filesystem root sources built by name read (``/`` on a real machine), or a captured
-    machine's tree held in memory (:class:`~gpunuma.core.filetree.FileTree`).
-    ``require`` raises :class:`~gpunuma.errors.NotBoundError` when nothing gets bound; ``require_local`` also when
-    the binding would not be on the GPU's own node (the plan's ``elsewhere``), binding nothing then. ``simulate``
-    names a simulated machine or a captured host: the named adapters are then replaced by its source
-    and its simulated kernel, so nothing on this machine changes. ``problems`` names the ``GPUNUMA_*``
-    values that were malformed and replaced by their defaults (best-effort mode).
-    """
-
-    source: str | TopologySource = "auto"
-    binder: str | Binder | None = None
-    policy: Policy = Policy()
-    strict: bool = False
-    enabled: bool = True
-    label: str | None = None
-    root: str | Path | FileTree = "/"
-    require: bool = False
-    simulate: str | None = None
-    problems: tuple[str, ...] = ()
-    require_local: bool = False
-    #: Hand the binding's environment to the children a launcher starts (``GPUNUMA_CHILD_ENV``).
-    child_env: bool = True
-
-    @classmethod
-    def from_env(
-        cls,
-        env: Mapping[str, str] | None = None,
-        *,
-        source: str | TopologySource | None = None,
-        binder: str | Binder | None = None,
-        policy: Policy | None = None,
-        strict: bool | None = None,
-        label: str | None = None,
-        root: str | Path | FileTree = "/",
-        require: bool | None = None,
-        ignore: Collection[str] = (),
-        warn: bool = True,
-        require_local: bool | None = None,
-        child_env: bool | None = None,
-    ) -> Options:
-        """``GPUNUMA_*`` of ``env`` (default ``os.environ``), with every explicit argument winning.
-
-        A variable an explicit argument replaces is not read at all (a bad value there is no mistake);
-        ``ignore`` names more such variables (the command line's flags). Other bad values: see
-        :meth:`Settings.from_env <gpunuma.settings.Settings.from_env>`.
-        """
-        check_arguments(source=source, binder=binder, policy=policy, strict=strict, require=require, label=label,
-                        root=root, require_local=require_local, child_env=child_env)
-        skipped = {*ignore, *(POLICY_VARIABLES if policy is not None else ())}
-        if source is not None:
-            skipped.add("GPUNUMA_SOURCE")
-        if strict is not None:
-            skipped.add("GPUNUMA_STRICT")
-        if require is not None or require_local is not None:
-            skipped.add("GPUNUMA_REQUIRE")
-        if child_env is not None:
-            skipped.add("GPUNUMA_CHILD_ENV")
-        settings = Settings.from_env(env, strict=strict, ignore=skipped, warn=warn)
-        return cls(
-            source=settings.source if source is None else source,
-            binder=binder,
-            policy=settings.policy if policy is None else policy,
-            strict=settings.strict if strict is None else strict,
-            enabled=settings.enabled,
-            label=label,
-            root=root,
-            require=settings.require if require is None and require_local is None else bool(require or require_local),
-            require_local=settings.require_local if require is None and require_local is None else bool(require_local),
-            child_env=settings.child_env if child_env is None else child_env,
-            simulate=settings.simulate,
-            problems=settings.problems,
-        )
-
-    @property
-    def method(self) -> str:
-        """The name reports give the binder before it is built."""
-        if not self.enabled:
-            return "noop"
-        if self.binder is None:
-            return "libnuma"
-        return self.binder if isinstance(self.binder, str) else str(getattr(self.binder, "name", "?"))
-
-
 # -- adapters ------------------------------------------------------------------------------------
-def check_arguments(
-    *,
-    source: object = None,
-    binder: object = None,
-    policy: object = None,
-    strict: object = None,
-    require: object = None,
-    label: object = None,
-    root: object = "/",
-    require_local: object = None,
-    child_env: object = None,
-) -> None:
-    """A wrong kind of argument is a typed error naming it, before anything reads it (``policy="exclusive"``).
-
-    The entry points' keyword arguments have their checks here: adapters (:class:`UnknownSourceError`), the
-    policy (:class:`PolicyError`), the switches, the label and the root (:class:`SettingsError`). A wrong kind is
-    a programming error: it raises whatever the mode, where a problem of the machine is best-effort.
-    """
-    switches = (("strict", strict), ("require_bound", require), ("require_local", require_local),
-                ("child_env", child_env))
-    for name, switch in switches:
-        if switch is not None and not isinstance(switch, bool):
-            raise SettingsError(f"{name}={switch!r:.80}: expected True, False or None (None: its GPUNUMA_* variable)")
-    if label is not None and not isinstance(label, str):
-        raise SettingsError(f"label={label!r:.80}: expected text naming this process in the log, or None")
-    if not isinstance(root, (str, os.PathLike, FileTree)):
-        raise SettingsError(f"root={root!r:.80}: expected a path, such as '/' (this machine), or a captured tree")
-    if policy is not None and not isinstance(policy, Policy):
-        raise PolicyError(f"policy={policy!r:.80}: expected a Policy, e.g. Policy(cpu_scope='exclusive')")
-    if source is not None and not isinstance(source, str) and not (
-        callable(getattr(source, "read", None)) and callable(getattr(source, "allowed", None))
-    ):
-        raise UnknownSourceError(f"source={source!r:.80}: expected a name or an object with read() and allowed()")
-    if binder is not None and not isinstance(binder, str) and not callable(getattr(binder, "apply", None)):
-        raise UnknownSourceError(f"binder={binder!r:.80}: expected a binder name or an object with apply(plan)")
-
-
 def check_plan(plan: object) -> BindingPlan:
     """``plan`` when it is a :class:`BindingPlan`, else a :class:`~gpunuma.errors.PlanError` naming it (misuse)."""
     if not isinstance(plan, BindingPlan):
@@ -187,58 +65,105 @@ def check_plan(plan: object) -> BindingPlan:
 
 
 def make_source(
-    source: str | TopologySource | None = None,
+    source: str | TopologySource = "auto",
     *,
-    root: str | Path | FileTree = "/",
-    simulate: str | None = None,
+    machine: CapturedTree | Simulated | None = None,
     nvidia_visible_devices: str | None = None,
-    layout: bool = True,
-    gpus: bool = True,
+    needs: TopologyNeeds = TopologyNeeds(),
     nvml_when: str = "always",
 ) -> TopologySource:
-    """A topology source: an instance passes through, a name (``auto``/``nvml``/``sysfs``) is built.
+    """A topology source: an instance passes through; a name (``auto``/``nvml``/``sysfs``) is built to read
+    ``machine``: this machine (None), a captured tree (its kernel files only: this machine's NVML does not
+    describe it) or a simulated machine (the registry's ``simulated`` source, reading it through the named one).
 
-    ``simulate`` names a catalogue machine (``gpunuma machines``) or a captured host (a snapshot):
-    the named source then reads that simulated machine instead of this one. A ``root`` other than
-    ``/`` is a captured tree: its kernel files only, since this machine's NVML does not describe it.
-    ``nvidia_visible_devices`` (the container runtime's variable) reaches the sysfs reader, which
-    uses it only when ``/proc`` and ``/dev`` say nothing. ``layout=False``: the sysfs reader skips each
-    CPU's core and socket (a node-scope plan needs neither); ``gpus=False``: it skips the PCI bus (no GPU,
-    no NIC: a plan for an explicit node and no GPU needs neither). ``nvml_when="needed"``: the auto source
-    asks NVML only for what sysfs cannot answer (:func:`gpunuma.adapters.auto.nvml_needs`).
+    ``nvidia_visible_devices`` (the container runtime's variable) reaches the sysfs reader, which uses it only
+    when ``/proc`` and ``/dev`` say nothing. ``needs`` is what the plan reads of the topology
+    (:func:`~gpunuma.core.planner.topology_needs`); ``nvml_when="needed"``: the auto source asks NVML only for
+    what sysfs cannot answer (:func:`gpunuma.adapters.auto.nvml_needs`).
     """
-    if source is None:
-        source = "auto"
     if not isinstance(source, str):
         return source
-    if simulate is not None:
-        return simulated_source_class()(simulate, source)
-    cls = topology_source_class(source)
+    if source not in SOURCE_NAMES:
+        raise UnknownSourceError(f"unknown topology source {source!r}; known: {', '.join(SOURCE_NAMES)}")
+    if isinstance(machine, Simulated):
+        return topology_source_class("simulated")(machine.name, source)
     sysfs = topology_source_class("sysfs")(
-        root=root, nvidia_visible_devices=nvidia_visible_devices, layout=layout, gpus=gpus
+        root="/" if machine is None else machine.tree,
+        nvidia_visible_devices=nvidia_visible_devices,
+        layout=needs.layout,
+        gpus=needs.gpus,
+        process=ThisProcess() if machine is None else None,
     )
-    if source in ("auto", "nvml") and not _this_machine(root):
-        why = (
-            "this machine's NVML does not describe a captured tree "
-            "(--simulate PATH replays a snapshot's recorded NVML answers)"
-        )
-        if source == "nvml":
-            raise SnapshotError(f"source 'nvml' cannot read {getattr(root, 'root', root)}: {why}; use sysfs or auto")
-        return cls(sysfs=sysfs, without_nvml=why)
     if source == "sysfs":
         return sysfs
+    cls = topology_source_class(source)
+    if machine is not None:
+        if source == "nvml":
+            where, _ = files_of(machine.tree)
+            raise SnapshotError(f"source 'nvml' cannot read {where}: {_TREE_WITHOUT_NVML}; use sysfs or auto")
+        return cls(sysfs=sysfs, without_nvml=_TREE_WITHOUT_NVML)
     if source == "auto":
         return cls(sysfs=sysfs, nvml_when=nvml_when)
     return cls(sysfs=sysfs)
 
 
 def make_binder(binder: str | Binder | None = None) -> Binder:
-    """A binder: an instance passes through, a name is built, None is libnuma (else raw syscalls)."""
+    """A binder: an instance passes through, a name is built, None is the default (:func:`default_binder`)."""
     if binder is None:
         return default_binder()
     if isinstance(binder, str):
         return binder_class(binder)()
     return binder
+
+
+def default_binder(library: str = "libnuma.so.1") -> Binder:
+    """The libnuma binder, or the raw-syscall binder when ``library`` is missing or refuses; its reports say why."""
+    try:
+        return binder_class("libnuma")(library)
+    except BindError as err:
+        return binder_class("syscall")(notes=(Reason.of("libnuma_not_used", error=str(err)),))
+
+
+def _simulated(machine: Simulated, kind: str = "sysfs") -> Any:
+    """The ``simulated`` source of ``machine`` read through ``kind`` (it has the machine's kernel too); a name that
+    is neither a catalogue machine nor a readable snapshot is a :class:`~gpunuma.errors.SettingsError`."""
+    try:
+        source = make_source(kind, machine=machine)
+        source.read()
+    except LookupError as err:
+        raise SettingsError(str(err)) from err
+    return source
+
+
+def _source(
+    options: Options, needs: TopologyNeeds, environment: GpuEnvironment | None, *, nvml_when: str
+) -> TopologySource:
+    """The source a plan reads: the options' own, or the one its name builds for what the plan needs."""
+    chosen = options.source
+    if not needs.gpus and chosen in ("auto", "nvml"):
+        # No GPU data needed: sysfs alone spares loading pynvml and nvmlInit.
+        chosen = "sysfs"
+    if isinstance(chosen, str) and isinstance(options.machine, Simulated):
+        return _simulated(options.machine, chosen)
+    return make_source(
+        chosen,
+        machine=options.machine,
+        nvidia_visible_devices=environment.nvidia_visible_devices if environment is not None else None,
+        needs=needs,
+        nvml_when=nvml_when,
+    )
+
+
+def _binder(options: Options) -> Binder:
+    """The binder an apply uses: no-op when binding is off; on a simulated machine its simulated kernel, unless an
+    instance or ``noop`` was given, so nothing on this machine changes; else the options' own."""
+    if not options.enabled:
+        return make_binder("noop")
+    binder = options.binder
+    if isinstance(options.machine, Simulated) and (binder is None or (isinstance(binder, str) and binder != "noop")):
+        kernel: Binder = _simulated(options.machine).kernel()
+        return kernel
+    return make_binder(binder)
 
 
 def hand_down_own_binding(*, only_set: bool = False) -> None:
@@ -253,59 +178,39 @@ def hand_down_own_binding(*, only_set: bool = False) -> None:
         hand_down(format_record(own) if own is not None else None)
 
 
-def _this_machine(root: str | Path | FileTree) -> bool:
-    """Whether ``root`` is this machine's own ``/`` (not a captured tree, on disk or in memory)."""
-    return isinstance(root, (str, os.PathLike)) and os.path.realpath(root) == "/"
-
-
 def process_state(
-    pid: int | str, root: str | Path | FileTree = "/", *, simulate: str | None = None
+    pid: int | str, machine: CapturedTree | Simulated | None = None
 ) -> tuple[KernelView, dict[str, str] | None]:
-    """What the kernel holds for process ``pid`` under ``root`` and the environment it started with.
-
-    ``simulate`` names a simulated machine: what its simulated kernel holds for the process instead (this
-    process's own kernel, or what another process's shows), beside the environment the process started with.
-    """
-    if simulate is not None:
-        view = _simulated_machine(simulate).process(pid)  # type: ignore[attr-defined]
+    """What the kernel of ``machine`` (None: this one) holds for process ``pid`` and the environment it started
+    with; on a simulated machine, what its simulated kernel holds (this process's own kernel, or what another
+    process's shows)."""
+    if isinstance(machine, Simulated):
+        view = _simulated(machine).process(pid)
         return view, read_environ(pid)
-    path, files = files_of(root)
+    path, files = files_of("/" if machine is None else machine.tree)
     return read_process(pid, proc_root=os.path.join(path, "proc"), files=files)
 
 
-def process_pages(pid: int | str, root: str | Path | FileTree = "/", *, simulate: str | None = None) -> Pages | None:
-    """Where process ``pid``'s pages are (its ``numa_maps`` under ``root``), None when unreadable.
-
-    ``simulate`` names a simulated machine: the pages its simulated kernel counts for the process.
-    """
-    if simulate is not None:
-        text = _simulated_machine(simulate).numa_maps(pid)  # type: ignore[attr-defined]
+def process_pages(pid: int | str, machine: CapturedTree | Simulated | None = None) -> Pages | None:
+    """Where process ``pid``'s pages are (its ``numa_maps`` on ``machine``, None: this one), None when unreadable;
+    on a simulated machine, the pages its simulated kernel counts for the process."""
+    if isinstance(machine, Simulated):
+        text = _simulated(machine).numa_maps(pid)
         return parse_numa_maps(text) if text is not None else None
-    path, files = files_of(root)
+    path, files = files_of("/" if machine is None else machine.tree)
     return read_pages(pid, proc_root=os.path.join(path, "proc"), files=files)
 
 
-def process_allowed(pid: int | str, root: str | Path | FileTree = "/", *, simulate: str | None = None) -> Allowed:
-    """What another process's cgroup allows it, its affinity taken as the whole cpuset (for checking it).
-
-    ``simulate``: the simulated machine's cgroup, which every process on it shares.
-    """
-    if simulate is not None:
-        allowed = _simulated_machine(simulate).allowed()
+def process_allowed(pid: int | str, machine: CapturedTree | Simulated | None = None) -> Allowed:
+    """What a process's cgroup allows it, its affinity taken as the whole cpuset (for checking it); on a
+    simulated machine, the machine's cgroup, which every process on it shares."""
+    if isinstance(machine, Simulated):
+        allowed: Allowed = _simulated(machine).allowed()
     else:
-        allowed = SysfsTopology(root=root, pid=pid).allowed()
+        itself = machine is None and str(pid) in ("self", str(os.getpid()))
+        root = "/" if machine is None else machine.tree
+        allowed = SysfsTopology(root=root, pid=pid, process=ThisProcess() if itself else None).allowed()
     return replace(allowed, affinity=allowed.cpus)
-
-
-def _simulated_machine(simulate: str, kind: str = "sysfs") -> TopologySource:
-    """The simulated machine or captured host ``simulate`` names, read through source ``kind``; a name that is
-    neither is a :class:`~gpunuma.settings.SettingsError`."""
-    try:
-        machine = make_source(kind, simulate=simulate)
-        machine.read()
-    except LookupError as err:
-        raise SettingsError(str(err)) from err
-    return machine
 
 
 def gpu_environment(
@@ -321,27 +226,6 @@ def gpu_environment(
 
 
 # -- resolve, plan, apply -----------------------------------------------------------------------
-def simulated(options: Options) -> Options:
-    """``options`` with ``simulate`` resolved: named adapters replaced by the simulated machine's.
-
-    The source (a name) reads the simulated machine or captured host; the binder (a name or the
-    default, not ``noop``) becomes its simulated kernel, so nothing on this machine is changed.
-    Adapter instances passed in code are kept. A name that is neither a catalogue machine nor a
-    readable snapshot is a :class:`~gpunuma.settings.SettingsError`.
-    """
-    if options.simulate is None:
-        return options
-    binder = options.binder
-    replace_binder = binder is None or (isinstance(binder, str) and binder != "noop")
-    if not isinstance(options.source, str) and not replace_binder:
-        return replace(options, simulate=None)  # both adapters were passed in code
-    machine = _simulated_machine(options.simulate, options.source if isinstance(options.source, str) else "auto")
-    source = machine if isinstance(options.source, str) else options.source
-    if replace_binder:
-        binder = machine.kernel()  # type: ignore[attr-defined]
-    return replace(options, source=source, binder=binder, simulate=None)
-
-
 def plan(
     options: Options,
     *,
@@ -372,26 +256,11 @@ def _plan(
     allowed: Allowed | None,
     reasons: tuple[Reason, ...],
 ) -> BindingPlan:
-    options = simulated(options)
     named = gpus is not None or physical is not None
     node_only = node is not None and not named
-    chosen = options.source
-    if node_only and chosen in ("auto", "nvml"):
-        # An explicit node needs no GPU data: sysfs alone spares loading pynvml and nvmlInit, and the
-        # PCI bus (GPUs, NICs) is not read at all.
-        chosen = "sysfs"
-    # A GPU's plan splits whole cores among the processes of the GPUs sharing its node (their own OpenMP places);
-    # for an explicit node only the socket, exclusive and cache scopes, shares and reserved cores look at each
-    # CPU's socket, core and cache.
-    policy = options.policy
-    src = make_source(
-        chosen,
-        root=options.root,
-        nvidia_visible_devices=environment.nvidia_visible_devices if environment is not None else None,
-        layout=not node_only or policy.cpu_scope is not CpuScope.NODE or policy.share is not None or policy.reserve > 0,
-        gpus=not node_only,
-        nvml_when="always" if _names_mig(gpus, physical, environment) else "needed",
-    )
+    needs = topology_needs(options.policy, node_only=node_only)
+    nvml_when = "always" if _names_mig(gpus, physical, environment) else "needed"
+    src = _source(options, needs, environment, nvml_when=nvml_when)
     topology = src.read()
     if allowed is None:
         allowed = src.allowed()
@@ -441,14 +310,13 @@ def apply(options: Options, planned: BindingPlan, *, began: int | None = None) -
     changes nothing, and says which binding won (:func:`lost_to_another`).
     """
     began = _held if began is None else began
-    options = simulated(options)
     method = options.method
     if options.require_local and options.enabled and planned.binds and planned.elsewhere:
         first = next(reason for reason in planned.reasons if getattr(reason, "code", "") == "not_on_gpu_node")
         values = {key: first.values[key] for key in ("gpu", "own", "nodes")}  # type: ignore[attr-defined]
         return _kept(options, BindingReport.not_bound(planned, method, (Reason.of("not_local_refused", **values),)))
     try:
-        binder = make_binder("noop" if not options.enabled else options.binder)
+        binder = _binder(options)
     except GpunumaError as err:
         if options.strict and isinstance(err, UnknownSourceError):
             raise  # a binder name that does not exist: a mistake in the call (exit 2)
@@ -516,7 +384,6 @@ def bind(
     began = _held
     with guard.lock():
         try:
-            options = simulated(options)
             planned = plan(options, gpus=gpus, physical=physical, node=node, environment=environment, reasons=reasons)
         except GpunumaError as err:
             if options.strict and isinstance(err, (SettingsError, PolicyError, UnknownSourceError)):

@@ -23,7 +23,7 @@ from gpunuma.core.plan import BindingPlan
 from gpunuma.core.ports import Binder, Launcher
 from gpunuma.core.report import BindingReport
 from gpunuma.errors import CommandError
-from gpunuma.settings import hand_down
+from gpunuma.settings import configure, hand_down
 
 
 def exec_bound(
@@ -148,7 +148,7 @@ def _apply(
 ) -> tuple[BindingReport, bool]:
     """The one apply path (``GPUNUMA_*`` switches of this process, best effort, logging) of the root, and whether
     the binding's environment goes to the children (``child_env``, else ``GPUNUMA_CHILD_ENV``)."""
-    options = compose.Options.from_env(binder=binder, strict=strict, child_env=child_env)
+    options = configure(binder=binder, strict=strict, child_env=child_env)
     return compose.apply(options, plan), options.child_env
 
 

@@ -1,8 +1,9 @@
-"""The environment edge: the one place that reads the process environment for binding decisions.
+"""Configuration and the environment edge: the one place that reads the process environment.
 
-:class:`Settings` holds the ``GPUNUMA_*`` switches; :func:`read_gpu_environment` holds the GPU
-visibility variables and Ray's assignment as a :class:`~gpunuma.core.identity.GpuEnvironment` value,
-which the pure resolution code receives as an argument.
+:func:`configure` decides every switch of a binding into one frozen :class:`Options`, with one rule:
+an explicit argument wins over a command-line flag, a flag over its ``GPUNUMA_*`` variable, a variable
+over the default. :func:`read_gpu_environment` reads the GPU visibility variables and Ray's assignment
+into a :class:`~gpunuma.core.identity.GpuEnvironment` value, which the pure resolution code receives.
 
 =====================  ==========================================  =================
 variable               meaning                                     default
@@ -30,9 +31,15 @@ variable               meaning                                     default
                        variables (``OMP_*``, ``GPUNUMA_NODE/CPUS``,
                        ``NCCL_IB_HCA``, ``UCX_NET_DEVICES``)
 ``GPUNUMA_SIMULATE``   a catalogue machine (``gpunuma machines``)   unset (this machine)
-                       or a snapshot path: read it and bind
-                       through its simulated kernel (CI)
+                       or a snapshot path: read it through the
+                       ``simulated`` source and bind through its
+                       simulated kernel (CI)
 =====================  ==========================================  =================
+
+A value gpunuma does not understand is the same everywhere: in strict mode a
+:class:`~gpunuma.errors.SettingsError`; in best-effort mode a warning, the default standing, and a reason of
+code ``setting_not_understood`` in :attr:`Options.problems`. A bad command-line flag is always an error: the
+user has just typed it.
 """
 
 from __future__ import annotations
@@ -40,170 +47,306 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from enum import Enum
-from typing import Any, TypeVar, cast
+from typing import Any
 
 from gpunuma.core.childenv import fill_in
+from gpunuma.core.filetree import FileTree
 from gpunuma.core.identity import GpuEnvironment, id_list
 from gpunuma.core.numbers import decimal
-from gpunuma.core.policy import CpuScope, MemoryPolicy, Policy, Share
-from gpunuma.core.ports import RayLike
+from gpunuma.core.policy import CpuScope, Fallback, MemoryPolicy, Policy, Share
+from gpunuma.core.ports import Binder, RayLike, TopologySource
 from gpunuma.core.reasons import Reason
 from gpunuma.core.rebind import OwnBinding, parse_record
-from gpunuma.errors import GpuResolutionError, SettingsError
+from gpunuma.errors import GpuResolutionError, PolicyError, SettingsError, UnknownSourceError
 from gpunuma.registry import SOURCE_NAMES
 
 logger = logging.getLogger(__name__)
 
-_T = TypeVar("_T")
-_E = TypeVar("_E", bound=Enum)
+__all__ = [
+    "CapturedTree", "Options", "Simulated", "configure", "hand_down", "in_ray_worker", "is_ray_worker",
+    "read_gpu_environment",
+]
 
+
+# -- the machine the sources read ------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class CapturedTree:
+    """A captured host's files, opened once (``--root PATH``, :func:`gpunuma.tools.archive.open_tree`): ``tree``
+    holds ``sys/`` (and ``proc/``) as the kernel showed them, in memory or as a folder of this host read in place.
+    The sources read it instead of this machine's files; this machine's NVML describes none of it.
+
+    A tree in memory is rooted at the path the user gave, then ``:`` and the folder in the archive that holds
+    ``sys/`` (``host.tar.gz:/host``), so its files are named as they are in the archive, never as this machine's.
+    """
+
+    tree: FileTree | str
+    #: The path the user gave (a folder or an archive).
+    origin: str = ""
+    archive: bool = False
+    #: What reading left out and why (links leaving the tree, device files...): reasons of code
+    #: ``archive_members_skipped`` (values ``count``, ``why``: the ``archive_*`` reason, ``example``).
+    notes: tuple[Reason, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Simulated:
+    """A simulated machine: a catalogue name (``gpunuma machines``) or a captured host's snapshot path.
+
+    The registry's ``simulated`` source reads it (through the chosen source, so the production parsing runs),
+    and the binding goes through its simulated kernel, so nothing on this machine changes.
+    """
+
+    name: str
+
+
+# -- the one configuration value -----------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Options:
+    """How to bind, decided once by :func:`configure`: the adapters, the machine, the policy and the switches.
+
+    ``source``/``binder`` are registry names or adapter instances (``binder=None``: libnuma, else raw
+    syscalls). ``machine`` is what named sources read: this machine (None), a :class:`CapturedTree` or a
+    :class:`Simulated` machine. ``enabled=False`` (``GPUNUMA_BIND=0``) swaps in the no-op binder whatever was
+    given. ``require`` raises :class:`~gpunuma.errors.NotBoundError` when nothing gets bound; ``require_local``
+    also when the binding would not be on the GPU's own node (the plan's ``elsewhere``), binding nothing then.
+    ``problems`` are the values not understood and replaced by their defaults (best-effort mode).
+    """
+
+    source: str | TopologySource = "auto"
+    binder: str | Binder | None = None
+    machine: CapturedTree | Simulated | None = None
+    policy: Policy = Policy()
+    strict: bool = False
+    enabled: bool = True
+    require: bool = False
+    require_local: bool = False
+    #: Hand the binding's environment to the children a launcher starts (``GPUNUMA_CHILD_ENV``).
+    child_env: bool = True
+    label: str | None = None
+    problems: tuple[Reason, ...] = ()
+
+    @property
+    def method(self) -> str:
+        """The name reports give the binder before it is built."""
+        if not self.enabled:
+            return "noop"
+        if self.binder is None:
+            return "libnuma"
+        return self.binder if isinstance(self.binder, str) else str(getattr(self.binder, "name", "?"))
+
+
+# -- reading one value -------------------------------------------------------------------------------
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    value = raw.strip().lower()
+def _flag(text: str) -> bool:
+    value = text.lower()
     if value in _TRUE:
         return True
     if value in _FALSE:
         return False
-    raise SettingsError(f"{name}={_shown(raw)}: expected one of 1/0, true/false, yes/no, on/off")
+    raise ValueError("expected one of 1/0, true/false, yes/no, on/off")
 
 
-__all__ = ["Settings", "SettingsError", "hand_down", "in_ray_worker", "is_ray_worker", "read_gpu_environment"]
+def _choice(enum: type[Enum]) -> Callable[[str], Enum]:
+    def read(text: str) -> Enum:
+        try:
+            return enum(text.lower())
+        except ValueError:
+            raise ValueError(f"expected one of {', '.join(str(member.value) for member in enum)}") from None
+
+    return read
 
 
-def _choice(env: Mapping[str, str], name: str, enum: type[_E], default: str) -> _E:
-    raw = env.get(name, "")
+def _source(text: str) -> str:
+    if text.lower() not in SOURCE_NAMES:
+        raise ValueError(f"expected one of {', '.join(SOURCE_NAMES)}")
+    return text.lower()
+
+
+def _require(text: str) -> bool | str:
+    """``GPUNUMA_REQUIRE``: a flag, or ``local`` (required, and on the GPU's own node)."""
+    if text.lower() == "local":
+        return "local"
     try:
-        return enum(raw.strip().lower() or default)
+        return _flag(text)
     except ValueError:
-        allowed = ", ".join(str(member.value) for member in enum)
-        raise SettingsError(f"{name}={_shown(raw)}: expected one of {allowed}") from None
+        raise ValueError("expected 1/0 (or true/false, yes/no, on/off) or local") from None
 
 
-def _share(env: Mapping[str, str]) -> Share | None:
-    raw = env.get("GPUNUMA_SHARE", "").strip()
-    if not raw:
-        return None
-    try:
-        return Share.parse(raw)
-    except ValueError as err:  # PolicyError: the text or the numbers
-        raise SettingsError(f"GPUNUMA_SHARE={_shown(raw)}: {err}") from None
-
-
-def _reserve(env: Mapping[str, str]) -> int:
-    raw = env.get("GPUNUMA_RESERVE", "").strip()
-    if not raw:
-        return 0
-    cores = decimal(raw) if len(raw) <= 6 else None
+def _cores(text: str) -> int:
+    cores = decimal(text) if len(text) <= 6 else None
     if cores is None:
-        raise SettingsError(f"GPUNUMA_RESERVE={_shown(raw)}: expected a whole number of cores, 0 or more")
+        raise ValueError("expected a whole number of cores, 0 or more")
     return cores
 
 
 @dataclass(frozen=True, slots=True)
-class Settings:
-    """The binding settings that ``GPUNUMA_*`` variables give, with the library's defaults."""
+class Setting:
+    """One switch: the field of :class:`Options` (or of its :class:`Policy`) it sets, its variable and flag,
+    how its text is read (``ValueError`` saying what was expected), and its default."""
 
-    enabled: bool = True
-    strict: bool = False
-    source: str = "auto"
-    policy: Policy = Policy()
-    #: Raise when nothing gets bound (``GPUNUMA_REQUIRE``).
-    require: bool = False
-    #: Raise, binding nothing, when the binding would not be on the GPU's own node (``GPUNUMA_REQUIRE=local``).
-    require_local: bool = False
-    #: Hand the binding's environment to children started bound (``GPUNUMA_CHILD_ENV``).
-    child_env: bool = True
-    #: The simulated machine or captured host to run on instead of this one (``GPUNUMA_SIMULATE``).
-    simulate: str | None = None
-    #: Values not understood, each replaced by its default (best-effort mode): reasons of code
-    #: ``setting_not_understood`` (values ``variable``, ``problem``), whose text is the error's.
-    problems: tuple[str, ...] = ()
-
-    @classmethod
-    def from_env(
-        cls,
-        env: Mapping[str, str] | None = None,
-        *,
-        strict: bool | None = None,
-        ignore: Collection[str] = (),
-        warn: bool = True,
-    ) -> Settings:
-        """Read the ``GPUNUMA_*`` variables once (``env`` defaults to ``os.environ``).
-
-        A value gpunuma does not understand raises :class:`SettingsError` in strict mode (``strict``,
-        else ``GPUNUMA_STRICT``); in best-effort mode it logs a warning and the default stands.
-        ``ignore`` names variables not to read at all: a caller's own argument (a command-line flag)
-        wins over them, so a bad value there is no mistake. ``warn=False`` (another process's
-        environment, read by ``gpunuma check``) logs nothing: :attr:`problems` still says what was replaced.
-        """
-        env = environment(env)
-        problems: list[str] = []
-
-        def read(name: str, parse: Callable[[], _T], default: _T) -> _T:
-            if name in ignore:
-                return default
-            try:
-                return parse()
-            except SettingsError as err:
-                problems.append(Reason.of("setting_not_understood", variable=name, problem=str(err)))
-                return default
-
-        policy = Policy(
-            cpu_scope=read("GPUNUMA_CPU_SCOPE", lambda: _choice(env, "GPUNUMA_CPU_SCOPE", CpuScope, "node"),
-                           CpuScope.NODE),
-            memory=read("GPUNUMA_MEMORY", lambda: _choice(env, "GPUNUMA_MEMORY", MemoryPolicy, "preferred"),
-                        MemoryPolicy.PREFERRED),
-            override_affinity=read("GPUNUMA_OVERRIDE", lambda: _flag(env, "GPUNUMA_OVERRIDE", False), False),
-            spread_unknown=read("GPUNUMA_SPREAD", lambda: _flag(env, "GPUNUMA_SPREAD", False), False),
-            share=read("GPUNUMA_SHARE", lambda: _share(env), None),
-            reserve=read("GPUNUMA_RESERVE", lambda: _reserve(env), 0),
-        )
-        required = read("GPUNUMA_REQUIRE", lambda: _require(env), cast("bool | str", False))
-        settings = cls(
-            enabled=read("GPUNUMA_BIND", lambda: _flag(env, "GPUNUMA_BIND", True), True),
-            strict=read("GPUNUMA_STRICT", lambda: _flag(env, "GPUNUMA_STRICT", False), False),
-            source=read("GPUNUMA_SOURCE", lambda: _source(env), "auto"),
-            policy=policy,
-            require=required is not False,
-            require_local=required == "local",
-            child_env=read("GPUNUMA_CHILD_ENV", lambda: _flag(env, "GPUNUMA_CHILD_ENV", True), True),
-            simulate=None if "GPUNUMA_SIMULATE" in ignore else (env.get("GPUNUMA_SIMULATE", "").strip() or None),
-            problems=tuple(problems),
-        )
-        if problems:
-            if settings.strict if strict is None else strict:
-                raise SettingsError("; ".join(problems))
-            for problem in problems if warn else ():
-                logger.warning("gpunuma: %s; using the default (best-effort mode)", problem)
-        return settings
+    name: str
+    variable: str | None
+    flag: str | None
+    read: Callable[[str], Any]
+    default: Any
+    #: A switch of binding: commands that bind nothing (``gpunuma topo``, ``check``) neither read nor check it.
+    binding: bool = True
 
 
-def _require(env: Mapping[str, str]) -> bool | str:
-    """``GPUNUMA_REQUIRE``: a flag, or ``local`` (required, and on the GPU's own node)."""
-    if env.get("GPUNUMA_REQUIRE", "").strip().lower() == "local":
-        return "local"
+#: Every switch, in the order they are decided (and their problems listed).
+SETTINGS = (
+    Setting("enabled", "GPUNUMA_BIND", None, _flag, True),
+    Setting("strict", "GPUNUMA_STRICT", "--strict", _flag, False, binding=False),
+    Setting("source", "GPUNUMA_SOURCE", "--source", _source, "auto", binding=False),
+    Setting("machine", "GPUNUMA_SIMULATE", "--simulate", Simulated, None, binding=False),
+    Setting("require", "GPUNUMA_REQUIRE", None, _require, False),
+    Setting("child_env", "GPUNUMA_CHILD_ENV", None, _flag, True),
+    Setting("cpu_scope", "GPUNUMA_CPU_SCOPE", "--scope", _choice(CpuScope), CpuScope.NODE),
+    Setting("memory", "GPUNUMA_MEMORY", "--memory", _choice(MemoryPolicy), MemoryPolicy.PREFERRED),
+    Setting("on_disallowed", None, "--on-disallowed", _choice(Fallback), Fallback.NEAREST),
+    Setting("override_affinity", "GPUNUMA_OVERRIDE", "--override-affinity", _flag, False),
+    Setting("spread_unknown", "GPUNUMA_SPREAD", "--spread-unknown", _flag, False),
+    Setting("share", "GPUNUMA_SHARE", "--share", Share.parse, None),
+    Setting("reserve", "GPUNUMA_RESERVE", "--reserve", _cores, 0),
+)
+#: The switches that make up a :class:`Policy`: a caller's own policy gives them all.
+POLICY_FIELDS = tuple(item.name for item in fields(Policy))
+
+
+def configure(
+    env: Mapping[str, str] | None = None,
+    *,
+    flags: Mapping[str, object] | None = None,
+    binding: bool = True,
+    warn: bool = True,
+    source: str | TopologySource | None = None,
+    binder: str | Binder | None = None,
+    machine: CapturedTree | Simulated | None = None,
+    policy: Policy | None = None,
+    strict: bool | None = None,
+    require: bool | None = None,
+    require_local: bool | None = None,
+    child_env: bool | None = None,
+    label: str | None = None,
+    share: Share | None = None,
+    reserve: int | None = None,
+) -> Options:
+    """The one :class:`Options` of a call: each switch from its explicit argument, else its command-line flag
+    (``flags``, by :data:`SETTINGS` name: text, or a value the parser already made), else its ``GPUNUMA_*``
+    variable in ``env`` (default ``os.environ``), else its default. None means not given.
+
+    A value that decides a switch is the only one read: a variable a flag or an argument replaces is not read
+    at all, so a bad value there is no mistake. ``policy`` gives every policy switch; ``share``/``reserve`` give
+    one (a check of a process started with ``--share``); ``require_local=True`` is ``require`` on the GPU's own node
+    (``GPUNUMA_REQUIRE=local``). ``binding=False`` (a command that binds nothing) reads
+    no switch of binding. A bad flag raises :class:`~gpunuma.errors.SettingsError`; a bad variable raises it in
+    strict mode, else it logs a warning (unless ``warn=False``: another process's environment) and the default
+    stands, said in :attr:`Options.problems`.
+    """
+    check_arguments(
+        source=source, binder=binder, policy=policy, strict=strict, require=require, label=label,
+        require_local=require_local, child_env=child_env,
+    )
+    env = environment(env)
+    given: dict[str, object] = {name: getattr(policy, name) for name in POLICY_FIELDS} if policy is not None else {}
+    # require_local is require on the GPU's own node: either given decides both.
+    required = "local" if require_local else None if require is None and require_local is None else bool(require)
+    explicit = {"source": source, "machine": machine, "strict": strict, "require": required,
+                "child_env": child_env, "share": share, "reserve": reserve}
+    given.update((name, value) for name, value in explicit.items() if value is not None)
+    problems: list[Reason] = []
+    values = {item.name: _decide(item, given, flags or {}, env, binding, problems) for item in SETTINGS}
+    if problems:
+        if values["strict"]:
+            raise SettingsError("; ".join(problems))
+        for problem in problems if warn else ():
+            logger.warning("gpunuma: %s; using the default (best-effort mode)", problem)
+    return Options(
+        source=values["source"],
+        binder=binder,
+        machine=values["machine"],
+        policy=Policy(**{name: values[name] for name in POLICY_FIELDS}),
+        strict=values["strict"],
+        enabled=values["enabled"],
+        require=values["require"] is not False,
+        require_local=values["require"] == "local",
+        child_env=values["child_env"],
+        label=label,
+        problems=tuple(problems),
+    )
+
+
+def _decide(
+    setting: Setting,
+    given: Mapping[str, object],
+    flags: Mapping[str, object],
+    env: Mapping[str, str],
+    binding: bool,
+    problems: list[Reason],
+) -> Any:
+    """One switch: explicit argument > command-line flag > variable > default."""
+    if setting.name in given:
+        return given[setting.name]
+    flag = flags.get(setting.name)
+    if flag is not None and flag is not False:
+        if not isinstance(flag, str):
+            return flag
+        try:
+            return setting.read(flag.strip())
+        except ValueError as err:
+            raise SettingsError(f"argument {setting.flag}: {err}") from None
+    raw = env.get(setting.variable) if setting.variable is not None and (binding or not setting.binding) else None
+    if raw is None or not raw.strip():
+        return setting.default
     try:
-        return _flag(env, "GPUNUMA_REQUIRE", False)
-    except SettingsError:
-        raise SettingsError(f"GPUNUMA_REQUIRE={_shown(env['GPUNUMA_REQUIRE'])}: expected 1/0 (or true/false, yes/no, "
-                            "on/off) or local") from None
+        return setting.read(raw.strip())
+    except ValueError as err:
+        problem = f"{setting.variable}={_shown(raw)}: {err}"
+        problems.append(Reason.of("setting_not_understood", variable=setting.variable, problem=problem))
+        return setting.default
 
 
-def _source(env: Mapping[str, str]) -> str:
-    raw = env.get("GPUNUMA_SOURCE", "")
-    source = raw.strip().lower() or "auto"
-    if source not in SOURCE_NAMES:  # the message quotes the value as it was set, not as it was lowered
-        raise SettingsError(f"GPUNUMA_SOURCE={_shown(raw)}: expected one of {', '.join(SOURCE_NAMES)}")
-    return source
+def check_arguments(
+    *,
+    source: object = None,
+    binder: object = None,
+    policy: object = None,
+    strict: object = None,
+    require: object = None,
+    label: object = None,
+    root: object = "/",
+    require_local: object = None,
+    child_env: object = None,
+) -> None:
+    """A wrong kind of argument is a typed error naming it, before anything reads it (``policy="exclusive"``).
+
+    The entry points' keyword arguments have their checks here: adapters (:class:`UnknownSourceError`), the
+    policy (:class:`PolicyError`), the switches, the label and the root (:class:`SettingsError`). A wrong kind is
+    a programming error: it raises whatever the mode, where a problem of the machine is best-effort.
+    """
+    switches = (("strict", strict), ("require_bound", require), ("require_local", require_local),
+                ("child_env", child_env))
+    for name, switch in switches:
+        if switch is not None and not isinstance(switch, bool):
+            raise SettingsError(f"{name}={switch!r:.80}: expected True, False or None (None: its GPUNUMA_* variable)")
+    if label is not None and not isinstance(label, str):
+        raise SettingsError(f"label={label!r:.80}: expected text naming this process in the log, or None")
+    if not isinstance(root, (str, os.PathLike, FileTree, CapturedTree)):
+        raise SettingsError(f"root={root!r:.80}: expected a path, such as '/' (this machine), or a captured tree")
+    if policy is not None and not isinstance(policy, Policy):
+        raise PolicyError(f"policy={policy!r:.80}: expected a Policy, e.g. Policy(cpu_scope='exclusive')")
+    if source is not None and not isinstance(source, str) and not (
+        callable(getattr(source, "read", None)) and callable(getattr(source, "allowed", None))
+    ):
+        raise UnknownSourceError(f"source={source!r:.80}: expected a name or an object with read() and allowed()")
+    if binder is not None and not isinstance(binder, str) and not callable(getattr(binder, "apply", None)):
+        raise UnknownSourceError(f"binder={binder!r:.80}: expected a binder name or an object with apply(plan)")
 
 
 def _shown(raw: str) -> str:

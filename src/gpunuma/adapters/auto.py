@@ -23,8 +23,7 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-from gpunuma.adapters.nvml import NvmlTopology
-from gpunuma.adapters.sysfs import SysfsTopology
+from gpunuma.adapters.nvml import import_pynvml, read_nvml_gpus
 from gpunuma.core.model import Gpu, MigDevice, Topology
 from gpunuma.core.pci import normalize_bus_id
 from gpunuma.core.plan import Allowed
@@ -38,37 +37,29 @@ logger = logging.getLogger(__name__)
 class AutoTopology:
     """A :class:`~gpunuma.core.ports.TopologySource` combining sysfs and (when it works) NVML.
 
-    ``nvml`` is passed to :class:`NvmlTopology` (None: import ``pynvml``); ``sysfs`` is the
-    kernel source (None: ``SysfsTopology(root=root)``). ``without_nvml`` says why NVML must not be
-    asked (a captured tree: this machine's NVML does not describe it); the note carries it.
-    ``nvml_when`` is ``always`` (whenever NVML starts: ``gpunuma topo``, the default) or ``needed``
-    (only for what sysfs cannot answer, see :func:`nvml_needs`).
+    ``sysfs`` is the kernel source; ``nvml`` the ``pynvml`` module or a stand-in with its names (None:
+    ``pynvml``, imported when NVML is asked). ``without_nvml`` says why NVML must not be asked (a captured
+    tree: this machine's NVML does not describe it); the note carries it. ``nvml_when`` is ``always``
+    (whenever NVML starts: ``gpunuma topo``, the default) or ``needed`` (only for what sysfs cannot answer,
+    see :func:`nvml_needs`).
     """
 
     name = "auto"
 
     def __init__(
         self,
+        *,
+        sysfs: TopologySource,
         nvml: Any | None = None,
-        root: str = "/",
-        sysfs: TopologySource | None = None,
         without_nvml: str | None = None,
         nvml_when: str = "always",
     ) -> None:
         if nvml_when not in NVML_WHEN:
             raise ValueError(f"nvml_when={nvml_when!r}: expected one of {', '.join(NVML_WHEN)}")
-        self._root = root
-        self._sysfs = sysfs
+        self.sysfs = sysfs
         self._nvml = nvml
         self._without_nvml = without_nvml
         self._nvml_when = nvml_when
-
-    @property
-    def sysfs(self) -> TopologySource:
-        """The kernel's view of nodes, CPUs, PCI locality and allowed sets."""
-        if self._sysfs is None:
-            self._sysfs = SysfsTopology(root=self._root)
-        return self._sysfs
 
     def allowed(self) -> Allowed:
         """The kernel's cpuset and affinity for this process."""
@@ -82,9 +73,10 @@ class AutoTopology:
             return replace(base, source="auto(sysfs)", notes=(*base.notes, note))
         if self._nvml_when == "needed" and not nvml_needs(base):
             return replace(base, source="auto(sysfs)")
-
         try:
-            found = NvmlTopology(nvml=self._nvml, sysfs=self.sysfs).read_gpus(base)
+            if self._nvml is None:
+                self._nvml = import_pynvml()
+            found = read_nvml_gpus(self._nvml, base)
         except NvmlError as err:
             note = Reason.of("nvml_not_used", error=str(err))
             return replace(base, source="auto(sysfs)", notes=(*base.notes, note))

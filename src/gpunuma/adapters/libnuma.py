@@ -15,10 +15,7 @@ from typing import Any, TypeVar
 from gpunuma.adapters import guard
 from gpunuma.adapters.mempolicy import MempolicySyscalls
 from gpunuma.adapters.process import ProcessBinder, errno_word
-from gpunuma.adapters.syscall import SyscallBinder
 from gpunuma.core.kernel_policy import Mempolicy, Mode
-from gpunuma.core.ports import Binder
-from gpunuma.core.reasons import Reason
 from gpunuma.errors import BindError, LibraryNotFoundError
 
 _R = TypeVar("_R")
@@ -223,15 +220,3 @@ class LibnumaBinder(ProcessBinder):
     ) -> None:
         super().__init__(LibnumaMemory(library), proc_root=proc_root, sys_root=sys_root)
         self.library = library
-
-
-def default_binder(*, library: str = "libnuma.so.1", proc_root: str = "/proc", sys_root: str = "/sys") -> Binder:
-    """LibnumaBinder, or SyscallBinder when libnuma is missing or refuses; its reports say which."""
-    try:
-        return LibnumaBinder(library, proc_root=proc_root, sys_root=sys_root)
-    except BindError as err:
-        return SyscallBinder(
-            proc_root=proc_root,
-            sys_root=sys_root,
-            notes=(Reason.of("libnuma_not_used", error=str(err)),),
-        )

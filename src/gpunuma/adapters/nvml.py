@@ -10,7 +10,6 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.core.cpuset import CpuSet, node_list
 from gpunuma.core.model import Gpu, MigDevice, Topology
 from gpunuma.core.pci import BusId, normalize_bus_id
@@ -68,34 +67,22 @@ class _Session:
 class NvmlTopology:
     """A :class:`~gpunuma.core.ports.TopologySource` that reads GPUs through NVML.
 
-    ``nvml`` is the ``pynvml`` module or a stand-in with its names (None: import ``pynvml``);
-    ``sysfs`` is the source of nodes, CPUs and :meth:`allowed` (None: ``SysfsTopology("/")``).
+    ``sysfs`` is the source of nodes, CPUs and :meth:`allowed`; ``nvml`` is the ``pynvml`` module or a
+    stand-in with its names (None: ``pynvml``, imported on first use).
     """
 
     name = "nvml"
 
-    def __init__(self, nvml: Any | None = None, sysfs: TopologySource | None = None) -> None:
+    def __init__(self, *, sysfs: TopologySource, nvml: Any | None = None) -> None:
+        self.sysfs = sysfs
         self._nvml = nvml
-        self._sysfs = sysfs
 
-    # -- collaborators ----------------------------------------------------------------
     @property
     def nvml(self) -> Any:
         """The injected NVML module, or ``pynvml`` imported on first use."""
         if self._nvml is None:
-            try:
-                import pynvml
-            except ImportError as err:
-                raise NvmlError("pynvml is not installed: pip install gpunuma[nvml]") from err
-            self._nvml = pynvml
+            self._nvml = import_pynvml()
         return self._nvml
-
-    @property
-    def sysfs(self) -> TopologySource:
-        """The kernel's view, used for nodes, CPUs and allowed sets."""
-        if self._sysfs is None:
-            self._sysfs = SysfsTopology(root="/")
-        return self._sysfs
 
     # -- port -------------------------------------------------------------------------
     def read(self) -> Topology:
@@ -112,74 +99,87 @@ class NvmlTopology:
         return self.sysfs.allowed()
 
     def read_gpus(self, base: Topology) -> NvmlGpus:
-        """Every GPU NVML sees, its locality interpreted against ``base``'s nodes.
+        """Every GPU NVML sees, its locality interpreted against ``base``'s nodes (:func:`read_nvml_gpus`)."""
+        return read_nvml_gpus(self.nvml, base)
 
-        Initialises NVML once and always shuts it down, also when a call fails.
-        """
-        nvml = self.nvml
+
+def import_pynvml() -> Any:
+    """``pynvml``, an optional dependency: a missing one is an :class:`~gpunuma.errors.NvmlError`."""
+    try:
+        import pynvml
+    except ImportError as err:
+        raise NvmlError("pynvml is not installed: pip install gpunuma[nvml]") from err
+    return pynvml
+
+
+def read_nvml_gpus(nvml: Any, base: Topology) -> NvmlGpus:
+    """Every GPU ``nvml`` (``pynvml`` or a stand-in) sees, its locality interpreted against ``base``'s nodes.
+
+    Initialises NVML once and always shuts it down, also when a call fails.
+    """
+    try:
+        nvml.nvmlInit()
+    except nvml.NVMLError as err:
+        code = getattr(err, "value", None)
+        hint = _HINTS.get(code, "NVML could not start") if isinstance(code, int) else "NVML could not start"
+        raise NvmlError(f"nvmlInit failed: {_error_name(err)} (code {code}): {hint}", code=code) from err
+    try:
+        return _read_devices(_Session(nvml), base)
+    finally:
         try:
-            nvml.nvmlInit()
+            nvml.nvmlShutdown()
         except nvml.NVMLError as err:
-            code = getattr(err, "value", None)
-            hint = _HINTS.get(code, "NVML could not start") if isinstance(code, int) else "NVML could not start"
-            raise NvmlError(f"nvmlInit failed: {_error_name(err)} (code {code}): {hint}", code=code) from err
-        try:
-            return self._read_devices(_Session(nvml), base)
-        finally:
-            try:
-                nvml.nvmlShutdown()
-            except nvml.NVMLError as err:
-                # A failing shutdown must not hide the read's own result or error.
-                logger.debug("nvmlShutdown failed: %s", err)
+            # A failing shutdown must not hide the read's own result or error.
+            logger.debug("nvmlShutdown failed: %s", err)
 
-    # -- per device -------------------------------------------------------------------
-    def _read_devices(self, session: _Session, base: Topology) -> NvmlGpus:
-        top_notes: list[str] = []
-        count = session.call(top_notes, "nvmlDeviceGetCount", default=0)
-        gpus: list[Gpu] = []
-        for index in range(count):
-            notes: list[str] = []
-            handle = session.call(notes, "nvmlDeviceGetHandleByIndex", index)
-            pci = session.call(notes, "nvmlDeviceGetPciInfo", handle) if handle is not None else None
-            if pci is None:
-                top_notes.append(Reason.of("nvml_gpu_skipped", index=index, why="; ".join(notes)))
-                continue
-            text = _text(pci.busId) or _text(pci.busIdLegacy) or ""
-            bus = BusId.parse(text)
-            if bus is None:
-                top_notes.append(Reason.of("nvml_bus_id_malformed", index=index, text=quoted(text)))
-                continue
-            gpus.append(self._read_device(session, base, index, handle, bus, notes))
-        return NvmlGpus(tuple(gpus), tuple(top_notes))
 
-    def _read_device(
-        self, session: _Session, base: Topology, index: int, handle: Any, bus: BusId, notes: list[str]
-    ) -> Gpu:
-        nvml = session.nvml
-        uuid = _text(session.call(notes, "nvmlDeviceGetUUID", handle))
-        name = _text(session.call(notes, "nvmlDeviceGetName", handle))
-        memory_node = session.call(notes, "nvmlDeviceGetNumaNodeId", handle)
-        cpu_words = max(1, (max(base.all_cpus, default=0) + 64) // 64)
-        node_words = max(1, (max((n.id for n in base.nodes), default=0) + 64) // 64)
-        local = _affinity(session, handle, cpu_words, notes)
-        memory_words = session.call(
-            notes, "nvmlDeviceGetMemoryAffinity", handle, node_words, nvml.NVML_AFFINITY_SCOPE_NODE
-        )
-        affinity_nodes = tuple(CpuSet.from_nvml_words(list(memory_words))) if memory_words is not None else ()
-        numa_node = _cpu_node(base, local, notes)
-        return Gpu(
-            index=index,
-            pci_bus_id=bus.sysfs,
-            uuid=uuid,
-            vendor="nvidia",
-            numa_node=numa_node,
-            local_cpus=local,
-            memory_node=memory_node if isinstance(memory_node, int) and memory_node >= 0 else None,
-            affinity_nodes=affinity_nodes,
-            mig_devices=_mig_devices(session, handle, index, notes),
-            name=name,
-            notes=tuple(notes),
-        )
+# -- per device -------------------------------------------------------------------
+def _read_devices(session: _Session, base: Topology) -> NvmlGpus:
+    top_notes: list[str] = []
+    count = session.call(top_notes, "nvmlDeviceGetCount", default=0)
+    gpus: list[Gpu] = []
+    for index in range(count):
+        notes: list[str] = []
+        handle = session.call(notes, "nvmlDeviceGetHandleByIndex", index)
+        pci = session.call(notes, "nvmlDeviceGetPciInfo", handle) if handle is not None else None
+        if pci is None:
+            top_notes.append(Reason.of("nvml_gpu_skipped", index=index, why="; ".join(notes)))
+            continue
+        text = _text(pci.busId) or _text(pci.busIdLegacy) or ""
+        bus = BusId.parse(text)
+        if bus is None:
+            top_notes.append(Reason.of("nvml_bus_id_malformed", index=index, text=quoted(text)))
+            continue
+        gpus.append(_read_device(session, base, index, handle, bus, notes))
+    return NvmlGpus(tuple(gpus), tuple(top_notes))
+
+
+def _read_device(session: _Session, base: Topology, index: int, handle: Any, bus: BusId, notes: list[str]) -> Gpu:
+    nvml = session.nvml
+    uuid = _text(session.call(notes, "nvmlDeviceGetUUID", handle))
+    name = _text(session.call(notes, "nvmlDeviceGetName", handle))
+    memory_node = session.call(notes, "nvmlDeviceGetNumaNodeId", handle)
+    cpu_words = max(1, (max(base.all_cpus, default=0) + 64) // 64)
+    node_words = max(1, (max((n.id for n in base.nodes), default=0) + 64) // 64)
+    local = _affinity(session, handle, cpu_words, notes)
+    memory_words = session.call(
+        notes, "nvmlDeviceGetMemoryAffinity", handle, node_words, nvml.NVML_AFFINITY_SCOPE_NODE
+    )
+    affinity_nodes = tuple(CpuSet.from_nvml_words(list(memory_words))) if memory_words is not None else ()
+    numa_node = _cpu_node(base, local, notes)
+    return Gpu(
+        index=index,
+        pci_bus_id=bus.sysfs,
+        uuid=uuid,
+        vendor="nvidia",
+        numa_node=numa_node,
+        local_cpus=local,
+        memory_node=memory_node if isinstance(memory_node, int) and memory_node >= 0 else None,
+        affinity_nodes=affinity_nodes,
+        mig_devices=_mig_devices(session, handle, index, notes),
+        name=name,
+        notes=tuple(notes),
+    )
 
 
 def _text(value: str | bytes | None) -> str | None:

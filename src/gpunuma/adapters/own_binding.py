@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import os
 
+from gpunuma.adapters.mempolicy import MempolicySyscalls
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.kernel_policy import Mempolicy, Mode
 from gpunuma.core.rebind import OwnBinding, next_record
+from gpunuma.errors import GpunumaError
 from gpunuma.settings import inherited_own_binding
 
 _record: OwnBinding | None = None
@@ -89,3 +91,30 @@ def forget() -> None:
 def user_set(policy: Mempolicy | None) -> Mempolicy | None:
     """``policy`` unless it is the default one (MPOL_DEFAULT: nobody set anything)."""
     return None if policy is None or policy.mode is Mode.DEFAULT else policy
+
+
+class ThisProcess:
+    """What only the calling process can tell of itself: its calling thread's memory policy (``get_mempolicy``
+    through ``syscalls``, default this machine's) and gpunuma's own record of its binding.
+
+    The composition root gives it to a source that reads this very process on this machine, so the process's
+    own earlier binding is seen through; a source without it reads the policy from ``numa_maps``.
+    """
+
+    def __init__(self, syscalls: MempolicySyscalls | None = None) -> None:
+        self._syscalls = syscalls
+
+    def __repr__(self) -> str:
+        return "ThisProcess()"
+
+    def mempolicy(self) -> Mempolicy | None:
+        """The calling thread's memory policy when someone set one (None: the default, or unreadable)."""
+        try:
+            syscalls = self._syscalls if self._syscalls is not None else MempolicySyscalls()
+            return user_set(syscalls.get())
+        except (OSError, GpunumaError):
+            return None
+
+    def own(self) -> OwnBinding | None:
+        """gpunuma's own record of this process's binding (:func:`current`)."""
+        return current()

@@ -37,8 +37,8 @@ class SyscallMemory:
 class SyscallBinder(ProcessBinder):
     """The process binder with raw syscalls setting the memory policy; the fallback when libnuma is absent.
 
-    ``notes`` are added to every report (``default_binder`` says why libnuma was not used); the other
-    arguments are :class:`ProcessBinder`'s.
+    ``notes`` are added to every report (:func:`gpunuma.compose.default_binder` says why libnuma was not
+    used); the other arguments are :class:`ProcessBinder`'s.
     """
 
     name = "syscall"

@@ -12,12 +12,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gpunuma.adapters import own_binding
 from gpunuma.adapters.devices import device_minor, read_device_access, render_nodes
 from gpunuma.adapters.files import HOST, files_of
 from gpunuma.adapters.kernel_view import numa_maps_policy
-from gpunuma.adapters.mempolicy import MempolicySyscalls
-from gpunuma.adapters.own_binding import user_set
+from gpunuma.adapters.own_binding import ThisProcess, user_set
 from gpunuma.adapters.procfs import (
     parse_cpulist,
     parse_cpumask,
@@ -35,13 +33,12 @@ from gpunuma.adapters.sysfs_nodes import read_nodes
 from gpunuma.core.cpuset import BLANK, CpuSet
 from gpunuma.core.exposure import DeviceIds, usable_gpus
 from gpunuma.core.filetree import FileTree
-from gpunuma.core.kernel_policy import Mempolicy
 from gpunuma.core.model import CacheDomain, Gpu, Nic, Topology
 from gpunuma.core.pci import in_bus_order
 from gpunuma.core.plan import Allowed
 from gpunuma.core.ports import KernelFiles
 from gpunuma.core.reasons import Reason
-from gpunuma.errors import GpunumaError, TopologyUnavailableError
+from gpunuma.errors import TopologyUnavailableError
 
 _VENDORS = {0x10DE: "nvidia", 0x1002: "amd", 0x8086: "intel"}
 #: PCI base class + subclass of a GPU: VGA, 3D controller, other display controller.
@@ -59,14 +56,6 @@ def _info_fields(text: str, keys: tuple[str, ...]) -> dict[str, str]:
         if key in keys:
             fields[key] = value.strip(BLANK)
     return fields
-
-
-def _own_mempolicy() -> Mempolicy | None:
-    """The calling thread's memory policy when someone set one (None: the default, or unreadable)."""
-    try:
-        return user_set(MempolicySyscalls().get())
-    except (OSError, GpunumaError):
-        return None
 
 
 def _pci_paths(root: str, files: KernelFiles) -> PciPaths:
@@ -93,10 +82,15 @@ class SysfsTopology:
     GPUs and RDMA NICs, but not each CPU's core and socket (``Topology.cpus`` is empty), the cache
     domains nor each node's memory size. On a DGX H100 that is ~40 small reads (and ~50 for its 12
     NICs) instead of ~200; the socket, exclusive and cache scopes, shares and reserved cores need the
-    layout, and :mod:`gpunuma.compose` asks for it only then.
+    layout.
 
     ``gpus=False`` skips the PCI bus altogether (no GPU, no NIC, no PCIe ancestry: ~100 of the ~150 reads of a
     DGX H100's node-scope read): a plan for an explicit node and no GPU (``bind_to_node``) uses none of them.
+    What a plan needs is the planner's to say (:func:`gpunuma.core.planner.topology_needs`).
+
+    ``process`` reads what only the calling process can tell of itself (its thread's memory policy, gpunuma's
+    own earlier binding): given when this source reads this very process on this machine; without it the
+    memory policy of :meth:`allowed` comes from ``numa_maps``.
     """
 
     name = "sysfs"
@@ -109,6 +103,7 @@ class SysfsTopology:
         nvidia_visible_devices: str | None = None,
         layout: bool = True,
         gpus: bool = True,
+        process: ThisProcess | None = None,
     ) -> None:
         # Plain string paths: pathlib costs more per join than the read itself.
         self.root, self.files = files_of(root)
@@ -116,6 +111,7 @@ class SysfsTopology:
         self.nvidia_visible_devices = nvidia_visible_devices
         self.layout = layout
         self.gpus = gpus
+        self.process = process
 
     def __repr__(self) -> str:
         where = self.root if self.files is HOST else self.files
@@ -169,28 +165,17 @@ class SysfsTopology:
                 cpus = captured.cpus & online
                 return Allowed(cpus=cpus, mems=captured.mems & mems, affinity=cpus)
             return Allowed(cpus=online, mems=mems, affinity=online)
-        if self._live():
+        if self.process is not None:
             # This very process: its calling thread's policy, and gpunuma's own earlier binding seen through.
-
-            return read_allowed(self.root, self.pid, mempolicy=_own_mempolicy(), own=own_binding.current())
-
+            return read_allowed(self.root, self.pid, mempolicy=self.process.mempolicy(), own=self.process.own())
         policy = numa_maps_policy(os.path.join(self.root, "proc", str(self.pid), "numa_maps"), files)
         return read_allowed(self.root, self.pid, mempolicy=user_set(policy), files=files)
 
-    def _this_machine(self) -> bool:
-        """Whether the files read are this machine's own (``/`` of this host)."""
-        return self.files is HOST and os.path.realpath(self.root) == "/"
-
-    def _live(self) -> bool:
-        """Whether this source reads the calling process itself on this machine."""
-        return str(self.pid) in ("self", str(os.getpid())) and self._this_machine()
-
     def _without_process(self) -> bool:
-        """A captured tree (not this machine's ``/``) without the capturing process's status."""
+        """A tree without the capturing process's status (hwloc-gather keeps none; this machine always has one)."""
         status = self._path("proc/self/status")
         return (
             self.pid == "self"
-            and not self._this_machine()
             # A symlink loop or a directory in its place is a broken status, not a missing one.
             and not self.files.exists(status)
             and self.files.readlink(status) is None

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import gpunuma
 from gpunuma import compose, metrics
-from gpunuma.compose import Options, ShareSlots
+from gpunuma.compose import ShareSlots
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.kernel_policy import Mempolicy
 from gpunuma.core.model import Topology
@@ -42,7 +42,7 @@ from gpunuma.core.ports import Binder, TopologySource
 from gpunuma.core.reasons import Reason
 from gpunuma.core.report import BindingReport, KernelView
 from gpunuma.errors import BindError, GpunumaError, NotBoundError, TopologyUnavailableError
-from gpunuma.settings import is_ray_worker, worker_rank
+from gpunuma.settings import Options, configure, is_ray_worker, worker_rank
 
 if TYPE_CHECKING:  # a tool: the actor loads it only when verify is called
     from gpunuma.tools.check import CheckResult
@@ -80,7 +80,7 @@ def bind_this_process(
     (``GPUNUMA_STRICT=1``) or ``require_bound`` (``GPUNUMA_REQUIRE=1``): nothing bound then raises
     :class:`~gpunuma.errors.NotBoundError`.
     """
-    options = Options.from_env(
+    options = configure(
         source=source, binder=binder, policy=policy, strict=strict, label=label, require=require_bound,
         require_local=require_local,
     )
@@ -434,7 +434,7 @@ def _binder_for_hook(
     label: str | None,
 ) -> Callable[[bool], BindingReport]:
     def bind(rebind: bool) -> BindingReport:
-        options = Options.from_env(
+        options = configure(
             source=source, binder=binder, policy=policy, strict=strict, label=label, require=require_bound,
             require_local=require_local,
         )

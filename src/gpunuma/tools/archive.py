@@ -33,12 +33,12 @@ import stat
 import tarfile
 import zlib
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any
 
 from gpunuma.core.filetree import FileTree
 from gpunuma.core.reasons import Reason
 from gpunuma.errors import SnapshotError
+from gpunuma.settings import CapturedTree
 
 #: Bounds on what one tree may hold: a DGX snapshot is ~5,000 members and a few MB; an
 #: ``hwloc-gather-topology --io`` archive of a large host ~100,000 members and ~10 MB of files.
@@ -67,23 +67,6 @@ _GNU_LONG = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
 _PAX = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
 #: How a regular file of a captured folder is opened: never through a link, never blocking on a FIFO.
 _OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-
-
-@dataclass(frozen=True)
-class CapturedTree:
-    """A captured machine's files, held in memory: ``tree`` holds ``sys/`` (and ``proc/``) as the kernel showed them.
-
-    The tree's root is the path the user gave, then ``:`` and the folder in the archive that holds ``sys/``
-    (``host.tar.gz:/host``), so its files are named as they are in the archive and never as a file of this machine.
-    """
-
-    tree: FileTree
-    #: The path the user gave (a folder or an archive).
-    origin: str
-    archive: bool
-    #: What reading left out and why (links leaving the tree, device files...): reasons of code
-    #: ``archive_members_skipped`` (values ``count``, ``why``: the ``archive_*`` reason, ``example``).
-    notes: tuple[Reason, ...] = ()
 
 
 def open_tree(path: str | os.PathLike[str]) -> CapturedTree:

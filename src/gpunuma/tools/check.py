@@ -28,7 +28,7 @@ from gpunuma.core.kernel_policy import Mode
 from gpunuma.core.numbers import decimal
 from gpunuma.core.pages import Pages
 from gpunuma.core.plan import BindingPlan
-from gpunuma.core.planner import explicit_node_id
+from gpunuma.core.planner import TopologyNeeds, explicit_node_id
 from gpunuma.core.policy import MemoryPolicy, Policy, Share
 from gpunuma.core.ports import TopologySource
 from gpunuma.core.readback import Drift, Repair, compare, drift, narrowed_within
@@ -36,7 +36,7 @@ from gpunuma.core.reasons import Reason, codes, details
 from gpunuma.core.rebind import OwnBinding
 from gpunuma.core.report import BindingReport, KernelView
 from gpunuma.errors import GpunumaError, GpuResolutionError, InvalidNodeError, SettingsError, TopologyUnavailableError
-from gpunuma.settings import Settings, inherited_own_binding
+from gpunuma.settings import CapturedTree, Simulated, check_arguments, configure, inherited_own_binding
 from gpunuma.tools.terminal import visible
 
 #: Set by Ray's raylet in every worker's environment at start.
@@ -201,7 +201,7 @@ def check_process(
     pid: int | str = "self",
     *,
     source: str | TopologySource = "auto",
-    root: str | Path | FileTree = "/",
+    root: str | Path | FileTree | CapturedTree = "/",
     policy: Policy | None = None,
     gpus: Sequence[int | str] | None = None,
     physical: Sequence[int | str] | None = None,
@@ -232,7 +232,7 @@ def check_process(
     # Misuse raises before anything is read, as it does for bind_to_gpu: each argument's kind, then its size.
     pid = _pid_arg(pid)
     gpus, physical = id_list(gpus, "gpus"), id_list(physical, "physical")  # one id or several
-    compose.check_arguments(source=source, policy=policy, root=root)
+    check_arguments(source=source, policy=policy, root=root)
     share = Share.coerce(share)
     if reserve is not None:
         reserve = replace(Policy(), reserve=reserve).reserve
@@ -240,31 +240,30 @@ def check_process(
         node = explicit_node_id(node)
     if simulate is not None and not isinstance(simulate, str):
         raise SettingsError(f"simulate={simulate!r:.80}: expected a simulated machine's name or a snapshot's path")
-    if simulate is None:
-        simulate = Settings.from_env(strict=False, warn=False).simulate
+    machine = _machine(root, simulate)
     result = _check_process(
-        pid, source=source, root=root, policy=policy, gpus=gpus, physical=physical, node=node, share=share,
-        reserve=reserve, simulate=simulate,
+        pid, source=source, machine=machine, policy=policy, gpus=gpus, physical=physical, node=node, share=share,
+        reserve=reserve,
     )
-    return replace(result, memory=compose.process_pages(result.view.pid if _live(root) else pid, root,
-                                                         simulate=simulate))
+    # A captured tree holds its process as proc/self; elsewhere the process is read by its id.
+    pages_of = pid if isinstance(machine, CapturedTree) else result.view.pid
+    return replace(result, memory=compose.process_pages(pages_of, machine))
 
 
 def _check_process(
     pid: int | str = "self",
     *,
     source: str | TopologySource = "auto",
-    root: str | Path | FileTree = "/",
+    machine: CapturedTree | Simulated | None = None,
     policy: Policy | None = None,
     gpus: Sequence[int | str] | None = None,
     physical: Sequence[int | str] | None = None,
     node: int | None = None,
     share: Share | None = None,
     reserve: int | None = None,
-    simulate: str | None = None,
 ) -> CheckResult:
-    """The check of :func:`check_process` (its arguments checked) without the memory read-back."""
-    view, env = compose.process_state(pid, root, simulate=simulate)
+    """The check of :func:`check_process` (its arguments checked, its machine decided) without the memory."""
+    view, env = compose.process_state(pid, machine)
     notes: list[Reason] = []
 
     def without_plan(note: Reason) -> CheckResult:
@@ -280,9 +279,9 @@ def _check_process(
             return without_plan(Reason.of("check_ray_worker", pid=pid, variable=_RAY_WORKER_MARK))
         record = inherited_own_binding(env) if env is not None else None
         if record is not None:
-            nodes = compose.make_source("sysfs", root=root, simulate=simulate, layout=False, gpus=False)
+            nodes = compose.make_source("sysfs", machine=machine, needs=TopologyNeeds(layout=False, gpus=False))
             return _judged(view, _recorded_plan(nodes, record), notes)
-        nothing = _nothing_to_bind(compose.make_source(source, root=root, simulate=simulate, layout=False))
+        nothing = _nothing_to_bind(compose.make_source(source, machine=machine, needs=TopologyNeeds(layout=False)))
         if nothing is not None:
             return CheckResult(view=view, gpus=(), plan=nothing, mismatches=(), notes=tuple(notes))
         if env is None:
@@ -290,33 +289,23 @@ def _check_process(
         return without_plan(Reason.of("check_no_visible_devices"))
     env = env or {}
     try:
-        # The target's own switches: it was bound with its GPUNUMA_* policy, not this command's.
-        overridden = {
-            *(("GPUNUMA_SHARE",) if share is not None else ()),
-            *(("GPUNUMA_RESERVE",) if reserve is not None else ()),
-        }
-        options = compose.Options.from_env(
-            env, source=source, policy=policy, root=root, ignore=overridden, warn=False
-        )
+        # The target's own switches: it was bound with its GPUNUMA_* policy, not this command's; its machine is
+        # the one this check reads.
+        options = configure(env, source=source, policy=policy, share=share, reserve=reserve, warn=False)
         notes.extend(
             Reason.of("check_setting_defaulted", setting=Reason.coerce(problem)) for problem in options.problems
         )
-        if share is not None or reserve is not None:
-            base = options.policy
-            options = replace(options, policy=replace(
-                base, share=base.share if share is None else share, reserve=base.reserve if reserve is None else reserve
-            ))
         # Its affinity is what we check, so an affinity narrowed by the binding must not stop the plan.
-        options = replace(options, policy=replace(options.policy, override_affinity=True), simulate=simulate)
+        options = replace(options, policy=replace(options.policy, override_affinity=True), machine=machine)
         # A captured tree holds its process as proc/self: its cgroup is read there too.
-        allowed_pid = pid if str(pid) == "self" and not _live(root) else view.pid
+        allowed_pid = pid if str(pid) == "self" and machine is not None else view.pid
         plan = compose.plan(
             options,
             gpus=gpus,
             physical=physical,
             node=node,
             environment=GpuEnvironment.from_mapping(env),
-            allowed=compose.process_allowed(allowed_pid, root, simulate=simulate),
+            allowed=compose.process_allowed(allowed_pid, machine),
         )
     except GpuResolutionError:
         if named:  # the caller named a GPU this machine does not have: their mistake, not an unknown
@@ -345,8 +334,18 @@ def _judged(view: KernelView, plan: BindingPlan, notes: list[Reason]) -> CheckRe
                        drift=drift(plan, view))
 
 
-def _live(root: str | Path | FileTree) -> bool:
-    return not isinstance(root, FileTree) and os.path.realpath(root) == "/"
+def _machine(root: str | Path | FileTree | CapturedTree, simulate: str | None) -> CapturedTree | Simulated | None:
+    """The machine a check reads, decided once from its arguments: a simulated one (``simulate``, default this
+    process's ``GPUNUMA_SIMULATE``), a captured tree (``root`` other than ``/``), else this machine (None)."""
+    if simulate is not None:
+        return Simulated(simulate)
+    if isinstance(root, CapturedTree):
+        return root
+    if isinstance(root, FileTree):
+        return CapturedTree(root, origin=root.root)
+    if os.path.realpath(root) != "/":
+        return CapturedTree(os.fspath(root), origin=os.fspath(root))  # a folder, read in place
+    return configure(binding=False, strict=False, warn=False).machine
 
 
 def _recorded_plan(source: TopologySource, record: OwnBinding) -> BindingPlan:

@@ -18,16 +18,16 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, NoReturn, TextIO
 
 from gpunuma import compose, metrics
-from gpunuma.compose import POLICY_VARIABLES, Options, make_source
+from gpunuma.compose import make_source
 from gpunuma.core.model import nearest_nics
 from gpunuma.core.numbers import decimal, integer, natural
 from gpunuma.core.planner import gpu_nodes
-from gpunuma.core.policy import CpuScope, Fallback, MemoryPolicy, Policy, Share
+from gpunuma.core.policy import CpuScope, Fallback, MemoryPolicy
 from gpunuma.core.report import BindingReport
 from gpunuma.errors import (
     CommandError,
@@ -40,7 +40,8 @@ from gpunuma.errors import (
     UnknownSourceError,
 )
 from gpunuma.launch import exec_bound, exec_command
-from gpunuma.registry import SOURCE_NAMES, simulated_source_class
+from gpunuma.registry import SOURCE_NAMES, topology_source_class
+from gpunuma.settings import SETTINGS, CapturedTree, Options, Simulated, configure
 from gpunuma.tools.archive import open_tree
 from gpunuma.tools.check import Verdict, check_process
 from gpunuma.tools.fleet import DEFAULT_TIMEOUT, check_fleet
@@ -140,43 +141,16 @@ _ROOT_HELP = (
 
 
 def _options(args: argparse.Namespace) -> Options:
-    """The command's options, built once: ``GPUNUMA_*`` with the command-line flags winning.
+    """The command's options, decided once (:func:`~gpunuma.settings.configure`): its flags over ``GPUNUMA_*``.
 
-    A bad ``GPUNUMA_*`` value is a :class:`~gpunuma.settings.SettingsError` here in strict mode, before
-    anything runs; in best-effort mode a warning, and the default stands.
+    A bad flag is a usage error; a bad ``GPUNUMA_*`` value is one in strict mode, before anything runs (in
+    best-effort mode a warning, and the default stands). ``topo`` and ``check`` bind nothing: they read no
+    switch of binding. ``--root`` is the captured tree :func:`_run` opened; ``--simulate`` wins over it.
     """
-    takes_policy = hasattr(args, "scope")
-    given = {
-        "GPUNUMA_CPU_SCOPE": getattr(args, "scope", None),
-        "GPUNUMA_MEMORY": getattr(args, "memory", None),
-        "GPUNUMA_OVERRIDE": getattr(args, "override_affinity", False),
-        "GPUNUMA_SPREAD": getattr(args, "spread_unknown", False),
-        "GPUNUMA_SHARE": getattr(args, "share", None),
-        "GPUNUMA_RESERVE": getattr(args, "reserve", None) is not None,
-        "GPUNUMA_SIMULATE": getattr(args, "simulate", None),
-    }
-    # A flag wins over its variable, which is then not read; topo and check take no policy at all.
-    ignore = {name for name, value in given.items() if value}
-    if not takes_policy:  # topo and check bind nothing: the switches of binding are not theirs
-        ignore.update((*POLICY_VARIABLES, "GPUNUMA_BIND", "GPUNUMA_REQUIRE"))
-    options = Options.from_env(
-        source=args.source, strict=getattr(args, "strict", False) or None, root=args.root, ignore=ignore
-    )
-    if getattr(args, "simulate", None) is not None:
-        options = replace(options, simulate=args.simulate)
-    if not hasattr(args, "scope"):  # topo and check take no policy flags
-        return options
-    base = options.policy
-    policy = Policy(
-        cpu_scope=args.scope or base.cpu_scope,
-        memory=args.memory or base.memory,
-        on_disallowed=args.on_disallowed or base.on_disallowed,
-        override_affinity=args.override_affinity or base.override_affinity,
-        spread_unknown=args.spread_unknown or base.spread_unknown,
-        share=Share.parse(args.share) if args.share is not None else base.share,
-        reserve=args.reserve if args.reserve is not None else base.reserve,
-    )
-    return replace(options, policy=policy)
+    flags = {item.name: getattr(args, item.flag[2:].replace("-", "_"), None) for item in SETTINGS if item.flag}
+    if flags["machine"] is None:
+        flags["machine"] = getattr(args, "captured", None)
+    return configure(flags=flags, binding=hasattr(args, "scope"))
 
 
 def _check_gpu_flags(args: argparse.Namespace) -> None:
@@ -282,7 +256,7 @@ def _error_json(err: BaseException, code: ExitCode, message: str | None = None) 
 
 def cmd_topo(args: argparse.Namespace) -> int:
     options = _options(args)
-    topology = make_source(options.source, root=options.root, simulate=options.simulate).read()
+    topology = make_source(options.source, machine=options.machine).read()
     # The node each GPU's plan starts from (planner rule 1), so topo and plan never disagree on it.
     nodes = {index: choice.node for index, choice in gpu_nodes(topology).items()}
     if args.json:
@@ -333,9 +307,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
     # A bad GPUNUMA_* value is a mistake to report (exit 2), never a reason to run unbound.
     options = _options(args)
     # A simulated or captured machine is never this one: the command is shown, not run.
-    captured = getattr(args, "captured", None)
-    simulated = options.simulate
-    shown = simulated is not None or captured is not None or args.dry_run
+    machine = options.machine
+    shown = machine is not None or args.dry_run
 
     try:
         plan = _plan(args, options)
@@ -355,8 +328,10 @@ def cmd_exec(args: argparse.Namespace) -> int:
         raise NotBoundError(BindingReport.not_bound(plan, "exec", ()))
     if shown:
         where = "this machine"
-        if simulated is not None or captured is not None:
-            where = f"simulated {simulated}" if simulated is not None else f"captured {captured}"
+        if isinstance(machine, Simulated):
+            where = f"simulated {machine.name}"
+        elif machine is not None:
+            where = f"captured {machine.origin}"
         if args.json:
             _print_json({"command": argv, "executed": False, "where": where, "plan": plan.to_dict()})
         else:
@@ -383,12 +358,14 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    options = _options(args)
+    options = _options(args)  # its --share and --reserve: what the process was started with
     _check_gpu_flags(args)
+    machine = options.machine
     result = check_process(
-        args.pid, source=options.source, root=options.root, gpus=_gpus(args), physical=_physical(args), node=args.node,
-        share=Share.parse(args.share) if args.share is not None else None, reserve=args.reserve,
-        simulate=options.simulate,
+        args.pid, source=options.source, gpus=_gpus(args), physical=_physical(args), node=args.node,
+        share=options.policy.share, reserve=args.reserve,
+        root=machine if isinstance(machine, CapturedTree) else "/",
+        simulate=machine.name if isinstance(machine, Simulated) else None,
     )
     if args.prometheus:
         labels = metrics.worker_labels(host=visible(socket.gethostname()), pid=result.view.pid, gpus=result.gpus)
@@ -432,7 +409,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
 
 def cmd_machines(args: argparse.Namespace) -> int:
-    simulated = simulated_source_class()
+    simulated = topology_source_class("simulated")
     if args.render is not None:
         if args.name is None:
             raise UsageError("machines --render DIR: name the machine to render (gpunuma machines NAME --render DIR)")
@@ -646,11 +623,9 @@ def _run(args: Any) -> int:
     root = getattr(args, "root", "/")
     if root == "/":
         return int(command(args))
-    captured = open_tree(root)
-    for note in captured.notes:
+    args.captured = open_tree(root)
+    for note in args.captured.notes:
         logger.info("gpunuma: %s: %s", root, note)
-    args.root = captured.tree
-    args.captured = root
     return int(command(args))
 
 

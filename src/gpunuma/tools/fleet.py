@@ -24,7 +24,7 @@ from typing import Any
 
 from gpunuma import metrics
 from gpunuma.errors import FleetError, GpunumaError, MissingDependencyError, SettingsError
-from gpunuma.settings import Settings, ray_address
+from gpunuma.settings import Simulated, configure, ray_address
 from gpunuma.tools.check import CheckResult, Verdict, check_process
 from gpunuma.tools.terminal import visible
 
@@ -282,7 +282,8 @@ def check_node(workers: tuple[FleetWorker, ...]) -> NodeAnswer:
     Runs on the node (a Ray task pinned there).
     """
     started, cpu = time.perf_counter(), time.thread_time()
-    simulate = Settings.from_env(strict=False, warn=False).simulate
+    machine = configure(binding=False, strict=False, warn=False).machine
+    simulate = machine.name if isinstance(machine, Simulated) else None
     checks = []
     for worker in workers:
         try:

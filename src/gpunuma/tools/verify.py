@@ -19,7 +19,7 @@ from gpunuma.core.readback import Drift, Repair, compare, cpu_drift, drift, narr
 from gpunuma.core.reasons import Reason
 from gpunuma.core.report import KernelView
 from gpunuma.errors import GpunumaError
-from gpunuma.settings import Settings
+from gpunuma.settings import configure
 from gpunuma.tools.check import CheckResult
 
 logger = logging.getLogger(__name__)
@@ -99,8 +99,8 @@ def _repair(
 
 def _nothing_in_force() -> CheckResult:
     """This process as the kernel holds it, with no binding to compare with, and why."""
-    simulate = Settings.from_env(strict=False, warn=False).simulate
-    view, _ = compose.process_state("self", simulate=simulate)
+    machine = configure(binding=False, strict=False, warn=False).machine
+    view, _ = compose.process_state("self", machine)
     latest = compose.last_report()
     why = latest.reasons[-1] if latest is not None and latest.reasons else "no binding was attempted"
     return CheckResult(
@@ -109,5 +109,5 @@ def _nothing_in_force() -> CheckResult:
         plan=None,
         mismatches=(),
         notes=(Reason.of("verify_nothing_in_force", why=why),),
-        memory=compose.process_pages("self", simulate=simulate),
+        memory=compose.process_pages("self", machine),
     )

@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from gpunuma.core.cpuset import CpuSet, node_list
 from gpunuma.core.model import Gpu, Nic, NumaNode, Topology, nearest_nics
@@ -67,7 +67,32 @@ from gpunuma.core.policy import CpuScope, MemoryPolicy, Policy, Share
 from gpunuma.core.reasons import Reason
 from gpunuma.errors import InvalidNodeError, PlanError
 
-__all__ = ["Locality", "NodeChoice", "Placement", "explicit_node_id", "gpu_nodes", "gpu_placements", "plan_binding"]
+__all__ = [
+    "Locality", "NodeChoice", "Placement", "TopologyNeeds", "explicit_node_id", "gpu_nodes", "gpu_placements",
+    "plan_binding", "topology_needs",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class TopologyNeeds:
+    """What the rules read of a topology, so a source reads no more (a node-scope bind of a worker reads ~10 files).
+
+    ``layout``: each CPU's core and socket and the last-level cache domains; ``gpus``: the PCI bus (GPUs, RDMA
+    NICs and their PCIe ancestry).
+    """
+
+    layout: bool = True
+    gpus: bool = True
+
+
+def topology_needs(policy: Policy, *, node_only: bool) -> TopologyNeeds:
+    """What a plan under ``policy`` reads: everything for a GPU's plan (its NICs, and whole cores split among the
+    processes of the GPUs sharing its node for their OpenMP places); for an explicit node and no GPU (rule 6) no
+    PCI bus, and the layout only for the socket, exclusive and cache scopes, shares and reserved cores."""
+    if not node_only:
+        return TopologyNeeds()
+    layout = policy.cpu_scope is not CpuScope.NODE or policy.share is not None or policy.reserve > 0
+    return TopologyNeeds(layout=layout, gpus=False)
 
 
 def gpu_placements(topology: Topology, allowed: Allowed, policy: Policy = Policy()) -> dict[int, Placement]:
