@@ -143,7 +143,8 @@ def test_one_log_line_names_node_cpus_and_gpu(dgx, caplog):
     with caplog.at_level(logging.INFO, logger="gpunuma"):
         bind_to_gpu(3, source=source, binder=simulated.kernel(), env={}, label="TP3")
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("gpunuma.")]
-    assert lines == [f"gpunuma: [TP3] bound to NUMA node 0 (CPUs {NODE0}), memory preferred 0 for GPU 3"]
+    # One prefix: the logger's name says gpunuma, the message does not again ("WARNING:gpunuma.compose:...").
+    assert lines == [f"[TP3] bound to NUMA node 0 (CPUs {NODE0}), memory preferred 0 for GPU 3"]
 
 
 def test_sources_and_binders_are_built_by_name(rendered):

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from gpunuma import __version__
+from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.tools.cli import ExitCode, build_parser, main
 
 DATA = Path(__file__).parent / "data"
@@ -53,3 +57,30 @@ def test_topo_and_plan_agree_on_a_gpus_node(capsys, where, node):
     else:
         assert [values["node"] for code, values in planned.items() if code.startswith("gpu_")
                 and "node" in values] == [node]
+
+
+def test_a_line_has_one_gpunuma_prefix_under_a_standard_formatter_and_from_the_command(rendered):
+    import logging
+
+    from gpunuma.api import bind_to_gpu
+    from gpunuma_fakes import machine
+
+    vm = machine("cloud-vm")  # nothing to bind: a WARNING
+    stream = __import__("io").StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter(logging.BASIC_FORMAT))
+    logging.getLogger("gpunuma").addHandler(handler)
+    try:
+        bind_to_gpu(0, source=vm.source(rendered("cloud-vm")), binder=vm.kernel(), env={})
+    finally:
+        logging.getLogger("gpunuma").removeHandler(handler)
+    (line,) = stream.getvalue().splitlines()
+    assert line.startswith("WARNING:gpunuma.compose:not bound: ") and line.count("gpunuma") == 1
+
+    # The command shows its lines with the prefix once: a real bind of this machine's first node, logged under -v.
+    node = min(SysfsTopology(layout=False, gpus=False).read().cpu_nodes, key=lambda n: n.id).id
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUNUMA_")}
+    done = subprocess.run([sys.executable, "-m", "gpunuma", "-v", "exec", "--node", str(node), "--", "true"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    (bound,) = [line for line in done.stderr.splitlines() if "bound to NUMA node" in line]
+    assert done.returncode == 0 and bound.startswith(f"gpunuma: bound to NUMA node {node} ")

@@ -211,7 +211,7 @@ def test_bound_is_one_info_line_with_the_label(dgx, caplog):
         bind_to_gpu(6, source=source, binder=kernel, env={}, label="TP6")
 
     assert gpunuma_records(caplog) == [
-        (logging.INFO, f"gpunuma: [TP6] bound to NUMA node 1 (CPUs {NODE1}), memory preferred 1 for GPU 6")
+        (logging.INFO, f"[TP6] bound to NUMA node 1 (CPUs {NODE1}), memory preferred 1 for GPU 6")
     ]
 
 
@@ -221,7 +221,7 @@ def test_not_bound_is_a_warning_with_the_label(rendered, caplog):
         bind_to_gpu(0, source=vm.source(rendered("cloud-vm")), binder=vm.kernel(), env={}, label="TP0")
 
     ((level, line),) = gpunuma_records(caplog)
-    assert level == logging.WARNING and line.startswith("gpunuma: [TP0] not bound: ")
+    assert level == logging.WARNING and line.startswith("[TP0] not bound: ")
 
 
 def test_a_refused_memory_policy_is_a_warning(rendered, caplog):
@@ -259,7 +259,7 @@ def test_a_ray_worker_with_no_logging_gets_one_stderr_handler_at_info(monkeypatc
 
     (handler,) = log.handlers
     assert isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr
-    log.info("gpunuma: [TP1] bound to NUMA node 0")
+    log.info("[TP1] bound to NUMA node 0")
     assert capfd.readouterr().err == "gpunuma: [TP1] bound to NUMA node 0\n", "Ray forwards stderr to the driver"
 
 

@@ -273,8 +273,8 @@ def test_existing_actor_binds_itself_and_logs_one_line(cluster, simulated_trees,
     node = 0 if gpu < 4 else 1
     cpus = "0-55,112-167" if node == 0 else "56-111,168-223"
     assert report.plan.gpus == (gpu,)
-    assert [line for line in lines if line.startswith("gpunuma: [TP3] ")] == [
-        f"gpunuma: [TP3] bound to NUMA node {node} (CPUs {cpus}), memory preferred {node} for GPU {gpu}"
+    assert [line for line in lines if line.startswith("[TP3] ")] == [
+        f"[TP3] bound to NUMA node {node} (CPUs {cpus}), memory preferred {node} for GPU {gpu}"
     ]
 
 

@@ -224,7 +224,7 @@ def test_a_hook_s_own_label_and_require_bound_apply_to_its_bindings(ray_worker, 
                 ray_worker.assign(1)  # no Ray function manager here: the failure is raised in place
         else:
             ray_worker.assign(1)
-            assert any(record.getMessage().startswith("gpunuma: [TP3] not bound") for record in caplog.records)
+            assert any(record.getMessage().startswith("[TP3] not bound") for record in caplog.records)
 
 
 # -- a strict failure handed to the next function Ray looks up ------------------------------------------

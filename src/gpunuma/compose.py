@@ -446,11 +446,17 @@ def _kept(
     return report
 
 
+#: How a handler gpunuma adds (a Ray worker's, the command's) shows a line: the one place that says "gpunuma".
+LINE_FORMAT = "gpunuma: %(message)s"
+
+
 def _log(report: BindingReport, options: Options) -> None:
     """One line per binding: INFO when bound (or a dry run, GPUNUMA_BIND=0), WARNING when not bound, when the
     kernel refused part of it, or when the binding is not on the GPU's own node (saying so and why); every
     read-back mismatch as a WARNING."""
-    prefix = f"gpunuma: [{options.label}] " if options.label else "gpunuma: "
+    # No "gpunuma:" of its own: the logger's name (gpunuma.compose) or the handler gpunuma adds (a Ray worker's, the
+    # command's) says where a line comes from, once.
+    prefix = f"[{options.label}] " if options.label else ""
     gpus = ",".join(str(g) for g in report.plan.gpus)
     suffix = f" for GPU {gpus}" if gpus else ""
     refused = report.bound and report.memory_policy is None and report.plan.memory_policy is not MemoryPolicy.NONE

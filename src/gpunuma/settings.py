@@ -266,7 +266,7 @@ def configure(
         if values["strict"]:
             raise SettingsError("; ".join(problems))
         for problem in problems if warn else ():
-            logger.warning("gpunuma: %s; using the default (best-effort mode)", problem)
+            logger.warning("%s; using the default (best-effort mode)", problem)
     return Options(
         source=values["source"],
         binder=binder,

@@ -65,7 +65,7 @@ class NumactlLauncher:
         if wanted is None:
             return []
         if narrowed is not None:
-            logger.warning("gpunuma: %s", narrowed)
+            logger.warning("%s", narrowed)
         return [f"{_MEMORY_OPTIONS[wanted.mode]}={node_list(wanted.nodes)}"]
 
     def _many(self) -> bool:

@@ -219,8 +219,8 @@ def noted(error: BaseException, restored: Restored, *, memory: bool | None = Non
         parts.append("the memory policy could not be restored")
     if not parts:
         return
-    text = f"gpunuma: a bind interrupted by {type(error).__name__} was not fully undone: {'; '.join(parts)}"
+    text = f"a bind interrupted by {type(error).__name__} was not fully undone: {'; '.join(parts)}"
     logger.warning("%s", text)
     add_note = getattr(error, "add_note", None)  # Python 3.11+
     if add_note is not None:
-        add_note(text)
+        add_note(f"gpunuma: {text}")  # on someone else's exception, the note says whose it is

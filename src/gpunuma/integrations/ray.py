@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import gpunuma
 from gpunuma import compose, metrics
-from gpunuma.compose import ShareSlots
+from gpunuma.compose import LINE_FORMAT, ShareSlots
 from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.kernel_policy import Mempolicy
 from gpunuma.core.model import Topology
@@ -98,7 +98,7 @@ def show_logs_in_worker() -> None:
     if log.hasHandlers():
         return
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(logging.Formatter(LINE_FORMAT))
     log.addHandler(handler)
     if log.level == logging.NOTSET:
         log.setLevel(logging.INFO)
@@ -159,7 +159,7 @@ def worker_share(ray: Any, options: Options) -> tuple[Options, tuple[Reason, ...
         refused = Reason.of("share_slots_refused", error=str(err))
         if options.strict:  # never bound without its share: nothing got bound, and the error says why
             raise NotBoundError(BindingReport.not_bound(None, options.method, (refused,))) from err
-        logger.warning("gpunuma: no share of the GPU for this worker: %s", err)
+        logger.warning("no share of the GPU for this worker: %s", err)
         return options, (refused,)
     if derived is None:
         return options, ()
@@ -191,7 +191,7 @@ def share_from_ray(ray: Any, slots: ShareSlots | None = None) -> tuple[Share, Re
     key = f"ray-{context.get_node_id()}-gpu{gpus[0]}"
     index = slots.claim(key, count)
     if index is None:
-        logger.warning("gpunuma: all %d shares of GPU %s on this host are taken; binding without a share", count,
+        logger.warning("all %d shares of GPU %s on this host are taken; binding without a share", count,
                      gpus[0])
         return None
     reason = Reason.of("share_from_ray", index=index, count=count, fraction=fraction, gpu=gpus[0])
@@ -410,7 +410,7 @@ def fail_this_task(ray: Any, err: GpunumaError) -> None:
         failing = info._replace(function=refuse)
         return failing
 
-    logger.warning("gpunuma: %s; the task fails instead of running unbound (strict)", err)
+    logger.warning("%s; the task fails instead of running unbound (strict)", err)
     # Ray looks the function up in this per-worker cache first: without an entry it asks the manager.
     cached.clear()
     manager.get_execution_info = get_execution_info
@@ -473,7 +473,7 @@ def install_binding_hook(
     except (ImportError, AttributeError):
         original = None
     if original is not None and getattr(original, _INSTALLED_MARK, False):
-        logger.debug("gpunuma: the binding hook is already installed in this worker; leaving it")
+        logger.debug("the binding hook is already installed in this worker; leaving it")
         return True
     watcher = _BindOnAssignment(
         _binder_for_hook(source, binder, policy, strict, require_bound, require_local, label)
@@ -482,7 +482,7 @@ def install_binding_hook(
         watcher.after_assignment(ray)
     if original is None:
         logger.warning(
-            "gpunuma: this Ray version has no %s.%s; the setup hook cannot bind GPU workers "
+            "this Ray version has no %s.%s; the setup hook cannot bind GPU workers "
             "(call gpunuma.integrations.ray.bind_this_process() in the actor instead)",
             module_name,
             attr,

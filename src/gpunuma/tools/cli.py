@@ -100,6 +100,25 @@ def exit_code_for(err: BaseException) -> ExitCode:
     return ExitCode.ERROR
 
 
+def _show_lines(level: int) -> Callable[[], None]:
+    """Send the ``gpunuma`` logger's records at ``level`` and above to stderr as ``gpunuma: <message>`` for the
+    command's time; the returned function puts the logger back (``main`` runs in-process in tests and tools)."""
+    log = logging.getLogger("gpunuma")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(compose.LINE_FORMAT))
+    handler.setLevel(level)
+    before = log.level
+    log.addHandler(handler)
+    if log.getEffectiveLevel() > level:
+        log.setLevel(level)
+
+    def restore() -> None:
+        log.removeHandler(handler)
+        log.setLevel(before)
+
+    return restore
+
+
 class UsageError(Exception):
     """A usage error (argparse's, raised instead of printed, or the command's own): one line, :attr:`ExitCode.USAGE`."""
 
@@ -625,7 +644,7 @@ def _run(args: Any) -> int:
         return int(command(args))
     args.captured = open_tree(root)
     for note in args.captured.notes:
-        logger.info("gpunuma: %s: %s", root, note)
+        logger.info("%s: %s", root, note)
     return int(command(args))
 
 
@@ -736,9 +755,8 @@ def _main(words: list[str], as_json: bool) -> int:
         return _fail(err, f"gpunuma: error: {err}{_help_hint(words)}", as_json)
     except _OutputError as err:  # -h or --version into a full disk or a closed pipe
         return _fail(err, f"gpunuma: error: {err}", False)
-    if args.verbose:
-        # Without -v nothing is configured: warnings still print, message only, through logging's last resort.
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # gpunuma's lines on stderr, each "gpunuma: ..." (the messages carry no prefix): warnings, and with -v what it does.
+    shown = _show_lines(logging.INFO if args.verbose else logging.WARNING)
     try:
         code = _run(args)
         sys.stdout.flush()
@@ -748,6 +766,8 @@ def _main(words: list[str], as_json: bool) -> int:
     except (GpunumaError, LookupError) as err:
         prefix = "gpunuma exec" if isinstance(err, CommandError) else "gpunuma: error"
         return _fail(err, f"{prefix}: {err}", bool(getattr(args, "json", False)))
+    finally:
+        shown()
 
 
 def _help_hint(words: Sequence[str]) -> str:

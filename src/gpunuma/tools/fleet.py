@@ -401,7 +401,7 @@ def _check_cluster(ray: Any, timeout: float) -> FleetReport:
         try:
             ray.cancel(ref)
         except Exception as err:  # already gone: nothing to cancel
-            logger.debug("gpunuma fleet: cancelling the check of node %s: %s", node_id, err)
+            logger.debug("fleet: cancelling the check of node %s: %s", node_id, err)
         answers[node_id] = _node(node_id, alive, by_node, error=f"no answer within {timeout:g} s")
     nodes = tuple(answers[node_id] for node_id in sorted(answers, key=lambda n: (alive.get(n, ""), n)))
     return FleetReport(nodes=nodes, timeout=timeout, seconds=time.perf_counter() - started, notes=tuple(notes))

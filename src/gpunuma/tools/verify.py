@@ -52,7 +52,7 @@ def verify(*, repair: bool = False, include_narrowed: bool = False) -> CheckResu
             notes.append(refused)
         if repaired:
             view = binder.read_back()
-            logger.info("gpunuma: put the binding back on %d thread(s): %s", len(repaired),
+            logger.info("put the binding back on %d thread(s): %s", len(repaired),
                         ", ".join(f"{r.tid} ({r.drift.value})" for r in repaired))
     return CheckResult(
         view=view,
