@@ -73,7 +73,10 @@ def test_production_code_never_imports_the_fakes():
     assert importers == []  # --simulate reaches them through gpunuma.registry, by name
 
 
-ENTRY_POINTS = ("api.py", "launch.py", "integrations/ray.py", "tools/cli.py", "tools/check.py", "tools/launch.py")
+ENTRY_POINTS = (
+    "api.py", "launch.py", "integrations/ray.py",
+    "tools/cli.py", "tools/check.py", "tools/launch.py", "tools/verify.py", "tools/fleet.py",
+)
 
 
 @pytest.mark.parametrize("module", ENTRY_POINTS)
