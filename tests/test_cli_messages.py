@@ -84,3 +84,15 @@ def test_a_line_has_one_gpunuma_prefix_under_a_standard_formatter_and_from_the_c
                           capture_output=True, text=True, env=env, timeout=120)
     (bound,) = [line for line in done.stderr.splitlines() if "bound to NUMA node" in line]
     assert done.returncode == 0 and bound.startswith(f"gpunuma: bound to NUMA node {node} ")
+
+
+@pytest.mark.parametrize(("where", "noted"), [(["--simulate", "mi300x"], False),
+                                              (["--root", str(DATA / "h200x1.tar.gz")], True)], ids=["amd", "nvidia"])
+def test_a_missing_nvml_is_a_reason_only_where_nvml_could_tell_something(capsys, where, noted):
+    # NVML is not used on either (the AMD host has no NVIDIA driver; a captured tree is not this machine's NVML):
+    # the NVIDIA host's plan says so, the AMD host's has nothing to miss.
+    main(["plan", *where, "--physical-gpu", "0", "--json"])
+    details = json.loads(capsys.readouterr().out)["reason_details"]
+
+    notes = [d["values"]["note"]["code"] for d in details if d["code"] == "topology_note"]
+    assert ("nvml_not_used" in notes) is noted

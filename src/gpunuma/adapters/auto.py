@@ -69,8 +69,7 @@ class AutoTopology:
         """sysfs alone when NVML cannot start (with a note saying why), else both combined."""
         base = self.sysfs.read()
         if self._without_nvml is not None:
-            note = Reason.of("nvml_not_used", error=str(self._without_nvml))
-            return replace(base, source="auto(sysfs)", notes=(*base.notes, note))
+            return _sysfs_alone(base, Reason.of("nvml_not_used", error=str(self._without_nvml)))
         if self._nvml_when == "needed" and not nvml_needs(base):
             return replace(base, source="auto(sysfs)")
         try:
@@ -78,8 +77,7 @@ class AutoTopology:
                 self._nvml = import_pynvml()
             found = read_nvml_gpus(self._nvml, base)
         except NvmlError as err:
-            note = Reason.of("nvml_not_used", error=str(err))
-            return replace(base, source="auto(sysfs)", notes=(*base.notes, note))
+            return _sysfs_alone(base, Reason.of("nvml_not_used", error=str(err)))
         gpus, notes = merge_gpus(base.gpus, found.gpus)
         return replace(
             base, gpus=gpus, source="auto(nvml+sysfs)", notes=(*base.notes, *found.notes, *notes)
@@ -88,6 +86,14 @@ class AutoTopology:
 
 #: When :class:`AutoTopology` asks NVML: whenever it starts, or only where sysfs cannot answer.
 NVML_WHEN = ("always", "needed")
+
+
+def _sysfs_alone(base: Topology, note: Reason) -> Topology:
+    """``base`` as sysfs read it, noting why NVML was not used only where NVML could have told something: an
+    NVIDIA GPU, or no GPU at all in sysfs (a container's GPUs NVML may still see). AMD and Intel GPUs have no NVML
+    to miss, so their plans carry no such reason."""
+    bears = not base.gpus or any(gpu.vendor == "nvidia" for gpu in base.gpus)
+    return replace(base, source="auto(sysfs)", notes=(*base.notes, note) if bears else base.notes)
 
 
 def nvml_needs(kernel: Topology) -> tuple[str, ...]:
