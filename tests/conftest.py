@@ -15,31 +15,37 @@ from gpunuma_fakes import Machine, machine, render_sysfs
 # Also an installed entry point; listed here so a checkout whose install predates it still has the fixtures.
 pytest_plugins = ["gpunuma_fakes.pytest_plugin"]
 
-#: The session's own temporary folder (``$TMPDIR`` of the suite and of every process it starts).
-_SCRATCH = pytest.StashKey[tuple[str, str | None]]()
+#: The session's own temporary folder, and the variables it replaced.
+_SCRATCH = pytest.StashKey[tuple[str, dict[str, str | None]]]()
+#: Where processes of the suite put their temporary state, pointed into the session's folder.
+_REDIRECTED = ("RAY_TMPDIR", "XDG_RUNTIME_DIR")
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    """Everything the suite and its processes put in ``$TMPDIR`` (pytest's folders, Ray's sessions, share slots,
-    the CLI's work) goes into one folder of the session's own, removed when the session ends: the suite leaves
-    nothing in ``$TMPDIR``. The name is short: Ray's socket paths below it must stay within 107 bytes."""
+    """The suite's temporary state lives in one folder of the session's own, removed when it ends, so the suite
+    leaves nothing in ``$TMPDIR``: pytest's folders (unless ``--basetemp`` names one), Ray's sessions
+    (``RAY_TMPDIR``) and the share slots of fractional-GPU workers (``XDG_RUNTIME_DIR``), in this process and
+    every process it starts. The name is short: Ray's socket paths below it must stay within 107 bytes."""
     scratch = tempfile.mkdtemp(prefix="gt-")
-    config.stash[_SCRATCH] = (scratch, os.environ.get("TMPDIR"))
-    os.environ["TMPDIR"] = scratch
-    tempfile.tempdir = None  # gettempdir() reads TMPDIR again
+    saved = {name: os.environ.get(name) for name in _REDIRECTED}
+    config.stash[_SCRATCH] = (scratch, saved)
+    if config.option.basetemp is None:
+        config.option.basetemp = os.path.join(scratch, "pytest")
+    for name in _REDIRECTED:
+        os.environ[name] = scratch
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    scratch, saved = config.stash.get(_SCRATCH, (None, None))
+    scratch, saved = config.stash.get(_SCRATCH, (None, {}))
     if scratch is None:
         return
     shutil.rmtree(scratch, ignore_errors=True)
-    if saved is None:
-        os.environ.pop("TMPDIR", None)
-    else:
-        os.environ["TMPDIR"] = saved
-    tempfile.tempdir = None
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")
