@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from gpunuma.core.filetree import FileTree
 from gpunuma_fakes import Machine, machine, render_sysfs
+from gpunuma_fakes.render import machine_tree
 
 # Also an installed entry point; listed here so a checkout whose install predates it still has the fixtures.
 pytest_plugins = ["gpunuma_fakes.pytest_plugin"]
@@ -55,6 +57,58 @@ def rendered(simulated_trees: Callable[[Machine], Path]) -> Callable[[str], Path
     Shared between tests: read it, never change it (use ``render`` for a tree to damage).
     """
     return lambda name: simulated_trees(machine(name))
+
+
+class TreeEdits:
+    """A machine's tree held in memory with one test's own edits; the machine's own tree is never changed."""
+
+    def __init__(self, simulated: Machine) -> None:
+        self.base = machine_tree(simulated)
+        entries = dict(self.base.items())
+        self.root = self.base.root
+        self.files = {path: data for path, data in entries.items() if isinstance(data, bytes)}
+        self.links = {path: target for path, target in entries.items() if isinstance(target, str)}
+        self.folders = [path for path, data in entries.items() if data is None]
+
+    def _real(self, relative: str) -> str:
+        """``relative`` with the links in its folders followed (``sys/bus/pci/devices/X/numa_node`` is a device's)."""
+        parent, _, name = relative.rpartition("/")
+        if not parent:
+            return relative
+        real = (self.base.resolve(f"{self.root}/{parent}") or "").removeprefix(self.root).strip("/")
+        return f"{real}/{name}" if real else relative
+
+    def write(self, relative: str, text: str | bytes) -> None:
+        relative = self._real(relative)
+        self.links.pop(relative, None)
+        self.files[relative] = text if isinstance(text, bytes) else text.encode()
+
+    def read(self, relative: str) -> str:
+        return self.files[self._real(relative)].decode()
+
+    def delete(self, relative: str) -> None:
+        """Remove a file, a link or a folder with everything in it."""
+        relative = self._real(relative)
+        below = relative + "/"
+        for table in (self.files, self.links):
+            for path in [p for p in table if p == relative or p.startswith(below)]:
+                del table[path]
+        self.folders = [p for p in self.folders if p != relative and not p.startswith(below)]
+
+    def paths(self, prefix: str) -> list[str]:
+        """The files below ``prefix``."""
+        return sorted(path for path in self.files if path.startswith(prefix.rstrip("/") + "/"))
+
+    @property
+    def tree(self) -> FileTree:
+        """The edited tree, as the adapters read it."""
+        return FileTree(self.root, self.files, self.links, self.folders)
+
+
+@pytest.fixture
+def edit() -> Callable[[Machine], TreeEdits]:
+    """``edit(machine)``: the machine's tree in memory for this test to change (``.write``, ``.delete``, ``.tree``)."""
+    return TreeEdits
 
 
 @pytest.fixture

@@ -11,18 +11,19 @@ import pytest
 from gpunuma.adapters.auto import AutoTopology
 from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.core.cpuset import CpuSet
+from gpunuma.core.filetree import FileTree
 from gpunuma.core.model import Gpu, MigDevice
 from gpunuma.core.reasons import TEMPLATES, codes, with_code
 from gpunuma.settings import Options
 from gpunuma_fakes import MACHINES, machine, render_sysfs
 from gpunuma_fakes.nvml import FAILURES, FakeNvml
+from gpunuma_fakes.render import machine_tree
 from gpunuma_fakes.spec import Machine
 
 
-def auto(m: Machine, root: Path, **fake: object) -> tuple[AutoTopology, FakeNvml]:
-    render_sysfs(m, root)
+def auto(m: Machine, **fake: object) -> tuple[AutoTopology, FakeNvml]:
     nvml = FakeNvml(m, **fake)  # type: ignore[arg-type]
-    return AutoTopology(nvml=nvml, sysfs=SysfsTopology(root=root)), nvml
+    return AutoTopology(nvml=nvml, sysfs=SysfsTopology(root=machine_tree(m))), nvml
 
 
 def without_notes(gpu: Gpu) -> Gpu:
@@ -36,9 +37,9 @@ def replace_gpu(m: Machine, index: int, **fields: object) -> Machine:
 
 
 @pytest.mark.parametrize("name", list(MACHINES))
-def test_auto_agrees_with_the_declared_topology_plus_nvml_fields(name: str, tmp_path: Path) -> None:
+def test_auto_agrees_with_the_declared_topology_plus_nvml_fields(name: str) -> None:
     m = machine(name)
-    source, nvml = auto(m, tmp_path)
+    source, nvml = auto(m)
     topo = source.read()
     declared = m.topology()
     assert topo.nodes == declared.nodes
@@ -51,31 +52,30 @@ def test_auto_agrees_with_the_declared_topology_plus_nvml_fields(name: str, tmp_
     assert tuple(map(without_notes, topo.gpus)) == m.topology(nvml=True).gpus
 
 
-def test_without_nvml_library_auto_is_sysfs_and_says_why(tmp_path: Path) -> None:
+def test_without_nvml_library_auto_is_sysfs_and_says_why() -> None:
     m = machine("dgx-h100")
-    source, nvml = auto(m, tmp_path, failure="library_not_found")
+    source, nvml = auto(m, failure="library_not_found")
     topo = source.read()
     assert topo.source == "auto(sysfs)"
-    assert topo.gpus == SysfsTopology(root=str(tmp_path)).read().gpus
+    assert topo.gpus == SysfsTopology(root=machine_tree(m)).read().gpus
     [why] = with_code(topo.notes, "nvml_not_used")
     assert why.values["error"].startswith("nvmlInit failed: LibraryNotFound (code 12)")
     assert nvml.refcount == 0
 
 
-def test_driver_not_loaded_falls_back_to_sysfs(tmp_path: Path) -> None:
-    source, _ = auto(machine("smt-off"), tmp_path, failure="driver_not_loaded")
+def test_driver_not_loaded_falls_back_to_sysfs() -> None:
+    source, _ = auto(machine("smt-off"), failure="driver_not_loaded")
     topo = source.read()
     assert topo.source == "auto(sysfs)"
     assert [g.numa_node for g in topo.gpus] == [0, 1]
     assert ["DriverNotLoaded" in n.values["error"] for n in with_code(topo.notes, "nvml_not_used")] == [True]
 
 
-def test_kernel_node_wins_a_disagreement_with_a_warning_and_a_note(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+def test_kernel_node_wins_a_disagreement_with_a_warning_and_a_note(caplog: pytest.LogCaptureFixture
 ) -> None:
     # NVML claims GPU 1 (sysfs node 0) is near node 1's CPUs.
     m = replace_gpu(machine("dgx-h100"), 1, nvml_cpu_affinity="56-111,168-223")
-    source, _ = auto(m, tmp_path)
+    source, _ = auto(m)
     with caplog.at_level(logging.WARNING, logger="gpunuma"):
         topo = source.read()
     gpu = topo.gpu(1)
@@ -87,10 +87,10 @@ def test_kernel_node_wins_a_disagreement_with_a_warning_and_a_note(
     assert [r.getMessage() for r in caplog.records if r.name.startswith("gpunuma.")] == [note]
 
 
-def test_nvml_fills_in_where_the_kernel_says_minus_one(tmp_path: Path) -> None:
+def test_nvml_fills_in_where_the_kernel_says_minus_one() -> None:
     # A VM whose hypervisor gave no proximity data, but whose NVML affinity names node 1's CPUs.
     m = replace_gpu(machine("cloud-vm"), 2, nvml_cpu_affinity=machine("cloud-vm").nodes[1].cpus)
-    source, _ = auto(m, tmp_path)
+    source, _ = auto(m)
     topo = source.read()
     assert [g.numa_node for g in topo.gpus] == [None, None, 1, None]
     assert topo.gpus[2].local_cpus == CpuSet.parse_list(m.nodes[1].cpus)
@@ -98,57 +98,58 @@ def test_nvml_fills_in_where_the_kernel_says_minus_one(tmp_path: Path) -> None:
     assert tuple(map(without_notes, topo.gpus)) == m.topology(nvml=True).gpus
 
 
-def test_mig_devices_and_uuids_come_from_nvml(tmp_path: Path) -> None:
+def test_mig_devices_and_uuids_come_from_nvml() -> None:
     migs = ("MIG-11111111-2222-5333-8444-555555555555",)
     m = replace_gpu(machine("gh200"), 0, mig_uuids=migs)
-    source, _ = auto(m, tmp_path)
+    source, _ = auto(m)
     topo = source.read()
     assert topo.gpus[0].mig_devices == (MigDevice(uuid=migs[0], parent_index=0),)
     assert topo.gpus[0].memory_node == 1
     assert topo.gpus[0].numa_node == 0
 
 
-def test_nvidia_gpus_nvml_cannot_see_are_left_out_with_a_note(tmp_path: Path) -> None:
-    source, _ = auto(machine("smt-off"), tmp_path, failures={"nvmlDeviceGetHandleByIndex": 4})
+def test_nvidia_gpus_nvml_cannot_see_are_left_out_with_a_note() -> None:
+    source, _ = auto(machine("smt-off"), failures={"nvmlDeviceGetHandleByIndex": 4})
     topo = source.read()
     assert topo.gpus == ()
     assert {"gpu": "GPU 0 (0000:3b:00.0)"} in [n.values for n in with_code(topo.notes, "gpu_not_seen_by_nvml")]
 
 
-def test_allowed_is_the_kernel_view(tmp_path: Path) -> None:
+def test_allowed_is_the_kernel_view() -> None:
     m = machine("container-dgx-h100")
-    source, _ = auto(m, tmp_path)
+    source, _ = auto(m)
     assert source.allowed() == m.allowed()
     assert source.name == "auto"
 
 
-def needed(m: Machine, root: Path, **fake: object) -> tuple[AutoTopology, FakeNvml]:
+def needed(m: Machine, root: FileTree | None = None, **fake: object) -> tuple[AutoTopology, FakeNvml]:
     """The auto source as the composition root builds it for a plan: NVML only where sysfs cannot answer."""
-    render_sysfs(m, root)
     nvml = FakeNvml(m, **fake)  # type: ignore[arg-type]
-    return AutoTopology(nvml=nvml, sysfs=SysfsTopology(root=root), nvml_when="needed"), nvml
+    sysfs = SysfsTopology(root=root if root is not None else machine_tree(m))
+    return AutoTopology(nvml=nvml, sysfs=sysfs, nvml_when="needed"), nvml
 
 
 @pytest.mark.parametrize("name", ["dgx-h100", "gh200", "mi300x", "snc"])
-def test_a_machine_sysfs_fully_describes_is_read_without_asking_nvml(name: str, tmp_path: Path) -> None:
-    source, nvml = needed(machine(name), tmp_path)
+def test_a_machine_sysfs_fully_describes_is_read_without_asking_nvml(name: str) -> None:
+    source, nvml = needed(machine(name))
     topo = source.read()
     assert nvml.calls["nvmlInit"] == 0
     assert topo.source == "auto(sysfs)"
-    assert topo.gpus == SysfsTopology(root=tmp_path).read().gpus
+    assert topo.gpus == SysfsTopology(root=machine_tree(machine(name))).read().gpus
 
 
-def test_numa_node_minus_one_asks_nvml_which_may_know_better(tmp_path: Path) -> None:
+def test_numa_node_minus_one_asks_nvml_which_may_know_better() -> None:
     m = replace_gpu(machine("cloud-vm"), 2, nvml_cpu_affinity=machine("cloud-vm").nodes[1].cpus)
-    source, nvml = needed(m, tmp_path)
+    source, nvml = needed(m)
     topo = source.read()
     assert nvml.calls["nvmlInit"] == 1
     assert [g.numa_node for g in topo.gpus] == [None, None, 1, None]
 
 
-def test_without_the_drivers_proc_listing_nvml_maps_uuids_to_bus_ids(tmp_path: Path) -> None:
-    source, nvml = needed(machine("dgx-h100"), tmp_path)
-    (tmp_path / "proc/driver/nvidia/gpus/0000:1b:00.0/information").unlink()
+def test_without_the_drivers_proc_listing_nvml_maps_uuids_to_bus_ids(edit) -> None:
+    dgx = edit(machine("dgx-h100"))
+    dgx.delete("proc/driver/nvidia/gpus/0000:1b:00.0/information")
+    source, nvml = needed(machine("dgx-h100"), dgx.tree)
     topo = source.read()
     assert nvml.calls["nvmlInit"] == 1 and topo.source == "auto(nvml+sysfs)"
     assert all(gpu.uuid is not None for gpu in topo.gpus)
@@ -193,8 +194,8 @@ def test_a_worker_whose_gpus_sysfs_fully_describes_never_imports_pynvml(tmp_path
 
 
 @pytest.mark.parametrize("failure", FAILURES)
-def test_every_note_nvml_and_auto_give_under_each_failure_has_its_own_code(tmp_path: Path, failure: str) -> None:
-    source, _ = auto(machine("dgx-h100"), tmp_path, failure=failure)
+def test_every_note_nvml_and_auto_give_under_each_failure_has_its_own_code(failure: str) -> None:
+    source, _ = auto(machine("dgx-h100"), failure=failure)
     topo = source.read()
     every = [*topo.notes, *(note for gpu in topo.gpus for note in gpu.notes)]
     assert every and {code for code in codes(every) if code == "note" or code not in TEMPLATES} == set()

@@ -16,6 +16,7 @@ from gpunuma.adapters.auto import AutoTopology
 from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.api import bind_to_gpu
 from gpunuma.core.exposure import DeviceAccess, DeviceIds, usable_gpus
+from gpunuma.core.filetree import FileTree
 from gpunuma.core.identity import GpuEnvironment
 from gpunuma.core.model import Gpu
 from gpunuma.core.reasons import with_code
@@ -93,12 +94,12 @@ def test_a_container_without_the_nvidia_runtime_can_open_no_gpu(render):
 
 
 @pytest.fixture
-def bare_docker(render) -> Path:
+def bare_docker(edit) -> FileTree:
     """The container's tree with neither /proc/driver/nvidia nor /dev: only the variable is left to read."""
-    root = render(DOCKER)
-    shutil.rmtree(root / "proc/driver")
-    shutil.rmtree(root / "dev")
-    return root
+    tree = edit(DOCKER)
+    tree.delete("proc/driver")
+    tree.delete("dev")
+    return tree.tree
 
 
 @pytest.mark.parametrize(

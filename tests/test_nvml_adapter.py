@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import pickle
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -15,8 +14,9 @@ from gpunuma.core.cpuset import CpuSet
 from gpunuma.core.model import MigDevice, Topology
 from gpunuma.core.ports import TopologySource
 from gpunuma.errors import NvmlError
-from gpunuma_fakes import MACHINES, machine, render_sysfs
+from gpunuma_fakes import MACHINES, machine
 from gpunuma_fakes.nvml import FakeNvml
+from gpunuma_fakes.render import machine_tree
 from gpunuma_fakes.spec import Machine
 
 NVIDIA_MACHINES = [name for name, m in MACHINES.items() if any(g.vendor == "nvidia" for g in m.gpus)]
@@ -24,15 +24,14 @@ NVIDIA_MACHINES = [name for name, m in MACHINES.items() if any(g.vendor == "nvid
 real_pynvml = pytest.importorskip("pynvml")
 
 
-def kernel_source(m: Machine, root: Path) -> TopologySource:
-    """The real sysfs adapter over the machine's rendered tree."""
-    render_sysfs(m, root)
-    return SysfsTopology(root=str(root), pid="self")
+def kernel_source(m: Machine) -> TopologySource:
+    """The real sysfs adapter over the machine's tree (held in memory)."""
+    return SysfsTopology(root=machine_tree(m), pid="self")
 
 
-def nvml_topology(m: Machine, tmp_path: Path, **fake: object) -> tuple[Topology, FakeNvml]:
+def nvml_topology(m: Machine, **fake: object) -> tuple[Topology, FakeNvml]:
     nvml = FakeNvml(m, **fake)  # type: ignore[arg-type]
-    return NvmlTopology(nvml=nvml, sysfs=kernel_source(m, tmp_path)).read(), nvml
+    return NvmlTopology(nvml=nvml, sysfs=kernel_source(m)).read(), nvml
 
 
 def with_mig(m: Machine, gpu: int, uuids: tuple[str, ...]) -> Machine:
@@ -49,9 +48,9 @@ MIG_UUIDS = (
 
 # -- agreement with the declared machine ----------------------------------------------
 @pytest.mark.parametrize("name", NVIDIA_MACHINES)
-def test_nvml_agrees_with_declared_topology_on_every_field_nvml_knows(name: str, tmp_path: Path) -> None:
+def test_nvml_agrees_with_declared_topology_on_every_field_nvml_knows(name: str) -> None:
     m = machine(name)
-    topo, _ = nvml_topology(m, tmp_path)
+    topo, _ = nvml_topology(m)
     declared = [g for g in m.topology(nvml=True).gpus if g.vendor == "nvidia"]
     assert [g.index for g in topo.gpus] == [g.index for g in declared]
     for got, want in zip(topo.gpus, declared, strict=True):
@@ -65,10 +64,10 @@ def test_nvml_agrees_with_declared_topology_on_every_field_nvml_knows(name: str,
     assert topo.nodes == m.topology().nodes
 
 
-def test_dgx_h100_nvml_and_sysfs_give_the_same_topology(tmp_path: Path) -> None:
+def test_dgx_h100_nvml_and_sysfs_give_the_same_topology() -> None:
     m = machine("dgx-h100")
-    kernel = kernel_source(m, tmp_path).read()
-    nvml = NvmlTopology(nvml=FakeNvml(m), sysfs=kernel_source(m, tmp_path / "again")).read()
+    kernel = kernel_source(m).read()
+    nvml = NvmlTopology(nvml=FakeNvml(m), sysfs=kernel_source(m)).read()
     # Every Gpu field but the NVML-only ones (memory_node, affinity_nodes) and the notes.
     blank = {"memory_node": None, "affinity_nodes": (), "notes": ()}
     stripped = [dataclasses.replace(g, **blank) for g in nvml.gpus]
@@ -79,8 +78,8 @@ def test_dgx_h100_nvml_and_sysfs_give_the_same_topology(tmp_path: Path) -> None:
     assert nvml.nodes == kernel.nodes and nvml.cpus == kernel.cpus
 
 
-def test_dgx_h100_gpu_5_is_local_to_node_1_cpus(tmp_path: Path) -> None:
-    topo, _ = nvml_topology(machine("dgx-h100"), tmp_path)
+def test_dgx_h100_gpu_5_is_local_to_node_1_cpus() -> None:
+    topo, _ = nvml_topology(machine("dgx-h100"))
     gpu = topo.gpu(5)
     assert gpu is not None
     # Socket 1 holds cores 56-111; their SMT siblings are 112 CPUs higher.
@@ -91,21 +90,21 @@ def test_dgx_h100_gpu_5_is_local_to_node_1_cpus(tmp_path: Path) -> None:
     assert "nvmlDeviceGetNumaNodeId: NotSupported" in gpu.notes
 
 
-def test_gb200_reports_hbm_nodes_as_memory_nodes_and_grace_node_as_cpu_node(tmp_path: Path) -> None:
-    topo, _ = nvml_topology(machine("gb200"), tmp_path)
+def test_gb200_reports_hbm_nodes_as_memory_nodes_and_grace_node_as_cpu_node() -> None:
+    topo, _ = nvml_topology(machine("gb200"))
     assert [g.memory_node for g in topo.gpus] == [2, 10, 18, 26]
     assert [g.numa_node for g in topo.gpus] == [0, 0, 1, 1]
 
 
-def test_gh200_memory_node_is_the_hbm_node(tmp_path: Path) -> None:
-    topo, _ = nvml_topology(machine("gh200"), tmp_path)
+def test_gh200_memory_node_is_the_hbm_node() -> None:
+    topo, _ = nvml_topology(machine("gh200"))
     assert topo.gpus[0].memory_node == 1
     assert topo.gpus[0].local_cpus == CpuSet.range(0, 71)
 
 
 # -- documented outcomes for missing locality -------------------------------------------
-def test_vm_gpu_without_numa_id_and_with_every_cpu_affinity_has_no_node_and_says_why(tmp_path: Path) -> None:
-    topo, _ = nvml_topology(machine("cloud-vm"), tmp_path)
+def test_vm_gpu_without_numa_id_and_with_every_cpu_affinity_has_no_node_and_says_why() -> None:
+    topo, _ = nvml_topology(machine("cloud-vm"))
     for gpu in topo.gpus:
         assert gpu.numa_node is None
         assert gpu.memory_node is None
@@ -113,59 +112,59 @@ def test_vm_gpu_without_numa_id_and_with_every_cpu_affinity_has_no_node_and_says
         assert "CPU affinity is every CPU: no locality reported" in gpu.notes
 
 
-def test_socket_wide_affinity_identifies_no_single_node(tmp_path: Path) -> None:
-    topo, _ = nvml_topology(machine("snc-socket-affinity"), tmp_path)
+def test_socket_wide_affinity_identifies_no_single_node() -> None:
+    topo, _ = nvml_topology(machine("snc-socket-affinity"))
     assert [g.numa_node for g in topo.gpus] == [None] * 6
     assert "CPU affinity spans nodes 0-1" in topo.gpus[0].notes
     assert "CPU affinity spans nodes 2-3" in topo.gpus[5].notes
 
 
-def test_no_numa_id_anywhere_leaves_memory_node_unknown_but_cpu_node_known(tmp_path: Path) -> None:
-    topo, nvml = nvml_topology(machine("gb200"), tmp_path, failure="no_numa_id")
+def test_no_numa_id_anywhere_leaves_memory_node_unknown_but_cpu_node_known() -> None:
+    topo, nvml = nvml_topology(machine("gb200"), failure="no_numa_id")
     assert [g.memory_node for g in topo.gpus] == [None] * 4
     assert [g.numa_node for g in topo.gpus] == [0, 0, 1, 1]
     assert nvml.calls["nvmlDeviceGetNumaNodeId"] == 4
 
 
-def test_missing_scoped_affinity_falls_back_to_the_unscoped_call(tmp_path: Path) -> None:
-    topo, nvml = nvml_topology(machine("dgx-a100"), tmp_path, failure="no_scope_affinity")
+def test_missing_scoped_affinity_falls_back_to_the_unscoped_call() -> None:
+    topo, nvml = nvml_topology(machine("dgx-a100"), failure="no_scope_affinity")
     assert [g.numa_node for g in topo.gpus] == [3, 3, 1, 1, 7, 7, 5, 5]
     assert nvml.calls["nvmlDeviceGetCpuAffinity"] == 8
     assert "nvmlDeviceGetCpuAffinityWithinScope: FunctionNotFound" in topo.gpus[0].notes
 
 
 @pytest.mark.parametrize("code, name", [(3, "NotSupported"), (4, "NoPermission"), (13, "FunctionNotFound")])
-def test_per_call_failure_leaves_the_field_unknown_with_a_note(tmp_path: Path, code: int, name: str) -> None:
-    topo, nvml = nvml_topology(machine("dgx-h100"), tmp_path, failures={"nvmlDeviceGetMemoryAffinity": code})
+def test_per_call_failure_leaves_the_field_unknown_with_a_note(code: int, name: str) -> None:
+    topo, nvml = nvml_topology(machine("dgx-h100"), failures={"nvmlDeviceGetMemoryAffinity": code})
     assert all(g.affinity_nodes == () for g in topo.gpus)
     assert all(f"nvmlDeviceGetMemoryAffinity: {name}" in g.notes for g in topo.gpus)
     assert [g.numa_node for g in topo.gpus] == [0, 0, 0, 0, 1, 1, 1, 1]
     assert nvml.refcount == 0
 
 
-def test_no_affinity_at_all_leaves_locality_unknown(tmp_path: Path) -> None:
+def test_no_affinity_at_all_leaves_locality_unknown() -> None:
     failures = {"nvmlDeviceGetCpuAffinityWithinScope": 13, "nvmlDeviceGetCpuAffinity": 3}
-    topo, _ = nvml_topology(machine("smt-off"), tmp_path, failures=failures)
+    topo, _ = nvml_topology(machine("smt-off"), failures=failures)
     assert [(g.numa_node, g.local_cpus) for g in topo.gpus] == [(None, None), (None, None)]
     assert "no CPU affinity: locality unknown" in topo.gpus[0].notes
 
 
-def test_a_gpu_nvml_may_not_open_is_skipped_with_a_topology_note(tmp_path: Path) -> None:
-    topo, _ = nvml_topology(machine("smt-off"), tmp_path, failures={"nvmlDeviceGetHandleByIndex": 4})
+def test_a_gpu_nvml_may_not_open_is_skipped_with_a_topology_note() -> None:
+    topo, _ = nvml_topology(machine("smt-off"), failures={"nvmlDeviceGetHandleByIndex": 4})
     assert topo.gpus == ()
     assert "NVML GPU 0 skipped: nvmlDeviceGetHandleByIndex: NoPermission" in topo.notes
 
 
-def test_older_pynvml_bytes_are_decoded(tmp_path: Path) -> None:
-    topo, _ = nvml_topology(machine("dgx-h100"), tmp_path, bytes_strings=True)
+def test_older_pynvml_bytes_are_decoded() -> None:
+    topo, _ = nvml_topology(machine("dgx-h100"), bytes_strings=True)
     assert topo.gpus[0].pci_bus_id == "0000:1b:00.0"
     assert topo.gpus[0].uuid == machine("dgx-h100").sorted_gpus()[0].uuid
     assert topo.gpus[0].name == "NVIDIA H100 80GB HBM3"
 
 
-def test_mig_devices_are_listed_under_their_parent(tmp_path: Path) -> None:
+def test_mig_devices_are_listed_under_their_parent() -> None:
     m = with_mig(machine("dgx-h100"), 6, MIG_UUIDS)
-    topo, _ = nvml_topology(m, tmp_path)
+    topo, _ = nvml_topology(m)
     assert topo.gpus[6].mig_devices == tuple(MigDevice(uuid=u, parent_index=6) for u in MIG_UUIDS)
     assert all(g.mig_devices == () for g in topo.gpus if g.index != 6)
 
@@ -179,10 +178,10 @@ def test_mig_devices_are_listed_under_their_parent(tmp_path: Path) -> None:
         ({"failures": {"nvmlInit": 4}}, 4, "NoPermission"),
     ],
 )
-def test_nvml_that_cannot_start_raises_nvml_error_with_code(tmp_path: Path, fake: dict, code: int, words: str) -> None:
+def test_nvml_that_cannot_start_raises_nvml_error_with_code(fake: dict, code: int, words: str) -> None:
     m = machine("dgx-h100")
     nvml = FakeNvml(m, **fake)
-    source = NvmlTopology(nvml=nvml, sysfs=kernel_source(m, tmp_path))
+    source = NvmlTopology(nvml=nvml, sysfs=kernel_source(m))
     with pytest.raises(NvmlError, match=words) as caught:
         source.read()
     assert caught.value.code == code
@@ -190,38 +189,38 @@ def test_nvml_that_cannot_start_raises_nvml_error_with_code(tmp_path: Path, fake
     assert nvml.init_count == nvml.shutdown_count == 0
 
 
-def test_machine_without_nvidia_gpus_has_no_nvml_library(tmp_path: Path) -> None:
+def test_machine_without_nvidia_gpus_has_no_nvml_library() -> None:
     m = machine("mi300x")
     with pytest.raises(NvmlError) as caught:
-        NvmlTopology(nvml=FakeNvml(m), sysfs=kernel_source(m, tmp_path)).read()
+        NvmlTopology(nvml=FakeNvml(m), sysfs=kernel_source(m)).read()
     assert caught.value.code == 12
 
 
-def test_fatal_device_error_is_translated_and_nvml_still_shut_down(tmp_path: Path) -> None:
+def test_fatal_device_error_is_translated_and_nvml_still_shut_down() -> None:
     m = machine("dgx-h100")
     nvml = FakeNvml(m, failures={"nvmlDeviceGetPciInfo": 15})  # GPU is lost
     with pytest.raises(NvmlError, match="nvmlDeviceGetPciInfo failed: GpuIsLost") as caught:
-        NvmlTopology(nvml=nvml, sysfs=kernel_source(m, tmp_path)).read()
+        NvmlTopology(nvml=nvml, sysfs=kernel_source(m)).read()
     assert caught.value.code == 15
     assert (nvml.init_count, nvml.shutdown_count, nvml.refcount) == (1, 1, 0)
 
 
 @pytest.mark.parametrize("name", NVIDIA_MACHINES)
-def test_every_read_inits_once_and_shuts_down_once(name: str, tmp_path: Path) -> None:
-    _, nvml = nvml_topology(machine(name), tmp_path)
+def test_every_read_inits_once_and_shuts_down_once(name: str) -> None:
+    _, nvml = nvml_topology(machine(name))
     assert (nvml.init_count, nvml.shutdown_count, nvml.refcount) == (1, 1, 0)
 
 
-def test_missing_pynvml_module_says_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_pynvml_module_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", None)  # makes `import pynvml` raise ImportError
-    source = NvmlTopology(sysfs=kernel_source(machine("workstation"), tmp_path))
+    source = NvmlTopology(sysfs=kernel_source(machine("workstation")))
     with pytest.raises(NvmlError, match=r"pip install gpunuma\[nvml\]"):
         source.read()
 
 
-def test_allowed_comes_from_the_kernel(tmp_path: Path) -> None:
+def test_allowed_comes_from_the_kernel() -> None:
     m = machine("container-dgx-h100")
-    source = NvmlTopology(nvml=FakeNvml(m), sysfs=kernel_source(m, tmp_path))
+    source = NvmlTopology(nvml=FakeNvml(m), sysfs=kernel_source(m))
     assert source.allowed() == m.allowed()
     assert isinstance(source, TopologySource)
 
@@ -292,11 +291,11 @@ def test_fake_is_picklable_with_its_state_and_errors() -> None:
     assert type(error).__name__ == "NVMLError_DriverNotLoaded" and error.value == 9
 
 
-def test_fake_as_module_shares_state_with_the_instance(tmp_path: Path) -> None:
+def test_fake_as_module_shares_state_with_the_instance() -> None:
     m = machine("workstation")
     fake = FakeNvml(m)
     module = fake.as_module()
-    topo = NvmlTopology(nvml=module, sysfs=kernel_source(m, tmp_path)).read()
+    topo = NvmlTopology(nvml=module, sysfs=kernel_source(m)).read()
     assert topo.gpus[0].pci_bus_id == "0000:01:00.0"
     assert (fake.init_count, fake.shutdown_count) == (1, 1)
 

@@ -78,7 +78,17 @@ def test_a_machine_made_in_code_gets_its_own_tree():
     assert len(SysfsTopology(root=machine_tree(two)).read().nodes) == 2
 
 
-@pytest.mark.parametrize("name", names())
+#: Machines whose trees hold every kind of entry: bus and class links, RDMA devices, DRM nodes, a cgroup, a container.
+RENDERED = ["dgx-h100", "mi300x", "docker-mi300x", "gb200"]
+
+
+def test_every_machine_s_tree_holds_files_links_and_folders():
+    for name in names():
+        kinds = {type(content) for _, content in machine_tree(machine(name)).items()}
+        assert kinds == {bytes, str, type(None)}, name
+
+
+@pytest.mark.parametrize("name", RENDERED)
 def test_render_writes_exactly_the_tree_held_in_memory(name, tmp_path, capsys):
     folder = tmp_path / name
 

@@ -63,21 +63,21 @@ GPU5 = "sys/bus/pci/devices/0000:c3:00.0"
         ("sys/devices/system/cpu/cpu0/topology/physical_package_id", "\u0660\n"),
     ],
 )
-def test_a_kernel_number_in_other_than_ascii_digits_is_a_format_error_naming_the_file(render, relative, text):
-    root = render(DGX)
-    (root / relative).write_text(text)
+def test_a_kernel_number_in_other_than_ascii_digits_is_a_format_error_naming_the_file(edit, relative, text):
+    dgx = edit(DGX)
+    dgx.write(relative, text)
 
     with pytest.raises(SysfsFormatError) as caught:
-        SysfsTopology(root=root).read()
+        SysfsTopology(root=dgx.tree).read()
 
     assert str(caught.value.path).endswith(relative)
 
 
-def test_a_fullwidth_numa_node_binds_nothing_instead_of_the_wrong_node(render):
-    root = render(DGX)
-    (root / GPU5 / "numa_node").write_text("\uff10\n")
+def test_a_fullwidth_numa_node_binds_nothing_instead_of_the_wrong_node(edit):
+    dgx = edit(DGX)
+    dgx.write(f"{GPU5}/numa_node", "\uff10\n")
 
-    report = bind_to_gpu(5, source=SysfsTopology(root=root), binder=DGX.kernel(), env={})
+    report = bind_to_gpu(5, source=SysfsTopology(root=dgx.tree), binder=DGX.kernel(), env={})
 
     assert not report.bound and report.plan.nodes == ()
 
