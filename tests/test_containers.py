@@ -127,7 +127,7 @@ def test_nvidia_visible_devices_decides_only_when_the_files_say_nothing(bare_doc
 
 @pytest.mark.parametrize("source", ["sysfs", "auto"])
 def test_the_composition_root_hands_the_variable_to_the_sysfs_reader(bare_docker, source):
-    options = Options(source=source, machine=CapturedTree(str(bare_docker)))
+    options = Options(source=source, machine=CapturedTree(bare_docker))
     environment = GpuEnvironment.from_mapping({"NVIDIA_VISIBLE_DEVICES": "5"})
 
     planned = compose.plan(options, environment=environment)
