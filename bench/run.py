@@ -1,9 +1,9 @@
-"""The gpunuma bench in one command: ``python bench/run.py [--quick] [--json out.json] [--only ROW] [--compare OLD]``.
+"""The gpunuma bench in one command: ``python bench/run.py [ROW ...] [--quick] [--json out.json] [--compare OLD]``.
 
-Runs every row (or the ``--only`` ones), prints a table of n / min / median / max per series with each
-row's headline and verdict, and writes the same as JSON. ``--compare OLD`` also measures the checkout at
-``OLD`` (an older gpunuma tree), alternating the two trees inside each row, and prints a before/after
-table. Exit status 1 when a row errored; missed targets are reported, not fatal.
+Runs every row (or the ones named, as arguments or with ``--only``), prints a table of n / min / median / max
+per series with each row's headline and verdict, and writes the same as JSON. ``--compare OLD`` also measures
+the checkout at ``OLD`` (an older gpunuma tree), alternating the two trees inside each row, and prints a
+before/after table. Exit status 1 when a row errored; missed targets are reported, not fatal.
 """
 
 from __future__ import annotations
@@ -121,14 +121,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few repetitions: the whole run in under ~1 minute")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    parser.add_argument("rows", nargs="*", metavar="ROW", help=f"run only these rows: {', '.join(modules)}")
     parser.add_argument("--only", action="append", choices=sorted(modules), help="run only this row (repeatable)")
     parser.add_argument("--compare", type=Path, metavar="OLD_TREE",
                         help="also measure this older gpunuma checkout (holding src/ and fakes/), alternated with "
                              "this one, and print a before/after table")
     args = parser.parse_args(argv)
+    unknown = [row for row in args.rows if row not in modules]
+    if unknown:
+        parser.error(f"no row {', '.join(map(repr, unknown))}; the rows: {', '.join(modules)}")
+    wanted = [*args.rows, *(args.only or ())]
 
     budget = Budget(quick=args.quick)
-    chosen = [modules[key] for key in modules if not args.only or key in args.only]
+    chosen = [modules[key] for key in modules if not wanted or key in wanted]
     results: list[RowResult] = []
     elapsed: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="gpunuma-bench-") as workdir:

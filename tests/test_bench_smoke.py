@@ -17,17 +17,15 @@ RUN = Path(__file__).resolve().parent.parent / "bench" / "run.py"
 STATS_KEYS = {"label", "n", "min_ns", "median_ns", "max_ns"}
 ROW_KEYS = {"key", "tree", "what", "target", "series", "headline", "verdict", "derived", "notes", "row_seconds"}
 WITHOUT_RAY = [
-    "import", "cold", "exec", "sysfs-dgx", "sysfs-1024", "plan", "sim-bind", "sim-plan", "archive", "bind", "numactl",
-    "nvml", "suite",
+    "import", "cold", "exec", "sysfs-dgx", "sysfs-1024", "plan", "sim-bind", "sim-plan", "archive", "bind", "verify",
+    "numa-maps", "migrate", "numactl", "nvml", "suite",
 ]
 CHECKOUT = RUN.parent.parent
 
 
 def run_bench(tmp_path: Path, rows: list[str], *extra: str) -> tuple[str, dict]:
     out = tmp_path / "bench.json"
-    argv = [sys.executable, str(RUN), "--quick", "--json", str(out), *extra]
-    for row in rows:
-        argv += ["--only", row]
+    argv = [sys.executable, str(RUN), *rows, "--quick", "--json", str(out), *extra]  # the rows named as arguments
     done = subprocess.run(argv, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout, json.loads(out.read_text())
@@ -69,6 +67,10 @@ def test_quick_run_without_ray_prints_and_writes_every_row_with_n_min_median_max
     assert by_key["import"]["derived"]["heavy_modules_imported"] == [], "import gpunuma must not pull in ray/pynvml"
     assert set(by_key["sysfs-1024"]["derived"]["median_ns_by_cpus"]) == {"256", "512", "1024"}
     assert by_key["bind"]["derived"]["threads_read_back"] == 20
+    assert by_key["verify"]["derived"]["threads"] == 20
+    held = by_key["numa-maps"]["derived"]["base"]
+    assert held["pages"] * held["page_size"] >= 1 << 30, "the holder's GiB is counted"
+    assert by_key["migrate"]["derived"]["nodes"], "the memory nodes it moved between"
     assert by_key["numactl"]["verdict"] == "reported" or by_key["numactl"]["verdict"].startswith("skipped")
     assert by_key["cold"]["derived"]["ratio_cpu_paired"] > 1, "binding costs more than a bare interpreter"
     assert by_key["sim-bind"]["derived"]["created"] == 0, "a simulated bind writes no file"

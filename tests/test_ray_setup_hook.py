@@ -190,7 +190,7 @@ def test_every_ray_entry_point_takes_the_keywords_bind_to_gpu_takes():
     from gpunuma.api import bind_to_gpu
     from gpunuma.integrations.ray import GpuBoundActor, bind_this_process, make_setup_hook
 
-    shared = {"source", "binder", "policy", "strict", "require_bound", "require_local", "label"}
+    shared = {"source", "binder", "policy", "strict", "require_bound", "require_local", "label", "migrate"}
     assert shared <= set(inspect.signature(bind_to_gpu).parameters)
     for entry in (bind_this_process, GpuBoundActor, install_binding_hook, make_setup_hook):
         assert shared <= set(inspect.signature(entry).parameters), entry

@@ -1,5 +1,6 @@
-"""``gpunuma.verify()`` on this machine's real kernel: a real thread pinned with ``os.sched_setaffinity`` on its
-thread id, the calling thread's real memory policy, the real ``numa_maps``.
+"""``gpunuma.verify()`` and ``migrate=True`` on this machine's real kernel: a real thread pinned with
+``os.sched_setaffinity`` on its thread id, the calling thread's real memory policy, the real ``numa_maps``, and
+``migrate_pages(2)`` through libnuma and the raw syscall (on a one-node host every page is already there).
 
 Every binding runs in a spawned child so the test runner itself is never changed.
 """
@@ -143,3 +144,30 @@ def test_the_real_numa_maps_is_read_back_with_the_binding() -> None:
     assert out["local"] == out["json"] and 0 < out["local"] <= 1
     if ONE_NODE:
         assert out["local"] == 1.0
+
+
+def _late_bind(binder: str) -> dict[str, Any]:
+    import gpunuma
+    from gpunuma.compose import make_binder
+
+    data = b"\x01" * (32 << 20)  # touched before the bind, as weights loaded before a late bind are
+    report = gpunuma.bind_to_node(0, binder=binder, env={}, migrate=True)
+    left = make_binder(binder).migrate([0])
+    assert data
+    migration = report.migration
+    assert migration is not None
+    return {"method": report.method, "code": report.reason_codes[-1], "left": left,
+            "migration": (migration.nodes, migration.pages_not_moved, migration.local_before, migration.local_after),
+            "moved": migration.pages_moved, "seconds": migration.seconds}
+
+
+@pytest.mark.parametrize("binder", ["libnuma", "syscall"])
+def test_a_late_bind_migrates_through_the_real_kernel(binder: str) -> None:
+    out = in_child(_late_bind, binder)
+
+    assert out["method"] == binder and out["code"] == "migrate_pages_moved"
+    assert out["left"] >= 0 and 0 <= out["seconds"] < 10
+    nodes, not_moved, before, after = out["migration"]
+    assert nodes == (0,) and not_moved >= 0 and 0 < after <= 1
+    if ONE_NODE:  # nothing to move: every page is on node 0 already
+        assert (before, after, out["moved"]) == (1.0, 1.0, 0)

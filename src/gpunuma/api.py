@@ -91,17 +91,18 @@ def apply_plan(
     strict: bool | None = None,
     env: Mapping[str, str] | None = None,
     label: str | None = None,
+    migrate: bool | None = None,
 ) -> BindingReport:
     """Apply ``plan``: the one apply path (``bind_to_*``, ``gpunuma.launch``, ``gpunuma exec``), logged.
 
     ``GPUNUMA_BIND=0`` swaps in the no-op binder, whatever ``binder`` was given; ``strict=None``
-    takes ``GPUNUMA_STRICT``. In best-effort mode a binder that cannot be built or fails gives a
-    "not bound" report and a warning; binders restore the process before raising, so a failure
-    never leaves it half bound.
+    takes ``GPUNUMA_STRICT``, ``migrate=None`` ``GPUNUMA_MIGRATE``. In best-effort mode a binder that cannot
+    be built or fails gives a "not bound" report and a warning; binders restore the process before raising,
+    so a failure never leaves it half bound.
     """
     _visible_under_ray()
-
-    return compose.apply(configure(env, binder=binder, strict=strict, label=label), compose.check_plan(plan))
+    options = configure(env, binder=binder, strict=strict, label=label, migrate=migrate)
+    return compose.apply(options, compose.check_plan(plan))
 
 
 def bind_to_gpu(
@@ -117,6 +118,7 @@ def bind_to_gpu(
     env: Mapping[str, str] | None = None,
     ray: RayLike | None = None,
     label: str | None = None,
+    migrate: bool | None = None,
 ) -> BindingReport:
     """Bind the whole calling process to the NUMA node of its GPU and return the read-back report.
 
@@ -128,12 +130,15 @@ def bind_to_gpu(
     :class:`~gpunuma.errors.NotBoundError` whenever nothing gets bound; ``require_local=True``
     (``GPUNUMA_REQUIRE=local``) also when the binding would not be on the GPU's own node (the cgroup or the
     reserve leaves none of it), binding nothing then. A binding elsewhere without it is logged as a WARNING that
-    says why. ``GPUNUMA_BIND=0`` makes it a dry run.
+    says why. ``GPUNUMA_BIND=0`` makes it a dry run. ``migrate=True`` (``GPUNUMA_MIGRATE=1``) then moves the
+    pages the process already has to the bound memory nodes (``migrate_pages(2)``): for a late bind, after imports
+    or weights; the report's ``migration`` says what moved. Off by default: moving gigabytes takes a while
+    (docs/api.md gives the cost).
     """
     gpus, physicals = _gpu_arg(gpu), _physical_arg(physical)
     options = configure(
         env, source=source, binder=binder, policy=policy, strict=strict, label=label, require=require_bound,
-        require_local=require_local,
+        require_local=require_local, migrate=migrate,
     )
     environment = compose.gpu_environment(gpus if physicals is None else physicals, None, env, ray)
     _visible_under_ray()
@@ -151,17 +156,18 @@ def bind_to_node(
     require_local: bool | None = None,
     env: Mapping[str, str] | None = None,
     label: str | None = None,
+    migrate: bool | None = None,
 ) -> BindingReport:
     """Bind the whole calling process to an explicit NUMA node (CPU-only helpers, tests).
 
     ``node`` must be an int: anything else (``None``, ``"1"``, ``1.0``) raises
     :class:`~gpunuma.errors.InvalidNodeError` whatever ``strict`` says, a mistake in the call, not a machine
-    that cannot be bound.
+    that cannot be bound. ``migrate``: as for :func:`bind_to_gpu`.
     """
     node = explicit_node_id(node)
     options = configure(
         env, source=source, binder=binder, policy=policy, strict=strict, label=label, require=require_bound,
-        require_local=require_local,
+        require_local=require_local, migrate=migrate,
     )
     _visible_under_ray()
     return compose.bind(options, node=node)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -21,18 +22,19 @@ from gpunuma.adapters import guard, own_binding
 from gpunuma.adapters.files import files_of
 from gpunuma.adapters.kernel_view import read_environ, read_pages, read_process
 from gpunuma.adapters.own_binding import ThisProcess
+from gpunuma.adapters.process import errno_word
 from gpunuma.adapters.share_slots import ShareSlots as ShareSlots
 from gpunuma.adapters.sysfs import SysfsTopology
 from gpunuma.core.cpuset import node_list
 from gpunuma.core.identity import GpuEnvironment, describe_resolution
-from gpunuma.core.pages import Pages, parse_numa_maps
+from gpunuma.core.pages import Pages, parse_numa_maps, percent
 from gpunuma.core.plan import Allowed, BindingPlan
 from gpunuma.core.planner import TopologyNeeds, plan_binding, topology_needs
 from gpunuma.core.policy import MemoryPolicy
 from gpunuma.core.ports import Binder, RayLike, TopologySource
 from gpunuma.core.reasons import Reason
 from gpunuma.core.rebind import format_record
-from gpunuma.core.report import BindingReport, KernelView
+from gpunuma.core.report import BindingReport, KernelView, Migration
 from gpunuma.errors import (
     BindError,
     GpunumaError,
@@ -326,7 +328,47 @@ def apply(options: Options, planned: BindingPlan, *, began: int | None = None) -
         if planned.binds and _held != began:
             return lost_to_another(options, planned)
         with guard.DeferredSignals():
-            return _applied(options, binder, planned)
+            report = _applied(options, binder, planned)
+    if options.migrate and report.bound:
+        # Outside the bind lock, signals not deferred: moving gigabytes takes seconds and Ctrl-C must stop it.
+        report = _migrated(options, binder, report)
+    return report
+
+
+def _migrated(options: Options, binder: Binder, report: BindingReport) -> BindingReport:
+    """``report`` with the pages the process already had moved to its memory nodes (``migrate=True``), logged and
+    kept as the binding in force. Refused, with a reason, where the binding holds no memory policy."""
+    prefix = f"gpunuma: [{options.label}] " if options.label else "gpunuma: "
+    nodes = report.memory_nodes or report.plan.memory_nodes or report.plan.nodes
+    if report.memory_policy is None:
+        held = "none" if report.plan.memory_policy is MemoryPolicy.NONE else "refused by the kernel"
+        reason = Reason.of("migrate_without_memory_policy", policy=held, nodes=node_list(nodes))
+        logger.warning("%s%s", prefix, reason)
+        return _in_force(report, replace(report, reasons=(*report.reasons, reason)))
+    before = binder.pages()
+    started = time.perf_counter()
+    try:
+        left = binder.migrate(nodes)
+    except OSError as err:
+        reason = Reason.of("migrate_pages_refused", errno=errno_word(err.errno))
+        logger.warning("%s%s", prefix, reason)
+        return _in_force(report, replace(report, reasons=(*report.reasons, reason)))
+    seconds = time.perf_counter() - started
+    migration = Migration.measured(nodes, before, binder.pages(), left, seconds)
+    reason = Reason.of(
+        "migrate_pages_moved", moved=migration.pages_moved, nodes=node_list(nodes), ms=round(seconds * 1000, 1),
+        before=percent(migration.local_before), after=percent(migration.local_after), left=left,
+    )
+    logger.info("%s%s", prefix, reason)
+    return _in_force(report, replace(report, reasons=(*report.reasons, reason), migration=migration))
+
+
+def _in_force(kept: BindingReport, report: BindingReport) -> BindingReport:
+    """``report`` (``kept`` with more said), kept as the binding in force where ``kept`` still is."""
+    with guard.lock():
+        if _LAST and _LAST[-1] is kept:
+            _LAST[:] = [report]
+    return report
 
 
 def _applied(options: Options, binder: Binder, planned: BindingPlan) -> BindingReport:

@@ -34,6 +34,9 @@ variable               meaning                                     default
                        or a snapshot path: read it through the
                        ``simulated`` source and bind through its
                        simulated kernel (CI)
+``GPUNUMA_MIGRATE``    ``1`` moves the pages the process already    ``0``
+                       has to the bound memory nodes after
+                       binding (``migrate_pages(2)``)
 =====================  ==========================================  =================
 
 A value gpunuma does not understand is the same everywhere: in strict mode a
@@ -125,6 +128,8 @@ class Options:
     require_local: bool = False
     #: Hand the binding's environment to the children a launcher starts (``GPUNUMA_CHILD_ENV``).
     child_env: bool = True
+    #: Move the process's existing pages to the bound memory nodes after a binding that holds (``GPUNUMA_MIGRATE``).
+    migrate: bool = False
     label: str | None = None
     problems: tuple[Reason, ...] = ()
 
@@ -207,6 +212,7 @@ SETTINGS = (
     Setting("machine", "GPUNUMA_SIMULATE", "--simulate", Simulated, None, binding=False),
     Setting("require", "GPUNUMA_REQUIRE", None, _require, False),
     Setting("child_env", "GPUNUMA_CHILD_ENV", None, _flag, True),
+    Setting("migrate", "GPUNUMA_MIGRATE", None, _flag, False),
     Setting("cpu_scope", "GPUNUMA_CPU_SCOPE", "--scope", _choice(CpuScope), CpuScope.NODE),
     Setting("memory", "GPUNUMA_MEMORY", "--memory", _choice(MemoryPolicy), MemoryPolicy.PREFERRED),
     Setting("on_disallowed", None, "--on-disallowed", _choice(Fallback), Fallback.NEAREST),
@@ -236,6 +242,7 @@ def configure(
     label: str | None = None,
     share: Share | None = None,
     reserve: int | None = None,
+    migrate: bool | None = None,
 ) -> Options:
     """The one :class:`Options` of a call: each switch from its explicit argument, else its command-line flag
     (``flags``, by :data:`SETTINGS` name: text, or a value the parser already made), else its ``GPUNUMA_*``
@@ -251,14 +258,14 @@ def configure(
     """
     check_arguments(
         source=source, binder=binder, policy=policy, strict=strict, require=require, label=label,
-        require_local=require_local, child_env=child_env,
+        require_local=require_local, child_env=child_env, migrate=migrate,
     )
     env = environment(env)
     given: dict[str, object] = {name: getattr(policy, name) for name in POLICY_FIELDS} if policy is not None else {}
     # require_local is require on the GPU's own node: either given decides both.
     required = "local" if require_local else None if require is None and require_local is None else bool(require)
     explicit = {"source": source, "machine": machine, "strict": strict, "require": required,
-                "child_env": child_env, "share": share, "reserve": reserve}
+                "child_env": child_env, "share": share, "reserve": reserve, "migrate": migrate}
     given.update((name, value) for name, value in explicit.items() if value is not None)
     problems: list[Reason] = []
     values = {item.name: _decide(item, given, flags or {}, env, binding, problems) for item in SETTINGS}
@@ -277,6 +284,7 @@ def configure(
         require=values["require"] is not False,
         require_local=values["require"] == "local",
         child_env=values["child_env"],
+        migrate=values["migrate"],
         label=label,
         problems=tuple(problems),
     )
@@ -323,6 +331,7 @@ def check_arguments(
     root: object = "/",
     require_local: object = None,
     child_env: object = None,
+    migrate: object = None,
 ) -> None:
     """A wrong kind of argument is a typed error naming it, before anything reads it (``policy="exclusive"``).
 
@@ -331,7 +340,7 @@ def check_arguments(
     a programming error: it raises whatever the mode, where a problem of the machine is best-effort.
     """
     switches = (("strict", strict), ("require_bound", require), ("require_local", require_local),
-                ("child_env", child_env))
+                ("child_env", child_env), ("migrate", migrate))
     for name, switch in switches:
         if switch is not None and not isinstance(switch, bool):
             raise SettingsError(f"{name}={switch!r:.80}: expected True, False or None (None: its GPUNUMA_* variable)")

@@ -71,7 +71,7 @@ class Pages:
         fraction = self.local_fraction(wanted)
         if fraction is None:
             return f"{self.total:,} pages" + (f" ({split})" if split else "") + more
-        head = f"{_percent(fraction)} on node {node_list(wanted)} ({self.total:,} pages"
+        head = f"{percent(fraction)} on node {node_list(wanted)} ({self.total:,} pages"
         return head + (f"; {split})" if len(self.by_node) > 1 else ")") + more
 
     def to_dict(self, nodes: Iterable[int] = ()) -> dict[str, Any]:
@@ -85,8 +85,10 @@ class Pages:
         }
 
 
-def _percent(fraction: float) -> str:
-    """A share as a whole percent, never rounded up to 100% or down to 0% while it is not."""
+def percent(fraction: float | None) -> str:
+    """A share as a whole percent, never rounded up to 100% or down to 0% while it is not; ``unknown`` for None."""
+    if fraction is None:
+        return "unknown"
     percent = round(fraction * 100)
     if percent == 100 and fraction < 1:
         percent = 99

@@ -292,7 +292,14 @@ TEMPLATES: Mapping[str, str] = {
     "memory_policy_refused": "memory policy refused by the kernel ({errno}): bound CPUs only",
     "memory_policy_not_in_force": "memory policy not in force after setting it (kernel holds {held}): bound CPUs only",
     "migrate_pages_refused": "migrate_pages refused ({errno}): existing pages stay where they are",
-    "migrate_pages_moved": "migrate_pages moved existing pages to node {nodes}; {left} page(s) could not be moved",
+    "migrate_pages_moved": (
+        "moved {moved} page(s) to node {nodes} in {ms} ms (migrate_pages): {before} of the pages there before, "
+        "{after} after; {left} page(s) could not be moved"
+    ),
+    "migrate_without_memory_policy": (
+        "existing pages not moved (migrate): the binding holds no memory policy ({policy}), so nothing would "
+        "keep the process's new pages on node {nodes}"
+    ),
     # -- verify: the binding in force against what the process holds now (tools.verify) ------------
     "verify_nothing_in_force": "no binding holds in this process to compare with: {why}",
     "verify_policy_not_repaired": "the memory policy was not put back: {error}",

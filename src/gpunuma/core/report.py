@@ -7,6 +7,7 @@ from typing import Any
 
 from gpunuma.core.childenv import child_env
 from gpunuma.core.cpuset import CpuSet, node_list
+from gpunuma.core.pages import DEFAULT_PAGE_KB, Pages
 from gpunuma.core.plan import BindingPlan
 from gpunuma.core.policy import MemoryPolicy
 from gpunuma.core.reasons import codes, details
@@ -43,6 +44,60 @@ class KernelView:
 
 
 @dataclass(frozen=True, slots=True)
+class Migration:
+    """The pages a binding moved to its memory nodes afterwards (``migrate=True``), as ``numa_maps`` showed them
+    just before and just after ``migrate_pages(2)``."""
+
+    #: The nodes the pages were moved to: the binding's memory nodes.
+    nodes: tuple[int, ...]
+    #: Pages off ``nodes`` before, less those off them after (base pages); what else the process allocated or
+    #: freed meanwhile counts too.
+    pages_moved: int
+    #: The pages ``migrate_pages(2)`` said it could not move (shared with another process, pinned, no room).
+    pages_not_moved: int
+    #: The share of the process's pages on ``nodes`` before and after (None: no page counted, or unreadable).
+    local_before: float | None
+    local_after: float | None
+    #: Wall time of the ``migrate_pages(2)`` call.
+    seconds: float
+    #: The base page ``pages_moved`` counts, in bytes.
+    page_size: int
+
+    @classmethod
+    def measured(
+        cls, nodes: tuple[int, ...], before: Pages | None, after: Pages | None, not_moved: int, seconds: float
+    ) -> Migration:
+        """The migration that ``before`` and ``after`` (``numa_maps`` around the call) show."""
+
+        def off(pages: Pages | None) -> int:
+            return pages.total - pages.on(nodes) if pages is not None else 0
+
+        moved = max(0, off(before) - off(after)) if before is not None and after is not None else 0
+        known = after if after is not None else before
+        size = known.page_size if known is not None else DEFAULT_PAGE_KB * 1024
+        return cls(
+            nodes=nodes, pages_moved=moved, pages_not_moved=not_moved,
+            local_before=before.local_fraction(nodes) if before is not None else None,
+            local_after=after.local_fraction(nodes) if after is not None else None,
+            seconds=seconds, page_size=size,
+        )
+
+    @property
+    def gigabytes_per_second(self) -> float | None:
+        """What moved over the call's time, in GB/s (10**9 bytes); None when nothing moved."""
+        if not self.pages_moved or self.seconds <= 0:
+            return None
+        return self.pages_moved * self.page_size / self.seconds / 1e9
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "nodes": list(self.nodes), "pages_moved": self.pages_moved, "pages_not_moved": self.pages_not_moved,
+            "local_before": self.local_before, "local_after": self.local_after, "seconds": self.seconds,
+            "page_size": self.page_size,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class BindingReport:
     """The outcome of applying a plan: whether it bound, how, and what the kernel holds now."""
 
@@ -58,6 +113,8 @@ class BindingReport:
     kernel: KernelView | None = None
     #: Planned-versus-kernel differences, in plain words; empty when they agree.
     mismatches: tuple[str, ...] = ()
+    #: The pages moved to the memory nodes after binding (``migrate=True``); None when none were moved.
+    migration: Migration | None = None
 
     @classmethod
     def not_bound(cls, plan: BindingPlan | None, method: str, extra: tuple[str, ...] = ()) -> BindingReport:
@@ -148,4 +205,5 @@ class BindingReport:
             "mismatches": list(self.mismatches),
             "plan": self.plan.to_dict(),
             "kernel": kernel,
+            "migration": self.migration.to_dict() if self.migration is not None else None,
         }

@@ -11,9 +11,9 @@ Three ways in, from most to least control:
 figures of :mod:`gpunuma.metrics` as ``ray.util.metrics`` gauges, which Ray's own Prometheus endpoint serves.
 
 Every entry point takes the same keywords as :func:`gpunuma.bind_to_gpu`: ``source``, ``binder``, ``policy``,
-``strict``, ``require_bound``, ``require_local`` and ``label`` (each line it logs starts with ``[label]``; left
+``strict``, ``require_bound``, ``require_local``, ``label`` (each line it logs starts with ``[label]``; left
 out, the label names the actor class and its rank: ``RANK``/``LOCAL_RANK`` in its environment, else its actor
-name). Environment
+name) and ``migrate`` (move the pages the worker touched before it bound). Environment
 switches (``GPUNUMA_BIND``, ``GPUNUMA_STRICT``, ``GPUNUMA_CPU_SCOPE``...) are listed in :mod:`gpunuma.settings`;
 each entry point reads them once. Ray is imported only inside functions.
 """
@@ -71,6 +71,7 @@ def bind_this_process(
     require_bound: bool | None = None,
     require_local: bool | None = None,
     label: str | None = None,
+    migrate: bool | None = None,
 ) -> BindingReport:
     """Bind this Ray worker process (every thread) to the NUMA node of the GPU Ray assigned it.
 
@@ -78,11 +79,13 @@ def bind_this_process(
     Logs one line such as ``[TP3] bound to NUMA node 0 (CPUs 0-55,112-167), ... for GPU 3`` (``label``
     left out: the actor class and rank, :func:`worker_label`). Best-effort unless ``strict``
     (``GPUNUMA_STRICT=1``) or ``require_bound`` (``GPUNUMA_REQUIRE=1``): nothing bound then raises
-    :class:`~gpunuma.errors.NotBoundError`.
+    :class:`~gpunuma.errors.NotBoundError`. ``migrate=True`` (``GPUNUMA_MIGRATE=1``) moves the pages the worker
+    touched before it bound (imports, a late ``__init__``) to the bound node.
     """
     options = configure(
         source=source, binder=binder, policy=policy, strict=strict, label=label, require=require_bound,
         require_local=require_local,
+        migrate=migrate,
     )
     return _bind_worker(options)
 
@@ -222,6 +225,7 @@ class GpuBoundActor:
         require_bound: bool | None = None,
         require_local: bool | None = None,
         label: str | None = None,
+        migrate: bool | None = None,
         factory_args: Sequence[Any] = (),
         factory_kwargs: Mapping[str, Any] | None = None,
         export_metrics: bool = False,
@@ -233,7 +237,7 @@ class GpuBoundActor:
         try:
             self._report = bind_this_process(
                 source=source, binder=binder, policy=policy, strict=strict, require_bound=require_bound,
-                require_local=require_local, label=label,
+                require_local=require_local, label=label, migrate=migrate,
             )
         except GpunumaError as err:  # strict: typed for the driver, not an ActorDiedError that keeps only the text
             self._failure = err
@@ -298,7 +302,8 @@ def start_bound_actor(
 
     ``actor_options`` go to ``.options()`` (``num_cpus``, ``resources``, ``name``...);
     ``bind_options`` to :class:`GpuBoundActor` (``source``, ``binder``, ``policy``, ``strict``,
-    ``require_bound``, ``require_local``, ``label``, ``factory_args``, ``factory_kwargs``, ``export_metrics``).
+    ``require_bound``, ``require_local``, ``label``, ``migrate``, ``factory_args``, ``factory_kwargs``,
+    ``export_metrics``).
     """
     ray = _ray()
     options = {"num_gpus": num_gpus, **dict(actor_options or {})}
@@ -432,11 +437,13 @@ def _binder_for_hook(
     require_bound: bool | None,
     require_local: bool | None,
     label: str | None,
+    migrate: bool | None,
 ) -> Callable[[bool], BindingReport]:
     def bind(rebind: bool) -> BindingReport:
         options = configure(
             source=source, binder=binder, policy=policy, strict=strict, label=label, require=require_bound,
             require_local=require_local,
+            migrate=migrate,
         )
         if rebind:
             options = replace(options, policy=replace(options.policy, override_affinity=True))
@@ -454,6 +461,7 @@ def install_binding_hook(
     require_bound: bool | None = None,
     require_local: bool | None = None,
     label: str | None = None,
+    migrate: bool | None = None,
 ) -> bool:
     """Arrange for this worker process to bind as soon as Ray assigns it GPUs; True if arranged.
 
@@ -476,7 +484,7 @@ def install_binding_hook(
         logger.debug("the binding hook is already installed in this worker; leaving it")
         return True
     watcher = _BindOnAssignment(
-        _binder_for_hook(source, binder, policy, strict, require_bound, require_local, label)
+        _binder_for_hook(source, binder, policy, strict, require_bound, require_local, label, migrate)
     )
     if _in_ray_worker(ray):
         watcher.after_assignment(ray)
@@ -517,13 +525,14 @@ def make_setup_hook(
     require_bound: bool | None = None,
     require_local: bool | None = None,
     label: str | None = None,
+    migrate: bool | None = None,
 ) -> Callable[[], None]:
     """A ``worker_process_setup_hook`` callable with chosen adapters and switches (pickled into each worker by
     Ray); the keywords are :func:`install_binding_hook`'s."""
 
     def gpunuma_setup_hook() -> None:
         install_binding_hook(source=source, binder=binder, policy=policy, strict=strict,
-                             require_bound=require_bound, require_local=require_local, label=label)
+                             require_bound=require_bound, require_local=require_local, label=label, migrate=migrate)
 
     return gpunuma_setup_hook
 
