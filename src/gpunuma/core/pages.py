@@ -15,7 +15,7 @@ and the counts of every mapping add up.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,7 +139,3 @@ def parse_numa_maps(text: str, *, truncated: bool = False) -> Pages:
         truncated=truncated,
     )
 
-
-def pages_of(by_node: Mapping[int, int], page_size: int = DEFAULT_PAGE_KB * 1024) -> Pages:
-    """A :class:`Pages` from node -> pages (a simulated kernel's count)."""
-    return Pages(tuple(sorted((node, pages) for node, pages in by_node.items() if pages)), page_size)
