@@ -167,6 +167,16 @@ class Topology:
             index.setdefault(cpu.id, cpu)
         return index
 
+    @cached_property
+    def core_ids(self) -> dict[int, frozenset[int]]:
+        """Each described CPU's core: its id with its thread siblings' (what whole-core splits read)."""
+        return {cpu.id: cpu.siblings.ids | {cpu.id} for cpu in self._cpu_index.values()}
+
+    @cached_property
+    def core_lists(self) -> dict[tuple[frozenset[int], frozenset[int]], list[CpuSet]]:
+        """Memo of the planner's whole-core lists of this topology, by (CPUs, allowed CPUs)."""
+        return {}
+
     def node(self, node_id: int) -> NumaNode | None:
         return self._node_index.get(node_id)
 

@@ -24,14 +24,24 @@ def physical_cores(topology: Topology, cpus: CpuSet, allowed: CpuSet) -> list[Cp
 
     A CPU the topology does not describe counts as a core of its own.
     """
-    cores: set[CpuSet] = set()
-    for cpu_id in cpus:
-        cpu = topology.cpu(cpu_id)
-        siblings = (cpu.siblings | CpuSet.of([cpu_id])) if cpu is not None else CpuSet.of([cpu_id])
-        core = siblings & cpus
-        if not core.isdisjoint(allowed):
-            cores.add(core)
-    return sorted(cores, key=lambda core: min(core.ids))
+    wanted, usable = cpus.ids, allowed.ids
+    memo = topology.core_lists
+    known = memo.get((wanted, usable))
+    if known is not None:
+        return list(known)
+    core_ids = topology.core_ids
+    seen: set[int] = set()
+    cores: list[CpuSet] = []
+    # Ascending ids: a core is met first at its lowest CPU, so the list comes out in the documented order.
+    for cpu_id in sorted(wanted):
+        if cpu_id in seen:
+            continue
+        core = core_ids.get(cpu_id, frozenset((cpu_id,))) & wanted
+        seen.update(core)
+        if not core.isdisjoint(usable):
+            cores.append(CpuSet._trusted(frozenset(core)))
+    memo[(wanted, usable)] = cores
+    return list(cores)
 
 
 def block_of(cores: list[CpuSet], rank: int, count: int, allowed: CpuSet) -> CoreBlock:
