@@ -147,3 +147,28 @@ def bindings_stay_in_their_test():
     source = sys.modules.get("gpunuma_fakes.source")
     if source is not None:
         source.forget_process_kernels()
+
+
+@pytest.fixture
+def watch_creations(monkeypatch) -> Callable[[], list[str]]:
+    """Call it to record, from then on, every file or folder this process creates (``os.open`` with
+    ``O_CREAT``, ``os.mkdir``); it returns the list the records go to."""
+
+    def watch() -> list[str]:
+        created: list[str] = []
+        real_open, real_mkdir = os.open, os.mkdir
+
+        def tracked_open(path, flags, *args, **kwargs):
+            if flags & os.O_CREAT:
+                created.append(os.fspath(path))
+            return real_open(path, flags, *args, **kwargs)
+
+        def tracked_mkdir(path, *args, **kwargs):
+            created.append(os.fspath(path))
+            return real_mkdir(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", tracked_open)
+        monkeypatch.setattr(os, "mkdir", tracked_mkdir)
+        return created
+
+    return watch

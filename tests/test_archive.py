@@ -82,40 +82,21 @@ def workstation(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def nothing_written(tmp_path, monkeypatch):
+def nothing_written(tmp_path, monkeypatch, watch_creations):
     """``$TMPDIR`` is an empty folder of its own; the test's end checks that nothing was left or written there."""
     scratch = tmp_path / "tmpdir"
     scratch.mkdir()
     monkeypatch.setenv("TMPDIR", str(scratch))
     monkeypatch.setattr("tempfile.tempdir", None)
-    created: list[str] = []
-    real_open, real_mkdir = os.open, os.mkdir
-
-    def tracked_open(path, flags, *args, **kwargs):
-        if flags & os.O_CREAT:
-            created.append(os.fspath(path))
-        return real_open(path, flags, *args, **kwargs)
-
-    def tracked_mkdir(path, *args, **kwargs):
-        created.append(os.fspath(path))
-        return real_mkdir(path, *args, **kwargs)
-
-    yield created, monkeypatch, tracked_open, tracked_mkdir
+    yield watch_creations
     assert os.listdir(scratch) == []
-
-
-def _watch(nothing_written) -> list[str]:
-    created, monkeypatch, tracked_open, tracked_mkdir = nothing_written
-    monkeypatch.setattr(os, "open", tracked_open)
-    monkeypatch.setattr(os, "mkdir", tracked_mkdir)
-    return created
 
 
 # -- layouts -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["w:gz", "w:bz2", "w:xz", "w:"])
 def test_an_hwloc_gather_archive_opens_to_its_single_top_folder(workstation, tmp_path, mode, nothing_written):
     path = _archive(tmp_path / "host.tar", _tree_members(workstation, "host"), mode)
-    created = _watch(nothing_written)
+    created = nothing_written()
 
     tree = open_tree(path)
 
@@ -134,7 +115,7 @@ def test_an_archive_with_sys_at_its_top_opens_there(workstation, tmp_path):
 
 
 def test_a_folder_is_read_like_an_archive_and_a_single_top_folder_is_found(workstation, tmp_path, nothing_written):
-    created = _watch(nothing_written)
+    created = nothing_written()
 
     tree = open_tree(workstation)
 
@@ -186,7 +167,7 @@ def test_a_missing_path_is_a_clear_error(tmp_path):
 @pytest.mark.parametrize("name", ["host/../../escaped", "../escaped", "/tmp/escaped", "host/sys/../../../escaped"])
 def test_a_member_that_names_a_path_outside_refuses_the_archive(tmp_path, name, nothing_written):
     path = _archive(tmp_path / "evil.tar.gz", [_file("host/sys/x"), _file(name)])
-    created = _watch(nothing_written)
+    created = nothing_written()
 
     with pytest.raises(SnapshotError, match="refusing the archive"):
         open_tree(path)
@@ -436,7 +417,7 @@ def test_root_quotes_nothing_from_outside_the_tree(folder_with_escapes, capsys, 
 
 def test_root_reads_an_archive_and_writes_nothing(workstation, tmp_path, capsys, nothing_written):
     path = _archive(tmp_path / "host.tar.xz", _tree_members(workstation, "host"), "w:xz")
-    created = _watch(nothing_written)
+    created = nothing_written()
 
     assert main(["topo", "--root", str(path), "--json"]) == 0
 

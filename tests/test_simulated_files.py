@@ -33,22 +33,9 @@ def _on_disk(folder: str) -> dict[str, bytes | str | None]:
 
 
 @pytest.fixture
-def written(monkeypatch):
+def written(monkeypatch, watch_creations):
     """Every file or folder this process creates while the test runs (``os.open`` with ``O_CREAT``, ``os.mkdir``)."""
-    created: list[str] = []
-    real_open, real_mkdir = os.open, os.mkdir
-
-    def tracked_open(path, flags, *args, **kwargs):
-        if flags & os.O_CREAT:
-            created.append(os.fspath(path))
-        return real_open(path, flags, *args, **kwargs)
-
-    def tracked_mkdir(path, *args, **kwargs):
-        created.append(os.fspath(path))
-        return real_mkdir(path, *args, **kwargs)
-
-    monkeypatch.setattr(os, "open", tracked_open)
-    monkeypatch.setattr(os, "mkdir", tracked_mkdir)
+    created = watch_creations()
     monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, **k: created.append("mkdtemp") or tempfile.gettempdir())
     return created
 
